@@ -1,0 +1,1 @@
+"""The ingest path: from an S3 notification to counted frames and ready candidates."""

@@ -1,0 +1,59 @@
+"""Wiring of the ingest Lambda: SQS batch -> IngestService, with partial batch failures."""
+
+from __future__ import annotations
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from obsflow import tables
+from obsflow.errors import Rejected
+from obsflow.ingest.frames import Frame
+from obsflow.ingest.objects import S3ObjectReader
+from obsflow.ingest.service import BatchReport, IngestService, ObjectRef, object_refs
+from obsflow.ingest.store import DynamoIngestStore
+from obsflow.observability import logger, metrics
+from obsflow.settings import Settings, get_settings
+
+
+def build_service(settings: Settings | None = None) -> IngestService:
+    settings = settings or get_settings()
+    tables.bind(settings)
+    s3 = boto3.client("s3", region_name=settings.region, endpoint_url=settings.endpoint_url)
+    return IngestService(S3ObjectReader(s3), DynamoIngestStore(settings), settings)
+
+
+def process_batch(service: IngestService, event: dict, context=None) -> dict:
+    """Stage every record, commit the batch's frames together, report failed messages."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+    report = BatchReport()
+    staged: dict[str, list[Frame]] = {}
+
+    def stage_record(record: SQSRecord) -> None:
+        try:
+            refs = object_refs(record.body)
+        except Rejected as rejection:
+            # Not an S3 notification at all: nothing to quarantine but the message itself.
+            logger.error("unreadable notification", extra={"message_id": record.message_id, "reason": rejection.reason})
+            raise
+        frames = [frame for ref in refs if (frame := service.stage(ref, report)) is not None]
+        staged[record.message_id] = frames
+
+    with processor(records=event["Records"], handler=stage_record, lambda_context=context):
+        processor.process()
+    response = processor.response()
+
+    frames = [frame for batch in staged.values() for frame in batch]
+    try:
+        service.commit_frames(frames, report)
+    except Exception:
+        logger.exception("frame commit failed; the batch's frame messages will be retried")
+        failed = [message_id for message_id, batch in staged.items() if batch]
+        response["batchItemFailures"].extend({"itemIdentifier": message_id} for message_id in failed)
+
+    metrics.add_metric(name="FramesCounted", unit="Count", value=report.counted)
+    metrics.add_metric(name="FramesDuplicate", unit="Count", value=report.duplicates)
+    metrics.add_metric(name="ObjectsQuarantined", unit="Count", value=report.quarantined)
+    metrics.add_metric(name="CandidatesReady", unit="Count", value=len(report.ready))
+    logger.info("batch ingested", extra={"report": report.__dict__, "failures": len(response["batchItemFailures"])})
+    return response

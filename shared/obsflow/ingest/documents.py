@@ -1,0 +1,75 @@
+"""The JSON documents the summit sends: transfer manifests and processing candidates."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from obsflow.errors import Rejected
+
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+
+
+class ExpectedFrames(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op_id: str = Field(pattern=ID_PATTERN)
+    expected_frames: int = Field(ge=1)
+
+
+class TransferManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manifest_id: str = Field(pattern=ID_PATTERN)
+    observing_programs: list[ExpectedFrames] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _each_op_once(self) -> "TransferManifest":
+        ops = [op.op_id for op in self.observing_programs]
+        repeated = sorted({op for op in ops if ops.count(op) > 1})
+        if repeated:
+            raise ValueError(f"OP(s) listed more than once: {', '.join(repeated)}")
+        return self
+
+
+class ProcessingCandidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    candidate_id: str = Field(pattern=ID_PATTERN)
+    proposal_id: str = Field(min_length=1)
+    instrument: str = Field(min_length=1)
+    observe_op: str = Field(pattern=ID_PATTERN)
+    calibration_ops: list[str] = Field(default_factory=list)
+    recipe: str | None = None
+    priority: int | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ops_distinct(self) -> "ProcessingCandidate":
+        ops = self.op_ids
+        if len(set(ops)) != len(ops):
+            raise ValueError("observe_op and calibration_ops must name distinct OPs")
+        return self
+
+    @property
+    def op_ids(self) -> list[str]:
+        return [self.observe_op, *self.calibration_ops]
+
+
+def parse_document(model: type[BaseModel], body: bytes, key: str, id_field: str) -> BaseModel:
+    """Parse and validate one JSON document; its id must match its key's file name."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected("malformed-json", f"not valid JSON: {exc}") from exc
+    try:
+        document = model.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<document>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise Rejected("schema", f"{model.__name__} schema violation: {problems}") from exc
+    stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+    if getattr(document, id_field) != stem:
+        raise Rejected(
+            "id-mismatch",
+            f"{id_field} {getattr(document, id_field)!r} does not match the key's file name {stem!r}",
+        )
+    return document

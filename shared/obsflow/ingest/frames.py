@@ -1,0 +1,102 @@
+"""What a raw frame is, as far as obsflow is concerned: its SPEC-0122 header."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from astropy.io import fits
+from dkist_header_validator import Spec122ValidationException, spec122_validator
+
+from obsflow.errors import Rejected
+
+# The keywords obsflow itself relies on, beyond the SPEC-0122 validation.
+REQUIRED_KEYWORDS = ("ID___002", "ID___008", "ID___012", "ID___013", "INSTRUME", "DKIST004", "DATE-OBS")
+# A Fried parameter outside this range [m] is not a measurement (DKIST: AO lock and 0 < r0 < 0.3).
+FRIED_PARAMETER_RANGE = (0.0, 0.3)
+
+
+@dataclass(frozen=True)
+class Frame:
+    file_id: str
+    op_id: str
+    experiment_id: str
+    proposal_id: str
+    instrument: str
+    task_type: str
+    date_obs: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int
+    header_bytes: int
+    fried_parameter: float | None
+    ao_locked: bool | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_spec122(header: fits.Header) -> None:
+    """Check the header against SPEC-0122 (dkist-header-validator); extra keys are allowed at ingest."""
+    missing = [key for key in REQUIRED_KEYWORDS if key not in header]
+    if missing:
+        raise Rejected("missing-keywords", f"header lacks required SPEC-0122 keyword(s): {', '.join(missing)}")
+    try:
+        spec122_validator.validate(header, extra=True)
+    except Spec122ValidationException as exc:
+        errors = getattr(exc, "errors", None) or str(exc)
+        raise Rejected("spec122", f"header fails SPEC-0122 validation: {errors}") from exc
+
+
+def valid_fried_parameter(header: fits.Header) -> float | None:
+    """The Fried parameter when it is a measurement: AO locked and a plausible value."""
+    r0, locked = header.get("AO___001"), header.get("AO___002")
+    if locked is not True or not isinstance(r0, (int, float)):
+        return None
+    low, high = FRIED_PARAMETER_RANGE
+    return float(r0) if low < r0 < high else None
+
+
+def frame_from_header(
+    header: fits.Header,
+    *,
+    op_in_key: str,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    etag: str | None,
+    size: int,
+    header_bytes: int,
+) -> Frame:
+    validate_spec122(header)
+    op_id = str(header["ID___008"]).strip()
+    if op_id != op_in_key:
+        raise Rejected(
+            "op-mismatch",
+            f"the key places the frame in OP {op_in_key!r} but its header says ID___008 = {op_id!r}; "
+            f"upload it under raw/{op_id}/",
+        )
+    try:
+        date_obs = dt.datetime.fromisoformat(str(header["DATE-OBS"])).isoformat()
+    except ValueError as exc:
+        raise Rejected("bad-date", f"DATE-OBS {header['DATE-OBS']!r} is not an ISO-8601 time") from exc
+    ao = header.get("AO___002")
+    return Frame(
+        file_id=str(header["ID___002"]).strip(),
+        op_id=op_id,
+        experiment_id=str(header["ID___012"]).strip(),
+        proposal_id=str(header["ID___013"]).strip(),
+        instrument=str(header["INSTRUME"]).strip(),
+        task_type=str(header["DKIST004"]).strip().lower(),
+        date_obs=date_obs,
+        bucket=bucket,
+        key=key,
+        version_id=version_id,
+        etag=etag,
+        size=size,
+        header_bytes=header_bytes,
+        fried_parameter=valid_fried_parameter(header),
+        ao_locked=ao if isinstance(ao, bool) else None,
+    )

@@ -1,0 +1,197 @@
+"""Ingest domain logic: classify each S3 object, accept or quarantine it, count, decide readiness.
+
+Dependencies come in (an object reader and a store), so unit tests run on fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import unquote_plus
+
+from obsflow.errors import Rejected
+from obsflow.ingest.documents import ProcessingCandidate, TransferManifest, parse_document
+from obsflow.ingest.fits_header import RangeReader, read_primary_header
+from obsflow.ingest.frames import Frame, frame_from_header
+from obsflow.ingest.readiness import OpState, completed_by_change, missing
+from obsflow.observability import logger
+from obsflow.settings import Settings
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One S3 object named by a notification."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    size: int | None = None
+    etag: str | None = None
+    event_name: str = "ObjectCreated:Put"
+
+
+class ObjectReader(RangeReader, Protocol):
+    def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:
+        """The whole object; Rejected if it is larger than ``limit``."""
+
+
+class IngestStore(Protocol):
+    def record_frames(self, frames: list[Frame], now: dt.datetime): ...
+    def record_manifest(self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime) -> dict[str, tuple[OpState, set[str]]]: ...
+    def record_candidate(self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime) -> bool: ...
+    def candidate(self, candidate_id: str): ...
+    def op_states(self, op_ids: list[str]) -> dict[str, OpState]: ...
+    def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool: ...
+    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None: ...
+
+
+@dataclass
+class BatchReport:
+    counted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    documents: int = 0
+    ignored: int = 0
+    ready: list[str] = field(default_factory=list)
+
+
+def object_refs(body: str) -> list[ObjectRef]:
+    """The objects an SQS message body (an S3 event notification) names; [] for s3:TestEvent."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise Rejected("malformed-notification", f"SQS message is not JSON: {exc}") from exc
+    if payload.get("Event") == "s3:TestEvent":
+        return []
+    refs = []
+    for record in payload.get("Records", []):
+        s3 = record["s3"]
+        refs.append(
+            ObjectRef(
+                bucket=s3["bucket"]["name"],
+                key=unquote_plus(s3["object"]["key"]),
+                version_id=s3["object"].get("versionId") or None,
+                size=s3["object"].get("size"),
+                etag=s3["object"].get("eTag"),
+                event_name=record.get("eventName", ""),
+            )
+        )
+    return refs
+
+
+class IngestService:
+    def __init__(
+        self,
+        reader: ObjectReader,
+        store: IngestStore,
+        settings: Settings,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
+        self.reader, self.store, self.settings, self.clock = reader, store, settings, clock
+
+    # -- one object ---------------------------------------------------------
+    def stage(self, ref: ObjectRef, report: BatchReport) -> Frame | None:
+        """Accept a document now, return a frame for the batch commit, quarantine the rest.
+
+        Transient failures (S3 or DynamoDB unavailable) propagate so the message is retried.
+        """
+        if not ref.event_name.startswith("ObjectCreated"):
+            report.ignored += 1
+            logger.info("ignoring non-creation event", extra={"key": ref.key, "event": ref.event_name})
+            return None
+        try:
+            return self._accept(ref, report)
+        except Rejected as rejection:
+            self.store.quarantine(
+                ref.bucket, ref.key, ref.version_id, ref.size, ref.etag, rejection.code, rejection.reason, self.clock()
+            )
+            report.quarantined += 1
+            logger.warning(
+                "quarantined", extra={"key": ref.key, "version_id": ref.version_id, "code": rejection.code, "reason": rejection.reason}
+            )
+            return None
+
+    def _accept(self, ref: ObjectRef, report: BatchReport) -> Frame | None:
+        parts = ref.key.split("/")
+        prefix = parts[0]
+        if prefix == "raw" and len(parts) >= 3 and ref.key.lower().endswith(".fits") and parts[1]:
+            header, size, read = read_primary_header(
+                self.reader,
+                ref.bucket,
+                ref.key,
+                ref.version_id,
+                first_read=self.settings.header_read_bytes,
+                max_header=self.settings.header_max_bytes,
+            )
+            return frame_from_header(
+                header,
+                op_in_key=parts[1],
+                bucket=ref.bucket,
+                key=ref.key,
+                version_id=ref.version_id,
+                etag=ref.etag,
+                size=size,
+                header_bytes=read,
+            )
+        if prefix in ("manifests", "candidates") and len(parts) == 2 and ref.key.endswith(".json"):
+            body = self.reader.read_all(ref.bucket, ref.key, ref.version_id, MAX_DOCUMENT_BYTES)
+            if prefix == "manifests":
+                self._accept_manifest(parse_document(TransferManifest, body, ref.key, "manifest_id"), ref, report)
+            else:
+                self._accept_candidate(parse_document(ProcessingCandidate, body, ref.key, "candidate_id"), ref, report)
+            report.documents += 1
+            return None
+        raise Rejected(
+            "unknown-prefix",
+            "unexpected key: obsflow accepts raw/<op_id>/<name>.fits, manifests/<manifest_id>.json "
+            "and candidates/<candidate_id>.json",
+        )
+
+    def _accept_manifest(self, manifest: TransferManifest, ref: ObjectRef, report: BatchReport) -> None:
+        states = self.store.record_manifest(manifest, ref.key, ref.version_id, self.clock())
+        for op_id, (state, candidate_ids) in sorted(states.items()):
+            if state.complete:
+                self._evaluate_all(candidate_ids, report)
+
+    def _accept_candidate(self, candidate: ProcessingCandidate, ref: ObjectRef, report: BatchReport) -> None:
+        self.store.record_candidate(candidate, ref.key, ref.version_id, self.clock())
+        self._evaluate_all({candidate.candidate_id}, report)
+
+    # -- the batch ----------------------------------------------------------
+    def commit_frames(self, frames: list[Frame], report: BatchReport) -> None:
+        """Count the batch's frames exactly once and re-evaluate candidates of OPs they completed."""
+        if not frames:
+            return
+        outcome = self.store.record_frames(frames, self.clock())
+        report.counted += len(outcome.counted)
+        report.duplicates += len(outcome.duplicates)
+        for op_id, (before, after, candidate_ids) in sorted(outcome.ops.items()):
+            # Re-evaluate on completion, and whenever a complete OP sees a re-delivery:
+            # an earlier delivery may have stopped between counting and evaluating.
+            if completed_by_change(before, after) or (after.complete and before == after):
+                self._evaluate_all(candidate_ids, report)
+
+    # -- readiness ------------------------------------------------------------
+    def _evaluate_all(self, candidate_ids: set[str], report: BatchReport) -> None:
+        for candidate_id in sorted(candidate_ids):
+            if self.evaluate(candidate_id):
+                report.ready.append(candidate_id)
+
+    def evaluate(self, candidate_id: str) -> bool:
+        """Make the candidate READY if all its OPs are complete; True only for the call that did."""
+        candidate = self.store.candidate(candidate_id)
+        if candidate is None or candidate.status != "WAITING":
+            return False
+        states = self.store.op_states(candidate.op_ids)
+        if missing(candidate.op_ids, states):
+            return False
+        detail = {op_id: {"expected": states[op_id].expected, "received": states[op_id].received} for op_id in candidate.op_ids}
+        became_ready = self.store.mark_ready(candidate_id, "complete", detail, self.clock())
+        if became_ready:
+            logger.info("candidate ready", extra={"candidate_id": candidate_id, "ops": detail})
+        return became_ready

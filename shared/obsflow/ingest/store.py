@@ -1,0 +1,237 @@
+"""The ingest path's DynamoDB writes: exact counts through conditional transactions.
+
+Per batch of frames: one consistent BatchGetItem of their OPs and one
+TransactWriteItems that puts each new frame (only if its file id is new) and adds
+to its OP's count (only if the OP has not changed since it was read). A duplicate
+frame or a concurrent change cancels the transaction; the duplicates are dropped
+and the rest is retried. So a frame is counted exactly once, however its
+notification is delivered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from obsflow.errors import TransientError
+from obsflow.settings import Settings
+from obsflow.ingest.documents import ProcessingCandidate, TransferManifest
+from obsflow.ingest.frames import Frame
+from obsflow.ingest.readiness import OpState
+from obsflow.tables import candidates as candidates_table
+from obsflow.tables import observing_programs
+from obsflow.tables.candidates import READY, WAITING, CandidateItem
+from obsflow.tables.frames import FrameItem
+from obsflow.tables.manifests import ManifestItem
+from obsflow.tables.observing_programs import ObservingProgramItem as Op
+from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
+
+MAX_TRANSACTION_ATTEMPTS = 8
+
+
+@dataclass
+class FramesOutcome:
+    counted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    # OP id -> (state before, state after, candidate ids) for every OP the batch touched
+    ops: dict[str, tuple[OpState | None, OpState, set[str]]] = field(default_factory=dict)
+
+
+def _state(item: Op | None) -> OpState | None:
+    return None if item is None else OpState(item.expected, int(item.received or 0))
+
+
+class DynamoIngestStore:
+    """IngestStore on DynamoDB through the pynamodb models."""
+
+    def __init__(self, settings: Settings):
+        self._connection = Connection(region=settings.region, host=settings.endpoint_url)
+
+    # -- frames -------------------------------------------------------------
+    def record_frames(self, frames: list[Frame], now: dt.datetime) -> FramesOutcome:
+        outcome = FramesOutcome()
+        unique: dict[str, Frame] = {}
+        for frame in frames:
+            if frame.file_id in unique:
+                outcome.duplicates.append(frame.file_id)
+            unique.setdefault(frame.file_id, frame)
+        pending = list(unique.values())
+        duplicate_ops: set[str] = set()
+        for _attempt in range(MAX_TRANSACTION_ATTEMPTS):
+            if not pending:
+                break
+            seen = observing_programs.get_many(frame.op_id for frame in pending)
+            try:
+                self._commit(pending, seen, now)
+            except TransactWriteError as exc:
+                reasons = exc.cancellation_reasons or []
+                if not reasons:
+                    raise TransientError(f"frame transaction failed: {exc}") from exc
+                dropped = {
+                    pending[i].file_id
+                    for i, reason in enumerate(reasons[: len(pending)])
+                    if reason is not None and reason.code == "ConditionalCheckFailed"
+                }
+                outcome.duplicates.extend(sorted(dropped))
+                duplicate_ops.update(frame.op_id for frame in pending if frame.file_id in dropped)
+                pending = [frame for frame in pending if frame.file_id not in dropped]
+                continue
+            except (PynamoDBException, ClientError, BotoCoreError) as exc:
+                raise TransientError(f"frame transaction failed: {exc}") from exc
+            counts = Counter(frame.op_id for frame in pending)
+            for op_id, added in counts.items():
+                before = _state(seen.get(op_id))
+                after = OpState(before.expected if before else None, (before.received if before else 0) + added)
+                outcome.ops[op_id] = (before, after, set(seen[op_id].candidate_ids or ()) if op_id in seen else set())
+            outcome.counted.extend(frame.file_id for frame in pending)
+            pending = []
+        else:
+            raise TransientError(
+                f"could not record {len(pending)} frame(s) after {MAX_TRANSACTION_ATTEMPTS} attempts: "
+                "their OPs keep changing; the batch will be retried"
+            )
+        # OPs that only saw duplicates: report their current state, so a redelivery
+        # after a crash still re-evaluates their candidates.
+        only_duplicates = sorted(duplicate_ops - set(outcome.ops))
+        if only_duplicates:
+            current = observing_programs.get_many(only_duplicates)
+            for op_id in only_duplicates:
+                state = _state(current.get(op_id)) or OpState(None, 0)
+                ids = set(current[op_id].candidate_ids or ()) if op_id in current else set()
+                outcome.ops[op_id] = (state, state, ids)
+        return outcome
+
+    def _commit(self, frames: list[Frame], seen: dict[str, Op], now: dt.datetime) -> None:
+        with TransactWrite(connection=self._connection) as transaction:
+            for frame in frames:
+                transaction.save(FrameItem.from_frame(frame, now), condition=FrameItem.file_id.does_not_exist())
+            for op_id, added in Counter(frame.op_id for frame in frames).items():
+                first = next(frame for frame in frames if frame.op_id == op_id)
+                current = seen.get(op_id)
+                transaction.update(
+                    Op(op_id),
+                    actions=[
+                        Op.received.add(added),
+                        Op.rev.add(1),
+                        Op.first_frame_at.set(Op.first_frame_at | now),
+                        Op.instrument.set(Op.instrument | first.instrument),
+                        Op.proposal_id.set(Op.proposal_id | first.proposal_id),
+                        Op.task_type.set(Op.task_type | first.task_type),
+                    ],
+                    condition=Op.op_id.does_not_exist() if current is None else Op.rev == current.rev,
+                )
+
+    # -- manifests and candidates -------------------------------------------
+    def record_manifest(
+        self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime
+    ) -> dict[str, tuple[OpState, set[str]]]:
+        """Record the manifest and each OP's expectation; return each OP's new state and candidates."""
+        try:
+            ManifestItem(
+                manifest.manifest_id,
+                key=key,
+                version_id=version_id,
+                document=manifest.model_dump(),
+                received_at=now,
+            ).save()
+            states = {}
+            for expectation in manifest.observing_programs:
+                op = Op(expectation.op_id)
+                op.update(
+                    actions=[
+                        Op.expected.set(expectation.expected_frames),
+                        Op.manifest_ids.add({manifest.manifest_id}),
+                        Op.rev.add(1),
+                    ]
+                )
+                states[op.op_id] = (OpState(op.expected, int(op.received or 0)), set(op.candidate_ids or ()))
+            return states
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not record manifest {manifest.manifest_id}: {exc}") from exc
+
+    def record_candidate(
+        self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime
+    ) -> bool:
+        """Record the candidate (first arrival wins) and its membership in each OP; True if new."""
+        item = CandidateItem(
+            candidate.candidate_id,
+            proposal_id=candidate.proposal_id,
+            instrument=candidate.instrument,
+            observe_op=candidate.observe_op,
+            calibration_ops=candidate.calibration_ops,
+            recipe=candidate.recipe,
+            priority=candidate.priority,
+            key=key,
+            version_id=version_id,
+            status=WAITING,
+            created_at=now,
+        )
+        try:
+            try:
+                item.save(condition=CandidateItem.candidate_id.does_not_exist())
+                new = True
+            except PutError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                new = False
+            # Membership is written before readiness is evaluated, so a frame that
+            # completes an OP afterwards finds this candidate on the OP.
+            for op_id in candidate.op_ids:
+                Op(op_id).update(actions=[Op.candidate_ids.add({candidate.candidate_id}), Op.rev.add(1)])
+            return new
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not record candidate {candidate.candidate_id}: {exc}") from exc
+
+    # -- readiness ------------------------------------------------------------
+    def candidate(self, candidate_id: str) -> CandidateItem | None:
+        try:
+            return candidates_table.get(candidate_id)
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not read candidate {candidate_id}: {exc}") from exc
+
+    def op_states(self, op_ids: list[str]) -> dict[str, OpState]:
+        try:
+            return {op_id: _state(item) for op_id, item in observing_programs.get_many(op_ids).items()}
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not read OPs {', '.join(op_ids)}: {exc}") from exc
+
+    def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool:
+        """WAITING -> READY exactly once; False if another writer got there first."""
+        try:
+            CandidateItem(candidate_id).update(
+                actions=[
+                    CandidateItem.status.set(READY),
+                    CandidateItem.ready_at.set(now),
+                    CandidateItem.ready_reason.set(reason),
+                    CandidateItem.ready_detail.set(detail),
+                ],
+                condition=CandidateItem.status == WAITING,
+            )
+            return True
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise TransientError(f"could not mark candidate {candidate_id} ready: {exc}") from exc
+
+    # -- quarantine -------------------------------------------------------------
+    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None:
+        try:
+            QuarantineItem(
+                f"{bucket}/{key}",
+                version_id or NO_VERSION,
+                bucket=bucket,
+                key=key,
+                code=code,
+                reason=reason,
+                size=size,
+                etag=etag,
+                quarantined_at=now,
+            ).save()
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not quarantine s3://{bucket}/{key}: {exc}") from exc

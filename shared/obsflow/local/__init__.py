@@ -1,0 +1,1 @@
+"""The embedded local stack: moto on loopback, Lambdas in-process, the same definitions."""

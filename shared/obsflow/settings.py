@@ -1,0 +1,74 @@
+"""Settings as one validated model, read from the environment once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TABLES = ("frames", "observing-programs", "manifests", "candidates", "quarantine")
+
+
+class Settings(BaseSettings):
+    """Where obsflow's resources are and how ingest behaves.
+
+    Resource names derive from ``stage`` unless set explicitly, so the local stack,
+    the deployed stack and the CLI agree without extra configuration.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OBSFLOW_", frozen=True)
+
+    stage: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    ingest_bucket: str = ""
+    ingest_queue: str = ""
+    ingest_dlq: str = ""
+    # Bytes read from the start of a raw frame in one ranged GET: 11 FITS blocks
+    # hold a SPEC-0122 header (~17 KiB) with room to spare and stay under 32 KiB.
+    header_read_bytes: int = Field(default=11 * 2880, ge=2880)
+    # A header that has not ended after this many bytes is rejected.
+    header_max_bytes: int = Field(default=100 * 2880, ge=2880)
+
+    @field_validator("ingest_bucket", "ingest_queue", "ingest_dlq")
+    @classmethod
+    def _names_are_dns_safe(cls, value: str) -> str:
+        if value and not value.replace("-", "").isalnum():
+            raise ValueError(f"resource name {value!r} may only hold letters, digits and '-'")
+        return value
+
+    def resource(self, name: str) -> str:
+        return f"obsflow-{self.stage}-{name}"
+
+    @property
+    def ingest_bucket_name(self) -> str:
+        return self.ingest_bucket or self.resource("ingest")
+
+    @property
+    def ingest_queue_name(self) -> str:
+        return self.ingest_queue or self.resource("ingest")
+
+    @property
+    def ingest_dlq_name(self) -> str:
+        return self.ingest_dlq or self.resource("ingest-dlq")
+
+    def table_name(self, table: str) -> str:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
+        return self.resource(table)
+
+    def describe(self) -> dict:
+        return {
+            "stage": self.stage,
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            "buckets": {"ingest": self.ingest_bucket_name},
+            "queues": {"ingest": self.ingest_queue_name, "ingest_dlq": self.ingest_dlq_name},
+            "tables": {table: self.table_name(table) for table in TABLES},
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

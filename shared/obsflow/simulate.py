@@ -1,0 +1,139 @@
+"""Realistic synthetic observations: SPEC-0122 frames, transfer manifests and candidates.
+
+Headers come from dkist-data-simulator's Spec122Dataset (VBI tables); the pixel data
+is seeded: a dark (bias + dark current), a gain (a vignetted, dusty flat) and
+observe frames (granulation seen through the same dark and gain, with noise).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.io import fits
+
+TASK_EXPOSURE_MS = {"dark": 4.0, "gain": 4.0, "observe": 4.0}
+
+
+@dataclass
+class SimulatedOp:
+    op_id: str
+    task_type: str
+    frames: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def keys(self) -> list[str]:
+        return [f"raw/{self.op_id}/{name}" for name, _ in self.frames]
+
+
+@dataclass
+class SimulatedCandidate:
+    candidate_id: str
+    proposal_id: str
+    ops: list[SimulatedOp]
+    manifest: dict
+    candidate: dict
+
+    def frame_objects(self) -> list[tuple[str, bytes]]:
+        return [(f"raw/{op.op_id}/{name}", body) for op in self.ops for name, body in op.frames]
+
+    def manifest_object(self) -> tuple[str, bytes]:
+        return f"manifests/{self.manifest['manifest_id']}.json", json.dumps(self.manifest).encode()
+
+    def candidate_object(self) -> tuple[str, bytes]:
+        return f"candidates/{self.candidate_id}.json", json.dumps(self.candidate).encode()
+
+
+def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, index: int) -> np.ndarray:
+    ny, nx = shape
+    y, x = np.mgrid[0:ny, 0:nx]
+    dark = 100.0 + 5.0 * (x / nx)  # bias with a gradient across the readout
+    r2 = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) / (0.6 * max(nx, ny)) ** 2
+    gain = np.clip(1.0 - 0.3 * r2, 0.5, 1.0)
+    for cx, cy in ((0.3, 0.4), (0.7, 0.65)):  # two dust motes
+        gain *= 1.0 - 0.25 * np.exp(-(((x - cx * nx) ** 2 + (y - cy * ny) ** 2) / (0.02 * nx) ** 2))
+    if task_type == "dark":
+        signal = dark
+    elif task_type == "gain":
+        signal = dark + 20000.0 * gain
+    else:
+        phase = 0.15 * index
+        scene = 1.0 + 0.1 * np.sin(2 * np.pi * (x / 24.0 + phase)) * np.cos(2 * np.pi * (y / 24.0 - phase))
+        signal = dark + 15000.0 * scene * gain
+    noisy = rng.normal(signal, np.sqrt(np.maximum(signal, 1.0)))
+    return np.clip(noisy, 0, 65535).astype(np.uint16)
+
+
+def simulate_op(
+    op_id: str,
+    task_type: str,
+    n_frames: int,
+    *,
+    proposal_id: str,
+    experiment_id: str,
+    shape: tuple[int, int] = (128, 128),
+    start: dt.datetime,
+    seed: int = 0,
+    fried_parameter: float = 0.1,
+) -> SimulatedOp:
+    from dkist_data_simulator.spec122 import Spec122Dataset  # heavy: import when used
+
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = Spec122Dataset(
+            dataset_shape=(n_frames, *shape), array_shape=(1, *shape), time_delta=1.0, instrument="vbi", start_time=start
+        )
+        for key, value in {
+            "DKIST004": task_type,
+            "ID___008": op_id,
+            "ID___012": experiment_id,
+            "ID___013": proposal_id,
+            "CAM__004": TASK_EXPOSURE_MS[task_type],
+            "AO___001": fried_parameter,
+            "AO___002": task_type == "observe",
+        }.items():
+            dataset.add_constant_key(key, value)
+        op = SimulatedOp(op_id, task_type)
+        for index, frame in enumerate(dataset):
+            header = frame.header()
+            hdu = fits.PrimaryHDU(data=_pixels(task_type, shape, rng, index)[np.newaxis], header=fits.Header(header))
+            buffer = io.BytesIO()
+            hdu.writeto(buffer, checksum=True)
+            op.frames.append((f"{task_type}_{index:04d}.fits", buffer.getvalue()))
+    return op
+
+
+def simulate_candidate(
+    candidate_id: str,
+    *,
+    proposal_id: str = "pid_1_23",
+    n_dark: int = 4,
+    n_gain: int = 4,
+    n_observe: int = 8,
+    shape: tuple[int, int] = (128, 128),
+    start: dt.datetime | None = None,
+    seed: int = 0,
+) -> SimulatedCandidate:
+    start = start or dt.datetime(2026, 11, 20, 18, 0, 0)
+    experiment_id = f"eid_{proposal_id}"
+    ops = [
+        simulate_op(f"{candidate_id}_{task}", task, count, proposal_id=proposal_id, experiment_id=experiment_id,
+                    shape=shape, start=start + dt.timedelta(minutes=10 * i), seed=seed * 10 + i)
+        for i, (task, count) in enumerate((("dark", n_dark), ("gain", n_gain), ("observe", n_observe)))
+    ]
+    manifest = {
+        "manifest_id": f"{candidate_id}_transfer",
+        "observing_programs": [{"op_id": op.op_id, "expected_frames": len(op.frames)} for op in ops],
+    }
+    candidate = {
+        "candidate_id": candidate_id,
+        "proposal_id": proposal_id,
+        "instrument": "VBI",
+        "observe_op": ops[2].op_id,
+        "calibration_ops": [ops[0].op_id, ops[1].op_id],
+    }
+    return SimulatedCandidate(candidate_id, proposal_id, ops, manifest, candidate)

@@ -1,0 +1,77 @@
+"""Processing candidates: an observe OP and the OPs that calibrate it.
+
+A candidate is WAITING until every OP is complete (or the backstop passes), then
+READY, exactly once: the transition is a conditional write.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from obsflow.tables.base import table
+
+WAITING = "WAITING"
+READY = "READY"
+STATUSES = (WAITING, READY)
+
+
+class CandidatesByStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+@table("candidates")
+class CandidateItem(Model):
+    class Meta:
+        table_name = "obsflow-local-candidates"
+
+    candidate_id = UnicodeAttribute(hash_key=True)
+    proposal_id = UnicodeAttribute()
+    instrument = UnicodeAttribute()
+    observe_op = UnicodeAttribute()
+    calibration_ops = ListAttribute(of=UnicodeAttribute, default=list)
+    recipe = UnicodeAttribute(null=True)
+    priority = NumberAttribute(null=True)
+    key = UnicodeAttribute()
+    version_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(default=WAITING)
+    created_at = UTCDateTimeAttribute()
+    ready_at = UTCDateTimeAttribute(null=True)
+    ready_reason = UnicodeAttribute(null=True)
+    ready_detail = JSONAttribute(null=True)
+
+    by_status = CandidatesByStatus()
+
+    @property
+    def op_ids(self) -> list[str]:
+        return [self.observe_op, *self.calibration_ops]
+
+
+def get(candidate_id: str) -> CandidateItem | None:
+    try:
+        return CandidateItem.get(candidate_id, consistent_read=True)
+    except CandidateItem.DoesNotExist:
+        return None
+
+
+def with_status(status: str) -> list[CandidateItem]:
+    return list(CandidateItem.by_status.query(status))
+
+
+def all_candidates() -> list[CandidateItem]:
+    return sorted(
+        (item for status in STATUSES for item in with_status(status)),
+        key=lambda c: c.created_at,
+    )

@@ -1,0 +1,57 @@
+"""Frame inventory: one item per raw frame, keyed by its file id (ID___002)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from obsflow.ingest.frames import Frame
+from obsflow.tables.base import table
+
+
+class FramesByOp(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-op"
+        projection = AllProjection()
+
+    op_id = UnicodeAttribute(hash_key=True)
+    date_obs = UnicodeAttribute(range_key=True)
+
+
+@table("frames")
+class FrameItem(Model):
+    class Meta:
+        table_name = "obsflow-local-frames"
+
+    file_id = UnicodeAttribute(hash_key=True)
+    op_id = UnicodeAttribute()
+    experiment_id = UnicodeAttribute()
+    proposal_id = UnicodeAttribute()
+    instrument = UnicodeAttribute()
+    task_type = UnicodeAttribute()
+    date_obs = UnicodeAttribute()
+    bucket = UnicodeAttribute()
+    key = UnicodeAttribute()
+    version_id = UnicodeAttribute(null=True)
+    etag = UnicodeAttribute(null=True)
+    size = NumberAttribute()
+    header_bytes = NumberAttribute()
+    fried_parameter = NumberAttribute(null=True)
+    ao_locked = BooleanAttribute(null=True)
+    received_at = UTCDateTimeAttribute()
+
+    by_op = FramesByOp()
+
+    @classmethod
+    def from_frame(cls, frame: Frame, received_at) -> "FrameItem":
+        return cls(**frame.as_dict(), received_at=received_at)
+
+
+def frames_of_op(op_id: str) -> list[FrameItem]:
+    return list(FrameItem.by_op.query(op_id))
+
+
+def all_frames() -> list[FrameItem]:
+    """Operator listing only; the ingest path never scans."""
+    return list(FrameItem.scan())

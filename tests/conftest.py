@@ -1,0 +1,23 @@
+"""Shared fixtures: moto-backed AWS for integration tests, seeded synthetic frames."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def small_candidate():
+    """One candidate: 2 darks, 2 gains, 4 observe frames of 32x32 (seeded)."""
+    from obsflow.simulate import simulate_candidate
+
+    return simulate_candidate("cand_small", n_dark=2, n_gain=2, n_observe=4, shape=(32, 32), seed=1)
