@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     the deployed stack and the CLI agree without extra configuration.
     """
 
-    model_config = SettingsConfigDict(env_prefix="OBSFLOW_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="OBSFLOW_", frozen=True, populate_by_name=True)
 
     stage: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]{0,15}$")
     region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")

@@ -1,0 +1,122 @@
+"""The embedded local stack: moto's server on loopback, resources, and the ingest poller."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import urllib.request
+
+import boto3
+
+from obsflow import settings as settings_module
+from obsflow.local.lambda_runtime import load_handler
+from obsflow.local.poller import QueuePoller
+from obsflow.local.resources import create_resources
+from obsflow.observability import logger
+from obsflow.settings import Settings
+
+DEFAULT_PORT = 4566
+MOTO_CONFIG = {
+    "batch": {"use_docker": False},
+    "lambda": {"use_docker": False},
+    "stepfunctions": {"execute_state_machine": True},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class LocalStack:
+    """Everything obsflow needs, in this process, reachable by any AWS client on loopback."""
+
+    def __init__(self, port: int = DEFAULT_PORT, stage: str = "local", batch_window_s: float = 0.5,
+                 log_level: str = "WARNING"):
+        self.port = port or free_port()
+        self.log_level = log_level
+        self.stage = stage
+        self.batch_window_s = batch_window_s
+        self._server = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.poller: QueuePoller | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            # moto's Step Functions interpreter calls back to MOTO_PORT; DynamoDB Streams
+            # calls go astray unless account-id endpoints are off (see DESIGN.md).
+            "MOTO_PORT": str(self.port),
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "OBSFLOW_STAGE": self.stage,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def start(self) -> "LocalStack":
+        from moto.server import ThreadedMotoServer
+
+        if port_in_use(self.port):
+            raise RuntimeError(
+                f"port {self.port} on 127.0.0.1 is already in use: stop the other local stack "
+                "or choose another port with --port"
+            )
+        # The in-process Lambdas read their settings from the environment, as on AWS.
+        os.environ.update(self._environment())
+        settings_module.get_settings.cache_clear()
+        logger.setLevel(self.log_level)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps(MOTO_CONFIG).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+        self.settings = settings_module.get_settings()
+        session = boto3.Session(region_name=self.settings.region)
+        urls = create_resources(self.settings, session)
+        sqs = session.client("sqs", endpoint_url=self.endpoint_url)
+        self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
+        self._start_thread("ingest-poller", self.poller.run)
+        return self
+
+    def _start_thread(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
