@@ -22,7 +22,10 @@ class FakeBucket:
         body = self.objects[key]
         chunk = body[start : start + length]
         self.bytes_read += len(chunk)
-        return chunk, len(body)
+        return chunk, len(body), "v1"
+
+    def current_version(self, bucket, key):
+        return "v1" if key in self.objects else None
 
     def read_all(self, bucket, key, version_id, limit):
         self.requests += 1

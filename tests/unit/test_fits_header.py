@@ -34,7 +34,7 @@ def test_header_is_read_with_one_small_ranged_get_whatever_the_frame_size():
     # Given a 256 KiB frame with a short header
     body = fits_bytes()
     # When its header is read
-    (header, size, read_bytes), bucket = read(body)
+    (header, size, read_bytes, _), bucket = read(body)
     # Then one GET of at most 32 KiB was enough and the header is complete
     assert bucket.requests == 1 and bucket.bytes_read <= 32 * 1024
     assert header["NAXIS1"] == 256 and size == len(body)
@@ -44,7 +44,7 @@ def test_a_long_header_is_read_in_further_ranges_until_its_end_card():
     # Given a header longer than the first read (600 cards ~ 48 KiB)
     body = fits_bytes(shape=(1, 8, 8), cards=600)
     # When it is read
-    (header, _, read_bytes), bucket = read(body)
+    (header, _, read_bytes, _), bucket = read(body)
     # Then more ranges were fetched and every card arrived
     assert bucket.requests > 1
     assert header["KEY00599"] == 599

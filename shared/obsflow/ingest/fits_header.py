@@ -16,8 +16,10 @@ END_CARD = b"END" + b" " * 77
 
 
 class RangeReader(Protocol):
-    def read_range(self, bucket: str, key: str, version_id: str | None, start: int, length: int) -> tuple[bytes, int]:
-        """Bytes ``start .. start+length-1`` of the object and the object's total size."""
+    def read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> tuple[bytes, int, str | None]:
+        """Bytes ``start .. start+length-1`` of the object, its total size and its version id."""
 
 
 def header_length(buffer: bytes) -> int | None:
@@ -45,13 +47,13 @@ def read_primary_header(
     *,
     first_read: int,
     max_header: int,
-) -> tuple[fits.Header, int, int]:
-    """Return (header, object size, bytes read).
+) -> tuple[fits.Header, int, int, str | None]:
+    """Return (header, object size, bytes read, version id read).
 
     Reads ``first_read`` bytes, then further ranges only if the header goes on.
     Raises Rejected for anything that is not a complete single-image FITS object.
     """
-    buffer, size = reader.read_range(bucket, key, version_id, 0, first_read)
+    buffer, size, version_id = reader.read_range(bucket, key, version_id, 0, first_read)
     if size == 0:
         raise Rejected("empty", "the object is empty (0 bytes); re-transfer the frame")
     if not buffer.startswith(b"SIMPLE  =") or buffer[29:30] != b"T":
@@ -62,7 +64,7 @@ def read_primary_header(
             raise Rejected("truncated", f"truncated: the header has no END card within the object's {size} bytes")
         if len(buffer) >= max_header:
             raise Rejected("header-too-long", f"the header has no END card in its first {max_header} bytes")
-        more, size = reader.read_range(bucket, key, version_id, len(buffer), first_read)
+        more, size, _ = reader.read_range(bucket, key, version_id, len(buffer), first_read)
         buffer += more
         length = header_length(buffer)
     try:
@@ -78,4 +80,4 @@ def read_primary_header(
             "truncated",
             f"truncated: the object has {size} bytes but its header declares {declared}; re-transfer the frame",
         )
-    return header, size, len(buffer)
+    return header, size, len(buffer), version_id

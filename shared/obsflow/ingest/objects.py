@@ -28,12 +28,23 @@ class S3ObjectReader:
         except BotoCoreError as exc:
             raise TransientError(f"S3 GetObject s3://{bucket}/{key} failed: {exc}") from exc
 
-    def read_range(self, bucket: str, key: str, version_id: str | None, start: int, length: int) -> tuple[bytes, int]:
+    def read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> tuple[bytes, int, str | None]:
         response = self._get(bucket, key, version_id, Range=f"bytes={start}-{start + length - 1}")
         body = response["Body"].read()
         content_range = response.get("ContentRange")  # "bytes 0-31679/534240"
         total = int(content_range.rsplit("/", 1)[1]) if content_range else len(body)
-        return body, total
+        return body, total, response.get("VersionId")
+
+    def current_version(self, bucket: str, key: str) -> str | None:
+        """The object's current version id (for notifications that do not carry one)."""
+        try:
+            return self._s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in GONE:
+                return None
+            raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
 
     def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:
         response = self._get(bucket, key, version_id)

@@ -39,6 +39,9 @@ class ObjectReader(RangeReader, Protocol):
     def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:
         """The whole object; Rejected if it is larger than ``limit``."""
 
+    def current_version(self, bucket: str, key: str) -> str | None:
+        """The object's current version id."""
+
 
 class IngestStore(Protocol):
     def record_frames(self, frames: list[Frame], now: dt.datetime): ...
@@ -107,12 +110,14 @@ class IngestService:
         try:
             return self._accept(ref, report)
         except Rejected as rejection:
+            # Real S3 notifications carry the version; where one does not (moto), ask S3.
+            version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)
             self.store.quarantine(
-                ref.bucket, ref.key, ref.version_id, ref.size, ref.etag, rejection.code, rejection.reason, self.clock()
+                ref.bucket, ref.key, version_id, ref.size, ref.etag, rejection.code, rejection.reason, self.clock()
             )
             report.quarantined += 1
             logger.warning(
-                "quarantined", extra={"key": ref.key, "version_id": ref.version_id, "code": rejection.code, "reason": rejection.reason}
+                "quarantined", extra={"key": ref.key, "version_id": version_id, "code": rejection.code, "reason": rejection.reason}
             )
             return None
 
@@ -120,7 +125,7 @@ class IngestService:
         parts = ref.key.split("/")
         prefix = parts[0]
         if prefix == "raw" and len(parts) >= 3 and ref.key.lower().endswith(".fits") and parts[1]:
-            header, size, read = read_primary_header(
+            header, size, read, version_id = read_primary_header(
                 self.reader,
                 ref.bucket,
                 ref.key,
@@ -133,7 +138,7 @@ class IngestService:
                 op_in_key=parts[1],
                 bucket=ref.bucket,
                 key=ref.key,
-                version_id=ref.version_id,
+                version_id=ref.version_id or version_id,
                 etag=ref.etag,
                 size=size,
                 header_bytes=read,

@@ -1,0 +1,175 @@
+"""Ingest on moto: duplicates, out-of-order documents, concurrent batches, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+from astropy.io import fits
+
+from obsflow.ingest.batch import build_service, process_batch
+from obsflow.tables import candidates, frames, observing_programs, quarantine
+from obsflow.tables.frames import FrameItem
+
+
+def op_counts(candidate):
+    ops = observing_programs.get_many(op.op_id for op in candidate.ops)
+    return {op_id: (op.received, op.expected) for op_id, op in ops.items()}
+
+
+def receive_all(stack) -> list[dict]:
+    messages = []
+    while batch := stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        messages.extend(batch)
+    return messages
+
+
+def as_event(messages) -> dict:
+    return {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                         "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+                        for m in messages]}
+
+
+def test_documents_first_frames_last_and_every_notification_twice(stack, small_candidate):
+    # Given the manifest and candidate before any frame
+    stack.put(*small_candidate.manifest_object())
+    stack.put(*small_candidate.candidate_object())
+    for key, body in small_candidate.frame_objects():
+        stack.put(key, body)
+    # When every notification is delivered twice, in separate batches
+    messages = receive_all(stack)
+    service = build_service(stack.settings)
+    for delivery in (messages, list(reversed(messages))):
+        for start in range(0, len(delivery), 3):
+            response = process_batch(service, as_event(delivery[start:start + 3]))
+            assert response["batchItemFailures"] == []
+    # Then counts are exact and the candidate is READY
+    assert op_counts(small_candidate) == {op.op_id: (len(op.frames), len(op.frames)) for op in small_candidate.ops}
+    assert candidates.get("cand_small").status == "READY"
+
+
+def test_re_uploaded_frames_are_counted_once(stack, small_candidate):
+    # Given every frame uploaded twice (two S3 versions, the same file ids)
+    for _ in range(2):
+        for key, body in small_candidate.frame_objects():
+            stack.put(key, body)
+    # When ingested
+    stack.drain()
+    # Then each OP counts each frame once
+    assert {op_id: received for op_id, (received, _) in op_counts(small_candidate).items()} == {
+        op.op_id: len(op.frames) for op in small_candidate.ops}
+    assert len(frames.all_frames()) == 8
+
+
+def test_concurrent_batches_for_the_same_op_count_exactly(stack):
+    from obsflow.simulate import simulate_op
+    import datetime as dt
+
+    # Given 40 frames of one OP, each notified twice, split across 4 concurrent handlers
+    op = simulate_op("op_busy", "observe", 40, proposal_id="p", experiment_id="e", shape=(16, 16),
+                     start=dt.datetime(2026, 1, 1), seed=3)
+    for key, body in zip(op.keys(), (b for _, b in op.frames)):
+        stack.put(key, body)
+        stack.put(key, body)
+    messages = receive_all(stack)
+    service = build_service(stack.settings)
+    failures = []
+
+    def worker(chunk):
+        for start in range(0, len(chunk), 10):
+            failures.extend(process_batch(service, as_event(chunk[start:start + 10]))["batchItemFailures"])
+
+    threads = [threading.Thread(target=worker, args=(messages[i::4],)) for i in range(4)]
+    # When they run at the same time
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then the count is exact
+    assert failures == []
+    assert observing_programs.get_many(["op_busy"])["op_busy"].received == 40
+    assert len(list(FrameItem.by_op.query("op_busy"))) == 40
+
+
+def fits_with(header_edit, body: bytes) -> bytes:
+    hdul = fits.open(io.BytesIO(body))
+    header = hdul[0].header.copy()
+    header_edit(header)
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(hdul[0].data, header=header).writeto(buffer)
+    return buffer.getvalue()
+
+
+def test_every_kind_of_bad_input_is_quarantined_and_good_input_keeps_flowing(stack, small_candidate):
+    good_key, good = small_candidate.frame_objects()[0]
+    op_id = small_candidate.ops[0].op_id
+    bad = {
+        f"raw/{op_id}/not_fits.fits": b"this is not a FITS file at all" * 200,
+        f"raw/{op_id}/truncated.fits": good[: len(good) // 2],
+        f"raw/{op_id}/no_proposal.fits": fits_with(lambda h: h.remove("ID___013"), good),
+        f"raw/{op_id}/bad_type.fits": fits_with(lambda h: h.set("ID___012", 12), good),
+        f"raw/{op_id}/other_op.fits": fits_with(lambda h: h.set("ID___008", "someone_else"), good),
+        "manifests/broken.json": b"{ not json",
+        "candidates/c9.json": json.dumps({"candidate_id": "c9", "instrument": "VBI"}).encode(),
+        "summit/stray.txt": b"hello",
+    }
+    expected_codes = ["not-fits", "truncated", "missing-keywords", "spec122", "op-mismatch", "malformed-json",
+                      "schema", "unknown-prefix"]
+    # Given a mix of bad objects and good frames in the same batches
+    for key, body in bad.items():
+        stack.put(key, body)
+    for key, body in small_candidate.frame_objects():
+        stack.put(key, body)
+    # When ingested
+    stack.drain()
+    # Then each bad object is quarantined with its key, version and a specific reason
+    records = {q.key: q for q in quarantine.all_quarantined()}
+    assert {key: records[key].code for key in bad} == dict(zip(bad, expected_codes))
+    assert all(q.version_id != "null" and q.reason for q in records.values())
+    assert "ID___013" in records[f"raw/{op_id}/no_proposal.fits"].reason
+    # and every good frame was still counted, nothing went to the dead-letter queue
+    assert len(frames.all_frames()) == len(small_candidate.frame_objects())
+    dlq = stack.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_an_unreadable_message_fails_alone_and_ends_in_the_dead_letter_queue(stack, small_candidate):
+    # Given a message that is not an S3 notification, beside good frame notifications
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody="garbage")
+    for key, body in small_candidate.frame_objects()[:3]:
+        stack.put(key, body)
+    # When the queue is drained (the poller retries failures, SQS redrives after 3 receives)
+    stack.drain()
+    # Then the good frames are in, and the bad message is kept in the DLQ
+    assert len(frames.all_frames()) == 3
+    dead = stack.sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [m["Body"] for m in dead] == ["garbage"]
+
+
+def test_the_s3_test_event_is_ignored(stack):
+    body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": stack.bucket})
+    response = process_batch(build_service(stack.settings), as_event([{"MessageId": "m1", "ReceiptHandle": "r", "Body": body}]))
+    assert response == {"batchItemFailures": []}
+    assert quarantine.all_quarantined() == []
+
+
+def test_readiness_is_signalled_once_even_when_evaluated_repeatedly(stack, small_candidate):
+    # Given a complete candidate
+    for key, body in [*small_candidate.frame_objects(), small_candidate.candidate_object(), small_candidate.manifest_object()]:
+        stack.put(key, body)
+    stack.drain()
+    service = build_service(stack.settings)
+    first_ready = candidates.get("cand_small").ready_at
+    # When readiness is evaluated again, concurrently
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(service.evaluate("cand_small"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then nothing changes: it was already READY, and stays READY from the first time
+    assert results == [False] * 4
+    assert candidates.get("cand_small").ready_at == first_ready
