@@ -7,6 +7,7 @@ import pytest
 from moto import mock_aws
 
 from obsflow.ingest.batch import build_service, process_batch
+from obsflow.local import moto_patches
 from obsflow.local.poller import QueuePoller
 from obsflow.local.resources import create_resources
 from obsflow.settings import Settings
@@ -35,6 +36,7 @@ class IngestStack:
 @pytest.fixture
 def stack():
     """Given a fresh stack on moto: bucket, queue + DLQ, notifications, tables and the ingest handler."""
+    moto_patches.apply()
     with mock_aws():
         settings = Settings(stage="test")
         session = boto3.Session(region_name=settings.region)

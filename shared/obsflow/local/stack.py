@@ -74,6 +74,8 @@ class LocalStack:
     def start(self) -> "LocalStack":
         from moto.server import ThreadedMotoServer
 
+        from obsflow.local import moto_patches
+
         if port_in_use(self.port):
             raise RuntimeError(
                 f"port {self.port} on 127.0.0.1 is already in use: stop the other local stack "
@@ -81,6 +83,7 @@ class LocalStack:
             )
         # The in-process Lambdas read their settings from the environment, as on AWS.
         os.environ.update(self._environment())
+        moto_patches.apply()
         settings_module.get_settings.cache_clear()
         logger.setLevel(self.log_level)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log

@@ -1,0 +1,169 @@
+"""Ingest benchmark: the ingest handler on moto against a bare PutItem-per-frame baseline.
+
+Prints frames/s for both (and their ratio), DynamoDB requests per frame, S3 bytes read
+per frame against the frame size, Scan calls, and whether the counts are exact.
+
+    python bench/ingest.py [--frames 2000] [--batch-size 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import os
+import sys
+import time
+from collections import Counter
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import boto3  # noqa: E402
+import botocore.session  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from obsflow.ingest.batch import build_service, process_batch  # noqa: E402
+from obsflow.local import moto_patches  # noqa: E402
+from obsflow.local.poller import QueuePoller  # noqa: E402
+from obsflow.local.resources import create_resources  # noqa: E402
+from obsflow.observability import logger  # noqa: E402
+from obsflow.settings import Settings  # noqa: E402
+from obsflow.simulate import simulate_op  # noqa: E402
+from obsflow.tables import observing_programs  # noqa: E402
+
+CALLS: Counter = Counter()
+S3_BYTES = Counter()
+
+
+def count_call(event_name: str, **_):
+    # event_name: "before-call.<service>.<Operation>"
+    _, service, operation = event_name.split(".", 2)
+    CALLS[(service, operation)] += 1
+
+
+def count_s3_bytes(http_response, parsed, model, **_):
+    if model.name == "GetObject":
+        S3_BYTES["GetObject"] += int(parsed.get("ContentLength") or 0)
+
+
+_create_client = botocore.session.Session.create_client
+
+
+def create_counted_client(self, *args, **kwargs):
+    """Every botocore client (boto3's and pynamodb's) reports its calls through event hooks."""
+    client = _create_client(self, *args, **kwargs)
+    client.meta.events.register("before-call.*.*", count_call)
+    client.meta.events.register("after-call.s3.GetObject", count_s3_bytes)
+    return client
+
+
+botocore.session.Session.create_client = create_counted_client
+
+
+def frames_for(op_id: str, count: int, shape: tuple[int, int], seed: int) -> list[tuple[str, bytes]]:
+    """``count`` SPEC-0122 frames of one OP: simulated templates cloned with new file ids."""
+    templates = simulate_op(op_id, "observe", 4, proposal_id="pid_bench", experiment_id="eid_bench", shape=shape,
+                            start=dt.datetime(2026, 11, 20, 18), seed=seed).frames
+    out = []
+    for i in range(count):
+        hdul = fits.open(io.BytesIO(templates[i % len(templates)][1]))
+        header = hdul[0].header
+        header["ID___002"] = f"{op_id}_{i:06d}"
+        header["DATE-OBS"] = (dt.datetime(2026, 11, 20, 18) + dt.timedelta(seconds=i)).isoformat()
+        buffer = io.BytesIO()
+        hdul.writeto(buffer)
+        out.append((f"raw/{op_id}/frame_{i:06d}.fits", buffer.getvalue()))
+    return out
+
+
+def ingest(frames: list[tuple[str, bytes]], batch_size: int, stage: str) -> dict:
+    settings = Settings(stage=stage)
+    session = boto3.Session()
+    urls = create_resources(settings, session)
+    s3 = session.client("s3")
+    for key, body in frames:
+        s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)
+    service = build_service(settings)
+    in_handler = [0.0]
+
+    def timed_handler(event, context):
+        started = time.perf_counter()
+        try:
+            return process_batch(service, event, context)
+        finally:
+            in_handler[0] += time.perf_counter() - started
+
+    poller = QueuePoller(session.client("sqs"), urls["queue_url"], timed_handler, batch_size=batch_size, window_s=0.2)
+    CALLS.clear()
+    S3_BYTES.clear()
+    poller.drain()
+    elapsed = in_handler[0]  # the handler's own time; moto's SQS polling is not the handler's
+    dynamodb = {op: n for (svc, op), n in CALLS.items() if svc == "dynamodb"}
+    ops = observing_programs.get_many({key.split("/")[1] for key, _ in frames})
+    return {
+        "seconds": elapsed,
+        "dynamodb": dynamodb,
+        "s3_bytes": S3_BYTES["GetObject"],
+        "received": sum(op.received for op in ops.values()),
+        "invocations": poller.invocations,
+    }
+
+
+def baseline(frames: list[tuple[str, bytes]]) -> float:
+    client = boto3.client("dynamodb")
+    client.create_table(TableName="bench-baseline", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    started = time.perf_counter()
+    for key, body in frames:
+        client.put_item(TableName="bench-baseline", Item={"pk": {"S": key}, "size": {"N": str(len(body))}})
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--large-frames", type=int, default=40, help="frames of 1024x1024 to show bytes read is size-independent")
+    args = parser.parse_args()
+    logger.setLevel("ERROR")
+
+    print(f"generating {args.frames} SPEC-0122 frames (64x64) and {args.large_frames} (1024x1024) ...", flush=True)
+    ops = 4
+    small = [f for i in range(ops) for f in frames_for(f"bench_op{i}", args.frames // ops, (64, 64), i)]
+    large = frames_for("bench_large", args.large_frames, (1024, 1024), 9)
+
+    moto_patches.apply()  # as the local stack does: transactions cost O(items), not O(table)
+    with mock_aws():
+        base_s = baseline(small)
+        result = ingest(small, args.batch_size, "bench")
+        large_result = ingest(large, args.batch_size, "benchlarge")
+        scans = sum(n for (svc, op), n in CALLS.items() if op == "Scan")
+
+    n = len(small)
+    requests = sum(result["dynamodb"].values())
+    base_rate, rate = n / base_s, n / result["seconds"]
+    small_size = sum(len(b) for _, b in small) / n
+    large_size = sum(len(b) for _, b in large) / len(large)
+    print()
+    print(f"frames ingested            {n} in {result['invocations']} invocations (batch size {args.batch_size})")
+    print(f"counted (exact?)           {result['received']} of {n}  -> {'exact' if result['received'] == n else 'DRIFT'}")
+    print(f"baseline PutItem           {base_rate:8.1f} frames/s")
+    print(f"ingest handler             {rate:8.1f} frames/s   ratio to baseline {rate / base_rate:.2f}  (target >= 0.25)")
+    print(f"DynamoDB requests / frame  {requests / n:.3f}   {dict(sorted(result['dynamodb'].items()))}  (target <= 0.3)")
+    print(f"S3 bytes read / frame      {result['s3_bytes'] / n:8.0f} of {small_size:.0f} B frames")
+    print(f"S3 bytes read / frame      {large_result['s3_bytes'] / len(large):8.0f} of {large_size:.0f} B frames (target <= 32768)")
+    print(f"Scan calls                 {scans}  (target 0)")
+    ok = (result["received"] == n and requests / n <= 0.3 and scans == 0
+          and max(result["s3_bytes"] / n, large_result["s3_bytes"] / len(large)) <= 32768)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Local-runtime fixes to moto 5.2.5 internals (pinned), applied by the local stack.
+
+TransactWriteItems: moto deep-copies every table a transaction touches, to roll back
+on failure, so each transaction costs time in proportion to the table's size (a
+2,000-frame inventory makes every batch ~20x slower than on DynamoDB). This version
+keeps DynamoDB's semantics (all-or-nothing, per-item cancellation reasons, one
+operation per item) by checking every condition first and writing only when all
+hold; it snapshots just the items it writes, for the rare failure mid-write.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+
+_OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}
+
+
+def _item_key(backend: DynamoDBBackend, op_type: str, op: dict) -> dict:
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    operations, seen = [], set()
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        if op_type not in _OPERATIONS:
+            raise ValueError("Unsupported transaction operation")
+        key = _item_key(self, op_type, op)
+        identity = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        operations.append((op_type, op, key))
+
+    # Phase 1: every condition against the state before the transaction.
+    errors: list[tuple] = []
+    for op_type, op, key in operations:
+        old = None
+        try:
+            current = self.get_item(op["TableName"], key)
+            expression = op.get("ConditionExpression")
+            if expression is not None:
+                condition = get_filter_expression(
+                    expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+                )
+                if not condition.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        old = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=old)
+            errors.append((None, None, None))
+        except ConditionalCheckFailed as exc:
+            errors.append(("ConditionalCheckFailed", str(exc.message), old))
+        except Exception as exc:  # noqa: BLE001  (reported per item, as moto does)
+            errors.append((type(exc).__name__, str(exc), None))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+    # Phase 2: write, keeping copies of only the items written.
+    written: list[tuple[str, dict, Any]] = []
+    try:
+        for op_type, op, key in operations:
+            if op_type == "ConditionCheck":
+                continue
+            table_name = op["TableName"]
+            written.append((table_name, key, copy.deepcopy(self.get_item(table_name, key))))
+            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(table_name, op["Item"], expression_attribute_names=names, expression_attribute_values=values)
+            elif op_type == "Delete":
+                self.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
+            else:
+                self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                                 expression_attribute_names=names, expression_attribute_values=values)
+    except (MultipleTransactionsException, MockValidationException):
+        _restore(self, written)
+        raise
+    except Exception as exc:
+        _restore(self, written)
+        raise TransactionCanceledException([(type(exc).__name__, str(exc), None)] * len(operations)) from exc
+
+
+def _restore(backend: DynamoDBBackend, written: list[tuple[str, dict, Any]]) -> None:
+    for table_name, key, before in reversed(written):
+        table = backend.get_table(table_name)
+        if before is None:
+            backend.delete_item(table_name, key)
+        else:
+            table.put_item(before.to_json()["Attributes"])
+
+
+def apply() -> None:
+    """Install the patches (idempotent)."""
+    DynamoDBBackend.transact_write_items = transact_write_items
