@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ def upload_like_the_summit(s3, bucket: str, candidate: SimulatedCandidate, rng: 
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         if i % 8 == 0 or i == len(uploads):
             echo(f"\r  uploading frames {_bar(i, len(uploads))}", end=True)
-    echo("")
+    echo("", end=True)
     broken_key, broken_body = frames[0]
     s3.put_object(Bucket=bucket, Key=broken_key.replace(".fits", "_partial.fits"), Body=broken_body[: len(broken_body) // 2])
     key, body = candidate.manifest_object()
@@ -47,10 +48,10 @@ def wait_until_ready(candidate_id: str, expected_frames: int, echo: Echo, timeou
         received = sum(op["received"] for op in detail["ops"]) if detail else 0
         echo(f"\r  ingesting        {_bar(min(received, expected_frames), expected_frames)}", end=True)
         if detail and detail["status"] == "READY":
-            echo("")
+            echo("", end=True)
             return detail
         time.sleep(0.3)
-    echo("")
+    echo("", end=True)
     raise TimeoutError(
         f"candidate {candidate_id} was not READY after {timeout_s:.0f} s; "
         "`obsflow candidates show` tells which OP is missing frames"
@@ -64,8 +65,20 @@ def _exists(candidate_id: str) -> bool:
 
 
 def run_demo(echo_line: Callable[..., None], *, port: int = 0, seed: int = 7, shape=(256, 256), n_observe: int = 16) -> dict:
+    interactive = sys.stdout.isatty()
+    last_progress = [""]
+
     def echo(text: str, end: bool = False) -> None:
-        echo_line(text, nl=not end)
+        if not end:
+            echo_line(text)
+        elif not text.strip():  # the end of a progress line
+            if interactive:
+                echo_line("")
+        elif interactive:
+            echo_line(text, nl=False)
+        elif text.strip() != last_progress[0]:  # a log, not a terminal: one line per change
+            last_progress[0] = text.strip()
+            echo_line(last_progress[0])
 
     started = time.monotonic()
     echo("obsflow demo: the whole ingest path on the embedded local stack (moto on loopback)")
