@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,6 +34,16 @@ from obsflow.tables.observing_programs import ObservingProgramItem as Op
 from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
 
 MAX_TRANSACTION_ATTEMPTS = 8
+AWS_ERRORS = (PynamoDBException, ClientError, BotoCoreError)
+
+
+@contextmanager
+def transient(what: str):
+    """Turn an AWS failure into a TransientError: the message is retried."""
+    try:
+        yield
+    except AWS_ERRORS as exc:
+        raise TransientError(f"{what}: {exc}") from exc
 
 
 @dataclass
@@ -82,7 +93,7 @@ class DynamoIngestStore:
                 duplicate_ops.update(frame.op_id for frame in pending if frame.file_id in dropped)
                 pending = [frame for frame in pending if frame.file_id not in dropped]
                 continue
-            except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            except AWS_ERRORS as exc:
                 raise TransientError(f"frame transaction failed: {exc}") from exc
             counts = Counter(frame.op_id for frame in pending)
             for op_id, added in counts.items():
@@ -132,7 +143,7 @@ class DynamoIngestStore:
         self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime
     ) -> dict[str, tuple[OpState, set[str]]]:
         """Record the manifest and each OP's expectation; return each OP's new state and candidates."""
-        try:
+        with transient(f"could not record manifest {manifest.manifest_id}"):
             ManifestItem(
                 manifest.manifest_id,
                 key=key,
@@ -152,8 +163,6 @@ class DynamoIngestStore:
                 )
                 states[op.op_id] = (OpState(op.expected, int(op.received or 0)), set(op.candidate_ids or ()))
             return states
-        except (PynamoDBException, ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not record manifest {manifest.manifest_id}: {exc}") from exc
 
     def record_candidate(
         self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime
@@ -172,7 +181,7 @@ class DynamoIngestStore:
             status=WAITING,
             created_at=now,
         )
-        try:
+        with transient(f"could not record candidate {candidate.candidate_id}"):
             try:
                 item.save(condition=CandidateItem.candidate_id.does_not_exist())
                 new = True
@@ -185,21 +194,15 @@ class DynamoIngestStore:
             for op_id in candidate.op_ids:
                 Op(op_id).update(actions=[Op.candidate_ids.add({candidate.candidate_id}), Op.rev.add(1)])
             return new
-        except (PynamoDBException, ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not record candidate {candidate.candidate_id}: {exc}") from exc
 
     # -- readiness ------------------------------------------------------------
     def candidate(self, candidate_id: str) -> CandidateItem | None:
-        try:
+        with transient(f"could not read candidate {candidate_id}"):
             return candidates_table.get(candidate_id)
-        except (PynamoDBException, ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not read candidate {candidate_id}: {exc}") from exc
 
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]:
-        try:
+        with transient(f"could not read OPs {', '.join(op_ids)}"):
             return {op_id: _state(item) for op_id, item in observing_programs.get_many(op_ids).items()}
-        except (PynamoDBException, ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not read OPs {', '.join(op_ids)}: {exc}") from exc
 
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool:
         """WAITING -> READY exactly once; False if another writer got there first."""
@@ -221,7 +224,7 @@ class DynamoIngestStore:
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None:
-        try:
+        with transient(f"could not quarantine s3://{bucket}/{key}"):
             QuarantineItem(
                 f"{bucket}/{key}",
                 version_id or NO_VERSION,
@@ -233,5 +236,3 @@ class DynamoIngestStore:
                 etag=etag,
                 quarantined_at=now,
             ).save()
-        except (PynamoDBException, ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not quarantine s3://{bucket}/{key}: {exc}") from exc
