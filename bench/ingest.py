@@ -95,7 +95,7 @@ def ingest(frames: list[tuple[str, bytes]], batch_size: int, stage: str) -> dict
     def timed_handler(event, context):
         started = time.perf_counter()
         try:
-            return process_batch(service, event, context)
+            return process_batch(service, event, context)[0]
         finally:
             in_handler[0] += time.perf_counter() - started
 

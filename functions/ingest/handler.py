@@ -14,4 +14,9 @@ _service = None
 def handler(event: dict, context: LambdaContext) -> dict:
     global _service
     _service = _service or build_service()
-    return process_batch(_service, event, context)
+    response, report = process_batch(_service, event, context)
+    metrics.add_metric(name="FramesCounted", unit="Count", value=report.counted)
+    metrics.add_metric(name="FramesDuplicate", unit="Count", value=report.duplicates)
+    metrics.add_metric(name="ObjectsQuarantined", unit="Count", value=report.quarantined)
+    metrics.add_metric(name="CandidatesReady", unit="Count", value=len(report.ready))
+    return response

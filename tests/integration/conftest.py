@@ -43,6 +43,6 @@ def stack():
         urls = create_resources(settings, session)
         service = build_service(settings)
         sqs = session.client("sqs")
-        poller = QueuePoller(sqs, urls["queue_url"], lambda event, context: process_batch(service, event, context),
+        poller = QueuePoller(sqs, urls["queue_url"], lambda event, context: process_batch(service, event, context)[0],
                              window_s=0.05, retry_after_s=0)
         yield IngestStack(settings, session.client("s3"), sqs, urls["queue_url"], urls["dlq_url"], poller)

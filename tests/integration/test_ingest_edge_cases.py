@@ -44,7 +44,7 @@ def test_documents_first_frames_last_and_every_notification_twice(stack, small_c
     service = build_service(stack.settings)
     for delivery in (messages, list(reversed(messages))):
         for start in range(0, len(delivery), 3):
-            response = process_batch(service, as_event(delivery[start:start + 3]))
+            response, _ = process_batch(service, as_event(delivery[start:start + 3]))
             assert response["batchItemFailures"] == []
     # Then counts are exact and the candidate is READY
     assert op_counts(small_candidate) == {op.op_id: (len(op.frames), len(op.frames)) for op in small_candidate.ops}
@@ -80,7 +80,7 @@ def test_concurrent_batches_for_the_same_op_count_exactly(stack):
 
     def worker(chunk):
         for start in range(0, len(chunk), 10):
-            failures.extend(process_batch(service, as_event(chunk[start:start + 10]))["batchItemFailures"])
+            failures.extend(process_batch(service, as_event(chunk[start:start + 10]))[0]["batchItemFailures"])
 
     threads = [threading.Thread(target=worker, args=(messages[i::4],)) for i in range(4)]
     # When they run at the same time
@@ -151,7 +151,7 @@ def test_an_unreadable_message_fails_alone_and_ends_in_the_dead_letter_queue(sta
 
 def test_the_s3_test_event_is_ignored(stack):
     body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": stack.bucket})
-    response = process_batch(build_service(stack.settings), as_event([{"MessageId": "m1", "ReceiptHandle": "r", "Body": body}]))
+    response, _ = process_batch(build_service(stack.settings), as_event([{"MessageId": "m1", "ReceiptHandle": "r", "Body": body}]))
     assert response == {"batchItemFailures": []}
     assert quarantine.all_quarantined() == []
 

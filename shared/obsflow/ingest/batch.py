@@ -12,7 +12,7 @@ from obsflow.ingest.frames import Frame
 from obsflow.ingest.objects import S3ObjectReader
 from obsflow.ingest.service import BatchReport, IngestService, ObjectRef, object_refs
 from obsflow.ingest.store import DynamoIngestStore
-from obsflow.observability import logger, metrics
+from obsflow.observability import logger
 from obsflow.settings import Settings, get_settings
 
 
@@ -23,8 +23,8 @@ def build_service(settings: Settings | None = None) -> IngestService:
     return IngestService(S3ObjectReader(s3), DynamoIngestStore(settings), settings)
 
 
-def process_batch(service: IngestService, event: dict, context=None) -> dict:
-    """Stage every record, commit the batch's frames together, report failed messages."""
+def process_batch(service: IngestService, event: dict, context=None) -> tuple[dict, BatchReport]:
+    """Stage every record, commit the batch's frames together; the partial-failure response and a report."""
     processor = BatchProcessor(event_type=EventType.SQS)
     report = BatchReport()
     staged: dict[str, list[Frame]] = {}
@@ -51,9 +51,5 @@ def process_batch(service: IngestService, event: dict, context=None) -> dict:
         failed = [message_id for message_id, batch in staged.items() if batch]
         response["batchItemFailures"].extend({"itemIdentifier": message_id} for message_id in failed)
 
-    metrics.add_metric(name="FramesCounted", unit="Count", value=report.counted)
-    metrics.add_metric(name="FramesDuplicate", unit="Count", value=report.duplicates)
-    metrics.add_metric(name="ObjectsQuarantined", unit="Count", value=report.quarantined)
-    metrics.add_metric(name="CandidatesReady", unit="Count", value=len(report.ready))
     logger.info("batch ingested", extra={"report": report.__dict__, "failures": len(response["batchItemFailures"])})
-    return response
+    return response, report
