@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import boto3
 import pytest
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
