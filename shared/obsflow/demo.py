@@ -10,30 +10,45 @@ from collections.abc import Callable
 import boto3
 
 from obsflow import queries
+from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
 
-Echo = Callable[[str], None]
+Echo = Callable[..., None]  # click.echo
 
 
-def _bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / total) if total else width
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+class Progress:
+    """One line that redraws in a terminal; in a log, one line per change."""
+
+    def __init__(self, echo: Echo, label: str, interactive: bool):
+        self.echo, self.label, self.interactive, self.last = echo, label, interactive, ""
+
+    def update(self, done: int, total: int, width: int = 30) -> None:
+        filled = int(width * done / total) if total else width
+        line = f"  {self.label:<16} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if line != self.last:
+            self.last = line
+            if self.interactive:
+                self.echo(f"\r{line}", nl=False)
+            else:
+                self.echo(line)
+
+    def finish(self) -> None:
+        if self.interactive:
+            self.echo("")
 
 
-def upload_like_the_summit(s3, bucket: str, candidate: SimulatedCandidate, rng: random.Random, echo: Echo) -> dict:
+def upload_like_the_summit(s3, bucket: str, candidate: SimulatedCandidate, rng: random.Random, progress: Progress) -> dict:
     """Frames in shuffled order with a few re-sent, the candidate early, one broken transfer, the manifest last."""
     frames = candidate.frame_objects()
-    order = frames[:]
-    rng.shuffle(order)
     resent = rng.sample(frames, k=max(1, len(frames) // 10))
+    uploads = rng.sample(frames, k=len(frames)) + resent
     s3.put_object(Bucket=bucket, Key=candidate.candidate_object()[0], Body=candidate.candidate_object()[1])
-    uploads = order + resent
     for i, (key, body) in enumerate(uploads, 1):
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         if i % 8 == 0 or i == len(uploads):
-            echo(f"\r  uploading frames {_bar(i, len(uploads))}", end=True)
-    echo("", end=True)
+            progress.update(i, len(uploads))
+    progress.finish()
     broken_key, broken_body = frames[0]
     s3.put_object(Bucket=bucket, Key=broken_key.replace(".fits", "_partial.fits"), Body=broken_body[: len(broken_body) // 2])
     key, body = candidate.manifest_object()
@@ -41,45 +56,28 @@ def upload_like_the_summit(s3, bucket: str, candidate: SimulatedCandidate, rng: 
     return {"frames": len(frames), "resent": len(resent), "broken": 1}
 
 
-def wait_until_ready(candidate_id: str, expected_frames: int, echo: Echo, timeout_s: float = 120) -> dict:
+def wait_until_ready(candidate_id: str, expected_frames: int, progress: Progress, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        detail = queries.candidate_detail(candidate_id) if _exists(candidate_id) else None
+        try:
+            detail = queries.candidate_detail(candidate_id)
+        except NotFound:  # its document has not been ingested yet
+            detail = None
         received = sum(op["received"] for op in detail["ops"]) if detail else 0
-        echo(f"\r  ingesting        {_bar(min(received, expected_frames), expected_frames)}", end=True)
+        progress.update(min(received, expected_frames), expected_frames)
         if detail and detail["status"] == "READY":
-            echo("", end=True)
+            progress.finish()
             return detail
         time.sleep(0.3)
-    echo("", end=True)
+    progress.finish()
     raise TimeoutError(
         f"candidate {candidate_id} was not READY after {timeout_s:.0f} s; "
         "`obsflow candidates show` tells which OP is missing frames"
     )
 
 
-def _exists(candidate_id: str) -> bool:
-    from obsflow.tables import candidates
-
-    return candidates.get(candidate_id) is not None
-
-
-def run_demo(echo_line: Callable[..., None], *, port: int = 0, seed: int = 7, shape=(256, 256), n_observe: int = 16) -> dict:
+def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(256, 256), n_observe: int = 16) -> dict:
     interactive = sys.stdout.isatty()
-    last_progress = [""]
-
-    def echo(text: str, end: bool = False) -> None:
-        if not end:
-            echo_line(text)
-        elif not text.strip():  # the end of a progress line
-            if interactive:
-                echo_line("")
-        elif interactive:
-            echo_line(text, nl=False)
-        elif text.strip() != last_progress[0]:  # a log, not a terminal: one line per change
-            last_progress[0] = text.strip()
-            echo_line(last_progress[0])
-
     started = time.monotonic()
     echo("obsflow demo: the whole ingest path on the embedded local stack (moto on loopback)")
     with LocalStack(port=port, stage="demo", log_level="ERROR") as stack:
@@ -87,17 +85,17 @@ def run_demo(echo_line: Callable[..., None], *, port: int = 0, seed: int = 7, sh
         echo(f"  generating SPEC-0122 VBI frames ({shape[0]}x{shape[1]}): 4 dark, 4 gain, {n_observe} observe")
         candidate = simulate_candidate("demo_vbi_001", n_dark=4, n_gain=4, n_observe=n_observe, shape=shape, seed=seed)
         s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name=stack.settings.region)
-        sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, candidate, random.Random(seed), echo)
-        detail = wait_until_ready(candidate.candidate_id, sent["frames"], echo)
+        sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, candidate, random.Random(seed),
+                                      Progress(echo, "uploading frames", interactive))
+        detail = wait_until_ready(candidate.candidate_id, sent["frames"], Progress(echo, "ingesting", interactive))
         stack.poller.drain(idle_polls=2)
         quarantined = queries.quarantine_rows()
-        ops = {op["op_id"]: op for op in queries.op_rows()}
 
         echo("")
         echo(f"candidate {detail['candidate_id']} is READY ({detail['ready_reason']}) at {detail['ready_at']:%H:%M:%S}")
         for op in detail["ops"]:
             echo(f"  {op['op_id']:<24} {op['task_type'] or '-':<8} {op['received']}/{op['expected']} frames")
-        echo(f"  {sent['resent']} re-sent frame(s) counted once: {sum(op['received'] for op in ops.values())} frames "
+        echo(f"  {sent['resent']} re-sent frame(s) counted once: {sum(op['received'] for op in detail['ops'])} frames "
              f"for {sent['frames']} unique")
         for item in quarantined:
             echo(f"  quarantined {item['key']}: {item['reason']}")

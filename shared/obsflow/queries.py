@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from obsflow.errors import NotFound
-from obsflow.ingest.readiness import OpState, missing
+from obsflow.ingest.readiness import missing
 from obsflow.tables import candidates, frames, observing_programs, quarantine
 
 
@@ -18,7 +18,7 @@ def quarantine_rows() -> list[dict]:
 
 def op_rows() -> list[dict]:
     return [
-        {**op.attribute_values, "received": int(op.received or 0), "complete": op.complete}
+        {**op.attribute_values, "received": op.state.received, "complete": op.state.complete}
         for op in observing_programs.all_ops()
     ]
 
@@ -32,7 +32,7 @@ def candidate_detail(candidate_id: str) -> dict:
     if candidate is None:
         raise NotFound(f"no candidate {candidate_id!r}; `obsflow candidates list` shows the known ones")
     ops = observing_programs.get_many(candidate.op_ids)
-    states = {op_id: OpState(op.expected, int(op.received or 0)) for op_id, op in ops.items()}
+    states = {op_id: op.state for op_id, op in ops.items()}
     lacking = missing(candidate.op_ids, states)
     return {
         **candidate.attribute_values,

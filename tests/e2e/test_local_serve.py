@@ -49,7 +49,8 @@ def test_uploads_from_an_outside_client_make_the_candidate_ready(served_stack, s
     assert info["endpoint_url"] == endpoint
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     # When the summit uploads the candidate, the frames and the manifest with boto3
-    for key, body in [small_candidate.candidate_object(), *small_candidate.frame_objects(), small_candidate.manifest_object()]:
+    for key, body in [small_candidate.candidate_object(), *small_candidate.frame_objects(),
+                      ("notes/stray.txt", b"not for obsflow"), small_candidate.manifest_object()]:
         s3.put_object(Bucket=info["buckets"]["ingest"], Key=key, Body=body)
     # Then the candidate becomes READY, as the CLI shows
     deadline = time.monotonic() + 60
@@ -59,6 +60,12 @@ def test_uploads_from_an_outside_client_make_the_candidate_ready(served_stack, s
     assert [op["received"] for op in detail["ops"]] == [4, 2, 2]
     assert len(json.loads(cli(endpoint, "frames", "list", "--op", "cand_small_dark", "--json"))) == 2
     assert "READY" in cli(endpoint, "candidates", "list")
+    ops = {op["op_id"]: (op["received"], op["expected"], op["complete"]) for op in json.loads(cli(endpoint, "ops", "list", "--json"))}
+    assert ops == {op.op_id: (len(op.frames), len(op.frames), True) for op in small_candidate.ops}
+    while not (quarantined := json.loads(cli(endpoint, "frames", "list", "--quarantined", "--json"))):
+        assert time.monotonic() < deadline, log.read_text()  # notifications need not arrive in upload order
+        time.sleep(0.5)
+    assert [(q["key"], q["code"]) for q in quarantined] == [("notes/stray.txt", "unknown-prefix")]
     # And Ctrl-C stops it cleanly
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0

@@ -55,6 +55,20 @@ def test_a_successful_transaction_applies_every_write(dynamodb):
     assert "Item" in dynamodb.get_item(TableName="t", Key={"pk": {"S": "b"}})
 
 
+def test_a_write_that_fails_midway_undoes_the_writes_before_it(dynamodb):
+    # Given a transaction whose conditions hold but whose last write cannot be applied
+    # (adding a string to a number fails only when the update runs)
+    with pytest.raises(ClientError):
+        dynamodb.transact_write_items(TransactItems=[
+            put("b"),
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "a"}}, "UpdateExpression": "SET n = n + :s",
+                        "ExpressionAttributeValues": {":s": {"S": "x"}}}},
+        ])
+    # Then the earlier write was rolled back and the item is as it was
+    assert "Item" not in dynamodb.get_item(TableName="t", Key={"pk": {"S": "b"}})
+    assert dynamodb.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"]["n"] == {"N": "1"}
+
+
 def test_two_operations_on_one_item_are_refused(dynamodb):
     with pytest.raises(ClientError, match="multiple operations|same item|ValidationException"):
         dynamodb.transact_write_items(TransactItems=[put("z"), put("z")])

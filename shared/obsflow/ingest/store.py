@@ -54,10 +54,6 @@ class FramesOutcome:
     ops: dict[str, tuple[OpState | None, OpState, set[str]]] = field(default_factory=dict)
 
 
-def _state(item: Op | None) -> OpState | None:
-    return None if item is None else OpState(item.expected, int(item.received or 0))
-
-
 class DynamoIngestStore:
     """IngestStore on DynamoDB through the pynamodb models."""
 
@@ -77,7 +73,8 @@ class DynamoIngestStore:
         for _attempt in range(MAX_TRANSACTION_ATTEMPTS):
             if not pending:
                 break
-            seen = observing_programs.get_many(frame.op_id for frame in pending)
+            with transient("could not read the batch's OPs"):
+                seen = observing_programs.get_many(frame.op_id for frame in pending)
             try:
                 self._commit(pending, seen, now)
             except TransactWriteError as exc:
@@ -97,7 +94,7 @@ class DynamoIngestStore:
                 raise TransientError(f"frame transaction failed: {exc}") from exc
             counts = Counter(frame.op_id for frame in pending)
             for op_id, added in counts.items():
-                before = _state(seen.get(op_id))
+                before = seen[op_id].state if op_id in seen else None
                 after = OpState(before.expected if before else None, (before.received if before else 0) + added)
                 outcome.ops[op_id] = (before, after, set(seen[op_id].candidate_ids or ()) if op_id in seen else set())
             outcome.counted.extend(frame.file_id for frame in pending)
@@ -111,9 +108,10 @@ class DynamoIngestStore:
         # after a crash still re-evaluates their candidates.
         only_duplicates = sorted(duplicate_ops - set(outcome.ops))
         if only_duplicates:
-            current = observing_programs.get_many(only_duplicates)
+            with transient("could not read the batch's OPs"):
+                current = observing_programs.get_many(only_duplicates)
             for op_id in only_duplicates:
-                state = _state(current.get(op_id)) or OpState(None, 0)
+                state = current[op_id].state if op_id in current else OpState(None, 0)
                 ids = set(current[op_id].candidate_ids or ()) if op_id in current else set()
                 outcome.ops[op_id] = (state, state, ids)
         return outcome
@@ -161,7 +159,7 @@ class DynamoIngestStore:
                         Op.rev.add(1),
                     ]
                 )
-                states[op.op_id] = (OpState(op.expected, int(op.received or 0)), set(op.candidate_ids or ()))
+                states[op.op_id] = (op.state, set(op.candidate_ids or ()))
             return states
 
     def record_candidate(
@@ -202,7 +200,7 @@ class DynamoIngestStore:
 
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]:
         with transient(f"could not read OPs {', '.join(op_ids)}"):
-            return {op_id: _state(item) for op_id, item in observing_programs.get_many(op_ids).items()}
+            return {op_id: item.state for op_id, item in observing_programs.get_many(op_ids).items()}
 
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool:
         """WAITING -> READY exactly once; False if another writer got there first."""

@@ -93,11 +93,10 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
             else:
                 self.update_item(table_name, key, update_expression=op["UpdateExpression"],
                                  expression_attribute_names=names, expression_attribute_values=values)
-    except (MultipleTransactionsException, MockValidationException):
-        _restore(self, written)
-        raise
     except Exception as exc:
         _restore(self, written)
+        if isinstance(exc, MockValidationException):  # as moto reports it
+            raise
         raise TransactionCanceledException([(type(exc).__name__, str(exc), None)] * len(operations)) from exc
 
 

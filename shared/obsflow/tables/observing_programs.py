@@ -11,6 +11,7 @@ from __future__ import annotations
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
+from obsflow.ingest.readiness import OpState
 from obsflow.tables.base import table
 
 
@@ -31,8 +32,8 @@ class ObservingProgramItem(Model):
     task_type = UnicodeAttribute(null=True)
 
     @property
-    def complete(self) -> bool:
-        return self.expected is not None and (self.received or 0) >= self.expected
+    def state(self) -> OpState:
+        return OpState(self.expected, int(self.received or 0))
 
 
 def get_many(op_ids) -> dict[str, ObservingProgramItem]:
