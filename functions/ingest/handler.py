@@ -4,6 +4,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.ingest.batch import build_service, process_batch
 from obsflow.observability import logger, metrics, tracer
+from obsflow.runs.submitter import nudge
 
 _service = None
 
@@ -19,4 +20,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="FramesDuplicate", unit="Count", value=report.duplicates)
     metrics.add_metric(name="ObjectsQuarantined", unit="Count", value=report.quarantined)
     metrics.add_metric(name="CandidatesReady", unit="Count", value=len(report.ready))
+    if report.ready:
+        nudge(_service.settings, f"candidates ready: {', '.join(report.ready)}")
     return response

@@ -7,7 +7,14 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TABLES = ("frames", "observing-programs", "manifests", "candidates", "quarantine")
+TABLES = (
+    "frames", "observing-programs", "manifests", "candidates", "quarantine",
+    "recipes", "recipe-instances", "runs", "capacity", "tickets", "datasets",
+)
+BUCKETS = ("ingest", "work", "data")
+TOPICS = ("pi-notifications", "operators")
+# Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
+FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket")
 
 
 class Settings(BaseSettings):
@@ -30,6 +37,11 @@ class Settings(BaseSettings):
     header_read_bytes: int = Field(default=11 * 2880, ge=2880)
     # A header that has not ended after this many bytes is rejected.
     header_max_bytes: int = Field(default=100 * 2880, ge=2880)
+    # Concurrent runs per resource class (a run holds a slot in each class its tasks use).
+    capacity_default: int = Field(default=4, ge=1)
+    capacity_high_memory: int = Field(default=2, ge=1)
+    capacity_multi_core: int = Field(default=2, ge=1)
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
 
     @field_validator("ingest_bucket", "ingest_queue", "ingest_dlq")
     @classmethod
@@ -53,6 +65,34 @@ class Settings(BaseSettings):
     def ingest_dlq_name(self) -> str:
         return self.ingest_dlq or self.resource("ingest-dlq")
 
+    def bucket_name(self, bucket: str) -> str:
+        if bucket == "ingest":
+            return self.ingest_bucket_name
+        return self._known(bucket, BUCKETS, "bucket")
+
+    def topic_name(self, topic: str) -> str:
+        return self._known(topic, TOPICS, "topic")
+
+    def function_name(self, function: str) -> str:
+        return self._known(function, FUNCTIONS, "function")
+
+    def capacity(self, resource_class: str) -> int:
+        return getattr(self, "capacity_" + resource_class.replace("-", "_"))
+
+    def job_queue_name(self, resource_class: str) -> str:
+        return self.resource(f"tasks-{resource_class}")
+
+    def job_definition_name(self, resource_class: str) -> str:
+        return self.resource(f"task-{resource_class}")
+
+    def state_machine_name(self, recipe: str, version: str) -> str:
+        return self.resource(f"{recipe}-v{version.replace('.', '-')}")
+
+    def _known(self, name: str, known: tuple[str, ...], kind: str) -> str:
+        if name not in known:
+            raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+        return self.resource(name)
+
     def table_name(self, table: str) -> str:
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
@@ -63,12 +103,29 @@ class Settings(BaseSettings):
             "stage": self.stage,
             "region": self.region,
             "endpoint_url": self.endpoint_url,
-            "buckets": {"ingest": self.ingest_bucket_name},
+            "buckets": {bucket: self.bucket_name(bucket) for bucket in BUCKETS},
             "queues": {"ingest": self.ingest_queue_name, "ingest_dlq": self.ingest_dlq_name},
             "tables": {table: self.table_name(table) for table in TABLES},
+            "topics": {topic: self.topic_name(topic) for topic in TOPICS},
+            "functions": {function: self.function_name(function) for function in FUNCTIONS},
+            "capacity": {rc: self.capacity(rc) for rc in ("default", "high-memory", "multi-core")},
         }
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def bound_settings() -> Settings:
+    """The Lambda's settings, with the table models bound to its stage (once per container)."""
+    from obsflow import tables
+
+    settings = get_settings()
+    if _bound.get("settings") is not settings:
+        tables.bind(settings)
+        _bound["settings"] = settings
+    return settings
+
+
+_bound: dict[str, Settings] = {}

@@ -117,6 +117,8 @@ def simulate_candidate(
     shape: tuple[int, int] = (128, 128),
     start: dt.datetime | None = None,
     seed: int = 0,
+    recipe: str | None = None,
+    priority: int | None = None,
 ) -> SimulatedCandidate:
     start = start or dt.datetime(2026, 11, 20, 18, 0, 0)
     experiment_id = f"eid_{proposal_id}"
@@ -136,4 +138,5 @@ def simulate_candidate(
         "observe_op": ops[2].op_id,
         "calibration_ops": [ops[0].op_id, ops[1].op_id],
     }
+    candidate.update({k: v for k, v in (("recipe", recipe), ("priority", priority)) if v is not None})
     return SimulatedCandidate(candidate_id, proposal_id, ops, manifest, candidate)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
+
+from obsflow.observability import logger
+from obsflow.settings import FUNCTIONS
 
 
 @dataclass
@@ -30,8 +34,30 @@ class LocalContext:
 
 
 def load_handler(function: str):
-    """The ``handler`` of functions/<function>/handler.py, as deployed."""
-    return importlib.import_module(f"obsflow_functions.{function}.handler").handler
+    """The ``handler`` of functions/<function>/handler.py, as deployed (``start-run`` -> start_run)."""
+    return importlib.import_module(f"obsflow_functions.{function.replace('-', '_')}.handler").handler
+
+
+def function_of(deployed_name: str) -> str:
+    """``obsflow-<stage>-start-run`` -> ``start-run``."""
+    matches = [f for f in FUNCTIONS if deployed_name.endswith("-" + f)]
+    if not matches:
+        raise KeyError(f"{deployed_name} is not an obsflow function ({', '.join(FUNCTIONS)})")
+    return max(matches, key=len)
+
+
+def invoke_local(deployed_name: str, event: dict) -> tuple[dict, bool]:
+    """Run the deployed handler in this process; (result, errored) with Lambda's error payload shape."""
+    function = function_of(deployed_name)
+    try:
+        return load_handler(function)(event, LocalContext(deployed_name)), False
+    except Exception as exc:  # noqa: BLE001  (reported the way Lambda reports it)
+        logger.exception("local Lambda invocation failed", extra={"function": deployed_name})
+        return {
+            "errorType": type(exc).__name__,
+            "errorMessage": str(exc),
+            "stackTrace": traceback.format_exception(exc)[-5:],
+        }, True
 
 
 def sqs_event(messages: list[dict], queue_arn: str, region: str) -> dict:

@@ -1,21 +1,38 @@
-"""Create the stack's resources directly (moto cannot deploy the CDK template)."""
+"""Create the stack's resources directly (moto cannot deploy the CDK template).
+
+The names, state machine definitions and job settings come from the same code the
+CDK app uses, so the local stack and a deployed one agree.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 from obsflow import tables
-from obsflow.settings import Settings
+from obsflow.recipes import registry
+from obsflow.recipes.asl import build_definition, render, substitutions
+from obsflow.recipes.definitions import RECIPES
+from obsflow.recipes.jobs import job_container_properties, job_retry_strategy
+from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.settings import FUNCTIONS, TOPICS, Settings
 
 MAX_RECEIVE_COUNT = 3
 VISIBILITY_TIMEOUT_S = 30
+SCRATCH_EXPIRY_DAYS = 14
+_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                  "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com",
+                                                                            "batch.amazonaws.com"]}}]}
 
 
-def create_resources(settings: Settings, session) -> dict:
-    """Buckets, ingest queue + dead-letter queue, S3 -> SQS notifications, tables. Idempotent."""
-    s3 = session.client("s3", region_name=settings.region, endpoint_url=settings.endpoint_url)
-    sqs = session.client("sqs", region_name=settings.region, endpoint_url=settings.endpoint_url)
+def _client(session, settings: Settings, service: str):
+    return session.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
 
+
+def create_ingest(settings: Settings, session) -> dict:
+    """Ingest bucket, queue + dead-letter queue, S3 -> SQS notifications."""
+    s3, sqs = _client(session, settings, "s3"), _client(session, settings, "sqs")
     bucket = settings.ingest_bucket_name
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -37,6 +54,89 @@ def create_resources(settings: Settings, session) -> dict:
             "QueueConfigurations": [{"Id": "ingest", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
         },
     )
+    return {"queue_url": queue_url, "dlq_url": dlq_url}
+
+
+def create_storage(settings: Settings, session) -> None:
+    """Work bucket (scratch expires as a safety net) and the versioned data bucket."""
+    s3 = _client(session, settings, "s3")
+    work, data = settings.bucket_name("work"), settings.bucket_name("data")
+    s3.create_bucket(Bucket=work)
+    s3.put_bucket_lifecycle_configuration(Bucket=work, LifecycleConfiguration={"Rules": [
+        {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"},
+         "Expiration": {"Days": SCRATCH_EXPIRY_DAYS}},
+    ]})
+    s3.create_bucket(Bucket=data)
+    s3.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})
+
+
+def _zip_of_handler() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "# the local stack runs functions/<name>/handler.py in-process\n")
+    return buffer.getvalue()
+
+
+def create_processing(settings: Settings, session) -> dict:
+    """Topics, Lambda functions, Batch queues and job definitions, one state machine per recipe."""
+    iam, sns, awslambda = (_client(session, settings, s) for s in ("iam", "sns", "lambda"))
+    batch, sfn = _client(session, settings, "batch"), _client(session, settings, "stepfunctions")
+    role_name = settings.resource("local-role")
+    try:
+        role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        role_arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+    topics = {topic: sns.create_topic(Name=settings.topic_name(topic))["TopicArn"] for topic in TOPICS}
+    functions = {}
+    for function in FUNCTIONS:
+        name = settings.function_name(function)
+        try:
+            functions[function] = awslambda.create_function(
+                FunctionName=name, Runtime="python3.11", Role=role_arn, Handler="handler.handler",
+                Code={"ZipFile": _zip_of_handler()}, Timeout=300, MemorySize=1024,
+            )["FunctionArn"]
+        except awslambda.exceptions.ResourceConflictException:
+            functions[function] = awslambda.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+
+    environment = batch.create_compute_environment(
+        computeEnvironmentName=settings.resource("tasks"), type="UNMANAGED", state="ENABLED", serviceRole=role_arn
+    )["computeEnvironmentArn"]
+    for priority, resource_class in enumerate(RESOURCE_CLASSES, 1):
+        batch.create_job_queue(
+            jobQueueName=settings.job_queue_name(resource_class), state="ENABLED", priority=priority,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        )
+        batch.register_job_definition(
+            jobDefinitionName=settings.job_definition_name(resource_class), type="container",
+            containerProperties=job_container_properties(settings, resource_class, image="obsflow-pipeline:local"),
+            retryStrategy=job_retry_strategy(), platformCapabilities=["EC2"],
+        )
+    values = substitutions(
+        functions, topics["pi-notifications"],
+        {rc: settings.job_queue_name(rc) for rc in RESOURCE_CLASSES},
+        {rc: settings.job_definition_name(rc) for rc in RESOURCE_CLASSES},
+    )
+    machines = {}
+    for recipe in RECIPES:
+        name = settings.state_machine_name(recipe.name, recipe.version)
+        definition = render(build_definition(recipe), values)
+        existing = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name]
+        if existing:
+            sfn.update_state_machine(stateMachineArn=existing[0]["stateMachineArn"], definition=definition)
+            machines[recipe.key] = existing[0]["stateMachineArn"]
+        else:
+            machines[recipe.key] = sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn,
+                                                            type="STANDARD")["stateMachineArn"]
+    registry.register(settings)
+    return {"topics": topics, "functions": functions, "state_machines": machines}
+
+
+def create_resources(settings: Settings, session, processing: bool = True) -> dict:
+    """Everything the stack holds (idempotent). ``processing=False``: ingest and tables only."""
+    urls = create_ingest(settings, session)
     tables.bind(settings)
     tables.create_tables()
-    return {"queue_url": queue_url, "dlq_url": dlq_url}
+    if processing:
+        create_storage(settings, session)
+        urls.update(create_processing(settings, session))
+    return urls

@@ -12,7 +12,7 @@ import urllib.request
 import boto3
 
 from obsflow import settings as settings_module
-from obsflow.local.lambda_runtime import load_handler
+from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
 from obsflow.local.resources import create_resources
 from obsflow.observability import logger
@@ -20,8 +20,7 @@ from obsflow.settings import Settings
 
 DEFAULT_PORT = 4566
 MOTO_CONFIG = {
-    "batch": {"use_docker": False},
-    "lambda": {"use_docker": False},
+    "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches)
     "stepfunctions": {"execute_state_machine": True},
 }
 
@@ -41,11 +40,14 @@ class LocalStack:
     """Everything obsflow needs, in this process, reachable by any AWS client on loopback."""
 
     def __init__(self, port: int = DEFAULT_PORT, stage: str = "local", batch_window_s: float = 0.5,
-                 log_level: str = "WARNING"):
+                 log_level: str = "WARNING", submit_interval_s: float = 2.0, capacity: dict[str, int] | None = None):
         self.port = port or free_port()
         self.log_level = log_level
         self.stage = stage
         self.batch_window_s = batch_window_s
+        self.submit_interval_s = submit_interval_s
+        self.capacity = capacity or {}
+        self._saved_environment: dict[str, str | None] = {}
         self._server = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -69,6 +71,7 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **{f"OBSFLOW_CAPACITY_{rc.upper().replace('-', '_')}": str(n) for rc, n in self.capacity.items()},
         }
 
     def start(self) -> "LocalStack":
@@ -81,8 +84,11 @@ class LocalStack:
                 f"port {self.port} on 127.0.0.1 is already in use: stop the other local stack "
                 "or choose another port with --port"
             )
-        # The in-process Lambdas read their settings from the environment, as on AWS.
-        os.environ.update(self._environment())
+        # The in-process Lambdas and the task subprocesses read their settings from the
+        # environment, as on AWS; stop() puts the caller's environment back.
+        environment = self._environment()
+        self._saved_environment = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
         moto_patches.apply()
         settings_module.get_settings.cache_clear()
         logger.setLevel(self.log_level)
@@ -103,7 +109,15 @@ class LocalStack:
         sqs = session.client("sqs", endpoint_url=self.endpoint_url)
         self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
         self._start_thread("ingest-poller", self.poller.run)
+        self._start_thread("submitter-schedule", self._submitter_schedule)
         return self
+
+    def _submitter_schedule(self, stop: threading.Event) -> None:
+        """EventBridge's schedule of the submitter, which moto does not fire."""
+        while not stop.wait(self.submit_interval_s):
+            result, errored = invoke_local(self.settings.function_name("submitter"), {"source": "local.schedule"})
+            if errored:
+                logger.error("scheduled submitter failed", extra={"error": result})
 
     def _start_thread(self, name: str, target) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
@@ -117,6 +131,13 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment = {}
+        settings_module.get_settings.cache_clear()
 
     def __enter__(self) -> "LocalStack":
         return self.start()

@@ -20,7 +20,9 @@ from obsflow.tables.base import table
 
 WAITING = "WAITING"
 READY = "READY"
-STATUSES = (WAITING, READY)
+PLANNED = "PLANNED"  # its recipe instance and first run exist
+HELD = "HELD"  # READY, but no run can be planned (see held_reason)
+STATUSES = (WAITING, READY, PLANNED, HELD)
 
 
 class CandidatesByStatus(GlobalSecondaryIndex):
@@ -51,6 +53,8 @@ class CandidateItem(Model):
     ready_at = UTCDateTimeAttribute(null=True)
     ready_reason = UnicodeAttribute(null=True)
     ready_detail = JSONAttribute(null=True)
+    instance_id = UnicodeAttribute(null=True)
+    held_reason = UnicodeAttribute(null=True)
 
     by_status = CandidatesByStatus()
 

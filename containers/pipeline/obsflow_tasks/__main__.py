@@ -1,0 +1,5 @@
+import sys
+
+from obsflow_tasks.runtime import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""The base class of every task, and the tagged scratch objects tasks pass to each other.
+
+A task reads the run's input dataset and its upstream tasks' outputs (selected by
+tag), writes its own outputs under the run's scratch prefix, and the runtime records
+them with their SHA-256 in the task's provenance record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from obsflow.recipes.model import Recipe, TaskSpec
+from obsflow.runs import documents, layout
+
+
+class TaskFailure(Exception):
+    """The task cannot produce its outputs from these inputs (exit code 1: science/data)."""
+
+    exit_code = 1
+    kind = "science"
+
+
+class ConfigurationFailure(TaskFailure):
+    """The run's configuration makes the task fail (exit code 2: adjust and retry)."""
+
+    exit_code = 2
+    kind = "configuration"
+
+
+@dataclass
+class TaskContext:
+    s3: Any
+    work_bucket: str
+    run: dict
+    recipe: Recipe
+    task: TaskSpec
+    input_dataset: dict
+    outputs: list[dict] = field(default_factory=list)
+
+
+class Task:
+    """Subclass and implement ``run()``; use the helpers to read inputs and write outputs."""
+
+    def __init__(self, context: TaskContext):
+        self.context = context
+
+    # -- what the task is given -------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.context.task.name
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run["run_id"]
+
+    @property
+    def parameters(self) -> dict:
+        return self.context.run["configuration"]["parameters"]
+
+    @property
+    def options(self) -> dict:
+        return self.context.run["configuration"]["options"]
+
+    def frames(self, task_type: str | None = None, role: str | None = None) -> list[dict]:
+        """Input frames (bucket, key, version, ETag, task type, ...) of the input dataset."""
+        return [
+            f for f in self.context.input_dataset["frames"]
+            if (task_type is None or f["task_type"].lower() == task_type.lower()) and (role is None or f["role"] == role)
+        ]
+
+    def read_frame(self, frame: dict) -> bytes:
+        kwargs = {"VersionId": frame["version_id"]} if frame.get("version_id") else {}
+        return self.context.s3.get_object(Bucket=frame["bucket"], Key=frame["key"], **kwargs)["Body"].read()
+
+    # -- tagged scratch ---------------------------------------------------------
+    def upstream_outputs(self, tag: str) -> list[dict]:
+        """Outputs with ``tag`` written by tasks upstream of this one (directly or not)."""
+        ancestors = self._ancestors()
+        found = []
+        for task in ancestors:
+            record = documents.get_json(self.context.s3, self.context.work_bucket, layout.task_record_key(self.run_id, task))
+            found.extend(output for output in record["outputs"] if tag in output["tags"])
+        return found
+
+    def read_output(self, output: dict) -> bytes:
+        return self.context.s3.get_object(Bucket=self.context.work_bucket, Key=output["key"])["Body"].read()
+
+    def read_json(self, tag: str) -> Any:
+        """The one upstream JSON output with ``tag``."""
+        outputs = self.upstream_outputs(tag)
+        if len(outputs) != 1:
+            raise TaskFailure(f"expected one upstream output tagged {tag!r}, found {len(outputs)}")
+        return json.loads(self.read_output(outputs[0]))
+
+    def write(self, name: str, data: bytes, tags: tuple[str, ...] = (), content_type: str = "application/octet-stream") -> dict:
+        key = layout.task_prefix(self.run_id, self.name) + name
+        self.context.s3.put_object(Bucket=self.context.work_bucket, Key=key, Body=data, ContentType=content_type)
+        output = {"name": name, "key": key, "tags": list(tags), "sha256": hashlib.sha256(data).hexdigest(),
+                  "size": len(data), "content_type": content_type}
+        self.context.outputs.append(output)
+        return output
+
+    def write_json(self, name: str, document: Any, tags: tuple[str, ...] = ()) -> dict:
+        return self.write(name, documents.encode(document), tags, "application/json")
+
+    def _ancestors(self) -> list[str]:
+        by_name = {t.name: t for t in self.context.recipe.tasks}
+        seen: list[str] = []
+        pending = list(self.context.task.upstreams)
+        while pending:
+            name = pending.pop()
+            if name not in seen:
+                seen.append(name)
+                pending.extend(by_name[name].upstreams)
+        return seen
+
+    def run(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,142 @@
+"""The task entrypoint: stage inputs, run one task, record outputs and provenance.
+
+Exit codes say what kind of failure it was, for the ticket's suggested action:
+0 done (or already done: a redriven run reuses recorded outputs), 1 science/data,
+2 configuration, 3 infrastructure (S3 unavailable, ...), 64 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import importlib
+import importlib.metadata
+import platform
+import sys
+import time
+import traceback
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+import obsflow
+from obsflow import aws
+from obsflow.errors import NotFound, TransientError
+from obsflow.recipes import registry
+from obsflow.recipes.model import RecipeError
+from obsflow.runs import documents, layout
+from obsflow.settings import get_settings
+
+from obsflow_tasks.base import ConfigurationFailure, Task, TaskContext, TaskFailure
+
+LIBRARIES = ("obsflow", "numpy", "astropy", "boto3", "dkist-fits-specifications", "dkist-header-validator",
+             "asdf", "matplotlib", "imageio-ffmpeg")
+EXIT_INFRASTRUCTURE, EXIT_USAGE = 3, 64
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def load_task_class(entrypoint: str) -> type[Task]:
+    module, _, name = entrypoint.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m obsflow_tasks",
+        description="Run one task of an obsflow recipe for a run (what each Batch job runs).",
+    )
+    parser.add_argument("recipe", help="recipe name, e.g. frame-census")
+    parser.add_argument("task", help="task name within the recipe")
+    parser.add_argument("--run-id", required=True, help="the recipe run (its run document is read from the work bucket)")
+    parser.add_argument("--manual", action="store_true", help="record that a person ran this task by hand")
+    parser.add_argument("--operator", default=None, help="who ran it (with --manual; default: the login name)")
+    parser.add_argument("--note", default=None, help="why it was run by hand (with --manual)")
+    parser.add_argument("--force", action="store_true", help="run even if the task already succeeded for this run")
+    return parser.parse_args(argv)
+
+
+def run_task(args: argparse.Namespace, log=print) -> int:
+    settings = get_settings()
+    s3 = aws.client(settings, "s3")
+    work = settings.bucket_name("work")
+    run = documents.get_json(s3, work, layout.run_document_key(args.run_id))
+    recipe = registry.get(args.recipe, run["recipe_version"])
+    spec = recipe.task(args.task)
+    record_key = layout.task_record_key(args.run_id, spec.name)
+    if not args.force and documents.exists(s3, work, record_key):
+        previous = documents.get_json(s3, work, record_key)
+        if previous.get("status") == "succeeded":
+            log(f"{recipe.key} {spec.name}: already succeeded for run {args.run_id} at {previous['finished_at']}; "
+                "reusing its recorded outputs")
+            return 0
+    dataset = run["input_dataset"]
+    input_dataset = documents.get_json(s3, dataset["bucket"], dataset["key"])
+    context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset)
+    manual = args.manual or bool(run.get("manual"))
+    record = {
+        "task": spec.name,
+        "entrypoint": spec.entrypoint,
+        "recipe": recipe.name,
+        "recipe_version": recipe.version,
+        "run_id": args.run_id,
+        "resource_class": spec.resource_class,
+        "code_version": obsflow.__version__,
+        "libraries": library_versions(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "manual": manual,
+        "operator": (args.operator or getpass.getuser()) if manual else None,
+        "note": args.note if manual else None,
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    started = time.perf_counter()
+    log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames)")
+    status, exit_code, error = "succeeded", 0, None
+    try:
+        if run["configuration"]["options"].get("fail_task") == spec.name:
+            raise ConfigurationFailure(f"failing on purpose: the run option fail_task is {spec.name!r}; "
+                                       "retry with --set fail_task= to run it normally")
+        load_task_class(spec.entrypoint)(context).run()
+    except TaskFailure as exc:
+        status, exit_code, error = "failed", exc.exit_code, f"{exc.kind}: {exc}"
+    except (ClientError, BotoCoreError, TransientError) as exc:
+        status, exit_code, error = "failed", EXIT_INFRASTRUCTURE, f"infrastructure: {exc}"
+    except Exception as exc:  # noqa: BLE001  (an unexpected error in task code is a science-code failure)
+        traceback.print_exc()
+        status, exit_code, error = "failed", 1, f"science: {type(exc).__name__}: {exc}"
+    record.update(
+        status=status,
+        error=error,
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        duration_s=round(time.perf_counter() - started, 3),
+        outputs=context.outputs,
+    )
+    documents.put_json(s3, work, record_key, record)
+    if error:
+        print(f"{recipe.key} {spec.name} FAILED for run {args.run_id}: {error}", file=sys.stderr)
+    else:
+        log(f"{recipe.key} {spec.name}: done in {record['duration_s']:.2f} s, "
+            f"{len(context.outputs)} output(s): {', '.join(o['name'] for o in context.outputs)}")
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    try:
+        return run_task(args)
+    except (NotFound, RecipeError) as exc:
+        print(f"cannot run {args.recipe} {args.task} for run {args.run_id}: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError, TransientError) as exc:
+        print(f"cannot run {args.recipe} {args.task} for run {args.run_id}: AWS unavailable: {exc}; "
+              "redrive the run once it is back", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE

@@ -1,0 +1,13 @@
+"""FailRun: FAILED with the error, run slots given back, scratch kept for a redrive."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from obsflow.observability import logger, tracer
+from obsflow.runs.steps import fail_run
+from obsflow.settings import bound_settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict, context: LambdaContext) -> dict:
+    return fail_run(bound_settings(), event["run_id"], event.get("error") or {})

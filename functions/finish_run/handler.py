@@ -1,0 +1,13 @@
+"""FinishRun: SUCCEEDED, run slots given back, scratch removed."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from obsflow.observability import logger, tracer
+from obsflow.runs.steps import finish_run
+from obsflow.settings import bound_settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict, context: LambdaContext) -> dict:
+    return finish_run(bound_settings(), event["run_id"])

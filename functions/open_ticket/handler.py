@@ -1,0 +1,13 @@
+"""OpenTicket: one service-desk ticket per run failure, published to the operators' topic."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from obsflow.observability import logger, tracer
+from obsflow.runs.tickets import open_for_failure
+from obsflow.settings import bound_settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict, context: LambdaContext) -> dict:
+    return open_for_failure(bound_settings(), event["run_id"], event.get("error") or {}, event.get("execution_arn"))

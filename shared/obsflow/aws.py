@@ -1,0 +1,39 @@
+"""boto3 clients and ARNs for the configured stack (AWS, or the local stack's endpoint)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import boto3
+
+from obsflow.settings import Settings
+
+
+@lru_cache(maxsize=64)
+def _client(service: str, region: str, endpoint_url: str | None):
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url)
+
+
+def client(settings: Settings, service: str):
+    return _client(service, settings.region, settings.endpoint_url)
+
+
+@lru_cache(maxsize=8)
+def _caller_account(region: str, endpoint_url: str | None) -> str:
+    return _client("sts", region, endpoint_url).get_caller_identity()["Account"]
+
+
+def account_id(settings: Settings) -> str:
+    return settings.account_id or _caller_account(settings.region, settings.endpoint_url)
+
+
+def arn(settings: Settings, service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{settings.region}:{account_id(settings)}:{resource}"
+
+
+def state_machine_arn(settings: Settings, recipe: str, version: str) -> str:
+    return arn(settings, "states", f"stateMachine:{settings.state_machine_name(recipe, version)}")
+
+
+def topic_arn(settings: Settings, topic: str) -> str:
+    return arn(settings, "sns", settings.topic_name(topic))

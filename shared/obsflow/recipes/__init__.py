@@ -1,0 +1,1 @@
+"""Recipes: named, versioned DAGs of tasks, their registry and their state machines."""

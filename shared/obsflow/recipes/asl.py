@@ -1,0 +1,187 @@
+"""The state machine of a recipe, generated from its DAG.
+
+StartRun -> the tasks (Batch jobs, submitJob.sync; the tasks of one dependency level
+side by side in a Parallel state) -> Catalog -> NotifyPI -> FinishRun. Transient
+errors are retried with backoff; anything else goes to OpenTicket -> FailRun -> Fail.
+
+The state machine carries run ids, never frame lists, so the number of state
+transitions of a run does not depend on how many frames it processes.
+
+ARNs are ``${Placeholders}``: CloudFormation fills them from DefinitionSubstitutions,
+the local stack with ``render``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from obsflow.recipes.model import Recipe, TaskSpec
+
+LAMBDA_TRANSIENT = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "TransientError",
+]
+BATCH_TRANSIENT = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
+SNS_TRANSIENT = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
+# The ticket opener and FailRun must not send a run back into them.
+FAILURE_STATES = ("OpenTicket", "FailRun", "RunFailed")
+TASK_COMMAND = ("python", "-m", "obsflow_tasks")
+
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def camel(name: str) -> str:
+    """``high-memory`` -> ``HighMemory``."""
+    return "".join(part.title() for part in name.split("-"))
+
+
+def function_key(function: str) -> str:
+    return f"{camel(function)}FunctionArn"
+
+
+def job_queue_key(resource_class: str) -> str:
+    return f"JobQueue{camel(resource_class)}"
+
+
+def job_definition_key(resource_class: str) -> str:
+    return f"JobDefinition{camel(resource_class)}"
+
+
+PI_TOPIC_KEY = "PiNotificationsTopicArn"
+
+
+def ref(key: str) -> str:
+    return "${" + key + "}"
+
+
+def substitutions(function_arns: dict[str, str], pi_topic_arn: str, job_queues: dict[str, str],
+                  job_definitions: dict[str, str]) -> dict[str, str]:
+    """Placeholder -> value, from ARNs (or names) keyed by function and resource class."""
+    return {
+        **{function_key(f): arn for f, arn in function_arns.items()},
+        PI_TOPIC_KEY: pi_topic_arn,
+        **{job_queue_key(rc): queue for rc, queue in job_queues.items()},
+        **{job_definition_key(rc): definition for rc, definition in job_definitions.items()},
+    }
+
+
+def _retry(errors: list[str]) -> list[dict]:
+    return [{"ErrorEquals": errors, "IntervalSeconds": 2, "MaxAttempts": 4, "BackoffRate": 2.0}]
+
+
+def _catch(result_path: str = "$.error") -> list[dict]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": "OpenTicket"}]
+
+
+def _lambda(function: str, payload: dict, result_path: str | None, next_state: str | None, catch: bool = True) -> dict:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": ref(function_key(function)), "Payload": payload},
+        "ResultSelector": {"result.$": "$.Payload"},
+        "ResultPath": result_path,
+        "Retry": _retry(LAMBDA_TRANSIENT),
+    }
+    if catch:
+        state["Catch"] = _catch()
+    state.update({"Next": next_state} if next_state else {"End": True})
+    return state
+
+
+def _task_state(recipe: Recipe, task: TaskSpec) -> dict:
+    command = ", ".join(f"'{part}'" for part in (*TASK_COMMAND, recipe.name, task.name, "--run-id"))
+    return {
+        "Type": "Task",
+        "Comment": task.description or task.entrypoint,
+        "Resource": "arn:aws:states:::batch:submitJob.sync",
+        "Parameters": {
+            "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
+            "JobQueue": ref(job_queue_key(task.resource_class)),
+            "JobDefinition": ref(job_definition_key(task.resource_class)),
+            "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
+        },
+        "ResultPath": None,
+        "Retry": _retry(BATCH_TRANSIENT),
+    }
+
+
+def _level_state(recipe: Recipe, level: list[TaskSpec], next_state: str) -> tuple[str, dict]:
+    if len(level) == 1:
+        state = _task_state(recipe, level[0])
+        name = level[0].name
+    else:
+        name = " + ".join(task.name for task in level)
+        state = {
+            "Type": "Parallel",
+            "Comment": "independent tasks, run side by side",
+            "Branches": [
+                {"StartAt": task.name, "States": {task.name: {**_task_state(recipe, task), "End": True}}}
+                for task in level
+            ],
+            "ResultPath": None,
+        }
+    state["Catch"] = _catch()
+    state["Next"] = next_state
+    return name, state
+
+
+def build_definition(recipe: Recipe) -> dict:
+    """The Amazon States Language definition of ``recipe``, with ${Placeholders} for ARNs."""
+    run = {"run_id.$": "$.run_id"}
+    levels = recipe.levels()
+    level_names = [" + ".join(task.name for task in level) for level in levels]
+    states: dict[str, dict] = {
+        "StartRun": _lambda("start-run", {**run, "execution_arn.$": "$$.Execution.Id"}, "$.start", level_names[0]),
+    }
+    for i, level in enumerate(levels):
+        name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
+        states[name] = state
+    states["Catalog"] = _lambda("catalog", run, "$.catalog", "NotifyPI")
+    states["NotifyPI"] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {
+            "TopicArn": ref(PI_TOPIC_KEY),
+            "Subject.$": "$.catalog.result.subject",
+            "Message.$": "$.catalog.result.message",
+            "MessageAttributes": {
+                "proposal_id": {"DataType": "String", "StringValue.$": "$.catalog.result.proposal_id"},
+                "dataset_id": {"DataType": "String", "StringValue.$": "$.catalog.result.dataset_id"},
+            },
+        },
+        "ResultPath": None,
+        "Retry": _retry(SNS_TRANSIENT),
+        "Catch": _catch(),
+        "Next": "FinishRun",
+    }
+    states["FinishRun"] = _lambda("finish-run", run, None, None)
+    failure = {**run, "error.$": "$.error", "execution_arn.$": "$$.Execution.Id"}
+    states["OpenTicket"] = _lambda("open-ticket", failure, "$.ticket", "FailRun", catch=False)
+    # FailRun records the failure even if the ticket could not be opened.
+    states["OpenTicket"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.ticket_error", "Next": "FailRun"}]
+    states["FailRun"] = _lambda("fail-run", failure, None, "RunFailed", catch=False)
+    states["RunFailed"] = {"Type": "Fail", "Error": "RunFailed", "Cause": f"a task of recipe {recipe.key} failed; see the run's ticket"}
+    return {
+        "Comment": f"obsflow recipe {recipe.key}: {recipe.description}",
+        "StartAt": "StartRun",
+        "States": states,
+    }
+
+
+def placeholders(definition: dict) -> set[str]:
+    return set(_PLACEHOLDER.findall(json.dumps(definition)))
+
+
+def render(definition: dict, values: dict[str, str]) -> str:
+    """The definition as JSON with every ${Placeholder} replaced; KeyError names any left unfilled."""
+    text = json.dumps(definition, indent=2)
+    missing = placeholders(definition) - set(values)
+    if missing:
+        raise KeyError(f"no value for placeholder(s) {', '.join(sorted(missing))}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+

@@ -1,0 +1,39 @@
+"""Batch job settings per resource class: the same for the CDK app and the local stack."""
+
+from __future__ import annotations
+
+from obsflow.settings import Settings
+
+# Fargate sizes (vCPU, MiB): valid Fargate combinations.
+RESOURCES = {
+    "default": ("1", "4096"),
+    "high-memory": ("2", "16384"),
+    "multi-core": ("4", "8192"),
+}
+JOB_TIMEOUT_S = 4 * 3600
+
+
+def job_container_properties(settings: Settings, resource_class: str, image: str) -> dict:
+    vcpu, memory = RESOURCES[resource_class]
+    return {
+        "image": image,
+        "command": ["python", "-m", "obsflow_tasks", "--help"],  # each state overrides it
+        "resourceRequirements": [{"type": "VCPU", "value": vcpu}, {"type": "MEMORY", "value": memory}],
+        "environment": [
+            {"name": "OBSFLOW_STAGE", "value": settings.stage},
+            {"name": "OBSFLOW_RESOURCE_CLASS", "value": resource_class},
+        ],
+    }
+
+
+def job_retry_strategy() -> dict:
+    """Batch retries a job lost to the infrastructure; a task's own failure goes to a ticket."""
+    return {
+        "attempts": 3,
+        "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},
+            {"onStatusReason": "CannotPullContainerError*", "action": "RETRY"},
+            {"onStatusReason": "ResourceInitializationError*", "action": "RETRY"},
+            {"onReason": "*", "action": "EXIT"},
+        ],
+    }

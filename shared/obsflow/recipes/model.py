@@ -1,0 +1,189 @@
+"""Recipes as data: a named, versioned DAG of tasks with parameters and a run configuration.
+
+A definition that cannot run (a cycle, an unknown upstream, a default outside its
+valid values) fails validation with a message that names the culprit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
+ResourceClass = Literal["default", "high-memory", "multi-core"]
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+class RecipeError(ValueError):
+    """A recipe definition, or a value given to one, is invalid."""
+
+
+class Option(BaseModel):
+    """A named value with its valid values: a type and a range or an enumeration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER)
+    type: Literal["int", "float", "str", "bool"]
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    default: Any = None
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is valid, converted from text where needed; else RecipeError."""
+        value = self._coerce(value)
+        expected = _TYPES[self.type]
+        if not isinstance(value, expected) or (self.type != "bool" and isinstance(value, bool)):
+            raise RecipeError(f"{self.name}: {value!r} is not of type {self.type}")
+        if self.minimum is not None and value < self.minimum:
+            raise RecipeError(f"{self.name}: {value!r} is below the minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise RecipeError(f"{self.name}: {value!r} is above the maximum {self.maximum}")
+        if self.choices is not None and value not in self.choices:
+            raise RecipeError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
+        return value
+
+    def _coerce(self, value: Any) -> Any:
+        if not isinstance(value, str) or self.type == "str":
+            return value
+        try:
+            if self.type == "bool":
+                return {"true": True, "false": False}[value.lower()]
+            return int(value) if self.type == "int" else float(value)
+        except (KeyError, ValueError):
+            raise RecipeError(f"{self.name}: {value!r} is not of type {self.type}") from None
+
+
+class DatedValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective_from: dt.date
+    value: Any
+
+
+class Parameter(Option):
+    """A science parameter whose value depends on the observation date."""
+
+    values: tuple[DatedValue, ...] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _sorted(cls, values: tuple[DatedValue, ...]) -> tuple[DatedValue, ...]:
+        return tuple(sorted(values, key=lambda v: v.effective_from))
+
+    def effective(self, on: dt.date) -> Any:
+        applicable = [v for v in self.values if v.effective_from <= on]
+        if not applicable:
+            raise RecipeError(
+                f"parameter {self.name} has no value effective on {on.isoformat()} "
+                f"(the first is effective from {self.values[0].effective_from.isoformat()})"
+            )
+        return applicable[-1].value
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER)
+    entrypoint: str = Field(pattern=r"^[\w.]+:\w+$", description="module:Class of the task")
+    upstreams: tuple[str, ...] = ()
+    resource_class: ResourceClass = "default"
+    description: str = ""
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    instrument: str
+    modes: tuple[str, ...] = ()
+    description: str
+    documentation_url: str
+    priority: int = Field(default=0, ge=0, le=99)
+    automated: bool = True
+    tasks: tuple[TaskSpec, ...] = Field(min_length=1)
+    parameters: tuple[Parameter, ...] = ()
+    run_configuration: tuple[Option, ...] = ()
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Recipe":
+        where = f"recipe {self.name} {self.version}"
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise RecipeError(f"{where}: task names repeat: {', '.join(duplicates)}")
+        for task in self.tasks:
+            unknown = [u for u in task.upstreams if u not in names]
+            if unknown:
+                raise RecipeError(f"{where}: task {task.name} has unknown upstream(s) {', '.join(unknown)}")
+        self.levels()  # raises on a cycle
+        keys = [o.name for o in (*self.parameters, *self.run_configuration)]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")
+        try:
+            for parameter in self.parameters:
+                for dated in parameter.values:
+                    parameter.check(dated.value)
+            for option in self.run_configuration:
+                option.check(option.default)
+        except RecipeError as exc:
+            raise RecipeError(f"{where}: default outside its valid values: {exc}") from None
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise RecipeError(f"recipe {self.key} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
+
+    def levels(self) -> list[list[TaskSpec]]:
+        """Tasks in dependency order, grouped: every task's upstreams are in earlier groups."""
+        remaining = {t.name: set(t.upstreams) for t in self.tasks}
+        done: set[str] = set()
+        levels = []
+        while remaining:
+            ready = [t for t in self.tasks if t.name in remaining and remaining[t.name] <= done]
+            if not ready:
+                raise RecipeError(f"recipe {self.name} {self.version}: the tasks {', '.join(sorted(remaining))} form a cycle")
+            levels.append(ready)
+            for task in ready:
+                done.add(task.name)
+                del remaining[task.name]
+        return levels
+
+    def resource_classes(self) -> list[str]:
+        return sorted({t.resource_class for t in self.tasks})
+
+    def default_configuration(self) -> dict[str, Any]:
+        return {option.name: option.default for option in self.run_configuration}
+
+    def as_run_configuration(self, observed_on: dt.date, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Recipe defaults and parameter values effective on ``observed_on``, then ``overrides``, checked."""
+        configuration = {
+            "parameters": {p.name: p.effective(observed_on) for p in self.parameters},
+            "options": self.default_configuration(),
+        }
+        known = {o.name: ("parameters", o) for o in self.parameters} | {o.name: ("options", o) for o in self.run_configuration}
+        for name, value in (overrides or {}).items():
+            if name not in known:
+                raise RecipeError(
+                    f"recipe {self.key} has no parameter or option {name!r}; known: {', '.join(sorted(known))}"
+                )
+            section, option = known[name]
+            configuration[section][name] = option.check(value)
+        return configuration
+
+    def matches(self, instrument: str, mode: str | None = None) -> bool:
+        return instrument.upper() == self.instrument.upper() and (not self.modes or mode in self.modes)

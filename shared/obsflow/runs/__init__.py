@@ -1,0 +1,1 @@
+"""Recipe instances and runs: planning, submission, the run lifecycle, catalog and tickets."""

@@ -1,0 +1,58 @@
+"""JSON documents in S3: read and write with errors that say what is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from obsflow.errors import NotFound, TransientError
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+
+
+def put_json(s3, bucket: str, key: str, document: Any) -> str:
+    """Write ``document``; returns the SHA-256 of the bytes written."""
+    body = encode(document)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientError(f"could not write s3://{bucket}/{key}: {exc}") from exc
+    return hashlib.sha256(body).hexdigest()
+
+
+def get_json(s3, bucket: str, key: str) -> Any:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise NotFound(f"s3://{bucket}/{key} does not exist") from exc
+        raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
+    return json.loads(body)
+
+
+def exists(s3, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return False
+        raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
+
+
+def delete_prefix(s3, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix``; returns how many."""
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    return deleted

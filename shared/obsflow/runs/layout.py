@@ -1,0 +1,50 @@
+"""Where a run's documents live in the work bucket, and how its ids are made.
+
+Ids are derived from what they identify, so planning the same candidate twice,
+or retrying the same failed run twice, names the same records (idempotency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def _digest(*parts: str, length: int = 12) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def instance_id(candidate_id: str, recipe: str, version: str) -> str:
+    return f"ri-{_digest(candidate_id, recipe, version)}"
+
+
+def run_id(instance_id: str, retry_of: str | None = None, attempt: str = "") -> str:
+    return f"run-{_digest(instance_id, retry_of or 'first', attempt)}"
+
+
+def dataset_id(run_id: str) -> str:
+    return f"ds-{_digest(run_id)}"
+
+
+def input_dataset_key(instance_id: str) -> str:
+    return f"input-datasets/{instance_id}.json"
+
+
+def run_document_key(run_id: str) -> str:
+    return f"runs/{run_id}/run.json"
+
+
+def scratch_prefix(run_id: str) -> str:
+    return f"scratch/{run_id}/"
+
+
+def task_prefix(run_id: str, task: str) -> str:
+    return f"{scratch_prefix(run_id)}{task}/"
+
+
+def task_record_key(run_id: str, task: str) -> str:
+    """The task's provenance record and list of tagged outputs."""
+    return f"{task_prefix(run_id, task)}_record.json"
+
+
+def dataset_prefix(proposal_id: str, dataset_id: str) -> str:
+    return f"{proposal_id}/{dataset_id}/"

@@ -1,0 +1,123 @@
+"""Service-desk tickets for failed runs: exactly one per failure, with what an operator needs.
+
+The ticket id is derived from the run and its failure count, so a re-delivered
+failure finds the ticket it already opened instead of opening a second.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pynamodb.exceptions import PutError
+
+from obsflow import aws
+from obsflow.ingest.store import transient
+from obsflow.observability import logger
+from obsflow.runs import lifecycle
+from obsflow.settings import Settings
+from obsflow.tables import tickets
+from obsflow.tables.tickets import TicketItem
+
+LOG_GROUP = "/aws/batch/job"
+LOG_LINES = 20
+# Task runtime exit codes (obsflow_tasks): what kind of failure each means.
+EXIT_KINDS = {1: "science", 2: "configuration", 3: "infrastructure"}
+ACTIONS = {
+    "infrastructure": "resume: `obsflow runs redrive {run_id}` (completed tasks are not run again)",
+    "configuration": "adjust and retry: `obsflow runs retry {run_id} --set KEY=VALUE`",
+    "science": "process manually: `obsflow runs execute {run_id} --manual`, or retry with other parameters",
+}
+
+
+def describe_failure(error: dict) -> dict:
+    """Failed task, error type and message, exit code and kind, from a Step Functions error."""
+    name, cause = error.get("Error", "Unknown"), error.get("Cause") or ""
+    try:
+        detail = json.loads(cause)
+    except (TypeError, json.JSONDecodeError):
+        detail = {}
+    facts = {"error_type": name, "error_message": cause[:2000], "failed_task": None, "exit_code": None,
+             "log_stream": None, "kind": "infrastructure"}
+    if isinstance(detail, dict) and "jobName" in detail:  # a Batch job: the cause is its description
+        container = detail.get("container") or {}
+        facts["failed_task"] = detail["jobName"].split("-", 2)[-1] if detail["jobName"].count("-") >= 2 else detail["jobName"]
+        facts["exit_code"] = container.get("exitCode")
+        facts["log_stream"] = container.get("logStreamName")
+        facts["error_message"] = f"{detail.get('statusReason', 'job failed')} (exit code {facts['exit_code']})"
+        facts["kind"] = EXIT_KINDS.get(facts["exit_code"], "infrastructure")
+    elif isinstance(detail, dict) and "errorMessage" in detail:  # a Lambda error
+        facts["error_message"] = detail["errorMessage"]
+        facts["kind"] = "infrastructure"
+    return facts
+
+
+def log_excerpt(settings: Settings, log_stream: str | None) -> str | None:
+    if not log_stream:
+        return None
+    try:
+        events = aws.client(settings, "logs").get_log_events(
+            logGroupName=LOG_GROUP, logStreamName=log_stream, limit=LOG_LINES, startFromHead=False
+        )["events"]
+    except Exception as exc:  # noqa: BLE001  (an excerpt is a convenience; the ticket matters)
+        return f"(log excerpt unavailable: {exc})"
+    return "\n".join(event["message"] for event in events)
+
+
+def links(settings: Settings, execution_arn: str | None, log_stream: str | None) -> dict:
+    if settings.endpoint_url:  # the local stack has no console: name the records instead
+        return {"execution": execution_arn, "logs": f"{LOG_GROUP}/{log_stream}" if log_stream else None}
+    region = settings.region
+    result = {}
+    if execution_arn:
+        result["execution"] = (
+            f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+        )
+    if log_stream:
+        result["logs"] = (
+            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
+            f"$252Faws$252Fbatch$252Fjob/log-events/{log_stream.replace('/', '$252F')}"
+        )
+    return result
+
+
+def open_for_failure(settings: Settings, run_id: str, error: dict, execution_arn: str | None) -> dict:
+    run = lifecycle.require(run_id)
+    failures = sum(1 for entry in run.history if entry.status == "FAILED")
+    ticket_id = f"TKT-{run_id}-{failures + 1}"
+    existing = tickets.get(ticket_id)
+    if existing is not None:
+        return {"ticket_id": ticket_id, "created": False}
+    facts = describe_failure(error)
+    ticket = TicketItem(
+        ticket_id,
+        kind=f"failure:{facts['kind']}",
+        summary=f"run {run_id} ({run.recipe}@{run.version}) failed"
+        + (f" in task {facts['failed_task']}" if facts["failed_task"] else "") + f": {facts['error_type']}",
+        run_id=run_id,
+        candidate_id=run.candidate_id,
+        proposal_id=run.proposal_id,
+        recipe=f"{run.recipe}@{run.version}",
+        failed_task=facts["failed_task"],
+        error_type=facts["error_type"],
+        error_message=facts["error_message"],
+        exit_code=facts["exit_code"],
+        log_excerpt=log_excerpt(settings, facts["log_stream"]),
+        links=links(settings, execution_arn, facts["log_stream"]),
+        suggested_action=ACTIONS[facts["kind"]].format(run_id=run_id),
+        created_at=lifecycle.now(),
+    )
+    with transient(f"could not open a ticket for run {run_id}"):
+        try:
+            ticket.save(condition=TicketItem.ticket_id.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return {"ticket_id": ticket_id, "created": False}
+            raise
+        aws.client(settings, "sns").publish(
+            TopicArn=aws.topic_arn(settings, "operators"),
+            Subject=f"obsflow ticket {ticket_id}"[:100],
+            Message=json.dumps(ticket.attribute_values, default=str, indent=2),
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": ticket.kind}},
+        )
+    logger.warning("ticket opened", extra={"ticket_id": ticket_id, "run_id": run_id, "kind": ticket.kind})
+    return {"ticket_id": ticket_id, "created": True}

@@ -1,0 +1,60 @@
+"""Service-desk tickets: one per failed run (its dedup key), or per manual review."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from obsflow.tables.base import table
+
+OPEN, RESOLVED = "OPEN", "RESOLVED"
+
+
+class TicketsByStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+@table("tickets")
+class TicketItem(Model):
+    class Meta:
+        table_name = "obsflow-local-tickets"
+
+    ticket_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    status = UnicodeAttribute(default=OPEN)
+    summary = UnicodeAttribute()
+    run_id = UnicodeAttribute(null=True)
+    candidate_id = UnicodeAttribute(null=True)
+    proposal_id = UnicodeAttribute(null=True)
+    recipe = UnicodeAttribute(null=True)
+    failed_task = UnicodeAttribute(null=True)
+    error_type = UnicodeAttribute(null=True)
+    error_message = UnicodeAttribute(null=True)
+    exit_code = NumberAttribute(null=True)
+    log_excerpt = UnicodeAttribute(null=True)
+    links = JSONAttribute(null=True)
+    suggested_action = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    resolved_at = UTCDateTimeAttribute(null=True)
+    resolution = UnicodeAttribute(null=True)
+
+    by_status = TicketsByStatus()
+
+
+def get(ticket_id: str) -> TicketItem | None:
+    try:
+        return TicketItem.get(ticket_id, consistent_read=True)
+    except TicketItem.DoesNotExist:
+        return None
+
+
+def all_tickets() -> list[TicketItem]:
+    return sorted(
+        (t for status in (OPEN, RESOLVED) for t in TicketItem.by_status.query(status)), key=lambda t: t.created_at
+    )
