@@ -16,7 +16,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 @pytest.fixture(scope="session")
 def small_candidate():
-    """One candidate: 2 darks, 2 gains, 4 observe frames of 32x32 (seeded)."""
+    """One candidate for the frame-census recipe: 2 darks, 2 gains, 4 observe frames of 32x32 (seeded)."""
     from obsflow.simulate import simulate_candidate
 
-    return simulate_candidate("cand_small", n_dark=2, n_gain=2, n_observe=4, shape=(32, 32), seed=1)
+    return simulate_candidate("cand_small", n_dark=2, n_gain=2, n_observe=4, shape=(32, 32), seed=1,
+                              recipe="frame-census")

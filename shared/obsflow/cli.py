@@ -139,7 +139,7 @@ def info(ctx, as_json):
     click.echo(f"stage     {description['stage']}")
     click.echo(f"region    {description['region']}")
     click.echo(f"endpoint  {description['endpoint_url'] or '(AWS default)'}")
-    for group in ("buckets", "queues", "tables"):
+    for group in ("buckets", "queues", "tables", "topics", "functions"):
         for name, value in description[group].items():
             click.echo(f"{group[:-1]:<9} {name:<20} {value}")
 
@@ -207,6 +207,132 @@ def candidates_show(candidate_id, as_json):
                   "ready_at", "ready_reason"):
         click.echo(f"{field:<13} {console.cell(detail.get(field))}")
     console.table(detail["ops"], ["op_id", "role", "task_type", "expected", "received", "complete", "missing"], "")
+
+
+@main.group()
+def recipes():
+    """Recipes: versioned DAGs of tasks, one state machine each."""
+
+
+@recipes.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def recipes_list(as_json):
+    """Registered recipes with their versions, instrument, priority and tasks."""
+    console.emit(queries.recipe_rows(), ["name", "version", "instrument", "automated", "priority", "tasks"], as_json,
+                 "no recipes registered; `obsflow recipes register` registers this release's recipes")
+
+
+@recipes.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def recipes_show(name, as_json):
+    """One recipe: its DAG, parameters with valid and dated values, run configuration."""
+    detail = queries.recipe_detail(name)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("name", "version", "versions", "instrument", "modes", "automated", "priority", "state_machine",
+                  "documentation_url", "description"):
+        click.echo(f"{field:<17} {console.cell(detail.get(field))}")
+    click.echo("\ntasks (in dependency order; a group runs side by side):")
+    for i, level in enumerate(detail["levels"], 1):
+        click.echo(f"  {i}. {' | '.join(level)}")
+    console.table(detail["tasks"], ["name", "upstreams", "resource_class", "entrypoint"], "")
+    click.echo("\nparameters:")
+    console.table(
+        [{**p, "valid": _valid_values(p), "values": ", ".join(f"{v['value']} from {v['effective_from']}" for v in p["values"])}
+         for p in detail["parameters"]], ["name", "type", "valid", "values", "description"], "  (none)")
+    click.echo("\nrun configuration:")
+    console.table([{**o, "valid": _valid_values(o)} for o in detail["run_configuration"]],
+                  ["name", "type", "valid", "default", "description"], "  (none)")
+
+
+def _valid_values(option: dict) -> str:
+    if option.get("choices") is not None:
+        return " | ".join(repr(c) for c in option["choices"])
+    low, high = option.get("minimum"), option.get("maximum")
+    return f"[{'' if low is None else low}, {'' if high is None else high}]" if low is not None or high is not None else "any"
+
+
+@recipes.command("register")
+@operator_command
+@click.pass_context
+def recipes_register(ctx):
+    """Register this release's recipes in the recipes table (idempotent; deploys do this)."""
+    from obsflow.recipes import registry
+
+    for key in registry.register(_settings(ctx)):
+        click.echo(f"registered {key}")
+
+
+@main.group()
+def runs():
+    """Recipe runs: status, task-by-task progress, history."""
+
+
+@runs.command("list")
+@click.option("--status", type=click.Choice(["READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"]),
+              help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def runs_list(status, as_json):
+    """Runs, oldest first (with --status READY: in the order they will start)."""
+    console.emit(queries.run_rows(status),
+                 ["run_id", "recipe", "candidate_id", "priority", "status", "created_at", "duration_s", "waiting_reason"],
+                 as_json, "no runs" + (f" with status {status}" if status else ""))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+@click.pass_context
+def runs_show(ctx, run_id, as_json):
+    """One run: status, configuration, task-by-task progress and history."""
+    from obsflow import aws
+
+    settings = _settings(ctx)
+    detail = queries.run_detail(run_id, aws.client(settings, "stepfunctions"), console_links=settings.endpoint_url is None)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("run_id", "recipe", "version", "candidate_id", "proposal_id", "status", "priority", "waiting_reason",
+                  "created_at", "started_at", "finished_at", "duration_s", "execution_arn", "console", "dataset_id",
+                  "retry_of", "configuration", "error"):
+        if detail.get(field) is not None:
+            click.echo(f"{field:<15} {console.cell(detail[field])}")
+    click.echo("\ntasks:")
+    console.table(detail["tasks"], ["task", "resource_class", "upstreams", "status", "started", "ended"], "")
+    click.echo("\nhistory:")
+    console.table(detail["history"], ["at", "status", "detail"], "")
+
+
+@main.command()
+@click.option("--reason", default="", help="Why (kept with the setting, for the next operator).")
+@operator_command
+@click.pass_context
+def pause(ctx, reason):
+    """Stop starting runs. Candidates still become READY; their runs wait in priority order."""
+    from obsflow.runs import control
+
+    control.set_submission(_settings(ctx), control.PAUSED, reason)
+    click.echo(f"automated submission paused for stage '{_settings(ctx).stage}'; `obsflow resume` restarts it")
+
+
+@main.command()
+@operator_command
+@click.pass_context
+def resume(ctx):
+    """Start runs again: the waiting READY runs start in priority order, within the run slots."""
+    from obsflow.runs import control, submitter
+
+    settings = _settings(ctx)
+    control.set_submission(settings, control.ACTIVE)
+    submitter.nudge(settings, "resumed")
+    waiting = len(queries.run_rows("READY"))
+    click.echo(f"automated submission resumed for stage '{settings.stage}'; {waiting} run(s) waiting to start")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ def cell(value) -> str:
     value = _plain(value)
     if value is None:
         return "-"
+    if isinstance(value, dict):
+        return json.dumps(value, default=_plain)
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "-"
     if isinstance(value, float):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
-from obsflow.tables import candidates, frames, observing_programs, quarantine
+from obsflow.recipes.model import Recipe
+from obsflow.tables import candidates, frames, observing_programs, quarantine, recipe_instances, recipes, runs
 
 
 def frame_rows(op_id: str | None = None) -> list[dict]:
@@ -23,8 +24,25 @@ def op_rows() -> list[dict]:
     ]
 
 
+def _runs_of(candidate) -> list:
+    instance = recipe_instances.get(candidate.instance_id) if candidate.instance_id else None
+    if instance is None or not instance.run_ids:
+        return []
+    return list(runs.RunItem.batch_get(sorted(instance.run_ids)))
+
+
+def _candidate_row(candidate) -> dict:
+    run_items = _runs_of(candidate)
+    return {
+        **candidate.attribute_values,
+        "ops": candidate.op_ids,
+        "processing": derived_status(run_items),
+        "run_ids": [r.run_id for r in sorted(run_items, key=lambda r: r.created_at)],
+    }
+
+
 def candidate_rows() -> list[dict]:
-    return [{**c.attribute_values, "ops": c.op_ids} for c in candidates.all_candidates()]
+    return [_candidate_row(c) for c in candidates.all_candidates()]
 
 
 def candidate_detail(candidate_id: str) -> dict:
@@ -35,7 +53,7 @@ def candidate_detail(candidate_id: str) -> dict:
     states = {op_id: op.state for op_id, op in ops.items()}
     lacking = missing(candidate.op_ids, states)
     return {
-        **candidate.attribute_values,
+        **_candidate_row(candidate),
         "ops": [
             {
                 "op_id": op_id,
@@ -49,3 +67,95 @@ def candidate_detail(candidate_id: str) -> dict:
             for op_id in candidate.op_ids
         ],
     }
+
+
+# -- recipes and runs -----------------------------------------------------------------
+def recipe_rows() -> list[dict]:
+    return [
+        {**item.attribute_values, "tasks": [t["name"] for t in item.definition["tasks"]],
+         "description": item.definition["description"]}
+        for item in recipes.all_recipes()
+    ]
+
+
+def recipe_detail(name: str) -> dict:
+    versions = recipes.versions(name)
+    if not versions:
+        raise NotFound(f"no recipe {name!r} is registered; `obsflow recipes list` shows the registered ones")
+    latest = max(versions, key=lambda r: tuple(int(p) for p in r.version.split(".")))
+    recipe = Recipe.model_validate(latest.definition)
+    return {
+        **latest.definition,
+        "versions": sorted(r.version for r in versions),
+        "state_machine": latest.state_machine,
+        "levels": [[task.name for task in level] for level in recipe.levels()],
+    }
+
+
+def derived_status(run_items: list) -> str | None:
+    """An instance's (or candidate's) status: that of its latest run."""
+    if not run_items:
+        return None
+    return max(run_items, key=lambda r: r.created_at).status
+
+
+def run_rows(status: str | None = None) -> list[dict]:
+    items = runs.with_status(status) if status else runs.all_runs()
+    return [_run_row(item) for item in items]
+
+
+def _run_row(item) -> dict:
+    row = dict(item.attribute_values)
+    row["history"] = [entry.as_dict() for entry in item.history]
+    end = item.finished_at
+    row["duration_s"] = round((end - item.started_at).total_seconds(), 1) if end and item.started_at else None
+    return row
+
+
+def run_detail(run_id: str, sfn=None, console_links: bool = False) -> dict:
+    item = runs.get(run_id)
+    if item is None:
+        raise NotFound(f"no run {run_id!r}; `obsflow runs list` shows the known ones")
+    detail = _run_row(item)
+    recipe = Recipe.model_validate(recipes.RecipeItem.get(item.recipe, item.version).definition)
+    progress = task_progress(sfn, item.execution_arn) if sfn is not None and item.execution_arn else {}
+    detail["tasks"] = [
+        {"task": task.name, "resource_class": task.resource_class, "upstreams": list(task.upstreams),
+         **progress.get(task.name, {"status": "pending", "started": None, "ended": None})}
+        for task in recipe.tasks
+    ]
+    if console_links and item.execution_arn:
+        region = item.execution_arn.split(":")[3]
+        detail["console"] = (f"https://{region}.console.aws.amazon.com/states/home?region={region}"
+                             f"#/v2/executions/details/{item.execution_arn}")
+    return detail
+
+
+def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
+    """State name -> status, start and end, from the execution history."""
+    events = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        events.extend(page["events"])
+    by_id = {event["id"]: event for event in events}
+
+    def state_of(event) -> str | None:
+        while event is not None:
+            if event["type"].endswith("StateEntered"):
+                return event["stateEnteredEventDetails"]["name"]
+            event = by_id.get(event.get("previousEventId"))
+        return None
+
+    progress: dict[str, dict] = {}
+    for event in events:
+        kind = event["type"]
+        if kind == "TaskStateEntered":
+            name = event["stateEnteredEventDetails"]["name"]
+            progress[name] = {"status": "running", "started": event["timestamp"], "ended": None}
+        elif kind == "TaskStateExited":
+            name = event["stateExitedEventDetails"]["name"]
+            progress.setdefault(name, {"started": None}).update(status="succeeded", ended=event["timestamp"])
+        elif kind in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
+            name = state_of(event)
+            if name in progress:
+                progress[name].update(status="failed", ended=event["timestamp"])
+    return progress

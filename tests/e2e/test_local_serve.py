@@ -42,7 +42,7 @@ def cli(endpoint: str, *args: str) -> str:
     return result.stdout
 
 
-def test_uploads_from_an_outside_client_make_the_candidate_ready(served_stack, small_candidate):
+def test_uploads_from_an_outside_client_are_ingested_and_processed(served_stack, small_candidate):
     endpoint, process, log = served_stack
     # Given the local stack's resource names, as `obsflow info --json` prints them
     info = json.loads(cli(endpoint, "info", "--json"))
@@ -52,14 +52,18 @@ def test_uploads_from_an_outside_client_make_the_candidate_ready(served_stack, s
     for key, body in [small_candidate.candidate_object(), *small_candidate.frame_objects(),
                       ("notes/stray.txt", b"not for obsflow"), small_candidate.manifest_object()]:
         s3.put_object(Bucket=info["buckets"]["ingest"], Key=key, Body=body)
-    # Then the candidate becomes READY, as the CLI shows
-    deadline = time.monotonic() + 60
-    while (detail := json.loads(cli(endpoint, "candidates", "show", "cand_small", "--json")))["status"] != "READY":
-        assert time.monotonic() < deadline, log.read_text()
+    # Then the candidate becomes READY and its run succeeds, as the CLI shows
+    deadline = time.monotonic() + 90
+    while (detail := json.loads(cli(endpoint, "candidates", "show", "cand_small", "--json")))["processing"] != "SUCCEEDED":
+        assert time.monotonic() < deadline and detail["processing"] != "FAILED", log.read_text()
         time.sleep(0.5)
+    assert detail["ready_reason"] == "complete"
     assert [op["received"] for op in detail["ops"]] == [4, 2, 2]
     assert len(json.loads(cli(endpoint, "frames", "list", "--op", "cand_small_dark", "--json"))) == 2
-    assert "READY" in cli(endpoint, "candidates", "list")
+    run = json.loads(cli(endpoint, "runs", "show", detail["run_ids"][0], "--json"))
+    assert [(t["task"], t["status"]) for t in run["tasks"]] == [
+        ("inventory", "succeeded"), ("dark_level", "succeeded"), ("observe_stats", "succeeded"), ("summary", "succeeded")]
+    assert "SUCCEEDED" in cli(endpoint, "runs", "list")
     ops = {op["op_id"]: (op["received"], op["expected"], op["complete"]) for op in json.loads(cli(endpoint, "ops", "list", "--json"))}
     assert ops == {op.op_id: (len(op.frames), len(op.frames), True) for op in small_candidate.ops}
     while not (quarantined := json.loads(cli(endpoint, "frames", "list", "--quarantined", "--json"))):

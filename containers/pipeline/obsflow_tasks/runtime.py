@@ -12,6 +12,7 @@ import datetime as dt
 import getpass
 import importlib
 import importlib.metadata
+import os
 import platform
 import sys
 import time
@@ -93,6 +94,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
         "libraries": library_versions(),
         "python": platform.python_version(),
         "host": platform.node(),
+        "pid": os.getpid(),
         "manual": manual,
         "operator": (args.operator or getpass.getuser()) if manual else None,
         "note": args.note if manual else None,

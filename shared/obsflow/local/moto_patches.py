@@ -4,10 +4,15 @@ Step Functions -> Batch: the interpreter's parameter normalisation is a no-op fo
 Batch, so ``batch:submitJob.sync`` sends PascalCase names to a camelCase API. Here it
 maps them through botocore's operation model, as AWS does.
 
+Parallel states: a branch failing with a States.* error (a failed Batch job is
+States.TaskFailed) crashes the interpreter, which rewraps it as a custom error name;
+here it is re-raised under its own States.* name, so a Catch on the Parallel works.
+
 Batch jobs: moto's Docker-free backend marks every job SUCCEEDED without running it.
 Here each job runs its command as a subprocess of this virtualenv (the task image's
 entrypoint), in the background, and ends SUCCEEDED or FAILED by its exit code, with
-its output in CloudWatch Logs under /aws/batch/job like on AWS.
+its output in CloudWatch Logs under /aws/batch/job and its exit code in DescribeJobs,
+like on AWS.
 
 Lambda: every invocation (the Invoke API, Step Functions tasks) runs the deployed
 handler in this process; an exception becomes Lambda's error payload.
@@ -148,6 +153,16 @@ def _normalise_batch_response(self, response, boto_service_name=None, service_ac
     self._from_boto_response(response, operation.output_shape)
 
 
+# -- Parallel branch failures --------------------------------------------------------
+def _branch_error_name(error_name: str | None = None):
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    if error_name and error_name.startswith("States."):
+        return StatesErrorName.from_name(error_name)
+    return CustomErrorName(error_name=error_name)
+
+
 # -- Batch jobs as subprocesses ----------------------------------------------------
 def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
     properties = job.job_definition.container_properties or {}
@@ -181,6 +196,19 @@ def _run_job(job) -> None:
     job._mark_stopped(success=exit_code == 0)
 
 
+def _describe_job_with_exit_code(original):
+    """moto drops the container's exit code from DescribeJobs; AWS reports it (tickets use it)."""
+
+    def describe(self) -> dict:
+        result = original(self)
+        if self.exit_code is not None and isinstance(result.get("container"), dict):
+            result["container"]["exitCode"] = self.exit_code
+        return result
+
+    describe.patched = True
+    return describe
+
+
 def _start_job(self, include_start_attempt: bool, job) -> None:
     self.backend._jobs[job.job_id] = job
     job.job_started_at = datetime.datetime.now()
@@ -202,7 +230,9 @@ def _invoke_in_process(self, event=None) -> tuple[str, bool, str]:
 def apply() -> None:
     """Install the patches (idempotent)."""
     from moto.awslambda.models import LambdaFunction
+    from moto.batch.models import Job
     from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
         StateTaskServiceBatch,
     )
@@ -210,5 +240,8 @@ def apply() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items
     StateTaskServiceBatch._normalise_parameters = _normalise_batch_parameters
     StateTaskServiceBatch._normalise_response = _normalise_batch_response
+    branches_decl.CustomErrorName = _branch_error_name
     BatchSimpleBackend._mark_job_as_finished = _start_job
+    if not getattr(Job.describe, "patched", False):
+        Job.describe = _describe_job_with_exit_code(Job.describe)
     LambdaFunction._invoke_lambda = _invoke_in_process

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from obsflow import aws
 from obsflow.errors import NotFound, TransientError
 from obsflow.observability import logger
-from obsflow.runs import lifecycle, planner
+from obsflow.runs import control, lifecycle, planner
 from obsflow.settings import Settings
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import capacity, runs
@@ -27,6 +27,7 @@ RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
 
 @dataclass
 class SubmitReport:
+    paused: bool = False
     planned: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -112,6 +113,9 @@ def resume_unlaunched(settings: Settings, report: SubmitReport) -> None:
 def submit(settings: Settings) -> SubmitReport:
     report = SubmitReport()
     plan_ready_candidates(settings, report)
+    if control.is_paused(settings):
+        report.paused = True
+        return report
     resume_unlaunched(settings, report)
     start_ready_runs(settings, report)
     return report

@@ -1,6 +1,6 @@
 """Service-desk tickets for failed runs: exactly one per failure, with what an operator needs.
 
-The ticket id is derived from the run and its failure count, so a re-delivered
+The ticket id is derived from the run and its attempt, so a re-delivered
 failure finds the ticket it already opened instead of opening a second.
 """
 
@@ -38,17 +38,25 @@ def describe_failure(error: dict) -> dict:
         detail = {}
     facts = {"error_type": name, "error_message": cause[:2000], "failed_task": None, "exit_code": None,
              "log_stream": None, "kind": "infrastructure"}
-    if isinstance(detail, dict) and "jobName" in detail:  # a Batch job: the cause is its description
-        container = detail.get("container") or {}
-        facts["failed_task"] = detail["jobName"].split("-", 2)[-1] if detail["jobName"].count("-") >= 2 else detail["jobName"]
-        facts["exit_code"] = container.get("exitCode")
-        facts["log_stream"] = container.get("logStreamName")
-        facts["error_message"] = f"{detail.get('statusReason', 'job failed')} (exit code {facts['exit_code']})"
+    job = _pascal_keys(detail) if isinstance(detail, dict) else {}
+    if "JobName" in job:  # a Batch job: the cause is its description (PascalCase from Step Functions)
+        container = job.get("Container") or {}
+        name = job["JobName"]
+        facts["failed_task"] = name.split("-", 2)[-1] if name.count("-") >= 2 else name
+        facts["exit_code"] = container.get("ExitCode")
+        facts["log_stream"] = container.get("LogStreamName")
+        facts["error_message"] = f"{job.get('StatusReason', 'job failed')} (exit code {facts['exit_code']})"
         facts["kind"] = EXIT_KINDS.get(facts["exit_code"], "infrastructure")
     elif isinstance(detail, dict) and "errorMessage" in detail:  # a Lambda error
         facts["error_message"] = detail["errorMessage"]
         facts["kind"] = "infrastructure"
     return facts
+
+
+def _pascal_keys(value):
+    if isinstance(value, dict):
+        return {key[:1].upper() + key[1:]: _pascal_keys(item) for key, item in value.items()}
+    return value
 
 
 def log_excerpt(settings: Settings, log_stream: str | None) -> str | None:
@@ -82,8 +90,9 @@ def links(settings: Settings, execution_arn: str | None, log_stream: str | None)
 
 def open_for_failure(settings: Settings, run_id: str, error: dict, execution_arn: str | None) -> dict:
     run = lifecycle.require(run_id)
-    failures = sum(1 for entry in run.history if entry.status == "FAILED")
-    ticket_id = f"TKT-{run_id}-{failures + 1}"
+    # One ticket per attempt (a redrive starts a new one); a re-delivered failure maps to the same.
+    attempt = max(1, sum(1 for entry in run.history if entry.status == "RUNNING"))
+    ticket_id = f"TKT-{run_id}-{attempt}"
     existing = tickets.get(ticket_id)
     if existing is not None:
         return {"ticket_id": ticket_id, "created": False}

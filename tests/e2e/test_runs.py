@@ -1,0 +1,155 @@
+"""Runs end to end on the in-process local stack: Step Functions on moto, Lambdas in-process,
+every Batch job a subprocess of the task entrypoint. Run slots: one per resource class."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import boto3
+import pytest
+
+from obsflow import aws, tables
+from obsflow.local.lambda_runtime import invoke_local
+from obsflow.local.stack import LocalStack
+from obsflow.runs import control, planner
+from obsflow.simulate import simulate_candidate
+from obsflow.tables import candidates, datasets, recipe_instances, runs, tickets
+from obsflow.tables.candidates import CandidateItem
+from obsflow.tables.runs import RunItem
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with LocalStack(port=0, stage="e2e", log_level="ERROR", submit_interval_s=0.5,
+                    capacity={"default": 1, "high-memory": 1, "multi-core": 1}) as local:
+        tables.bind(local.settings)
+        yield local
+
+
+def client(stack, service):
+    return boto3.client(service, endpoint_url=stack.endpoint_url, region_name=stack.settings.region)
+
+
+def upload(stack, candidate) -> None:
+    s3 = client(stack, "s3")
+    for key, body in [candidate.candidate_object(), *candidate.frame_objects(), candidate.manifest_object()]:
+        s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
+
+
+def wait_for(predicate, what: str, timeout_s: float = 90):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def runs_of(candidate_id: str) -> list[RunItem]:
+    return [r for r in runs.all_runs() if r.candidate_id == candidate_id]
+
+
+def finished_run(candidate_id: str) -> RunItem:
+    return wait_for(lambda: next((r for r in runs_of(candidate_id) if r.status in ("SUCCEEDED", "FAILED")), None),
+                    f"a finished run of {candidate_id}")
+
+
+def census(candidate_id: str, seed: int, priority: int | None = None):
+    return simulate_candidate(candidate_id, n_dark=2, n_gain=1, n_observe=3, shape=(16, 16), seed=seed,
+                              recipe="frame-census", priority=priority)
+
+
+def test_a_ready_candidate_runs_every_task_once_as_a_subprocess_in_dag_order(stack):
+    # Given the frames, manifest and candidate of a frame-census candidate
+    upload(stack, census("cand_dag", seed=3))
+    # When it becomes READY, the submitter plans and starts its run
+    run = finished_run("cand_dag")
+    # Then the run succeeded, its dataset is catalogued and the scratch prefix is gone
+    assert run.status == "SUCCEEDED", run.error
+    dataset = datasets.get(run.dataset_id)
+    assert [f["name"] for f in dataset.files] == ["census.json"]
+    s3 = client(stack, "s3")
+    assert s3.list_objects_v2(Bucket=stack.settings.bucket_name("work"), Prefix=f"scratch/{run.run_id}/")["KeyCount"] == 0
+    assert s3.get_object(Bucket=dataset.bucket, Key=dataset.prefix + "census.json")["Body"].read()
+    # And each task ran exactly once, as its own process, after all its upstreams finished
+    batch = client(stack, "batch")
+    names = [job["jobName"] for rc in ("default", "multi-core")
+             for job in batch.list_jobs(jobQueue=stack.settings.job_queue_name(rc), jobStatus="SUCCEEDED")["jobSummaryList"]
+             if job["jobName"].startswith(run.run_id)]
+    assert sorted(names) == sorted(f"{run.run_id}-{task}" for task in ("inventory", "dark_level", "observe_stats", "summary"))
+    records = {record["task"]: record for record in dataset.provenance["tasks"]}
+    assert len({record["pid"] for record in records.values()} | {os.getpid()}) == 5
+    for task, upstreams in {"dark_level": ["inventory"], "observe_stats": ["inventory"],
+                            "summary": ["dark_level", "observe_stats"]}.items():
+        assert all(records[task]["started_at"] >= records[u]["finished_at"] for u in upstreams)
+    # And the execution history is readable through the Step Functions API
+    events = client(stack, "stepfunctions").get_execution_history(executionArn=run.execution_arn)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"] == "TaskStateEntered"]
+    assert entered[0] == "StartRun" and entered[-1] == "FinishRun" and "NotifyPI" in entered
+    assert [h.status for h in run.history] == ["READY", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+
+
+def test_waiting_runs_start_in_priority_order_within_one_slot(stack):
+    # Given submission is paused and three candidates become READY with priorities 1, 9 and 5
+    control.set_submission(stack.settings, control.PAUSED)
+    for name, priority in (("cand_low", 1), ("cand_high", 9), ("cand_mid", 5)):
+        upload(stack, census(name, seed=priority, priority=priority))
+    wait_for(lambda: len(runs.with_status("READY")) == 3, "three READY runs")
+    assert [r.candidate_id for r in runs.with_status("READY")] == ["cand_high", "cand_mid", "cand_low"]
+    # When submission resumes
+    control.set_submission(stack.settings, control.ACTIVE)
+    finished = [finished_run(name) for name in ("cand_high", "cand_mid", "cand_low")]
+    # Then they ran one at a time, highest priority first, and all succeeded
+    assert [r.status for r in finished] == ["SUCCEEDED"] * 3
+    for earlier, later in zip(finished, finished[1:]):
+        assert earlier.finished_at <= later.started_at
+    assert not runs.with_status("READY")
+
+
+def test_a_duplicated_readiness_signal_gives_one_run(stack):
+    # Given a candidate whose run has been planned, while submission is paused
+    control.set_submission(stack.settings, control.PAUSED)
+    upload(stack, census("cand_twice", seed=11))
+    first = wait_for(lambda: runs_of("cand_twice"), "the first run")
+    # When readiness is signalled again and two submitters plan it at the same moment
+    CandidateItem("cand_twice").update(actions=[CandidateItem.status.set("READY")])
+    signals = [threading.Thread(target=invoke_local, args=(stack.settings.function_name("submitter"), {})) for _ in range(2)]
+    for signal in signals:
+        signal.start()
+    for signal in signals:
+        signal.join()
+    plans = [planner.plan(stack.settings, candidates.get("cand_twice")) for _ in range(2)]
+    # Then there is still exactly one run, and one execution once it starts
+    assert [r.run_id for r in runs_of("cand_twice")] == [first[0].run_id]
+    assert {p.run_id for p in plans} == {first[0].run_id} and not any(p.created for p in plans)
+    control.set_submission(stack.settings, control.ACTIVE)
+    assert finished_run("cand_twice").status == "SUCCEEDED"
+    machine = aws.state_machine_arn(stack.settings, "frame-census", "1.0.0")
+    executions = client(stack, "stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    assert [e["name"] for e in executions].count(first[0].run_id) == 1
+
+
+def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
+    # Given a planned run configured to make its dark_level task fail
+    control.set_submission(stack.settings, control.PAUSED)
+    upload(stack, census("cand_fail", seed=13))
+    run = wait_for(lambda: runs_of("cand_fail"), "the run")[0]
+    configuration = {**run.configuration, "options": {"fail_task": "dark_level"}}
+    run.update(actions=[RunItem.configuration.set(configuration)])
+    planner.write_run_document(stack.settings, runs.get(run.run_id), recipe_instances.get(run.instance_id))
+    # When it runs
+    control.set_submission(stack.settings, control.ACTIVE)
+    failed = finished_run("cand_fail")
+    # Then the run is FAILED with the error, its slots are free, and one ticket says what to do
+    assert failed.status == "FAILED" and failed.error["Error"] == "States.TaskFailed"
+    [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
+    assert (ticket.failed_task, ticket.exit_code, ticket.kind) == ("dark_level", 2, "failure:configuration")
+    assert "fail_task" in ticket.log_excerpt and f"obsflow runs retry {run.run_id}" in ticket.suggested_action
+    # And a re-delivered failure opens no second ticket
+    again = invoke_local(stack.settings.function_name("open-ticket"),
+                         {"run_id": run.run_id, "error": {"Error": "States.TaskFailed", "Cause": "{}"}})
+    assert again == ({"ticket_id": ticket.ticket_id, "created": False}, False)
