@@ -19,6 +19,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/orchestration.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

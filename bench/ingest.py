@@ -85,7 +85,7 @@ def frames_for(op_id: str, count: int, shape: tuple[int, int], seed: int) -> lis
 def ingest(frames: list[tuple[str, bytes]], batch_size: int, stage: str) -> dict:
     settings = Settings(stage=stage)
     session = boto3.Session()
-    urls = create_resources(settings, session)
+    urls = create_resources(settings, session, processing=False)
     s3 = session.client("s3")
     for key, body in frames:
         s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)

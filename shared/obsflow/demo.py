@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -9,10 +10,11 @@ from collections.abc import Callable
 
 import boto3
 
-from obsflow import queries
+from obsflow import aws, queries
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
+from obsflow.tables import datasets
 
 Echo = Callable[..., None]  # click.echo
 
@@ -76,15 +78,47 @@ def wait_until_ready(candidate_id: str, expected_frames: int, progress: Progress
     )
 
 
+def subscribe_pi(session, settings, proposal_id: str) -> str:
+    """What a PI does: an SQS queue subscribed to the notifications of their proposal only."""
+    sqs, sns = session.client("sqs"), session.client("sns")
+    queue_url = sqs.create_queue(QueueName=f"pi-{proposal_id}".replace("_", "-"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=aws.topic_arn(settings, "pi-notifications"), Protocol="sqs", Endpoint=queue_arn,
+                  Attributes={"FilterPolicy": json.dumps({"proposal_id": [proposal_id]}), "RawMessageDelivery": "true"})
+    return queue_url
+
+
+def wait_for_run(candidate_id: str, echo: Echo, sfn, timeout_s: float = 120) -> dict:
+    """Follow the candidate's run task by task until it ends."""
+    deadline, shown = time.monotonic() + timeout_s, set()
+    while time.monotonic() < deadline:
+        detail = queries.candidate_detail(candidate_id)
+        run_ids = detail["run_ids"]
+        if run_ids:
+            run = queries.run_detail(run_ids[-1], sfn)
+            for task in run["tasks"]:
+                if (task["task"], task["status"]) not in shown and task["status"] != "pending":
+                    shown.add((task["task"], task["status"]))
+                    echo(f"  {task['task']:<16} {task['status']:<10} ({task['resource_class']} queue)")
+            if run["status"] in ("SUCCEEDED", "FAILED"):
+                return run
+        time.sleep(0.3)
+    raise TimeoutError(f"the run of candidate {candidate_id} did not end within {timeout_s:.0f} s; "
+                       "`obsflow runs list` shows where it is")
+
+
 def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(256, 256), n_observe: int = 16) -> dict:
     interactive = sys.stdout.isatty()
     started = time.monotonic()
-    echo("obsflow demo: the whole ingest path on the embedded local stack (moto on loopback)")
-    with LocalStack(port=port, stage="demo", log_level="ERROR") as stack:
+    echo("obsflow demo: the whole system on the embedded local stack (moto on loopback)")
+    with LocalStack(port=port, stage="demo", log_level="ERROR", submit_interval_s=1.0) as stack:
         echo(f"  local stack up at {stack.endpoint_url} (stage 'demo')")
         echo(f"  generating SPEC-0122 VBI frames ({shape[0]}x{shape[1]}): 4 dark, 4 gain, {n_observe} observe")
-        candidate = simulate_candidate("demo_vbi_001", n_dark=4, n_gain=4, n_observe=n_observe, shape=shape, seed=seed)
-        s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name=stack.settings.region)
+        candidate = simulate_candidate("demo_vbi_001", n_dark=4, n_gain=4, n_observe=n_observe, shape=shape, seed=seed,
+                                       recipe="frame-census")
+        session = boto3.Session(region_name=stack.settings.region)
+        pi_queue = subscribe_pi(session, stack.settings, candidate.proposal_id)
+        s3 = session.client("s3")
         sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, candidate, random.Random(seed),
                                       Progress(echo, "uploading frames", interactive))
         detail = wait_until_ready(candidate.candidate_id, sent["frames"], Progress(echo, "ingesting", interactive))
@@ -99,5 +133,20 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(256, 256), n_ob
              f"for {sent['frames']} unique")
         for item in quarantined:
             echo(f"  quarantined {item['key']}: {item['reason']}")
+
+        echo("")
+        echo(f"processing with recipe {candidate.candidate['recipe']} (Step Functions on moto, tasks as subprocesses):")
+        run = wait_for_run(candidate.candidate_id, echo, session.client("stepfunctions"))
+        echo(f"run {run['run_id']} {run['status']} in {run['duration_s']} s")
+        messages = session.client("sqs").receive_message(QueueUrl=pi_queue, MaxNumberOfMessages=10,
+                                                          WaitTimeSeconds=2).get("Messages", [])
+        if run["dataset_id"]:
+            dataset = datasets.get(run["dataset_id"])
+            echo(f"  dataset {dataset.dataset_id}: s3://{dataset.bucket}/{dataset.prefix}")
+            for item in dataset.files:
+                echo(f"    {item['name']:<24} {item['size']:>9} bytes  sha256 {item['sha256'][:16]}...")
+        for message in messages:
+            echo(f"  PI notified (proposal {candidate.proposal_id}): {json.loads(message['Body'])['summary']}")
         echo(f"done in {time.monotonic() - started:.1f} s")
-        return {"candidate": detail, "quarantined": quarantined, "uploads": sent}
+        return {"candidate": detail, "quarantined": quarantined, "uploads": sent, "run": run,
+                "notifications": [json.loads(m["Body"]) for m in messages]}

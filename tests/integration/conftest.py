@@ -40,7 +40,7 @@ def stack():
     with mock_aws():
         settings = Settings(stage="test")
         session = boto3.Session(region_name=settings.region)
-        urls = create_resources(settings, session)
+        urls = create_resources(settings, session, processing=False)
         service = build_service(settings)
         sqs = session.client("sqs")
         poller = QueuePoller(sqs, urls["queue_url"], lambda event, context: process_batch(service, event, context)[0],
