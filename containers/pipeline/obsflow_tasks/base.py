@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from obsflow.errors import NotFound
 from obsflow.recipes.model import Recipe, TaskSpec
 from obsflow.runs import documents, layout
 
@@ -28,6 +29,13 @@ class ConfigurationFailure(TaskFailure):
 
     exit_code = 2
     kind = "configuration"
+
+
+class MissingUpstream(TaskFailure):
+    """An upstream task has not recorded outputs for this run (exit code 3: resume the run)."""
+
+    exit_code = 3
+    kind = "infrastructure"
 
 
 @dataclass
@@ -81,7 +89,11 @@ class Task:
         ancestors = self._ancestors()
         found = []
         for task in ancestors:
-            record = documents.get_json(self.context.s3, self.context.work_bucket, layout.task_record_key(self.run_id, task))
+            try:
+                record = documents.get_json(self.context.s3, self.context.work_bucket, layout.task_record_key(self.run_id, task))
+            except NotFound as exc:
+                raise MissingUpstream(f"upstream task {task} has no outputs for run {self.run_id} ({exc}); "
+                                      "it has not run yet, or the run's scratch was removed") from exc
             found.extend(output for output in record["outputs"] if tag in output["tags"])
         return found
 

@@ -1,0 +1,73 @@
+"""The task runtime against S3 on moto: outputs and provenance, reuse on a second call, clear failures."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from obsflow.runs import documents, layout
+from obsflow.settings import Settings, get_settings
+from obsflow_tasks.runtime import main
+
+
+@pytest.fixture
+def run(monkeypatch, small_candidate):
+    """Given a run of frame-census with its run document, input dataset and frames in S3."""
+    monkeypatch.setenv("OBSFLOW_STAGE", "rt")
+    get_settings.cache_clear()
+    with mock_aws():
+        settings = Settings(stage="rt")
+        s3 = boto3.client("s3", region_name=settings.region)
+        for bucket in ("ingest", "work"):
+            s3.create_bucket(Bucket=settings.bucket_name(bucket))
+        frames = []
+        for op in small_candidate.ops:
+            for name, body in op.frames:
+                key = f"raw/{op.op_id}/{name}"
+                s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)
+                frames.append({"file_id": name, "op_id": op.op_id, "task_type": op.task_type.upper(),
+                               "role": "observe" if op.task_type == "observe" else "calibration",
+                               "bucket": settings.ingest_bucket_name, "key": key, "version_id": None})
+        work = settings.bucket_name("work")
+        documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": frames})
+        documents.put_json(s3, work, layout.run_document_key("run-1"), {
+            "run_id": "run-1", "recipe": "frame-census", "recipe_version": "1.0.0",
+            "configuration": {"parameters": {"saturation_level": 60000}, "options": {"fail_task": ""}},
+            "input_dataset": {"bucket": work, "key": "input-datasets/ri-1.json"},
+        })
+        yield s3, work
+    get_settings.cache_clear()
+
+
+def test_a_task_records_its_outputs_and_provenance_and_is_not_run_twice(run, capsys):
+    s3, work = run
+    # When the inventory task runs, then runs again for the same run
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    first = documents.get_json(s3, work, layout.task_record_key("run-1", "inventory"))
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    # Then its output is recorded with a checksum, its provenance says what ran, and the second call reused it
+    assert [o["name"] for o in first["outputs"]] == ["inventory.json"] and len(first["outputs"][0]["sha256"]) == 64
+    assert first["status"] == "succeeded" and first["manual"] is False and first["libraries"]["numpy"]
+    inventory = json.loads(s3.get_object(Bucket=work, Key=first["outputs"][0]["key"])["Body"].read())
+    assert inventory["counts"] == {"dark": 2, "gain": 2, "observe": 4}
+    assert documents.get_json(s3, work, layout.task_record_key("run-1", "inventory")) == first
+    assert "reusing its recorded outputs" in capsys.readouterr().out
+
+
+def test_a_task_without_its_upstream_outputs_fails_with_a_clear_message(run, capsys):
+    # When summary runs before the tasks it depends on
+    code = main(["frame-census", "summary", "--run-id", "run-1"])
+    # Then it exits non-zero and says what is missing
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "infrastructure: upstream task" in err and "has no outputs for run run-1" in err
+
+
+def test_an_unknown_run_or_task_exits_2_and_says_so(run, capsys):
+    assert main(["frame-census", "inventory", "--run-id", "run-404"]) == 2
+    assert "runs/run-404/run.json does not exist" in capsys.readouterr().err
+    assert main(["frame-census", "nope", "--run-id", "run-1"]) == 2
+    assert "has no task 'nope'" in capsys.readouterr().err
