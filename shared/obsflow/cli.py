@@ -309,6 +309,84 @@ def runs_show(ctx, run_id, as_json):
     console.table(detail["history"], ["at", "status", "detail"], "")
 
 
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        values[key] = value
+    return values
+
+
+@runs.command("retry")
+@click.argument("run_id")
+@click.option("--set", "settings_", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter or run option (repeatable); checked against the recipe's valid values.")
+@operator_command
+@click.pass_context
+def runs_retry(ctx, run_id, settings_):
+    """A new run of a FAILED run's recipe instance, with adjusted configuration, linked to it."""
+    from obsflow.recipes.model import RecipeError
+    from obsflow.runs import operations
+
+    try:
+        run = operations.retry(_settings(ctx), run_id, _key_values(settings_))
+    except (RecipeError, operations.NotAllowed) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run {run.run_id} (retry of {run_id}) is {run.status} with {console.cell(run.overrides)}; "
+               f"`obsflow runs show {run.run_id}` follows it")
+
+
+@runs.command("redrive")
+@click.argument("run_id")
+@operator_command
+@click.pass_context
+def runs_redrive(ctx, run_id):
+    """Resume a FAILED run from the failed task: tasks that succeeded are not run again."""
+    from obsflow.runs import operations
+
+    try:
+        run = operations.redrive(_settings(ctx), run_id)
+    except operations.NotAllowed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run {run_id} is {run.status} again (redrive {run.redrives}); it starts when a run slot is free")
+
+
+@main.group()
+def tickets():
+    """Service-desk tickets: failures and manual reviews."""
+
+
+@tickets.command("list")
+@click.option("--status", type=click.Choice(["OPEN", "RESOLVED"]), help="Only tickets with this status.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def tickets_list(status, as_json):
+    """Tickets, oldest first, with what to do about each."""
+    from obsflow.tables import tickets as tickets_table
+
+    items = tickets_table.with_status(status) if status else tickets_table.all_tickets()
+    console.emit([t.attribute_values for t in items],
+                 ["ticket_id", "status", "kind", "run_id", "failed_task", "summary", "suggested_action"], as_json,
+                 "no tickets")
+
+
+@tickets.command("resolve")
+@click.argument("ticket_id")
+@click.option("--note", required=True, help="What was done (kept with the ticket).")
+@operator_command
+def tickets_resolve(ticket_id, note):
+    """Close a ticket, recording the action taken and who took it."""
+    import datetime as dt
+    import getpass
+
+    from obsflow.tables import tickets as tickets_table
+
+    tickets_table.resolve(ticket_id, note, getpass.getuser(), dt.datetime.now(dt.timezone.utc))
+    click.echo(f"ticket {ticket_id} resolved: {note}")
+
+
 @main.command()
 @click.option("--reason", default="", help="Why (kept with the setting, for the next operator).")
 @operator_command

@@ -13,7 +13,8 @@ import pytest
 from obsflow import aws, tables
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
-from obsflow.runs import control, planner
+from obsflow.recipes.model import RecipeError
+from obsflow.runs import control, operations, planner
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import candidates, datasets, recipe_instances, runs, tickets
 from obsflow.tables.candidates import CandidateItem
@@ -133,16 +134,22 @@ def test_a_duplicated_readiness_signal_gives_one_run(stack):
     assert [e["name"] for e in executions].count(first[0].run_id) == 1
 
 
-def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
-    # Given a planned run configured to make its dark_level task fail
+def planned_run_with_options(stack, candidate_id: str, seed: int, **options) -> RunItem:
+    """A candidate's run, planned while submission is paused, its run options set before it starts."""
     control.set_submission(stack.settings, control.PAUSED)
-    upload(stack, census("cand_fail", seed=13))
-    run = wait_for(lambda: runs_of("cand_fail"), "the run")[0]
-    configuration = {**run.configuration, "options": {"fail_task": "dark_level"}}
+    upload(stack, census(candidate_id, seed=seed))
+    run = wait_for(lambda: runs_of(candidate_id), "the run")[0]
+    configuration = {**run.configuration, "options": {**run.configuration["options"], **options}}
     run.update(actions=[RunItem.configuration.set(configuration)])
     planner.write_run_document(stack.settings, runs.get(run.run_id), recipe_instances.get(run.instance_id))
-    # When it runs
     control.set_submission(stack.settings, control.ACTIVE)
+    return run
+
+
+def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
+    # Given a run configured to make its dark_level task fail
+    run = planned_run_with_options(stack, "cand_fail", 13, fail_task="dark_level")
+    # When it runs
     failed = finished_run("cand_fail")
     # Then the run is FAILED with the error, its slots are free, and one ticket says what to do
     assert failed.status == "FAILED" and failed.error["Error"] == "States.TaskFailed"
@@ -153,3 +160,40 @@ def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
     again = invoke_local(stack.settings.function_name("open-ticket"),
                          {"run_id": run.run_id, "error": {"Error": "States.TaskFailed", "Cause": "{}"}})
     assert again == ({"ticket_id": ticket.ticket_id, "created": False}, False)
+
+
+def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
+    # Given a run that failed because of its configuration
+    failed = planned_run_with_options(stack, "cand_retry", 17, fail_task="summary")
+    assert finished_run("cand_retry").status == "FAILED"
+    # When the operator retries it with the option fixed, twice (a double click)
+    retried = operations.retry(stack.settings, failed.run_id, {"fail_task": ""})
+    again = operations.retry(stack.settings, failed.run_id, {"fail_task": ""})
+    # Then one new run, linked to the failed one, succeeds with the adjusted configuration
+    assert again.run_id == retried.run_id and retried.retry_of == failed.run_id
+    done = wait_for(lambda: (r := runs.get(retried.run_id)).status in ("SUCCEEDED", "FAILED") and r, "the retry")
+    assert done.status == "SUCCEEDED" and done.configuration["options"]["fail_task"] == ""
+    assert sorted(r.run_id for r in runs_of("cand_retry")) == sorted([failed.run_id, retried.run_id])
+    # And a value outside the recipe's valid values is refused
+    with pytest.raises(RecipeError, match="is not one of"):
+        operations.retry(stack.settings, failed.run_id, {"fail_task": "nonsense"})
+
+
+def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
+    # Given a run whose observe_stats task fails once, as an outage would make it
+    run = planned_run_with_options(stack, "cand_redrive", 19, fail_once_task="observe_stats")
+    failed = finished_run("cand_redrive")
+    assert failed.status == "FAILED"
+    [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
+    assert ticket.kind == "failure:infrastructure" and "redrive" in ticket.suggested_action
+    # When the operator redrives it
+    operations.redrive(stack.settings, run.run_id)
+    done = wait_for(lambda: (r := runs.get(run.run_id)).status == "SUCCEEDED" and r, "the redriven run")
+    # Then the tasks that had succeeded kept their first outputs and records; only the rest ran again
+    redriven_at = next(h.at for h in done.history if h.detail == "redrive").isoformat()
+    records = {r["task"]: r for r in datasets.get(done.dataset_id).provenance["tasks"]}
+    assert records["inventory"]["finished_at"] < redriven_at
+    assert records["summary"]["started_at"] > redriven_at and records["observe_stats"]["started_at"] > redriven_at
+    assert [h.status for h in done.history] == ["READY", "SUBMITTED", "RUNNING", "FAILED", "READY", "SUBMITTED",
+                                                "RUNNING", "SUCCEEDED"]
+    assert done.execution_arn.endswith(f"{run.run_id}-redrive-1")

@@ -31,11 +31,15 @@ class ConfigurationFailure(TaskFailure):
     kind = "configuration"
 
 
-class MissingUpstream(TaskFailure):
-    """An upstream task has not recorded outputs for this run (exit code 3: resume the run)."""
+class InfrastructureFailure(TaskFailure):
+    """Something outside the task failed (exit code 3: resume the run once it is fixed)."""
 
     exit_code = 3
     kind = "infrastructure"
+
+
+class MissingUpstream(InfrastructureFailure):
+    """An upstream task has not recorded outputs for this run."""
 
 
 @dataclass

@@ -28,7 +28,11 @@ from obsflow.recipes.model import RecipeError
 from obsflow.runs import documents, layout
 from obsflow.settings import get_settings
 
-from obsflow_tasks.base import ConfigurationFailure, Task, TaskContext, TaskFailure
+from obsflow_tasks.base import ConfigurationFailure, InfrastructureFailure, Task, TaskContext, TaskFailure
+
+
+class SimulatedOutage(InfrastructureFailure):
+    """A deliberate infrastructure-kind failure (exit code 3)."""
 
 LIBRARIES = ("obsflow", "numpy", "astropy", "boto3", "dkist-fits-specifications", "dkist-header-validator",
              "asdf", "matplotlib", "imageio-ffmpeg")
@@ -48,6 +52,19 @@ def library_versions() -> dict[str, str]:
 def load_task_class(entrypoint: str) -> type[Task]:
     module, _, name = entrypoint.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def fail_on_purpose(context: TaskContext, record_key: str) -> None:
+    """The deliberate failures of the run options fail_task and fail_once_task (tests and demos)."""
+    options, task = context.run["configuration"]["options"], context.task.name
+    if options.get("fail_task") == task:
+        raise ConfigurationFailure(f"failing on purpose: the run option fail_task is {task!r}; "
+                                   "retry with --set fail_task= to run it normally")
+    marker = record_key.replace("_record.json", "_failed_once")
+    if options.get("fail_once_task") == task and not documents.exists(context.s3, context.work_bucket, marker):
+        documents.put_json(context.s3, context.work_bucket, marker, {"task": task})
+        raise SimulatedOutage(f"failing once on purpose (run option fail_once_task is {task!r}); "
+                              "a redrive of the run succeeds")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -104,9 +121,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames)")
     status, exit_code, error = "succeeded", 0, None
     try:
-        if run["configuration"]["options"].get("fail_task") == spec.name:
-            raise ConfigurationFailure(f"failing on purpose: the run option fail_task is {spec.name!r}; "
-                                       "retry with --set fail_task= to run it normally")
+        fail_on_purpose(context, record_key)
         load_task_class(spec.entrypoint)(context).run()
     except TaskFailure as exc:
         status, exit_code, error = "failed", exc.exit_code, f"{exc.kind}: {exc}"

@@ -32,7 +32,10 @@ FRAME_CENSUS = Recipe(
     run_configuration=(
         Option(name="fail_task", type="str", default="",
                choices=("", "inventory", "dark_level", "observe_stats", "summary"),
-               description="make this task fail on purpose (tests and demos of failure handling)"),
+               description="make this task fail on purpose, as a configuration error (tests and demos)"),
+        Option(name="fail_once_task", type="str", default="",
+               choices=("", "inventory", "dark_level", "observe_stats", "summary"),
+               description="make this task fail once per run, as an infrastructure error; a redrive then succeeds"),
     ),
 )
 

@@ -70,7 +70,7 @@ def input_dataset(candidate: CandidateItem, recipe: Recipe, frames: list[FrameIt
     }
 
 
-def _put_if_new(item) -> bool:
+def put_if_new(item) -> bool:
     try:
         item.save(condition=type(item)._hash_key_attribute().does_not_exist())
         return True
@@ -139,13 +139,13 @@ def plan(settings: Settings, candidate: CandidateItem) -> Plan:
             observed_on=dataset["observed_on"],
             created_at=at,
         )
-        _put_if_new(instance)
+        put_if_new(instance)
         instance = RecipeInstanceItem.get(instance_id, consistent_read=True)
         priority = candidate.priority if candidate.priority is not None else recipe.priority
         configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on))
         run = new_run(instance, recipe, configuration, priority, at)
         write_run_document(settings, run, instance)
-        created = _put_if_new(run)
+        created = put_if_new(run)
         instance.update(actions=[RecipeInstanceItem.run_ids.add({run.run_id})])
         try:
             CandidateItem(candidate.candidate_id).update(

@@ -18,7 +18,7 @@ def start_run(settings: Settings, run_id: str, execution_arn: str) -> dict:
     run = lifecycle.require(run_id)
     at = lifecycle.now()
     lifecycle.transition(
-        run_id, runs.RUNNING, (runs.SUBMITTED, runs.FAILED), detail=execution_arn,
+        run_id, runs.RUNNING, (runs.SUBMITTED,), detail=execution_arn,
         actions=[RunItem.started_at.set(at), RunItem.execution_arn.set(execution_arn), RunItem.error.remove()], at=at,
     )
     return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id}

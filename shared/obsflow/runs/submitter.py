@@ -51,15 +51,16 @@ def plan_ready_candidates(settings: Settings, report: SubmitReport) -> None:
 
 
 def start_execution(settings: Settings, run: RunItem) -> str:
-    """Start (or find) the run's execution; an execution is named by its run id, so this is idempotent."""
+    """Start (or find) the run's execution; its name derives from the run, so this is idempotent."""
     sfn = aws.client(settings, "stepfunctions")
     machine = aws.state_machine_arn(settings, run.recipe, run.version)
     payload = json.dumps({"run_id": run.run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id})
+    name = runs.execution_name(run)
     try:
-        return sfn.start_execution(stateMachineArn=machine, name=run.run_id, input=payload)["executionArn"]
+        return sfn.start_execution(stateMachineArn=machine, name=name, input=payload)["executionArn"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
-            return machine.replace(":stateMachine:", ":execution:") + f":{run.run_id}"
+            return machine.replace(":stateMachine:", ":execution:") + f":{name}"
         raise TransientError(f"could not start run {run.run_id} on {machine}: {exc}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"could not start run {run.run_id} on {machine}: {exc}") from exc

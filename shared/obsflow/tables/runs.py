@@ -73,8 +73,14 @@ class RunItem(Model):
     error = JSONAttribute(null=True)
     retry_of = UnicodeAttribute(null=True)
     dataset_id = UnicodeAttribute(null=True)
+    redrives = NumberAttribute(default=0)
 
     by_status = RunsByStatus()
+
+
+def execution_name(run: "RunItem") -> str:
+    """Executions are named by run id; a redrive starts a new execution of the same run."""
+    return run.run_id if not run.redrives else f"{run.run_id}-redrive-{run.redrives}"
 
 
 def get(run_id: str) -> RunItem | None:
