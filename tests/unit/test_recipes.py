@@ -61,8 +61,8 @@ def test_the_as_run_configuration_takes_dated_values_then_checked_overrides():
     before = FRAME_CENSUS.as_run_configuration(dt.date(2026, 5, 31))
     after = FRAME_CENSUS.as_run_configuration(dt.date(2026, 6, 1), {"fail_task": "summary", "saturation_level": "61000"})
     # Then each gets the value effective on its date, and overrides are converted and checked
-    assert before == {"parameters": {"saturation_level": 60000}, "options": {"fail_task": ""}}
-    assert after == {"parameters": {"saturation_level": 61000}, "options": {"fail_task": "summary"}}
+    assert before == {"parameters": {"saturation_level": 60000}, "options": {"fail_task": "", "fail_once_task": ""}}
+    assert after == {"parameters": {"saturation_level": 61000}, "options": {"fail_task": "summary", "fail_once_task": ""}}
     with pytest.raises(RecipeError, match="saturation_level: 0 is below the minimum"):
         FRAME_CENSUS.as_run_configuration(dt.date(2026, 6, 1), {"saturation_level": 0})
     with pytest.raises(RecipeError, match="has no parameter or option 'gain'"):
