@@ -273,7 +273,7 @@ def runs():
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice(["READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"]),
+@click.option("--status", type=click.Choice(["READY", "SUBMITTED", "RUNNING", "MANUAL", "SUCCEEDED", "FAILED"]),
               help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
@@ -353,6 +353,23 @@ def runs_redrive(ctx, run_id):
     click.echo(f"run {run_id} is {run.status} again (redrive {run.redrives}); it starts when a run slot is free")
 
 
+@runs.command("execute")
+@click.argument("run_id")
+@click.option("--manual", is_flag=True, required=True, help="Run the tasks here, by hand (required: says you mean it).")
+@click.option("--note", required=True, help="Why it is run by hand (kept in every task's provenance).")
+@operator_command
+@click.pass_context
+def runs_execute(ctx, run_id, manual, note):
+    """Run a MANUAL (or FAILED) run's tasks on this machine, then catalogue, notify and finish it."""
+    from obsflow.runs import manual as manual_runs
+
+    try:
+        run = manual_runs.execute(_settings(ctx), run_id, note, echo=click.echo)
+    except manual_runs.ManualRunFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run {run_id} {run.status}; dataset {run.dataset_id}")
+
+
 @main.group()
 def tickets():
     """Service-desk tickets: failures and manual reviews."""
@@ -385,6 +402,30 @@ def tickets_resolve(ticket_id, note):
 
     tickets_table.resolve(ticket_id, note, getpass.getuser(), dt.datetime.now(dt.timezone.utc))
     click.echo(f"ticket {ticket_id} resolved: {note}")
+
+
+@main.command()
+@click.option("--now", "as_of", metavar="ISO-8601", help="Run the check as of this time (default: now).")
+@operator_command
+@click.pass_context
+def backstop(ctx, as_of):
+    """Release candidates still incomplete N days (13) after their first frame, with a review ticket each."""
+    import datetime as dt
+
+    from obsflow.runs import submitter
+    from obsflow.runs.backstop import run_backstop
+
+    settings = _settings(ctx)
+    try:
+        now = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
+    except ValueError as exc:
+        raise click.BadParameter(f"{as_of!r} is not an ISO-8601 time, e.g. 2026-12-04T00:00:00+00:00",
+                                 param_hint="--now") from exc
+    report = run_backstop(settings, now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc))
+    if report.released:
+        submitter.nudge(settings, "backstop")
+    click.echo(f"checked {report.checked} waiting candidate(s) as of {now.isoformat()}; "
+               f"released {len(report.released)}: {', '.join(report.released) or '-'}")
 
 
 @main.command()

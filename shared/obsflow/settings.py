@@ -14,7 +14,7 @@ TABLES = (
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
-FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket")
+FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop")
 
 
 class Settings(BaseSettings):
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     capacity_default: int = Field(default=4, ge=1)
     capacity_high_memory: int = Field(default=2, ge=1)
     capacity_multi_core: int = Field(default=2, ge=1)
+    # A candidate still incomplete this many days after its first frame is processed anyway.
+    backstop_days: float = Field(default=13, gt=0)
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
 
     @field_validator("ingest_bucket", "ingest_queue", "ingest_dlq")

@@ -3,6 +3,7 @@ every Batch job a subprocess of the task entrypoint. Run slots: one per resource
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
@@ -10,11 +11,12 @@ import time
 import boto3
 import pytest
 
-from obsflow import aws, tables
+from obsflow import aws, queries, tables
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
 from obsflow.recipes.model import RecipeError
-from obsflow.runs import control, operations, planner
+from obsflow.runs import control, manual, operations, planner
+from obsflow.runs.backstop import run_backstop
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import candidates, datasets, recipe_instances, runs, tickets
 from obsflow.tables.candidates import CandidateItem
@@ -197,3 +199,44 @@ def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
     assert [h.status for h in done.history] == ["READY", "SUBMITTED", "RUNNING", "FAILED", "READY", "SUBMITTED",
                                                 "RUNNING", "SUCCEEDED"]
     assert done.execution_arn.endswith(f"{run.run_id}-redrive-1")
+
+
+def test_the_backstop_releases_an_incomplete_candidate_after_13_days_with_a_review_ticket(stack):
+    # Given a candidate whose frames arrived but whose manifest never did
+    candidate = census("cand_late", seed=23)
+    s3 = client(stack, "s3")
+    for key, body in [candidate.candidate_object(), *candidate.frame_objects()]:
+        s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
+    wait_for(lambda: sum(op["received"] for op in queries.candidate_detail("cand_late")["ops"]) == 6,
+             "the frames to be counted")
+    now = dt.datetime.now(dt.timezone.utc)
+    # When the backstop runs today, and then as of 14 days later
+    today = run_backstop(stack.settings, now)
+    later = run_backstop(stack.settings, now + dt.timedelta(days=14))
+    again = run_backstop(stack.settings, now + dt.timedelta(days=14))
+    # Then only the later check releases it, once, with what was missing, and one ticket asks for a review
+    assert "cand_late" not in today.released and later.released == ["cand_late"] and again.released == []
+    released = candidates.get("cand_late")
+    assert released.ready_reason == "backstop"
+    assert released.ready_detail["missing"]["cand_late_dark"] == "2 frame(s) received, no manifest yet"
+    [ticket] = [t for t in tickets.all_tickets() if t.candidate_id == "cand_late"]
+    assert ticket.kind == "backstop" and "no manifest yet" in ticket.summary
+    # And the candidate is processed like any other
+    assert finished_run("cand_late").status == "SUCCEEDED"
+
+
+def test_a_manual_recipe_opens_a_ticket_and_an_operator_runs_it_by_hand(stack):
+    # Given a candidate for a recipe that is manual by definition
+    upload(stack, simulate_candidate("cand_manual", n_dark=2, n_gain=1, n_observe=3, shape=(16, 16), seed=29,
+                                     recipe="frame-census-manual"))
+    # When it becomes READY, no execution starts: the run waits for an operator, with a ticket
+    run = wait_for(lambda: next((r for r in runs_of("cand_manual") if r.status == "MANUAL"), None), "a MANUAL run")
+    [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
+    assert ticket.kind == "manual" and f"obsflow runs execute {run.run_id} --manual" in ticket.suggested_action
+    assert run.execution_arn is None
+    # When the operator executes it by hand
+    done = manual.execute(stack.settings, run.run_id, "flat field checked by eye", echo=lambda _: None, operator="ana")
+    # Then it is catalogued like an automated run, with the manual influence in every task's provenance
+    assert done.status == "SUCCEEDED"
+    records = datasets.get(done.dataset_id).provenance["tasks"]
+    assert {(r["manual"], r["operator"], r["note"]) for r in records} == {(True, "ana", "flat field checked by eye")}

@@ -19,6 +19,7 @@ from obsflow.observability import logger
 from obsflow.settings import Settings
 
 DEFAULT_PORT = 4566
+BACKSTOP_INTERVAL_S = 60.0  # daily on AWS
 MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches)
     "stepfunctions": {"execute_state_machine": True},
@@ -109,15 +110,20 @@ class LocalStack:
         sqs = session.client("sqs", endpoint_url=self.endpoint_url)
         self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
         self._start_thread("ingest-poller", self.poller.run)
-        self._start_thread("submitter-schedule", self._submitter_schedule)
+        self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
+        self._start_thread("backstop-schedule", self._schedule("backstop", BACKSTOP_INTERVAL_S))
         return self
 
-    def _submitter_schedule(self, stop: threading.Event) -> None:
-        """EventBridge's schedule of the submitter, which moto does not fire."""
-        while not stop.wait(self.submit_interval_s):
-            result, errored = invoke_local(self.settings.function_name("submitter"), {"source": "local.schedule"})
-            if errored:
-                logger.error("scheduled submitter failed", extra={"error": result})
+    def _schedule(self, function: str, interval_s: float):
+        """EventBridge's schedule of a function, which moto does not fire."""
+
+        def tick(stop: threading.Event) -> None:
+            while not stop.wait(interval_s):
+                result, errored = invoke_local(self.settings.function_name(function), {"source": "local.schedule"})
+                if errored:
+                    logger.error(f"scheduled {function} failed", extra={"error": result})
+
+        return tick
 
     def _start_thread(self, name: str, target) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)

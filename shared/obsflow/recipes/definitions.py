@@ -39,4 +39,10 @@ FRAME_CENSUS = Recipe(
     ),
 )
 
-RECIPES: tuple[Recipe, ...] = (FRAME_CENSUS,)
+# The same tasks, manual by definition: a ticket instead of an execution, then `obsflow runs execute ID --manual`.
+FRAME_CENSUS_MANUAL = Recipe.model_validate({
+    **FRAME_CENSUS.model_dump(), "name": "frame-census-manual", "automated": False,
+    "description": "frame-census, run by an operator (manual by definition).",
+})
+
+RECIPES: tuple[Recipe, ...] = (FRAME_CENSUS, FRAME_CENSUS_MANUAL)

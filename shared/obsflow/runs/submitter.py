@@ -15,7 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from obsflow import aws
 from obsflow.errors import NotFound, TransientError
 from obsflow.observability import logger
-from obsflow.runs import control, lifecycle, planner
+from obsflow.recipes import registry
+from obsflow.runs import control, lifecycle, manual, planner
 from obsflow.settings import Settings
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import capacity, runs
@@ -32,6 +33,7 @@ class SubmitReport:
     held: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)
+    manual: list[str] = field(default_factory=list)
 
 
 def plan_ready_candidates(settings: Settings, report: SubmitReport) -> None:
@@ -75,6 +77,10 @@ def _waiting_reason(run: RunItem, in_use: dict[str, set[str]], settings: Setting
 def start_ready_runs(settings: Settings, report: SubmitReport) -> None:
     in_use = capacity.in_use(list(RESOURCE_CLASSES))
     for run in runs.with_status(runs.READY):
+        if not registry.get(run.recipe, run.version).automated:
+            manual.hold_for_operator(settings, run)
+            report.manual.append(run.run_id)
+            continue
         reason = _waiting_reason(run, in_use, settings)
         if reason is None and not lifecycle.take_slots(settings, run, lifecycle.now()):
             in_use = capacity.in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run

@@ -22,7 +22,8 @@ from pynamodb.models import Model
 from obsflow.tables.base import table
 
 READY, SUBMITTED, RUNNING, SUCCEEDED, FAILED = "READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
-STATUSES = (READY, SUBMITTED, RUNNING, SUCCEEDED, FAILED)
+MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
+STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED)
 ACTIVE = (SUBMITTED, RUNNING)
 MAX_PRIORITY = 99
 
