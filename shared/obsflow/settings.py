@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     capacity_multi_core: int = Field(default=2, ge=1)
     # A candidate still incomplete this many days after its first frame is processed anyway.
     backstop_days: float = Field(default=13, gt=0)
+    # Secrets Manager secret of the Jira Service Management adapter (unset: no Jira).
+    jira_secret_id: str | None = None
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
 
     @field_validator("ingest_bucket", "ingest_queue", "ingest_dlq")

@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from pynamodb.exceptions import PutError
-
-from obsflow import aws
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import DynamoIngestStore, transient
 from obsflow.observability import logger
+from obsflow.runs.service_desk import file_ticket
 from obsflow.settings import Settings
 from obsflow.tables import candidates, observing_programs
 from obsflow.tables.tickets import TicketItem
@@ -63,14 +61,4 @@ def open_review_ticket(settings: Settings, candidate, detail: dict, now: dt.date
         suggested_action="review the dataset; if the missing frames arrive later, reprocess the candidate",
         created_at=now,
     )
-    with transient(f"could not open the backstop ticket of {candidate.candidate_id}"):
-        try:
-            ticket.save(condition=TicketItem.ticket_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return
-            raise
-        aws.client(settings, "sns").publish(
-            TopicArn=aws.topic_arn(settings, "operators"), Subject=f"obsflow ticket {ticket.ticket_id}"[:100],
-            Message=ticket.summary, MessageAttributes={"kind": {"DataType": "String", "StringValue": ticket.kind}},
-        )
+    file_ticket(settings, ticket)

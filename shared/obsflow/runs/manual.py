@@ -14,14 +14,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from pynamodb.exceptions import PutError
-
 from obsflow import aws
 from obsflow.errors import ObsflowError
-from obsflow.ingest.store import transient
 from obsflow.recipes import registry
 from obsflow.recipes.asl import TASK_COMMAND
 from obsflow.runs import lifecycle, steps
+from obsflow.runs.service_desk import file_ticket
 from obsflow.settings import Settings
 from obsflow.tables import runs
 from obsflow.tables.runs import RunItem
@@ -43,17 +41,7 @@ def hold_for_operator(settings: Settings, run: RunItem) -> None:
         recipe=f"{run.recipe}@{run.version}",
         suggested_action=f"`obsflow runs execute {run.run_id} --manual --note TEXT` on an operator machine",
     )
-    with transient(f"could not open the manual ticket of run {run.run_id}"):
-        try:
-            ticket.save(condition=TicketItem.ticket_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return
-            raise
-        aws.client(settings, "sns").publish(
-            TopicArn=aws.topic_arn(settings, "operators"), Subject=f"obsflow ticket {ticket.ticket_id}"[:100],
-            Message=ticket.summary, MessageAttributes={"kind": {"DataType": "String", "StringValue": "manual"}},
-        )
+    file_ticket(settings, ticket)
 
 
 def execute(settings: Settings, run_id: str, note: str, echo: Callable[[str], None] = print,

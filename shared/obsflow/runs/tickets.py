@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 
-from pynamodb.exceptions import PutError
-
 from obsflow import aws
-from obsflow.ingest.store import transient
-from obsflow.observability import logger
 from obsflow.runs import lifecycle
+from obsflow.runs.service_desk import file_ticket
 from obsflow.settings import Settings
 from obsflow.tables import tickets
 from obsflow.tables.tickets import TicketItem
@@ -115,18 +112,4 @@ def open_for_failure(settings: Settings, run_id: str, error: dict, execution_arn
         suggested_action=ACTIONS[facts["kind"]].format(run_id=run_id),
         created_at=lifecycle.now(),
     )
-    with transient(f"could not open a ticket for run {run_id}"):
-        try:
-            ticket.save(condition=TicketItem.ticket_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return {"ticket_id": ticket_id, "created": False}
-            raise
-        aws.client(settings, "sns").publish(
-            TopicArn=aws.topic_arn(settings, "operators"),
-            Subject=f"obsflow ticket {ticket_id}"[:100],
-            Message=json.dumps(ticket.attribute_values, default=str, indent=2),
-            MessageAttributes={"kind": {"DataType": "String", "StringValue": ticket.kind}},
-        )
-    logger.warning("ticket opened", extra={"ticket_id": ticket_id, "run_id": run_id, "kind": ticket.kind})
-    return {"ticket_id": ticket_id, "created": True}
+    return {"ticket_id": ticket_id, "created": file_ticket(settings, ticket)}

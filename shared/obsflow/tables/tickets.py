@@ -45,6 +45,8 @@ class TicketItem(Model):
     resolved_at = UTCDateTimeAttribute(null=True)
     resolution = UnicodeAttribute(null=True)
     resolved_by = UnicodeAttribute(null=True)
+    external_key = UnicodeAttribute(null=True)  # the service desk's key (Jira), when posted
+    external_error = UnicodeAttribute(null=True)
 
     by_status = TicketsByStatus()
 
