@@ -4,6 +4,7 @@ every Batch job a subprocess of the task entrypoint. Run slots: one per resource
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 import time
@@ -240,3 +241,23 @@ def test_a_manual_recipe_opens_a_ticket_and_an_operator_runs_it_by_hand(stack):
     assert done.status == "SUCCEEDED"
     records = datasets.get(done.dataset_id).provenance["tasks"]
     assert {(r["manual"], r["operator"], r["note"]) for r in records} == {(True, "ana", "flat field checked by eye")}
+
+
+def test_an_operator_lists_and_resolves_tickets_with_the_cli(stack):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    # Given the open tickets of the earlier failures
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    listed = CliRunner().invoke(cli, [*base, "tickets", "list", "--status", "OPEN", "--json"])
+    open_ids = [t["ticket_id"] for t in json.loads(listed.output)]
+    assert listed.exit_code == 0 and open_ids
+    # When one is resolved with a note
+    resolved = CliRunner().invoke(cli, [*base, "tickets", "resolve", open_ids[0], "--note", "retried with fail_task unset"])
+    # Then it is RESOLVED with the note and who did it, and unknown tickets are refused clearly
+    assert resolved.exit_code == 0, resolved.output
+    ticket = tickets.get(open_ids[0])
+    assert (ticket.status, ticket.resolution) == ("RESOLVED", "retried with fail_task unset") and ticket.resolved_by
+    missing = CliRunner().invoke(cli, [*base, "tickets", "resolve", "TKT-nope", "--note", "x"])
+    assert missing.exit_code == 1 and "no ticket 'TKT-nope'" in missing.output

@@ -56,6 +56,16 @@ def transition(run_id: str, to: str, allowed_from: tuple[str, ...], detail: str 
     return True
 
 
+def note_waiting(run_id: str, reason: str) -> None:
+    """Say why a READY run waits; nothing if it has started meanwhile."""
+    with transient(f"could not update run {run_id}"):
+        try:
+            RunItem(run_id).update(actions=[RunItem.waiting_reason.set(reason)], condition=RunItem.status == runs.READY)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+
 def take_slots(settings: Settings, run: RunItem, at: dt.datetime) -> bool:
     """READY -> SUBMITTED and a slot in each of the run's resource classes, together or not at all."""
     connection = Connection(region=settings.region, host=settings.endpoint_url)

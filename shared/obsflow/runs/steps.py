@@ -88,11 +88,12 @@ def catalog(settings: Settings, run_id: str) -> dict:
 
 def finish_run(settings: Settings, run_id: str) -> dict:
     run = lifecycle.require(run_id)
+    # Scratch first: a run that reads SUCCEEDED has no scratch left (a retried call deletes nothing more).
+    with transient(f"could not remove the scratch of run {run_id}"):
+        removed = documents.delete_prefix(aws.client(settings, "s3"), settings.bucket_name("work"), layout.scratch_prefix(run_id))
     at = lifecycle.now()
     lifecycle.transition(run_id, runs.SUCCEEDED, (runs.RUNNING,), actions=[RunItem.finished_at.set(at)], at=at)
     lifecycle.give_back_slots(run)
-    with transient(f"could not remove the scratch of run {run_id}"):
-        removed = documents.delete_prefix(aws.client(settings, "s3"), settings.bucket_name("work"), layout.scratch_prefix(run_id))
     logger.info("run succeeded", extra={"run_id": run_id, "scratch_objects_removed": removed})
     submitter.nudge(settings, f"run {run_id} finished")
     return {"run_id": run_id, "status": runs.SUCCEEDED, "scratch_objects_removed": removed}

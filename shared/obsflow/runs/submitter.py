@@ -90,7 +90,7 @@ def start_ready_runs(settings: Settings, report: SubmitReport) -> None:
         if reason is not None:
             report.waiting[run.run_id] = reason
             if run.waiting_reason != reason:
-                run.update(actions=[RunItem.waiting_reason.set(reason)], condition=RunItem.status == runs.READY)
+                lifecycle.note_waiting(run.run_id, reason)
             continue
         for rc in run.resource_classes:
             in_use[rc].add(run.run_id)
