@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 TASK_EXPOSURE_MS = {"dark": 4.0, "gain": 4.0, "observe": 4.0}
+DEAD_PIXELS = ((0.1, 0.2), (0.55, 0.85), (0.9, 0.5))  # fractional (y, x) positions
 
 
 @dataclass
@@ -55,6 +56,8 @@ def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, in
     gain = np.clip(1.0 - 0.3 * r2, 0.5, 1.0)
     for cx, cy in ((0.3, 0.4), (0.7, 0.65)):  # two dust motes
         gain *= 1.0 - 0.25 * np.exp(-(((x - cx * nx) ** 2 + (y - cy * ny) ** 2) / (0.02 * nx) ** 2))
+    for fy, fx in DEAD_PIXELS:  # pixels that hardly respond
+        gain[int(fy * ny), int(fx * nx)] = 0.02
     if task_type == "dark":
         signal = dark
     elif task_type == "gain":

@@ -45,4 +45,53 @@ FRAME_CENSUS_MANUAL = Recipe.model_validate({
     "description": "frame-census, run by an operator (manual by definition).",
 })
 
-RECIPES: tuple[Recipe, ...] = (FRAME_CENSUS, FRAME_CENSUS_MANUAL)
+_VBI = "obsflow_tasks.vbi.tasks:"
+VBI_L1 = Recipe(
+    name="vbi-l1",
+    version="1.0.0",
+    instrument="VBI",
+    description="Reference Level 0 -> Level 1 recipe for VBI-like imagers: darks per exposure, a normalised gain "
+    "with its bad pixels, calibrated frames, SPEC-0214 L1 frames with provenance and checksums, quality metrics "
+    "and report, a browse movie, ASDF metadata and an inventory.",
+    documentation_url="https://github.com/obsflow/obsflow/blob/main/README.md#the-reference-recipe-vbi-l1",
+    priority=50,
+    tasks=(
+        TaskSpec(name="parse", entrypoint=_VBI + "Parse", description="read every header, group by task type, check consistency"),
+        TaskSpec(name="dark", entrypoint=_VBI + "Dark", upstreams=("parse",), description="average darks per exposure time"),
+        TaskSpec(name="gain", entrypoint=_VBI + "Gain", upstreams=("dark",), description="dark-subtracted normalised flat, bad pixels"),
+        TaskSpec(name="science", entrypoint=_VBI + "Science", upstreams=("gain",), resource_class="high-memory",
+                 description="subtract dark, divide by gain, flag bad pixels"),
+        TaskSpec(name="write_l1", entrypoint=_VBI + "WriteL1", upstreams=("science",), description="SPEC-0214 L1 frames"),
+        TaskSpec(name="quality_metrics", entrypoint=_VBI + "QualityMetrics", upstreams=("science",),
+                 description="Fried parameter, light level, averages, RMS, counts, warnings"),
+        TaskSpec(name="browse_movie", entrypoint=_VBI + "BrowseMovie", upstreams=("science",), resource_class="multi-core",
+                 description="H.264 browse movie"),
+        TaskSpec(name="quality_report", entrypoint=_VBI + "QualityReport", upstreams=("quality_metrics",),
+                 description="PDF quality report"),
+        TaskSpec(name="asdf_inventory", entrypoint=_VBI + "AsdfInventory", upstreams=("write_l1",),
+                 description="ASDF metadata and dataset inventory"),
+    ),
+    parameters=(
+        Parameter(name="bad_pixel_low", type="float", minimum=0.0, maximum=1.0,
+                  description="normalised gain below which a pixel is bad",
+                  values=(DatedValue(effective_from="2020-01-01", value=0.5),)),
+        Parameter(name="bad_pixel_high", type="float", minimum=1.0, maximum=10.0,
+                  description="normalised gain above which a pixel is bad",
+                  values=(DatedValue(effective_from="2020-01-01", value=2.0),
+                          DatedValue(effective_from="2026-06-01", value=1.5))),
+        Parameter(name="light_level_tolerance", type="float", minimum=0.0, maximum=1.0,
+                  description="relative light-level variation above which the quality report warns",
+                  values=(DatedValue(effective_from="2020-01-01", value=0.2),)),
+    ),
+    run_configuration=(
+        Option(name="movie_fps", type="int", minimum=1, maximum=30, default=6, description="browse movie frame rate"),
+        Option(name="movie_width", type="int", minimum=64, maximum=1920, default=512,
+               description="browse movie width in pixels (at most the frame width)"),
+        Option(name="fail_task", type="str", default="",
+               choices=("", "parse", "dark", "gain", "science", "write_l1", "quality_metrics", "browse_movie",
+                        "quality_report", "asdf_inventory"),
+               description="make this task fail on purpose, as a configuration error (tests and demos)"),
+    ),
+)
+
+RECIPES: tuple[Recipe, ...] = (FRAME_CENSUS, FRAME_CENSUS_MANUAL, VBI_L1)

@@ -7,6 +7,7 @@ or retrying the same failed run twice, names the same records (idempotency).
 from __future__ import annotations
 
 import hashlib
+import json
 
 
 def _digest(*parts: str, length: int = 12) -> str:
@@ -23,6 +24,16 @@ def run_id(instance_id: str, retry_of: str | None = None, attempt: str = "") -> 
 
 def dataset_id(run_id: str) -> str:
     return f"ds-{_digest(run_id)}"
+
+
+def product_id(observe_file_ids) -> str:
+    """Stable across reprocessing: it names the observe frames, not the run."""
+    return f"prod-{_digest(*sorted(observe_file_ids))}"
+
+
+def digest_of(document) -> str:
+    """SHA-256 of a JSON document in canonical form."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def input_dataset_key(instance_id: str) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from obsflow.tables.base import table
 
 ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
+
+
+class DatasetsByProduct(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-product"
+        projection = AllProjection()
+
+    product_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
 
 
 @table("datasets")
@@ -23,9 +33,15 @@ class DatasetItem(Model):
     status = UnicodeAttribute(default=ACTIVE)
     bucket = UnicodeAttribute()
     prefix = UnicodeAttribute()
+    product_id = UnicodeAttribute()
+    version_key = UnicodeAttribute()
+    frame_count = NumberAttribute(default=0)
     files = JSONAttribute()
     provenance = JSONAttribute()
     created_at = UTCDateTimeAttribute()
+    superseded_by = UnicodeAttribute(null=True)
+
+    by_product = DatasetsByProduct()
 
 
 def get(dataset_id: str) -> DatasetItem | None:
@@ -37,3 +53,7 @@ def get(dataset_id: str) -> DatasetItem | None:
 
 def all_datasets() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(), key=lambda d: d.created_at)
+
+
+def of_product(product_id: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_product.query(product_id))

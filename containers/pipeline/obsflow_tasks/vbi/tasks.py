@@ -1,0 +1,290 @@
+"""The tasks of vbi-l1. Each reads tagged inputs, calls pure functions, writes tagged outputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from obsflow.ingest.fits_header import read_primary_header
+from obsflow.ingest.frames import valid_fried_parameter
+from obsflow.ingest.objects import S3ObjectReader
+from obsflow.runs import layout
+
+from obsflow_tasks.base import Task, TaskFailure
+from obsflow_tasks.vbi import calibration
+from obsflow_tasks.vbi.l1_header import Provenance, level1_header
+
+
+def fits_bytes(data: np.ndarray, header: fits.Header | None = None) -> bytes:
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(data=data, header=header).writeto(buffer, checksum=True)
+    return buffer.getvalue()
+
+
+def read_fits(data: bytes) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(io.BytesIO(data)) as hdus:
+        return np.array(hdus[0].data), hdus[0].header.copy()
+
+
+class Parse(Task):
+    """Every frame's header (ranged GETs), grouped by task type and checked for consistency."""
+
+    def run(self) -> None:
+        reader = S3ObjectReader(self.context.s3)
+        rows = []
+        for frame in self.frames():
+            header, _, _, _ = read_primary_header(reader, frame["bucket"], frame["key"], frame.get("version_id"),
+                                                  first_read=11 * 2880, max_header=100 * 2880)
+            rows.append({
+                "file_id": frame["file_id"], "key": frame["key"], "task_type": str(header["DKIST004"]).lower(),
+                "instrument": header["INSTRUME"], "exposure_ms": float(header["CAM__004"]),
+                "date_obs": header["DATE-OBS"], "shape": [int(header["NAXIS2"]), int(header["NAXIS1"])],
+                "fried_parameter": valid_fried_parameter(header),
+            })
+        problems = consistency_problems(rows)
+        if problems:
+            raise TaskFailure("the input frames are not consistent: " + "; ".join(problems))
+        counts = Counter(row["task_type"] for row in rows)
+        self.write_json("parse.json", {"frames": rows, "counts": dict(counts)}, tags=("parsed",))
+
+
+def consistency_problems(rows: list[dict]) -> list[str]:
+    problems = []
+    instruments = {row["instrument"] for row in rows}
+    if len(instruments) != 1:
+        problems.append(f"frames of several instruments: {sorted(instruments)}")
+    shapes = {tuple(row["shape"]) for row in rows}
+    if len(shapes) != 1:
+        problems.append(f"frames of several shapes: {sorted(shapes)}")
+    by_type = {t: [r for r in rows if r["task_type"] == t] for t in ("dark", "gain", "observe")}
+    for task_type, found in by_type.items():
+        if not found:
+            problems.append(f"no {task_type} frames")
+    dark_exposures = {r["exposure_ms"] for r in by_type["dark"]}
+    for task_type in ("gain", "observe"):
+        missing = {r["exposure_ms"] for r in by_type[task_type]} - dark_exposures
+        if missing:
+            problems.append(f"no dark for the {task_type} exposure time(s) {sorted(missing)} ms")
+    return problems
+
+
+class Dark(Task):
+    """One average dark per exposure time."""
+
+    def run(self) -> None:
+        parsed = self.read_json("parsed")
+        darks = [row for row in parsed["frames"] if row["task_type"] == "dark"]
+        frames = {f["file_id"]: f for f in self.frames(task_type="dark")}
+        arrays = [read_fits(self.read_frame(frames[row["file_id"]]))[0].squeeze() for row in darks]
+        for exposure, dark in calibration.average_darks(arrays, [row["exposure_ms"] for row in darks]).items():
+            header = fits.Header({"EXPOSURE": exposure, "NFRAMES": sum(r["exposure_ms"] == exposure for r in darks)})
+            self.write(f"dark_{exposure:g}ms.fits", fits_bytes(dark.astype(np.float32), header), tags=("dark",))
+
+
+class Calibrated(Task):
+    """Shared by the tasks that need the darks."""
+
+    def darks(self) -> dict[float, np.ndarray]:
+        found = {}
+        for output in self.upstream_outputs("dark"):
+            data, header = read_fits(self.read_output(output))
+            found[float(header["EXPOSURE"])] = data.astype(np.float64)
+        return found
+
+
+class Gain(Calibrated):
+    """Dark-subtracted, normalised flat and the bad-pixel mask it reveals."""
+
+    def run(self) -> None:
+        parsed = self.read_json("parsed")
+        gains = [row for row in parsed["frames"] if row["task_type"] == "gain"]
+        frames = {f["file_id"]: f for f in self.frames(task_type="gain")}
+        dark = self.darks()[gains[0]["exposure_ms"]]
+        gain = calibration.normalised_gain([read_fits(self.read_frame(frames[r["file_id"]]))[0].squeeze() for r in gains], dark)
+        bad = calibration.bad_pixel_mask(gain, self.parameters["bad_pixel_low"], self.parameters["bad_pixel_high"])
+        self.write("gain.fits", fits_bytes(gain.astype(np.float32)), tags=("gain",))
+        self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels",))
+
+
+class Science(Calibrated):
+    """Each observe frame: dark subtracted, divided by the gain, bad pixels flagged (NaN)."""
+
+    def run(self) -> None:
+        parsed = self.read_json("parsed")
+        darks = self.darks()
+        gain = read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0].astype(np.float64)
+        bad = read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0].astype(bool)
+        rows = {row["file_id"]: row for row in parsed["frames"]}
+        for index, frame in enumerate(sorted(self.frames(task_type="observe"), key=lambda f: f["date_obs"])):
+            raw, header = read_fits(self.read_frame(frame))
+            exposure = rows[frame["file_id"]]["exposure_ms"]
+            calibrated = calibration.calibrate(raw.squeeze(), darks[exposure], gain, bad)
+            header["HISTORY"] = f"obsflow vbi-l1: dark ({exposure:g} ms) subtracted"
+            header["HISTORY"] = f"obsflow vbi-l1: divided by the normalised gain; {int(bad.sum())} bad pixels set NaN"
+            self.write(f"calibrated_{index:04d}.fits", fits_bytes(calibrated.astype(np.float32)[np.newaxis], header),
+                       tags=("calibrated",))
+
+
+def calibrated_frames(task: Task):
+    for output in sorted(task.upstream_outputs("calibrated"), key=lambda o: o["name"]):
+        yield read_fits(task.read_output(output))
+
+
+class WriteL1(Task):
+    """SPEC-0214 Level 1 frames with provenance keywords and FITS checksums."""
+
+    def run(self) -> None:
+        run, dataset = self.context.run, self.context.input_dataset
+        observe_ids = [f["file_id"] for f in self.frames(role="observe")]
+        provenance = Provenance(
+            run_id=self.run_id, recipe=run["recipe"], recipe_version=run["recipe_version"],
+            instance_id=run["instance_id"], input_dataset_sha256=run["input_dataset"]["sha256"],
+            parameters_sha256=layout.digest_of(run["configuration"]), calibration_version=code_version(),
+            dataset_id=layout.dataset_id(self.run_id), product_id=layout.product_id(observe_ids),
+            manual=bool(run.get("manual")), documentation_url=self.context.recipe.documentation_url,
+        )
+        frames = list(calibrated_frames(self))
+        for index, (data, raw_header) in enumerate(frames):
+            mean, rms = calibration.mean_and_rms_contrast(calibration.central_region(data))
+            name = f"VBI_{provenance.dataset_id}_{index:04d}_L1.fits"
+            header = level1_header(
+                raw_header, frame_index=index, n_frames=len(frames), file_name=name, provenance=provenance,
+                central_mean=mean, central_rms=rms, data_bytes=data.nbytes,
+                fried_parameter=valid_fried_parameter(raw_header),
+            )
+            for line in raw_header.get("HISTORY", []):
+                header["HISTORY"] = line
+            self.write(name, fits_bytes(data.astype(np.float32), header), tags=("product", "l1"), content_type="application/fits")
+
+
+def code_version() -> str:
+    import obsflow
+
+    return f"obsflow {obsflow.__version__}"
+
+
+class QualityMetrics(Task):
+    """Fried parameter, light level, frame average and RMS, frame counts, warnings."""
+
+    def run(self) -> None:
+        parsed = self.read_json("parsed")
+        rows = [r for r in parsed["frames"] if r["task_type"] == "observe"]
+        per_frame = []
+        for data, header in calibrated_frames(self):
+            mean, rms = calibration.mean_and_rms_contrast(data)
+            light, _ = calibration.mean_and_rms_contrast(calibration.central_region(data))
+            per_frame.append({"date_obs": header["DATE-OBS"], "frame_average": mean, "frame_rms_contrast": rms,
+                              "light_level": light,
+                              "fried_parameter": valid_fried_parameter(header)})
+        self.write_json("quality_metrics.json", {
+            "frame_counts": parsed["counts"], "frames": per_frame,
+            "warnings": quality_warnings(per_frame, rows, self.parameters["light_level_tolerance"]),
+        }, tags=("quality", "product"))
+
+
+def quality_warnings(per_frame: list[dict], rows: list[dict], tolerance: float) -> list[str]:
+    warnings = []
+    missing_r0 = sum(1 for f in per_frame if f["fried_parameter"] is None)
+    if missing_r0:
+        warnings.append(f"{missing_r0} of {len(per_frame)} frame(s) have no valid Fried parameter (AO unlocked or implausible)")
+    light = np.array([f["light_level"] for f in per_frame])
+    if light.size and np.nanmedian(light) > 0:
+        spread = float(np.nanmax(np.abs(light / np.nanmedian(light) - 1)))
+        if spread > tolerance:
+            warnings.append(f"light level varies by {spread:.0%} (more than {tolerance:.0%}): clouds or guiding?")
+    if len(per_frame) != len(rows):
+        warnings.append(f"{len(rows)} observe frames parsed but {len(per_frame)} calibrated")
+    return warnings
+
+
+class BrowseMovie(Task):
+    """An H.264 MP4 of the calibrated observe frames, percentile-clipped."""
+
+    def run(self) -> None:
+        import imageio_ffmpeg
+
+        frames = [calibration.percentile_stretch(data.squeeze()) for data, _ in calibrated_frames(self)]
+        ny, nx = frames[0].shape
+        width = min(self.options["movie_width"], nx) // 2 * 2
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "browse.mp4"
+            writer = imageio_ffmpeg.write_frames(
+                str(path), (nx, ny), pix_fmt_in="gray", fps=self.options["movie_fps"], codec="libx264", quality=7,
+                macro_block_size=1, output_params=["-vf", f"scale={width}:-2", "-pix_fmt", "yuv420p"],
+            )
+            writer.send(None)
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+            writer.close()
+            self.write("browse.mp4", path.read_bytes(), tags=("product", "movie"), content_type="video/mp4")
+
+
+class QualityReport(Task):
+    """A PDF quality report rendered from the metrics."""
+
+    def run(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        metrics = self.read_json("quality")
+        frames = metrics["frames"]
+        index = np.arange(len(frames))
+        buffer = io.BytesIO()
+        with PdfPages(buffer) as pdf:
+            figure = plt.figure(figsize=(8.27, 11.69))
+            lines = [f"obsflow quality report: run {self.run_id}", f"recipe {self.context.recipe.key}",
+                     f"dataset {layout.dataset_id(self.run_id)}", "",
+                     "frames: " + ", ".join(f"{k} {v}" for k, v in sorted(metrics["frame_counts"].items())), "",
+                     "warnings:", *([f"  - {w}" for w in metrics["warnings"]] or ["  none"])]
+            figure.text(0.08, 0.95, "\n".join(lines), va="top", family="monospace", fontsize=9)
+            pdf.savefig(figure)
+            plt.close(figure)
+            for title, keys in (("Light level and frame average", ("light_level", "frame_average")),
+                                ("RMS contrast", ("frame_rms_contrast",)), ("Fried parameter r0 [m]", ("fried_parameter",))):
+                figure, axes = plt.subplots(figsize=(8.27, 5))
+                for key in keys:
+                    values = np.array([np.nan if f[key] is None else f[key] for f in frames], dtype=float)
+                    axes.plot(index, values, marker="o", label=key)
+                axes.set_title(title)
+                axes.set_xlabel("observe frame")
+                axes.legend()
+                pdf.savefig(figure)
+                plt.close(figure)
+        self.write("quality_report.pdf", buffer.getvalue(), tags=("product", "report"), content_type="application/pdf")
+
+
+class AsdfInventory(Task):
+    """ASDF metadata (inventory, table of L1 headers, input dataset, as-run configuration) and inventory JSON."""
+
+    def run(self) -> None:
+        import asdf
+
+        l1 = sorted(self.upstream_outputs("l1"), key=lambda o: o["name"])
+        headers = [read_fits(self.read_output(output))[1] for output in l1]
+        keys = [k for k in headers[0].keys() if k not in ("HISTORY", "COMMENT", "") and all(k in h for h in headers)]
+        table = {key: np.array([h[key] for h in headers]) for key in keys}
+        inventory = {
+            "dataset_id": layout.dataset_id(self.run_id), "product_id": headers[0]["PRODUCT"],
+            "run_id": self.run_id, "recipe": self.context.recipe.key, "frame_count": len(headers),
+            "files": [{"name": o["name"], "sha256": o["sha256"], "size": o["size"]} for o in l1],
+            "start_time": min(h["DATE-BEG"] for h in headers), "end_time": max(h["DATE-END"] for h in headers),
+            "wavelength_min_nm": float(headers[0]["WAVEMIN"]), "wavelength_max_nm": float(headers[0]["WAVEMAX"]),
+            "instrument": headers[0]["INSTRUME"], "proposal_id": self.context.input_dataset["proposal_id"],
+        }
+        tree = {"inventory": inventory, "headers": table, "input_dataset": self.context.input_dataset,
+                "configuration": self.context.run["configuration"]}
+        buffer = io.BytesIO()
+        asdf.AsdfFile(tree).write_to(buffer)
+        self.write(f"VBI_{inventory['dataset_id']}_metadata.asdf", buffer.getvalue(), tags=("product", "asdf"),
+                   content_type="application/asdf")
+        self.write("inventory.json", json.dumps(inventory, indent=2).encode(), tags=("product", "inventory"),
+                   content_type="application/json")
