@@ -326,7 +326,7 @@ def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
 @operator_command
 @click.pass_context
 def runs_retry(ctx, run_id, settings_):
-    """A new run of a FAILED run's recipe instance, with adjusted configuration, linked to it."""
+    """A new run of a FAILED run (or a SUCCEEDED one: reprocessing), with adjusted configuration, linked to it."""
     from obsflow.recipes.model import RecipeError
     from obsflow.runs import operations
 
@@ -368,6 +368,62 @@ def runs_execute(ctx, run_id, manual, note):
     except manual_runs.ManualRunFailed as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run {run_id} {run.status}; dataset {run.dataset_id}")
+
+
+@main.group()
+def datasets():
+    """Catalogued datasets: Level 1 products, their versions and provenance."""
+
+
+@datasets.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def datasets_list(as_json):
+    """Datasets, oldest first, with product, version and status (ACTIVE or DEPRECATED)."""
+    console.emit(queries.dataset_rows(),
+                 ["dataset_id", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe", "created_at"],
+                 as_json, "no datasets yet")
+
+
+@datasets.command("show")
+@click.argument("dataset_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def datasets_show(dataset_id, as_json):
+    """One dataset: where it is, its files with SHA-256, and the other versions of its product."""
+    detail = queries.dataset_detail(dataset_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
+                  "run_id", "candidate_id", "frame_count", "created_at"):
+        click.echo(f"{field:<14} {console.cell(detail.get(field))}")
+    click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
+    console.table(detail["files"], ["name", "size", "sha256", "task"], "")
+    click.echo("\nversions of this product:")
+    console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")
+
+
+@datasets.command("provenance")
+@click.argument("dataset_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def datasets_provenance(dataset_id, as_json):
+    """How a dataset was made: runs, tasks with code versions and manual influence, input frames."""
+    detail = queries.dataset_provenance(dataset_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("dataset_id", "product_id", "version_key", "recipe", "configuration"):
+        click.echo(f"{field:<13} {console.cell(detail[field])}")
+    click.echo("\nruns (newest first):")
+    console.table(detail["runs"], ["run_id", "status", "retry_of", "overrides", "created_at"], "")
+    click.echo("\ntasks:")
+    console.table([{**t, "numpy": t["libraries"].get("numpy"), "astropy": t["libraries"].get("astropy")}
+                   for t in detail["tasks"]],
+                  ["task", "code_version", "numpy", "astropy", "started_at", "finished_at", "manual", "operator"], "")
+    click.echo(f"\ninput frames: {len(detail['input_frames'])}")
+    console.table(detail["input_frames"], ["file_id", "op_id", "task_type", "key"], "")
 
 
 @main.group()

@@ -5,7 +5,16 @@ from __future__ import annotations
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.recipes.model import Recipe
-from obsflow.tables import candidates, frames, observing_programs, quarantine, recipe_instances, recipes, runs
+from obsflow.tables import (
+    candidates,
+    datasets,
+    frames,
+    observing_programs,
+    quarantine,
+    recipe_instances,
+    recipes,
+    runs,
+)
 
 
 def frame_rows(op_id: str | None = None) -> list[dict]:
@@ -159,3 +168,44 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
             if name in progress:
                 progress[name].update(status="failed", ended=event["timestamp"])
     return progress
+
+
+# -- datasets ----------------------------------------------------------------------------
+def dataset_rows() -> list[dict]:
+    return [{k: v for k, v in d.attribute_values.items() if k not in ("files", "provenance")}
+            for d in datasets.all_datasets()]
+
+
+def _dataset(dataset_id: str):
+    item = datasets.get(dataset_id)
+    if item is None:
+        raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows the catalogued ones")
+    return item
+
+
+def dataset_detail(dataset_id: str) -> dict:
+    item = _dataset(dataset_id)
+    detail = {k: v for k, v in item.attribute_values.items() if k != "provenance"}
+    detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,
+                           "created_at": d.created_at} for d in datasets.of_product(item.product_id)]
+    return detail
+
+
+def dataset_provenance(dataset_id: str) -> dict:
+    """Runs, tasks with code versions and manual influence, and input frames of a dataset."""
+    item = _dataset(dataset_id)
+    provenance = item.provenance
+    run = runs.get(item.run_id)
+    chain, current = [], run
+    while current is not None:
+        chain.append({"run_id": current.run_id, "status": current.status, "retry_of": current.retry_of,
+                      "created_at": current.created_at, "overrides": current.overrides})
+        current = runs.get(current.retry_of) if current.retry_of else None
+    return {
+        "dataset_id": dataset_id, "product_id": item.product_id, "version_key": item.version_key,
+        "recipe": item.recipe, "runs": chain, "configuration": provenance["configuration"],
+        "tasks": [{k: t.get(k) for k in ("task", "recipe_version", "code_version", "libraries", "started_at",
+                                         "finished_at", "manual", "operator", "note", "host")}
+                  for t in provenance["tasks"]],
+        "input_frames": provenance.get("input_frames", []),
+    }

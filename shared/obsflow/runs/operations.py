@@ -18,19 +18,21 @@ class NotAllowed(ObsflowError):
     """The run is not in a state that allows this operation."""
 
 
-def _failed(run_id: str) -> RunItem:
+def _ended(run_id: str, allowed: tuple[str, ...]) -> RunItem:
     run = lifecycle.require(run_id)
-    if run.status != runs.FAILED:
-        raise NotAllowed(f"run {run_id} is {run.status}; only a FAILED run can be retried or redriven")
+    if run.status not in allowed:
+        raise NotAllowed(f"run {run_id} is {run.status}; only a {' or '.join(allowed)} run can be "
+                         f"{'retried' if len(allowed) > 1 else 'redriven'}")
     return run
 
 
 def retry(settings: Settings, run_id: str, overrides: dict[str, str]) -> RunItem:
-    """A new run of the same recipe instance, its configuration adjusted, linked to the failed run.
+    """A new run of the same recipe instance, its configuration adjusted, linked to the earlier run.
 
-    The same retry asked twice names the same new run (its id derives from the overrides).
+    Retrying a SUCCEEDED run reprocesses it: a new dataset of the same product, the old one
+    DEPRECATED. The same retry asked twice names the same new run (its id derives from the overrides).
     """
-    failed = _failed(run_id)
+    failed = _ended(run_id, (runs.FAILED, runs.SUCCEEDED))
     recipe = registry.get(failed.recipe, failed.version)
     instance = recipe_instances.get(failed.instance_id)
     if instance is None:
@@ -52,7 +54,7 @@ def retry(settings: Settings, run_id: str, overrides: dict[str, str]) -> RunItem
 
 def redrive(settings: Settings, run_id: str) -> RunItem:
     """Resume the failed run: a new execution of the same run; tasks that succeeded reuse their outputs."""
-    run = _failed(run_id)
+    run = _ended(run_id, (runs.FAILED,))
     lifecycle.transition(run_id, runs.READY, (runs.FAILED,), detail="redrive",
                          actions=[RunItem.redrives.add(1), RunItem.execution_arn.remove(), RunItem.finished_at.remove()])
     submitter.nudge(settings, f"redrive of {run_id}")
