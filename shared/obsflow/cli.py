@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import signal
+from pathlib import Path
 import sys
 import threading
 
@@ -75,16 +76,20 @@ def main(ctx, endpoint_url, stage, region):
 @main.command()
 @click.option("--port", type=int, default=0, help="Loopback port for the local stack (default: any free port).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed for the generated frames.")
-def demo(port, seed):
+@click.option("--output", default="obsflow-demo-output", show_default=True, type=click.Path(file_okay=False),
+              help="Folder the products are downloaded to.")
+def demo(port, seed, output):
     """Run the whole system locally on generated data, and summarise what happened.
 
-    Starts the embedded local stack, generates realistic SPEC-0122 frames for one
-    candidate (dark, gain and observe OPs), uploads them as the summit would (out of
-    order, some twice, one broken, the manifest last) and ends when the candidate is READY.
+    Starts the embedded local stack, generates a small night (two VBI candidates of
+    64 SPEC-0122 frames of 512x512: darks, gains, observe frames), uploads it as the
+    summit would (out of order, some twice, one broken, manifests last), processes each
+    candidate with the reference recipe vbi-l1, downloads the products to --output and
+    summarises the runs, datasets, files and PI notifications.
     """
     from obsflow.demo import run_demo
 
-    run_demo(click.echo, port=port, seed=seed)
+    run_demo(click.echo, port=port, seed=seed, output=Path(output))
 
 
 @main.group()

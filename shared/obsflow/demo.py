@@ -1,12 +1,14 @@
-"""`obsflow demo`: the whole system on the embedded local stack, on generated data."""
+"""`obsflow demo`: a small night through the whole system on the embedded local stack."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import boto3
 
@@ -17,6 +19,7 @@ from obsflow.simulate import SimulatedCandidate, simulate_candidate
 from obsflow.tables import datasets
 
 Echo = Callable[..., None]  # click.echo
+NIGHT = (("demo_vbi_001", "pid_1_23"), ("demo_vbi_002", "pid_1_42"))
 
 
 class Progress:
@@ -40,42 +43,49 @@ class Progress:
             self.echo("")
 
 
-def upload_like_the_summit(s3, bucket: str, candidate: SimulatedCandidate, rng: random.Random, progress: Progress) -> dict:
-    """Frames in shuffled order with a few re-sent, the candidate early, one broken transfer, the manifest last."""
-    frames = candidate.frame_objects()
-    resent = rng.sample(frames, k=max(1, len(frames) // 10))
+def upload_like_the_summit(s3, bucket: str, night: list[SimulatedCandidate], rng: random.Random, progress: Progress) -> dict:
+    """Candidates first, frames shuffled with a few re-sent, one broken transfer, the manifests last."""
+    frames = [frame for candidate in night for frame in candidate.frame_objects()]
+    resent = rng.sample(frames, k=max(1, len(frames) // 20))
     uploads = rng.sample(frames, k=len(frames)) + resent
-    s3.put_object(Bucket=bucket, Key=candidate.candidate_object()[0], Body=candidate.candidate_object()[1])
+    for candidate in night:
+        s3.put_object(Bucket=bucket, Key=candidate.candidate_object()[0], Body=candidate.candidate_object()[1])
     for i, (key, body) in enumerate(uploads, 1):
         s3.put_object(Bucket=bucket, Key=key, Body=body)
-        if i % 8 == 0 or i == len(uploads):
+        if i % 16 == 0 or i == len(uploads):
             progress.update(i, len(uploads))
     progress.finish()
     broken_key, broken_body = frames[0]
     s3.put_object(Bucket=bucket, Key=broken_key.replace(".fits", "_partial.fits"), Body=broken_body[: len(broken_body) // 2])
-    key, body = candidate.manifest_object()
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    for candidate in night:
+        key, body = candidate.manifest_object()
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
     return {"frames": len(frames), "resent": len(resent), "broken": 1}
 
 
-def wait_until_ready(candidate_id: str, expected_frames: int, progress: Progress, timeout_s: float = 120) -> dict:
+def _details(candidate_ids: list[str]) -> list[dict | None]:
+    found = []
+    for candidate_id in candidate_ids:
+        try:
+            found.append(queries.candidate_detail(candidate_id))
+        except NotFound:  # its document has not been ingested yet
+            found.append(None)
+    return found
+
+
+def wait_until_ready(candidate_ids: list[str], expected_frames: int, progress: Progress, timeout_s: float = 180) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            detail = queries.candidate_detail(candidate_id)
-        except NotFound:  # its document has not been ingested yet
-            detail = None
-        received = sum(op["received"] for op in detail["ops"]) if detail else 0
+        details = _details(candidate_ids)
+        received = sum(op["received"] for d in details if d for op in d["ops"])
         progress.update(min(received, expected_frames), expected_frames)
-        if detail and detail["status"] == "READY":
+        if all(d and d.get("ready_at") for d in details):
             progress.finish()
-            return detail
+            return details
         time.sleep(0.3)
     progress.finish()
-    raise TimeoutError(
-        f"candidate {candidate_id} was not READY after {timeout_s:.0f} s; "
-        "`obsflow candidates show` tells which OP is missing frames"
-    )
+    raise TimeoutError(f"not every candidate was READY after {timeout_s:.0f} s; "
+                       "`obsflow candidates show ID` tells which OP is missing frames")
 
 
 def subscribe_pi(session, settings, proposal_id: str) -> str:
@@ -88,65 +98,89 @@ def subscribe_pi(session, settings, proposal_id: str) -> str:
     return queue_url
 
 
-def wait_for_run(candidate_id: str, echo: Echo, sfn, timeout_s: float = 120) -> dict:
-    """Follow the candidate's run task by task until it ends."""
-    deadline, shown = time.monotonic() + timeout_s, set()
+def follow_runs(candidate_ids: list[str], echo: Echo, sfn, timeout_s: float = 300) -> list[dict]:
+    """Print each task as it starts and ends, until every candidate's run has ended."""
+    deadline, shown, started = time.monotonic() + timeout_s, set(), time.monotonic()
     while time.monotonic() < deadline:
-        detail = queries.candidate_detail(candidate_id)
-        run_ids = detail["run_ids"]
-        if run_ids:
-            run = queries.run_detail(run_ids[-1], sfn)
+        finished = []
+        for detail in _details(candidate_ids):
+            if not detail or not detail["run_ids"]:
+                continue
+            run = queries.run_detail(detail["run_ids"][-1], sfn)
             for task in run["tasks"]:
-                if (task["task"], task["status"]) not in shown and task["status"] != "pending":
-                    shown.add((task["task"], task["status"]))
-                    echo(f"  {task['task']:<16} {task['status']:<10} ({task['resource_class']} queue)")
+                if task["status"] != "pending" and (run["run_id"], task["task"], task["status"]) not in shown:
+                    shown.add((run["run_id"], task["task"], task["status"]))
+                    echo(f"  {time.monotonic() - started:6.1f} s  {detail['candidate_id']:<14} {task['task']:<16} "
+                         f"{task['status']:<10} ({task['resource_class']})")
             if run["status"] in ("SUCCEEDED", "FAILED"):
-                return run
-        time.sleep(0.3)
-    raise TimeoutError(f"the run of candidate {candidate_id} did not end within {timeout_s:.0f} s; "
-                       "`obsflow runs list` shows where it is")
+                finished.append(run)
+        if len(finished) == len(candidate_ids):
+            return finished
+        time.sleep(0.5)
+    raise TimeoutError(f"the runs did not end within {timeout_s:.0f} s; `obsflow runs list` shows where they are")
 
 
-def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(256, 256), n_observe: int = 16) -> dict:
+def download(s3, dataset, folder: Path) -> Path:
+    target = folder / dataset.proposal_id / dataset.dataset_id
+    target.mkdir(parents=True, exist_ok=True)
+    for item in [*dataset.files, {"name": "SHA256SUMS", "key": dataset.prefix + "SHA256SUMS"},
+                 {"name": "provenance.json", "key": dataset.prefix + "provenance.json"}]:
+        s3.download_file(dataset.bucket, item["key"], str(target / item["name"]))
+    return target
+
+
+def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_calibration: int = 8,
+             n_observe: int = 48, output: Path = Path("obsflow-demo-output")) -> dict:
     interactive = sys.stdout.isatty()
     started = time.monotonic()
-    echo("obsflow demo: the whole system on the embedded local stack (moto on loopback)")
+    echo("obsflow demo: a small night through the whole system, on the embedded local stack (moto on loopback)")
     with LocalStack(port=port, stage="demo", log_level="ERROR", submit_interval_s=1.0) as stack:
         echo(f"  local stack up at {stack.endpoint_url} (stage 'demo')")
-        echo(f"  generating SPEC-0122 VBI frames ({shape[0]}x{shape[1]}): 4 dark, 4 gain, {n_observe} observe")
-        candidate = simulate_candidate("demo_vbi_001", n_dark=4, n_gain=4, n_observe=n_observe, shape=shape, seed=seed,
-                                       recipe="frame-census")
+        per_candidate = 2 * n_calibration + n_observe
+        echo(f"  generating {len(NIGHT)} VBI candidates of {per_candidate} SPEC-0122 frames ({shape[0]}x{shape[1]}): "
+             f"{n_calibration} dark, {n_calibration} gain, {n_observe} observe each")
+        night = [simulate_candidate(name, proposal_id=proposal, n_dark=n_calibration, n_gain=n_calibration,
+                                    n_observe=n_observe, shape=shape, seed=seed + i,
+                                    start=dt.datetime(2026, 11, 20, 18 + 2 * i))
+                 for i, (name, proposal) in enumerate(NIGHT)]
         session = boto3.Session(region_name=stack.settings.region)
-        pi_queue = subscribe_pi(session, stack.settings, candidate.proposal_id)
+        pi_queues = {c.proposal_id: subscribe_pi(session, stack.settings, c.proposal_id) for c in night}
         s3 = session.client("s3")
-        sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, candidate, random.Random(seed),
+        sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, night, random.Random(seed),
                                       Progress(echo, "uploading frames", interactive))
-        detail = wait_until_ready(candidate.candidate_id, sent["frames"], Progress(echo, "ingesting", interactive))
-        stack.poller.drain(idle_polls=2)
-        quarantined = queries.quarantine_rows()
-
-        echo("")
-        echo(f"candidate {detail['candidate_id']} is READY ({detail['ready_reason']}) at {detail['ready_at']:%H:%M:%S}")
-        for op in detail["ops"]:
-            echo(f"  {op['op_id']:<24} {op['task_type'] or '-':<8} {op['received']}/{op['expected']} frames")
-        echo(f"  {sent['resent']} re-sent frame(s) counted once: {sum(op['received'] for op in detail['ops'])} frames "
-             f"for {sent['frames']} unique")
-        for item in quarantined:
+        ids = [c.candidate_id for c in night]
+        ready = wait_until_ready(ids, sent["frames"], Progress(echo, "ingesting", interactive))
+        echo(f"  {sent['resent']} re-sent frame(s) counted once; every candidate READY:")
+        for detail in ready:
+            echo(f"    {detail['candidate_id']} ({detail['proposal_id']}): "
+                 + ", ".join(f"{op['task_type']} {op['received']}/{op['expected']}" for op in detail["ops"]))
+        for item in queries.quarantine_rows():
             echo(f"  quarantined {item['key']}: {item['reason']}")
 
         echo("")
-        echo(f"processing with recipe {candidate.candidate['recipe']} (Step Functions on moto, tasks as subprocesses):")
-        run = wait_for_run(candidate.candidate_id, echo, session.client("stepfunctions"))
-        echo(f"run {run['run_id']} {run['status']} in {run['duration_s']} s")
-        messages = session.client("sqs").receive_message(QueueUrl=pi_queue, MaxNumberOfMessages=10,
-                                                          WaitTimeSeconds=2).get("Messages", [])
-        if run["dataset_id"]:
-            dataset = datasets.get(run["dataset_id"])
-            echo(f"  dataset {dataset.dataset_id}: s3://{dataset.bucket}/{dataset.prefix}")
-            for item in dataset.files:
-                echo(f"    {item['name']:<24} {item['size']:>9} bytes  sha256 {item['sha256'][:16]}...")
-        for message in messages:
-            echo(f"  PI notified (proposal {candidate.proposal_id}): {json.loads(message['Body'])['summary']}")
+        echo("processing (recipe chosen by instrument; Step Functions on moto, each task a subprocess):")
+        runs = follow_runs(ids, echo, session.client("stepfunctions"))
+        echo("")
+        echo(f"products downloaded to {output}/:")
+        summary = []
+        for run in runs:
+            dataset = datasets.get(run["dataset_id"]) if run["dataset_id"] else None
+            echo(f"  run {run['run_id']} ({run['recipe']}@{run['version']}) {run['status']} in {run['duration_s']} s")
+            if dataset is None:
+                continue
+            folder = download(s3, dataset, output)
+            l1 = sorted(f["name"] for f in dataset.files if "l1" in f["tags"])
+            echo(f"    dataset {dataset.dataset_id} (product {dataset.product_id}, version {dataset.version_key}): "
+                 f"{len(l1)} L1 frames, e.g. {folder / l1[0]}")
+            for name in ("quality_report.pdf", "browse.mp4", f"VBI_{dataset.dataset_id}_metadata.asdf"):
+                echo(f"    {folder / name}")
+            summary.append({"run": run, "dataset_id": dataset.dataset_id, "folder": str(folder)})
+        notifications = []
+        for proposal, queue_url in pi_queues.items():
+            for message in session.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                                                  WaitTimeSeconds=1).get("Messages", []):
+                body = json.loads(message["Body"])
+                notifications.append(body)
+                echo(f"  SNS to the PI of {proposal}: {body['summary']}")
         echo(f"done in {time.monotonic() - started:.1f} s")
-        return {"candidate": detail, "quarantined": quarantined, "uploads": sent, "run": run,
-                "notifications": [json.loads(m["Body"]) for m in messages]}
+        return {"candidates": ready, "uploads": sent, "runs": summary, "notifications": notifications}

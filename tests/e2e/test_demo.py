@@ -1,0 +1,31 @@
+"""`obsflow demo`, on a smaller night: everything it promises, end to end."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from obsflow.demo import run_demo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_pi(tmp_path):
+    lines: list[str] = []
+    # When the demo runs a night of two candidates (2 darks, 2 gains, 3 observe frames of 32x32 each)
+    result = run_demo(lambda text="", nl=True: lines.append(text), shape=(32, 32), n_calibration=2, n_observe=3,
+                      output=tmp_path)
+    # Then both runs succeeded and every product is on disk, matching its SHA-256
+    assert [r["run"]["status"] for r in result["runs"]] == ["SUCCEEDED", "SUCCEEDED"]
+    for run in result["runs"]:
+        folder = tmp_path / run["folder"].split(str(tmp_path) + "/", 1)[1]
+        sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
+        assert len([n for n in sums if n.endswith("_L1.fits")]) == 3
+        assert {"quality_report.pdf", "browse.mp4", "inventory.json"} <= set(sums)
+        for name, digest in sums.items():
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    # And each PI was told about their own dataset, and the summary says where things are
+    assert sorted(n["proposal_id"] for n in result["notifications"]) == ["pid_1_23", "pid_1_42"]
+    assert any("quarantined" in line and "_partial.fits" in line for line in lines)
+    assert any(line.strip().endswith("browse.mp4") for line in lines)
