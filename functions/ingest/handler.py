@@ -5,6 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from obsflow.ingest.batch import build_service, process_batch
 from obsflow.observability import logger, metrics, tracer
 from obsflow.runs.submitter import nudge
+from obsflow.settings import bound_settings
 
 _service = None
 
@@ -14,7 +15,9 @@ _service = None
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     global _service
-    _service = _service or build_service()
+    settings = bound_settings()
+    if _service is None or _service.settings is not settings:  # once per container (and per local stack)
+        _service = build_service(settings)
     response, report = process_batch(_service, event, context)
     metrics.add_metric(name="FramesCounted", unit="Count", value=report.counted)
     metrics.add_metric(name="FramesDuplicate", unit="Count", value=report.duplicates)
