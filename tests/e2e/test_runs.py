@@ -44,13 +44,14 @@ def upload(stack, candidate) -> None:
         s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
 
 
-def wait_for(predicate, what: str, timeout_s: float = 90):
+def wait_for(predicate, what: str, timeout_s: float = 180):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := predicate():
             return value
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    state = [(r.candidate_id, r.run_id, r.status, r.waiting_reason) for r in runs.all_runs()]
+    raise AssertionError(f"timed out waiting for {what}; runs: {state}")
 
 
 def runs_of(candidate_id: str) -> list[RunItem]:
@@ -216,7 +217,7 @@ def test_the_backstop_releases_an_incomplete_candidate_after_13_days_with_a_revi
     later = run_backstop(stack.settings, now + dt.timedelta(days=14))
     again = run_backstop(stack.settings, now + dt.timedelta(days=14))
     # Then only the later check releases it, once, with what was missing, and one ticket asks for a review
-    assert "cand_late" not in today.released and later.released == ["cand_late"] and again.released == []
+    assert "cand_late" not in today.released and "cand_late" in later.released and "cand_late" not in again.released
     released = candidates.get("cand_late")
     assert released.ready_reason == "backstop"
     assert released.ready_detail["missing"]["cand_late_dark"] == "2 frame(s) received, no manifest yet"
