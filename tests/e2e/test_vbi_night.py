@@ -123,3 +123,21 @@ def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(nigh
     assert run.status == "SUCCEEDED" and new.dataset_id != old.dataset_id
     assert new.product_id == old.product_id and new.version_key != old.version_key
     assert (old.status, old.superseded_by, new.status) == ("DEPRECATED", new.dataset_id, "ACTIVE")
+
+
+def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    stack, _, _, _, by_candidate = night
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    dataset_id = by_candidate["night_a"].dataset_id
+    listed = json.loads(CliRunner().invoke(cli, [*base, "datasets", "list", "--json"]).output)
+    assert dataset_id in [d["dataset_id"] for d in listed]
+    shown = CliRunner().invoke(cli, [*base, "datasets", "show", dataset_id])
+    assert shown.exit_code == 0 and "quality_report.pdf" in shown.output and "versions of this product" in shown.output
+    provenance = json.loads(CliRunner().invoke(cli, [*base, "datasets", "provenance", dataset_id, "--json"]).output)
+    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 9
+    assert len(provenance["input_frames"]) == N_OBSERVE + 4 and provenance["runs"][0]["run_id"] == by_candidate["night_a"].run_id
+    assert all(t["code_version"] and t["libraries"]["numpy"] for t in provenance["tasks"])
