@@ -46,6 +46,8 @@ FRAME_CENSUS_MANUAL = Recipe.model_validate({
 })
 
 _VBI = "obsflow_tasks.vbi.tasks:"
+_VBI_TASKS = ("parse", "dark", "gain", "science", "write_l1", "quality_metrics", "browse_movie", "quality_report",
+              "asdf_inventory")
 VBI_L1 = Recipe(
     name="vbi-l1",
     version="1.0.0",
@@ -87,10 +89,10 @@ VBI_L1 = Recipe(
         Option(name="movie_fps", type="int", minimum=1, maximum=30, default=6, description="browse movie frame rate"),
         Option(name="movie_width", type="int", minimum=64, maximum=1920, default=512,
                description="browse movie width in pixels (at most the frame width)"),
-        Option(name="fail_task", type="str", default="",
-               choices=("", "parse", "dark", "gain", "science", "write_l1", "quality_metrics", "browse_movie",
-                        "quality_report", "asdf_inventory"),
+        Option(name="fail_task", type="str", default="", choices=("", *_VBI_TASKS),
                description="make this task fail on purpose, as a configuration error (tests and demos)"),
+        Option(name="fail_once_task", type="str", default="", choices=("", *_VBI_TASKS),
+               description="make this task fail once per run, as an infrastructure error; a redrive then succeeds"),
     ),
 )
 
