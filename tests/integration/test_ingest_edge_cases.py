@@ -6,7 +6,6 @@ import io
 import json
 import threading
 
-import numpy as np
 from astropy.io import fits
 
 from obsflow.ingest.batch import build_service, process_batch

@@ -10,7 +10,7 @@ from obsflow import tables
 from obsflow.errors import Rejected
 from obsflow.ingest.frames import Frame
 from obsflow.ingest.objects import S3ObjectReader
-from obsflow.ingest.service import BatchReport, IngestService, ObjectRef, object_refs
+from obsflow.ingest.service import BatchReport, IngestService, object_refs
 from obsflow.ingest.store import DynamoIngestStore
 from obsflow.observability import logger
 from obsflow.settings import Settings, get_settings

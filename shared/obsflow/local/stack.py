@@ -16,7 +16,6 @@ from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
 from obsflow.local.resources import create_resources
 from obsflow.observability import logger
-from obsflow.settings import Settings
 
 DEFAULT_PORT = 4566
 BACKSTOP_INTERVAL_S = 60.0  # daily on AWS
