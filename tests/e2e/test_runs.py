@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from obsflow import aws, queries, tables
+from obsflow.errors import NotFound
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
 from obsflow.recipes.model import RecipeError
@@ -216,8 +217,13 @@ def test_the_backstop_releases_an_incomplete_candidate_after_13_days_with_a_revi
     s3 = client(stack, "s3")
     for key, body in [candidate.candidate_object(), *candidate.frame_objects()]:
         s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
-    wait_for(lambda: sum(op["received"] for op in queries.candidate_detail("cand_late")["ops"]) == 6,
-             "the frames to be counted")
+    def counted() -> int:
+        try:
+            return sum(op["received"] for op in queries.candidate_detail("cand_late")["ops"])
+        except NotFound:  # its document is not ingested yet
+            return 0
+
+    wait_for(lambda: counted() == 6, "the frames to be counted")
     now = dt.datetime.now(dt.timezone.utc)
     # When the backstop runs today, and then as of 14 days later
     today = run_backstop(stack.settings, now)
