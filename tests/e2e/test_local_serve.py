@@ -35,11 +35,21 @@ def served_stack(tmp_path):
         process.kill()
 
 
+def run_cli(endpoint: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 def cli(endpoint: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, *args],
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli(endpoint, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def candidate(endpoint: str, candidate_id: str) -> dict:
+    """The candidate as the CLI shows it; {} until its document is ingested."""
+    result = run_cli(endpoint, "candidates", "show", candidate_id, "--json")
+    return json.loads(result.stdout) if result.returncode == 0 else {}
 
 
 def test_uploads_from_an_outside_client_are_ingested_and_processed(served_stack, small_candidate):
@@ -54,8 +64,8 @@ def test_uploads_from_an_outside_client_are_ingested_and_processed(served_stack,
         s3.put_object(Bucket=info["buckets"]["ingest"], Key=key, Body=body)
     # Then the candidate becomes READY and its run succeeds, as the CLI shows
     deadline = time.monotonic() + 90
-    while (detail := json.loads(cli(endpoint, "candidates", "show", "cand_small", "--json")))["processing"] != "SUCCEEDED":
-        assert time.monotonic() < deadline and detail["processing"] != "FAILED", log.read_text()
+    while (detail := candidate(endpoint, "cand_small")).get("processing") != "SUCCEEDED":
+        assert time.monotonic() < deadline and detail.get("processing") != "FAILED", log.read_text()
         time.sleep(0.5)
     assert detail["ready_reason"] == "complete"
     assert [op["received"] for op in detail["ops"]] == [4, 2, 2]
