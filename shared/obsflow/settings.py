@@ -98,9 +98,7 @@ class Settings(BaseSettings):
         return self.resource(name)
 
     def table_name(self, table: str) -> str:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
-        return self.resource(table)
+        return self._known(table, TABLES, "table")
 
     def describe(self) -> dict:
         return {

@@ -108,6 +108,9 @@ def test_waiting_runs_start_in_priority_order_within_one_slot(stack):
     assert [r.candidate_id for r in runs.with_status("READY")] == ["cand_high", "cand_mid", "cand_low"]
     # When submission resumes
     control.set_submission(stack.settings, control.ACTIVE)
+    # Then the runs beyond the one slot wait, saying why
+    waiting = wait_for(lambda: [r.waiting_reason for r in runs.with_status("READY") if r.waiting_reason], "a waiting reason")
+    assert waiting[0].startswith("waiting for a run slot: ") and "1/1 in use" in waiting[0]
     finished = [finished_run(name) for name in ("cand_high", "cand_mid", "cand_low")]
     # Then they ran one at a time, highest priority first, and all succeeded
     assert [r.status for r in finished] == ["SUCCEEDED"] * 3

@@ -110,6 +110,10 @@ def test_the_state_machine_follows_the_dag_and_every_failure_opens_a_ticket(shap
     assert [definition["States"][s]["Next"] for s in ("Catalog", "NotifyPI", "OpenTicket", "FailRun")] == [
         "NotifyPI", "FinishRun", "FailRun", "RunFailed"]
     assert definition["States"]["NotifyPI"]["Parameters"]["MessageAttributes"]["proposal_id"]["StringValue.$"]
+    # Every task retries transient errors with backoff
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            assert state["Retry"] and all(r["BackoffRate"] > 1 and r["MaxAttempts"] > 1 for r in state["Retry"]), name
     # Every Next names a state, and the ASL parses once the ARNs are filled in
     for state in states.values():
         assert state.get("Next") is None or state["Next"] in states

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from obsflow.errors import TransientError
@@ -27,6 +27,7 @@ from obsflow.ingest.frames import Frame
 from obsflow.ingest.readiness import OpState
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import observing_programs
+from obsflow.tables.base import save_if_new, update_if
 from obsflow.tables.candidates import READY, WAITING, CandidateItem
 from obsflow.tables.frames import FrameItem
 from obsflow.tables.manifests import ManifestItem
@@ -180,13 +181,7 @@ class DynamoIngestStore:
             created_at=now,
         )
         with transient(f"could not record candidate {candidate.candidate_id}"):
-            try:
-                item.save(condition=CandidateItem.candidate_id.does_not_exist())
-                new = True
-            except PutError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
-                    raise
-                new = False
+            new = save_if_new(item)
             # Membership is written before readiness is evaluated, so a frame that
             # completes an OP afterwards finds this candidate on the OP.
             for op_id in candidate.op_ids:
@@ -204,21 +199,17 @@ class DynamoIngestStore:
 
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool:
         """WAITING -> READY exactly once; False if another writer got there first."""
-        try:
-            CandidateItem(candidate_id).update(
-                actions=[
+        with transient(f"could not mark candidate {candidate_id} ready"):
+            return update_if(
+                CandidateItem(candidate_id),
+                [
                     CandidateItem.status.set(READY),
                     CandidateItem.ready_at.set(now),
                     CandidateItem.ready_reason.set(reason),
                     CandidateItem.ready_detail.set(detail),
                 ],
-                condition=CandidateItem.status == WAITING,
+                CandidateItem.status == WAITING,
             )
-            return True
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise TransientError(f"could not mark candidate {candidate_id} ready: {exc}") from exc
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None:

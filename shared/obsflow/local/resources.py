@@ -14,7 +14,7 @@ from obsflow import tables
 from obsflow.recipes import registry
 from obsflow.recipes.asl import build_definition, render, substitutions
 from obsflow.recipes.definitions import RECIPES
-from obsflow.recipes.jobs import job_container_properties, job_retry_strategy
+from obsflow.recipes.jobs import JOB_TIMEOUT_S, job_container_properties, job_retry_strategy
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import FUNCTIONS, TOPICS, Settings
 
@@ -109,7 +109,8 @@ def create_processing(settings: Settings, session) -> dict:
         batch.register_job_definition(
             jobDefinitionName=settings.job_definition_name(resource_class), type="container",
             containerProperties=job_container_properties(settings, resource_class, image="obsflow-pipeline:local"),
-            retryStrategy=job_retry_strategy(), platformCapabilities=["EC2"],
+            retryStrategy=job_retry_strategy(), timeout={"attemptDurationSeconds": JOB_TIMEOUT_S},
+            platformCapabilities=["EC2"],
         )
     values = substitutions(
         functions, topics["pi-notifications"],

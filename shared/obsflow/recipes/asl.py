@@ -28,8 +28,6 @@ LAMBDA_TRANSIENT = [
 ]
 BATCH_TRANSIENT = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
 SNS_TRANSIENT = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
-# The ticket opener and FailRun must not send a run back into them.
-FAILURE_STATES = ("OpenTicket", "FailRun", "RunFailed")
 TASK_COMMAND = ("python", "-m", "obsflow_tasks")
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -74,8 +72,8 @@ def _retry(errors: list[str]) -> list[dict]:
     return [{"ErrorEquals": errors, "IntervalSeconds": 2, "MaxAttempts": 4, "BackoffRate": 2.0}]
 
 
-def _catch(result_path: str = "$.error") -> list[dict]:
-    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": "OpenTicket"}]
+def _catch() -> list[dict]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "OpenTicket"}]
 
 
 def _lambda(function: str, payload: dict, result_path: str | None, next_state: str | None, catch: bool = True) -> dict:

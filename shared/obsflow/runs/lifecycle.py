@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
@@ -17,6 +17,7 @@ from obsflow.errors import NotFound
 from obsflow.ingest.store import transient
 from obsflow.settings import Settings
 from obsflow.tables import runs
+from obsflow.tables.base import update_if
 from obsflow.tables.capacity import CapacityItem
 from obsflow.tables.runs import HistoryEntry, RunItem
 
@@ -40,30 +41,17 @@ def transition(run_id: str, to: str, allowed_from: tuple[str, ...], detail: str 
     """Move the run to ``to`` if it is in one of ``allowed_from``; False if it was not."""
     at = at or now()
     with transient(f"could not update run {run_id}"):
-        try:
-            RunItem(run_id).update(
-                actions=[
-                    RunItem.status.set(to),
-                    RunItem.history.set(RunItem.history.append(_history(to, at, detail))),
-                    *actions,
-                ],
-                condition=RunItem.status.is_in(*allowed_from),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-    return True
+        return update_if(
+            RunItem(run_id),
+            [RunItem.status.set(to), RunItem.history.set(RunItem.history.append(_history(to, at, detail))), *actions],
+            RunItem.status.is_in(*allowed_from),
+        )
 
 
 def note_waiting(run_id: str, reason: str) -> None:
     """Say why a READY run waits; nothing if it has started meanwhile."""
     with transient(f"could not update run {run_id}"):
-        try:
-            RunItem(run_id).update(actions=[RunItem.waiting_reason.set(reason)], condition=RunItem.status == runs.READY)
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        update_if(RunItem(run_id), [RunItem.waiting_reason.set(reason)], RunItem.status == runs.READY)
 
 
 def take_slots(settings: Settings, run: RunItem, at: dt.datetime) -> bool:

@@ -10,6 +10,7 @@ from obsflow.recipes import registry
 from obsflow.runs import layout, lifecycle, planner, submitter
 from obsflow.settings import Settings
 from obsflow.tables import recipe_instances, runs
+from obsflow.tables.base import save_if_new
 from obsflow.tables.recipe_instances import RecipeInstanceItem
 from obsflow.tables.runs import RunItem
 
@@ -46,7 +47,7 @@ def retry(settings: Settings, run_id: str, overrides: dict[str, str]) -> RunItem
     run = planner.new_run(instance, recipe, configuration, int(failed.priority), lifecycle.now(),
                           overrides=merged, retry_of=run_id, run_id=new_id)
     planner.write_run_document(settings, run, instance)
-    planner.put_if_new(run)
+    save_if_new(run)
     instance.update(actions=[RecipeInstanceItem.run_ids.add({new_id})])
     submitter.nudge(settings, f"retry of {run_id}")
     return runs.get(new_id)

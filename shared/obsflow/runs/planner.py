@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pynamodb.exceptions import PutError, UpdateError
-
 from obsflow import aws
 from obsflow.ingest.store import transient
 from obsflow.observability import logger
@@ -22,6 +20,7 @@ from obsflow.runs.lifecycle import now
 from obsflow.settings import Settings
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import runs
+from obsflow.tables.base import save_if_new, update_if
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.frames import FrameItem, frames_of_op
 from obsflow.tables.recipe_instances import RecipeInstanceItem
@@ -68,16 +67,6 @@ def input_dataset(candidate: CandidateItem, recipe: Recipe, frames: list[FrameIt
             for f in sorted(frames, key=lambda f: (f.op_id, f.date_obs, f.file_id))
         ],
     }
-
-
-def put_if_new(item) -> bool:
-    try:
-        item.save(condition=type(item)._hash_key_attribute().does_not_exist())
-        return True
-    except PutError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
 
 
 def new_run(instance: RecipeInstanceItem, recipe: Recipe, configuration: dict, priority: int, at: dt.datetime,
@@ -139,22 +128,19 @@ def plan(settings: Settings, candidate: CandidateItem) -> Plan:
             observed_on=dataset["observed_on"],
             created_at=at,
         )
-        put_if_new(instance)
+        save_if_new(instance)
         instance = RecipeInstanceItem.get(instance_id, consistent_read=True)
         priority = candidate.priority if candidate.priority is not None else recipe.priority
         configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on))
         run = new_run(instance, recipe, configuration, priority, at)
         write_run_document(settings, run, instance)
-        created = put_if_new(run)
+        created = save_if_new(run)
         instance.update(actions=[RecipeInstanceItem.run_ids.add({run.run_id})])
-        try:
-            CandidateItem(candidate.candidate_id).update(
-                actions=[CandidateItem.status.set(candidates_table.PLANNED), CandidateItem.instance_id.set(instance_id)],
-                condition=CandidateItem.status == candidates_table.READY,
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        update_if(
+            CandidateItem(candidate.candidate_id),
+            [CandidateItem.status.set(candidates_table.PLANNED), CandidateItem.instance_id.set(instance_id)],
+            CandidateItem.status == candidates_table.READY,
+        )
     if created:
         logger.info("run planned", extra={"candidate_id": candidate.candidate_id, "run_id": run.run_id, "recipe": recipe.key})
     return Plan(instance_id, run.run_id, recipe, created)

@@ -9,12 +9,12 @@ import urllib.error
 import urllib.request
 
 from pydantic import BaseModel, HttpUrl
-from pynamodb.exceptions import PutError
 
 from obsflow import aws
 from obsflow.ingest.store import transient
 from obsflow.observability import logger
 from obsflow.settings import Settings
+from obsflow.tables.base import save_if_new
 from obsflow.tables.tickets import TicketItem
 
 
@@ -77,12 +77,8 @@ def describe(ticket: TicketItem) -> str:
 def file_ticket(settings: Settings, ticket: TicketItem) -> bool:
     """Store, publish and post the ticket; False (and nothing sent) if it was filed before."""
     with transient(f"could not file ticket {ticket.ticket_id}"):
-        try:
-            ticket.save(condition=TicketItem.ticket_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
+        if not save_if_new(ticket):
+            return False
         aws.client(settings, "sns").publish(
             TopicArn=aws.topic_arn(settings, "operators"), Subject=f"obsflow ticket {ticket.ticket_id}"[:100],
             Message=describe(ticket), MessageAttributes={"kind": {"DataType": "String", "StringValue": ticket.kind}},

@@ -12,6 +12,7 @@ from obsflow.recipes import registry
 from obsflow.runs import documents, layout, lifecycle, submitter
 from obsflow.settings import Settings
 from obsflow.tables import datasets, recipe_instances, runs
+from obsflow.tables.base import save_if_new
 from obsflow.tables.datasets import DatasetItem
 from obsflow.tables.runs import RunItem
 
@@ -83,13 +84,12 @@ def catalog(settings: Settings, run_id: str) -> dict:
         }
         documents.put_json(s3, data, prefix + "provenance.json", provenance)
         key = version_key(input_dataset, run, records, recipe)
-        if datasets.get(dataset_id) is None:
-            DatasetItem(
-                dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
-                recipe=f"{run.recipe}@{run.version}", bucket=data, prefix=prefix, product_id=product_id,
-                version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
-                provenance=provenance, created_at=lifecycle.now(),
-            ).save()
+        save_if_new(DatasetItem(
+            dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
+            recipe=f"{run.recipe}@{run.version}", bucket=data, prefix=prefix, product_id=product_id,
+            version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
+            provenance=provenance, created_at=lifecycle.now(),
+        ))
         for older in datasets.of_product(product_id):
             if older.dataset_id != dataset_id and older.status == datasets.ACTIVE:
                 older.update(actions=[DatasetItem.status.set(datasets.DEPRECATED),

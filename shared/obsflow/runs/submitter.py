@@ -16,6 +16,7 @@ from obsflow import aws
 from obsflow.errors import NotFound, TransientError
 from obsflow.observability import logger
 from obsflow.recipes import registry
+from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs import control, lifecycle, manual, planner
 from obsflow.settings import Settings
 from obsflow.tables import candidates as candidates_table
@@ -23,7 +24,6 @@ from obsflow.tables import capacity, runs
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.runs import RunItem
 
-RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
 
 
 @dataclass

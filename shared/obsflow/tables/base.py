@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
 from obsflow.settings import Settings
 
 _MODELS: dict[str, type[Model]] = {}
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def table(name: str):
@@ -38,3 +40,33 @@ def create_tables() -> None:
 
 def models() -> dict[str, type[Model]]:
     return dict(_MODELS)
+
+
+def get_or_none(model: type[Model], hash_key, range_key=None):
+    """A consistent read of one item; None if there is none."""
+    try:
+        return model.get(hash_key, range_key, consistent_read=True)
+    except model.DoesNotExist:
+        return None
+
+
+def save_if_new(item: Model) -> bool:
+    """Put the item only if its key is new; False if it already existed (idempotent creation)."""
+    try:
+        item.save(condition=type(item)._hash_key_attribute().does_not_exist())
+        return True
+    except PutError as exc:
+        if exc.cause_response_code == CONDITION_FAILED:
+            return False
+        raise
+
+
+def update_if(item: Model, actions: list, condition) -> bool:
+    """Update the item only while ``condition`` holds; False if it did not."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == CONDITION_FAILED:
+            return False
+        raise

@@ -16,7 +16,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 WAITING = "WAITING"
 READY = "READY"
@@ -64,10 +64,7 @@ class CandidateItem(Model):
 
 
 def get(candidate_id: str) -> CandidateItem | None:
-    try:
-        return CandidateItem.get(candidate_id, consistent_read=True)
-    except CandidateItem.DoesNotExist:
-        return None
+    return get_or_none(CandidateItem, candidate_id)
 
 
 def with_status(status: str) -> list[CandidateItem]:

@@ -6,7 +6,7 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
 
@@ -45,10 +45,7 @@ class DatasetItem(Model):
 
 
 def get(dataset_id: str) -> DatasetItem | None:
-    try:
-        return DatasetItem.get(dataset_id, consistent_read=True)
-    except DatasetItem.DoesNotExist:
-        return None
+    return get_or_none(DatasetItem, dataset_id)
 
 
 def all_datasets() -> list[DatasetItem]:

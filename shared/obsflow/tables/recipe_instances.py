@@ -5,7 +5,7 @@ from __future__ import annotations
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 
 @table("recipe-instances")
@@ -26,7 +26,4 @@ class RecipeInstanceItem(Model):
 
 
 def get(instance_id: str) -> RecipeInstanceItem | None:
-    try:
-        return RecipeInstanceItem.get(instance_id, consistent_read=True)
-    except RecipeInstanceItem.DoesNotExist:
-        return None
+    return get_or_none(RecipeInstanceItem, instance_id)

@@ -19,7 +19,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 READY, SUBMITTED, RUNNING, SUCCEEDED, FAILED = "READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
 MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
@@ -85,10 +85,7 @@ def execution_name(run: "RunItem") -> str:
 
 
 def get(run_id: str) -> RunItem | None:
-    try:
-        return RunItem.get(run_id, consistent_read=True)
-    except RunItem.DoesNotExist:
-        return None
+    return get_or_none(RunItem, run_id)
 
 
 def with_status(status: str, limit: int | None = None) -> list[RunItem]:

@@ -7,7 +7,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from obsflow.errors import NotFound
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 OPEN, RESOLVED = "OPEN", "RESOLVED"
 
@@ -52,10 +52,7 @@ class TicketItem(Model):
 
 
 def get(ticket_id: str) -> TicketItem | None:
-    try:
-        return TicketItem.get(ticket_id, consistent_read=True)
-    except TicketItem.DoesNotExist:
-        return None
+    return get_or_none(TicketItem, ticket_id)
 
 
 def all_tickets() -> list[TicketItem]:
