@@ -13,10 +13,10 @@ import sys
 import threading
 
 import click
-from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 from pynamodb.exceptions import PynamoDBException
 
-from obsflow import __version__, console, queries, tables
+from obsflow import __version__, console, discovery, queries, tables
 from obsflow.errors import NotFound
 from obsflow.settings import Settings
 
@@ -27,26 +27,39 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(dict)["settings"]
 
 
+def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
+    where = settings.endpoint_url or f"AWS region {settings.region}"
+    cause = getattr(exc, "cause", None) or exc
+    return click.ClickException(
+        f"cannot read obsflow stage '{settings.stage}' at {where}: {cause}\n"
+        "Is `obsflow local serve` running (then pass --endpoint-url), or are your AWS "
+        "credentials and --stage right?"
+    )
+
+
+def _discover(settings: Settings) -> Settings:
+    try:
+        return discovery.discover(settings)
+    except ClientError as exc:  # e.g. no permission to read the stage's parameter
+        raise _unreachable(settings, exc) from exc
+
+
 def operator_command(func):
-    """Bind the tables to the chosen stack and turn AWS failures into advice."""
+    """Find the chosen stage's resources, bind the tables to them and turn AWS failures into advice."""
 
     @functools.wraps(func)
     @click.pass_context
     def wrapper(ctx, *args, **kwargs):
         settings = _settings(ctx)
-        tables.bind(settings)
         try:
+            settings = _discover(settings)
+            ctx.find_object(dict)["settings"] = settings
+            tables.bind(settings)
             return ctx.invoke(func, *args, **kwargs)
         except NotFound as exc:
             raise click.ClickException(str(exc)) from exc
         except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException) as exc:
-            where = settings.endpoint_url or f"AWS region {settings.region}"
-            cause = getattr(exc, "cause", None) or exc
-            raise click.ClickException(
-                f"cannot read obsflow stage '{settings.stage}' at {where}: {cause}\n"
-                "Is `obsflow local serve` running (then pass --endpoint-url), or are your AWS "
-                "credentials and --stage right?"
-            ) from exc
+            raise _unreachable(settings, exc) from exc
 
     return wrapper
 
@@ -134,10 +147,14 @@ def local_serve(ctx, port, log_level):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
-@click.pass_context
-def info(ctx, as_json):
-    """Endpoint and resource names (buckets, queues, tables) of the chosen stage."""
-    description = _settings(ctx).describe()
+@operator_command
+def info(as_json):
+    """Endpoint and resource names (buckets, queues, tables, ...) of the chosen stage.
+
+    The names come from the stage's SSM parameter /obsflow/<stage>/resources, which the
+    deployed stack and the local stack both write.
+    """
+    description = _settings(click.get_current_context()).describe()
     if as_json:
         click.echo(console.to_json(description))
         return

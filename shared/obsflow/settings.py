@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -29,9 +30,9 @@ class Settings(BaseSettings):
     stage: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]{0,15}$")
     region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
-    ingest_bucket: str = ""
-    ingest_queue: str = ""
-    ingest_dlq: str = ""
+    # Bucket names by logical bucket, where they differ from obsflow-<stage>-<bucket>: S3
+    # names are global, so a deployed stage adds its account and region (JSON in OBSFLOW_BUCKETS).
+    buckets: dict[str, str] = Field(default_factory=dict)
     # Bytes read from the start of a raw frame in one ranged GET: 11 FITS blocks
     # hold a SPEC-0122 header (~17 KiB) with room to spare and stay under 32 KiB.
     header_read_bytes: int = Field(default=11 * 2880, ge=2880)
@@ -47,11 +48,12 @@ class Settings(BaseSettings):
     jira_secret_id: str | None = None
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
 
-    @field_validator("ingest_bucket", "ingest_queue", "ingest_dlq")
+    @field_validator("buckets")
     @classmethod
-    def _names_are_dns_safe(cls, value: str) -> str:
-        if value and not value.replace("-", "").isalnum():
-            raise ValueError(f"resource name {value!r} may only hold letters, digits and '-'")
+    def _buckets_are_known(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(BUCKETS)
+        if unknown:
+            raise ValueError(f"unknown bucket(s) {', '.join(sorted(unknown))}; known: {', '.join(BUCKETS)}")
         return value
 
     def resource(self, name: str) -> str:
@@ -59,20 +61,23 @@ class Settings(BaseSettings):
 
     @property
     def ingest_bucket_name(self) -> str:
-        return self.ingest_bucket or self.resource("ingest")
+        return self.bucket_name("ingest")
 
     @property
     def ingest_queue_name(self) -> str:
-        return self.ingest_queue or self.resource("ingest")
+        return self.resource("ingest")
 
     @property
     def ingest_dlq_name(self) -> str:
-        return self.ingest_dlq or self.resource("ingest-dlq")
+        return self.resource("ingest-dlq")
+
+    @property
+    def task_log_group(self) -> str:
+        """Where the Batch jobs of every recipe task log."""
+        return f"/obsflow/{self.stage}/tasks"
 
     def bucket_name(self, bucket: str) -> str:
-        if bucket == "ingest":
-            return self.ingest_bucket_name
-        return self._known(bucket, BUCKETS, "bucket")
+        return self.buckets.get(bucket) or self._known(bucket, BUCKETS, "bucket")
 
     def topic_name(self, topic: str) -> str:
         return self._known(topic, TOPICS, "topic")
@@ -100,6 +105,17 @@ class Settings(BaseSettings):
     def table_name(self, table: str) -> str:
         return self._known(table, TABLES, "table")
 
+    def environment(self) -> dict[str, str]:
+        """The variables that give another process (a Lambda, a Batch job) these settings."""
+        variables = {"OBSFLOW_STAGE": self.stage}
+        if self.buckets:
+            variables["OBSFLOW_BUCKETS"] = json.dumps(self.buckets, sort_keys=True)
+        if self.account_id:
+            variables["OBSFLOW_ACCOUNT_ID"] = self.account_id
+        if self.jira_secret_id:
+            variables["OBSFLOW_JIRA_SECRET_ID"] = self.jira_secret_id
+        return variables
+
     def describe(self) -> dict:
         return {
             "stage": self.stage,
@@ -110,6 +126,7 @@ class Settings(BaseSettings):
             "tables": {table: self.table_name(table) for table in TABLES},
             "topics": {topic: self.topic_name(topic) for topic in TOPICS},
             "functions": {function: self.function_name(function) for function in FUNCTIONS},
+            "task_log_group": self.task_log_group,
             "capacity": {rc: self.capacity(rc) for rc in ("default", "high-memory", "multi-core")},
         }
 

@@ -11,7 +11,7 @@ here it is re-raised under its own States.* name, so a Catch on the Parallel wor
 Batch jobs: moto's Docker-free backend marks every job SUCCEEDED without running it.
 Here each job runs its command as a subprocess of this virtualenv (the task image's
 entrypoint), in the background, and ends SUCCEEDED or FAILED by its exit code, with
-its output in CloudWatch Logs under /aws/batch/job and its exit code in DescribeJobs,
+its output in CloudWatch Logs (the job definition's awslogs group) and its exit code in DescribeJobs,
 like on AWS.
 
 Lambda: every invocation (the Invoke API, Step Functions tasks) runs the deployed
@@ -186,6 +186,8 @@ def _run_job(job) -> None:
         exit_code, output = 127, f"cannot start {command!r}: {exc}"
     job.exit_code = exit_code
     job.job_stopped_reason = "Essential container in task exited"
+    log_options = ((job.job_definition.container_properties or {}).get("logConfiguration") or {}).get("options") or {}
+    job._log_group = log_options.get("awslogs-group", job._log_group)  # moto ignores the job's log group
     logs = job._log_backend
     logs.ensure_log_group(job._log_group)
     logs.ensure_log_stream(job._log_group, job._stream_name)

@@ -10,7 +10,7 @@ import io
 import json
 import zipfile
 
-from obsflow import tables
+from obsflow import discovery, tables
 from obsflow.recipes import registry
 from obsflow.recipes.asl import build_definition, render, substitutions
 from obsflow.recipes.definitions import RECIPES
@@ -135,6 +135,7 @@ def create_processing(settings: Settings, session) -> dict:
 def create_resources(settings: Settings, session, processing: bool = True) -> dict:
     """Everything the stack holds (idempotent). ``processing=False``: ingest and tables only."""
     urls = create_ingest(settings, session)
+    discovery.publish(settings, _client(session, settings, "ssm"))
     tables.bind(settings)
     tables.create_tables()
     if processing:

@@ -102,6 +102,9 @@ def _task_state(recipe: Recipe, task: TaskSpec) -> dict:
             "JobQueue": ref(job_queue_key(task.resource_class)),
             "JobDefinition": ref(job_definition_key(task.resource_class)),
             "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
+            # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
+            "ShareIdentifier.$": "$.start.result.share_identifier",
+            "SchedulingPriorityOverride.$": "$.start.result.scheduling_priority",
         },
         "ResultPath": None,
         "Retry": _retry(BATCH_TRANSIENT),

@@ -13,16 +13,23 @@ RESOURCES = {
 JOB_TIMEOUT_S = 4 * 3600
 
 
+# Each state machine task overrides it with the whole command line.
+DEFAULT_COMMAND = ["python", "-m", "obsflow_tasks", "--help"]
+
+
+def job_environment(settings: Settings, resource_class: str) -> dict[str, str]:
+    return {**settings.environment(), "OBSFLOW_RESOURCE_CLASS": resource_class}
+
+
 def job_container_properties(settings: Settings, resource_class: str, image: str) -> dict:
     vcpu, memory = RESOURCES[resource_class]
     return {
         "image": image,
-        "command": ["python", "-m", "obsflow_tasks", "--help"],  # each state overrides it
+        "command": DEFAULT_COMMAND,
         "resourceRequirements": [{"type": "VCPU", "value": vcpu}, {"type": "MEMORY", "value": memory}],
-        "environment": [
-            {"name": "OBSFLOW_STAGE", "value": settings.stage},
-            {"name": "OBSFLOW_RESOURCE_CLASS", "value": resource_class},
-        ],
+        "environment": [{"name": k, "value": v} for k, v in job_environment(settings, resource_class).items()],
+        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": settings.task_log_group,
+                                                                  "awslogs-stream-prefix": resource_class}},
     }
 
 

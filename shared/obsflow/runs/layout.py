@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 
 def _digest(*parts: str, length: int = 12) -> str:
@@ -59,3 +60,8 @@ def task_record_key(run_id: str, task: str) -> str:
 
 def dataset_prefix(proposal_id: str, dataset_id: str) -> str:
     return f"{proposal_id}/{dataset_id}/"
+
+
+def share_identifier(proposal_id: str) -> str:
+    """The Batch fair-share identifier of a proposal's jobs (letters, digits and '_' only)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", proposal_id)[:255] or "unknown"

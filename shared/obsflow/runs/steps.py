@@ -24,7 +24,8 @@ def start_run(settings: Settings, run_id: str, execution_arn: str) -> dict:
         run_id, runs.RUNNING, (runs.SUBMITTED,), detail=execution_arn,
         actions=[RunItem.started_at.set(at), RunItem.execution_arn.set(execution_arn), RunItem.error.remove()], at=at,
     )
-    return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id}
+    return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
+            "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority)}
 
 
 def task_records(settings: Settings, run: RunItem) -> list[dict]:

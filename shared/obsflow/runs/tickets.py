@@ -15,7 +15,6 @@ from obsflow.settings import Settings
 from obsflow.tables import tickets
 from obsflow.tables.tickets import TicketItem
 
-LOG_GROUP = "/aws/batch/job"
 LOG_LINES = 20
 # Task runtime exit codes (obsflow_tasks): what kind of failure each means.
 EXIT_KINDS = {1: "science", 2: "configuration", 3: "infrastructure"}
@@ -61,16 +60,20 @@ def log_excerpt(settings: Settings, log_stream: str | None) -> str | None:
         return None
     try:
         events = aws.client(settings, "logs").get_log_events(
-            logGroupName=LOG_GROUP, logStreamName=log_stream, limit=LOG_LINES, startFromHead=False
+            logGroupName=settings.task_log_group, logStreamName=log_stream, limit=LOG_LINES, startFromHead=False
         )["events"]
     except Exception as exc:  # noqa: BLE001  (an excerpt is a convenience; the ticket matters)
         return f"(log excerpt unavailable: {exc})"
     return "\n".join(event["message"] for event in events)
 
 
+def _console_escape(name: str) -> str:
+    return name.replace("/", "$252F")
+
+
 def links(settings: Settings, execution_arn: str | None, log_stream: str | None) -> dict:
     if settings.endpoint_url:  # the local stack has no console: name the records instead
-        return {"execution": execution_arn, "logs": f"{LOG_GROUP}/{log_stream}" if log_stream else None}
+        return {"execution": execution_arn, "logs": f"{settings.task_log_group}/{log_stream}" if log_stream else None}
     region = settings.region
     result = {}
     if execution_arn:
@@ -80,7 +83,7 @@ def links(settings: Settings, execution_arn: str | None, log_stream: str | None)
     if log_stream:
         result["logs"] = (
             f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
-            f"$252Faws$252Fbatch$252Fjob/log-events/{log_stream.replace('/', '$252F')}"
+            f"{_console_escape(settings.task_log_group)}/log-events/{_console_escape(log_stream)}"
         )
     return result
 

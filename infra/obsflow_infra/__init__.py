@@ -1,0 +1,1 @@
+"""The obsflow CDK app: one stack, one construct per concern."""

@@ -1,0 +1,57 @@
+"""The stage a stack is synthesized for, as a validated model (from the `stage` context)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from pydantic import BaseModel, ConfigDict, Field
+
+from obsflow.settings import BUCKETS, Settings
+
+STAGES = ("dev", "prod")
+
+
+class StageConfig(BaseModel):
+    """What differs between stages: names, how long logs stay, what survives a stack deletion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Literal["dev", "prod"]
+    log_retention: Literal["ONE_MONTH", "ONE_YEAR"]
+    retain_data: bool
+    spot: bool  # dev runs tasks on Fargate Spot first, prod on on-demand Fargate only
+    max_vcpus: int = Field(ge=4)
+    jira_secret_name: str | None = None  # Secrets Manager secret of the Jira adapter, if any
+
+    @classmethod
+    def from_context(cls, app: cdk.App) -> "StageConfig":
+        stage = app.node.try_get_context("stage") or "dev"
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r} (-c stage=...); known: {', '.join(STAGES)}")
+        defaults = {
+            "dev": {"log_retention": "ONE_MONTH", "retain_data": False, "spot": True, "max_vcpus": 16},
+            "prod": {"log_retention": "ONE_YEAR", "retain_data": True, "spot": False, "max_vcpus": 256},
+        }[stage]
+        return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"), **defaults)
+
+    @property
+    def log_retention_days(self) -> int:
+        return {"ONE_MONTH": 30, "ONE_YEAR": 365}[self.log_retention]
+
+    @property
+    def logs_retention(self) -> logs.RetentionDays:
+        return logs.RetentionDays[self.log_retention]
+
+    @property
+    def removal_policy(self) -> cdk.RemovalPolicy:
+        return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
+
+    def settings(self) -> Settings:
+        """The deployed stage's settings: conventional names, buckets made globally unique."""
+        return Settings(
+            stage=self.stage,
+            buckets={b: f"obsflow-{self.stage}-{b}-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}" for b in BUCKETS},
+            jira_secret_id=self.jira_secret_name,
+        )

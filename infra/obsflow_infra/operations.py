@@ -1,0 +1,113 @@
+"""Operations: the SNS topics, the ticket Lambda, the submitter and backstop with their schedules.
+
+Permissions that point at functions or state machines use ARNs built from their
+conventional names, because those resources in turn point back (a finished run nudges
+the submitter; the submitter starts runs).
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from obsflow.recipes.definitions import RECIPES
+from obsflow.runs.control import parameter_name as submission_parameter
+from obsflow.settings import TOPICS, Settings
+from obsflow_infra.catalog import CatalogTables
+from obsflow_infra.config import StageConfig
+from obsflow_infra.functions import ObsflowFunction
+from obsflow_infra.nag import acknowledge, wildcard_resource
+
+SUBMITTER_RATE = cdk.Duration.minutes(1)
+BACKSTOP_RATE = cdk.Duration.days(1)
+
+
+def arn(service: str, resource: str, sep: str = ":") -> str:
+    return f"arn:{cdk.Aws.PARTITION}:{service}:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}{sep}{resource}"
+
+
+def function_arn(settings: Settings, function: str) -> str:
+    return arn("lambda", f"function:{settings.function_name(function)}")
+
+
+def state_machine_arns(settings: Settings) -> list[str]:
+    return [arn("states", f"stateMachine:{settings.state_machine_name(r.name, r.version)}") for r in RECIPES]
+
+
+class Operations(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: StageConfig, settings: Settings,
+                 catalog: CatalogTables, buckets: dict[str, s3.Bucket]) -> None:
+        super().__init__(scope, id)
+        self.settings = settings
+        self.topic_key = kms.Key(self, "TopicKey", enable_key_rotation=True,
+                                 description=f"obsflow {config.stage}: encrypts the SNS topics")
+        # CloudWatch alarms publish to the operators' topic.
+        self.topic_key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+        ))
+        self.topics = {
+            topic: sns.Topic(self, topic.title().replace("-", ""), topic_name=settings.topic_name(topic),
+                             master_key=self.topic_key, enforce_ssl=True)
+            for topic in TOPICS
+        }
+        self.jira_secret = (secretsmanager.Secret.from_secret_name_v2(self, "JiraSecret", config.jira_secret_name)
+                            if config.jira_secret_name else None)
+
+        self.ticket = ObsflowFunction(self, "OpenTicket", function="open-ticket", config=config, settings=settings,
+                                      description="Opens one service-desk ticket per failed run attempt")
+        self.allow_tickets(self.ticket, catalog)
+        self.ticket.allow_tables(catalog.arns("runs"), write=False)
+        self.ticket.allow(["logs:GetLogEvents"], [arn("logs", f"log-group:{settings.task_log_group}:log-stream:*")])
+        acknowledge(self.ticket, wildcard_resource(
+            f"arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{settings.task_log_group}:log-stream:*"),
+            "Batch names a log stream per job; the ticket quotes the failed job's stream of the task log group only.")
+
+        self.submitter = ObsflowFunction(
+            self, "Submitter", function="submitter", config=config, settings=settings,
+            description="Plans READY candidates and starts READY runs by priority within the run slots",
+        )
+        self.submitter.allow_tables(catalog.arns("candidates", "recipe-instances", "runs", "capacity"), write=True)
+        self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "recipes"), write=False)
+        for prefix in ("runs/", "input-datasets/"):
+            self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
+        self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))
+        self.submitter.allow(["ssm:GetParameter"], [arn("ssm", f"parameter{submission_parameter(settings)}")])
+        self.allow_tickets(self.submitter, catalog)  # a manual-by-definition run waits with a ticket
+        events.Rule(self, "SubmitterSchedule", schedule=events.Schedule.rate(SUBMITTER_RATE),
+                    description="Starts waiting runs even if a nudge was lost",
+                    targets=[targets.LambdaFunction(self.submitter.function)])
+
+        self.backstop = ObsflowFunction(
+            self, "Backstop", function="backstop", config=config, settings=settings,
+            description=f"Releases candidates still incomplete {settings.backstop_days} days after their first frame",
+        )
+        self.backstop.allow_tables(catalog.arns("candidates"), write=True)
+        self.backstop.allow_tables(catalog.arns("observing-programs"), write=False)
+        self.allow_tickets(self.backstop, catalog)
+        self.allow_nudge(self.backstop)
+        events.Rule(self, "BackstopSchedule", schedule=events.Schedule.rate(BACKSTOP_RATE),
+                    description="Processes candidates that never completed",
+                    targets=[targets.LambdaFunction(self.backstop.function)])
+
+    def allow_publish(self, role: iam.IRole, topic: str) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topics[topic].topic_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                                         resources=[self.topic_key.key_arn]))
+
+    def allow_tickets(self, function: ObsflowFunction, catalog: CatalogTables) -> None:
+        """Filing a ticket: the tickets table, the operators' topic and, if set, the Jira secret."""
+        function.allow_tables(catalog.arns("tickets"), write=True)
+        self.allow_publish(function.role, "operators")
+        if self.jira_secret:
+            function.allow(["secretsmanager:GetSecretValue"], [f"{self.jira_secret.secret_arn}-??????"])
+
+    def allow_nudge(self, function: ObsflowFunction) -> None:
+        function.allow(["lambda:InvokeFunction"], [function_arn(self.settings, "submitter")])

@@ -1,0 +1,94 @@
+"""Orchestration: one Step Functions state machine per registered recipe, and the Lambdas its states call.
+
+The definitions come from the builder the local stack uses (obsflow.recipes.asl); the
+ARNs go in as DefinitionSubstitutions.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from obsflow.recipes.asl import build_definition, camel, substitutions
+from obsflow.recipes.definitions import RECIPES
+from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.settings import Settings
+from obsflow_infra.catalog import CatalogTables
+from obsflow_infra.compute import RecipeCompute
+from obsflow_infra.config import StageConfig
+from obsflow_infra.functions import ObsflowFunction
+from obsflow_infra.nag import NO_RESOURCE_LEVEL, acknowledge, wildcard_resource
+from obsflow_infra.operations import Operations, arn
+
+# The rule Step Functions manages to learn when a submitJob.sync job ends.
+BATCH_SYNC_RULE = "rule/StepFunctionsGetEventsForBatchJobsRule"
+
+
+class Orchestration(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: StageConfig, settings: Settings, catalog: CatalogTables,
+                 buckets: dict[str, s3.Bucket], compute: RecipeCompute, operations: Operations) -> None:
+        super().__init__(scope, id)
+        work, data = buckets["work"], buckets["data"]
+
+        def step(function: str, description: str) -> ObsflowFunction:
+            handler = ObsflowFunction(self, camel(function), function=function, config=config, settings=settings,
+                                      description=description)
+            handler.allow_tables(catalog.arns("runs"), write=True)
+            return handler
+
+        self.start_run = step("start-run", "Marks a run RUNNING with its execution")
+        self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
+        self.catalog.allow_tables(catalog.arns("datasets"), write=True)
+        self.catalog.allow_tables(catalog.arns("recipe-instances"), write=False)
+        self.catalog.allow_objects(work, ["s3:GetObject"])
+        self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
+        self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
+        self.finish_run = step("finish-run", "Removes a run's scratch, marks it SUCCEEDED and frees its slots")
+        self.finish_run.allow(["s3:ListBucket"], [work.bucket_arn])
+        self.finish_run.allow_objects(work, ["s3:DeleteObject"], "scratch/")
+        self.fail_run = step("fail-run", "Marks a run FAILED and frees its slots")
+        for ends_run in (self.finish_run, self.fail_run):
+            ends_run.allow_tables(catalog.arns("capacity"), write=True)
+            operations.allow_nudge(ends_run)
+
+        functions = {"start-run": self.start_run, "catalog": self.catalog, "finish-run": self.finish_run,
+                     "fail-run": self.fail_run, "open-ticket": operations.ticket}
+        pi_topic = operations.topics["pi-notifications"]
+        self.substitutions = substitutions(
+            {name: function.arn for name, function in functions.items()}, pi_topic.topic_arn,
+            {rc: compute.job_queues[rc].job_queue_arn for rc in RESOURCE_CLASSES},
+            {rc: compute.job_definitions[rc].job_definition_arn for rc in RESOURCE_CLASSES},
+        )
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+                             description=f"obsflow {config.stage}: the recipe state machines")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"],
+                                                    resources=[f.arn for f in functions.values()]))
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["batch:SubmitJob"],
+            resources=[*(q.job_queue_arn for q in compute.job_queues.values()),
+                       *(d.job_definition_arn for d in compute.job_definitions.values())]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["batch:DescribeJobs", "batch:TerminateJob"], resources=["*"]))
+        acknowledge(self.role, wildcard_resource("*"), f"Batch jobs, tracing and log delivery: {NO_RESOURCE_LEVEL}.")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                                                    resources=[arn("events", BATCH_SYNC_RULE)]))
+        operations.allow_publish(self.role, "pi-notifications")
+
+        self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/obsflow-{config.stage}",
+                                       retention=config.logs_retention, removal_policy=config.removal_policy)
+        self.state_machines: dict[str, sfn.StateMachine] = {}
+        for recipe in RECIPES:
+            self.state_machines[recipe.key] = sfn.StateMachine(
+                self, f"Recipe{camel(recipe.name)}V{recipe.version.replace('.', '_')}",
+                state_machine_name=settings.state_machine_name(recipe.name, recipe.version),
+                state_machine_type=sfn.StateMachineType.STANDARD,
+                definition_body=sfn.DefinitionBody.from_string(json.dumps(build_definition(recipe))),
+                definition_substitutions=self.substitutions,
+                role=self.role,
+                tracing_enabled=True,
+                logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            )

@@ -1,0 +1,54 @@
+"""The obsflow stack of one stage."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from obsflow import discovery
+from obsflow_infra.catalog import CatalogTables
+from obsflow_infra.compute import RecipeCompute
+from obsflow_infra.config import StageConfig
+from obsflow_infra.ingest import Ingest
+from obsflow_infra.monitoring import Monitoring
+from obsflow_infra.operations import Operations
+from obsflow_infra.orchestration import Orchestration
+from obsflow_infra.storage import Storage
+
+
+class ObsflowStack(cdk.Stack):
+    def __init__(self, scope: Construct, id: str, *, config: StageConfig, **kwargs) -> None:
+        super().__init__(scope, id, description=f"obsflow science data processing, stage {config.stage}", **kwargs)
+        settings = config.settings()
+        self.config, self.settings = config, settings
+        self.storage = Storage(self, "Storage", config=config, settings=settings)
+        buckets = self.storage.buckets
+        self.catalog = CatalogTables(self, "Catalog", config=config, settings=settings)
+        self.ingest = Ingest(self, "Ingest", config=config, settings=settings, bucket=buckets["ingest"],
+                             catalog=self.catalog)
+        self.compute = RecipeCompute(self, "Compute", config=config, settings=settings, buckets=buckets)
+        self.operations = Operations(self, "Operations", config=config, settings=settings, catalog=self.catalog,
+                                     buckets=buckets)
+        self.operations.allow_nudge(self.ingest.handler)
+        self.orchestration = Orchestration(self, "Orchestration", config=config, settings=settings, catalog=self.catalog,
+                                           buckets=buckets, compute=self.compute, operations=self.operations)
+        self.functions = {
+            "ingest": self.ingest.handler, "submitter": self.operations.submitter, "backstop": self.operations.backstop,
+            "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,
+            "catalog": self.orchestration.catalog, "finish-run": self.orchestration.finish_run,
+            "fail-run": self.orchestration.fail_run,
+        }
+        self.monitoring = Monitoring(self, "Monitoring", config=config, ingest=self.ingest,
+                                     state_machines=self.orchestration.state_machines, functions=self.functions,
+                                     operators=self.operations.topics["operators"])
+        # How the CLI finds this stage (the local stack writes the same document).
+        ssm.StringParameter(self, "Discovery", parameter_name=discovery.parameter_name(config.stage),
+                            string_value=json.dumps(discovery.document(settings), sort_keys=True),
+                            description=f"obsflow stage {config.stage}: resource names")
+        self._suppress_reviewed_findings()
+
+    def _suppress_reviewed_findings(self) -> None:
+        """cdk-nag findings that are right for this design, each with its reason."""
