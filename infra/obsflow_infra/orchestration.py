@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from obsflow.recipes.asl import build_definition, camel, substitutions
+from obsflow.recipes.asl import build_definition, camel, placeholders, substitutions
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import Settings
@@ -82,12 +82,14 @@ class Orchestration(Construct):
                                        retention=config.logs_retention, removal_policy=config.removal_policy)
         self.state_machines: dict[str, sfn.StateMachine] = {}
         for recipe in RECIPES:
+            definition = build_definition(recipe)
+            used = placeholders(definition)
             self.state_machines[recipe.key] = sfn.StateMachine(
                 self, f"Recipe{camel(recipe.name)}V{recipe.version.replace('.', '_')}",
                 state_machine_name=settings.state_machine_name(recipe.name, recipe.version),
                 state_machine_type=sfn.StateMachineType.STANDARD,
-                definition_body=sfn.DefinitionBody.from_string(json.dumps(build_definition(recipe))),
-                definition_substitutions=self.substitutions,
+                definition_body=sfn.DefinitionBody.from_string(json.dumps(definition)),
+                definition_substitutions={key: value for key, value in self.substitutions.items() if key in used},
                 role=self.role,
                 tracing_enabled=True,
                 logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

@@ -1,0 +1,178 @@
+"""State machines from the recipe builder; the Lambda functions; each role's IAM statements."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from obsflow.recipes.asl import build_definition, function_key, job_definition_key, job_queue_key, placeholders, render
+from obsflow.recipes.definitions import RECIPES
+from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.settings import FUNCTIONS
+from obsflow_infra.functions import SIZES
+
+pytestmark = pytest.mark.infra
+
+
+def _reference(value: dict) -> str:
+    """``{"Fn::GetAtt": [id, attr]}`` -> ``id.attr``; ``{"Ref": id}`` -> ``id``."""
+    return ".".join(value["Fn::GetAtt"]) if "Fn::GetAtt" in value else value["Ref"]
+
+
+def _task_state(states: dict, name: str) -> dict:
+    for state in states.values():
+        if state["Type"] == "Parallel":
+            for branch in state["Branches"]:
+                if name in branch["States"]:
+                    return branch["States"][name]
+    return states[name]
+
+
+def test_one_state_machine_per_recipe_equal_to_the_builders_definition(dev):
+    orchestration = dev.stack.orchestration
+    dev.assertions.resource_count_is("AWS::StepFunctions::StateMachine", len(RECIPES))
+    for recipe in RECIPES:
+        machine = dev.resource(orchestration.state_machines[recipe.key])["Properties"]
+        definition = build_definition(recipe)
+        # The definition is the builder's, with its ${placeholders} left for CloudFormation
+        assert json.loads(machine["DefinitionString"]) == definition
+        assert set(machine["DefinitionSubstitutions"]) == placeholders(definition)
+        assert machine["StateMachineName"] == dev.stack.settings.state_machine_name(recipe.name, recipe.version)
+        # With the substitutions applied, every state names this stack's resources
+        applied = json.loads(render(definition, {k: _reference(v) for k, v in machine["DefinitionSubstitutions"].items()}))
+        states = applied["States"]
+        assert states["StartRun"]["Parameters"]["FunctionName"] == dev.logical_id(orchestration.start_run.function) + ".Arn"
+        assert states["NotifyPI"]["Parameters"]["TopicArn"] == dev.logical_id(dev.stack.operations.topics["pi-notifications"])
+        for task in recipe.tasks:
+            parameters = _task_state(states, task.name)["Parameters"]
+            assert parameters["JobQueue"] == dev.logical_id(dev.stack.compute.job_queues[task.resource_class]) + ".JobQueueArn"
+            assert parameters["JobDefinition"] == dev.logical_id(dev.stack.compute.job_definitions[task.resource_class])
+        # Logged and traced
+        assert machine["LoggingConfiguration"]["Level"] == "ALL"
+        assert machine["TracingConfiguration"] == {"Enabled": True}
+        assert machine["StateMachineType"] == "STANDARD"
+
+
+def test_substitutions_point_at_the_functions_queues_definitions_and_topic(dev):
+    substitutions = dev.stack.resolve(dev.stack.orchestration.substitutions)
+    functions = dev.stack.functions
+    for function in ("start-run", "catalog", "finish-run", "fail-run", "open-ticket"):
+        assert substitutions[function_key(function)] == {"Fn::GetAtt": [dev.logical_id(functions[function].function), "Arn"]}
+    for resource_class in RESOURCE_CLASSES:
+        assert substitutions[job_queue_key(resource_class)] == {
+            "Fn::GetAtt": [dev.logical_id(dev.stack.compute.job_queues[resource_class]), "JobQueueArn"]}
+        assert substitutions[job_definition_key(resource_class)] == {
+            "Ref": dev.logical_id(dev.stack.compute.job_definitions[resource_class])}
+
+
+def test_every_function_is_an_arm64_image_with_powertools_tracing_and_sizes(dev):
+    assert set(dev.stack.functions) == set(FUNCTIONS)
+    dev.assertions.resource_count_is("AWS::Lambda::Function", len(FUNCTIONS))
+    images = set()
+    for name, function in dev.stack.functions.items():
+        properties = dev.resource(function.function)["Properties"]
+        timeout_s, memory_mb = SIZES[name]
+        assert properties["FunctionName"] == dev.stack.settings.function_name(name)
+        assert properties["Architectures"] == ["arm64"] and properties["PackageType"] == "Image"
+        assert (properties["Timeout"], properties["MemorySize"]) == (timeout_s, memory_mb)
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        variables = properties["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "obsflow" and variables["OBSFLOW_STAGE"] == "dev"
+        # The image command is a handler that exists in functions/
+        (handler,) = properties["ImageConfig"]["Command"]
+        module, attribute = handler.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), attribute))
+        log_group = dev.resource(function.log_group)["Properties"]
+        assert properties["LoggingConfig"]["LogGroup"] == {"Ref": dev.logical_id(function.log_group)}
+        assert log_group["RetentionInDays"] == 30
+        images.add(json.dumps(properties["Code"]))
+    assert len(images) == 1  # one image, built once from functions/Dockerfile
+
+
+def test_every_log_group_has_a_retention(dev, prod):
+    for synthesized, days in ((dev, 30), (prod, 365)):
+        groups = synthesized.resources("AWS::Logs::LogGroup")
+        assert groups and all(g["Properties"]["RetentionInDays"] == days for g in groups.values())
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+# What each role may do, and nothing else.
+EXPECTED_ACTIONS = {
+    "ingest": {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "lambda:InvokeFunction",
+               "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
+               "sqs:GetQueueAttributes"},
+    "submitter": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "ssm:GetParameter", "sns:Publish",
+                  "kms:GenerateDataKey", "kms:Decrypt"},
+    "start-run": set(),
+    "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"},
+    "finish-run": {"s3:ListBucket", "s3:DeleteObject", "lambda:InvokeFunction"},
+    "fail-run": {"lambda:InvokeFunction"},
+    "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+}
+COMMON = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_each_function_role_holds_exactly_what_it_needs(dev):
+    for name, function in dev.stack.functions.items():
+        statements = dev.statements(function.role)
+        actions = _actions(statements)
+        data = {a for a in actions if not a.startswith("dynamodb:")}
+        assert data == EXPECTED_ACTIONS[name] | COMMON, name
+        # No wildcard actions, and no wildcard resources except for X-Ray (which takes none)
+        assert not any("*" in action for action in actions), name
+        for statement in statements:
+            if statement["Resource"] == "*":
+                assert set(_actions([statement])) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, name
+
+
+def _resources_of(dev, role, action: str) -> list:
+    return [r for s in dev.statements(role) if action in _actions([s])
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+
+
+def test_only_catalog_writes_the_data_bucket_and_only_finish_run_deletes_scratch(dev):
+    data_arn = {"Fn::GetAtt": [dev.logical_id(dev.stack.storage.buckets["data"]), "Arn"]}
+    for name, function in dev.stack.functions.items():
+        writes = json.dumps(_resources_of(dev, function.role, "s3:PutObject"))
+        assert (json.dumps(data_arn) in writes) == (name == "catalog"), name
+    deletes = _resources_of(dev, dev.stack.functions["finish-run"].role, "s3:DeleteObject")
+    assert json.dumps(deletes).endswith('"/scratch/*"]]}]')
+
+
+def test_table_access_names_each_table_and_index(dev):
+    ingest_tables = json.dumps(_resources_of(dev, dev.stack.functions["ingest"].role, "dynamodb:PutItem"))
+    for table in ("frames", "observing-programs", "manifests", "candidates", "quarantine"):
+        assert dev.logical_id(dev.stack.catalog[table]) in ingest_tables
+    for table in ("runs", "datasets", "tickets", "capacity"):
+        assert dev.logical_id(dev.stack.catalog[table]) not in ingest_tables
+    assert '"/index/by-op"' in ingest_tables and "index/*" not in ingest_tables
+    # Read-only where only reading: the submitter reads frames but never writes them
+    submitter = dev.stack.functions["submitter"].role
+    assert dev.logical_id(dev.stack.catalog["frames"]) in json.dumps(_resources_of(dev, submitter, "dynamodb:Query"))
+    assert dev.logical_id(dev.stack.catalog["frames"]) not in json.dumps(_resources_of(dev, submitter, "dynamodb:PutItem"))
+
+
+def test_the_state_machine_role_invokes_its_functions_submits_jobs_and_notifies_the_pi(dev):
+    role = dev.stack.orchestration.role
+    actions = _actions(dev.statements(role))
+    assert {"lambda:InvokeFunction", "batch:SubmitJob", "batch:DescribeJobs", "batch:TerminateJob",
+            "events:PutTargets", "events:PutRule", "events:DescribeRule", "sns:Publish"} <= actions
+    assert not any("*" in action for action in actions)
+    invoked = json.dumps(_resources_of(dev, role, "lambda:InvokeFunction"))
+    assert "Ingest" not in invoked and "Submitter" not in invoked
+    published = _resources_of(dev, role, "sns:Publish")
+    assert published == [{"Ref": dev.logical_id(dev.stack.operations.topics["pi-notifications"])}]
+
+
+def test_the_task_role_reads_raw_frames_and_uses_the_work_bucket_only(dev):
+    statements = dev.statements(dev.stack.compute.job_role)
+    assert _actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
+    text = json.dumps(statements)
+    assert dev.logical_id(dev.stack.storage.buckets["data"]) not in text
+    assert '"/raw/*"' in text
