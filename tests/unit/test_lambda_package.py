@@ -1,0 +1,62 @@
+"""What the Lambda image holds: functions/requirements.txt agrees with pyproject.toml and is enough."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from obsflow.settings import FUNCTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        match = re.match(r"^\s*\"?([A-Za-z0-9_.\-\[\],]+?)==([^\"\s]+)\"?,?\s*(#.*)?$", line)
+        if match:
+            pins[re.sub(r"\[.*\]", "", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_lambda_requirements_are_pinned_as_in_pyproject():
+    # Given the Lambda requirements and the project's pins (and the lock of the local install for xray)
+    requirements = (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+    lambda_pins = _pins(requirements)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project_pins = _pins(project)
+    # Then every requirement is pinned, and pinned as the project pins it
+    assert all("==" in line for line in requirements if line.strip() and not line.startswith("#"))
+    shared = set(lambda_pins) & set(project_pins)
+    assert shared >= {"boto3", "pynamodb", "aws-lambda-powertools", "pydantic", "numpy", "astropy"}
+    assert {name: lambda_pins[name] for name in shared} == {name: project_pins[name] for name in shared}
+
+
+LOCAL_ONLY = ["moto", "matplotlib", "asdf", "imageio_ffmpeg", "dkist_data_simulator", "click", "obsflow_tasks", "ccdproc"]
+
+
+def test_every_handler_imports_without_the_local_only_packages():
+    # Given an interpreter where the packages the Lambda image lacks cannot be imported
+    script = f"""
+import importlib, importlib.util, sys
+BLOCKED = {LOCAL_ONLY!r}
+blocked = lambda name: name.split(".")[0] in BLOCKED
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if blocked(name):
+            raise ModuleNotFoundError("not in the Lambda image: " + name, name=name)
+sys.meta_path.insert(0, Absent())
+probe = importlib.util.find_spec  # libraries probe for optional packages: those read as absent
+importlib.util.find_spec = lambda name, package=None: None if blocked(name) else probe(name, package)
+for function in {list(FUNCTIONS)!r}:
+    importlib.import_module("obsflow_functions." + function.replace("-", "_") + ".handler").handler
+print("ok")
+"""
+    # When every handler module is imported
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    # Then all import
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip() == "ok"
