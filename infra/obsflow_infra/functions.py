@@ -33,6 +33,7 @@ SIZES = {
     "fail-run": (30, 512),
     "open-ticket": (60, 512),
     "backstop": (300, 512),
+    "register-recipes": (60, 512),
 }
 
 # DynamoDB actions by access level; pynamodb describes a table before its first use.

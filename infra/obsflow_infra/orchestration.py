@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import triggers
 from constructs import Construct
 
 from obsflow.recipes.asl import build_definition, camel, placeholders, substitutions
@@ -94,3 +95,15 @@ class Orchestration(Construct):
                 tracing_enabled=True,
                 logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             )
+        self._register_recipes_after_deployment(config, settings, catalog)
+
+    def _register_recipes_after_deployment(self, config: StageConfig, settings: Settings, catalog: CatalogTables) -> None:
+        """`obsflow recipes list` shows what this deployment runs: the image changes with the recipes, and so
+        the trigger runs again."""
+        self.register_recipes = ObsflowFunction(
+            self, "RegisterRecipes", function="register-recipes", config=config, settings=settings,
+            description="Records every recipe version of this deployment in the recipes table")
+        self.register_recipes.allow_tables(catalog.arns("recipes"), write=True)
+        triggers.Trigger(self, "RegisterRecipesTrigger", handler=self.register_recipes.function,
+                         execute_after=[catalog["recipes"], *self.state_machines.values()],
+                         execute_on_handler_change=True)

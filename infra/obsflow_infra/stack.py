@@ -39,7 +39,7 @@ class ObsflowStack(cdk.Stack):
             "ingest": self.ingest.handler, "submitter": self.operations.submitter, "backstop": self.operations.backstop,
             "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,
             "catalog": self.orchestration.catalog, "finish-run": self.orchestration.finish_run,
-            "fail-run": self.orchestration.fail_run,
+            "fail-run": self.orchestration.fail_run, "register-recipes": self.orchestration.register_recipes,
         }
         self.monitoring = Monitoring(self, "Monitoring", config=config, ingest=self.ingest,
                                      state_machines=self.orchestration.state_machines, functions=self.functions,

@@ -15,7 +15,8 @@ TABLES = (
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
-FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop")
+FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
+             "register-recipes")
 
 
 class Settings(BaseSettings):

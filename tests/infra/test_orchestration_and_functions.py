@@ -69,7 +69,8 @@ def test_substitutions_point_at_the_functions_queues_definitions_and_topic(dev):
 
 def test_every_function_is_an_arm64_image_with_powertools_tracing_and_sizes(dev):
     assert set(dev.stack.functions) == set(FUNCTIONS)
-    dev.assertions.resource_count_is("AWS::Lambda::Function", len(FUNCTIONS))
+    # ours, plus the provider CDK's trigger uses to run RegisterRecipes
+    dev.assertions.resource_count_is("AWS::Lambda::Function", len(FUNCTIONS) + 1)
     images = set()
     for name, function in dev.stack.functions.items():
         properties = dev.resource(function.function)["Properties"]
@@ -114,6 +115,7 @@ EXPECTED_ACTIONS = {
     "fail-run": {"lambda:InvokeFunction"},
     "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "register-recipes": set(),
 }
 COMMON = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -168,6 +170,21 @@ def test_the_state_machine_role_invokes_its_functions_submits_jobs_and_notifies_
     assert "Ingest" not in invoked and "Submitter" not in invoked
     published = _resources_of(dev, role, "sns:Publish")
     assert published == [{"Ref": dev.logical_id(dev.stack.operations.topics["pi-notifications"])}]
+
+
+def test_recipes_are_registered_after_each_deployment_that_changes_them(dev):
+    (trigger,) = dev.resources("Custom::Trigger").values()
+    register = dev.stack.functions["register-recipes"]
+    # The handler's version: its logical id changes with the image, so a new image runs it again
+    version = dev.template["Resources"][trigger["Properties"]["HandlerArn"]["Ref"]]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": dev.logical_id(register.function)}
+    # after the recipes table and every state machine exist
+    for machine in dev.stack.orchestration.state_machines.values():
+        assert dev.logical_id(machine) in trigger["DependsOn"]
+    assert dev.logical_id(dev.stack.catalog["recipes"]) in trigger["DependsOn"]
+    recipes_table = dev.logical_id(dev.stack.catalog["recipes"])
+    assert recipes_table in json.dumps(_resources_of(dev, register.role, "dynamodb:PutItem"))
 
 
 def test_the_task_role_reads_raw_frames_and_uses_the_work_bucket_only(dev):
