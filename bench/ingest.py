@@ -82,13 +82,17 @@ def frames_for(op_id: str, count: int, shape: tuple[int, int], seed: int) -> lis
     return out
 
 
-def ingest(frames: list[tuple[str, bytes]], batch_size: int, stage: str) -> dict:
+def upload(frames: list[tuple[str, bytes]], stage: str) -> tuple[Settings, dict]:
     settings = Settings(stage=stage)
-    session = boto3.Session()
-    urls = create_resources(settings, session, processing=False)
-    s3 = session.client("s3")
+    urls = create_resources(settings, boto3.Session(), processing=False)
+    s3 = boto3.client("s3")
     for key, body in frames:
         s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)
+    return settings, urls
+
+
+def ingest(settings: Settings, urls: dict, frames: list[tuple[str, bytes]], batch_size: int) -> dict:
+    session = boto3.Session()
     service = build_service(settings)
     in_handler = [0.0]
 
@@ -141,9 +145,11 @@ def main() -> int:
 
     moto_patches.apply()  # as the local stack does: transactions cost O(items), not O(table)
     with mock_aws():
+        # The uploads first, so that the baseline and the handler run against the same moto state.
+        small_stack, large_stack = upload(small, "bench"), upload(large, "benchlarge")
         base_s = baseline(small)
-        result = ingest(small, args.batch_size, "bench")
-        large_result = ingest(large, args.batch_size, "benchlarge")
+        result = ingest(*small_stack, small, args.batch_size)
+        large_result = ingest(*large_stack, large, args.batch_size)
         scans = sum(n for (svc, op), n in CALLS.items() if op == "Scan")
 
     n = len(small)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Bytes read from the start of a raw frame in one ranged GET: 11 FITS blocks
     # hold a SPEC-0122 header (~17 KiB) with room to spare and stay under 32 KiB.
     header_read_bytes: int = Field(default=11 * 2880, ge=2880)
+    # Headers of one batch read side by side (S3 latency, not CPU, bounds ingest).
+    header_read_concurrency: int = Field(default=10, ge=1, le=64)
     # A header that has not ended after this many bytes is rejected.
     header_max_bytes: int = Field(default=100 * 2880, ge=2880)
     # Concurrent runs per resource class (a run holds a slot in each class its tasks use).

@@ -134,4 +134,5 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
         assert {state["Type"] for state in states.values()} <= {"Task", "Parallel", "Fail"}
         paths = {v for state in states.values() for v in json.dumps(state.get("Parameters", {})).split('"') if v.startswith("$.")}
         assert paths <= {"$.run_id", "$.error", "$.catalog.result.subject", "$.catalog.result.message",
-                         "$.catalog.result.proposal_id", "$.catalog.result.dataset_id"}
+                         "$.catalog.result.proposal_id", "$.catalog.result.dataset_id",
+                         "$.start.result.share_identifier", "$.start.result.scheduling_priority"}

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from obsflow import tables
 from obsflow.errors import Rejected
 from obsflow.ingest.frames import Frame
-from obsflow.ingest.objects import S3ObjectReader
+from obsflow.ingest.objects import PrefetchingReader, S3ObjectReader
 from obsflow.ingest.service import BatchReport, IngestService, object_refs
 from obsflow.ingest.store import DynamoIngestStore
 from obsflow.observability import logger
@@ -20,7 +20,15 @@ def build_service(settings: Settings | None = None) -> IngestService:
     settings = settings or get_settings()
     tables.bind(settings)
     s3 = boto3.client("s3", region_name=settings.region, endpoint_url=settings.endpoint_url)
-    return IngestService(S3ObjectReader(s3), DynamoIngestStore(settings), settings)
+    reader = PrefetchingReader(S3ObjectReader(s3), settings.header_read_concurrency)
+    return IngestService(reader, DynamoIngestStore(settings), settings)
+
+
+def _readable_refs(body: str) -> list:
+    try:
+        return object_refs(body)
+    except Rejected:  # reported when the record is staged
+        return []
 
 
 def process_batch(service: IngestService, event: dict, context=None) -> tuple[dict, BatchReport]:
@@ -39,6 +47,7 @@ def process_batch(service: IngestService, event: dict, context=None) -> tuple[di
         frames = [frame for ref in refs if (frame := service.stage(ref, report)) is not None]
         staged[record.message_id] = frames
 
+    service.prefetch([ref for record in event["Records"] for ref in _readable_refs(record["body"])])
     with processor(records=event["Records"], handler=stage_record, lambda_context=context):
         processor.process()
     response = processor.response()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Protocol
 
 from astropy.io import fits
@@ -13,6 +15,7 @@ from obsflow.errors import Rejected
 BLOCK = 2880
 CARD = 80
 END_CARD = b"END" + b" " * 77
+IGNORED_KEYWORDS = frozenset({"", "COMMENT", "HISTORY"})
 
 
 class RangeReader(Protocol):
@@ -30,13 +33,46 @@ def header_length(buffer: bytes) -> int | None:
     return None
 
 
-def data_length(header: fits.Header) -> int:
+def data_length(header: Mapping) -> int:
     """Bytes of the data unit the header declares (without the final block padding)."""
     naxis = int(header.get("NAXIS", 0))
     if naxis == 0:
         return 0
     elements = math.prod(int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1))
     return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + elements)
+
+
+def _read_header_text(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
+                      max_header: int) -> tuple[str, int, int, str | None]:
+    """(header text up to its last block, object size, bytes read, version id read)."""
+    buffer, size, version_id = reader.read_range(bucket, key, version_id, 0, first_read)
+    if size == 0:
+        raise Rejected("empty", "the object is empty (0 bytes); re-transfer the frame")
+    if not buffer.startswith(b"SIMPLE  =") or buffer[29:30] != b"T":
+        raise Rejected("not-fits", "not a FITS file: it does not start with 'SIMPLE  =                    T'")
+    length = header_length(buffer)
+    while length is None:
+        if len(buffer) >= size:
+            raise Rejected("truncated", f"truncated: the header has no END card within the object's {size} bytes")
+        if len(buffer) >= max_header:
+            raise Rejected("header-too-long", f"the header has no END card in its first {max_header} bytes")
+        more, size, _ = reader.read_range(bucket, key, version_id, len(buffer), first_read)
+        buffer += more
+        length = header_length(buffer)
+    try:
+        return buffer[:length].decode("ascii"), size, len(buffer), version_id
+    except UnicodeDecodeError as exc:
+        raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
+
+
+def _check_complete(header: Mapping, length: int, size: int) -> None:
+    # A writer may omit the final block padding; anything shorter than the data is truncated.
+    declared = length + data_length(header)
+    if size < declared:
+        raise Rejected(
+            "truncated",
+            f"truncated: the object has {size} bytes but its header declares {declared}; re-transfer the frame",
+        )
 
 
 def read_primary_header(
@@ -53,31 +89,60 @@ def read_primary_header(
     Reads ``first_read`` bytes, then further ranges only if the header goes on.
     Raises Rejected for anything that is not a complete single-image FITS object.
     """
-    buffer, size, version_id = reader.read_range(bucket, key, version_id, 0, first_read)
-    if size == 0:
-        raise Rejected("empty", "the object is empty (0 bytes); re-transfer the frame")
-    if not buffer.startswith(b"SIMPLE  =") or buffer[29:30] != b"T":
-        raise Rejected("not-fits", "not a FITS file: it does not start with 'SIMPLE  =                    T'")
-    length = header_length(buffer)
-    while length is None:
-        if len(buffer) >= size:
-            raise Rejected("truncated", f"truncated: the header has no END card within the object's {size} bytes")
-        if len(buffer) >= max_header:
-            raise Rejected("header-too-long", f"the header has no END card in its first {max_header} bytes")
-        more, size, _ = reader.read_range(bucket, key, version_id, len(buffer), first_read)
-        buffer += more
-        length = header_length(buffer)
+    text, size, read, version_id = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
+                                                     max_header=max_header)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            header = fits.Header.fromstring(buffer[:length].decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
+            header = fits.Header.fromstring(text)
+    except ValueError as exc:
         raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
-    # A writer may omit the final block padding; anything shorter than the data is truncated.
-    declared = length + data_length(header)
-    if size < declared:
-        raise Rejected(
-            "truncated",
-            f"truncated: the object has {size} bytes but its header declares {declared}; re-transfer the frame",
-        )
-    return header, size, len(buffer), version_id
+    _check_complete(header, len(text), size)
+    return header, size, read, version_id
+
+
+def read_header_values(
+    reader: RangeReader,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    *,
+    first_read: int,
+    max_header: int,
+) -> tuple[dict, int, int, str | None]:
+    """As ``read_primary_header``, with the header as keyword -> value (what ingest needs, parsed faster)."""
+    text, size, read, version_id = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
+                                                     max_header=max_header)
+    values = header_values(text)
+    _check_complete(values, len(text), size)
+    return values, size, read, version_id
+
+
+@lru_cache(maxsize=65536)
+def _card(image: str) -> tuple[str, object]:
+    """One card's (keyword, value), parsed by astropy. Frames of an OP repeat most cards exactly."""
+    card = fits.Card.fromstring(image)
+    return card.keyword, card.value
+
+
+def header_values(text: str) -> dict:
+    """keyword -> value of a header's cards, without COMMENT, HISTORY and blank cards.
+
+    Astropy parses each distinct card image once; a header with long-string (CONTINUE)
+    cards is parsed whole.
+    """
+    values = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if any(text[i:i + 8] == "CONTINUE" for i in range(0, len(text), CARD)):
+                cards = [(card.keyword, card.value) for card in fits.Header.fromstring(text).cards]
+            else:
+                images = (text[offset:offset + CARD] for offset in range(0, len(text), CARD))
+                cards = [_card(image) for image in images if not image.startswith("END ")]
+            for keyword, value in cards:
+                if keyword not in IGNORED_KEYWORDS:
+                    values.setdefault(keyword, value)  # the first card of a keyword, as fits.Header gives
+    except (ValueError, fits.VerifyError) as exc:
+        raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
+    return values

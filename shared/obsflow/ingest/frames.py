@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -12,6 +13,7 @@ from astropy.io import fits
 from dkist_header_validator import Spec122ValidationException, spec122_validator
 
 from obsflow.errors import Rejected
+from obsflow.ingest.fits_header import IGNORED_KEYWORDS
 
 # The keywords obsflow itself relies on, beyond the SPEC-0122 validation.
 REQUIRED_KEYWORDS = ("ID___002", "ID___008", "ID___012", "ID___013", "INSTRUME", "DKIST004", "DATE-OBS")
@@ -54,30 +56,63 @@ def _spec122_schema(instrument: str, naxis: int) -> vol.Schema:
     return spec._create_spec_schema({"INSTRUME": instrument, "NAXIS": naxis}, extra=True)
 
 
-def spec122_errors(header: fits.Header) -> dict[str, str]:
-    """SPEC-0122 problems by keyword, worded as dkist-header-validator words them; {} if valid."""
-    values = {card.keyword: card.value for card in header.cards if card.keyword not in {"", "COMMENT", "HISTORY"}}
-    if not isinstance(values.get("INSTRUME"), str) or not isinstance(values.get("NAXIS"), int) or (
-        {"DAAXES", "DEAXES", "DNAXIS", "EXTNAME"} & values.keys()
-    ):
+@lru_cache(maxsize=32)
+def _spec122_keys(instrument: str, naxis: int) -> dict[str, tuple[bool, vol.Schema]]:
+    """The schema split per keyword: (required?, a schema of that keyword alone).
+
+    SPEC-0122's raw schema is a mapping of independent keyword validators (extra keys
+    allowed), so checking each keyword alone gives the verdict of the whole schema.
+    """
+    schema = _spec122_schema(instrument, naxis)
+    return {str(marker): (isinstance(marker, vol.Required), vol.Schema({marker: check}, extra=vol.ALLOW_EXTRA))
+            for marker, check in schema.schema.items()}
+
+
+@lru_cache(maxsize=65536)
+def _keyword_error(instrument: str, naxis: int, keyword: str, value_type: type, value) -> str | None:
+    """Voluptuous' message for this value of this keyword, or None. Frames of an OP repeat most values."""
+    _, schema = _spec122_keys(instrument, naxis)[keyword]
+    try:
+        schema({keyword: value} if value_type is not _Absent else {})
+        return None
+    except vol.MultipleInvalid as exc:
+        return exc.errors[0].msg
+
+
+class _Absent:
+    """Stands for a keyword the header lacks."""
+
+
+def spec122_errors(values: Mapping) -> dict[str, str]:
+    """SPEC-0122 problems by keyword, worded as dkist-header-validator words them; {} if valid.
+
+    ``values``: keyword -> value (a fits.Header or a dict from ``header_values``).
+    """
+    if not isinstance(values, dict):
+        values = {card.keyword: card.value for card in values.cards if card.keyword not in IGNORED_KEYWORDS}
+    instrument, naxis = values.get("INSTRUME"), values.get("NAXIS")
+    if not isinstance(instrument, str) or not isinstance(naxis, int) or ({"DAAXES", "DEAXES", "DNAXIS", "EXTNAME"} & values.keys()):
         try:  # not a plain raw header: let the validator work it out in full
-            spec122_validator.validate(header, extra=True)
+            spec122_validator.validate(fits.Header(values), extra=True)
             return {}
         except Spec122ValidationException as exc:
             return dict(getattr(exc, "errors", None) or {"<header>": str(exc)})
-    try:
-        _spec122_schema(values["INSTRUME"], values["NAXIS"])(values)
-        return {}
-    except vol.MultipleInvalid as exc:
-        errors = {}
-        for error in exc.errors:
-            key = error.path[0]
-            found = f"Actual value: {values[key]!r} {type(values[key])}" if key in values else "Required keyword not present"
-            errors[key] = f"{error.msg}. {found}"
-        return errors
+    errors = {}
+    for keyword, (required, _) in _spec122_keys(instrument, naxis).items():
+        if keyword in values:
+            value = values[keyword]
+            try:
+                message = _keyword_error(instrument, naxis, keyword, type(value), value)
+            except TypeError:  # an unhashable value: check it without the memo
+                message = _keyword_error.__wrapped__(instrument, naxis, keyword, type(value), value)
+            if message:
+                errors[keyword] = f"{message}. Actual value: {value!r} {type(value)}"
+        elif required:
+            errors[keyword] = f"{_keyword_error(instrument, naxis, keyword, _Absent, None)}. Required keyword not present"
+    return errors
 
 
-def validate_spec122(header: fits.Header) -> None:
+def validate_spec122(header: Mapping) -> None:
     """Check the header against SPEC-0122 (dkist-header-validator); extra keys are allowed at ingest."""
     missing = [key for key in REQUIRED_KEYWORDS if key not in header]
     if missing:
@@ -97,7 +132,7 @@ def valid_fried_parameter(header: fits.Header) -> float | None:
 
 
 def frame_from_header(
-    header: fits.Header,
+    header: Mapping,
     *,
     op_in_key: str,
     bucket: str,

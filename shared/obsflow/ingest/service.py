@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from obsflow.errors import Rejected
 from obsflow.ingest.documents import ProcessingCandidate, TransferManifest, parse_document
-from obsflow.ingest.fits_header import RangeReader, read_primary_header
+from obsflow.ingest.fits_header import RangeReader, read_header_values
 from obsflow.ingest.frames import Frame, frame_from_header
 from obsflow.ingest.readiness import OpState, completed_by_change, missing
 from obsflow.observability import logger
@@ -121,11 +121,22 @@ class IngestService:
             )
             return None
 
+    @staticmethod
+    def _is_frame(ref: ObjectRef) -> bool:
+        parts = ref.key.split("/")
+        return parts[0] == "raw" and len(parts) >= 3 and ref.key.lower().endswith(".fits") and bool(parts[1])
+
+    def prefetch(self, refs: list[ObjectRef]) -> None:
+        """Start reading the headers of the batch's frames together, where the reader can."""
+        if hasattr(self.reader, "prefetch"):
+            frames = [(r.bucket, r.key, r.version_id) for r in refs if r.event_name.startswith("ObjectCreated") and self._is_frame(r)]
+            self.reader.prefetch(frames, self.settings.header_read_bytes)
+
     def _accept(self, ref: ObjectRef, report: BatchReport) -> Frame | None:
         parts = ref.key.split("/")
         prefix = parts[0]
-        if prefix == "raw" and len(parts) >= 3 and ref.key.lower().endswith(".fits") and parts[1]:
-            header, size, read, version_id = read_primary_header(
+        if self._is_frame(ref):
+            header, size, read, version_id = read_header_values(
                 self.reader,
                 ref.bucket,
                 ref.key,

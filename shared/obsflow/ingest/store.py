@@ -124,16 +124,18 @@ class DynamoIngestStore:
             for op_id, added in Counter(frame.op_id for frame in frames).items():
                 first = next(frame for frame in frames if frame.op_id == op_id)
                 current = seen.get(op_id)
-                transaction.update(
-                    Op(op_id),
-                    actions=[
-                        Op.received.add(added),
-                        Op.rev.add(1),
+                actions = [Op.received.add(added), Op.rev.add(1)]
+                # The OP's description comes from its first frame; once set (seen at this rev), leave it be.
+                if current is None or None in (current.first_frame_at, current.instrument, current.proposal_id,
+                                               current.task_type):
+                    actions += [
                         Op.first_frame_at.set(Op.first_frame_at | now),
                         Op.instrument.set(Op.instrument | first.instrument),
                         Op.proposal_id.set(Op.proposal_id | first.proposal_id),
                         Op.task_type.set(Op.task_type | first.task_type),
-                    ],
+                    ]
+                transaction.update(
+                    Op(op_id), actions=actions,
                     condition=Op.op_id.does_not_exist() if current is None else Op.rev == current.rev,
                 )
 
