@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-from obsflow.settings import FUNCTIONS
+from obsflow.settings import BUCKETS, FUNCTIONS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +61,18 @@ print("ok")
     # Then all import
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip() == "ok"
+
+
+def test_a_lambda_or_job_environment_gives_the_same_settings(monkeypatch):
+    # Given a deployed stage's settings (buckets named per account and region)
+    deployed = Settings(stage="prod", buckets={b: f"obsflow-prod-{b}-123456789012-eu-west-1" for b in BUCKETS},
+                        account_id="123456789012", jira_secret_id="obsflow/jira")
+    # When a process starts with only the variables the stack gives it
+    for name in [n for n in os.environ if n.startswith("OBSFLOW_")]:
+        monkeypatch.delenv(name)
+    for name, value in deployed.environment().items():
+        monkeypatch.setenv(name, value)
+    rebuilt = Settings()
+    # Then it finds the same resources
+    assert rebuilt.describe() == {**deployed.describe(), "region": rebuilt.region, "endpoint_url": rebuilt.endpoint_url}
+    assert (rebuilt.account_id, rebuilt.jira_secret_id) == ("123456789012", "obsflow/jira")
