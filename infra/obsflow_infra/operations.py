@@ -75,7 +75,7 @@ class Operations(Construct):
             description="Plans READY candidates and starts READY runs by priority within the run slots",
         )
         self.submitter.allow_tables(catalog.arns("candidates", "recipe-instances", "runs", "capacity"), write=True)
-        self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "recipes"), write=False)
+        self.submitter.allow_tables(catalog.arns("frames"), write=False)  # the frames of a candidate's OPs
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))

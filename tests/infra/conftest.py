@@ -48,9 +48,9 @@ class Synthesized:
                 for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
 
 
-def synthesize(stage: str, outdir: Path) -> Synthesized:
-    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    app = cdk.App(outdir=str(outdir), context={**context, "stage": stage})
+def synthesize(stage: str, outdir: Path, **context) -> Synthesized:
+    defaults = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    app = cdk.App(outdir=str(outdir), context={**defaults, **context, "stage": stage})
     stack = build(app)
     assembly = app.synth()
     template = assembly.get_stack_by_name(stack.stack_name).template

@@ -13,6 +13,8 @@ from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import FUNCTIONS
 from obsflow_infra.functions import SIZES
 
+from .conftest import synthesize
+
 pytestmark = pytest.mark.infra
 
 
@@ -185,6 +187,20 @@ def test_recipes_are_registered_after_each_deployment_that_changes_them(dev):
     assert dev.logical_id(dev.stack.catalog["recipes"]) in trigger["DependsOn"]
     recipes_table = dev.logical_id(dev.stack.catalog["recipes"])
     assert recipes_table in json.dumps(_resources_of(dev, register.role, "dynamodb:PutItem"))
+
+
+def test_with_a_jira_secret_only_the_ticket_filers_may_read_it(tmp_path):
+    # Given the app synthesized with the Jira adapter's secret named
+    synthesized = synthesize("dev", tmp_path, jiraSecretName="obsflow/jira")
+    for name, function in synthesized.stack.functions.items():
+        readers = _resources_of(synthesized, function.role, "secretsmanager:GetSecretValue")
+        variables = synthesized.resource(function.function)["Properties"]["Environment"]["Variables"]
+        # Then the functions that file tickets read exactly that secret (its ARN ends in six random characters)
+        if name in ("open-ticket", "submitter", "backstop"):
+            assert json.dumps(readers).endswith(':secret:obsflow/jira-??????"]]}]'), name
+        else:
+            assert readers == [], name
+        assert variables["OBSFLOW_JIRA_SECRET_ID"] == "obsflow/jira"
 
 
 def test_the_task_role_reads_raw_frames_and_uses_the_work_bucket_only(dev):
