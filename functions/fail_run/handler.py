@@ -2,12 +2,15 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from obsflow.observability import logger, tracer
+from obsflow.observability import logger, metrics, tracer
 from obsflow.runs.steps import fail_run
 from obsflow.settings import bound_settings
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    return fail_run(bound_settings(), event["run_id"], event.get("error") or {})
+    result = fail_run(bound_settings(), event["run_id"], event.get("error") or {})
+    metrics.add_metric(name="RunsFailed", unit="Count", value=1)  # per invocation (a retried step counts again)
+    return result

@@ -73,7 +73,8 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Runs", width=12, left=[
-                custom("RunsPlanned"), custom("RunsStarted"), custom("RunsWaiting"), failed_runs]),
+                custom("RunsPlanned"), custom("RunsStarted"), custom("RunsWaiting"), custom("RunsSucceeded"),
+                custom("RunsFailed"), custom("TicketsOpened"), custom("DatasetsCatalogued")], right=[failed_runs]),
             cloudwatch.GraphWidget(title="Lambda errors", width=12, left=list(function_errors.values())),
         )
         self.dashboard.add_widgets(
