@@ -128,3 +128,20 @@ def test_cdk_synth_works_offline_without_docker_or_credentials(tmp_path):
     assets = json.loads((tmp_path / "out" / "obsflow-prod.assets.json").read_text())
     assert {a["source"]["dockerFile"] for a in assets["dockerImages"].values()} == {
         "functions/Dockerfile", "containers/pipeline/Dockerfile"}
+
+
+def test_each_image_asset_holds_what_its_dockerfile_copies(dev):
+    # Given the staged build contexts of both images (the repository, filtered by .dockerignore)
+    assets = json.loads((dev.outdir / f"{dev.stack.stack_name}.assets.json").read_text())["dockerImages"]
+    assert len(assets) == 2
+    for asset in assets.values():
+        context = dev.outdir / asset["source"]["directory"]
+        dockerfile = (context / asset["source"]["dockerFile"]).read_text()
+        copies = [line.split()[1:-1] for line in dockerfile.splitlines()
+                  if line.startswith("COPY ") and "--from=" not in line]
+        # Then every source a COPY names is in the context, and nothing heavy came along
+        assert copies
+        for sources in copies:
+            for source in sources:
+                assert (context / source).exists(), f"{asset['source']['dockerFile']}: {source} is not in the context"
+        assert not (context / ".venv").exists() and not (context / "tests").exists() and not (context / "infra").exists()
