@@ -48,7 +48,3 @@ class ObsflowStack(cdk.Stack):
         ssm.StringParameter(self, "Discovery", parameter_name=discovery.parameter_name(config.stage),
                             string_value=json.dumps(discovery.document(settings), sort_keys=True),
                             description=f"obsflow stage {config.stage}: resource names")
-        self._suppress_reviewed_findings()
-
-    def _suppress_reviewed_findings(self) -> None:
-        """cdk-nag findings that are right for this design, each with its reason."""

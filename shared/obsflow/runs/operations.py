@@ -55,7 +55,7 @@ def retry(settings: Settings, run_id: str, overrides: dict[str, str]) -> RunItem
 
 def redrive(settings: Settings, run_id: str) -> RunItem:
     """Resume the failed run: a new execution of the same run; tasks that succeeded reuse their outputs."""
-    run = _ended(run_id, (runs.FAILED,))
+    _ended(run_id, (runs.FAILED,))  # only a FAILED run can be redriven
     lifecycle.transition(run_id, runs.READY, (runs.FAILED,), detail="redrive",
                          actions=[RunItem.redrives.add(1), RunItem.execution_arn.remove(), RunItem.finished_at.remove()])
     submitter.nudge(settings, f"redrive of {run_id}")

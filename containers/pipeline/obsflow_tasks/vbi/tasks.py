@@ -140,7 +140,7 @@ class WriteL1(Task):
     """SPEC-0214 Level 1 frames with provenance keywords and FITS checksums."""
 
     def run(self) -> None:
-        run, dataset = self.context.run, self.context.input_dataset
+        run = self.context.run
         observe_ids = [f["file_id"] for f in self.frames(role="observe")]
         provenance = Provenance(
             run_id=self.run_id, recipe=run["recipe"], recipe_version=run["recipe_version"],
