@@ -3,15 +3,18 @@
 Prints frames/s for both (and their ratio), DynamoDB requests per frame, S3 bytes read
 per frame against the frame size, Scan calls, and whether the counts are exact.
 
-    python bench/ingest.py [--frames 2000] [--batch-size 10]
+    python bench/ingest.py [--frames 2000] [--batch-size 10] [--in-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -130,11 +133,52 @@ def baseline(frames: list[tuple[str, bytes]]) -> float:
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def moto(in_process: bool):
+    """The moto both the baseline and the handler use, with the local stack's patches to it.
+
+    By default a moto server in its own process on loopback, as `obsflow local serve` runs
+    it: requests cross a socket, as on AWS. ``in_process``: moto's mock inside this process.
+    """
+    if in_process:
+        moto_patches.apply()  # transactions cost O(items), not O(table)
+        with mock_aws():
+            yield
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from obsflow.local import moto_patches; moto_patches.apply(); "
+                               f"from moto.server import main; main(['-H', '127.0.0.1', '-p', '{port}'])"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.1)
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"  # boto3, pynamodb (Settings) and moto's clients
+        yield
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--large-frames", type=int, default=40, help="frames of 1024x1024 to show bytes read is size-independent")
+    parser.add_argument("--in-process", action="store_true",
+                        help="moto inside this process (mock_aws) instead of a moto server on loopback; every "
+                             "request then shares one interpreter lock with the handler")
     args = parser.parse_args()
     logger.setLevel("ERROR")
 
@@ -143,8 +187,8 @@ def main() -> int:
     small = [f for i in range(ops) for f in frames_for(f"bench_op{i}", args.frames // ops, (64, 64), i)]
     large = frames_for("bench_large", args.large_frames, (1024, 1024), 9)
 
-    moto_patches.apply()  # as the local stack does: transactions cost O(items), not O(table)
-    with mock_aws():
+    print(f"moto: {'in this process (mock_aws)' if args.in_process else 'a server on loopback, as the local stack runs it'}")
+    with moto(args.in_process):
         # The uploads first, so that the baseline and the handler run against the same moto state.
         small_stack, large_stack = upload(small, "bench"), upload(large, "benchlarge")
         base_s = baseline(small)
