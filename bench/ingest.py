@@ -12,9 +12,9 @@ import argparse
 import contextlib
 import datetime as dt
 import io
+import logging
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,6 +30,7 @@ import boto3  # noqa: E402
 import botocore.session  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
 
 from obsflow.ingest.batch import build_service, process_batch  # noqa: E402
 from obsflow.local import moto_patches  # noqa: E402
@@ -137,38 +138,26 @@ def baseline(frames: list[tuple[str, bytes]]) -> float:
 def moto(in_process: bool):
     """The moto both the baseline and the handler use, with the local stack's patches to it.
 
-    By default a moto server in its own process on loopback, as `obsflow local serve` runs
-    it: requests cross a socket, as on AWS. ``in_process``: moto's mock inside this process.
+    By default moto's server on loopback in this process, as `obsflow local serve` runs it:
+    every request crosses a socket. ``in_process``: moto's mock, with no socket at all.
     """
+    moto_patches.apply()  # transactions cost O(items), not O(table)
     if in_process:
-        moto_patches.apply()  # transactions cost O(items), not O(table)
         with mock_aws():
             yield
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from obsflow.local import moto_patches; moto_patches.apply(); "
-                               f"from moto.server import main; main(['-H', '127.0.0.1', '-p', '{port}'])"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"  # boto3, and pynamodb through Settings
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto server did not start") from None
-                time.sleep(0.1)
-        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"  # boto3, pynamodb (Settings) and moto's clients
         yield
     finally:
         os.environ.pop("AWS_ENDPOINT_URL", None)
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
 
 
 def main() -> int:
@@ -177,8 +166,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--large-frames", type=int, default=40, help="frames of 1024x1024 to show bytes read is size-independent")
     parser.add_argument("--in-process", action="store_true",
-                        help="moto inside this process (mock_aws) instead of a moto server on loopback; every "
-                             "request then shares one interpreter lock with the handler")
+                        help="moto's mock (mock_aws) instead of its server on loopback: no request crosses a socket")
     args = parser.parse_args()
     logger.setLevel("ERROR")
 
@@ -187,7 +175,7 @@ def main() -> int:
     small = [f for i in range(ops) for f in frames_for(f"bench_op{i}", args.frames // ops, (64, 64), i)]
     large = frames_for("bench_large", args.large_frames, (1024, 1024), 9)
 
-    print(f"moto: {'in this process (mock_aws)' if args.in_process else 'a server on loopback, as the local stack runs it'}")
+    print(f"moto: {'mock_aws, no socket' if args.in_process else 'server on loopback, as obsflow local serve runs it'}")
     with moto(args.in_process):
         # The uploads first, so that the baseline and the handler run against the same moto state.
         small_stack, large_stack = upload(small, "bench"), upload(large, "benchlarge")
