@@ -39,14 +39,14 @@ SIZES = {
 # DynamoDB actions by access level; pynamodb describes a table before its first use.
 TABLE_READ = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
               "dynamodb:ConditionCheckItem"]
-TABLE_WRITE = [*TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+TABLE_WRITE = [*TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem"]  # obsflow never deletes items
 
 
 class ObsflowFunction(Construct):
     """A function with a role that starts empty: each concern adds exactly what it needs."""
 
     def __init__(self, scope: Construct, id: str, *, function: str, config: StageConfig, settings: Settings,
-                 description: str, environment: dict[str, str] | None = None) -> None:
+                 description: str) -> None:
         super().__init__(scope, id)
         timeout_s, memory_mb = SIZES[function]
         name = settings.function_name(function)
@@ -77,7 +77,6 @@ class ObsflowFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": SERVICE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
-                **(environment or {}),
             },
         )
 
@@ -90,9 +89,6 @@ class ObsflowFunction(Construct):
 
     def allow_objects(self, bucket: s3.IBucket, actions: list[str], prefix: str = "") -> None:
         allow_objects(self, self.role, bucket, actions, prefix)
-
-    def invoke(self, other: "ObsflowFunction") -> None:
-        self.allow(["lambda:InvokeFunction"], [other.function.function_arn])
 
     @property
     def arn(self) -> str:
