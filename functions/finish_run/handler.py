@@ -12,5 +12,5 @@ from obsflow.settings import bound_settings
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     result = finish_run(bound_settings(), event["run_id"])
-    metrics.add_metric(name="RunsSucceeded", unit="Count", value=1)  # per invocation (a retried step counts again)
+    metrics.add_metric(name="RunsSucceeded", unit="Count", value=1)
     return result

@@ -12,5 +12,5 @@ from obsflow.settings import bound_settings
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     result = start_run(bound_settings(), event["run_id"], event["execution_arn"])
-    metrics.add_metric(name="RunsRunning", unit="Count", value=1)  # per invocation (a retried step counts again)
+    metrics.add_metric(name="RunsRunning", unit="Count", value=1)
     return result

@@ -19,7 +19,7 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     stage: Literal["dev", "prod"]
-    log_retention: Literal["ONE_MONTH", "ONE_YEAR"]
+    log_retention_days: Literal[30, 365]
     retain_data: bool
     spot: bool  # dev runs tasks on Fargate Spot first, prod on on-demand Fargate only
     max_vcpus: int = Field(ge=4)
@@ -31,18 +31,14 @@ class StageConfig(BaseModel):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r} (-c stage=...); known: {', '.join(STAGES)}")
         defaults = {
-            "dev": {"log_retention": "ONE_MONTH", "retain_data": False, "spot": True, "max_vcpus": 16},
-            "prod": {"log_retention": "ONE_YEAR", "retain_data": True, "spot": False, "max_vcpus": 256},
+            "dev": {"log_retention_days": 30, "retain_data": False, "spot": True, "max_vcpus": 16},
+            "prod": {"log_retention_days": 365, "retain_data": True, "spot": False, "max_vcpus": 256},
         }[stage]
         return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"), **defaults)
 
     @property
-    def log_retention_days(self) -> int:
-        return {"ONE_MONTH": 30, "ONE_YEAR": 365}[self.log_retention]
-
-    @property
     def logs_retention(self) -> logs.RetentionDays:
-        return logs.RetentionDays[self.log_retention]
+        return {30: logs.RetentionDays.ONE_MONTH, 365: logs.RetentionDays.ONE_YEAR}[self.log_retention_days]
 
     @property
     def removal_policy(self) -> cdk.RemovalPolicy:

@@ -9,8 +9,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from obsflow.local.resources import MAX_RECEIVE_COUNT
-from obsflow.settings import Settings
+from obsflow.settings import MAX_RECEIVE_COUNT, Settings
 from obsflow_infra.catalog import CatalogTables
 from obsflow_infra.config import StageConfig
 from obsflow_infra.functions import SIZES, ObsflowFunction

@@ -6,8 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from obsflow.local.resources import SCRATCH_EXPIRY_DAYS
-from obsflow.settings import BUCKETS, Settings
+from obsflow.settings import BUCKETS, SCRATCH_EXPIRY_DAYS, Settings
 from obsflow_infra.config import StageConfig
 from obsflow_infra.nag import acknowledge
 

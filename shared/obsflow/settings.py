@@ -14,6 +14,9 @@ TABLES = (
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
+# The same for the local stack and the deployed one:
+MAX_RECEIVE_COUNT = 3  # deliveries of an ingest notification before it goes to the dead-letter queue
+SCRATCH_EXPIRY_DAYS = 14  # what a failed run leaves in scratch expires (FinishRun removes a run's on success)
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
 FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
              "register-recipes")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from obsflow.local.resources import MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS
-from obsflow.settings import BUCKETS
+from obsflow.settings import BUCKETS, MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS
 from obsflow_infra.functions import SIZES
 from obsflow_infra.ingest import BATCH_SIZE, BATCHING_WINDOW_S
 

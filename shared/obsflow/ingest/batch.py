@@ -10,7 +10,7 @@ from obsflow import tables
 from obsflow.errors import Rejected
 from obsflow.ingest.frames import Frame
 from obsflow.ingest.objects import PrefetchingReader, S3ObjectReader
-from obsflow.ingest.service import BatchReport, IngestService, object_refs
+from obsflow.ingest.service import BatchReport, IngestService, ObjectRef, object_refs
 from obsflow.ingest.store import DynamoIngestStore
 from obsflow.observability import logger
 from obsflow.settings import Settings, get_settings
@@ -24,11 +24,11 @@ def build_service(settings: Settings | None = None) -> IngestService:
     return IngestService(reader, DynamoIngestStore(settings), settings)
 
 
-def _readable_refs(body: str) -> list:
+def _refs_or_rejection(body: str) -> list[ObjectRef] | Rejected:
     try:
         return object_refs(body)
-    except Rejected:  # reported when the record is staged
-        return []
+    except Rejected as rejection:  # reported when its record is staged
+        return rejection
 
 
 def process_batch(service: IngestService, event: dict, context=None) -> tuple[dict, BatchReport]:
@@ -37,17 +37,19 @@ def process_batch(service: IngestService, event: dict, context=None) -> tuple[di
     report = BatchReport()
     staged: dict[str, list[Frame]] = {}
 
+    # Each body is read once: the batch's frame headers are fetched together before staging.
+    refs_by_message = {record["messageId"]: _refs_or_rejection(record["body"]) for record in event["Records"]}
+    service.prefetch([ref for refs in refs_by_message.values() if isinstance(refs, list) for ref in refs])
+
     def stage_record(record: SQSRecord) -> None:
-        try:
-            refs = object_refs(record.body)
-        except Rejected as rejection:
+        refs = refs_by_message[record.message_id]
+        if isinstance(refs, Rejected):
             # Not an S3 notification at all: nothing to quarantine but the message itself.
-            logger.error("unreadable notification", extra={"message_id": record.message_id, "reason": rejection.reason})
-            raise
+            logger.error("unreadable notification", extra={"message_id": record.message_id, "reason": refs.reason})
+            raise refs
         frames = [frame for ref in refs if (frame := service.stage(ref, report)) is not None]
         staged[record.message_id] = frames
 
-    service.prefetch([ref for record in event["Records"] for ref in _readable_refs(record["body"])])
     with processor(records=event["Records"], handler=stage_record, lambda_context=context):
         processor.process()
     response = processor.response()

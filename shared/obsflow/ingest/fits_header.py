@@ -75,47 +75,37 @@ def _check_complete(header: Mapping, length: int, size: int) -> None:
         )
 
 
-def read_primary_header(
-    reader: RangeReader,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    *,
-    first_read: int,
-    max_header: int,
-) -> tuple[fits.Header, int, int, str | None]:
+def read_primary_header(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
+                        max_header: int) -> tuple[fits.Header, int, int, str | None]:
     """Return (header, object size, bytes read, version id read).
 
     Reads ``first_read`` bytes, then further ranges only if the header goes on.
     Raises Rejected for anything that is not a complete single-image FITS object.
     """
+    return _read(_astropy_header, reader, bucket, key, version_id, first_read, max_header)
+
+
+def read_header_values(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
+                       max_header: int) -> tuple[dict, int, int, str | None]:
+    """As ``read_primary_header``, with the header as keyword -> value (what ingest needs, parsed faster)."""
+    return _read(header_values, reader, bucket, key, version_id, first_read, max_header)
+
+
+def _read(parse, reader: RangeReader, bucket: str, key: str, version_id: str | None, first_read: int, max_header: int):
     text, size, read, version_id = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
                                                      max_header=max_header)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            header = fits.Header.fromstring(text)
-    except ValueError as exc:
-        raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
+    header = parse(text)
     _check_complete(header, len(text), size)
     return header, size, read, version_id
 
 
-def read_header_values(
-    reader: RangeReader,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    *,
-    first_read: int,
-    max_header: int,
-) -> tuple[dict, int, int, str | None]:
-    """As ``read_primary_header``, with the header as keyword -> value (what ingest needs, parsed faster)."""
-    text, size, read, version_id = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
-                                                     max_header=max_header)
-    values = header_values(text)
-    _check_complete(values, len(text), size)
-    return values, size, read, version_id
+def _astropy_header(text: str) -> fits.Header:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fits.Header.fromstring(text)
+    except ValueError as exc:
+        raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
 
 
 @lru_cache(maxsize=65536)
@@ -132,13 +122,13 @@ def header_values(text: str) -> dict:
     cards is parsed whole.
     """
     values = {}
+    images = [text[offset:offset + CARD] for offset in range(0, len(text), CARD)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if any(text[i:i + 8] == "CONTINUE" for i in range(0, len(text), CARD)):
+            if any(image.startswith("CONTINUE") for image in images):
                 cards = [(card.keyword, card.value) for card in fits.Header.fromstring(text).cards]
             else:
-                images = (text[offset:offset + CARD] for offset in range(0, len(text), CARD))
                 cards = [_card(image) for image in images if not image.startswith("END ")]
             for keyword, value in cards:
                 if keyword not in IGNORED_KEYWORDS:

@@ -100,11 +100,8 @@ def spec122_errors(values: Mapping) -> dict[str, str]:
     errors = {}
     for keyword, (required, _) in _spec122_keys(instrument, naxis).items():
         if keyword in values:
-            value = values[keyword]
-            try:
-                message = _keyword_error(instrument, naxis, keyword, type(value), value)
-            except TypeError:  # an unhashable value: check it without the memo
-                message = _keyword_error.__wrapped__(instrument, naxis, keyword, type(value), value)
+            value = values[keyword]  # FITS card values are scalars, so they key the memo
+            message = _keyword_error(instrument, naxis, keyword, type(value), value)
             if message:
                 errors[keyword] = f"{message}. Actual value: {value!r} {type(value)}"
         elif required:

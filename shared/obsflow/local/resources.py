@@ -16,11 +16,9 @@ from obsflow.recipes.asl import build_definition, render, substitutions
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.jobs import JOB_TIMEOUT_S, job_container_properties, job_retry_strategy
 from obsflow.recipes.model import RESOURCE_CLASSES
-from obsflow.settings import FUNCTIONS, TOPICS, Settings
+from obsflow.settings import FUNCTIONS, MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS, TOPICS, Settings
 
-MAX_RECEIVE_COUNT = 3
 VISIBILITY_TIMEOUT_S = 30
-SCRATCH_EXPIRY_DAYS = 14
 _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                   "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com",
                                                                             "batch.amazonaws.com"]}}]}
