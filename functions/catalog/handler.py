@@ -3,14 +3,13 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
-from obsflow.runs.steps import catalog
-from obsflow.settings import bound_settings
+from obsflow.services import run_service
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    result = catalog(bound_settings(), event["run_id"])
+    result = run_service().catalog(event["run_id"])
     metrics.add_metric(name="DatasetsCatalogued", unit="Count", value=1)
     return result

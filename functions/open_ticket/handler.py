@@ -3,14 +3,13 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
-from obsflow.runs.tickets import open_for_failure
-from obsflow.settings import bound_settings
+from obsflow.services import run_service
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    result = open_for_failure(bound_settings(), event["run_id"], event.get("error") or {}, event.get("execution_arn"))
+    result = run_service().open_ticket_for_failure(event["run_id"], event.get("error") or {}, event.get("execution_arn"))
     metrics.add_metric(name="TicketsOpened", unit="Count", value=1)
     return result

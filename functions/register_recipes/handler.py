@@ -4,7 +4,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, tracer
 from obsflow.recipes import registry
-from obsflow.settings import bound_settings
+from obsflow.services import bound_settings
 
 
 @logger.inject_lambda_context

@@ -6,15 +6,14 @@ Invoked asynchronously when work appears (a nudge) and on a schedule.
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
-from obsflow.runs.submitter import submit
-from obsflow.settings import bound_settings
+from obsflow.services import run_service
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    report = submit(bound_settings())
+    report = run_service().submit()
     metrics.add_metric(name="RunsPlanned", unit="Count", value=len(report.planned))
     metrics.add_metric(name="RunsStarted", unit="Count", value=len(report.started))
     metrics.add_metric(name="RunsWaiting", unit="Count", value=len(report.waiting))

@@ -18,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from obsflow.recipes.definitions import RECIPES
-from obsflow.runs.control import parameter_name as submission_parameter
+from obsflow.runs.platform import SsmSubmissionSwitch
 from obsflow.settings import TOPICS, Settings
 from obsflow_infra.catalog import CatalogTables
 from obsflow_infra.config import StageConfig
@@ -79,7 +79,7 @@ class Operations(Construct):
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))
-        self.submitter.allow(["ssm:GetParameter"], [arn("ssm", f"parameter{submission_parameter(settings)}")])
+        self.submitter.allow(["ssm:GetParameter"], [arn("ssm", f"parameter{SsmSubmissionSwitch.parameter_name(settings)}")])
         self.allow_tickets(self.submitter, catalog)  # a manual-by-definition run waits with a ticket
         events.Rule(self, "SubmitterSchedule", schedule=events.Schedule.rate(SUBMITTER_RATE),
                     description="Starts waiting runs even if a nudge was lost",

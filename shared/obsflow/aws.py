@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
+from obsflow.errors import TransientError
 from obsflow.settings import Settings
+
+AWS_ERRORS = (PynamoDBException, ClientError, BotoCoreError)
+
+
+@contextmanager
+def transient(what: str):
+    """Turn an AWS failure into a TransientError: the caller (a queue, a state machine) retries."""
+    try:
+        yield
+    except AWS_ERRORS as exc:
+        raise TransientError(f"{what}: {exc}") from exc
 
 
 @lru_cache(maxsize=64)

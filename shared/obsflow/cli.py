@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from pynamodb.exceptions import PynamoDBException
 
 from obsflow import __version__, console, discovery, queries, tables
-from obsflow.errors import NotFound
+from obsflow.errors import NotFound, TransientError
 from obsflow.settings import Settings
 
 JSON_HELP = "Print a JSON array on stdout (for scripts)."
@@ -25,6 +25,13 @@ JSON_HELP = "Print a JSON array on stdout (for scripts)."
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(dict)["settings"]
+
+
+def _runs(ctx: click.Context):
+    """The run service of the chosen stage (after operator_command has found it)."""
+    from obsflow.services import run_service
+
+    return run_service(_settings(ctx))
 
 
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
@@ -58,7 +65,7 @@ def operator_command(func):
             return ctx.invoke(func, *args, **kwargs)
         except NotFound as exc:
             raise click.ClickException(str(exc)) from exc
-        except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException) as exc:
+        except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
             raise _unreachable(settings, exc) from exc
 
     return wrapper
@@ -350,11 +357,11 @@ def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
 def runs_retry(ctx, run_id, settings_):
     """A new run of a FAILED run (or a SUCCEEDED one: reprocessing), with adjusted configuration, linked to it."""
     from obsflow.recipes.model import RecipeError
-    from obsflow.runs import operations
+    from obsflow.runs.service import NotAllowed
 
     try:
-        run = operations.retry(_settings(ctx), run_id, _key_values(settings_))
-    except (RecipeError, operations.NotAllowed) as exc:
+        run = _runs(ctx).retry(run_id, _key_values(settings_))
+    except (RecipeError, NotAllowed) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run {run.run_id} (retry of {run_id}) is {run.status} with {console.cell(run.overrides)}; "
                f"`obsflow runs show {run.run_id}` follows it")
@@ -366,11 +373,11 @@ def runs_retry(ctx, run_id, settings_):
 @click.pass_context
 def runs_redrive(ctx, run_id):
     """Resume a FAILED run from the failed task: tasks that succeeded are not run again."""
-    from obsflow.runs import operations
+    from obsflow.runs.service import NotAllowed
 
     try:
-        run = operations.redrive(_settings(ctx), run_id)
-    except operations.NotAllowed as exc:
+        run = _runs(ctx).redrive(run_id)
+    except NotAllowed as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run {run_id} is {run.status} again (redrive {run.redrives}); it starts when a run slot is free")
 
@@ -383,11 +390,13 @@ def runs_redrive(ctx, run_id):
 @click.pass_context
 def runs_execute(ctx, run_id, manual, note):
     """Run a MANUAL (or FAILED) run's tasks on this machine, then catalogue, notify and finish it."""
-    from obsflow.runs import manual as manual_runs
+    import getpass
+
+    from obsflow.runs.service import ManualRunFailed
 
     try:
-        run = manual_runs.execute(_settings(ctx), run_id, note, echo=click.echo)
-    except manual_runs.ManualRunFailed as exc:
+        run = _runs(ctx).execute_manually(run_id, note, getpass.getuser(), echo=click.echo)
+    except ManualRunFailed as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run {run_id} {run.status}; dataset {run.dataset_id}")
 
@@ -473,12 +482,9 @@ def tickets_list(status, as_json):
 @operator_command
 def tickets_resolve(ticket_id, note):
     """Close a ticket, recording the action taken and who took it."""
-    import datetime as dt
     import getpass
 
-    from obsflow.tables import tickets as tickets_table
-
-    tickets_table.resolve(ticket_id, note, getpass.getuser(), dt.datetime.now(dt.timezone.utc))
+    _runs(click.get_current_context()).resolve_ticket(ticket_id, note, getpass.getuser())
     click.echo(f"ticket {ticket_id} resolved: {note}")
 
 
@@ -490,18 +496,12 @@ def backstop(ctx, as_of):
     """Release candidates still incomplete N days (13) after their first frame, with a review ticket each."""
     import datetime as dt
 
-    from obsflow.runs import submitter
-    from obsflow.runs.backstop import run_backstop
-
-    settings = _settings(ctx)
     try:
         now = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
     except ValueError as exc:
         raise click.BadParameter(f"{as_of!r} is not an ISO-8601 time, e.g. 2026-12-04T00:00:00+00:00",
                                  param_hint="--now") from exc
-    report = run_backstop(settings, now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc))
-    if report.released:
-        submitter.nudge(settings, "backstop")
+    report = _runs(ctx).backstop(now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc))
     click.echo(f"checked {report.checked} waiting candidate(s) as of {now.isoformat()}; "
                f"released {len(report.released)}: {', '.join(report.released) or '-'}")
 
@@ -512,9 +512,7 @@ def backstop(ctx, as_of):
 @click.pass_context
 def pause(ctx, reason):
     """Stop starting runs. Candidates still become READY; their runs wait in priority order."""
-    from obsflow.runs import control
-
-    control.set_submission(_settings(ctx), control.PAUSED, reason)
+    _runs(ctx).pause(reason)
     click.echo(f"automated submission paused for stage '{_settings(ctx).stage}'; `obsflow resume` restarts it")
 
 
@@ -523,11 +521,8 @@ def pause(ctx, reason):
 @click.pass_context
 def resume(ctx):
     """Start runs again: the waiting READY runs start in priority order, within the run slots."""
-    from obsflow.runs import control, submitter
-
     settings = _settings(ctx)
-    control.set_submission(settings, control.ACTIVE)
-    submitter.nudge(settings, "resumed")
+    _runs(ctx).resume()
     waiting = len(queries.run_rows("READY"))
     click.echo(f"automated submission resumed for stage '{settings.stage}'; {waiting} run(s) waiting to start")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
+from obsflow.ingest.store import op_state
 from obsflow.recipes.model import Recipe
 from obsflow.tables import (
     candidates,
@@ -28,7 +29,7 @@ def quarantine_rows() -> list[dict]:
 
 def op_rows() -> list[dict]:
     return [
-        {**op.attribute_values, "received": op.state.received, "complete": op.state.complete}
+        {**op.attribute_values, "received": op_state(op).received, "complete": op_state(op).complete}
         for op in observing_programs.all_ops()
     ]
 
@@ -59,7 +60,7 @@ def candidate_detail(candidate_id: str) -> dict:
     if candidate is None:
         raise NotFound(f"no candidate {candidate_id!r}; `obsflow candidates list` shows the known ones")
     ops = observing_programs.get_many(candidate.op_ids)
-    states = {op_id: op.state for op_id, op in ops.items()}
+    states = {op_id: op_state(op) for op_id, op in ops.items()}
     lacking = missing(candidate.op_ids, states)
     return {
         **_candidate_row(candidate),

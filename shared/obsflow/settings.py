@@ -140,17 +140,3 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
-
-
-def bound_settings() -> Settings:
-    """The Lambda's settings, with the table models bound to its stage (once per container)."""
-    from obsflow import tables
-
-    settings = get_settings()
-    if _bound.get("settings") is not settings:
-        tables.bind(settings)
-        _bound["settings"] = settings
-    return settings
-
-
-_bound: dict[str, Settings] = {}

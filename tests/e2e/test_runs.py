@@ -17,10 +17,10 @@ from obsflow.errors import NotFound
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
 from obsflow.recipes.model import RecipeError
-from obsflow.runs import control, manual, operations, planner
-from obsflow.runs.backstop import run_backstop
+from obsflow.runs import layout, records
+from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
-from obsflow.tables import candidates, datasets, recipe_instances, runs, tickets
+from obsflow.tables import candidates, datasets, runs, tickets
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.runs import RunItem
 
@@ -101,13 +101,13 @@ def test_a_ready_candidate_runs_every_task_once_as_a_subprocess_in_dag_order(sta
 
 def test_waiting_runs_start_in_priority_order_within_one_slot(stack):
     # Given submission is paused and three candidates become READY with priorities 1, 9 and 5
-    control.set_submission(stack.settings, control.PAUSED)
+    run_service(stack.settings).pause()
     for name, priority in (("cand_low", 1), ("cand_high", 9), ("cand_mid", 5)):
         upload(stack, census(name, seed=priority, priority=priority))
     wait_for(lambda: len(runs.with_status("READY")) == 3, "three READY runs")
     assert [r.candidate_id for r in runs.with_status("READY")] == ["cand_high", "cand_mid", "cand_low"]
     # When submission resumes
-    control.set_submission(stack.settings, control.ACTIVE)
+    run_service(stack.settings).resume()
     # Then the runs beyond the one slot wait, saying why
     waiting = wait_for(lambda: [r.waiting_reason for r in runs.with_status("READY") if r.waiting_reason], "a waiting reason")
     assert waiting[0].startswith("waiting for a run slot: ") and "1/1 in use" in waiting[0]
@@ -121,7 +121,7 @@ def test_waiting_runs_start_in_priority_order_within_one_slot(stack):
 
 def test_a_duplicated_readiness_signal_gives_one_run(stack):
     # Given a candidate whose run has been planned, while submission is paused
-    control.set_submission(stack.settings, control.PAUSED)
+    run_service(stack.settings).pause()
     upload(stack, census("cand_twice", seed=11))
     first = wait_for(lambda: runs_of("cand_twice"), "the first run")
     # When readiness is signalled again and two submitters plan it at the same moment
@@ -131,11 +131,12 @@ def test_a_duplicated_readiness_signal_gives_one_run(stack):
         signal.start()
     for signal in signals:
         signal.join()
-    plans = [planner.plan(stack.settings, candidates.get("cand_twice")) for _ in range(2)]
+    service = run_service(stack.settings)
+    plans = [service.plan(service.store.candidate("cand_twice")) for _ in range(2)]
     # Then there is still exactly one run, and one execution once it starts
     assert [r.run_id for r in runs_of("cand_twice")] == [first[0].run_id]
     assert {p.run_id for p in plans} == {first[0].run_id} and not any(p.created for p in plans)
-    control.set_submission(stack.settings, control.ACTIVE)
+    run_service(stack.settings).resume()
     assert finished_run("cand_twice").status == "SUCCEEDED"
     machine = aws.state_machine_arn(stack.settings, "frame-census", "1.0.0")
     executions = client(stack, "stepfunctions").list_executions(stateMachineArn=machine)["executions"]
@@ -149,13 +150,16 @@ def vbi(candidate_id: str, seed: int):
 
 def planned_run_with_options(stack, candidate_id: str, seed: int, **options) -> RunItem:
     """A vbi-l1 run, planned while submission is paused, its run options set before it starts."""
-    control.set_submission(stack.settings, control.PAUSED)
+    run_service(stack.settings).pause()
     upload(stack, vbi(candidate_id, seed=seed))
     run = wait_for(lambda: runs_of(candidate_id), "the run")[0]
     configuration = {**run.configuration, "options": {**run.configuration["options"], **options}}
     run.update(actions=[RunItem.configuration.set(configuration)])
-    planner.write_run_document(stack.settings, runs.get(run.run_id), recipe_instances.get(run.instance_id))
-    control.set_submission(stack.settings, control.ACTIVE)
+    service = run_service(stack.settings)
+    planned = service.store.run(run.run_id)
+    service.documents.put_json("work", layout.run_document_key(run.run_id), records.run_document(
+        planned, service.store.instance(run.instance_id), stack.settings.bucket_name("work")))
+    run_service(stack.settings).resume()
     return run
 
 
@@ -180,8 +184,8 @@ def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
     failed = planned_run_with_options(stack, "cand_retry", 17, fail_task="quality_report")
     assert finished_run("cand_retry").status == "FAILED"
     # When the operator retries it with the option fixed, twice (a double click)
-    retried = operations.retry(stack.settings, failed.run_id, {"fail_task": ""})
-    again = operations.retry(stack.settings, failed.run_id, {"fail_task": ""})
+    retried = run_service(stack.settings).retry(failed.run_id, {"fail_task": ""})
+    again = run_service(stack.settings).retry(failed.run_id, {"fail_task": ""})
     # Then one new run, linked to the failed one, succeeds with the adjusted configuration
     assert again.run_id == retried.run_id and retried.retry_of == failed.run_id
     done = wait_for(lambda: (r := runs.get(retried.run_id)).status in ("SUCCEEDED", "FAILED") and r, "the retry")
@@ -189,7 +193,7 @@ def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
     assert sorted(r.run_id for r in runs_of("cand_retry")) == sorted([failed.run_id, retried.run_id])
     # And a value outside the recipe's valid values is refused
     with pytest.raises(RecipeError, match="is not one of"):
-        operations.retry(stack.settings, failed.run_id, {"fail_task": "nonsense"})
+        run_service(stack.settings).retry(failed.run_id, {"fail_task": "nonsense"})
 
 
 def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
@@ -200,7 +204,7 @@ def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
     [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
     assert ticket.kind == "failure:infrastructure" and "redrive" in ticket.suggested_action
     # When the operator redrives it
-    operations.redrive(stack.settings, run.run_id)
+    run_service(stack.settings).redrive(run.run_id)
     done = wait_for(lambda: (r := runs.get(run.run_id)).status == "SUCCEEDED" and r, "the redriven run")
     # Then the tasks upstream of the failure kept their first outputs and records; the failed task ran again
     # (a sibling still running in the failed Parallel state may finish before or after the redrive)
@@ -229,9 +233,9 @@ def test_the_backstop_releases_an_incomplete_candidate_after_13_days_with_a_revi
     wait_for(lambda: counted() == 6, "the frames to be counted")
     now = dt.datetime.now(dt.timezone.utc)
     # When the backstop runs today, and then as of 14 days later
-    today = run_backstop(stack.settings, now)
-    later = run_backstop(stack.settings, now + dt.timedelta(days=14))
-    again = run_backstop(stack.settings, now + dt.timedelta(days=14))
+    today = run_service(stack.settings).backstop(now)
+    later = run_service(stack.settings).backstop(now + dt.timedelta(days=14))
+    again = run_service(stack.settings).backstop(now + dt.timedelta(days=14))
     # Then only the later check releases it, once, with what was missing, and one ticket asks for a review
     assert "cand_late" not in today.released and "cand_late" in later.released and "cand_late" not in again.released
     released = candidates.get("cand_late")
@@ -253,7 +257,8 @@ def test_a_manual_recipe_opens_a_ticket_and_an_operator_runs_it_by_hand(stack):
     assert ticket.kind == "manual" and f"obsflow runs execute {run.run_id} --manual" in ticket.suggested_action
     assert run.execution_arn is None
     # When the operator executes it by hand
-    done = manual.execute(stack.settings, run.run_id, "flat field checked by eye", echo=lambda _: None, operator="ana")
+    done = run_service(stack.settings).execute_manually(run.run_id, "flat field checked by eye", "ana",
+                                                 echo=lambda _: None)
     # Then it is catalogued like an automated run, with the manual influence in every task's provenance
     assert done.status == "SUCCEEDED"
     records = datasets.get(done.dataset_id).provenance["tasks"]

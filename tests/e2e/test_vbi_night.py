@@ -19,7 +19,7 @@ from dkist_header_validator import spec214_validator
 
 from obsflow import tables
 from obsflow.local.stack import LocalStack
-from obsflow.runs import operations
+from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import datasets, runs
 
@@ -114,7 +114,7 @@ def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(nigh
     stack, _, _, _, by_candidate = night
     first = by_candidate["night_b"]
     # When the same observe frames are processed again with another movie frame rate
-    again = operations.retry(stack.settings, first.run_id, {"movie_fps": "4"})
+    again = run_service(stack.settings).retry(first.run_id, {"movie_fps": "4"})
     deadline = time.monotonic() + 180
     while (run := runs.get(again.run_id)).status not in ("SUCCEEDED", "FAILED") and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -14,10 +14,10 @@ from moto import mock_aws
 
 from obsflow import tables
 from obsflow.local import moto_patches
-from obsflow.runs.service_desk import file_ticket
+from obsflow.runs.domain import Ticket
+from obsflow.services import run_service
 from obsflow.settings import Settings
 from obsflow.tables import tickets
-from obsflow.tables.tickets import TicketItem
 
 
 class FakeJira(BaseHTTPRequestHandler):
@@ -70,8 +70,12 @@ def desk(jira):
         yield settings, sqs, queue_url
 
 
-def ticket(ticket_id: str = "TKT-run-1-1") -> TicketItem:
-    return TicketItem(ticket_id, kind="failure:configuration", summary="run run-1 failed in task summary",
+def file_ticket(settings: Settings, ticket: Ticket) -> bool:
+    return run_service(settings).file_ticket(ticket)
+
+
+def ticket(ticket_id: str = "TKT-run-1-1") -> Ticket:
+    return Ticket(ticket_id, kind="failure:configuration", summary="run run-1 failed in task summary",
                       run_id="run-1", failed_task="summary", exit_code=2, log_excerpt="fail_task is 'summary'",
                       suggested_action="adjust and retry", created_at=dt.datetime.now(dt.timezone.utc))
 

@@ -1,12 +1,16 @@
-"""In-memory fakes of the ingest service's dependencies (prefer fakes over mocks)."""
+"""In-memory fakes of the ingest and run services' dependencies (prefer fakes over mocks)."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from dataclasses import dataclass, field
 
-from obsflow.errors import Rejected
+from obsflow.errors import NotFound, Rejected, TransientError
 from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import FramesOutcome
+from obsflow.runs.domain import HistoryEntry
 
 
 class FakeBucket:
@@ -113,3 +117,197 @@ class FakeStore:
 
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now):
         self.quarantined.append({"key": key, "code": code, "reason": reason})
+
+
+# -- the run service's store and ports ----------------------------------------------------
+class FakeRunStore:
+    """RunStore semantics in memory: conditional creates and transitions, slots as sets."""
+
+    def __init__(self):
+        self.candidates, self.ops, self.frames = {}, {}, []
+        self.instances, self.runs, self.tickets, self.datasets = {}, {}, {}, {}
+        self.slots: dict[str, set[str]] = {}
+
+    # candidates
+    def candidates_with_status(self, status):
+        return [copy.deepcopy(c) for c in self.candidates.values() if c.status == status]
+
+    def candidate(self, candidate_id):
+        return copy.deepcopy(self.candidates.get(candidate_id))
+
+    def mark_candidate_ready(self, candidate_id, reason, detail, at):
+        return self._candidate_if(candidate_id, "WAITING", status="READY", ready_reason=reason, ready_detail=detail)
+
+    def mark_candidate_planned(self, candidate_id, instance_id):
+        self._candidate_if(candidate_id, "READY", status="PLANNED", instance_id=instance_id)
+
+    def hold_candidate(self, candidate_id, reason):
+        self._candidate_if(candidate_id, "READY", status="HELD", held_reason=reason)
+
+    def _candidate_if(self, candidate_id, expected, **changes):
+        candidate = self.candidates[candidate_id]
+        if candidate.status != expected:
+            return False
+        for name, value in changes.items():
+            setattr(candidate, name, value)
+        return True
+
+    def op_progress(self, op_ids):
+        return {op_id: self.ops[op_id] for op_id in op_ids if op_id in self.ops}
+
+    def frames_of_ops(self, op_ids):
+        return [f for f in self.frames if f.op_id in op_ids]
+
+    # instances
+    def create_instance(self, instance):
+        return self._create(self.instances, instance.instance_id, instance)
+
+    def instance(self, instance_id):
+        return copy.deepcopy(self.instances.get(instance_id))
+
+    def add_run_to_instance(self, instance_id, run_id):
+        self.instances[instance_id].run_ids.add(run_id)
+
+    # runs
+    def create_run(self, run):
+        return self._create(self.runs, run.run_id, run)
+
+    def run(self, run_id):
+        return copy.deepcopy(self.runs.get(run_id))
+
+    def runs_with_status(self, status):
+        return sorted((copy.deepcopy(r) for r in self.runs.values() if r.status == status), key=lambda r: r.queue_key)
+
+    def transition(self, run_id, to, allowed_from, at, detail=None, **changes):
+        run = self.runs[run_id]
+        if run.status not in allowed_from:
+            return False
+        run.status = to
+        run.history.append(HistoryEntry(to, at, detail))
+        self.update_run(run_id, **changes)
+        return True
+
+    def update_run(self, run_id, **changes):
+        for name, value in changes.items():
+            setattr(self.runs[run_id], name, value)
+
+    def note_waiting(self, run_id, reason):
+        if self.runs[run_id].status == "READY":
+            self.runs[run_id].waiting_reason = reason
+
+    def slots_in_use(self, resource_classes):
+        return {rc: set(self.slots.get(rc, set())) for rc in resource_classes}
+
+    def take_slots(self, run, capacity, at):
+        if self.runs[run.run_id].status != "READY":
+            return False
+        if any(len(self.slots.get(rc, set())) >= capacity[rc] for rc in run.resource_classes):
+            return False
+        for rc in run.resource_classes:
+            self.slots.setdefault(rc, set()).add(run.run_id)
+        return self.transition(run.run_id, "SUBMITTED", ("READY",), at, waiting_reason=None)
+
+    def give_back_slots(self, run):
+        for rc in run.resource_classes:
+            self.slots.get(rc, set()).discard(run.run_id)
+
+    # tickets and datasets
+    def create_ticket(self, ticket):
+        return self._create(self.tickets, ticket.ticket_id, ticket)
+
+    def ticket(self, ticket_id):
+        return copy.deepcopy(self.tickets.get(ticket_id))
+
+    def update_ticket(self, ticket_id, **changes):
+        for name, value in changes.items():
+            setattr(self.tickets[ticket_id], name, value)
+
+    def create_dataset(self, dataset):
+        return self._create(self.datasets, dataset.dataset_id, dataset)
+
+    def datasets_of_product(self, product_id):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.product_id == product_id]
+
+    def deprecate_dataset(self, dataset_id, superseded_by):
+        self.datasets[dataset_id].status, self.datasets[dataset_id].superseded_by = "DEPRECATED", superseded_by
+
+    @staticmethod
+    def _create(records, key, value):
+        if key in records:
+            return False
+        records[key] = copy.deepcopy(value)
+        return True
+
+
+class FakeDocuments:
+    """Buckets by role as dicts of key -> document (JSON or text)."""
+
+    def __init__(self):
+        self.buckets: dict[str, dict] = {"work": {}, "data": {}}
+
+    def location(self, bucket):
+        return f"obsflow-test-{bucket}"
+
+    def put_json(self, bucket, key, document):
+        self.buckets[bucket][key] = copy.deepcopy(document)
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get_json(self, bucket, key):
+        if key not in self.buckets[bucket]:
+            raise NotFound(f"{bucket}/{key} does not exist")
+        return copy.deepcopy(self.buckets[bucket][key])
+
+    def put_text(self, bucket, key, text):
+        self.buckets[bucket][key] = text
+
+    def copy(self, source_bucket, source_key, bucket, key):
+        self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")
+
+    def delete_prefix(self, bucket, prefix):
+        doomed = [key for key in self.buckets[bucket] if key.startswith(prefix)]
+        for key in doomed:
+            del self.buckets[bucket][key]
+        return len(doomed)
+
+
+class FakeExecutions:
+    def __init__(self, failing: bool = False):
+        self.started: list[str] = []
+        self.failing = failing
+
+    def start(self, run):
+        if self.failing:
+            raise TransientError("Step Functions is unavailable")
+        self.started.append(run.execution_name)
+        return f"arn:aws:states:us-east-1:123456789012:execution:m:{run.execution_name}"
+
+    def links(self, execution_arn, log_stream):
+        return {"execution": execution_arn}
+
+    def log_excerpt(self, log_stream):
+        return f"last lines of {log_stream}" if log_stream else None
+
+
+class FakeNotifier:
+    def __init__(self):
+        self.pi, self.operators, self.nudges = [], [], []
+
+    def notify_pi(self, proposal_id, dataset_id, subject, message):
+        self.pi.append((proposal_id, dataset_id))
+
+    def notify_operators(self, ticket):
+        self.operators.append(ticket.ticket_id)
+
+    def nudge(self, reason):
+        self.nudges.append(reason)
+
+
+class FakeSwitch:
+    def __init__(self):
+        self.state = "active"
+
+    def is_paused(self):
+        return self.state == "paused"
+
+    def set(self, state, reason=""):
+        self.state = state

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from obsflow.aws import AWS_ERRORS, transient
 from obsflow.errors import TransientError
 from obsflow.settings import Settings
 from obsflow.ingest.documents import ProcessingCandidate, TransferManifest
@@ -27,24 +26,18 @@ from obsflow.ingest.frames import Frame
 from obsflow.ingest.readiness import OpState
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import observing_programs
-from obsflow.tables.base import save_if_new, update_if
-from obsflow.tables.candidates import READY, WAITING, CandidateItem
+from obsflow.tables.base import save_if_new
+from obsflow.tables.candidates import WAITING, CandidateItem
 from obsflow.tables.frames import FrameItem
 from obsflow.tables.manifests import ManifestItem
 from obsflow.tables.observing_programs import ObservingProgramItem as Op
 from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
 
 MAX_TRANSACTION_ATTEMPTS = 8
-AWS_ERRORS = (PynamoDBException, ClientError, BotoCoreError)
 
 
-@contextmanager
-def transient(what: str):
-    """Turn an AWS failure into a TransientError: the message is retried."""
-    try:
-        yield
-    except AWS_ERRORS as exc:
-        raise TransientError(f"{what}: {exc}") from exc
+def op_state(item: Op) -> OpState:
+    return OpState(item.expected, int(item.received or 0))
 
 
 @dataclass
@@ -95,7 +88,7 @@ class DynamoIngestStore:
                 raise TransientError(f"frame transaction failed: {exc}") from exc
             counts = Counter(frame.op_id for frame in pending)
             for op_id, added in counts.items():
-                before = seen[op_id].state if op_id in seen else None
+                before = op_state(seen[op_id]) if op_id in seen else None
                 after = OpState(before.expected if before else None, (before.received if before else 0) + added)
                 outcome.ops[op_id] = (before, after, set(seen[op_id].candidate_ids or ()) if op_id in seen else set())
             outcome.counted.extend(frame.file_id for frame in pending)
@@ -112,7 +105,7 @@ class DynamoIngestStore:
             with transient("could not read the batch's OPs"):
                 current = observing_programs.get_many(only_duplicates)
             for op_id in only_duplicates:
-                state = current[op_id].state if op_id in current else OpState(None, 0)
+                state = op_state(current[op_id]) if op_id in current else OpState(None, 0)
                 ids = set(current[op_id].candidate_ids or ()) if op_id in current else set()
                 outcome.ops[op_id] = (state, state, ids)
         return outcome
@@ -120,7 +113,7 @@ class DynamoIngestStore:
     def _commit(self, frames: list[Frame], seen: dict[str, Op], now: dt.datetime) -> None:
         with TransactWrite(connection=self._connection) as transaction:
             for frame in frames:
-                transaction.save(FrameItem.from_frame(frame, now), condition=FrameItem.file_id.does_not_exist())
+                transaction.save(FrameItem(**frame.as_dict(), received_at=now), condition=FrameItem.file_id.does_not_exist())
             for op_id, added in Counter(frame.op_id for frame in frames).items():
                 first = next(frame for frame in frames if frame.op_id == op_id)
                 current = seen.get(op_id)
@@ -162,7 +155,7 @@ class DynamoIngestStore:
                         Op.rev.add(1),
                     ]
                 )
-                states[op.op_id] = (op.state, set(op.candidate_ids or ()))
+                states[op.op_id] = (op_state(op), set(op.candidate_ids or ()))
             return states
 
     def record_candidate(
@@ -197,21 +190,12 @@ class DynamoIngestStore:
 
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]:
         with transient(f"could not read OPs {', '.join(op_ids)}"):
-            return {op_id: item.state for op_id, item in observing_programs.get_many(op_ids).items()}
+            return {op_id: op_state(item) for op_id, item in observing_programs.get_many(op_ids).items()}
 
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool:
         """WAITING -> READY exactly once; False if another writer got there first."""
         with transient(f"could not mark candidate {candidate_id} ready"):
-            return update_if(
-                CandidateItem(candidate_id),
-                [
-                    CandidateItem.status.set(READY),
-                    CandidateItem.ready_at.set(now),
-                    CandidateItem.ready_reason.set(reason),
-                    CandidateItem.ready_detail.set(detail),
-                ],
-                CandidateItem.status == WAITING,
-            )
+            return candidates_table.mark_ready(candidate_id, reason, detail, now)
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None:

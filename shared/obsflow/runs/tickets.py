@@ -1,21 +1,11 @@
-"""Service-desk tickets for failed runs: exactly one per failure, with what an operator needs.
-
-The ticket id is derived from the run and its attempt, so a re-delivered
-failure finds the ticket it already opened instead of opening a second.
-"""
+"""What a failure ticket says: pure functions from a Step Functions error to facts and advice."""
 
 from __future__ import annotations
 
 import json
 
-from obsflow import aws
-from obsflow.runs import lifecycle
-from obsflow.runs.service_desk import file_ticket
-from obsflow.settings import Settings
-from obsflow.tables import tickets
-from obsflow.tables.tickets import TicketItem
+from obsflow.runs.domain import Ticket
 
-LOG_LINES = 20
 # Task runtime exit codes (obsflow_tasks): what kind of failure each means.
 EXIT_KINDS = {1: "science", 2: "configuration", 3: "infrastructure"}
 ACTIONS = {
@@ -45,7 +35,11 @@ def describe_failure(error: dict) -> dict:
         facts["kind"] = EXIT_KINDS.get(facts["exit_code"], "infrastructure")
     elif isinstance(detail, dict) and "errorMessage" in detail:  # a Lambda error
         facts["error_message"] = detail["errorMessage"]
-        facts["kind"] = "infrastructure"
+    elif isinstance(detail, dict) and "exit_code" in detail:  # a task run by hand
+        facts["failed_task"] = detail.get("task")
+        facts["exit_code"] = detail["exit_code"]
+        facts["error_message"] = (detail.get("stderr") or "")[-2000:]
+        facts["kind"] = EXIT_KINDS.get(detail["exit_code"], "infrastructure")
     return facts
 
 
@@ -55,64 +49,17 @@ def _pascal_keys(value):
     return value
 
 
-def log_excerpt(settings: Settings, log_stream: str | None) -> str | None:
-    if not log_stream:
-        return None
-    try:
-        events = aws.client(settings, "logs").get_log_events(
-            logGroupName=settings.task_log_group, logStreamName=log_stream, limit=LOG_LINES, startFromHead=False
-        )["events"]
-    except Exception as exc:  # noqa: BLE001  (an excerpt is a convenience; the ticket matters)
-        return f"(log excerpt unavailable: {exc})"
-    return "\n".join(event["message"] for event in events)
-
-
-def _console_escape(name: str) -> str:
-    return name.replace("/", "$252F")
-
-
-def links(settings: Settings, execution_arn: str | None, log_stream: str | None) -> dict:
-    if settings.endpoint_url:  # the local stack has no console: name the records instead
-        return {"execution": execution_arn, "logs": f"{settings.task_log_group}/{log_stream}" if log_stream else None}
-    region = settings.region
-    result = {}
-    if execution_arn:
-        result["execution"] = (
-            f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
-        )
-    if log_stream:
-        result["logs"] = (
-            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
-            f"{_console_escape(settings.task_log_group)}/log-events/{_console_escape(log_stream)}"
-        )
-    return result
-
-
-def open_for_failure(settings: Settings, run_id: str, error: dict, execution_arn: str | None) -> dict:
-    run = lifecycle.require(run_id)
-    # One ticket per attempt (a redrive starts a new one); a re-delivered failure maps to the same.
-    attempt = max(1, sum(1 for entry in run.history if entry.status == "RUNNING"))
-    ticket_id = f"TKT-{run_id}-{attempt}"
-    existing = tickets.get(ticket_id)
-    if existing is not None:
-        return {"ticket_id": ticket_id, "created": False}
-    facts = describe_failure(error)
-    ticket = TicketItem(
-        ticket_id,
-        kind=f"failure:{facts['kind']}",
-        summary=f"run {run_id} ({run.recipe}@{run.version}) failed"
-        + (f" in task {facts['failed_task']}" if facts["failed_task"] else "") + f": {facts['error_type']}",
-        run_id=run_id,
-        candidate_id=run.candidate_id,
-        proposal_id=run.proposal_id,
-        recipe=f"{run.recipe}@{run.version}",
-        failed_task=facts["failed_task"],
-        error_type=facts["error_type"],
-        error_message=facts["error_message"],
-        exit_code=facts["exit_code"],
-        log_excerpt=log_excerpt(settings, facts["log_stream"]),
-        links=links(settings, execution_arn, facts["log_stream"]),
-        suggested_action=ACTIONS[facts["kind"]].format(run_id=run_id),
-        created_at=lifecycle.now(),
-    )
-    return {"ticket_id": ticket_id, "created": file_ticket(settings, ticket)}
+def describe(ticket: Ticket) -> str:
+    """The ticket's facts as plain text, for people reading it in the service desk."""
+    lines = [ticket.summary, ""]
+    for field in ("ticket_id", "kind", "run_id", "recipe", "candidate_id", "proposal_id", "failed_task", "error_type",
+                  "error_message", "exit_code", "suggested_action"):
+        value = getattr(ticket, field)
+        if value is not None:
+            lines.append(f"{field}: {value}")
+    for name, link in (ticket.links or {}).items():
+        if link:
+            lines.append(f"{name}: {link}")
+    if ticket.log_excerpt:
+        lines += ["", "log excerpt:", ticket.log_excerpt]
+    return "\n".join(lines)

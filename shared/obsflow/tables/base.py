@@ -61,6 +61,12 @@ def save_if_new(item: Model) -> bool:
         raise
 
 
+def changes_to_actions(model: type[Model], changes: dict) -> list:
+    """Update actions that set each named attribute, or remove it where the value is None."""
+    return [getattr(model, name).remove() if value is None else getattr(model, name).set(value)
+            for name, value in changes.items()]
+
+
 def update_if(item: Model, actions: list, condition) -> bool:
     """Update the item only while ``condition`` holds; False if it did not."""
     try:

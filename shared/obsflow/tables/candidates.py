@@ -16,7 +16,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import get_or_none, table
+from obsflow.tables.base import get_or_none, table, update_if
 
 WAITING = "WAITING"
 READY = "READY"
@@ -75,4 +75,32 @@ def all_candidates() -> list[CandidateItem]:
     return sorted(
         (item for status in STATUSES for item in with_status(status)),
         key=lambda c: c.created_at,
+    )
+
+
+def mark_ready(candidate_id: str, reason: str, detail: dict, at) -> bool:
+    """WAITING -> READY exactly once; False if another writer got there first."""
+    return update_if(
+        CandidateItem(candidate_id),
+        [CandidateItem.status.set(READY), CandidateItem.ready_at.set(at), CandidateItem.ready_reason.set(reason),
+         CandidateItem.ready_detail.set(detail)],
+        CandidateItem.status == WAITING,
+    )
+
+
+def mark_planned(candidate_id: str, instance_id: str) -> bool:
+    """READY -> PLANNED, naming its recipe instance."""
+    return update_if(
+        CandidateItem(candidate_id),
+        [CandidateItem.status.set(PLANNED), CandidateItem.instance_id.set(instance_id)],
+        CandidateItem.status == READY,
+    )
+
+
+def hold(candidate_id: str, reason: str) -> bool:
+    """READY -> HELD: no run can be planned, a person has to decide."""
+    return update_if(
+        CandidateItem(candidate_id),
+        [CandidateItem.status.set(HELD), CandidateItem.held_reason.set(reason)],
+        CandidateItem.status == READY,
     )

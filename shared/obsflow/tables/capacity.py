@@ -7,10 +7,18 @@ or finish never makes the count drift.
 
 from __future__ import annotations
 
-from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.models import Model
+import datetime as dt
 
+from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import size
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from obsflow.tables import runs
 from obsflow.tables.base import table
+from obsflow.tables.runs import RunItem
 
 
 @table("capacity")
@@ -25,3 +33,34 @@ class CapacityItem(Model):
 def in_use(resource_classes: list[str]) -> dict[str, set[str]]:
     found = {item.resource_class: set(item.run_ids or ()) for item in CapacityItem.batch_get(resource_classes, consistent_read=True)}
     return {name: found.get(name, set()) for name in resource_classes}
+
+
+def take_slots(connection: Connection, run_id: str, resource_classes: list[str], capacity: dict[str, int],
+               at: dt.datetime) -> bool:
+    """READY -> SUBMITTED and a slot in each of the run's resource classes, together or not at all."""
+    try:
+        with TransactWrite(connection=connection) as transaction:
+            for resource_class in resource_classes:
+                transaction.update(
+                    CapacityItem(resource_class),
+                    actions=[CapacityItem.run_ids.add({run_id})],
+                    condition=CapacityItem.run_ids.does_not_exist()
+                    | (size(CapacityItem.run_ids) < capacity[resource_class]),
+                )
+            transaction.update(
+                RunItem(run_id),
+                actions=[*runs.history_actions(runs.SUBMITTED, at, None), RunItem.waiting_reason.remove()],
+                condition=RunItem.status == runs.READY,
+            )
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        if any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons):
+            return False
+        raise
+    return True
+
+
+def give_back_slots(run_id: str, resource_classes: list[str]) -> None:
+    """Idempotent: removing a run id that is not in the set changes nothing."""
+    for resource_class in resource_classes:
+        CapacityItem(resource_class).update(actions=[CapacityItem.run_ids.delete({run_id})])

@@ -54,3 +54,7 @@ def all_datasets() -> list[DatasetItem]:
 
 def of_product(product_id: str) -> list[DatasetItem]:
     return list(DatasetItem.by_product.query(product_id))
+
+
+def deprecate(dataset_id: str, superseded_by: str) -> None:
+    DatasetItem(dataset_id).update(actions=[DatasetItem.status.set(DEPRECATED), DatasetItem.superseded_by.set(superseded_by)])

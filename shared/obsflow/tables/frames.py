@@ -6,7 +6,6 @@ from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttrib
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.ingest.frames import Frame
 from obsflow.tables.base import table
 
 
@@ -42,10 +41,6 @@ class FrameItem(Model):
     received_at = UTCDateTimeAttribute()
 
     by_op = FramesByOp()
-
-    @classmethod
-    def from_frame(cls, frame: Frame, received_at) -> "FrameItem":
-        return cls(**frame.as_dict(), received_at=received_at)
 
 
 def frames_of_op(op_id: str) -> list[FrameItem]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
-from obsflow.ingest.readiness import OpState
 from obsflow.tables.base import table
 
 
@@ -30,10 +29,6 @@ class ObservingProgramItem(Model):
     instrument = UnicodeAttribute(null=True)
     proposal_id = UnicodeAttribute(null=True)
     task_type = UnicodeAttribute(null=True)
-
-    @property
-    def state(self) -> OpState:
-        return OpState(self.expected, int(self.received or 0))
 
 
 def get_many(op_ids) -> dict[str, ObservingProgramItem]:

@@ -7,6 +7,7 @@ waiting to start come back in the order they should start.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pynamodb.attributes import (
     JSONAttribute,
@@ -19,18 +20,11 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import get_or_none, table
+from obsflow.tables.base import changes_to_actions, get_or_none, table, update_if
 
 READY, SUBMITTED, RUNNING, SUCCEEDED, FAILED = "READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
 MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
 STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED)
-ACTIVE = (SUBMITTED, RUNNING)
-MAX_PRIORITY = 99
-
-
-def queue_key(priority: int, created_at: dt.datetime, run_id: str) -> str:
-    """Sorts higher priority first, then older first."""
-    return f"{MAX_PRIORITY - priority:02d}#{created_at.isoformat()}#{run_id}"
 
 
 class RunsByStatus(GlobalSecondaryIndex):
@@ -79,11 +73,6 @@ class RunItem(Model):
     by_status = RunsByStatus()
 
 
-def execution_name(run: "RunItem") -> str:
-    """Executions are named by run id; a redrive starts a new execution of the same run."""
-    return run.run_id if not run.redrives else f"{run.run_id}-redrive-{run.redrives}"
-
-
 def get(run_id: str) -> RunItem | None:
     return get_or_none(RunItem, run_id)
 
@@ -95,3 +84,24 @@ def with_status(status: str, limit: int | None = None) -> list[RunItem]:
 
 def all_runs() -> list[RunItem]:
     return sorted((run for status in STATUSES for run in with_status(status)), key=lambda r: r.created_at)
+
+
+def history_actions(status: str, at: dt.datetime, detail: str | None) -> list:
+    """Set the status and append it to the history."""
+    entry = [HistoryEntry(status=status, at=at, detail=detail)]
+    return [RunItem.status.set(status), RunItem.history.set(RunItem.history.append(entry))]
+
+
+def transition(run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime, detail: str | None = None,
+               changes: dict[str, Any] | None = None) -> bool:
+    """Move the run to ``to`` if it is in one of ``allowed_from``; False if it was not."""
+    return update_if(
+        RunItem(run_id),
+        [*history_actions(to, at, detail), *changes_to_actions(RunItem, changes or {})],
+        RunItem.status.is_in(*allowed_from),
+    )
+
+
+def note_waiting(run_id: str, reason: str) -> None:
+    """Say why a READY run waits; nothing if it has started meanwhile."""
+    update_if(RunItem(run_id), [RunItem.waiting_reason.set(reason)], RunItem.status == READY)

@@ -6,7 +6,6 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.errors import NotFound
 from obsflow.tables.base import get_or_none, table
 
 OPEN, RESOLVED = "OPEN", "RESOLVED"
@@ -57,15 +56,6 @@ def get(ticket_id: str) -> TicketItem | None:
 
 def all_tickets() -> list[TicketItem]:
     return sorted((t for status in (OPEN, RESOLVED) for t in with_status(status)), key=lambda t: t.created_at)
-
-
-def resolve(ticket_id: str, note: str, operator: str, at) -> TicketItem:
-    ticket = get(ticket_id)
-    if ticket is None:
-        raise NotFound(f"no ticket {ticket_id!r}; `obsflow tickets list` shows the open ones")
-    ticket.update(actions=[TicketItem.status.set(RESOLVED), TicketItem.resolution.set(note),
-                           TicketItem.resolved_by.set(operator), TicketItem.resolved_at.set(at)])
-    return ticket
 
 
 def with_status(status: str) -> list[TicketItem]:

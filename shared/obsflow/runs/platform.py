@@ -1,0 +1,188 @@
+"""The run service's ports on AWS: S3 documents, Step Functions, SNS, SSM, CloudWatch Logs, Lambda.
+
+The local stack serves the same calls (moto on loopback), so these adapters are what runs there too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from obsflow import aws
+from obsflow.errors import TransientError
+from obsflow.observability import logger
+from obsflow.recipes import registry
+from obsflow.recipes.asl import TASK_COMMAND
+from obsflow.recipes.model import Recipe
+from obsflow.runs import documents
+from obsflow.runs.domain import Run, Ticket
+from obsflow.runs.tickets import describe
+from obsflow.settings import Settings
+
+LOG_LINES = 20
+
+
+class S3Documents:
+    def __init__(self, settings: Settings):
+        self.settings, self.s3 = settings, aws.client(settings, "s3")
+
+    def location(self, bucket: str) -> str:
+        return self.settings.bucket_name(bucket)
+
+    def put_json(self, bucket: str, key: str, document) -> str:
+        return documents.put_json(self.s3, self.location(bucket), key, document)
+
+    def get_json(self, bucket: str, key: str):
+        return documents.get_json(self.s3, self.location(bucket), key)
+
+    def put_text(self, bucket: str, key: str, text: str) -> None:
+        with aws.transient(f"could not write s3://{self.location(bucket)}/{key}"):
+            self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=text.encode(), ContentType="text/plain")
+
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
+        with aws.transient(f"could not copy {source_key} to s3://{self.location(bucket)}/{key}"):
+            self.s3.copy_object(Bucket=self.location(bucket), Key=key,
+                                CopySource={"Bucket": self.location(source_bucket), "Key": source_key})
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        with aws.transient(f"could not remove s3://{self.location(bucket)}/{prefix}"):
+            return documents.delete_prefix(self.s3, self.location(bucket), prefix)
+
+
+def _console_escape(name: str) -> str:
+    return name.replace("/", "$252F")
+
+
+class StepFunctionsExecutions:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def start(self, run: Run) -> str:
+        """Start (or find) the run's execution; its name derives from the run, so this is idempotent."""
+        sfn = aws.client(self.settings, "stepfunctions")
+        machine = aws.state_machine_arn(self.settings, run.recipe, run.version)
+        payload = json.dumps({"run_id": run.run_id, "recipe": run.recipe, "version": run.version,
+                              "proposal_id": run.proposal_id})
+        try:
+            return sfn.start_execution(stateMachineArn=machine, name=run.execution_name, input=payload)["executionArn"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+                return machine.replace(":stateMachine:", ":execution:") + f":{run.execution_name}"
+            raise TransientError(f"could not start run {run.run_id} on {machine}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"could not start run {run.run_id} on {machine}: {exc}") from exc
+
+    def links(self, execution_arn: str | None, log_stream: str | None) -> dict:
+        log_group = self.settings.task_log_group
+        if self.settings.endpoint_url:  # the local stack has no console: name the records instead
+            return {"execution": execution_arn, "logs": f"{log_group}/{log_stream}" if log_stream else None}
+        region = self.settings.region
+        result = {}
+        if execution_arn:
+            result["execution"] = (
+                f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+            )
+        if log_stream:
+            result["logs"] = (
+                f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
+                f"{_console_escape(log_group)}/log-events/{_console_escape(log_stream)}"
+            )
+        return result
+
+    def log_excerpt(self, log_stream: str | None) -> str | None:
+        if not log_stream:
+            return None
+        try:
+            events = aws.client(self.settings, "logs").get_log_events(
+                logGroupName=self.settings.task_log_group, logStreamName=log_stream, limit=LOG_LINES,
+                startFromHead=False,
+            )["events"]
+        except Exception as exc:  # noqa: BLE001  (an excerpt is a convenience; the ticket matters)
+            return f"(log excerpt unavailable: {exc})"
+        return "\n".join(event["message"] for event in events)
+
+
+class SnsNotifier:
+    """PI notifications and tickets on SNS; nudges as asynchronous invocations of the submitter."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def notify_pi(self, proposal_id: str, dataset_id: str, subject: str, message: str) -> None:
+        with aws.transient(f"could not notify the PI of dataset {dataset_id}"):
+            aws.client(self.settings, "sns").publish(
+                TopicArn=aws.topic_arn(self.settings, "pi-notifications"), Subject=subject[:100], Message=message,
+                MessageAttributes={"proposal_id": {"DataType": "String", "StringValue": proposal_id},
+                                   "dataset_id": {"DataType": "String", "StringValue": dataset_id}},
+            )
+
+    def notify_operators(self, ticket: Ticket) -> None:
+        with aws.transient(f"could not publish ticket {ticket.ticket_id}"):
+            aws.client(self.settings, "sns").publish(
+                TopicArn=aws.topic_arn(self.settings, "operators"), Subject=f"obsflow ticket {ticket.ticket_id}"[:100],
+                Message=describe(ticket), MessageAttributes={"kind": {"DataType": "String", "StringValue": ticket.kind}},
+            )
+
+    def nudge(self, reason: str) -> None:
+        try:
+            aws.client(self.settings, "lambda").invoke(
+                FunctionName=self.settings.function_name("submitter"), InvocationType="Event",
+                Payload=json.dumps({"nudge": reason}).encode(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not nudge the submitter; the schedule will pick the work up", extra={"error": str(exc)})
+
+
+class SsmSubmissionSwitch:
+    """Pause and resume automated submission: one SSM parameter per stage.
+
+    While paused, candidates still become READY and are planned; their runs wait in
+    READY and start in priority order on resume.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @staticmethod
+    def parameter_name(settings: Settings) -> str:
+        return f"/obsflow/{settings.stage}/submission"
+
+    def is_paused(self) -> bool:
+        try:
+            value = aws.client(self.settings, "ssm").get_parameter(Name=self.parameter_name(self.settings))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ParameterNotFound":
+                return False
+            raise TransientError(f"could not read the submission switch: {exc}") from exc
+        return value["Parameter"]["Value"] == "paused"
+
+    def set(self, state: str, reason: str = "") -> None:
+        aws.client(self.settings, "ssm").put_parameter(
+            Name=self.parameter_name(self.settings), Value=state, Type="String", Overwrite=True,
+            Description=f"obsflow automated submission: {state}" + (f" ({reason})" if reason else ""),
+        )
+
+
+class ShippedRecipes:
+    """The recipes this release ships (``recipes/definitions.py``)."""
+
+    def get(self, name: str, version: str | None = None) -> Recipe:
+        return registry.get(name, version)
+
+    def select(self, instrument: str, recipe: str | None = None) -> Recipe:
+        return registry.select(instrument, recipe)
+
+
+class SubprocessTaskRunner:
+    """A task run by hand: the task entrypoint as a process of this interpreter, against the stage's buckets."""
+
+    def run(self, recipe: Recipe, task: str, run_id: str, operator: str, note: str) -> tuple[int, str, str]:
+        command = [sys.executable, *TASK_COMMAND[1:], recipe.name, task, "--run-id", run_id,
+                   "--manual", "--operator", operator, "--note", note]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        return completed.returncode, completed.stdout, completed.stderr
+
+

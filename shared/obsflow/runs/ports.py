@@ -1,0 +1,108 @@
+"""What the run service needs from the outside: a store and the platform's ports.
+
+One DynamoDB store and one AWS adapter per port (``runs/store.py``, ``runs/platform.py``);
+in-memory fakes in the unit tests. Buckets are named by role ("work", "data").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+from obsflow.recipes.model import Recipe
+from obsflow.runs.domain import Candidate, Dataset, FrameRef, Instance, OpProgress, Run, Ticket
+
+
+class RunStore(Protocol):
+    # -- candidates ----------------------------------------------------------
+    def candidates_with_status(self, status: str) -> list[Candidate]: ...
+    def candidate(self, candidate_id: str) -> Candidate | None: ...
+    def mark_candidate_ready(self, candidate_id: str, reason: str, detail: dict, at: dt.datetime) -> bool:
+        """WAITING -> READY exactly once; False if it was not WAITING."""
+    def mark_candidate_planned(self, candidate_id: str, instance_id: str) -> None:
+        """READY -> PLANNED (nothing if it is no longer READY)."""
+    def hold_candidate(self, candidate_id: str, reason: str) -> None: ...
+    def op_progress(self, op_ids: list[str]) -> dict[str, OpProgress]: ...
+    def frames_of_ops(self, op_ids: list[str]) -> list[FrameRef]: ...
+
+    # -- instances -------------------------------------------------------------
+    def create_instance(self, instance: Instance) -> bool:
+        """Put the instance if its id is new; False if it existed."""
+    def instance(self, instance_id: str) -> Instance | None: ...
+    def add_run_to_instance(self, instance_id: str, run_id: str) -> None: ...
+
+    # -- runs --------------------------------------------------------------------
+    def create_run(self, run: Run) -> bool:
+        """Put the run if its id is new; False if it existed."""
+    def run(self, run_id: str) -> Run | None: ...
+    def runs_with_status(self, status: str) -> list[Run]:
+        """In start order: priority, then age."""
+    def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
+                   detail: str | None = None, **changes: Any) -> bool:
+        """Move the run to ``to`` (appending to its history, setting ``changes``; None removes)
+        only if it is in one of ``allowed_from``; False if it was not."""
+    def update_run(self, run_id: str, **changes: Any) -> None: ...
+    def note_waiting(self, run_id: str, reason: str) -> None:
+        """Say why a READY run waits; nothing if it has started meanwhile."""
+    def slots_in_use(self, resource_classes: list[str]) -> dict[str, set[str]]: ...
+    def take_slots(self, run: Run, capacity: dict[str, int], at: dt.datetime) -> bool:
+        """READY -> SUBMITTED and a slot in each of the run's resource classes, all or nothing."""
+    def give_back_slots(self, run: Run) -> None:
+        """Idempotent: giving back a slot the run does not hold changes nothing."""
+
+    # -- tickets and datasets ------------------------------------------------------
+    def create_ticket(self, ticket: Ticket) -> bool: ...
+    def ticket(self, ticket_id: str) -> Ticket | None: ...
+    def update_ticket(self, ticket_id: str, **changes: Any) -> None: ...
+    def create_dataset(self, dataset: Dataset) -> bool: ...
+    def datasets_of_product(self, product_id: str) -> list[Dataset]: ...
+    def deprecate_dataset(self, dataset_id: str, superseded_by: str) -> None: ...
+
+
+class Documents(Protocol):
+    """JSON documents and products in the stage's buckets, by role."""
+
+    def put_json(self, bucket: str, key: str, document: Any) -> str:
+        """Write; returns the SHA-256 of the bytes written."""
+    def get_json(self, bucket: str, key: str) -> Any:
+        """NotFound if there is none."""
+    def put_text(self, bucket: str, key: str, text: str) -> None: ...
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None: ...
+    def delete_prefix(self, bucket: str, prefix: str) -> int: ...
+    def location(self, bucket: str) -> str:
+        """The bucket's name, for records and messages."""
+
+
+class Executions(Protocol):
+    def start(self, run: Run) -> str:
+        """Start (or find) the run's execution; returns its ARN. TransientError if it cannot."""
+    def links(self, execution_arn: str | None, log_stream: str | None) -> dict:
+        """Where an operator looks at an execution and a task's log."""
+    def log_excerpt(self, log_stream: str | None) -> str | None: ...
+
+
+class Notifier(Protocol):
+    def notify_pi(self, proposal_id: str, dataset_id: str, subject: str, message: str) -> None: ...
+    def notify_operators(self, ticket: Ticket) -> None: ...
+    def nudge(self, reason: str) -> None:
+        """Ask the submitter to run soon; a lost nudge is covered by its schedule."""
+
+
+class ServiceDesk(Protocol):
+    def create_request(self, ticket: Ticket) -> str:
+        """Post the ticket; returns the service desk's key."""
+
+
+class SubmissionSwitch(Protocol):
+    def is_paused(self) -> bool: ...
+    def set(self, state: str, reason: str = "") -> None: ...
+
+
+class RecipeBook(Protocol):
+    def get(self, name: str, version: str | None = None) -> Recipe: ...
+    def select(self, instrument: str, recipe: str | None = None) -> Recipe: ...
+
+
+class TaskRunner(Protocol):
+    def run(self, recipe: Recipe, task: str, run_id: str, operator: str, note: str) -> tuple[int, str, str]:
+        """Run one task here (manual execution): exit code, stdout, stderr."""

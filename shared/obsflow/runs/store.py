@@ -1,0 +1,183 @@
+"""RunStore on DynamoDB: pynamodb items in, domain objects out; AWS failures become TransientError."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from pynamodb.connection import Connection
+
+from obsflow.aws import transient
+from obsflow.runs.domain import Candidate, Dataset, FrameRef, HistoryEntry, Instance, OpProgress, Run, Ticket
+from obsflow.settings import Settings
+from obsflow.tables import candidates, capacity, datasets, frames, observing_programs, recipe_instances, runs, tickets
+from obsflow.tables.base import changes_to_actions, save_if_new
+from obsflow.tables.candidates import CandidateItem
+from obsflow.tables.datasets import DatasetItem
+from obsflow.tables.recipe_instances import RecipeInstanceItem
+from obsflow.tables.runs import RunItem
+from obsflow.tables.tickets import TicketItem
+
+
+def _fields(cls, item) -> dict[str, Any]:
+    """The item's attributes that the dataclass ``cls`` has."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {name: value for name, value in item.attribute_values.items() if name in names}
+
+
+def candidate_of(item: CandidateItem) -> Candidate:
+    return Candidate(**{**_fields(Candidate, item), "calibration_ops": list(item.calibration_ops or []),
+                        "priority": None if item.priority is None else int(item.priority)})
+
+
+def instance_of(item: RecipeInstanceItem) -> Instance:
+    return Instance(**{**_fields(Instance, item), "run_ids": set(item.run_ids or ())})
+
+
+def run_of(item: RunItem) -> Run:
+    return Run(**{
+        **_fields(Run, item),
+        "priority": int(item.priority), "redrives": int(item.redrives or 0),
+        "resource_classes": list(item.resource_classes),
+        "history": [HistoryEntry(entry.status, entry.at, entry.detail) for entry in item.history or []],
+    })
+
+
+def run_item(run: Run) -> RunItem:
+    values = dataclasses.asdict(run)
+    values["history"] = [runs.HistoryEntry(status=e.status, at=e.at, detail=e.detail) for e in run.history]
+    values["queue_key"] = run.queue_key
+    return RunItem(values.pop("run_id"), **values)
+
+
+def ticket_of(item: TicketItem) -> Ticket:
+    ticket = Ticket(**_fields(Ticket, item))
+    if ticket.exit_code is not None:
+        ticket.exit_code = int(ticket.exit_code)
+    return ticket
+
+
+def dataset_of(item: DatasetItem) -> Dataset:
+    return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0)})
+
+
+class DynamoRunStore:
+    def __init__(self, settings: Settings):
+        self._connection = Connection(region=settings.region, host=settings.endpoint_url)
+
+    # -- candidates ---------------------------------------------------------------
+    def candidates_with_status(self, status: str) -> list[Candidate]:
+        with transient(f"could not list {status} candidates"):
+            return [candidate_of(item) for item in candidates.with_status(status)]
+
+    def candidate(self, candidate_id: str) -> Candidate | None:
+        with transient(f"could not read candidate {candidate_id}"):
+            item = candidates.get(candidate_id)
+        return candidate_of(item) if item else None
+
+    def mark_candidate_ready(self, candidate_id: str, reason: str, detail: dict, at: dt.datetime) -> bool:
+        with transient(f"could not mark candidate {candidate_id} ready"):
+            return candidates.mark_ready(candidate_id, reason, detail, at)
+
+    def mark_candidate_planned(self, candidate_id: str, instance_id: str) -> None:
+        with transient(f"could not mark candidate {candidate_id} planned"):
+            candidates.mark_planned(candidate_id, instance_id)
+
+    def hold_candidate(self, candidate_id: str, reason: str) -> None:
+        with transient(f"could not hold candidate {candidate_id}"):
+            candidates.hold(candidate_id, reason)
+
+    def op_progress(self, op_ids: list[str]) -> dict[str, OpProgress]:
+        with transient(f"could not read OPs {', '.join(op_ids)}"):
+            items = observing_programs.get_many(op_ids)
+        return {op_id: OpProgress(op_id, None if op.expected is None else int(op.expected), int(op.received or 0),
+                                  op.first_frame_at) for op_id, op in items.items()}
+
+    def frames_of_ops(self, op_ids: list[str]) -> list[FrameRef]:
+        with transient(f"could not list the frames of {', '.join(op_ids)}"):
+            items = [item for op_id in op_ids for item in frames.frames_of_op(op_id)]
+        return [FrameRef(**{**_fields(FrameRef, item), "size": int(item.size)}) for item in items]
+
+    # -- instances ----------------------------------------------------------------------
+    def create_instance(self, instance: Instance) -> bool:
+        values = dataclasses.asdict(instance)
+        values["run_ids"] = values["run_ids"] or None
+        with transient(f"could not record instance {instance.instance_id}"):
+            return save_if_new(RecipeInstanceItem(values.pop("instance_id"), **values))
+
+    def instance(self, instance_id: str) -> Instance | None:
+        with transient(f"could not read instance {instance_id}"):
+            item = recipe_instances.get(instance_id)
+        return instance_of(item) if item else None
+
+    def add_run_to_instance(self, instance_id: str, run_id: str) -> None:
+        with transient(f"could not record run {run_id} on instance {instance_id}"):
+            RecipeInstanceItem(instance_id).update(actions=[RecipeInstanceItem.run_ids.add({run_id})])
+
+    # -- runs --------------------------------------------------------------------------------
+    def create_run(self, run: Run) -> bool:
+        with transient(f"could not record run {run.run_id}"):
+            return save_if_new(run_item(run))
+
+    def run(self, run_id: str) -> Run | None:
+        with transient(f"could not read run {run_id}"):
+            item = runs.get(run_id)
+        return run_of(item) if item else None
+
+    def runs_with_status(self, status: str) -> list[Run]:
+        with transient(f"could not list {status} runs"):
+            return [run_of(item) for item in runs.with_status(status)]
+
+    def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
+                   detail: str | None = None, **changes: Any) -> bool:
+        with transient(f"could not update run {run_id}"):
+            return runs.transition(run_id, to, allowed_from, at, detail, changes)
+
+    def update_run(self, run_id: str, **changes: Any) -> None:
+        with transient(f"could not update run {run_id}"):
+            RunItem(run_id).update(actions=changes_to_actions(RunItem, changes))
+
+    def note_waiting(self, run_id: str, reason: str) -> None:
+        with transient(f"could not update run {run_id}"):
+            runs.note_waiting(run_id, reason)
+
+    def slots_in_use(self, resource_classes: list[str]) -> dict[str, set[str]]:
+        with transient("could not read the run slots"):
+            return capacity.in_use(resource_classes)
+
+    def take_slots(self, run: Run, limits: dict[str, int], at: dt.datetime) -> bool:
+        with transient(f"could not take slots for run {run.run_id}"):
+            return capacity.take_slots(self._connection, run.run_id, run.resource_classes, limits, at)
+
+    def give_back_slots(self, run: Run) -> None:
+        with transient(f"could not give back the slots of run {run.run_id}"):
+            capacity.give_back_slots(run.run_id, run.resource_classes)
+
+    # -- tickets and datasets ------------------------------------------------------------------
+    def create_ticket(self, ticket: Ticket) -> bool:
+        values = dataclasses.asdict(ticket)
+        with transient(f"could not file ticket {ticket.ticket_id}"):
+            return save_if_new(TicketItem(values.pop("ticket_id"), **values))
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        with transient(f"could not read ticket {ticket_id}"):
+            item = tickets.get(ticket_id)
+        return ticket_of(item) if item else None
+
+    def update_ticket(self, ticket_id: str, **changes: Any) -> None:
+        with transient(f"could not update ticket {ticket_id}"):
+            TicketItem(ticket_id).update(actions=changes_to_actions(TicketItem, changes))
+
+    def create_dataset(self, dataset: Dataset) -> bool:
+        values = dataclasses.asdict(dataset)
+        with transient(f"could not record dataset {dataset.dataset_id}"):
+            return save_if_new(DatasetItem(values.pop("dataset_id"), **values))
+
+    def datasets_of_product(self, product_id: str) -> list[Dataset]:
+        with transient(f"could not list the datasets of product {product_id}"):
+            return [dataset_of(item) for item in datasets.of_product(product_id)]
+
+    def deprecate_dataset(self, dataset_id: str, superseded_by: str) -> None:
+        with transient(f"could not deprecate dataset {dataset_id}"):
+            datasets.deprecate(dataset_id, superseded_by)

@@ -1,0 +1,57 @@
+"""The one factory: settings bound to the stage's tables, and the services over their AWS adapters.
+
+Lambda handlers, the CLI, the local stack and the demo build their services here, so
+each is wired the same way everywhere; unit tests build them over fakes instead.
+"""
+
+from __future__ import annotations
+
+from obsflow import tables
+from obsflow.ingest.batch import build_service as build_ingest_service
+from obsflow.ingest.service import IngestService
+from obsflow.runs.platform import (
+    S3Documents,
+    ShippedRecipes,
+    SnsNotifier,
+    SsmSubmissionSwitch,
+    StepFunctionsExecutions,
+    SubprocessTaskRunner,
+)
+from obsflow.runs.service import RunService
+from obsflow.runs.service_desk import JiraServiceDesk
+from obsflow.runs.store import DynamoRunStore
+from obsflow.settings import Settings, get_settings
+
+_bound: dict[str, Settings] = {}
+_services: dict[str, tuple[Settings, object]] = {}
+
+
+def _cached(kind: str, settings: Settings, build):
+    """One service of each kind per settings object: built once per Lambda container."""
+    if kind not in _services or _services[kind][0] is not settings:
+        _services[kind] = (settings, build())
+    return _services[kind][1]
+
+
+def bound_settings(settings: Settings | None = None) -> Settings:
+    """The process's settings (or ``settings``), with the table models bound to its stage (once)."""
+    settings = settings or get_settings()
+    if _bound.get("settings") is not settings:
+        tables.bind(settings)
+        _bound["settings"] = settings
+    return settings
+
+
+def run_service(settings: Settings | None = None) -> RunService:
+    """The run service of the stage."""
+    settings = bound_settings(settings)
+    return _cached("runs", settings, lambda: RunService(
+        DynamoRunStore(settings), S3Documents(settings), StepFunctionsExecutions(settings), SnsNotifier(settings),
+        SsmSubmissionSwitch(settings), ShippedRecipes(), settings,
+        service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(),
+    ))
+
+
+def ingest_service(settings: Settings | None = None) -> IngestService:
+    settings = bound_settings(settings)
+    return _cached("ingest", settings, lambda: build_ingest_service(settings))

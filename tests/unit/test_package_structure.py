@@ -1,0 +1,80 @@
+"""The package's import graph has no cycles, and only the adapters of the runs layer touch AWS."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "obsflow"
+
+
+def module_name(path: Path) -> str:
+    parts = ["obsflow", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the obsflow modules it imports (at module level or inside functions)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                           for alias in node.names]
+            else:
+                continue
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state, stack = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                found.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_no_module_of_the_package_imports_another_in_a_cycle():
+    # Given every import in shared/obsflow, When the graph is searched, Then it has no cycle
+    graph = import_graph()
+    assert "obsflow.runs.service" in graph and graph["obsflow.runs.service"]
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_run_service_and_its_domain_import_no_aws_client_and_no_table():
+    # The service sees ports and domain objects; boto3, pynamodb and the table models stay in the adapters
+    for module in ("service", "domain", "ports", "records", "tickets"):
+        imported = imported_modules(PACKAGE / "runs" / f"{module}.py")
+        forbidden = {name for name in imported
+                     if name.split(".")[0] in ("boto3", "botocore", "pynamodb") or name.startswith(("obsflow.tables", "obsflow.aws"))}
+        assert not forbidden, f"runs/{module}.py imports {sorted(forbidden)}"

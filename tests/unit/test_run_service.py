@@ -1,0 +1,262 @@
+"""The run service on in-memory fakes: planning, slots, priority, tickets, retry, redrive, backstop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from obsflow.errors import TransientError
+from obsflow.recipes.model import RecipeError
+from obsflow.runs import layout
+from obsflow.runs.domain import Candidate, FrameRef, OpProgress, Ticket
+from obsflow.runs.platform import ShippedRecipes
+from obsflow.runs.service import ManualRunFailed, NotAllowed, RunService
+from obsflow.settings import Settings
+from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeRunStore, FakeSwitch
+
+T0 = dt.datetime(2026, 11, 20, 22, 0, tzinfo=dt.timezone.utc)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        self.now += dt.timedelta(seconds=1)
+        return self.now
+
+
+class FakeTaskRunner:
+    def __init__(self, failing_task: str | None = None):
+        self.ran, self.failing_task = [], failing_task
+
+    def run(self, recipe, task, run_id, operator, note):
+        self.ran.append(task)
+        return (2, "", "boom: bad configuration") if task == self.failing_task else (0, f"{task} done", "")
+
+
+def make_service(capacity=1, executions=None, runner=None, desk=None) -> RunService:
+    settings = Settings(stage="unit", capacity_default=capacity, capacity_multi_core=capacity,
+                        capacity_high_memory=capacity)
+    return RunService(FakeRunStore(), FakeDocuments(), executions or FakeExecutions(), FakeNotifier(), FakeSwitch(),
+                      ShippedRecipes(), settings, service_desk=lambda: desk, task_runner=runner, clock=Clock())
+
+
+def add_candidate(service: RunService, candidate_id: str, recipe="frame-census", priority=None, status="READY",
+                  date_obs="2026-11-20T21:00:00") -> Candidate:
+    candidate = Candidate(candidate_id, "pid_1_23", "VBI", f"{candidate_id}_obs", [f"{candidate_id}_dark"],
+                          recipe=recipe, priority=priority, status=status)
+    service.store.candidates[candidate_id] = candidate
+    for op_id, task_type in ((candidate.observe_op, "observe"), (f"{candidate_id}_dark", "dark")):
+        service.store.frames.append(FrameRef(f"{op_id}-f1", op_id, task_type, date_obs, "ingest",
+                                             f"raw/{op_id}/f1.fits", "v1", "etag", 2880))
+    return candidate
+
+
+def test_planning_twice_gives_one_instance_and_one_run_with_its_documents():
+    # Given a READY candidate
+    service = make_service()
+    candidate = add_candidate(service, "c1")
+    # When it is planned twice (readiness signalled twice)
+    first, second = service.plan(candidate), service.plan(candidate)
+    # Then one instance and one READY run exist, the second plan found them, and the candidate is PLANNED
+    assert (first.created, second.created) == (True, False) and first.run_id == second.run_id
+    assert list(service.store.runs) == [first.run_id] and list(service.store.instances) == [first.instance_id]
+    assert service.store.runs[first.run_id].status == "READY"
+    assert service.store.candidates["c1"].status == "PLANNED"
+    # And the run document and input dataset list every frame with the parameters of the observation date
+    work = service.documents.buckets["work"]
+    dataset = work[layout.input_dataset_key(first.instance_id)]
+    assert sorted((f["op_id"], f["role"]) for f in dataset["frames"]) == [("c1_dark", "calibration"), ("c1_obs", "observe")]
+    assert dataset["parameters"] == {"saturation_level": 62000}
+    assert work[layout.run_document_key(first.run_id)]["input_dataset"]["key"] == layout.input_dataset_key(first.instance_id)
+
+
+def test_a_candidate_without_an_applicable_recipe_is_held_with_the_reason():
+    # Given a READY candidate naming a recipe that does not exist
+    service = make_service()
+    add_candidate(service, "c1", recipe="no-such-recipe")
+    # When the submitter runs
+    report = service.submit()
+    # Then the candidate is HELD, says why, and no run exists
+    assert report.held == ["c1"] and not service.store.runs
+    assert "no recipe 'no-such-recipe'" in service.store.candidates["c1"].held_reason
+
+
+def test_runs_start_by_priority_within_the_slots_and_the_rest_say_why_they_wait():
+    # Given three READY candidates with priorities 1, 9 and 5 and one slot per resource class
+    service = make_service(capacity=1)
+    for name, priority in (("low", 1), ("high", 9), ("mid", 5)):
+        add_candidate(service, name, priority=priority)
+    # When the submitter runs
+    report = service.submit()
+    # Then the highest priority run started; the others wait, saying which slots are full
+    started = service.store.runs[report.started[0]]
+    assert len(report.started) == 1 and started.candidate_id == "high" and started.status == "SUBMITTED"
+    assert len(report.waiting) == 2
+    assert all(r.startswith("waiting for a run slot: default 1/1") for r in report.waiting.values())
+    assert all(service.store.runs[run_id].waiting_reason for run_id in report.waiting)
+    # When the first run finishes, the next by priority starts
+    service.start_run(started.run_id, "arn:execution")
+    service.finish_run(started.run_id)
+    nxt = service.submit()
+    assert [service.store.runs[r].candidate_id for r in nxt.started] == ["mid"]
+    assert service.store.slots["default"] == set(nxt.started)
+
+
+def test_an_execution_that_cannot_start_gives_its_slots_back_and_stays_ready():
+    # Given a READY run and Step Functions unavailable
+    service = make_service(executions=FakeExecutions(failing=True))
+    add_candidate(service, "c1")
+    # When the submitter tries to start it
+    with pytest.raises(TransientError):
+        service.submit()
+    # Then the run is READY again and holds no slot, so the next call picks it up
+    [run] = service.store.runs.values()
+    assert run.status == "READY" and not any(service.store.slots.values())
+
+
+def test_paused_submission_plans_but_starts_nothing_until_resumed():
+    service = make_service()
+    add_candidate(service, "c1")
+    # Given submission is paused
+    service.pause("maintenance")
+    # When the submitter runs, the run is planned but not started
+    report = service.submit()
+    assert report.paused and report.planned and not report.started
+    # When submission resumes, the submitter is nudged and starts it
+    service.resume()
+    assert service.notifier.nudges == ["resumed"] and service.submit().started == report.planned
+
+
+def test_a_failure_opens_one_ticket_per_attempt_however_often_it_is_delivered():
+    # Given a run that failed in a Batch job with exit code 2
+    service = make_service()
+    add_candidate(service, "c1")
+    run_id = service.submit().started[0]
+    service.start_run(run_id, "arn:execution")
+    cause = json.dumps({"JobName": f"{run_id}-dark_level", "Status": "FAILED", "StatusReason": "Essential container exited",
+                        "Container": {"ExitCode": 2, "LogStreamName": "default/x/1"}})
+    error = {"Error": "States.TaskFailed", "Cause": cause}
+    # When the failure is delivered twice
+    first = service.open_ticket_for_failure(run_id, error, "arn:execution")
+    again = service.open_ticket_for_failure(run_id, error, "arn:execution")
+    service.fail_run(run_id, error)
+    # Then one ticket, published once, names the task, exit code, kind and what to do
+    assert first == {"ticket_id": f"TKT-{run_id}-1", "created": True} and again["created"] is False
+    ticket = service.store.tickets[first["ticket_id"]]
+    assert (ticket.failed_task, ticket.exit_code, ticket.kind) == ("dark_level", 2, "failure:configuration")
+    assert ticket.log_excerpt == "last lines of default/x/1" and f"runs retry {run_id}" in ticket.suggested_action
+    assert service.notifier.operators == [ticket.ticket_id]
+    assert service.store.runs[run_id].status == "FAILED" and not any(service.store.slots.values())
+    # When it is redriven and fails again, the second attempt gets its own ticket
+    service.redrive(run_id)
+    service.submit()
+    service.start_run(run_id, "arn:execution-2")
+    assert service.open_ticket_for_failure(run_id, error, None)["ticket_id"] == f"TKT-{run_id}-2"
+    assert service.executions.started == [run_id, f"{run_id}-redrive-1"]
+
+
+def test_retry_makes_one_linked_run_and_refuses_values_outside_the_valid_ones():
+    service = make_service()
+    add_candidate(service, "c1")
+    run_id = service.submit().started[0]
+    service.start_run(run_id, "arn")
+    service.fail_run(run_id, {"Error": "States.TaskFailed"})
+    # When the operator retries twice with the same fix
+    first = service.retry(run_id, {"saturation_level": "61000"})
+    second = service.retry(run_id, {"saturation_level": "61000"})
+    # Then one new READY run, linked, with the override applied
+    assert first.run_id == second.run_id and first.retry_of == run_id and first.status == "READY"
+    assert first.configuration["parameters"]["saturation_level"] == 61000
+    # And a value outside the valid values, or a READY run, is refused
+    with pytest.raises(RecipeError, match="above the maximum"):
+        service.retry(run_id, {"saturation_level": "70000"})
+    with pytest.raises(NotAllowed, match="is READY"):
+        service.retry(first.run_id, {})
+
+
+def test_catalog_records_the_dataset_and_deprecates_the_earlier_version_of_its_product():
+    # Given a run whose task recorded one product
+    service = make_service()
+    add_candidate(service, "c1")
+    run_id = service.submit().started[0]
+    service.start_run(run_id, "arn")
+
+    def record_outputs(run):
+        key = layout.task_record_key(run, "summary")
+        service.documents.buckets["work"][key] = {
+            "task": "summary", "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
+            "outputs": [{"name": "census.json", "key": f"scratch/{run}/summary/census.json", "sha256": "ab",
+                         "size": 2, "tags": ["product"]}]}
+
+    record_outputs(run_id)
+    # When it is catalogued and finished
+    result = service.catalog(run_id)
+    service.finish_run(run_id)
+    # Then the dataset holds the product under <proposal>/<dataset>/ with SHA256SUMS and provenance
+    dataset = service.store.datasets[result["dataset_id"]]
+    assert [f["name"] for f in dataset.files] == ["census.json"] and dataset.status == "ACTIVE"
+    assert service.documents.buckets["data"][dataset.prefix + "SHA256SUMS"] == "ab  census.json\n"
+    assert json.loads(result["message"])["dataset_id"] == dataset.dataset_id
+    assert not [k for k in service.documents.buckets["work"] if k.startswith(f"scratch/{run_id}/")]
+    # When the succeeded run is reprocessed and catalogued, the first dataset is DEPRECATED
+    again = service.retry(run_id, {"saturation_level": "61000"})
+    service.submit()
+    service.start_run(again.run_id, "arn-2")
+    record_outputs(again.run_id)
+    newer = service.catalog(again.run_id)["dataset_id"]
+    assert service.store.datasets[dataset.dataset_id].status == "DEPRECATED"
+    assert service.store.datasets[dataset.dataset_id].superseded_by == newer
+
+
+def test_a_manual_recipe_waits_with_one_ticket_and_a_failed_manual_task_fails_the_run():
+    # Given a candidate of a recipe that is manual by definition
+    service = make_service(runner=FakeTaskRunner(failing_task="observe_stats"))
+    add_candidate(service, "c1", recipe="frame-census-manual")
+    # When the submitter runs twice
+    first, second = service.submit(), service.submit()
+    # Then the run is MANUAL, not started, with one ticket
+    [run_id] = first.manual
+    assert not second.manual and not service.executions.started
+    assert service.store.runs[run_id].status == "MANUAL"
+    assert list(service.store.tickets) == [f"TKT-{run_id}-manual"]
+    # When the operator executes it and a task fails, the run is FAILED with a configuration ticket
+    with pytest.raises(ManualRunFailed, match="observe_stats failed \\(exit code 2\\)"):
+        service.execute_manually(run_id, "checked by eye", "ana", echo=lambda _: None)
+    assert service.store.runs[run_id].status == "FAILED"
+    assert service.store.tickets[f"TKT-{run_id}-1"].kind == "failure:configuration"
+
+
+def test_the_backstop_releases_only_old_incomplete_candidates_once_with_a_review_ticket():
+    service = make_service()
+    candidate = add_candidate(service, "late", status="WAITING")
+    first_frame = T0 - dt.timedelta(days=20)
+    service.store.ops = {candidate.observe_op: OpProgress(candidate.observe_op, 3, 3, first_frame),
+                         "late_dark": OpProgress("late_dark", None, 2, first_frame)}
+    add_candidate(service, "fresh", status="WAITING")
+    service.store.ops["fresh_obs"] = OpProgress("fresh_obs", None, 1, T0)
+    # When the backstop runs twice
+    first, again = service.backstop(T0), service.backstop(T0)
+    # Then only the old candidate is released, once, with what it lacked and one review ticket
+    assert first.released == ["late"] and again.released == []
+    assert service.store.candidates["late"].status == "READY"
+    assert service.store.candidates["late"].ready_detail["missing"] == {"late_dark": "2 frame(s) received, no manifest yet"}
+    [ticket] = service.store.tickets.values()
+    assert ticket.kind == "backstop" and "13-day backstop" in ticket.summary and "no manifest yet" in ticket.summary
+    assert service.store.candidates["fresh"].status == "WAITING"
+
+
+class BrokenDesk:
+    def create_request(self, ticket):
+        raise OSError("connection refused")
+
+
+def test_a_service_desk_outage_keeps_the_ticket_and_records_why():
+    service = make_service(desk=BrokenDesk())
+    ticket = Ticket("TKT-x-1", kind="failure:science", summary="x failed", created_at=T0)
+    assert service.file_ticket(ticket) and not service.file_ticket(ticket)
+    assert service.store.tickets["TKT-x-1"].external_error == "OSError: connection refused"
+    assert service.notifier.operators == ["TKT-x-1"]
