@@ -22,9 +22,11 @@ import boto3
 
 from obsflow import tables
 from obsflow.local.stack import LocalStack
-from obsflow.recipes.definitions import FRAME_CENSUS
+from obsflow.recipes import registry
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import candidates, runs
+
+FRAME_CENSUS = registry.get("frame-census")
 
 
 def upload(s3, bucket: str, candidate) -> None:

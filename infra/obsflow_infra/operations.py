@@ -74,8 +74,11 @@ class Operations(Construct):
             self, "Submitter", function="submitter", config=config, settings=settings,
             description="Plans READY candidates and starts READY runs by priority within the run slots",
         )
-        self.submitter.allow_tables(catalog.arns("candidates", "recipe-instances", "runs", "capacity"), write=True)
-        self.submitter.allow_tables(catalog.arns("frames"), write=False)  # the frames of a candidate's OPs
+        self.submitter.allow_tables(catalog.arns("candidates", "recipe-instances", "catalogue-edges", "runs", "capacity"),
+                                    write=True)
+        # Discovery reads a candidate's OPs and frames; planning, upstream datasets and measured costs.
+        self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "datasets", "recipe-measurements"),
+                                    write=False)
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))

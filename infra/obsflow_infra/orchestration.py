@@ -39,19 +39,23 @@ class Orchestration(Construct):
         def step(function: str, description: str) -> ObsflowFunction:
             handler = ObsflowFunction(self, camel(function), function=function, config=config, settings=settings,
                                       description=description)
-            handler.allow_tables(catalog.arns("runs"), write=True)
+            # Every step changes a run and records its instance's derived state.
+            handler.allow_tables(catalog.arns("runs", "recipe-instances"), write=True)
+            handler.allow_tables(catalog.arns("catalogue-edges"), write=False)
             return handler
 
         self.start_run = step("start-run", "Marks a run RUNNING with its execution")
         self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
         self.catalog.allow_tables(catalog.arns("datasets"), write=True)
-        self.catalog.allow_tables(catalog.arns("recipe-instances"), write=False)
         self.catalog.allow_objects(work, ["s3:GetObject"])
         self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
         self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
         self.finish_run = step("finish-run", "Removes a run's scratch, marks it SUCCEEDED and frees its slots")
         self.finish_run.allow(["s3:ListBucket"], [work.bucket_arn])
         self.finish_run.allow_objects(work, ["s3:DeleteObject"], "scratch/")
+        # What a successful run cost refines the estimates of its recipe version.
+        self.finish_run.allow_tables(catalog.arns("recipe-measurements"), write=True)
+        self.finish_run.allow_objects(work, ["s3:GetObject"], "input-datasets/")
         self.fail_run = step("fail-run", "Marks a run FAILED and frees its slots")
         for ends_run in (self.finish_run, self.fail_run):
             ends_run.allow_tables(catalog.arns("capacity"), write=True)

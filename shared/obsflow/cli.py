@@ -18,6 +18,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from obsflow import __version__, console, discovery, queries, tables
 from obsflow.errors import NotFound, TransientError
+from obsflow.runs.domain import INSTANCE_STATES
 from obsflow.settings import Settings
 
 JSON_HELP = "Print a JSON array on stdout (for scripts)."
@@ -455,6 +456,108 @@ def datasets_provenance(dataset_id, as_json):
                   ["task", "code_version", "numpy", "astropy", "started_at", "finished_at", "manual", "operator"], "")
     click.echo(f"\ninput frames: {len(detail['input_frames'])}")
     console.table(detail["input_frames"], ["file_id", "op_id", "task_type", "key"], "")
+
+
+@main.group()
+def catalogue():
+    """The processing catalogue: recipe instances as a dependency graph, and their states."""
+
+
+@catalogue.command("list")
+@click.option("--state", type=click.Choice(INSTANCE_STATES), help="Only instances in this state.")
+@click.option("--reference", metavar="NIGHT/PROPOSAL", help="Only the instances of this reference, e.g. 2026-11-20/pid_1_23.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def catalogue_list(state, reference, as_json):
+    """Recipe instances, oldest first, with their state and why, estimates and when last processed.
+
+    \b
+    States (derived from each instance's runs, after the Gemini archive's catalogue):
+      NEVER_EXECUTED, WAITING (for an upstream instance, named in the reason),
+      QUEUED, QUEUED_FOR_REEXECUTION (an input changed after it succeeded), RUNNING,
+      SUCCEEDED (at least once), ERROR (an error expected to persist until someone acts).
+    """
+    from obsflow import catalogue as read
+
+    console.emit(read.instance_rows(state, reference),
+                 ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
+                  "date_processed"], as_json, "no recipe instances" + (f" in state {state}" if state else ""))
+
+
+@catalogue.command("show")
+@click.argument("instance_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def catalogue_show(instance_id, as_json):
+    """One instance: inputs by role, upstream and downstream instances, runs with estimates and actuals."""
+    from obsflow import catalogue as read
+
+    detail = read.instance_detail(instance_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("instance_id", "recipe", "rule", "reference", "state", "state_reason", "candidates",
+                  "estimated_cpu_s", "estimated_bytes", "date_processed", "dataset_id", "input_dataset"):
+        click.echo(f"{field:<16} {console.cell(detail.get(field))}")
+    click.echo("\ninputs:")
+    for role, refs in detail["inputs"].items():
+        click.echo(f"  {role:<12} {', '.join(refs)}")
+    for direction in ("upstream", "downstream"):
+        click.echo(f"\n{direction}:")
+        console.table(detail[direction], ["instance_id", "recipe", "state", "dataset_id"], "  none")
+    click.echo("\nruns:")
+    console.table(detail["runs"], ["run_id", "status", "estimated_cpu_s", "measured_cpu_s", "output_bytes",
+                                   "dataset_id", "finished_at"], "  none yet")
+
+
+@catalogue.command("tree")
+@click.argument("identifier", metavar="ID")
+@operator_command
+def catalogue_tree(identifier):
+    """The dependency tree of a candidate, instance (ri-...) or dataset (ds-...), drawn as text.
+
+    Inputs at the top, each consumer indented below what it consumes; * marks the instances ID names.
+    """
+    from obsflow import catalogue as read
+
+    for line in read.tree(identifier):
+        click.echo(line)
+
+
+@main.group()
+def calibrations():
+    """Master calibrations: made once per calibration set and shared by the science that needs them."""
+
+
+@calibrations.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def calibrations_list(as_json):
+    """Calibration datasets, oldest first: master darks per exposure time, gain and bad-pixel mask."""
+    from obsflow import catalogue as read
+
+    console.emit(read.calibration_rows(), ["dataset_id", "proposal_id", "reference", "status", "recipe", "files",
+                                           "created_at"], as_json, "no calibration datasets yet")
+
+
+@calibrations.command("for")
+@click.argument("candidate_id")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def calibrations_for(candidate_id, as_json):
+    """Which calibration files a candidate's datasets need, and whether they exist yet."""
+    from obsflow import catalogue as read
+
+    needed = read.calibrations_for(candidate_id)
+    if as_json:
+        click.echo(console.to_json(needed))
+        return
+    if not needed:
+        click.echo(f"candidate {candidate_id} uses no calibration instance")
+    for entry in needed:
+        click.echo(f"{entry['instance_id']} ({entry['recipe']}) {entry['state']} from "
+                   f"{', '.join(entry['calibration_inputs'])}; needed by {entry['for_instance']}")
+        console.table(entry["files"], ["name", "key", "sha256"], "  no dataset yet")
 
 
 @main.group()

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import boto3
 
-from obsflow import aws, queries
+from obsflow import aws, catalogue, queries
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
 from obsflow.tables import datasets
 
 Echo = Callable[..., None]  # click.echo
-NIGHT = (("demo_vbi_001", "pid_1_23"), ("demo_vbi_002", "pid_1_42"))
+# (candidate, proposal, the candidate whose calibration set it shares): 001 and 002 share one.
+NIGHT = (("demo_vbi_001", "pid_1_23", None), ("demo_vbi_002", "pid_1_23", "demo_vbi_001"),
+         ("demo_vbi_003", "pid_1_42", None))
 
 
 class Progress:
@@ -98,30 +100,29 @@ def subscribe_pi(session, settings, proposal_id: str) -> str:
     return queue_url
 
 
-def follow_runs(candidate_ids: list[str], echo: Echo, sfn, timeout_s: float = 300) -> list[dict]:
-    """Print each task as it starts and ends, until every candidate's run has ended."""
+def follow_runs(echo: Echo, sfn, timeout_s: float = 600) -> list[dict]:
+    """Print each task of every run as it starts and ends, until the night's catalogue has settled."""
     deadline, shown, started = time.monotonic() + timeout_s, set(), time.monotonic()
     while time.monotonic() < deadline:
-        finished = []
-        for detail in _details(candidate_ids):
-            if not detail or not detail["run_ids"]:
-                continue
-            run = queries.run_detail(detail["run_ids"][-1], sfn)
+        rows = queries.run_rows()
+        for row in rows:
+            run = queries.run_detail(row["run_id"], sfn)
             for task in run["tasks"]:
                 if task["status"] != "pending" and (run["run_id"], task["task"], task["status"]) not in shown:
                     shown.add((run["run_id"], task["task"], task["status"]))
-                    echo(f"  {time.monotonic() - started:6.1f} s  {detail['candidate_id']:<14} {task['task']:<16} "
-                         f"{task['status']:<10} ({task['resource_class']})")
-            if run["status"] in ("SUCCEEDED", "FAILED"):
-                finished.append(run)
-        if len(finished) == len(candidate_ids):
-            return finished
+                    echo(f"  {time.monotonic() - started:6.1f} s  {run['recipe']:<18} {run['candidate_id']:<13} "
+                         f"{task['task']:<16} {task['status']:<10} ({task['resource_class']})")
+        instances = catalogue.instance_rows()
+        if instances and all(i["state"] in ("SUCCEEDED", "ERROR") for i in instances) \
+                and all(r["status"] in ("SUCCEEDED", "FAILED") for r in rows):
+            return [queries.run_detail(r["run_id"]) for r in rows]
         time.sleep(0.5)
-    raise TimeoutError(f"the runs did not end within {timeout_s:.0f} s; `obsflow runs list` shows where they are")
+    raise TimeoutError(f"the night's runs did not end within {timeout_s:.0f} s; "
+                       "`obsflow catalogue list` shows what each instance waits for")
 
 
 def download(s3, dataset, folder: Path) -> Path:
-    target = folder / dataset.proposal_id / dataset.dataset_id
+    target = folder / dataset.prefix.rstrip("/")
     target.mkdir(parents=True, exist_ok=True)
     for item in [*dataset.files, {"name": "SHA256SUMS", "key": dataset.prefix + "SHA256SUMS"},
                  {"name": "provenance.json", "key": dataset.prefix + "provenance.json"}]:
@@ -136,13 +137,15 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
     echo("obsflow demo: a small night through the whole system, on the embedded local stack (moto on loopback)")
     with LocalStack(port=port, stage="demo", log_level="ERROR", submit_interval_s=1.0) as stack:
         echo(f"  local stack up at {stack.endpoint_url} (stage 'demo')")
-        per_candidate = 2 * n_calibration + n_observe
-        echo(f"  generating {len(NIGHT)} VBI candidates of {per_candidate} SPEC-0122 frames ({shape[0]}x{shape[1]}): "
-             f"{n_calibration} dark, {n_calibration} gain, {n_observe} observe each")
-        night = [simulate_candidate(name, proposal_id=proposal, n_dark=n_calibration, n_gain=n_calibration,
-                                    n_observe=n_observe, shape=shape, seed=seed + i,
-                                    start=dt.datetime(2026, 11, 20, 18 + 2 * i))
-                 for i, (name, proposal) in enumerate(NIGHT)]
+        echo(f"  generating {len(NIGHT)} VBI candidates of SPEC-0122 frames ({shape[0]}x{shape[1]}), {n_observe} observe "
+             f"frames each; calibration sets of {n_calibration} dark and {n_calibration} gain frames, "
+             f"one shared by {NIGHT[0][0]} and {NIGHT[1][0]}")
+        simulated: dict[str, SimulatedCandidate] = {}
+        for i, (name, proposal, shares) in enumerate(NIGHT):
+            simulated[name] = simulate_candidate(
+                name, proposal_id=proposal, n_dark=n_calibration, n_gain=n_calibration, n_observe=n_observe,
+                shape=shape, seed=seed + i, start=dt.datetime(2026, 11, 20, 18 + i), calibration_of=simulated.get(shares))
+        night = list(simulated.values())
         session = boto3.Session(region_name=stack.settings.region)
         pi_queues = {c.proposal_id: subscribe_pi(session, stack.settings, c.proposal_id) for c in night}
         s3 = session.client("s3")
@@ -158,8 +161,13 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
             echo(f"  quarantined {item['key']}: {item['reason']}")
 
         echo("")
-        echo("processing (recipe chosen by instrument; Step Functions on moto, each task a subprocess):")
-        runs = follow_runs(ids, echo, session.client("stepfunctions"))
+        echo("processing (discovery rules plan master calibrations, science after them, a summary per night and "
+             "proposal; Step Functions on moto, each task a subprocess):")
+        runs = follow_runs(echo, session.client("stepfunctions"))
+        echo("")
+        echo(f"the processing catalogue of {NIGHT[0][0]} (`obsflow catalogue tree {NIGHT[0][0]}`; * marks its instances):")
+        for line in catalogue.tree(NIGHT[0][0]):
+            echo(f"  {line}")
         echo("")
         echo(f"products downloaded to {output}/:")
         summary = []
@@ -170,6 +178,10 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
                 continue
             folder = download(s3, dataset, output)
             l1 = sorted(f["name"] for f in dataset.files if "l1" in f["tags"])
+            if dataset.kind != "science":
+                echo(f"    {dataset.kind} dataset {dataset.dataset_id}: "
+                     + ", ".join(str(folder / f["name"]) for f in dataset.files))
+                continue
             echo(f"    dataset {dataset.dataset_id} (product {dataset.product_id}, version {dataset.version_key}): "
                  f"{len(l1)} L1 frames, e.g. {folder / l1[0]}")
             for name in ("quality_report.pdf", "browse.mp4", f"VBI_{dataset.dataset_id}_metadata.asdf"):

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
-    "recipes", "recipe-instances", "runs", "capacity", "tickets", "datasets",
+    "recipes", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")

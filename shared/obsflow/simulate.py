@@ -122,14 +122,19 @@ def simulate_candidate(
     seed: int = 0,
     recipe: str | None = None,
     priority: int | None = None,
+    calibration_of: "SimulatedCandidate | None" = None,
 ) -> SimulatedCandidate:
+    """A candidate's frames, manifest and document; ``calibration_of``: share that candidate's dark and gain
+    OPs (its frames are not repeated here), as observations of one calibration set do."""
     start = start or dt.datetime(2026, 11, 20, 18, 0, 0)
     experiment_id = f"eid_{proposal_id}"
+    plan = (("dark", n_dark), ("gain", n_gain), ("observe", n_observe))
     ops = [
         simulate_op(f"{candidate_id}_{task}", task, count, proposal_id=proposal_id, experiment_id=experiment_id,
                     shape=shape, start=start + dt.timedelta(minutes=10 * i), seed=seed * 10 + i)
-        for i, (task, count) in enumerate((("dark", n_dark), ("gain", n_gain), ("observe", n_observe)))
+        for i, (task, count) in enumerate(plan) if calibration_of is None or task == "observe"
     ]
+    calibration_ops = [op.op_id for op in (calibration_of.ops[:2] if calibration_of else ops[:2])]
     manifest = {
         "manifest_id": f"{candidate_id}_transfer",
         "observing_programs": [{"op_id": op.op_id, "expected_frames": len(op.frames)} for op in ops],
@@ -138,8 +143,8 @@ def simulate_candidate(
         "candidate_id": candidate_id,
         "proposal_id": proposal_id,
         "instrument": "VBI",
-        "observe_op": ops[2].op_id,
-        "calibration_ops": [ops[0].op_id, ops[1].op_id],
+        "observe_op": ops[-1].op_id,
+        "calibration_ops": calibration_ops,
     }
     candidate.update({k: v for k, v in (("recipe", recipe), ("priority", priority)) if v is not None})
     return SimulatedCandidate(candidate_id, proposal_id, ops, manifest, candidate)

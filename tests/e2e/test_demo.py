@@ -13,11 +13,12 @@ pytestmark = pytest.mark.e2e
 
 def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_pi(tmp_path):
     lines: list[str] = []
-    # When the demo runs a night of two candidates (2 darks, 2 gains, 3 observe frames of 32x32 each)
+    # When the demo runs a night of three candidates (3 observe frames of 32x32 each; two calibration sets
+    # of 2 darks and 2 gains, one of them shared by two candidates)
     result = run_demo(lambda text="", nl=True: lines.append(text), shape=(32, 32), n_calibration=2, n_observe=3,
                       output=tmp_path)
-    # Then both runs succeeded and every product is on disk, matching its SHA-256
-    assert [r["run"]["status"] for r in result["runs"]] == ["SUCCEEDED", "SUCCEEDED"]
+    # Then the three science runs succeeded and every product is on disk, matching its SHA-256
+    assert [r["run"]["status"] for r in result["runs"]] == ["SUCCEEDED"] * 3
     for run in result["runs"]:
         folder = tmp_path / run["folder"].split(str(tmp_path) + "/", 1)[1]
         sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
@@ -25,7 +26,12 @@ def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_p
         assert {"quality_report.pdf", "browse.mp4", "inventory.json"} <= set(sums)
         for name, digest in sums.items():
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
-    # And each PI was told about their own dataset, and the summary says where things are
-    assert sorted(n["proposal_id"] for n in result["notifications"]) == ["pid_1_23", "pid_1_42"]
+    # And each PI was told about their own science datasets, and the summary says where things are
+    assert sorted(n["proposal_id"] for n in result["notifications"]) == ["pid_1_23", "pid_1_23", "pid_1_42"]
+    # And the demo shows the shared calibration: one calibration instance above both science instances of pid_1_23
+    tree = lines[lines.index(next(line for line in lines if "the processing catalogue of demo_vbi_001" in line)) + 1:]
+    assert "vbi-calibration@1.0.0  SUCCEEDED" in tree[0]
+    assert tree[1].lstrip().startswith("├── ") and "vbi-l1@2.0.0" in tree[1]
+    assert any("vbi-night-summary@1.0.0  SUCCEEDED" in line for line in tree[:5])
     assert any("quarantined" in line and "_partial.fits" in line for line in lines)
     assert any(line.strip().endswith("browse.mp4") for line in lines)

@@ -17,7 +17,6 @@ from obsflow.errors import NotFound
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
 from obsflow.recipes.model import RecipeError
-from obsflow.runs import layout, records
 from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import candidates, datasets, runs, tickets
@@ -132,10 +131,12 @@ def test_a_duplicated_readiness_signal_gives_one_run(stack):
     for signal in signals:
         signal.join()
     service = run_service(stack.settings)
-    plans = [service.plan(service.store.candidate("cand_twice")) for _ in range(2)]
-    # Then there is still exactly one run, and one execution once it starts
+    inserted = [service.discover(service.store.candidate("cand_twice")) for _ in range(2)]
+    [instance] = [service.store.instance(first[0].instance_id)]
+    replanned = service.plan_instance(instance)
+    # Then there is still exactly one instance and one run, and one execution once it starts
+    assert inserted == [[], []] and replanned is None
     assert [r.run_id for r in runs_of("cand_twice")] == [first[0].run_id]
-    assert {p.run_id for p in plans} == {first[0].run_id} and not any(p.created for p in plans)
     run_service(stack.settings).resume()
     assert finished_run("cand_twice").status == "SUCCEEDED"
     machine = aws.state_machine_arn(stack.settings, "frame-census", "1.0.0")
@@ -143,36 +144,28 @@ def test_a_duplicated_readiness_signal_gives_one_run(stack):
     assert [e["name"] for e in executions].count(first[0].run_id) == 1
 
 
-def vbi(candidate_id: str, seed: int):
-    """A candidate for the reference recipe vbi-l1 (chosen by instrument), small enough to be quick."""
-    return simulate_candidate(candidate_id, n_dark=1, n_gain=1, n_observe=2, shape=(32, 32), seed=seed)
-
-
-def planned_run_with_options(stack, candidate_id: str, seed: int, **options) -> RunItem:
-    """A vbi-l1 run, planned while submission is paused, its run options set before it starts."""
-    run_service(stack.settings).pause()
-    upload(stack, vbi(candidate_id, seed=seed))
-    run = wait_for(lambda: runs_of(candidate_id), "the run")[0]
-    configuration = {**run.configuration, "options": {**run.configuration["options"], **options}}
-    run.update(actions=[RunItem.configuration.set(configuration)])
+def planned_run_with_fault(stack, candidate_id: str, seed: int, task: str, kind: str) -> RunItem:
+    """A frame-census run, planned while submission is paused, with a fault injected into ``task``."""
     service = run_service(stack.settings)
-    planned = service.store.run(run.run_id)
-    service.documents.put_json("work", layout.run_document_key(run.run_id), records.run_document(
-        planned, service.store.instance(run.instance_id), stack.settings.bucket_name("work")))
-    run_service(stack.settings).resume()
+    service.pause()
+    upload(stack, census(candidate_id, seed=seed))
+    run = wait_for(lambda: runs_of(candidate_id), "the run")[0]
+    service.inject_fault(run.run_id, task, kind)
+    service.resume()
     return run
 
 
 def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
-    # Given a vbi-l1 run configured to make its dark task fail
-    run = planned_run_with_options(stack, "cand_fail", 13, fail_task="dark")
+    # Given a run with a configuration fault injected into its dark_level task
+    run = planned_run_with_fault(stack, "cand_fail", 13, "dark_level", "configuration")
     # When it runs
     failed = finished_run("cand_fail")
     # Then the run is FAILED with the error, its slots are free, and one ticket says what to do
     assert failed.status == "FAILED" and failed.error["Error"] == "States.TaskFailed"
     [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
-    assert (ticket.failed_task, ticket.exit_code, ticket.kind) == ("dark", 2, "failure:configuration")
-    assert "fail_task" in ticket.log_excerpt and f"obsflow runs retry {run.run_id}" in ticket.suggested_action
+    assert (ticket.failed_task, ticket.exit_code, ticket.kind) == ("dark_level", 2, "failure:configuration")
+    assert "configuration fault is injected" in ticket.log_excerpt
+    assert f"obsflow runs retry {run.run_id}" in ticket.suggested_action
     # And a re-delivered failure opens no second ticket
     again = invoke_local(stack.settings.function_name("open-ticket"),
                          {"run_id": run.run_id, "error": {"Error": "States.TaskFailed", "Cause": "{}"}})
@@ -181,24 +174,24 @@ def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
 
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
     # Given a run that failed because of its configuration
-    failed = planned_run_with_options(stack, "cand_retry", 17, fail_task="quality_report")
+    failed = planned_run_with_fault(stack, "cand_retry", 17, "summary", "configuration")
     assert finished_run("cand_retry").status == "FAILED"
-    # When the operator retries it with the option fixed, twice (a double click)
-    retried = run_service(stack.settings).retry(failed.run_id, {"fail_task": ""})
-    again = run_service(stack.settings).retry(failed.run_id, {"fail_task": ""})
+    # When the operator retries it with a parameter adjusted, twice (a double click)
+    retried = run_service(stack.settings).retry(failed.run_id, {"saturation_level": "61000"})
+    again = run_service(stack.settings).retry(failed.run_id, {"saturation_level": "61000"})
     # Then one new run, linked to the failed one, succeeds with the adjusted configuration
     assert again.run_id == retried.run_id and retried.retry_of == failed.run_id
     done = wait_for(lambda: (r := runs.get(retried.run_id)).status in ("SUCCEEDED", "FAILED") and r, "the retry")
-    assert done.status == "SUCCEEDED" and done.configuration["options"]["fail_task"] == ""
+    assert done.status == "SUCCEEDED" and done.configuration["parameters"]["saturation_level"] == 61000
     assert sorted(r.run_id for r in runs_of("cand_retry")) == sorted([failed.run_id, retried.run_id])
     # And a value outside the recipe's valid values is refused
-    with pytest.raises(RecipeError, match="is not one of"):
-        run_service(stack.settings).retry(failed.run_id, {"fail_task": "nonsense"})
+    with pytest.raises(RecipeError, match="is above the maximum"):
+        run_service(stack.settings).retry(failed.run_id, {"saturation_level": "70000"})
 
 
 def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
-    # Given a vbi-l1 run whose browse_movie task fails once, as an outage would make it
-    run = planned_run_with_options(stack, "cand_redrive", 19, fail_once_task="browse_movie")
+    # Given a run whose summary task fails once, as an outage would make it
+    run = planned_run_with_fault(stack, "cand_redrive", 19, "summary", "outage")
     failed = finished_run("cand_redrive")
     assert failed.status == "FAILED"
     [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
@@ -207,12 +200,11 @@ def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
     run_service(stack.settings).redrive(run.run_id)
     done = wait_for(lambda: (r := runs.get(run.run_id)).status == "SUCCEEDED" and r, "the redriven run")
     # Then the tasks upstream of the failure kept their first outputs and records; the failed task ran again
-    # (a sibling still running in the failed Parallel state may finish before or after the redrive)
     redriven_at = next(h.at for h in done.history if h.detail == "redrive").isoformat()
     records = {r["task"]: r for r in datasets.get(done.dataset_id).provenance["tasks"]}
-    for task in ("parse", "dark", "gain", "science"):
+    for task in ("inventory", "dark_level", "observe_stats"):
         assert records[task]["finished_at"] < redriven_at, task
-    assert records["browse_movie"]["started_at"] > redriven_at and records["quality_report"]["started_at"] > redriven_at
+    assert records["summary"]["started_at"] > redriven_at
     assert [h.status for h in done.history] == ["READY", "SUBMITTED", "RUNNING", "FAILED", "READY", "SUBMITTED",
                                                 "RUNNING", "SUCCEEDED"]
     assert done.execution_arn.endswith(f"{run.run_id}-redrive-1")
@@ -276,10 +268,10 @@ def test_an_operator_lists_and_resolves_tickets_with_the_cli(stack):
     open_ids = [t["ticket_id"] for t in json.loads(listed.output)]
     assert listed.exit_code == 0 and open_ids
     # When one is resolved with a note
-    resolved = CliRunner().invoke(cli, [*base, "tickets", "resolve", open_ids[0], "--note", "retried with fail_task unset"])
+    resolved = CliRunner().invoke(cli, [*base, "tickets", "resolve", open_ids[0], "--note", "retried with the fix"])
     # Then it is RESOLVED with the note and who did it, and unknown tickets are refused clearly
     assert resolved.exit_code == 0, resolved.output
     ticket = tickets.get(open_ids[0])
-    assert (ticket.status, ticket.resolution) == ("RESOLVED", "retried with fail_task unset") and ticket.resolved_by
+    assert (ticket.status, ticket.resolution) == ("RESOLVED", "retried with the fix") and ticket.resolved_by
     missing = CliRunner().invoke(cli, [*base, "tickets", "resolve", "TKT-nope", "--note", "x"])
     assert missing.exit_code == 1 and "no ticket 'TKT-nope'" in missing.output

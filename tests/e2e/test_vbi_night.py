@@ -1,5 +1,6 @@
-"""A small night through the reference recipe vbi-l1 on the local stack, and its products checked
-with the field's own tools: the SPEC-0214 validator, astropy checksums, asdf, a PDF and an H.264 movie."""
+"""A small night through the processing catalogue on the local stack: master calibrations made once
+and shared, science after them, a night summary after those; the products checked with the field's
+own tools (the SPEC-0214 validator, astropy checksums, asdf, a PDF and an H.264 movie)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,21 @@ from obsflow import tables
 from obsflow.local.stack import LocalStack
 from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
-from obsflow.tables import datasets, runs
+from obsflow.tables import datasets, recipe_instances, runs
 
 pytestmark = pytest.mark.e2e
 N_OBSERVE = 5
+EXPECTED_RUNS = 7  # pid_2_1: 1 calibration, 2 science, 1 summary; pid_2_2: 1 calibration, 1 science, 1 summary
+
+
+def science_runs() -> dict:
+    return {r.candidate_id: r for r in runs.all_runs() if r.recipe == "vbi-l1"}
 
 
 @pytest.fixture(scope="module")
 def night():
-    """Given two VBI candidates (2 darks, 2 gains, 5 observe frames of 64x64 each) uploaded to the local stack."""
+    """Given three VBI candidates of one night uploaded to the local stack (2 darks, 2 gains, 5 observe frames of
+    64x64): night_a and night_a2 of proposal pid_2_1 share one calibration set, night_b of pid_2_2 has its own."""
     with LocalStack(port=0, stage="night", log_level="ERROR", submit_interval_s=0.5) as stack:
         tables.bind(stack.settings)
         session = boto3.Session(region_name=stack.settings.region)
@@ -39,28 +46,60 @@ def night():
                       Protocol="sqs", Endpoint="arn:aws:sqs:us-east-1:123456789012:pi",
                       Attributes={"FilterPolicy": json.dumps({"proposal_id": ["pid_2_1"]}), "RawMessageDelivery": "true"})
         s3 = session.client("s3")
-        for name, proposal in (("night_a", "pid_2_1"), ("night_b", "pid_2_2")):
-            candidate = simulate_candidate(name, proposal_id=proposal, n_dark=2, n_gain=2, n_observe=N_OBSERVE,
-                                           shape=(64, 64), seed=len(name) + ord(name[-1]))
-            for key, body in [candidate.candidate_object(), *candidate.frame_objects(), candidate.manifest_object()]:
+        simulated = {}
+        for name, proposal, shares in (("night_a", "pid_2_1", None), ("night_a2", "pid_2_1", "night_a"),
+                                       ("night_b", "pid_2_2", None)):
+            simulated[name] = simulate_candidate(
+                name, proposal_id=proposal, n_dark=2, n_gain=2, n_observe=N_OBSERVE, shape=(64, 64),
+                seed=len(name) + ord(name[-1]), calibration_of=simulated.get(shares))
+            candidate = simulated[name]
+            for key, body in [candidate.candidate_object(), *candidate.frame_objects()]:
                 s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
-        deadline = time.monotonic() + 240
+        for candidate in simulated.values():  # the transfer manifests at the end of the night
+            s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=candidate.manifest_object()[0],
+                          Body=candidate.manifest_object()[1])
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             done = [r for r in runs.all_runs() if r.status in ("SUCCEEDED", "FAILED")]
-            if len(done) == 2:
+            if len(done) == EXPECTED_RUNS:
                 break
             time.sleep(0.5)
-        yield stack, s3, sqs, queue_url, {r.candidate_id: r for r in runs.all_runs()}
+        yield stack, s3, sqs, queue_url, science_runs()
 
 
 def products(s3, dataset) -> dict[str, bytes]:
     return {f["name"]: s3.get_object(Bucket=dataset.bucket, Key=f["key"])["Body"].read() for f in dataset.files}
 
 
-def test_both_candidates_are_processed_by_the_instrument_recipe(night):
+def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_one_night_summary(night):
     _, _, _, _, by_candidate = night
-    assert {c: (r.recipe, r.status) for c, r in by_candidate.items()} == {
-        "night_a": ("vbi-l1", "SUCCEEDED"), "night_b": ("vbi-l1", "SUCCEEDED")}
+    every = runs.all_runs()
+    assert {c: (r.recipe, r.version, r.status) for c, r in by_candidate.items()} == {
+        name: ("vbi-l1", "2.0.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
+    of_proposal = [r for r in every if r.proposal_id == "pid_2_1"]
+    # One calibration run for the two candidates of pid_2_1, both science runs after it, one summary after both
+    [calibration] = [r for r in of_proposal if r.recipe == "vbi-calibration"]
+    [summary] = [r for r in of_proposal if r.recipe == "vbi-night-summary"]
+    science = [r for r in of_proposal if r.recipe == "vbi-l1"]
+    assert len(science) == 2 and all(r.status == "SUCCEEDED" for r in [calibration, summary, *science])
+    assert all(calibration.finished_at <= r.started_at for r in science)
+    assert all(r.finished_at <= summary.started_at for r in science)
+    # And every instance of the night is SUCCEEDED, grouped by its reference
+    instances = recipe_instances.of_reference("2026-11-20/pid_2_1")
+    assert sorted(i.recipe for i in instances) == ["vbi-calibration", "vbi-l1", "vbi-l1", "vbi-night-summary"]
+    assert {i.state for i in instances} == {"SUCCEEDED"}
+    # And the master calibrations are catalogued once, as calibration datasets, and consumed by both science runs
+    masters = datasets.get(calibration.dataset_id)
+    assert masters.kind == "calibration" and masters.prefix.startswith("calibrations/pid_2_1/")
+    assert {f["name"] for f in masters.files} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
+    for run in science:
+        used = datasets.get(run.dataset_id).provenance["upstream_datasets"]
+        assert [(u["role"], u["dataset_id"]) for u in used] == [("calibration", masters.dataset_id)]
+    # And the night summary covers both science datasets of pid_2_1
+    summary_files = datasets.get(summary.dataset_id)
+    table = json.loads(products(night[1], summary_files)["night_summary.json"])
+    assert sorted(row["dataset_id"] for row in table["datasets"]) == sorted(r.dataset_id for r in science)
+    assert table["totals"]["observe_frames"] == 2 * N_OBSERVE
 
 
 def test_l1_frames_pass_spec214_carry_provenance_and_verify_their_checksums(night):
@@ -90,7 +129,7 @@ def test_the_asdf_pdf_and_movie_open_with_their_own_tools(night):
     with asdf.open(io.BytesIO(files[asdf_name])) as af:
         assert af["inventory"]["frame_count"] == N_OBSERVE
         assert len(af["headers"]["DSETID"]) == N_OBSERVE and af["configuration"]["options"]["movie_fps"] == 6
-        assert len(af["input_dataset"]["frames"]) == N_OBSERVE + 4
+        assert len(af["input_dataset"]["frames"]) == N_OBSERVE and len(af["input_dataset"]["upstream"]) == 1
     pdf = files["quality_report.pdf"]
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 4
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,13 +140,15 @@ def test_the_asdf_pdf_and_movie_open_with_their_own_tools(night):
         assert meta["codec"] == "h264" and meta["size"][0] == 64
         assert sum(1 for _ in reader) == N_OBSERVE
     metrics = json.loads(files["quality_metrics.json"])
-    assert metrics["frame_counts"] == {"dark": 2, "gain": 2, "observe": N_OBSERVE} and len(metrics["frames"]) == N_OBSERVE
+    assert metrics["frame_counts"] == {"observe": N_OBSERVE} and len(metrics["frames"]) == N_OBSERVE
 
 
-def test_the_pi_of_one_proposal_hears_only_about_their_dataset(night):
+def test_the_pi_of_one_proposal_hears_only_about_their_science_datasets(night):
     _, _, sqs, queue_url, by_candidate = night
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    assert [json.loads(m["Body"])["dataset_id"] for m in messages] == [by_candidate["night_a"].dataset_id]
+    # Of the night's seven datasets: the two science datasets of pid_2_1, not its calibration or summary
+    assert sorted(json.loads(m["Body"])["dataset_id"] for m in messages) == sorted(
+        by_candidate[name].dataset_id for name in ("night_a", "night_a2"))
 
 
 def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(night):
@@ -123,6 +164,13 @@ def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(nigh
     assert run.status == "SUCCEEDED" and new.dataset_id != old.dataset_id
     assert new.product_id == old.product_id and new.version_key != old.version_key
     assert (old.status, old.superseded_by, new.status) == ("DEPRECATED", new.dataset_id, "ACTIVE")
+    # And the night summary that consumed the old dataset runs again on the new one (the same instance)
+    [summary] = [i for i in recipe_instances.of_reference("2026-11-20/pid_2_2") if i.recipe == "vbi-night-summary"]
+    while (summary := recipe_instances.get(summary.instance_id)).planned_upstream.get(first.instance_id) != new.dataset_id \
+            or summary.state != "SUCCEEDED":
+        assert time.monotonic() < deadline, (summary.state, summary.state_reason)
+        time.sleep(0.5)
+    assert len(summary.run_ids) == 2
 
 
 def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):
@@ -138,6 +186,38 @@ def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):
     shown = CliRunner().invoke(cli, [*base, "datasets", "show", dataset_id])
     assert shown.exit_code == 0 and "quality_report.pdf" in shown.output and "versions of this product" in shown.output
     provenance = json.loads(CliRunner().invoke(cli, [*base, "datasets", "provenance", dataset_id, "--json"]).output)
-    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 9
-    assert len(provenance["input_frames"]) == N_OBSERVE + 4 and provenance["runs"][0]["run_id"] == by_candidate["night_a"].run_id
+    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 7
+    assert len(provenance["input_frames"]) == N_OBSERVE and provenance["runs"][0]["run_id"] == by_candidate["night_a"].run_id
     assert all(t["code_version"] and t["libraries"]["numpy"] for t in provenance["tasks"])
+
+
+def test_an_operator_follows_the_catalogue_with_the_cli(night):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    stack, _, _, _, by_candidate = night
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+
+    def run(*args):
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = json.loads(run("catalogue", "list", "--reference", "2026-11-20/pid_2_1", "--json"))
+    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.0.0", "vbi-l1@2.0.0", "vbi-l1@2.0.0",
+                                                   "vbi-night-summary@1.0.0"]
+    calibration = next(r["instance_id"] for r in listed if r["recipe"].startswith("vbi-calibration"))
+    # The tree of a candidate: the shared calibration on top, both science instances below it, the summary below those
+    tree = run("catalogue", "tree", "night_a2").splitlines()
+    assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.0.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
+    assert sum("vbi-l1@2.0.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
+    assert "(drawn above)" in tree[-1]
+    shown = json.loads(run("catalogue", "show", calibration, "--json"))
+    assert shown["inputs"] == {"dark": ["op:night_a_dark"], "gain": ["op:night_a_gain"]}
+    assert len(shown["downstream"]) == 2 and shown["runs"][0]["measured_cpu_s"] > 0
+    # Which calibration files a candidate's dataset needs
+    [needed] = json.loads(run("calibrations", "for", "night_a2", "--json"))
+    assert needed["instance_id"] == calibration and needed["state"] == "SUCCEEDED"
+    assert {f["name"] for f in needed["files"]} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
+    assert len(json.loads(run("calibrations", "list", "--json"))) == 2

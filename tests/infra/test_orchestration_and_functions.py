@@ -46,7 +46,10 @@ def test_one_state_machine_per_recipe_equal_to_the_builders_definition(dev):
         applied = json.loads(render(definition, {k: _reference(v) for k, v in machine["DefinitionSubstitutions"].items()}))
         states = applied["States"]
         assert states["StartRun"]["Parameters"]["FunctionName"] == dev.logical_id(orchestration.start_run.function) + ".Arn"
-        assert states["NotifyPI"]["Parameters"]["TopicArn"] == dev.logical_id(dev.stack.operations.topics["pi-notifications"])
+        if recipe.kind == "science":  # the PI hears of science datasets only
+            assert states["NotifyPI"]["Parameters"]["TopicArn"] == dev.logical_id(dev.stack.operations.topics["pi-notifications"])
+        else:
+            assert "NotifyPI" not in states and states["Catalog"]["Next"] == "FinishRun"
         for task in recipe.tasks:
             parameters = _task_state(states, task.name)["Parameters"]
             assert parameters["JobQueue"] == dev.logical_id(dev.stack.compute.job_queues[task.resource_class]) + ".JobQueueArn"
@@ -113,7 +116,7 @@ EXPECTED_ACTIONS = {
                   "kms:GenerateDataKey", "kms:Decrypt"},
     "start-run": set(),
     "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"},
-    "finish-run": {"s3:ListBucket", "s3:DeleteObject", "lambda:InvokeFunction"},
+    "finish-run": {"s3:ListBucket", "s3:DeleteObject", "s3:GetObject", "lambda:InvokeFunction"},
     "fail-run": {"lambda:InvokeFunction"},
     "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
@@ -147,6 +150,19 @@ def test_only_catalog_writes_the_data_bucket_and_only_finish_run_deletes_scratch
         assert (json.dumps(data_arn) in writes) == (name == "catalog"), name
     deletes = _resources_of(dev, dev.stack.functions["finish-run"].role, "s3:DeleteObject")
     assert json.dumps(deletes).endswith('"/scratch/*"]]}]')
+
+
+def test_the_catalogue_tables_are_written_by_discovery_and_the_run_steps_only(dev):
+    functions = dev.stack.functions
+    submitter = json.dumps(_resources_of(dev, functions["submitter"].role, "dynamodb:PutItem"))
+    assert dev.logical_id(dev.stack.catalog["catalogue-edges"]) in submitter  # discovery records input edges
+    for step in ("start-run", "catalog", "finish-run", "fail-run"):  # each records its instance's derived state
+        updates = json.dumps(_resources_of(dev, functions[step].role, "dynamodb:UpdateItem"))
+        assert dev.logical_id(dev.stack.catalog["recipe-instances"]) in updates, step
+    measured = json.dumps(_resources_of(dev, functions["finish-run"].role, "dynamodb:UpdateItem"))
+    assert dev.logical_id(dev.stack.catalog["recipe-measurements"]) in measured
+    ingest = json.dumps(_resources_of(dev, functions["ingest"].role, "dynamodb:UpdateItem"))
+    assert dev.logical_id(dev.stack.catalog["recipe-instances"]) not in ingest
 
 
 def test_table_access_names_each_table_and_index(dev):

@@ -35,7 +35,7 @@ def run(monkeypatch, small_candidate):
         documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": frames})
         documents.put_json(s3, work, layout.run_document_key("run-1"), {
             "run_id": "run-1", "recipe": "frame-census", "recipe_version": "1.0.0",
-            "configuration": {"parameters": {"saturation_level": 60000}, "options": {"fail_task": ""}},
+            "configuration": {"parameters": {"saturation_level": 60000}, "options": {}},
             "input_dataset": {"bucket": work, "key": "input-datasets/ri-1.json"},
         })
         yield s3, work
@@ -71,3 +71,19 @@ def test_an_unknown_run_or_task_exits_2_and_says_so(run, capsys):
     assert "runs/run-404/run.json does not exist" in capsys.readouterr().err
     assert main(["frame-census", "nope", "--run-id", "run-1"]) == 2
     assert "has no task 'nope'" in capsys.readouterr().err
+
+
+def test_an_injected_fault_fails_the_task_as_told(run, capsys):
+    s3, work = run
+    # Given a configuration fault injected into inventory and an outage into dark_level of run-1
+    documents.put_json(s3, work, layout.fault_key("run-1", "inventory"), {"kind": "configuration"})
+    # Then inventory fails as a configuration error, every time
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 2
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 2
+    assert "a configuration fault is injected into inventory" in capsys.readouterr().err
+    # And an outage fails once as infrastructure, then the task runs
+    documents.delete_prefix(s3, work, layout.fault_key("run-1", "inventory"))
+    documents.put_json(s3, work, layout.fault_key("run-1", "dark_level"), {"kind": "outage"})
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    assert main(["frame-census", "dark_level", "--run-id", "run-1"]) == 3
+    assert main(["frame-census", "dark_level", "--run-id", "run-1"]) == 0

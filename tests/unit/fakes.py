@@ -126,6 +126,8 @@ class FakeRunStore:
     def __init__(self):
         self.candidates, self.ops, self.frames = {}, {}, []
         self.instances, self.runs, self.tickets, self.datasets = {}, {}, {}, {}
+        self.edges: dict[str, list] = {}
+        self.measurements: dict[str, dict] = {}
         self.slots: dict[str, set[str]] = {}
 
     # candidates
@@ -138,8 +140,8 @@ class FakeRunStore:
     def mark_candidate_ready(self, candidate_id, reason, detail, at):
         return self._candidate_if(candidate_id, "WAITING", status="READY", ready_reason=reason, ready_detail=detail)
 
-    def mark_candidate_planned(self, candidate_id, instance_id):
-        self._candidate_if(candidate_id, "READY", status="PLANNED", instance_id=instance_id)
+    def mark_candidate_planned(self, candidate_id, instance_id, instance_ids):
+        self._candidate_if(candidate_id, "READY", status="PLANNED", instance_id=instance_id, instance_ids=instance_ids)
 
     def hold_candidate(self, candidate_id, reason):
         self._candidate_if(candidate_id, "READY", status="HELD", held_reason=reason)
@@ -158,15 +160,54 @@ class FakeRunStore:
     def frames_of_ops(self, op_ids):
         return [f for f in self.frames if f.op_id in op_ids]
 
-    # instances
+    def observed_on(self, op_id):
+        dates = sorted(f.date_obs for f in self.frames if f.op_id == op_id)
+        return dates[0][:10] if dates else None
+
+    # instances and edges
     def create_instance(self, instance):
+        self.add_inputs(instance.instance_id, instance.inputs)
         return self._create(self.instances, instance.instance_id, instance)
 
     def instance(self, instance_id):
-        return copy.deepcopy(self.instances.get(instance_id))
+        instance = copy.deepcopy(self.instances.get(instance_id))
+        if instance is not None:
+            instance.inputs = list(self.edges.get(instance_id, []))
+        return instance
+
+    def instances_with_state(self, state):
+        return [self.instance(i) for i, instance in self.instances.items() if instance.state == state]
+
+    def instances_of_reference(self, reference):
+        return [self.instance(i) for i, instance in self.instances.items() if instance.reference == reference]
+
+    def add_inputs(self, instance_id, inputs):
+        edges = self.edges.setdefault(instance_id, [])
+        edges.extend(edge for edge in inputs if edge not in edges)
+
+    def users_of(self, input_key):
+        return sorted(i for i, edges in self.edges.items() if any(edge.key == input_key for edge in edges))
+
+    def add_candidate_to_instance(self, instance_id, candidate_id):
+        self.instances[instance_id].candidate_ids.add(candidate_id)
+
+    def update_instance(self, instance_id, **changes):
+        for name, value in changes.items():
+            setattr(self.instances[instance_id], name, value)
 
     def add_run_to_instance(self, instance_id, run_id):
         self.instances[instance_id].run_ids.add(run_id)
+
+    def runs_of(self, instance):
+        return [self.run(run_id) for run_id in sorted(instance.run_ids)]
+
+    def record_measurement(self, recipe_key, frames_count, cpu_seconds, output_bytes):
+        totals = self.measurements.setdefault(recipe_key, {"runs": 0, "frames": 0, "cpu_seconds": 0.0, "output_bytes": 0})
+        for name, value in (("runs", 1), ("frames", frames_count), ("cpu_seconds", cpu_seconds), ("output_bytes", output_bytes)):
+            totals[name] += value
+
+    def measurement(self, recipe_key):
+        return copy.deepcopy(self.measurements.get(recipe_key))
 
     # runs
     def create_run(self, run):
@@ -224,6 +265,9 @@ class FakeRunStore:
 
     def create_dataset(self, dataset):
         return self._create(self.datasets, dataset.dataset_id, dataset)
+
+    def dataset(self, dataset_id):
+        return copy.deepcopy(self.datasets.get(dataset_id))
 
     def datasets_of_product(self, product_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.product_id == product_id]

@@ -45,13 +45,21 @@ def make_service(capacity=1, executions=None, runner=None, desk=None) -> RunServ
 
 
 def add_candidate(service: RunService, candidate_id: str, recipe="frame-census", priority=None, status="READY",
-                  date_obs="2026-11-20T21:00:00") -> Candidate:
-    candidate = Candidate(candidate_id, "pid_1_23", "VBI", f"{candidate_id}_obs", [f"{candidate_id}_dark"],
+                  date_obs="2026-11-20T21:00:00", calibration: tuple[str, ...] | None = None, observe_frames=1,
+                  proposal="pid_1_23") -> Candidate:
+    """A candidate with its frames; ``calibration``: its dark and gain OPs (shared when given twice)."""
+    calibration = calibration or (f"{candidate_id}_dark",)
+    candidate = Candidate(candidate_id, proposal, "VBI", f"{candidate_id}_obs", list(calibration),
                           recipe=recipe, priority=priority, status=status)
     service.store.candidates[candidate_id] = candidate
-    for op_id, task_type in ((candidate.observe_op, "observe"), (f"{candidate_id}_dark", "dark")):
-        service.store.frames.append(FrameRef(f"{op_id}-f1", op_id, task_type, date_obs, "ingest",
-                                             f"raw/{op_id}/f1.fits", "v1", "etag", 2880))
+    ops = [(candidate.observe_op, "observe", observe_frames)] + [(op, op.rsplit("_", 1)[-1], 1) for op in calibration]
+    for op_id, task_type, count in ops:
+        if op_id in service.store.ops:
+            continue
+        service.store.ops[op_id] = OpProgress(op_id, count, count, T0, task_type)
+        for index in range(count):
+            service.store.frames.append(FrameRef(f"{op_id}-f{index}", op_id, task_type, date_obs, "ingest",
+                                                 f"raw/{op_id}/f{index}.fits", "v1", "etag", 2880))
     return candidate
 
 
@@ -59,19 +67,22 @@ def test_planning_twice_gives_one_instance_and_one_run_with_its_documents():
     # Given a READY candidate
     service = make_service()
     candidate = add_candidate(service, "c1")
-    # When it is planned twice (readiness signalled twice)
-    first, second = service.plan(candidate), service.plan(candidate)
-    # Then one instance and one READY run exist, the second plan found them, and the candidate is PLANNED
-    assert (first.created, second.created) == (True, False) and first.run_id == second.run_id
-    assert list(service.store.runs) == [first.run_id] and list(service.store.instances) == [first.instance_id]
-    assert service.store.runs[first.run_id].status == "READY"
-    assert service.store.candidates["c1"].status == "PLANNED"
-    # And the run document and input dataset list every frame with the parameters of the observation date
+    # When it is discovered and planned twice (readiness signalled twice, two submitters)
+    inserted, again = service.discover(candidate), service.discover(candidate)
+    first, second = service.submit(), service.submit()
+    # Then one instance and one run exist, and the candidate is PLANNED naming the instance
+    [instance_id] = inserted
+    assert again == [] and list(service.store.instances) == [instance_id]
+    assert len(first.planned) == 1 and second.planned == [] and list(service.store.runs) == first.planned
+    assert service.store.candidates["c1"].status == "PLANNED" and service.store.candidates["c1"].instance_id == instance_id
+    # And the run document and input dataset list every frame with its role and the parameters of the observation date
     work = service.documents.buckets["work"]
-    dataset = work[layout.input_dataset_key(first.instance_id)]
+    dataset = work[layout.input_dataset_key(instance_id)]
     assert sorted((f["op_id"], f["role"]) for f in dataset["frames"]) == [("c1_dark", "calibration"), ("c1_obs", "observe")]
     assert dataset["parameters"] == {"saturation_level": 62000}
-    assert work[layout.run_document_key(first.run_id)]["input_dataset"]["key"] == layout.input_dataset_key(first.instance_id)
+    document = work[layout.run_document_key(first.planned[0])]
+    assert document["input_dataset"]["key"] == layout.input_dataset_key(instance_id)
+    assert document["recipe_definition"]["name"] == "frame-census"
 
 
 def test_a_candidate_without_an_applicable_recipe_is_held_with_the_reason():

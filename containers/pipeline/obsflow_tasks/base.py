@@ -76,6 +76,11 @@ class Task:
     def options(self) -> dict:
         return self.context.run["configuration"]["options"]
 
+    @property
+    def master_tags(self) -> tuple[str, ...]:
+        """In a calibration recipe, intermediate masters are its products (catalogued for others to use)."""
+        return ("product",) if self.context.recipe.kind == "calibration" else ()
+
     def frames(self, task_type: str | None = None, role: str | None = None) -> list[dict]:
         """Input frames (bucket, key, version, ETag, task type, ...) of the input dataset."""
         return [
@@ -89,7 +94,8 @@ class Task:
 
     # -- tagged scratch ---------------------------------------------------------
     def upstream_outputs(self, tag: str) -> list[dict]:
-        """Outputs with ``tag`` written by tasks upstream of this one (directly or not)."""
+        """Outputs with ``tag`` written by tasks upstream of this one (directly or not), then the files
+        with ``tag`` of upstream datasets (another instance's output, e.g. master calibrations)."""
         ancestors = self._ancestors()
         found = []
         for task in ancestors:
@@ -99,10 +105,17 @@ class Task:
                 raise MissingUpstream(f"upstream task {task} has no outputs for run {self.run_id} ({exc}); "
                                       "it has not run yet, or the run's scratch was removed") from exc
             found.extend(output for output in record["outputs"] if tag in output["tags"])
+        for upstream in self.context.input_dataset.get("upstream", []):
+            found.extend(file for file in upstream["files"] if tag in file["tags"])
         return found
 
+    def upstream_datasets(self, role: str | None = None) -> list[dict]:
+        """The upstream datasets of the input dataset (with their files), optionally of one role."""
+        return [u for u in self.context.input_dataset.get("upstream", []) if role is None or u["role"] == role]
+
     def read_output(self, output: dict) -> bytes:
-        return self.context.s3.get_object(Bucket=self.context.work_bucket, Key=output["key"])["Body"].read()
+        bucket = output.get("bucket") or self.context.work_bucket
+        return self.context.s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read()
 
     def read_json(self, tag: str) -> Any:
         """The one upstream JSON output with ``tag``."""

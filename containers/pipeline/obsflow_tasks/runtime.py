@@ -24,7 +24,7 @@ import obsflow
 from obsflow import aws
 from obsflow.errors import NotFound, TransientError
 from obsflow.recipes import registry
-from obsflow.recipes.model import RecipeError
+from obsflow.recipes.model import Recipe, RecipeError
 from obsflow.runs import documents, layout
 from obsflow.settings import get_settings
 
@@ -54,17 +54,20 @@ def load_task_class(entrypoint: str) -> type[Task]:
     return getattr(importlib.import_module(module), name)
 
 
-def fail_on_purpose(context: TaskContext, record_key: str) -> None:
-    """The deliberate failures of the run options fail_task and fail_once_task (tests and demos)."""
-    options, task = context.run["configuration"]["options"], context.task.name
-    if options.get("fail_task") == task:
-        raise ConfigurationFailure(f"failing on purpose: the run option fail_task is {task!r}; "
-                                   "retry with --set fail_task= to run it normally")
-    marker = record_key.replace("_record.json", "_failed_once")
-    if options.get("fail_once_task") == task and not documents.exists(context.s3, context.work_bucket, marker):
-        documents.put_json(context.s3, context.work_bucket, marker, {"task": task})
-        raise SimulatedOutage(f"failing once on purpose (run option fail_once_task is {task!r}); "
-                              "a redrive of the run succeeds")
+def injected_fault(context: TaskContext, run_id: str) -> None:
+    """Fail as a fault injected for this task of this run says (``layout.fault_key``): a configuration
+    error every time, or an outage once (a redrive then succeeds)."""
+    key = layout.fault_key(run_id, context.task.name)
+    if not documents.exists(context.s3, context.work_bucket, key):
+        return
+    fault = documents.get_json(context.s3, context.work_bucket, key)
+    if fault.get("kind") == "configuration":
+        raise ConfigurationFailure(f"failing on purpose: a configuration fault is injected into {context.task.name} "
+                                   f"of run {run_id}; retry the run (a new run has no fault)")
+    if not fault.get("happened"):
+        documents.put_json(context.s3, context.work_bucket, key, {**fault, "happened": True})
+        raise SimulatedOutage(f"failing once on purpose: an outage is injected into {context.task.name} of run "
+                              f"{run_id}; a redrive of the run succeeds")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +90,9 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     s3 = aws.client(settings, "s3")
     work = settings.bucket_name("work")
     run = documents.get_json(s3, work, layout.run_document_key(args.run_id))
-    recipe = registry.get(args.recipe, run["recipe_version"])
+    # The run carries its recipe's definition, so a version registered as data runs without a release.
+    recipe = Recipe.model_validate(run["recipe_definition"]) if "recipe_definition" in run else \
+        registry.get(args.recipe, run["recipe_version"])
     spec = recipe.task(args.task)
     record_key = layout.task_record_key(args.run_id, spec.name)
     if not args.force and documents.exists(s3, work, record_key):
@@ -121,7 +126,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames)")
     status, exit_code, error = "succeeded", 0, None
     try:
-        fail_on_purpose(context, record_key)
+        injected_fault(context, args.run_id)
         load_task_class(spec.entrypoint)(context).run()
     except TaskFailure as exc:
         status, exit_code, error = "failed", exc.exit_code, f"{exc.kind}: {exc}"

@@ -1,7 +1,7 @@
 """The state machine of a recipe, generated from its DAG.
 
 StartRun -> the tasks (Batch jobs, submitJob.sync; the tasks of one dependency level
-side by side in a Parallel state) -> Catalog -> NotifyPI -> FinishRun. Transient
+side by side in a Parallel state) -> Catalog -> NotifyPI (science only) -> FinishRun. Transient
 errors are retried with backoff; anything else goes to OpenTicket -> FailRun -> Fail.
 
 The state machine carries run ids, never frame lists, so the number of state
@@ -131,19 +131,9 @@ def _level_state(recipe: Recipe, level: list[TaskSpec], next_state: str) -> tupl
     return name, state
 
 
-def build_definition(recipe: Recipe) -> dict:
-    """The Amazon States Language definition of ``recipe``, with ${Placeholders} for ARNs."""
-    run = {"run_id.$": "$.run_id"}
-    levels = recipe.levels()
-    level_names = [" + ".join(task.name for task in level) for level in levels]
-    states: dict[str, dict] = {
-        "StartRun": _lambda("start-run", {**run, "execution_arn.$": "$$.Execution.Id"}, "$.start", level_names[0]),
-    }
-    for i, level in enumerate(levels):
-        name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
-        states[name] = state
-    states["Catalog"] = _lambda("catalog", run, "$.catalog", "NotifyPI")
-    states["NotifyPI"] = {
+def notify_pi_state() -> dict:
+    """SNS to the PI topic, with the proposal as a message attribute (a PI subscribes with a filter on it)."""
+    return {
         "Type": "Task",
         "Resource": "arn:aws:states:::sns:publish",
         "Parameters": {
@@ -160,6 +150,23 @@ def build_definition(recipe: Recipe) -> dict:
         "Catch": _catch(),
         "Next": "FinishRun",
     }
+
+
+def build_definition(recipe: Recipe) -> dict:
+    """The Amazon States Language definition of ``recipe``, with ${Placeholders} for ARNs."""
+    run = {"run_id.$": "$.run_id"}
+    levels = recipe.levels()
+    level_names = [" + ".join(task.name for task in level) for level in levels]
+    states: dict[str, dict] = {
+        "StartRun": _lambda("start-run", {**run, "execution_arn.$": "$$.Execution.Id"}, "$.start", level_names[0]),
+    }
+    for i, level in enumerate(levels):
+        name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
+        states[name] = state
+    # The PI hears of science datasets; master calibrations and summaries are catalogued quietly.
+    states["Catalog"] = _lambda("catalog", run, "$.catalog", "NotifyPI" if recipe.kind == "science" else "FinishRun")
+    if recipe.kind == "science":
+        states["NotifyPI"] = notify_pi_state()
     states["FinishRun"] = _lambda("finish-run", run, None, None)
     failure = {**run, "error.$": "$.error", "execution_arn.$": "$$.Execution.Id"}
     states["OpenTicket"] = _lambda("open-ticket", failure, "$.ticket", "FailRun", catch=False)

@@ -10,6 +10,7 @@ RESOURCES = {
     "high-memory": ("2", "16384"),
     "multi-core": ("4", "8192"),
 }
+VCPUS = {resource_class: float(vcpu) for resource_class, (vcpu, _) in RESOURCES.items()}
 JOB_TIMEOUT_S = 4 * 3600
 
 

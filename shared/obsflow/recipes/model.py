@@ -97,6 +97,19 @@ class TaskSpec(BaseModel):
     description: str = ""
 
 
+class Estimates(BaseModel):
+    """What a run costs before any has been measured: CPU-seconds and output bytes, base plus per input frame."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu_seconds_base: float = Field(default=30.0, ge=0)
+    cpu_seconds_per_frame: float = Field(default=1.0, ge=0)
+    bytes_per_frame: int = Field(default=0, ge=0)
+
+    def workload(self, frames: int) -> tuple[float, int]:
+        return self.cpu_seconds_base + self.cpu_seconds_per_frame * frames, self.bytes_per_frame * frames
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -108,6 +121,9 @@ class Recipe(BaseModel):
     documentation_url: str
     priority: int = Field(default=0, ge=0, le=99)
     automated: bool = True
+    # What its datasets are: science (the PI is notified), calibration (masters others use) or summary.
+    kind: Literal["science", "calibration", "summary"] = "science"
+    estimates: Estimates = Estimates()
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     parameters: tuple[Parameter, ...] = ()
     run_configuration: tuple[Option, ...] = ()

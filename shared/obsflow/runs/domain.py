@@ -20,6 +20,13 @@ MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs exec
 RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED)
 MAX_PRIORITY = 99
 
+# Recipe instance states, after the Gemini archive's processing catalogue; derived from its runs.
+NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED = "NEVER_EXECUTED", "WAITING", "QUEUED"
+QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING = "QUEUED_FOR_REEXECUTION", "RUNNING"
+INSTANCE_SUCCEEDED, ERROR = "SUCCEEDED", "ERROR"  # ERROR: an error expected to persist until someone acts
+INSTANCE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED, QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING,
+                   INSTANCE_SUCCEEDED, ERROR)
+
 # Ticket and dataset statuses.
 OPEN, RESOLVED = "OPEN", "RESOLVED"
 ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
@@ -29,9 +36,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def queue_key(priority: int, created_at: dt.datetime, run_id: str) -> str:
-    """Sorts higher priority first, then older first."""
-    return f"{MAX_PRIORITY - priority:02d}#{created_at.isoformat()}#{run_id}"
+def queue_key(priority: int, estimated_cpu_s: float, created_at: dt.datetime, run_id: str) -> str:
+    """Sorts higher priority first, then shorter estimated work, then older first."""
+    return f"{MAX_PRIORITY - priority:02d}#{min(int(estimated_cpu_s), 10**12 - 1):012d}#{created_at.isoformat()}#{run_id}"
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Candidate:
     priority: int | None = None
     status: str = WAITING
     instance_id: str | None = None
+    instance_ids: list[str] = field(default_factory=list)
 
     @property
     def op_ids(self) -> list[str]:
@@ -59,6 +67,7 @@ class OpProgress:
     expected: int | None
     received: int
     first_frame_at: dt.datetime | None
+    task_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,20 +85,53 @@ class FrameRef:
     size: int
 
 
+@dataclass(frozen=True)
+class InstanceInput:
+    """One input edge of a recipe instance: frames of an OP, a catalogued dataset, or another instance's output."""
+
+    role: str  # dark, gain, observe, calibration, science, ...
+    kind: str  # "op", "frames" (file ids), "dataset" or "instance"
+    ref: str  # the OP id, a comma-joined list of file ids, the dataset id or the instance id
+
+    @property
+    def key(self) -> str:
+        """What the input is, whatever its role: the lookup key of the reverse index."""
+        return f"{self.kind}:{self.ref}"
+
+    def as_dict(self) -> dict:
+        return {"role": self.role, "kind": self.kind, "ref": self.ref}
+
+
 @dataclass
 class Instance:
-    """A recipe version applied to one input dataset: the plan."""
+    """A recipe version applied to typed inputs: the plan, a node of the processing catalogue."""
 
     instance_id: str
-    candidate_id: str
+    candidate_id: str  # the candidate that first discovered it (runs and tickets name it)
     proposal_id: str
     recipe: str
     version: str
-    input_dataset_key: str
-    input_dataset_sha256: str
     observed_on: str
     created_at: dt.datetime
+    inputs: list[InstanceInput] = field(default_factory=list)
+    reference: str = ""  # "<night>/<proposal>": groups the instances of one night of one proposal
+    rule: str | None = None  # the discovery rule that inserted it
+    candidate_ids: set[str] = field(default_factory=set)
+    priority: int = 0
+    state: str = NEVER_EXECUTED
+    state_reason: str | None = None
+    input_dataset_key: str | None = None
+    input_dataset_sha256: str | None = None
+    planned_upstream: dict[str, str] = field(default_factory=dict)  # upstream instance -> dataset used at planning
+    inputs_changed: str | None = None  # why it must run again, once it has succeeded
+    dataset_id: str | None = None  # of its latest successful run
+    date_processed: dt.datetime | None = None  # when its latest run ended, successfully or not
+    estimated_cpu_s: float | None = None
+    estimated_bytes: int | None = None
     run_ids: set[str] = field(default_factory=set)
+
+    def upstream_ids(self) -> list[str]:
+        return [i.ref for i in self.inputs if i.kind == "instance"]
 
 
 @dataclass(frozen=True)
@@ -124,10 +166,15 @@ class Run:
     retry_of: str | None = None
     dataset_id: str | None = None
     redrives: int = 0
+    input_dataset_key: str | None = None
+    input_dataset_sha256: str | None = None
+    estimated_cpu_s: float = 0.0
+    measured_cpu_s: float | None = None
+    output_bytes: int | None = None
 
     @property
     def queue_key(self) -> str:
-        return queue_key(self.priority, self.created_at, self.run_id)
+        return queue_key(self.priority, self.estimated_cpu_s, self.created_at, self.run_id)
 
     @property
     def execution_name(self) -> str:
@@ -171,6 +218,8 @@ class Ticket:
 
 @dataclass
 class Dataset:
+    """The processed output of a run: science (L1), calibration (master darks, gain, bad pixels) or summary."""
+
     dataset_id: str
     run_id: str
     proposal_id: str
@@ -186,3 +235,27 @@ class Dataset:
     created_at: dt.datetime
     status: str = ACTIVE
     superseded_by: str | None = None
+    kind: str = "science"
+    instance_id: str | None = None
+    reference: str | None = None
+
+
+def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str | None = None) -> tuple[str, str | None]:
+    """The instance's state and why, from its runs (newest last) and what it still waits for."""
+    if not runs:
+        if waiting_for:
+            return WAITING_FOR_INPUT, waiting_for
+        return NEVER_EXECUTED, None
+    latest = max(runs, key=lambda r: r.created_at)
+    succeeded_before = any(r.status == SUCCEEDED for r in runs if r is not latest)
+    if instance.inputs_changed and latest.status in (SUCCEEDED, FAILED):
+        return QUEUED_FOR_REEXECUTION, instance.inputs_changed
+    if latest.status in (READY, SUBMITTED, MANUAL):
+        if succeeded_before:
+            return QUEUED_FOR_REEXECUTION, instance.inputs_changed or f"run {latest.run_id} is {latest.status}"
+        return QUEUED, latest.waiting_reason or f"run {latest.run_id} is {latest.status}"
+    if latest.status == RUNNING:
+        return INSTANCE_RUNNING, f"run {latest.run_id}"
+    if latest.status == SUCCEEDED:
+        return INSTANCE_SUCCEEDED, f"dataset {latest.dataset_id}"
+    return ERROR, f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"

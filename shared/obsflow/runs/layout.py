@@ -19,6 +19,11 @@ def instance_id(candidate_id: str, recipe: str, version: str) -> str:
     return f"ri-{_digest(candidate_id, recipe, version)}"
 
 
+def group_instance_id(group: str, recipe: str, version: str, *members: str) -> str:
+    """The one instance of a rule's group: a calibration set, or a night of a proposal."""
+    return f"ri-{_digest(group, recipe, version, *members)}"
+
+
 def run_id(instance_id: str, retry_of: str | None = None, attempt: str = "") -> str:
     return f"run-{_digest(instance_id, retry_of or 'first', attempt)}"
 
@@ -32,13 +37,24 @@ def product_id(observe_file_ids) -> str:
     return f"prod-{_digest(*sorted(observe_file_ids))}"
 
 
+def product_id_of(input_dataset: dict) -> str:
+    """What a dataset is a product of: its observe frames; else all its frames (a calibration set);
+    else its recipe and the products it summarises (a night summary)."""
+    frames = input_dataset["frames"]
+    observe = [f["file_id"] for f in frames if f["role"] == "observe"]
+    if observe or frames:
+        return product_id(observe or [f["file_id"] for f in frames])
+    return product_id([input_dataset["recipe"], *(u["product_id"] for u in input_dataset.get("upstream", []))])
+
+
 def digest_of(document) -> str:
     """SHA-256 of a JSON document in canonical form."""
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def input_dataset_key(instance_id: str) -> str:
-    return f"input-datasets/{instance_id}.json"
+def input_dataset_key(instance_id: str, digest: str | None = None) -> str:
+    """The first plan's input dataset; a re-execution's has the digest of its content in its name."""
+    return f"input-datasets/{instance_id}.json" if digest is None else f"input-datasets/{instance_id}/{digest[:16]}.json"
 
 
 def run_document_key(run_id: str) -> str:
@@ -58,8 +74,14 @@ def task_record_key(run_id: str, task: str) -> str:
     return f"{task_prefix(run_id, task)}_record.json"
 
 
-def dataset_prefix(proposal_id: str, dataset_id: str) -> str:
-    return f"{proposal_id}/{dataset_id}/"
+def fault_key(run_id: str, task: str) -> str:
+    """A fault injected into one task of one run (tests, demos and game days): the task fails as told."""
+    return f"faults/{run_id}/{task}.json"
+
+
+def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science") -> str:
+    """Science and summary datasets under their proposal; master calibrations under calibrations/."""
+    return f"calibrations/{proposal_id}/{dataset_id}/" if kind == "calibration" else f"{proposal_id}/{dataset_id}/"
 
 
 def share_identifier(proposal_id: str) -> str:

@@ -16,7 +16,9 @@ from obsflow.errors import TransientError
 from obsflow.observability import logger
 from obsflow.recipes import registry
 from obsflow.recipes.asl import TASK_COMMAND
+from obsflow.recipes.definitions import RULES
 from obsflow.recipes.model import Recipe
+from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs import documents
 from obsflow.runs.domain import Run, Ticket
 from obsflow.runs.tickets import describe
@@ -167,13 +169,16 @@ class SsmSubmissionSwitch:
 
 
 class ShippedRecipes:
-    """The recipes this release ships (``recipes/definitions.py``)."""
+    """The recipes and discovery rules this release ships (``recipes/shipped/``)."""
 
     def get(self, name: str, version: str | None = None) -> Recipe:
         return registry.get(name, version)
 
     def select(self, instrument: str, recipe: str | None = None) -> Recipe:
         return registry.select(instrument, recipe)
+
+    def rules(self) -> tuple[DiscoveryRule, ...]:
+        return RULES
 
 
 class SubprocessTaskRunner:

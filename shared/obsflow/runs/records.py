@@ -7,30 +7,29 @@ import json
 
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout
-from obsflow.runs.domain import Candidate, FrameRef, Instance, Run
+from obsflow.runs.domain import Dataset, FrameRef, Instance, Run
 
 
-def input_dataset(candidate: Candidate, recipe: Recipe, frames: list[FrameRef]) -> dict:
-    """Every observe and calibration frame, and the parameter values effective at the observation date."""
-    observe = sorted(f.date_obs for f in frames if f.op_id == candidate.observe_op)
-    if not observe:
-        raise ValueError(f"candidate {candidate.candidate_id} has no frames of its observe OP {candidate.observe_op}")
-    observed_on = dt.date.fromisoformat(observe[0][:10])
+def input_dataset(instance: Instance, recipe: Recipe, frames: list[tuple[FrameRef, str]], upstream: list[dict],
+                  instrument: str) -> dict:
+    """Every input of the instance: frames with their role, upstream datasets with their files, and the
+    parameter values effective on the observation date."""
     return {
-        "candidate_id": candidate.candidate_id,
-        "proposal_id": candidate.proposal_id,
-        "instrument": candidate.instrument,
-        "observe_op": candidate.observe_op,
-        "calibration_ops": list(candidate.calibration_ops),
-        "observed_on": observed_on.isoformat(),
+        "instance_id": instance.instance_id,
+        "candidate_id": instance.candidate_id,
+        "proposal_id": instance.proposal_id,
+        "instrument": instrument,
+        "reference": instance.reference,
+        "observed_on": instance.observed_on,
         "recipe": recipe.name,
         "recipe_version": recipe.version,
-        "parameters": recipe.as_run_configuration(observed_on)["parameters"],
+        "inputs": [i.as_dict() for i in instance.inputs],
+        "parameters": recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on))["parameters"],
         "frames": [
             {
                 "file_id": f.file_id,
                 "op_id": f.op_id,
-                "role": "observe" if f.op_id == candidate.observe_op else "calibration",
+                "role": role,
                 "task_type": f.task_type,
                 "date_obs": f.date_obs,
                 "bucket": f.bucket,
@@ -39,12 +38,21 @@ def input_dataset(candidate: Candidate, recipe: Recipe, frames: list[FrameRef]) 
                 "etag": f.etag,
                 "size": f.size,
             }
-            for f in sorted(frames, key=lambda f: (f.op_id, f.date_obs, f.file_id))
+            for f, role in sorted(frames, key=lambda fr: (fr[0].op_id, fr[0].date_obs, fr[0].file_id))
         ],
+        "upstream": sorted(upstream, key=lambda u: (u["role"], u["instance_id"])),
     }
 
 
-def run_document(run: Run, instance: Instance, work_bucket: str, manual: bool = False) -> dict:
+def upstream_entry(role: str, instance_id: str, dataset: Dataset) -> dict:
+    """An upstream instance's dataset as an input: where each of its files is, with tags and SHA-256."""
+    return {"role": role, "instance_id": instance_id, "dataset_id": dataset.dataset_id, "recipe": dataset.recipe,
+            "kind": dataset.kind, "product_id": dataset.product_id, "version_key": dataset.version_key,
+            "files": [{"name": f["name"], "bucket": dataset.bucket, "key": f["key"], "sha256": f["sha256"],
+                       "tags": f["tags"], "size": f["size"]} for f in dataset.files]}
+
+
+def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe, manual: bool = False) -> dict:
     """What a task needs to know about its run; tasks read S3 only, never the tables."""
     return {
         "run_id": run.run_id,
@@ -54,8 +62,9 @@ def run_document(run: Run, instance: Instance, work_bucket: str, manual: bool = 
         "recipe": run.recipe,
         "recipe_version": run.version,
         "configuration": run.configuration,
-        "input_dataset": {"bucket": work_bucket, "key": instance.input_dataset_key,
-                          "sha256": instance.input_dataset_sha256},
+        "reference": instance.reference,
+        "input_dataset": {"bucket": work_bucket, "key": run.input_dataset_key, "sha256": run.input_dataset_sha256},
+        "recipe_definition": recipe.model_dump(mode="json"),
         "manual": manual,
     }
 
@@ -64,6 +73,7 @@ def version_key(input_dataset: dict, run: Run, records: list[dict], recipe: Reci
     """What the products depend on: input frames, parameter values, task order, code versions, manual influence."""
     return layout.digest_of({
         "frames": sorted((f["file_id"], f.get("etag") or "") for f in input_dataset["frames"]),
+        "upstream": sorted(u["version_key"] for u in input_dataset.get("upstream", [])),
         "configuration": run.configuration,
         "task_order": [[task.name for task in level] for level in recipe.levels()],
         "code": sorted({(r["task"], r["code_version"], json.dumps(r["libraries"], sort_keys=True)) for r in records}),
@@ -75,8 +85,10 @@ def provenance(run: Run, input_dataset: dict, records: list[dict]) -> dict:
     return {
         "run_id": run.run_id, "recipe": run.recipe, "recipe_version": run.version, "instance_id": run.instance_id,
         "candidate_id": run.candidate_id, "configuration": run.configuration,
-        "input_frames": [{k: f.get(k) for k in ("file_id", "op_id", "task_type", "key", "version_id", "etag")}
+        "input_frames": [{k: f.get(k) for k in ("file_id", "op_id", "role", "task_type", "key", "version_id", "etag")}
                          for f in input_dataset["frames"]],
+        "upstream_datasets": [{k: u[k] for k in ("role", "instance_id", "dataset_id", "recipe", "kind", "version_key")}
+                              for u in input_dataset.get("upstream", [])],
         "tasks": [{k: v for k, v in record.items() if k != "outputs"} for record in records],
     }
 

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.ingest.readiness import OpState, missing
 from obsflow.observability import logger
+from obsflow.recipes.jobs import VCPUS
 from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.domain import (
     ACTIVE,
+    ERROR,
+    INSTANCE_SUCCEEDED,
+    NEVER_EXECUTED,
+    QUEUED_FOR_REEXECUTION,
+    WAITING_FOR_INPUT,
     FAILED,
     MANUAL,
     READY,
@@ -33,8 +39,10 @@ from obsflow.runs.domain import (
     Dataset,
     HistoryEntry,
     Instance,
+    InstanceInput,
     Run,
     Ticket,
+    derive_instance_state,
     utcnow,
 )
 from obsflow.runs.ports import Documents, Executions, Notifier, RecipeBook, RunStore, ServiceDesk, SubmissionSwitch, TaskRunner
@@ -52,17 +60,10 @@ class ManualRunFailed(ObsflowError):
     pass
 
 
-@dataclass(frozen=True)
-class Plan:
-    instance_id: str
-    run_id: str
-    recipe: Recipe
-    created: bool
-
-
 @dataclass
 class SubmitReport:
     paused: bool = False
+    discovered: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -107,69 +108,240 @@ class RunService:
             raise NotFound(f"the recipe instance {run.instance_id} of run {run.run_id} is gone")
         return instance
 
-    # -- planning --------------------------------------------------------------------
-    def plan(self, candidate: Candidate) -> Plan:
-        """The candidate's recipe instance and first run (created now, or found)."""
-        recipe = self.recipes.select(candidate.instrument, candidate.recipe)
-        at = self.clock()
-        instance_id = layout.instance_id(candidate.candidate_id, recipe.name, recipe.version)
-        dataset = records.input_dataset(candidate, recipe, self.store.frames_of_ops(candidate.op_ids))
-        key = layout.input_dataset_key(instance_id)
-        sha256 = self.documents.put_json("work", key, dataset)
-        self.store.create_instance(Instance(
-            instance_id, candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id, recipe=recipe.name,
-            version=recipe.version, input_dataset_key=key, input_dataset_sha256=sha256,
-            observed_on=dataset["observed_on"], created_at=at,
-        ))
-        instance = self.store.instance(instance_id)  # the first writer's, if another planned it too
-        priority = candidate.priority if candidate.priority is not None else recipe.priority
-        run = self._new_run(instance, recipe, priority, at)
-        created = self._save_run(run, instance)
-        self.store.mark_candidate_planned(candidate.candidate_id, instance_id)
+    # -- discovery: READY candidates -> recipe instances ----------------------------------
+    def discover_ready_candidates(self, report: SubmitReport) -> None:
+        for candidate in self.store.candidates_with_status(READY):
+            try:
+                report.discovered.extend(self.discover(candidate))
+            except (NotFound, ValueError) as exc:
+                # No recipe or rule applies, or nothing to process: a person has to decide; keep it visible.
+                self.store.hold_candidate(candidate.candidate_id, str(exc))
+                logger.warning("candidate held", extra={"candidate_id": candidate.candidate_id, "reason": str(exc)})
+                report.held.append(candidate.candidate_id)
+
+    def discover(self, candidate: Candidate) -> list[str]:
+        """Insert every instance that applies to the candidate, once; returns those it inserted.
+
+        A candidate that names a recipe gets one instance of it over all its frames;
+        otherwise every discovery rule of its instrument is evaluated, upstream rules first.
+        """
+        night = self.store.observed_on(candidate.observe_op)
+        if night is None:
+            raise ValueError(f"candidate {candidate.candidate_id} has no frames of its observe OP {candidate.observe_op}")
+        inserted, ids = [], {}
+        if candidate.recipe:
+            recipe = self.recipes.select(candidate.instrument, candidate.recipe)
+            inputs = [InstanceInput("observe", "op", candidate.observe_op),
+                      *(InstanceInput("calibration", "op", op) for op in candidate.calibration_ops)]
+            instance_id = layout.instance_id(candidate.candidate_id, recipe.name, recipe.version)
+            ids["named"] = self._insert(instance_id, recipe, candidate, inputs, night, None, inserted)
+        else:
+            progress = self.store.op_progress(candidate.op_ids)
+            task_types = {(op.task_type or "").lower() for op in progress.values()}
+            for rule in self.recipes.rules():
+                if not rule.applies(candidate.instrument, candidate.observe_op, task_types):
+                    continue
+                inputs = self._rule_inputs(rule, candidate, progress, ids)
+                if inputs is None:
+                    continue  # an upstream rule did not apply
+                recipe = self.recipes.get(rule.recipe)
+                group = {"candidate": [candidate.candidate_id],
+                         "calibration_ops": [candidate.proposal_id, *sorted(candidate.calibration_ops)],
+                         "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
+                instance_id = layout.group_instance_id(rule.name, recipe.name, recipe.version, *group)
+                ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, night, rule.name, inserted)
+            if not ids:
+                raise NotFound(f"no discovery rule applies to candidate {candidate.candidate_id} "
+                               f"({candidate.instrument}, OPs of task types {', '.join(sorted(task_types))}); "
+                               "name a recipe in the candidate's 'recipe' field, or add a rule")
+        main = next((i for name, i in ids.items() if self.recipes.get(*self._recipe_of(i)).kind == "science"),
+                    list(ids.values())[-1])
+        self.store.mark_candidate_planned(candidate.candidate_id, main, list(ids.values()))
+        return inserted
+
+    def _recipe_of(self, instance_id: str) -> tuple[str, str]:
+        instance = self.store.instance(instance_id)
+        return instance.recipe, instance.version
+
+    @staticmethod
+    def _rule_inputs(rule, candidate: Candidate, progress: dict, ids: dict[str, str]) -> list[InstanceInput] | None:
+        inputs = []
+        for source in rule.inputs:
+            if source.source == "observe_op":
+                inputs.append(InstanceInput(source.role, "op", candidate.observe_op))
+            elif source.source == "calibration_ops":
+                for op_id in candidate.calibration_ops:
+                    task_type = progress[op_id].task_type if op_id in progress else None
+                    inputs.append(InstanceInput(source.role or (task_type or "calibration").lower(), "op", op_id))
+            elif source.rule in ids:
+                inputs.append(InstanceInput(source.role, "instance", ids[source.rule]))
+            else:
+                return None
+        return inputs
+
+    def _insert(self, instance_id: str, recipe: Recipe, candidate: Candidate, inputs: list[InstanceInput],
+                night: str, rule: str | None, inserted: list[str]) -> str:
+        """Create the instance, or add the candidate and any new inputs to it (never a second instance)."""
+        existing = self.store.instance(instance_id)
+        if existing is None:
+            instance = Instance(
+                instance_id, candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
+                recipe=recipe.name, version=recipe.version, observed_on=night, created_at=self.clock(),
+                inputs=inputs, reference=f"{night}/{candidate.proposal_id}", rule=rule,
+                candidate_ids={candidate.candidate_id},
+                priority=candidate.priority if candidate.priority is not None else recipe.priority,
+            )
+            if self.store.create_instance(instance):
+                inserted.append(instance_id)
+                logger.info("instance inserted", extra={"instance_id": instance_id, "recipe": recipe.key, "rule": rule,
+                                                        "candidate_id": candidate.candidate_id})
+                self.refresh_instance(instance_id)
+                return instance_id
+            existing = self.store.instance(instance_id)  # another submitter inserted it meanwhile
+        self.store.add_candidate_to_instance(instance_id, candidate.candidate_id)
+        new = [i for i in inputs if i not in existing.inputs]
+        if new:
+            self.store.add_inputs(instance_id, new)
+            self._inputs_changed(existing, "new input(s): " + ", ".join(f"{i.role} {i.key}" for i in new))
+        return instance_id
+
+    def _inputs_changed(self, instance: Instance, why: str) -> None:
+        """An instance already planned has new or changed inputs: it runs again (never a silent second instance)."""
+        if instance.input_dataset_key is None:
+            return  # not planned yet: its plan will include them
+        self.store.update_instance(instance.instance_id, inputs_changed=why)
+        logger.info("instance inputs changed", extra={"instance_id": instance.instance_id, "why": why})
+        self.refresh_instance(instance.instance_id)
+
+    # -- planning: instances whose inputs are all there -> runs -----------------------------
+    def plan_pending_instances(self, report: SubmitReport) -> None:
+        for state in (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED_FOR_REEXECUTION):
+            for instance in self.store.instances_with_state(state):
+                if instance.run_ids and not instance.inputs_changed:
+                    continue  # planned, and nothing changed since
+                try:
+                    run_id = self.plan_instance(instance)
+                except (NotFound, ValueError) as exc:
+                    # This instance needs a person; the others keep flowing.
+                    self.store.update_instance(instance.instance_id, state=ERROR, state_reason=f"cannot plan: {exc}")
+                    logger.error("instance cannot be planned", extra={"instance_id": instance.instance_id,
+                                                                      "reason": str(exc)})
+                    continue
+                if run_id:
+                    report.planned.append(run_id)
+
+    def _waiting_for(self, instance: Instance) -> str | None:
+        """Why the instance cannot be planned yet: the upstream instances that have not succeeded."""
+        reasons = []
+        for upstream_id in instance.upstream_ids():
+            upstream = self.store.instance(upstream_id)
+            if upstream is None:
+                reasons.append(f"{upstream_id} (not recorded)")
+            elif upstream.state != INSTANCE_SUCCEEDED or upstream.dataset_id is None:
+                reasons.append(f"{upstream_id} ({upstream.recipe}: {upstream.state}"
+                               + (f", {upstream.state_reason}" if upstream.state_reason else "") + ")")
+        return f"waiting for {'; '.join(reasons)}" if reasons else None
+
+    def plan_instance(self, instance: Instance) -> str | None:
+        """Write the input dataset and a READY run once every upstream instance has succeeded; the run id."""
+        instance = self.store.instance(instance.instance_id)  # a listing may lag behind another submitter
+        if instance.run_ids and not instance.inputs_changed:
+            return None
+        waiting = self._waiting_for(instance)
+        if waiting:
+            if instance.state_reason != waiting:
+                self.refresh_instance(instance.instance_id, waiting)
+            return None
+        recipe = self.recipes.get(instance.recipe, instance.version)
+        frames, upstream = [], []
+        op_roles = {i.ref: i.role for i in instance.inputs if i.kind == "op"}
+        frames = [(frame, op_roles[frame.op_id]) for frame in self.store.frames_of_ops(sorted(op_roles))]
+        for edge in instance.inputs:
+            if edge.kind in ("instance", "dataset"):
+                dataset_id = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref
+                dataset = self.store.dataset(dataset_id)
+                if dataset is None:
+                    raise NotFound(f"dataset {dataset_id} of input {edge.key} of instance {instance.instance_id} is gone")
+                upstream.append(records.upstream_entry(edge.role, edge.ref, dataset))
+        if not frames and not upstream:
+            raise ValueError(f"instance {instance.instance_id} has no input frames and no upstream datasets")
+        document = records.input_dataset(instance, recipe, frames, upstream, recipe.instrument)
+        digest = layout.digest_of(document)
+        key = layout.input_dataset_key(instance.instance_id, digest if instance.run_ids else None)
+        sha256 = self.documents.put_json("work", key, document)
+        estimated_cpu_s, estimated_bytes = self._estimate(recipe, len(frames) + len(upstream))
+        self.store.update_instance(
+            instance.instance_id, input_dataset_key=key, input_dataset_sha256=sha256, inputs_changed=None,
+            planned_upstream={u["instance_id"]: u["dataset_id"] for u in upstream if u["instance_id"].startswith("ri-")},
+            estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes,
+        )
+        reexecution = digest if instance.run_ids else ""
+        instance = self.store.instance(instance.instance_id)
+        run = self._new_run(instance, recipe, instance.priority, self.clock(), attempt=reexecution)
+        run.input_dataset_key, run.input_dataset_sha256, run.estimated_cpu_s = key, sha256, estimated_cpu_s
+        if reexecution:
+            run.history = [HistoryEntry(READY, run.created_at, f"re-execution: {instance.inputs_changed or 'inputs changed'}")]
+        created = self._save_run(run, instance, recipe)
+        self.refresh_instance(instance.instance_id)
         if created:
-            logger.info("run planned", extra={"candidate_id": candidate.candidate_id, "run_id": run.run_id,
+            logger.info("run planned", extra={"instance_id": instance.instance_id, "run_id": run.run_id,
                                               "recipe": recipe.key})
-        return Plan(instance_id, run.run_id, recipe, created)
+        return run.run_id if created else None
+
+    def _estimate(self, recipe: Recipe, inputs: int) -> tuple[float, int]:
+        """CPU-seconds and output bytes: measured per input over earlier runs of the version, else the recipe's."""
+        measured = self.store.measurement(recipe.key)
+        if measured and measured["frames"]:
+            per_input = inputs / measured["frames"]
+            return round(measured["cpu_seconds"] * per_input, 1), int(measured["output_bytes"] * per_input)
+        return recipe.estimates.workload(inputs)
 
     def _new_run(self, instance: Instance, recipe: Recipe, priority: int, at: dt.datetime,
-                 overrides: dict | None = None, retry_of: str | None = None) -> Run:
+                 overrides: dict | None = None, retry_of: str | None = None, attempt: str = "") -> Run:
         configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on), overrides)
-        attempt = json.dumps(overrides, sort_keys=True) if retry_of else ""
-        run_id = layout.run_id(instance.instance_id, retry_of, attempt)
+        if retry_of:
+            attempt = json.dumps(overrides, sort_keys=True)
+        run_id = layout.run_id(instance.instance_id, retry_of or ("reexecution" if attempt else None), attempt)
         return Run(
             run_id, instance_id=instance.instance_id, candidate_id=instance.candidate_id,
             proposal_id=instance.proposal_id, recipe=recipe.name, version=recipe.version, priority=priority,
             resource_classes=recipe.resource_classes(), configuration=configuration, created_at=at,
-            overrides=overrides, retry_of=retry_of,
+            overrides=overrides, retry_of=retry_of, input_dataset_key=instance.input_dataset_key,
+            input_dataset_sha256=instance.input_dataset_sha256, estimated_cpu_s=instance.estimated_cpu_s or 0.0,
             history=[HistoryEntry(READY, at, f"retry of {retry_of}" if retry_of else "planned")],
         )
 
-    def _save_run(self, run: Run, instance: Instance) -> bool:
+    def _save_run(self, run: Run, instance: Instance, recipe: Recipe) -> bool:
         """The run document first (tasks read it), then the run; True if the run is new."""
         self.documents.put_json("work", layout.run_document_key(run.run_id),
-                                records.run_document(run, instance, self.documents.location("work")))
+                                records.run_document(run, instance, self.documents.location("work"), recipe))
         created = self.store.create_run(run)
         self.store.add_run_to_instance(instance.instance_id, run.run_id)
         return created
 
-    def plan_ready_candidates(self, report: SubmitReport) -> None:
-        for candidate in self.store.candidates_with_status(READY):
-            try:
-                plan = self.plan(candidate)
-            except (NotFound, ValueError) as exc:
-                # No recipe, or nothing to process: a person has to decide; keep it visible.
-                self.store.hold_candidate(candidate.candidate_id, str(exc))
-                logger.warning("candidate held", extra={"candidate_id": candidate.candidate_id, "reason": str(exc)})
-                report.held.append(candidate.candidate_id)
-                continue
-            if plan.created:
-                report.planned.append(plan.run_id)
+    def refresh_instance(self, instance_id: str, waiting_for: str | None = None) -> str:
+        """Derive the instance's state from its runs (and what it waits for) and record it if it changed."""
+        instance = self.store.instance(instance_id)
+        runs = self.store.runs_of(instance)
+        if waiting_for is None and not runs:
+            waiting_for = self._waiting_for(instance)
+        state, reason = derive_instance_state(instance, runs, waiting_for)
+        ended = [r.finished_at for r in runs if r.finished_at]
+        changes = {}
+        if (state, reason) != (instance.state, instance.state_reason):
+            changes.update(state=state, state_reason=reason)
+        if ended and max(ended) != instance.date_processed:
+            changes["date_processed"] = max(ended)
+        if changes:
+            self.store.update_instance(instance_id, **changes)
+        return state
 
     # -- submission ---------------------------------------------------------------------
     def submit(self) -> SubmitReport:
         """Plan READY candidates, then start READY runs by priority within the run slots."""
         report = SubmitReport()
-        self.plan_ready_candidates(report)
+        self.discover_ready_candidates(report)
+        self.plan_pending_instances(report)
         if self.switch.is_paused():
             report.paused = True
             return report
@@ -216,6 +388,7 @@ class RunService:
             self.store.give_back_slots(run)
             raise
         self.store.update_run(run.run_id, execution_arn=execution_arn)
+        self.refresh_instance(run.instance_id)
         report.started.append(run.run_id)
         logger.info("run started", extra={"run_id": run.run_id, "execution_arn": execution_arn})
 
@@ -238,6 +411,7 @@ class RunService:
         at = self.clock()
         self.store.transition(run_id, RUNNING, (SUBMITTED,), at, execution_arn,
                               started_at=at, execution_arn=execution_arn, error=None)
+        self.refresh_instance(run.instance_id)
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
                 "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority)}
 
@@ -252,14 +426,16 @@ class RunService:
         return sorted(found, key=lambda r: r.get("finished_at") or "")
 
     def catalog(self, run_id: str) -> dict:
-        """Copy the run's products to <proposal>/<dataset id>/ in the data bucket and record the dataset."""
+        """Copy the run's products to the data bucket and record the dataset; instances that consumed an
+        earlier dataset of the same instance are queued for re-execution."""
         run = self.require_run(run_id)
         recipe = self.recipes.get(run.recipe, run.version)
+        instance = self._instance_of(run)
         dataset_id = layout.dataset_id(run_id)
-        prefix = layout.dataset_prefix(run.proposal_id, dataset_id)
+        prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind)
         task_records = self.task_records(run)
-        input_dataset = self.documents.get_json("work", self._instance_of(run).input_dataset_key)
-        product_id = layout.product_id(f["file_id"] for f in input_dataset["frames"] if f["role"] == "observe")
+        input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
+        product_id = layout.product_id_of(input_dataset)
         files = []
         for record in task_records:
             for output in record.get("outputs", []):
@@ -278,25 +454,42 @@ class RunService:
             dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
             recipe=run.recipe_key, bucket=self.documents.location("data"), prefix=prefix, product_id=product_id,
             version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
-            provenance=provenance, created_at=self.clock(),
+            provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
+            reference=instance.reference,
         ))
         for older in self.store.datasets_of_product(product_id):
-            if older.dataset_id != dataset_id and older.status == ACTIVE:
+            if older.dataset_id != dataset_id and older.status == ACTIVE and older.kind == recipe.kind:
                 self.store.deprecate_dataset(older.dataset_id, dataset_id)
-        self.store.update_run(run_id, dataset_id=dataset_id)
+        output_bytes = sum(f["size"] for f in files)
+        self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
+                              measured_cpu_s=measured_cpu_seconds(task_records, recipe))
+        self.store.update_instance(run.instance_id, dataset_id=dataset_id)
+        self._downstream_of_new_dataset(run.instance_id, dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
         subject, message = records.availability_message(dataset_id, product_id, key, run, location, files)
-        logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files)})
+        logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files),
+                                                 "kind": recipe.kind})
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
-                "message": json.dumps(message, indent=2, sort_keys=True)}
+                "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind}
+
+    def _downstream_of_new_dataset(self, instance_id: str, dataset_id: str) -> None:
+        """The discovery agent on a catalogued dataset: a consumer that was planned on another dataset of
+        this instance runs again; one not yet planned will take this one."""
+        for user_id in self.store.users_of(f"instance:{instance_id}"):
+            user = self.store.instance(user_id)
+            used = user.planned_upstream.get(instance_id) if user else None
+            if used is not None and used != dataset_id:
+                self._inputs_changed(user, f"input {instance_id} has a new dataset {dataset_id} (was {used})")
 
     def finish_run(self, run_id: str) -> dict:
         run = self.require_run(run_id)
         # Scratch first: a run that reads SUCCEEDED has no scratch left (a retried call deletes nothing more).
         removed = self.documents.delete_prefix("work", layout.scratch_prefix(run_id))
         at = self.clock()
-        self.store.transition(run_id, SUCCEEDED, (RUNNING,), at, finished_at=at)
+        if self.store.transition(run_id, SUCCEEDED, (RUNNING,), at, finished_at=at):
+            self._record_cost(self.require_run(run_id))
         self.store.give_back_slots(run)
+        self.refresh_instance(run.instance_id)
         logger.info("run succeeded", extra={"run_id": run_id, "scratch_objects_removed": removed})
         self.notifier.nudge(f"run {run_id} finished")
         return {"run_id": run_id, "status": SUCCEEDED, "scratch_objects_removed": removed}
@@ -306,9 +499,18 @@ class RunService:
         at = self.clock()
         self.store.transition(run_id, FAILED, (SUBMITTED, RUNNING), at, error.get("Error"), finished_at=at, error=error)
         self.store.give_back_slots(run)
+        self.refresh_instance(run.instance_id)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
         self.notifier.nudge(f"run {run_id} failed")
         return {"run_id": run_id, "status": FAILED}
+
+    def _record_cost(self, run: Run) -> None:
+        """Once per successful run: what it cost, so later estimates of its recipe version are measured ones."""
+        if run.measured_cpu_s is None:
+            return
+        document = self.documents.get_json("work", run.input_dataset_key) if run.input_dataset_key else {}
+        inputs = len(document.get("frames", [])) + len(document.get("upstream", []))
+        self.store.record_measurement(run.recipe_key, inputs, run.measured_cpu_s, run.output_bytes or 0)
 
     # -- tickets -----------------------------------------------------------------------------
     def file_ticket(self, ticket: Ticket) -> bool:
@@ -372,10 +574,13 @@ class RunService:
         instance = self._instance_of(earlier)
         merged = {**(earlier.overrides or {}), **overrides}
         run = self._new_run(instance, recipe, int(earlier.priority), self.clock(), overrides=merged, retry_of=run_id)
+        run.input_dataset_key = earlier.input_dataset_key or instance.input_dataset_key
+        run.input_dataset_sha256 = earlier.input_dataset_sha256 or instance.input_dataset_sha256
         existing = self.store.run(run.run_id)
         if existing is not None:
             return existing
-        self._save_run(run, instance)
+        self._save_run(run, instance, recipe)
+        self.refresh_instance(instance.instance_id)
         self.notifier.nudge(f"retry of {run_id}")
         return self.store.run(run.run_id)
 
@@ -384,6 +589,7 @@ class RunService:
         run = self._ended(run_id, (FAILED,), "redriven")
         self.store.transition(run_id, READY, (FAILED,), self.clock(), "redrive",
                               redrives=run.redrives + 1, execution_arn=None, finished_at=None)
+        self.refresh_instance(run.instance_id)
         self.notifier.nudge(f"redrive of {run_id}")
         return self.store.run(run_id)
 
@@ -392,6 +598,7 @@ class RunService:
         """READY -> MANUAL with one ticket that says how to run it."""
         if not self.store.transition(run.run_id, MANUAL, (READY,), self.clock(), "manual by definition"):
             return
+        self.refresh_instance(run.instance_id)
         self.file_ticket(Ticket(
             f"TKT-{run.run_id}-manual", kind="manual", created_at=self.clock(),
             summary=f"run {run.run_id} of {run.recipe_key} is manual by definition",
@@ -421,9 +628,19 @@ class RunService:
                     raise ManualRunFailed(f"task {task.name} failed (exit code {exit_code}): {last}")
                 echo(f"  {task.name}: {stdout.strip().splitlines()[-1] if stdout.strip() else 'done'}")
         result = self.catalog(run_id)
-        self.notifier.notify_pi(result["proposal_id"], result["dataset_id"], result["subject"], result["message"])
+        if result["kind"] == "science":
+            self.notifier.notify_pi(result["proposal_id"], result["dataset_id"], result["subject"], result["message"])
         self.finish_run(run_id)
         return self.store.run(run_id)
+
+    # -- faults, for tests, demos and game days ------------------------------------------------
+    def inject_fault(self, run_id: str, task: str, kind: str) -> None:
+        """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once)."""
+        run = self.require_run(run_id)
+        self.recipes.get(run.recipe, run.version).task(task)  # RecipeError for an unknown task
+        if kind not in ("configuration", "outage"):
+            raise ValueError(f"unknown fault kind {kind!r}: configuration or outage")
+        self.documents.put_json("work", layout.fault_key(run_id, task), {"kind": kind, "task": task})
 
     # -- the backstop ------------------------------------------------------------------------------
     def backstop(self, now: dt.datetime) -> BackstopReport:
@@ -454,3 +671,9 @@ class RunService:
         if report.released:
             self.notifier.nudge(f"backstop released {', '.join(report.released)}")
         return report
+
+
+def measured_cpu_seconds(task_records: list[dict], recipe: Recipe) -> float:
+    """CPU-seconds a run took: each task's duration times the vCPUs of its resource class."""
+    vcpus = {task.name: VCPUS[task.resource_class] for task in recipe.tasks}
+    return round(sum(r.get("duration_s", 0) * vcpus.get(r["task"], 1) for r in task_records), 1)

@@ -9,9 +9,31 @@ from typing import Any
 from pynamodb.connection import Connection
 
 from obsflow.aws import transient
-from obsflow.runs.domain import Candidate, Dataset, FrameRef, HistoryEntry, Instance, OpProgress, Run, Ticket
+from obsflow.runs.domain import (
+    Candidate,
+    Dataset,
+    FrameRef,
+    HistoryEntry,
+    Instance,
+    InstanceInput,
+    OpProgress,
+    Run,
+    Ticket,
+)
 from obsflow.settings import Settings
-from obsflow.tables import candidates, capacity, datasets, frames, observing_programs, recipe_instances, runs, tickets
+from obsflow.tables import (
+    candidates,
+    capacity,
+    catalogue_edges,
+    datasets,
+    frames,
+    observing_programs,
+    recipe_instances,
+    recipe_measurements,
+    runs,
+    tickets,
+)
+from obsflow.tables.catalogue_edges import InputEdgeItem
 from obsflow.tables.base import changes_to_actions, save_if_new
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.datasets import DatasetItem
@@ -28,17 +50,39 @@ def _fields(cls, item) -> dict[str, Any]:
 
 def candidate_of(item: CandidateItem) -> Candidate:
     return Candidate(**{**_fields(Candidate, item), "calibration_ops": list(item.calibration_ops or []),
+                        "instance_ids": list(item.instance_ids or []),
                         "priority": None if item.priority is None else int(item.priority)})
 
 
-def instance_of(item: RecipeInstanceItem) -> Instance:
-    return Instance(**{**_fields(Instance, item), "run_ids": set(item.run_ids or ())})
+def instance_of(item: RecipeInstanceItem, edges: list[InputEdgeItem]) -> Instance:
+    return Instance(**{
+        **_fields(Instance, item),
+        "inputs": [InstanceInput(edge.role, edge.kind, edge.ref) for edge in edges],
+        "run_ids": set(item.run_ids or ()), "candidate_ids": set(item.candidate_ids or ()),
+        "priority": int(item.priority or 0), "planned_upstream": dict(item.planned_upstream or {}),
+        "estimated_bytes": None if item.estimated_bytes is None else int(item.estimated_bytes),
+    })
+
+
+def instance_item(instance: Instance) -> RecipeInstanceItem:
+    values = dataclasses.asdict(instance)
+    del values["inputs"]
+    for name in ("run_ids", "candidate_ids", "planned_upstream"):
+        values[name] = values[name] or None
+    return RecipeInstanceItem(values.pop("instance_id"), **values)
+
+
+def edge_item(instance_id: str, edge: InstanceInput) -> InputEdgeItem:
+    return InputEdgeItem(instance_id, f"{edge.role}#{edge.key}", role=edge.role, kind=edge.kind, ref=edge.ref,
+                         input_key=edge.key)
 
 
 def run_of(item: RunItem) -> Run:
     return Run(**{
         **_fields(Run, item),
         "priority": int(item.priority), "redrives": int(item.redrives or 0),
+        "estimated_cpu_s": float(item.estimated_cpu_s or 0),
+        "output_bytes": None if item.output_bytes is None else int(item.output_bytes),
         "resource_classes": list(item.resource_classes),
         "history": [HistoryEntry(entry.status, entry.at, entry.detail) for entry in item.history or []],
     })
@@ -59,7 +103,8 @@ def ticket_of(item: TicketItem) -> Ticket:
 
 
 def dataset_of(item: DatasetItem) -> Dataset:
-    return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0)})
+    return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0),
+                      "kind": item.kind or "science"})
 
 
 class DynamoRunStore:
@@ -80,9 +125,9 @@ class DynamoRunStore:
         with transient(f"could not mark candidate {candidate_id} ready"):
             return candidates.mark_ready(candidate_id, reason, detail, at)
 
-    def mark_candidate_planned(self, candidate_id: str, instance_id: str) -> None:
+    def mark_candidate_planned(self, candidate_id: str, instance_id: str, instance_ids: list[str]) -> None:
         with transient(f"could not mark candidate {candidate_id} planned"):
-            candidates.mark_planned(candidate_id, instance_id)
+            candidates.mark_planned(candidate_id, instance_id, instance_ids)
 
     def hold_candidate(self, candidate_id: str, reason: str) -> None:
         with transient(f"could not hold candidate {candidate_id}"):
@@ -92,28 +137,82 @@ class DynamoRunStore:
         with transient(f"could not read OPs {', '.join(op_ids)}"):
             items = observing_programs.get_many(op_ids)
         return {op_id: OpProgress(op_id, None if op.expected is None else int(op.expected), int(op.received or 0),
-                                  op.first_frame_at) for op_id, op in items.items()}
+                                  op.first_frame_at, op.task_type) for op_id, op in items.items()}
+
+    def observed_on(self, op_id: str) -> str | None:
+        """The date of the OP's first frame (DATE-OBS), from the index sorted by it."""
+        with transient(f"could not read the frames of {op_id}"):
+            first = next(iter(frames.FrameItem.by_op.query(op_id, limit=1)), None)
+        return first.date_obs[:10] if first else None
 
     def frames_of_ops(self, op_ids: list[str]) -> list[FrameRef]:
         with transient(f"could not list the frames of {', '.join(op_ids)}"):
             items = [item for op_id in op_ids for item in frames.frames_of_op(op_id)]
         return [FrameRef(**{**_fields(FrameRef, item), "size": int(item.size)}) for item in items]
 
-    # -- instances ----------------------------------------------------------------------
+    # -- instances and their edges ----------------------------------------------------
     def create_instance(self, instance: Instance) -> bool:
-        values = dataclasses.asdict(instance)
-        values["run_ids"] = values["run_ids"] or None
+        """Its edges first, so an instance that exists always has its inputs."""
+        self.add_inputs(instance.instance_id, instance.inputs)
         with transient(f"could not record instance {instance.instance_id}"):
-            return save_if_new(RecipeInstanceItem(values.pop("instance_id"), **values))
+            return save_if_new(instance_item(instance))
 
     def instance(self, instance_id: str) -> Instance | None:
         with transient(f"could not read instance {instance_id}"):
             item = recipe_instances.get(instance_id)
-        return instance_of(item) if item else None
+            return instance_of(item, catalogue_edges.inputs_of(instance_id)) if item else None
+
+    def instances_with_state(self, state: str) -> list[Instance]:
+        with transient(f"could not list {state} instances"):
+            return [instance_of(item, catalogue_edges.inputs_of(item.instance_id))
+                    for item in recipe_instances.with_state(state)]
+
+    def instances_of_reference(self, reference: str) -> list[Instance]:
+        with transient(f"could not list the instances of {reference}"):
+            return [instance_of(item, catalogue_edges.inputs_of(item.instance_id))
+                    for item in recipe_instances.of_reference(reference)]
+
+    def add_inputs(self, instance_id: str, inputs: list[InstanceInput]) -> None:
+        with transient(f"could not record the inputs of instance {instance_id}"):
+            with InputEdgeItem.batch_write() as batch:
+                for edge in inputs:
+                    batch.save(edge_item(instance_id, edge))
+
+    def users_of(self, input_key: str) -> list[str]:
+        with transient(f"could not look up the users of {input_key}"):
+            return catalogue_edges.users_of(input_key)
+
+    def add_candidate_to_instance(self, instance_id: str, candidate_id: str) -> None:
+        with transient(f"could not record candidate {candidate_id} on instance {instance_id}"):
+            RecipeInstanceItem(instance_id).update(actions=[RecipeInstanceItem.candidate_ids.add({candidate_id})])
+
+    def update_instance(self, instance_id: str, **changes: Any) -> None:
+        with transient(f"could not update instance {instance_id}"):
+            RecipeInstanceItem(instance_id).update(actions=changes_to_actions(RecipeInstanceItem, changes))
 
     def add_run_to_instance(self, instance_id: str, run_id: str) -> None:
         with transient(f"could not record run {run_id} on instance {instance_id}"):
             RecipeInstanceItem(instance_id).update(actions=[RecipeInstanceItem.run_ids.add({run_id})])
+
+    def runs_of(self, instance: Instance) -> list[Run]:
+        if not instance.run_ids:
+            return []
+        with transient(f"could not read the runs of instance {instance.instance_id}"):
+            return [run_of(item) for item in RunItem.batch_get(sorted(instance.run_ids), consistent_read=True)]
+
+    # -- what runs of a recipe cost ---------------------------------------------------------
+    def record_measurement(self, recipe_key: str, frames_count: int, cpu_seconds: float, output_bytes: int) -> None:
+        with transient(f"could not record what a run of {recipe_key} cost"):
+            recipe_measurements.add(recipe_key, frames_count, cpu_seconds, output_bytes)
+
+    def measurement(self, recipe_key: str) -> dict | None:
+        """Totals over the recipe version's successful runs: runs, frames, cpu_seconds, output_bytes."""
+        with transient(f"could not read what runs of {recipe_key} cost"):
+            item = recipe_measurements.get(recipe_key)
+        if item is None or not item.runs:
+            return None
+        return {"runs": int(item.runs), "frames": int(item.frames), "cpu_seconds": float(item.cpu_seconds),
+                "output_bytes": int(item.output_bytes)}
 
     # -- runs --------------------------------------------------------------------------------
     def create_run(self, run: Run) -> bool:
@@ -173,6 +272,11 @@ class DynamoRunStore:
         values = dataclasses.asdict(dataset)
         with transient(f"could not record dataset {dataset.dataset_id}"):
             return save_if_new(DatasetItem(values.pop("dataset_id"), **values))
+
+    def dataset(self, dataset_id: str) -> Dataset | None:
+        with transient(f"could not read dataset {dataset_id}"):
+            item = datasets.get(dataset_id)
+        return dataset_of(item) if item else None
 
     def datasets_of_product(self, product_id: str) -> list[Dataset]:
         with transient(f"could not list the datasets of product {product_id}"):

@@ -53,7 +53,8 @@ class CandidateItem(Model):
     ready_at = UTCDateTimeAttribute(null=True)
     ready_reason = UnicodeAttribute(null=True)
     ready_detail = JSONAttribute(null=True)
-    instance_id = UnicodeAttribute(null=True)
+    instance_id = UnicodeAttribute(null=True)  # its science instance (the one its status follows)
+    instance_ids = ListAttribute(of=UnicodeAttribute, null=True)  # every instance discovery gave it
     held_reason = UnicodeAttribute(null=True)
 
     by_status = CandidatesByStatus()
@@ -88,11 +89,12 @@ def mark_ready(candidate_id: str, reason: str, detail: dict, at) -> bool:
     )
 
 
-def mark_planned(candidate_id: str, instance_id: str) -> bool:
-    """READY -> PLANNED, naming its recipe instance."""
+def mark_planned(candidate_id: str, instance_id: str, instance_ids: list[str]) -> bool:
+    """READY -> PLANNED, naming its recipe instances."""
     return update_if(
         CandidateItem(candidate_id),
-        [CandidateItem.status.set(PLANNED), CandidateItem.instance_id.set(instance_id)],
+        [CandidateItem.status.set(PLANNED), CandidateItem.instance_id.set(instance_id),
+         CandidateItem.instance_ids.set(instance_ids)],
         CandidateItem.status == READY,
     )
 

@@ -11,6 +11,15 @@ from obsflow.tables.base import get_or_none, table
 ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
 
 
+class DatasetsByKind(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-kind"
+        projection = AllProjection()
+
+    kind = UnicodeAttribute(hash_key=True)  # science, calibration, summary
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
 class DatasetsByProduct(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-product"
@@ -40,8 +49,12 @@ class DatasetItem(Model):
     provenance = JSONAttribute()
     created_at = UTCDateTimeAttribute()
     superseded_by = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(default="science")
+    instance_id = UnicodeAttribute(null=True)
+    reference = UnicodeAttribute(null=True)
 
     by_product = DatasetsByProduct()
+    by_kind = DatasetsByKind()
 
 
 def get(dataset_id: str) -> DatasetItem | None:
@@ -50,6 +63,10 @@ def get(dataset_id: str) -> DatasetItem | None:
 
 def all_datasets() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(), key=lambda d: d.created_at)
+
+
+def of_kind(kind: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_kind.query(kind))
 
 
 def of_product(product_id: str) -> list[DatasetItem]:

@@ -69,6 +69,11 @@ class RunItem(Model):
     retry_of = UnicodeAttribute(null=True)
     dataset_id = UnicodeAttribute(null=True)
     redrives = NumberAttribute(default=0)
+    input_dataset_key = UnicodeAttribute(null=True)
+    input_dataset_sha256 = UnicodeAttribute(null=True)
+    estimated_cpu_s = NumberAttribute(default=0)
+    measured_cpu_s = NumberAttribute(null=True)
+    output_bytes = NumberAttribute(null=True)
 
     by_status = RunsByStatus()
 

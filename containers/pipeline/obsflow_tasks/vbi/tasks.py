@@ -47,14 +47,17 @@ class Parse(Task):
                 "date_obs": header["DATE-OBS"], "shape": [int(header["NAXIS2"]), int(header["NAXIS1"])],
                 "fried_parameter": valid_fried_parameter(header),
             })
-        problems = consistency_problems(rows)
+        roles = {frame["role"] for frame in self.frames()}
+        required = (("dark", "gain") if roles - {"observe"} else ()) + (("observe",) if "observe" in roles else ())
+        problems = consistency_problems(rows, required)
         if problems:
             raise TaskFailure("the input frames are not consistent: " + "; ".join(problems))
         counts = Counter(row["task_type"] for row in rows)
         self.write_json("parse.json", {"frames": rows, "counts": dict(counts)}, tags=("parsed",))
 
 
-def consistency_problems(rows: list[dict]) -> list[str]:
+def consistency_problems(rows: list[dict], required: tuple[str, ...] = ("dark", "gain", "observe")) -> list[str]:
+    """What makes the frames unusable together; ``required``: the task types the recipe needs among them."""
     problems = []
     instruments = {row["instrument"] for row in rows}
     if len(instruments) != 1:
@@ -63,9 +66,9 @@ def consistency_problems(rows: list[dict]) -> list[str]:
     if len(shapes) != 1:
         problems.append(f"frames of several shapes: {sorted(shapes)}")
     by_type = {t: [r for r in rows if r["task_type"] == t] for t in ("dark", "gain", "observe")}
-    for task_type, found in by_type.items():
-        if not found:
-            problems.append(f"no {task_type} frames")
+    problems += [f"no {task_type} frames" for task_type in required if not by_type[task_type]]
+    if "dark" not in required:
+        return problems  # the darks come from master calibrations: Science checks the exposure times
     dark_exposures = {r["exposure_ms"] for r in by_type["dark"]}
     for task_type in ("gain", "observe"):
         missing = {r["exposure_ms"] for r in by_type[task_type]} - dark_exposures
@@ -84,7 +87,7 @@ class Dark(Task):
         arrays = [read_fits(self.read_frame(frames[row["file_id"]]))[0].squeeze() for row in darks]
         for exposure, dark in calibration.average_darks(arrays, [row["exposure_ms"] for row in darks]).items():
             header = fits.Header({"EXPOSURE": exposure, "NFRAMES": sum(r["exposure_ms"] == exposure for r in darks)})
-            self.write(f"dark_{exposure:g}ms.fits", fits_bytes(dark.astype(np.float32), header), tags=("dark",))
+            self.write(f"dark_{exposure:g}ms.fits", fits_bytes(dark.astype(np.float32), header), tags=("dark", *self.master_tags))
 
 
 class Calibrated(Task):
@@ -108,8 +111,8 @@ class Gain(Calibrated):
         dark = self.darks()[gains[0]["exposure_ms"]]
         gain = calibration.normalised_gain([read_fits(self.read_frame(frames[r["file_id"]]))[0].squeeze() for r in gains], dark)
         bad = calibration.bad_pixel_mask(gain, self.parameters["bad_pixel_low"], self.parameters["bad_pixel_high"])
-        self.write("gain.fits", fits_bytes(gain.astype(np.float32)), tags=("gain",))
-        self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels",))
+        self.write("gain.fits", fits_bytes(gain.astype(np.float32)), tags=("gain", *self.master_tags))
+        self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels", *self.master_tags))
 
 
 class Science(Calibrated):
@@ -121,6 +124,10 @@ class Science(Calibrated):
         gain = read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0].astype(np.float64)
         bad = read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0].astype(bool)
         rows = {row["file_id"]: row for row in parsed["frames"]}
+        lacking = sorted({rows[f["file_id"]]["exposure_ms"] for f in self.frames(task_type="observe")} - set(darks))
+        if lacking:
+            raise TaskFailure(f"no dark for the observe exposure time(s) {lacking} ms among the "
+                              f"{len(darks)} master dark(s) {sorted(darks)}: calibrate with darks of those exposures")
         for index, frame in enumerate(sorted(self.frames(task_type="observe"), key=lambda f: f["date_obs"])):
             raw, header = read_fits(self.read_frame(frame))
             exposure = rows[frame["file_id"]]["exposure_ms"]
