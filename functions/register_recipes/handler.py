@@ -1,15 +1,29 @@
-"""RegisterRecipes: after each deployment, record every recipe version in the recipes table (idempotent)."""
+"""RegisterRecipes: record recipe versions in the recipes table, never overwriting one.
+
+After each deployment (a CDK trigger) it records every shipped version, whose state machines the
+stack holds. Given a definition (`obsflow recipes register FILE`), it records that version and
+creates its state machine: a new version runs without a code release.
+"""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, tracer
 from obsflow.recipes import registry
+from obsflow.recipes.model import Recipe
+from obsflow.runs.platform import StateMachines
 from obsflow.services import bound_settings
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict, context: LambdaContext) -> dict:
-    registered = registry.register(bound_settings())
-    logger.info("recipes registered", extra={"recipes": registered})
-    return {"registered": registered}
+    settings = bound_settings()
+    if "definition" not in event:
+        registered = registry.register(settings)
+        logger.info("shipped recipes registered", extra={"recipes": registered})
+        return {"registered": registered}
+    recipe = Recipe.model_validate(event["definition"])
+    new = registry.register_recipe(settings, recipe, registered_by=event.get("registered_by") or "unknown")
+    state_machine = StateMachines(settings).deploy(recipe)
+    logger.info("recipe registered", extra={"recipe": recipe.key, "new": new, "state_machine": state_machine})
+    return {"recipe": recipe.key, "new": new, "state_machine": state_machine}

@@ -77,8 +77,8 @@ class Operations(Construct):
         self.submitter.allow_tables(catalog.arns("candidates", "recipe-instances", "catalogue-edges", "runs", "capacity"),
                                     write=True)
         # Discovery reads a candidate's OPs and frames; planning, upstream datasets and measured costs.
-        self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "datasets", "recipe-measurements"),
-                                    write=False)
+        self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "datasets", "recipe-measurements",
+                                                 "recipes", "parameter-values"), write=False)
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))

@@ -28,6 +28,10 @@ from obsflow_infra.operations import Operations, arn
 
 # The rule Step Functions manages to learn when a submitJob.sync job ends.
 BATCH_SYNC_RULE = "rule/StepFunctionsGetEventsForBatchJobsRule"
+# What creating a state machine that logs to CloudWatch Logs asks of its creator.
+LOG_DELIVERY = ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups"]
 
 
 class Orchestration(Construct):
@@ -39,9 +43,9 @@ class Orchestration(Construct):
         def step(function: str, description: str) -> ObsflowFunction:
             handler = ObsflowFunction(self, camel(function), function=function, config=config, settings=settings,
                                       description=description)
-            # Every step changes a run and records its instance's derived state.
+            # Every step changes a run and records its instance's derived state; recipes are data.
             handler.allow_tables(catalog.arns("runs", "recipe-instances"), write=True)
-            handler.allow_tables(catalog.arns("catalogue-edges"), write=False)
+            handler.allow_tables(catalog.arns("catalogue-edges", "recipes", "parameter-values"), write=False)
             return handler
 
         self.start_run = step("start-run", "Marks a run RUNNING with its execution")
@@ -103,11 +107,25 @@ class Orchestration(Construct):
 
     def _register_recipes_after_deployment(self, config: StageConfig, settings: Settings, catalog: CatalogTables) -> None:
         """`obsflow recipes list` shows what this deployment runs: the image changes with the recipes, and so
-        the trigger runs again."""
+        the trigger runs again. `obsflow recipes register FILE` calls the same function with a definition:
+        it records that version and creates its state machine, with this stack's role, logs and tracing."""
         self.register_recipes = ObsflowFunction(
             self, "RegisterRecipes", function="register-recipes", config=config, settings=settings,
-            description="Records every recipe version of this deployment in the recipes table")
-        self.register_recipes.allow_tables(catalog.arns("recipes"), write=True)
-        triggers.Trigger(self, "RegisterRecipesTrigger", handler=self.register_recipes.function,
+            description="Records recipe versions in the recipes table and creates the state machine of a new one")
+        function = self.register_recipes
+        function.allow_tables(catalog.arns("recipes"), write=True)
+        function.function.add_environment("OBSFLOW_STATE_MACHINE_ROLE_ARN", self.role.role_arn)
+        function.function.add_environment("OBSFLOW_STATE_MACHINE_LOG_GROUP_ARN", self.log_group.log_group_arn)
+        function.allow(["states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource"],
+                       [arn("states", f"stateMachine:{settings.resource('')}*")])
+        acknowledge(function, wildcard_resource(
+            f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:{settings.resource('')}*"),
+            "A version registered as data gets a state machine named obsflow-<stage>-<recipe>-v<version>; "
+            "only that name prefix is allowed.")
+        function.allow(["iam:PassRole"], [self.role.role_arn])
+        function.allow(LOG_DELIVERY, ["*"])
+        acknowledge(function, wildcard_resource("*"), "CloudWatch Logs delivery for Step Functions accepts no "
+                    "resource ARN (logs:CreateLogDelivery and its kin).")
+        triggers.Trigger(self, "RegisterRecipesTrigger", handler=function.function,
                          execute_after=[catalog["recipes"], *self.state_machines.values()],
                          execute_on_handler_change=True)

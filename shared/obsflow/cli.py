@@ -7,6 +7,7 @@ stack with --endpoint-url / AWS_ENDPOINT_URL.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 from pathlib import Path
 import sys
@@ -274,6 +275,9 @@ def recipes_show(name, as_json):
     console.table(
         [{**p, "valid": _valid_values(p), "values": ", ".join(f"{v['value']} from {v['effective_from']}" for v in p["values"])}
          for p in detail["parameters"]], ["name", "type", "valid", "values", "description"], "  (none)")
+    if detail["set_values"]:
+        click.echo("\nvalues set as data:")
+        console.table(detail["set_values"], ["parameter", "value", "effective_from", "set_by", "set_at", "reason"], "")
     click.echo("\nrun configuration:")
     console.table([{**o, "valid": _valid_values(o)} for o in detail["run_configuration"]],
                   ["name", "type", "valid", "default", "description"], "  (none)")
@@ -287,14 +291,75 @@ def _valid_values(option: dict) -> str:
 
 
 @recipes.command("register")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False), required=False)
 @operator_command
 @click.pass_context
-def recipes_register(ctx):
-    """Register this release's recipes in the recipes table (idempotent; deploys do this)."""
-    from obsflow.recipes import registry
+def recipes_register(ctx, file):
+    """Register a recipe version from a YAML or JSON FILE, and create its state machine.
 
-    for key in registry.register(_settings(ctx)):
-        click.echo(f"registered {key}")
+    \b
+    FILE holds name, version, instrument, kind (science, calibration or summary), description,
+    documentation_url, tasks (name, entrypoint module:Class of a registered task, upstreams,
+    resource_class), parameters (type, valid values, dated values), run_configuration (options)
+    and estimates; the shipped recipes (shared/obsflow/recipes/shipped/recipes/) are examples.
+    A version is never overwritten: registering it again with the same content changes nothing,
+    with other content is refused. The running system starts using it at once (no release):
+    candidates that name it, and discovery rules that name the recipe, get its latest version.
+    Without FILE: register this release's shipped recipes (deployments do this).
+    """
+    import getpass
+
+    from obsflow import aws
+    from obsflow.recipes import registry
+    from obsflow.recipes.definitions import parse_recipe
+    from obsflow.recipes.model import RecipeError
+
+    settings = _settings(ctx)
+    if file is None:
+        for key in registry.register(settings):
+            click.echo(f"registered {key}")
+        return
+    try:
+        recipe = parse_recipe(Path(file).read_text(), file)
+    except RecipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"registering {recipe.key} ({len(recipe.tasks)} tasks) ...")
+    response = aws.client(settings, "lambda").invoke(
+        FunctionName=settings.function_name("register-recipes"), InvocationType="RequestResponse",
+        Payload=console.to_json({"definition": recipe.model_dump(mode="json"), "registered_by": getpass.getuser()}),
+    )
+    result = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError"):
+        raise click.ClickException(f"{recipe.key} was not registered: {result.get('errorMessage', result)}")
+    click.echo(f"{recipe.key} {'registered' if result['new'] else 'was already registered (same definition)'}; "
+               f"state machine {result['state_machine']}")
+
+
+@recipes.command("set-value")
+@click.argument("name")
+@click.argument("parameter")
+@click.argument("value")
+@click.option("--effective-from", "effective_from", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The first observation date (YYYY-MM-DD) the value applies to.")
+@click.option("--reason", default="", help="Why (kept with the value, for the next person).")
+@operator_command
+def recipes_set_value(name, parameter, value, effective_from, reason):
+    """Set a parameter's value for observations from a date on, checked against its valid values.
+
+    Runs planned afterwards for observations on or after --effective-from use it; earlier
+    observations keep the value effective on their date. Who set it, when and why is kept.
+    """
+    import getpass
+
+    from obsflow.recipes import registry
+    from obsflow.recipes.model import RecipeError
+
+    try:
+        result = registry.set_value(name, parameter, value, effective_from.date(), getpass.getuser(), reason)
+    except RecipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{name} {parameter} = {result['value']!r} for observations from {result['effective_from']} on "
+               f"(versions {', '.join(result['versions'])}; set by {result['set_by']})")
 
 
 @main.group()

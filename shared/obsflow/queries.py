@@ -5,12 +5,14 @@ from __future__ import annotations
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import op_state
+from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe
 from obsflow.tables import (
     candidates,
     datasets,
     frames,
     observing_programs,
+    parameter_values,
     quarantine,
     recipe_instances,
     recipes,
@@ -89,16 +91,19 @@ def recipe_rows() -> list[dict]:
 
 
 def recipe_detail(name: str) -> dict:
+    """The latest registered version, with the parameter values set as data (and who set them, and why)."""
     versions = recipes.versions(name)
-    if not versions:
-        raise NotFound(f"no recipe {name!r} is registered; `obsflow recipes list` shows the registered ones")
-    latest = max(versions, key=lambda r: tuple(int(p) for p in r.version.split(".")))
-    recipe = Recipe.model_validate(latest.definition)
+    recipe = registry.registered(name)
+    latest = next(item for item in versions if item.version == recipe.version)
     return {
-        **latest.definition,
-        "versions": sorted(r.version for r in versions),
+        **recipe.model_dump(mode="json"),
+        "versions": sorted((r.version for r in versions), key=registry.version_key),
         "state_machine": latest.state_machine,
+        "registered_by": latest.registered_by,
         "levels": [[task.name for task in level] for level in recipe.levels()],
+        "set_values": [{k: item.attribute_values.get(k) for k in ("parameter", "value", "effective_from", "set_by",
+                                                                  "reason", "set_at")}
+                       for item in parameter_values.of_recipe(name)],
     }
 
 

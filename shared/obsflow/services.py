@@ -10,8 +10,8 @@ from obsflow import tables
 from obsflow.ingest.batch import build_service as build_ingest_service
 from obsflow.ingest.service import IngestService
 from obsflow.runs.platform import (
+    RegisteredRecipes,
     S3Documents,
-    ShippedRecipes,
     SnsNotifier,
     SsmSubmissionSwitch,
     StepFunctionsExecutions,
@@ -47,7 +47,7 @@ def run_service(settings: Settings | None = None) -> RunService:
     settings = bound_settings(settings)
     return _cached("runs", settings, lambda: RunService(
         DynamoRunStore(settings), S3Documents(settings), StepFunctionsExecutions(settings), SnsNotifier(settings),
-        SsmSubmissionSwitch(settings), ShippedRecipes(), settings,
+        SsmSubmissionSwitch(settings), RegisteredRecipes(), settings,
         service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(),
     ))
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
-    "recipes", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
+    "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Secrets Manager secret of the Jira Service Management adapter (unset: no Jira).
     jira_secret_id: str | None = None
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    # What the state machine of a recipe version registered as data runs as and logs to (RegisterRecipes).
+    state_machine_role_arn: str | None = None
+    state_machine_log_group_arn: str | None = None
 
     @field_validator("buckets")
     @classmethod
@@ -120,6 +123,9 @@ class Settings(BaseSettings):
             variables["OBSFLOW_ACCOUNT_ID"] = self.account_id
         if self.jira_secret_id:
             variables["OBSFLOW_JIRA_SECRET_ID"] = self.jira_secret_id
+        for name in ("state_machine_role_arn", "state_machine_log_group_arn"):
+            if getattr(self, name):
+                variables[f"OBSFLOW_{name.upper()}"] = getattr(self, name)
         return variables
 
     def describe(self) -> dict:

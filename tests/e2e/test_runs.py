@@ -9,8 +9,11 @@ import os
 import threading
 import time
 
+from pathlib import Path
+
 import boto3
 import pytest
+import yaml
 
 from obsflow import aws, queries, tables
 from obsflow.errors import NotFound
@@ -24,6 +27,7 @@ from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.runs import RunItem
 
 pytestmark = pytest.mark.e2e
+SHIPPED = Path(__file__).resolve().parents[2] / "shared" / "obsflow" / "recipes" / "shipped" / "recipes"
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +279,58 @@ def test_an_operator_lists_and_resolves_tickets_with_the_cli(stack):
     assert (ticket.status, ticket.resolution) == ("RESOLVED", "retried with the fix") and ticket.resolved_by
     missing = CliRunner().invoke(cli, [*base, "tickets", "resolve", "TKT-nope", "--note", "x"])
     assert missing.exit_code == 1 and "no ticket 'TKT-nope'" in missing.output
+
+
+def test_a_recipe_version_registered_from_a_file_runs_without_restarting_anything(stack, tmp_path):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    # Given frame-census 1.1.0 as a file: the same tasks, summary now also after inventory directly
+    definition = yaml.safe_load((SHIPPED / "frame-census-1.0.0.yaml").read_text())
+    definition["version"] = "1.1.0"
+    definition["tasks"][-1]["upstreams"] = ["inventory", "dark_level", "observe_stats"]
+    path = tmp_path / "frame-census-1.1.0.yaml"
+    path.write_text(yaml.safe_dump(definition))
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    # When an operator registers it on the running stack, twice
+    first = CliRunner().invoke(cli, [*base, "recipes", "register", str(path)])
+    again = CliRunner().invoke(cli, [*base, "recipes", "register", str(path)])
+    # Then it is registered once, with its state machine, and the second call changes nothing
+    assert first.exit_code == 0 and "frame-census@1.1.0 registered; state machine" in first.output, first.output
+    assert again.exit_code == 0 and "already registered (same definition)" in again.output
+    # And a changed definition under the same version is refused
+    definition["description"] = "changed in place"
+    path.write_text(yaml.safe_dump(definition))
+    refused = CliRunner().invoke(cli, [*base, "recipes", "register", str(path)])
+    assert refused.exit_code == 1 and "a version is never overwritten" in refused.output
+    # And the next candidate naming frame-census runs the new version on its new state machine
+    upload(stack, census("cand_v110", seed=31))
+    run = finished_run("cand_v110")
+    assert (run.version, run.status) == ("1.1.0", "SUCCEEDED")
+    assert stack.settings.state_machine_name("frame-census", "1.1.0") in run.execution_arn
+
+
+def test_a_value_set_as_data_is_used_for_later_observations_and_not_earlier_ones(stack):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    # Given saturation_level set to 61234 for observations from 2026-11-21 on
+    set_value = CliRunner().invoke(cli, [*base, "recipes", "set-value", "frame-census", "saturation_level", "61234",
+                                         "--effective-from", "2026-11-21", "--reason", "new camera gain table"])
+    assert set_value.exit_code == 0, set_value.output
+    refused = CliRunner().invoke(cli, [*base, "recipes", "set-value", "frame-census", "saturation_level", "99999",
+                                       "--effective-from", "2026-11-21"])
+    assert refused.exit_code == 1 and "above the maximum" in refused.output
+    shown = CliRunner().invoke(cli, [*base, "recipes", "show", "frame-census"]).output
+    assert "61234" in shown and "new camera gain table" in shown
+    # When candidates observed on 2026-11-20 and on 2026-11-22 are processed
+    for name, day in (("cand_before", 20), ("cand_after", 22)):
+        upload(stack, simulate_candidate(name, n_dark=2, n_gain=1, n_observe=3, shape=(16, 16), seed=day,
+                                         recipe="frame-census", start=dt.datetime(2026, 11, day, 18)))
+    before, after = finished_run("cand_before"), finished_run("cand_after")
+    # Then only the later observation's run uses the new value
+    assert before.configuration["parameters"]["saturation_level"] == 62000
+    assert after.configuration["parameters"]["saturation_level"] == 61234

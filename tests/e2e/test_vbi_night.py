@@ -4,6 +4,7 @@ own tools (the SPEC-0214 validator, astropy checksums, asdf, a PDF and an H.264 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import tempfile
@@ -221,3 +222,51 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
     assert needed["instance_id"] == calibration and needed["state"] == "SUCCEEDED"
     assert {f["name"] for f in needed["files"]} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
     assert len(json.loads(run("calibrations", "list", "--json"))) == 2
+
+
+def test_a_failing_calibration_gives_one_ticket_its_dependents_wait_saying_why_and_a_retry_lets_all_proceed(night):
+    from obsflow.tables import tickets
+
+    stack, s3, _, _, _ = night
+    service = run_service(stack.settings)
+
+    def instances(recipe: str) -> list:
+        return [i for i in recipe_instances.of_reference("2026-11-23/pid_2_9") if i.recipe == recipe]
+
+    def wait(predicate, what: str):
+        deadline = time.monotonic() + 180
+        while not (value := predicate()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.5)
+        return value
+
+    # Given two candidates of another night sharing a calibration set, whose calibration run will fail
+    service.pause()
+    first = simulate_candidate("late_a", proposal_id="pid_2_9", n_dark=2, n_gain=2, n_observe=3, shape=(64, 64),
+                               seed=41, start=dt.datetime(2026, 11, 23, 18))
+    second = simulate_candidate("late_b", proposal_id="pid_2_9", n_dark=2, n_gain=2, n_observe=3, shape=(64, 64),
+                                seed=43, start=dt.datetime(2026, 11, 23, 20), calibration_of=first)
+    for candidate in (first, second):
+        for key, body in [candidate.candidate_object(), *candidate.frame_objects()]:
+            s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
+    for candidate in (first, second):
+        s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=candidate.manifest_object()[0],
+                      Body=candidate.manifest_object()[1])
+    [calibration] = wait(lambda: [i for i in instances("vbi-calibration") if i.run_ids], "the calibration run")
+    [failing] = sorted(calibration.run_ids)
+    service.inject_fault(failing, "dark", "configuration")
+    service.resume()
+    # When it fails
+    wait(lambda: runs.get(failing).status == "FAILED", "the calibration run to fail")
+    # Then one ticket, and both science instances wait, naming the calibration instance and its error
+    assert [t.run_id for t in tickets.all_tickets() if t.proposal_id == "pid_2_9"] == [failing]
+    science = wait(lambda: [i for i in instances("vbi-l1") if "ERROR" in (i.state_reason or "")] or None, "WAITING")
+    assert len(instances("vbi-l1")) == 2
+    for instance in instances("vbi-l1"):
+        assert instance.state == "WAITING" and calibration.instance_id in instance.state_reason, instance.state_reason
+        assert not instance.run_ids
+    assert science
+    # When the operator retries the calibration run, everything proceeds: both science runs and the summary succeed
+    service.retry(failing, {"bad_pixel_high": "1.8"})
+    wait(lambda: {i.state for i in recipe_instances.of_reference("2026-11-23/pid_2_9")} == {"SUCCEEDED"}
+         and len(recipe_instances.of_reference("2026-11-23/pid_2_9")) == 4, "every instance to succeed")

@@ -9,6 +9,7 @@ import pytest
 
 from obsflow.recipes.asl import build_definition, function_key, job_definition_key, job_queue_key, placeholders, render
 from obsflow.recipes.definitions import RECIPES
+from obsflow_infra.orchestration import LOG_DELIVERY
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import FUNCTIONS
 from obsflow_infra.functions import SIZES
@@ -120,7 +121,9 @@ EXPECTED_ACTIONS = {
     "fail-run": {"lambda:InvokeFunction"},
     "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
-    "register-recipes": set(),
+    # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
+    "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",
+                         *LOG_DELIVERY},
 }
 COMMON = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -135,7 +138,9 @@ def test_each_function_role_holds_exactly_what_it_needs(dev):
         assert not any("*" in action for action in actions), name
         for statement in statements:
             if statement["Resource"] == "*":
-                assert set(_actions([statement])) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, name
+                # X-Ray, and the log delivery of a state machine's logging: neither takes a resource ARN
+                assert set(_actions([statement])) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                                                      *(LOG_DELIVERY if name == "register-recipes" else ())}, name
 
 
 def _resources_of(dev, role, action: str) -> list:
@@ -150,6 +155,17 @@ def test_only_catalog_writes_the_data_bucket_and_only_finish_run_deletes_scratch
         assert (json.dumps(data_arn) in writes) == (name == "catalog"), name
     deletes = _resources_of(dev, dev.stack.functions["finish-run"].role, "s3:DeleteObject")
     assert json.dumps(deletes).endswith('"/scratch/*"]]}]')
+
+
+def test_register_recipes_creates_state_machines_of_the_stage_only_with_the_stage_role(dev):
+    function = dev.stack.functions["register-recipes"]
+    machines = json.dumps(_resources_of(dev, function.role, "states:CreateStateMachine"))
+    assert f":stateMachine:obsflow-{dev.stack.settings.stage}-*" in machines
+    passed = _resources_of(dev, function.role, "iam:PassRole")
+    assert passed == [{"Fn::GetAtt": [dev.logical_id(dev.stack.orchestration.role), "Arn"]}]
+    environment = dev.resource(function.function)["Properties"]["Environment"]["Variables"]
+    assert environment["OBSFLOW_STATE_MACHINE_ROLE_ARN"] == passed[0]
+    assert "OBSFLOW_STATE_MACHINE_LOG_GROUP_ARN" in environment
 
 
 def test_the_catalogue_tables_are_written_by_discovery_and_the_run_steps_only(dev):

@@ -12,10 +12,10 @@ import zipfile
 
 from obsflow import discovery, tables
 from obsflow.recipes import registry
-from obsflow.recipes.asl import build_definition, render, substitutions
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.jobs import JOB_TIMEOUT_S, job_container_properties, job_retry_strategy
 from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.runs.platform import StateMachines
 from obsflow.settings import FUNCTIONS, MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS, TOPICS, Settings
 
 VISIBILITY_TIMEOUT_S = 30
@@ -78,7 +78,7 @@ def _zip_of_handler() -> bytes:
 def create_processing(settings: Settings, session) -> dict:
     """Topics, Lambda functions, Batch queues and job definitions, one state machine per recipe."""
     iam, sns, awslambda = (_client(session, settings, s) for s in ("iam", "sns", "lambda"))
-    batch, sfn = _client(session, settings, "batch"), _client(session, settings, "stepfunctions")
+    batch = _client(session, settings, "batch")
     role_name = settings.resource("local-role")
     try:
         role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"]
@@ -110,22 +110,7 @@ def create_processing(settings: Settings, session) -> dict:
             retryStrategy=job_retry_strategy(), timeout={"attemptDurationSeconds": JOB_TIMEOUT_S},
             platformCapabilities=["EC2"],
         )
-    values = substitutions(
-        functions, topics["pi-notifications"],
-        {rc: settings.job_queue_name(rc) for rc in RESOURCE_CLASSES},
-        {rc: settings.job_definition_name(rc) for rc in RESOURCE_CLASSES},
-    )
-    machines = {}
-    for recipe in RECIPES:
-        name = settings.state_machine_name(recipe.name, recipe.version)
-        definition = render(build_definition(recipe), values)
-        existing = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name]
-        if existing:
-            sfn.update_state_machine(stateMachineArn=existing[0]["stateMachineArn"], definition=definition)
-            machines[recipe.key] = existing[0]["stateMachineArn"]
-        else:
-            machines[recipe.key] = sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn,
-                                                            type="STANDARD")["stateMachineArn"]
+    machines = {recipe.key: StateMachines(settings).deploy(recipe) for recipe in RECIPES}
     registry.register(settings)
     return {"topics": topics, "functions": functions, "state_machines": machines}
 

@@ -10,6 +10,7 @@ import threading
 import urllib.request
 
 import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from obsflow import settings as settings_module
 from obsflow.local.lambda_runtime import invoke_local, load_handler
@@ -68,6 +69,7 @@ class LocalStack:
             "MOTO_PORT": str(self.port),
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "OBSFLOW_STAGE": self.stage,
+            "OBSFLOW_STATE_MACHINE_ROLE_ARN": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/obsflow-{self.stage}-local-role",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",

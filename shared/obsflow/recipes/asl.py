@@ -29,6 +29,8 @@ LAMBDA_TRANSIENT = [
 BATCH_TRANSIENT = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
 SNS_TRANSIENT = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
 TASK_COMMAND = ("python", "-m", "obsflow_tasks")
+# The Lambdas a state machine's states call.
+STATE_MACHINE_FUNCTIONS = ("start-run", "catalog", "finish-run", "fail-run", "open-ticket")
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 

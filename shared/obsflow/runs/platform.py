@@ -12,12 +12,12 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from obsflow import aws
-from obsflow.errors import TransientError
+from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.observability import logger
 from obsflow.recipes import registry
-from obsflow.recipes.asl import TASK_COMMAND
+from obsflow.recipes.asl import STATE_MACHINE_FUNCTIONS, TASK_COMMAND, build_definition, render, substitutions
 from obsflow.recipes.definitions import RULES
-from obsflow.recipes.model import Recipe
+from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs import documents
 from obsflow.runs.domain import Run, Ticket
@@ -179,6 +179,62 @@ class ShippedRecipes:
 
     def rules(self) -> tuple[DiscoveryRule, ...]:
         return RULES
+
+
+class RegisteredRecipes:
+    """The recipes registered in the stage's recipes table (shipped or registered as data), with the
+    parameter values set as data; the shipped discovery rules."""
+
+    def get(self, name: str, version: str | None = None) -> Recipe:
+        with aws.transient(f"could not read recipe {name}"):
+            return registry.registered(name, version)
+
+    def select(self, instrument: str, recipe: str | None = None) -> Recipe:
+        if not recipe:
+            raise NotFound(f"no recipe named for instrument {instrument!r}; discovery rules choose one otherwise")
+        return self.get(recipe)
+
+    def rules(self) -> tuple[DiscoveryRule, ...]:
+        return RULES
+
+
+class StateMachines:
+    """Creates the state machine of a recipe version registered as data: the same builder and resources as the
+    deployed ones, so a new version runs without a release."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def substitutions(self) -> dict[str, str]:
+        settings = self.settings
+        return substitutions(
+            {function: aws.arn(settings, "lambda", f"function:{settings.function_name(function)}")
+             for function in STATE_MACHINE_FUNCTIONS},
+            aws.topic_arn(settings, "pi-notifications"),
+            {rc: settings.job_queue_name(rc) for rc in RESOURCE_CLASSES},
+            {rc: settings.job_definition_name(rc) for rc in RESOURCE_CLASSES},
+        )
+
+    def deploy(self, recipe: Recipe) -> str:
+        """Create (or update) the recipe version's state machine; its ARN."""
+        if not self.settings.state_machine_role_arn:
+            raise ObsflowError("OBSFLOW_STATE_MACHINE_ROLE_ARN is not set: the state machines' role is unknown here")
+        sfn = aws.client(self.settings, "stepfunctions")
+        definition = render(build_definition(recipe), self.substitutions())
+        name = self.settings.state_machine_name(recipe.name, recipe.version)
+        arn = aws.state_machine_arn(self.settings, recipe.name, recipe.version)
+        options = {"tracingConfiguration": {"enabled": True}}
+        if self.settings.state_machine_log_group_arn:
+            options["loggingConfiguration"] = {"level": "ALL", "includeExecutionData": False, "destinations": [
+                {"cloudWatchLogsLogGroup": {"logGroupArn": self.settings.state_machine_log_group_arn}}]}
+        with aws.transient(f"could not create the state machine {name}"):
+            try:
+                sfn.update_state_machine(stateMachineArn=arn, definition=definition,
+                                         roleArn=self.settings.state_machine_role_arn, **options)
+            except sfn.exceptions.StateMachineDoesNotExist:
+                arn = sfn.create_state_machine(name=name, definition=definition, type="STANDARD",
+                                               roleArn=self.settings.state_machine_role_arn, **options)["stateMachineArn"]
+        return arn
 
 
 class SubprocessTaskRunner:

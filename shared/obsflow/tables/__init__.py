@@ -8,6 +8,7 @@ from obsflow.tables import (  # noqa: F401  (registers models)
     frames,
     manifests,
     observing_programs,
+    parameter_values,
     quarantine,
     recipe_instances,
     recipe_measurements,

@@ -21,6 +21,7 @@ class RecipeItem(Model):
     state_machine = UnicodeAttribute()
     definition = JSONAttribute()
     registered_at = UTCDateTimeAttribute()
+    registered_by = UnicodeAttribute(null=True)
 
 
 def versions(name: str) -> list[RecipeItem]:
