@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from obsflow.errors import NotFound
 from obsflow.runs.domain import INSTANCE_STATES
-from obsflow.tables import candidates, catalogue_edges, datasets, recipe_instances, runs
+from obsflow.tables import candidates, catalogue_edges, datasets, frames, recipe_instances, runs
 
 INSTANCE_COLUMNS = ("instance_id", "recipe", "reference", "state", "state_reason", "candidates", "runs",
                     "estimated_cpu_s", "date_processed", "dataset_id")
@@ -31,12 +31,35 @@ def instance_row(item) -> dict:
     }
 
 
-def instance_rows(state: str | None = None, reference: str | None = None) -> list[dict]:
-    if reference:
+def instance_rows(state: str | None = None, reference: str | None = None, uses: str | None = None) -> list[dict]:
+    if uses:
+        items = [_instance(i) for i in users_of(uses)]
+        items = [i for i in items if (state is None or i.state == state) and (reference is None or i.reference == reference)]
+    elif reference:
         items = [i for i in recipe_instances.of_reference(reference) if state is None or i.state == state]
     else:
         items = [i for s in ([state] if state else INSTANCE_STATES) for i in recipe_instances.with_state(s)]
     return [instance_row(item) for item in sorted(items, key=lambda i: i.created_at)]
+
+
+def users_of(identifier: str) -> list[str]:
+    """The instances that use a frame (by file id, or through its OP), an OP, a dataset (directly, or as the
+    dataset of the upstream instance they were planned on) or an instance: all from the reverse index."""
+    if identifier.startswith("ri-"):
+        return catalogue_edges.users_of(f"instance:{identifier}")
+    if identifier.startswith("ds-"):
+        dataset = datasets.get(identifier)
+        if dataset is None:
+            raise NotFound(f"no dataset {identifier!r}; `obsflow datasets list` shows the catalogued ones")
+        found = set(catalogue_edges.users_of(f"dataset:{identifier}"))
+        for user in catalogue_edges.users_of(f"instance:{dataset.instance_id}") if dataset.instance_id else []:
+            if (_instance(user).planned_upstream or {}).get(dataset.instance_id) == identifier:
+                found.add(user)
+        return sorted(found)
+    frame = frames.get(identifier)
+    if frame is not None:
+        return sorted(set(catalogue_edges.users_of(f"frame:{identifier}")) | set(catalogue_edges.users_of(f"op:{frame.op_id}")))
+    return catalogue_edges.users_of(f"op:{identifier}")
 
 
 def inputs(instance_id: str) -> list[dict]:

@@ -531,9 +531,10 @@ def catalogue():
 @catalogue.command("list")
 @click.option("--state", type=click.Choice(INSTANCE_STATES), help="Only instances in this state.")
 @click.option("--reference", metavar="NIGHT/PROPOSAL", help="Only the instances of this reference, e.g. 2026-11-20/pid_1_23.")
+@click.option("--uses", metavar="ID", help="Only the instances that use this frame (file id), OP, dataset or instance.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def catalogue_list(state, reference, as_json):
+def catalogue_list(state, reference, uses, as_json):
     """Recipe instances, oldest first, with their state and why, estimates and when last processed.
 
     \b
@@ -544,7 +545,7 @@ def catalogue_list(state, reference, as_json):
     """
     from obsflow import catalogue as read
 
-    console.emit(read.instance_rows(state, reference),
+    console.emit(read.instance_rows(state, reference, uses),
                  ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
                   "date_processed"], as_json, "no recipe instances" + (f" in state {state}" if state else ""))
 

@@ -222,6 +222,12 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
     assert needed["instance_id"] == calibration and needed["state"] == "SUCCEEDED"
     assert {f["name"] for f in needed["files"]} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
     assert len(json.loads(run("calibrations", "list", "--json"))) == 2
+    # Which instances use a frame, an OP, a dataset: the reverse index answers
+    a_dark = json.loads(run("frames", "list", "--op", "night_a_dark", "--json"))[0]["file_id"]
+    assert [r["instance_id"] for r in json.loads(run("catalogue", "list", "--uses", a_dark, "--json"))] == [calibration]
+    assert [r["instance_id"] for r in json.loads(run("catalogue", "list", "--uses", "night_a_gain", "--json"))] == [calibration]
+    users = json.loads(run("catalogue", "list", "--uses", shown["dataset_id"], "--json"))
+    assert sorted(r["instance_id"] for r in users) == sorted(d["instance_id"] for d in shown["downstream"])
 
 
 def test_a_failing_calibration_gives_one_ticket_its_dependents_wait_saying_why_and_a_retry_lets_all_proceed(night):

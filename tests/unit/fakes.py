@@ -160,6 +160,9 @@ class FakeRunStore:
     def frames_of_ops(self, op_ids):
         return [f for f in self.frames if f.op_id in op_ids]
 
+    def frames_by_id(self, file_ids):
+        return [f for f in self.frames if f.file_id in file_ids]
+
     def observed_on(self, op_id):
         dates = sorted(f.date_obs for f in self.frames if f.op_id == op_id)
         return dates[0][:10] if dates else None

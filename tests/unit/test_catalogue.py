@@ -217,3 +217,38 @@ def test_a_stale_listing_from_another_submitter_plans_no_second_run():
     second = service.plan_instance(stale)
     # Then there is still one run
     assert first and second is None and len(service.store.runs) == 1
+
+
+def test_an_instance_of_chosen_frames_lists_them_with_their_roles_and_each_frame_is_indexed():
+    from obsflow.errors import NotFound
+    from obsflow.runs.domain import InstanceInput
+
+    # Given an instance whose inputs are two chosen frames (an ID set), not whole OPs
+    service = make_service(capacity=4)
+    add_candidate(service, "c1", observe_frames=3)
+    inputs = [InstanceInput("observe", "frame", "c1_obs-f0"), InstanceInput("observe", "frame", "c1_obs-f2"),
+              InstanceInput("dark", "frame", "c1_dark-f0")]
+    service.store.create_instance(Instance("ri-ids", "c1", "pid_1_23", "frame-census", "1.0.0", "2026-11-20", T0,
+                                           inputs=inputs, reference="2026-11-20/pid_1_23"))
+    # When it is planned
+    run_id = service.plan_instance(service.store.instance("ri-ids"))
+    # Then its input dataset holds exactly those frames, and each frame finds the instance that uses it
+    document = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]
+    assert sorted((f["file_id"], f["role"]) for f in document["frames"]) == [
+        ("c1_dark-f0", "dark"), ("c1_obs-f0", "observe"), ("c1_obs-f2", "observe")]
+    assert service.store.users_of("frame:c1_obs-f2") == ["ri-ids"] and service.store.users_of("frame:c1_obs-f1") == []
+    # And a frame that is not in the inventory is named, not skipped
+    service.store.create_instance(Instance("ri-bad", "c1", "pid_1_23", "frame-census", "1.0.0", "2026-11-20", T0,
+                                           inputs=[InstanceInput("observe", "frame", "nope")]))
+    with pytest.raises(NotFound, match="not in the inventory: nope"):
+        service.plan_instance(service.store.instance("ri-bad"))
+
+
+def test_a_failed_run_records_when_its_instance_was_processed():
+    service = make_service(capacity=4)
+    add_candidate(service, "c1")
+    [run_id] = service.submit().started
+    service.start_run(run_id, "arn")
+    service.fail_run(run_id, {"Error": "States.TaskFailed"})
+    instance = service.store.instances[service.store.runs[run_id].instance_id]
+    assert instance.state == "ERROR" and instance.date_processed == service.store.runs[run_id].finished_at

@@ -90,8 +90,8 @@ class InstanceInput:
     """One input edge of a recipe instance: frames of an OP, a catalogued dataset, or another instance's output."""
 
     role: str  # dark, gain, observe, calibration, science, ...
-    kind: str  # "op", "frames" (file ids), "dataset" or "instance"
-    ref: str  # the OP id, a comma-joined list of file ids, the dataset id or the instance id
+    kind: str  # "op", "frame" (one file id: a set of frames is one edge per frame), "dataset" or "instance"
+    ref: str  # the OP id, the file id, the dataset id or the instance id
 
     @property
     def key(self) -> str:

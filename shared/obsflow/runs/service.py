@@ -255,7 +255,13 @@ class RunService:
         recipe = self.recipes.get(instance.recipe, instance.version)
         frames, upstream = [], []
         op_roles = {i.ref: i.role for i in instance.inputs if i.kind == "op"}
+        frame_roles = {i.ref: i.role for i in instance.inputs if i.kind == "frame"}
         frames = [(frame, op_roles[frame.op_id]) for frame in self.store.frames_of_ops(sorted(op_roles))]
+        chosen = self.store.frames_by_id(sorted(frame_roles))
+        if len(chosen) != len(frame_roles):
+            unknown = sorted(set(frame_roles) - {f.file_id for f in chosen})
+            raise NotFound(f"instance {instance.instance_id} names frame(s) not in the inventory: {', '.join(unknown[:5])}")
+        frames += [(frame, frame_roles[frame.file_id]) for frame in chosen if frame.op_id not in op_roles]
         for edge in instance.inputs:
             if edge.kind in ("instance", "dataset"):
                 dataset_id = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref

@@ -139,6 +139,11 @@ class DynamoRunStore:
         return {op_id: OpProgress(op_id, None if op.expected is None else int(op.expected), int(op.received or 0),
                                   op.first_frame_at, op.task_type) for op_id, op in items.items()}
 
+    def frames_by_id(self, file_ids: list[str]) -> list[FrameRef]:
+        with transient(f"could not read {len(file_ids)} frame(s)"):
+            items = list(frames.FrameItem.batch_get(sorted(set(file_ids)), consistent_read=True)) if file_ids else []
+        return [FrameRef(**{**_fields(FrameRef, item), "size": int(item.size)}) for item in items]
+
     def observed_on(self, op_id: str) -> str | None:
         """The date of the OP's first frame (DATE-OBS), from the index sorted by it."""
         with transient(f"could not read the frames of {op_id}"):

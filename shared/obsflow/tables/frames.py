@@ -6,7 +6,7 @@ from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttrib
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import get_or_none, table
 
 
 class FramesByOp(GlobalSecondaryIndex):
@@ -41,6 +41,10 @@ class FrameItem(Model):
     received_at = UTCDateTimeAttribute()
 
     by_op = FramesByOp()
+
+
+def get(file_id: str) -> FrameItem | None:
+    return get_or_none(FrameItem, file_id)
 
 
 def frames_of_op(op_id: str) -> list[FrameItem]:
