@@ -18,5 +18,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="ObjectsQuarantined", unit="Count", value=report.quarantined)
     metrics.add_metric(name="CandidatesReady", unit="Count", value=len(report.ready))
     if report.ready:
-        run_service().notifier.nudge(f"candidates ready: {', '.join(report.ready)}")
+        run_service().nudge(f"candidates ready: {', '.join(report.ready)}")
     return response

@@ -404,6 +404,10 @@ class RunService:
             if run.execution_arn is None:
                 self._launch(run, report)
 
+    def nudge(self, reason: str) -> None:
+        """Ask the submitter to run soon (work has appeared)."""
+        self.notifier.nudge(reason)
+
     def pause(self, reason: str = "") -> None:
         self.switch.set(PAUSED, reason)
 

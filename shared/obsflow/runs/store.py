@@ -48,6 +48,12 @@ def _fields(cls, item) -> dict[str, Any]:
     return {name: value for name, value in item.attribute_values.items() if name in names}
 
 
+def item_of(model, record):
+    """The table item of a domain record whose fields are the model's attributes."""
+    values = dataclasses.asdict(record)
+    return model(values.pop(model._hash_key_attribute().attr_name), **values)
+
+
 def candidate_of(item: CandidateItem) -> Candidate:
     return Candidate(**{**_fields(Candidate, item), "calibration_ops": list(item.calibration_ops or []),
                         "instance_ids": list(item.instance_ids or []),
@@ -260,9 +266,8 @@ class DynamoRunStore:
 
     # -- tickets and datasets ------------------------------------------------------------------
     def create_ticket(self, ticket: Ticket) -> bool:
-        values = dataclasses.asdict(ticket)
         with transient(f"could not file ticket {ticket.ticket_id}"):
-            return save_if_new(TicketItem(values.pop("ticket_id"), **values))
+            return save_if_new(item_of(TicketItem, ticket))
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         with transient(f"could not read ticket {ticket_id}"):
@@ -274,9 +279,8 @@ class DynamoRunStore:
             TicketItem(ticket_id).update(actions=changes_to_actions(TicketItem, changes))
 
     def create_dataset(self, dataset: Dataset) -> bool:
-        values = dataclasses.asdict(dataset)
         with transient(f"could not record dataset {dataset.dataset_id}"):
-            return save_if_new(DatasetItem(values.pop("dataset_id"), **values))
+            return save_if_new(item_of(DatasetItem, dataset))
 
     def dataset(self, dataset_id: str) -> Dataset | None:
         with transient(f"could not read dataset {dataset_id}"):
