@@ -323,6 +323,10 @@ def recipes_register(ctx, file):
         recipe = parse_recipe(Path(file).read_text(), file)
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from exc
+    unknown = _unknown_entrypoints(recipe)
+    if unknown:
+        raise click.ClickException(f"{recipe.key} names task entrypoints the task image does not have: "
+                                   f"{', '.join(unknown)}; a file can only use registered tasks")
     click.echo(f"registering {recipe.key} ({len(recipe.tasks)} tasks) ...")
     response = aws.client(settings, "lambda").invoke(
         FunctionName=settings.function_name("register-recipes"), InvocationType="RequestResponse",
@@ -333,6 +337,22 @@ def recipes_register(ctx, file):
         raise click.ClickException(f"{recipe.key} was not registered: {result.get('errorMessage', result)}")
     click.echo(f"{recipe.key} {'registered' if result['new'] else 'was already registered (same definition)'}; "
                f"state machine {result['state_machine']}")
+
+
+def _unknown_entrypoints(recipe) -> list[str]:
+    """The tasks' module:Class entrypoints that the task package (as installed here) does not define."""
+    import importlib
+
+    unknown = []
+    for task in recipe.tasks:
+        module, _, name = task.entrypoint.partition(":")
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError:
+            found = False
+        if not found:
+            unknown.append(task.entrypoint)
+    return unknown
 
 
 @recipes.command("set-value")

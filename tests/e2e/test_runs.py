@@ -304,6 +304,11 @@ def test_a_recipe_version_registered_from_a_file_runs_without_restarting_anythin
     path.write_text(yaml.safe_dump(definition))
     refused = CliRunner().invoke(cli, [*base, "recipes", "register", str(path)])
     assert refused.exit_code == 1 and "a version is never overwritten" in refused.output
+    # And a task entrypoint the task image does not have is refused before anything is recorded
+    definition["version"], definition["tasks"][0]["entrypoint"] = "1.2.0", "obsflow_tasks.census:NoSuchTask"
+    path.write_text(yaml.safe_dump(definition))
+    unknown = CliRunner().invoke(cli, [*base, "recipes", "register", str(path)])
+    assert unknown.exit_code == 1 and "obsflow_tasks.census:NoSuchTask" in unknown.output
     # And the next candidate naming frame-census runs the new version on its new state machine
     upload(stack, census("cand_v110", seed=31))
     run = finished_run("cand_v110")
