@@ -26,6 +26,7 @@ test: $(STAMP) $(CDK)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/orchestration.py
+	$(VENV)/bin/python bench/provenance.py
 
 # The CloudFormation template of a stage, offline (no Docker, no AWS credentials): make synth STAGE=prod
 STAGE ?= dev

@@ -183,11 +183,18 @@ def frames():
 @frames.command("list")
 @click.option("--op", "op_id", help="Only the frames of this observing program.")
 @click.option("--quarantined", is_flag=True, help="List quarantined objects and why, instead of frames.")
+@click.option("--used-by", "used_by", metavar="DATASET",
+              help="The raw frames a dataset was made from, with those of the datasets it consumed (calibrations).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def frames_list(op_id, quarantined, as_json):
-    """List frames (optionally of one OP), or the quarantined objects with their reasons."""
-    if quarantined:
+def frames_list(op_id, quarantined, used_by, as_json):
+    """List frames (optionally of one OP or used by a dataset), or the quarantined objects with their reasons."""
+    if used_by:
+        from obsflow import provenance
+
+        console.emit(provenance.frames_used_by(used_by), ["file_id", "op_id", "role", "task_type", "dataset_id", "via"],
+                     as_json, f"dataset {used_by} lists no input frames")
+    elif quarantined:
         console.emit(queries.quarantine_rows(), ["key", "version_id", "code", "reason", "quarantined_at"], as_json,
                      "no quarantined objects")
     else:
@@ -493,13 +500,21 @@ def datasets():
 
 
 @datasets.command("list")
+@click.option("--uses-frame", metavar="FILE_ID", help="Made from this raw frame (directly, or from a dataset that was).")
+@click.option("--recipe", metavar="NAME[@VERSION]", help="Made by this recipe (version).")
+@click.option("--code-version", metavar="V", help="Made by tasks of this obsflow code version.")
+@click.option("--calibration", metavar="DATASET", help="Made on this calibration dataset.")
+@click.option("--status", type=click.Choice(["ACTIVE", "DEPRECATED"]), help="Only datasets with this status.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def datasets_list(as_json):
-    """Datasets, oldest first, with product, version and status (ACTIVE or DEPRECATED)."""
-    console.emit(queries.dataset_rows(),
-                 ["dataset_id", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe", "created_at"],
-                 as_json, "no datasets yet")
+def datasets_list(uses_frame, recipe, code_version, calibration, status, as_json):
+    """Datasets, oldest first, with kind, product, version and status; filters combine (each is an index query)."""
+    from obsflow import provenance
+
+    console.emit(provenance.dataset_rows(uses_frame, recipe, code_version, calibration, status),
+                 ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
+                  "created_at"], as_json, "no datasets" + (" match" if any(
+                      (uses_frame, recipe, code_version, calibration, status)) else " yet"))
 
 
 @datasets.command("show")

@@ -177,11 +177,6 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
 
 
 # -- datasets ----------------------------------------------------------------------------
-def dataset_rows() -> list[dict]:
-    return [{k: v for k, v in d.attribute_values.items() if k not in ("files", "provenance")}
-            for d in datasets.all_datasets()]
-
-
 def _dataset(dataset_id: str):
     item = datasets.get(dataset_id)
     if item is None:

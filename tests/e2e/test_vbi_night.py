@@ -229,6 +229,23 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
     users = json.loads(run("catalogue", "list", "--uses", shown["dataset_id"], "--json"))
     assert sorted(r["instance_id"] for r in users) == sorted(d["instance_id"] for d in shown["downstream"])
 
+    # Provenance queries: which datasets a frame, a calibration, a recipe or a code version made, and back
+    science = sorted(r.dataset_id for name, r in by_candidate.items() if name in ("night_a", "night_a2"))
+    summary = next(r["dataset_id"] for r in listed if r["recipe"].startswith("vbi-night-summary"))
+
+    def datasets_where(*filters):
+        return sorted(d["dataset_id"] for d in json.loads(run("datasets", "list", *filters, "--json")))
+
+    assert datasets_where("--uses-frame", a_dark) == sorted([shown["dataset_id"], *science, summary])
+    assert datasets_where("--calibration", shown["dataset_id"]) == science
+    assert datasets_where("--recipe", "vbi-l1@2.0.0", "--calibration", shown["dataset_id"]) == science
+    assert datasets_where("--recipe", "vbi-calibration") == sorted(
+        d["dataset_id"] for d in json.loads(run("calibrations", "list", "--json")))
+    assert set(science) <= set(datasets_where("--code-version", "0.1.0", "--status", "ACTIVE"))
+    used = json.loads(run("frames", "list", "--used-by", science[0], "--json"))
+    assert sorted({(f["role"], f["via"] is None) for f in used}) == [("dark", False), ("gain", False), ("observe", True)]
+    assert len(used) == N_OBSERVE + 4 and a_dark in {f["file_id"] for f in used}
+
 
 def test_a_failing_calibration_gives_one_ticket_its_dependents_wait_saying_why_and_a_retry_lets_all_proceed(night):
     from obsflow.tables import tickets

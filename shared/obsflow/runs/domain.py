@@ -238,6 +238,8 @@ class Dataset:
     kind: str = "science"
     instance_id: str | None = None
     reference: str | None = None
+    recipe_name: str | None = None
+    code_version: str | None = None
 
 
 def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str | None = None) -> tuple[str, str | None]:

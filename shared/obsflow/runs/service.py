@@ -465,7 +465,8 @@ class RunService:
             recipe=run.recipe_key, bucket=self.documents.location("data"), prefix=prefix, product_id=product_id,
             version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
             provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
-            reference=instance.reference,
+            reference=instance.reference, recipe_name=run.recipe,
+            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None,
         ))
         for older in self.store.datasets_of_product(product_id):
             if older.dataset_id != dataset_id and older.status == ACTIVE and older.kind == recipe.kind:

@@ -11,6 +11,42 @@ from obsflow.tables.base import get_or_none, table
 ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
 
 
+class DatasetsByRecipeName(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-recipe-name"
+        projection = AllProjection()
+
+    recipe_name = UnicodeAttribute(hash_key=True)  # the recipe's name; a version filters the results
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class DatasetsByStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)  # ACTIVE, DEPRECATED, ...
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class DatasetsByCodeVersion(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-code-version"
+        projection = AllProjection()
+
+    code_version = UnicodeAttribute(hash_key=True)  # the obsflow release its tasks ran
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class DatasetsByInstance(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-instance"
+        projection = AllProjection()
+
+    instance_id = UnicodeAttribute(hash_key=True)  # the recipe instance whose run made it
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
 class DatasetsByKind(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-kind"
@@ -52,9 +88,15 @@ class DatasetItem(Model):
     kind = UnicodeAttribute(default="science")
     instance_id = UnicodeAttribute(null=True)
     reference = UnicodeAttribute(null=True)
+    recipe_name = UnicodeAttribute(null=True)
+    code_version = UnicodeAttribute(null=True)
 
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
+    by_recipe_name = DatasetsByRecipeName()
+    by_status = DatasetsByStatus()
+    by_code_version = DatasetsByCodeVersion()
+    by_instance = DatasetsByInstance()
 
 
 def get(dataset_id: str) -> DatasetItem | None:
@@ -63,6 +105,22 @@ def get(dataset_id: str) -> DatasetItem | None:
 
 def all_datasets() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(), key=lambda d: d.created_at)
+
+
+def of_recipe_name(name: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_recipe_name.query(name))
+
+
+def with_status(status: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_status.query(status))
+
+
+def of_code_version(version: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_code_version.query(version))
+
+
+def of_instance(instance_id: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_instance.query(instance_id))
 
 
 def of_kind(kind: str) -> list[DatasetItem]:
