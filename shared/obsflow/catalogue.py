@@ -115,12 +115,13 @@ def instances_of(identifier: str) -> list[str]:
 def tree(identifier: str) -> list[str]:
     """The dependency tree around ``identifier``, as lines: roots first, each consumer indented below its input."""
     start = instances_of(identifier)
-    component, pending = set(), list(start)
+    component, pending, edges = set(), list(start), {}
     while pending:  # everything upstream of the start, and everything downstream of that
         current = pending.pop()
         if current not in component:
             component.add(current)
-            pending.extend(upstream_ids(current))
+            edges[current] = inputs(current)
+            pending.extend(e["ref"] for e in edges[current] if e["kind"] == "instance")
     pending = list(component)
     while pending:
         current = pending.pop()
@@ -129,7 +130,7 @@ def tree(identifier: str) -> list[str]:
                 component.add(user)
                 pending.append(user)
     rows = {i: instance_row(_instance(i)) for i in component}
-    edges = {i: inputs(i) for i in component}
+    edges.update({i: inputs(i) for i in component - set(edges)})
     children = {i: sorted(u for u in component if any(e["kind"] == "instance" and e["ref"] == i for e in edges[u]))
                 for i in component}
     roots = sorted((i for i in component if not any(e["kind"] == "instance" for e in edges[i])),

@@ -9,9 +9,11 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from obsflow import discovery
+from obsflow import discovery, tables
 from obsflow.cli import main
 from obsflow.errors import NotFound
+from obsflow.recipes import registry
+from obsflow.recipes.registry import VersionConflict
 from obsflow.settings import Settings
 
 
@@ -48,3 +50,18 @@ def test_the_cli_reads_the_stage_the_local_stack_created(stack):
     assert json.loads(info.output)["buckets"]["ingest"] == stack.settings.ingest_bucket_name
     assert missing.exit_code == 1
     assert "no obsflow stage 'nosuch'" in missing.output and "obsflow local serve" in missing.output
+
+
+def test_a_shipped_version_changed_in_place_is_refused_at_deployment():
+    with mock_aws():
+        settings = Settings(stage="versions")
+        tables.bind(settings)
+        tables.create_tables()
+        # Given the shipped recipes registered by a deployment (twice: idempotent)
+        assert registry.register(settings) == registry.register(settings)
+        # When a later deployment ships frame-census 1.0.0 with another definition
+        changed = registry.get("frame-census").model_copy(update={"description": "changed without a new version"})
+        # Then the registration fails naming it, and the registered definition is kept
+        with pytest.raises(VersionConflict, match="frame-census@1.0.0 is registered with another definition"):
+            registry.register(settings, (changed,))
+        assert registry.registered("frame-census", "1.0.0").description != changed.description

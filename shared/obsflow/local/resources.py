@@ -24,6 +24,11 @@ _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "
                                                                             "batch.amazonaws.com"]}}]}
 
 
+def local_role_name(stage: str) -> str:
+    """The one role the local stack's functions, state machines and jobs run as."""
+    return f"obsflow-{stage}-local-role"
+
+
 def _client(session, settings: Settings, service: str):
     return session.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
 
@@ -79,7 +84,7 @@ def create_processing(settings: Settings, session) -> dict:
     """Topics, Lambda functions, Batch queues and job definitions, one state machine per recipe."""
     iam, sns, awslambda = (_client(session, settings, s) for s in ("iam", "sns", "lambda"))
     batch = _client(session, settings, "batch")
-    role_name = settings.resource("local-role")
+    role_name = local_role_name(settings.stage)
     try:
         role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"]
     except iam.exceptions.EntityAlreadyExistsException:

@@ -15,7 +15,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from obsflow import settings as settings_module
 from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
-from obsflow.local.resources import create_resources
+from obsflow.local.resources import create_resources, local_role_name
 from obsflow.observability import logger
 
 DEFAULT_PORT = 4566
@@ -69,7 +69,7 @@ class LocalStack:
             "MOTO_PORT": str(self.port),
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "OBSFLOW_STAGE": self.stage,
-            "OBSFLOW_STATE_MACHINE_ROLE_ARN": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/obsflow-{self.stage}-local-role",
+            "OBSFLOW_STATE_MACHINE_ROLE_ARN": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/{local_role_name(self.stage)}",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -72,7 +72,8 @@ class OpProgress:
 
 @dataclass(frozen=True)
 class FrameRef:
-    """Where a raw frame is and what it is: what an input dataset lists."""
+    """Where a raw frame is and what it is: what an input dataset lists. A light view of
+    ``ingest.frames.Frame``, so the runs layer does not load the header parser (astropy)."""
 
     file_id: str
     op_id: str
@@ -132,6 +133,11 @@ class Instance:
 
     def upstream_ids(self) -> list[str]:
         return [i.ref for i in self.inputs if i.kind == "instance"]
+
+    @property
+    def needs_plan(self) -> bool:
+        """Never planned, or its inputs changed since it was."""
+        return not self.run_ids or bool(self.inputs_changed)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Run statuses: READY -> SUBMITTED (slots taken, execution started) -> RUNNING
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -128,13 +129,14 @@ class RunService:
         night = self.store.observed_on(candidate.observe_op)
         if night is None:
             raise ValueError(f"candidate {candidate.candidate_id} has no frames of its observe OP {candidate.observe_op}")
-        inserted, ids = [], {}
+        inserted, ids, kinds = [], {}, {}
         if candidate.recipe:
             recipe = self.recipes.select(candidate.instrument, candidate.recipe)
             inputs = [InstanceInput("observe", "op", candidate.observe_op),
                       *(InstanceInput("calibration", "op", op) for op in candidate.calibration_ops)]
             instance_id = layout.instance_id(candidate.candidate_id, recipe.name, recipe.version)
             ids["named"] = self._insert(instance_id, recipe, candidate, inputs, night, None, inserted)
+            kinds["named"] = recipe.kind
         else:
             progress = self.store.op_progress(candidate.op_ids)
             task_types = {(op.task_type or "").lower() for op in progress.values()}
@@ -150,18 +152,14 @@ class RunService:
                          "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
                 instance_id = layout.group_instance_id(rule.name, recipe.name, recipe.version, *group)
                 ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, night, rule.name, inserted)
+                kinds[rule.name] = recipe.kind
             if not ids:
                 raise NotFound(f"no discovery rule applies to candidate {candidate.candidate_id} "
                                f"({candidate.instrument}, OPs of task types {', '.join(sorted(task_types))}); "
                                "name a recipe in the candidate's 'recipe' field, or add a rule")
-        main = next((i for name, i in ids.items() if self.recipes.get(*self._recipe_of(i)).kind == "science"),
-                    list(ids.values())[-1])
+        main = next((ids[name] for name, kind in kinds.items() if kind == "science"), list(ids.values())[-1])
         self.store.mark_candidate_planned(candidate.candidate_id, main, list(ids.values()))
         return inserted
-
-    def _recipe_of(self, instance_id: str) -> tuple[str, str]:
-        instance = self.store.instance(instance_id)
-        return instance.recipe, instance.version
 
     @staticmethod
     def _rule_inputs(rule, candidate: Candidate, progress: dict, ids: dict[str, str]) -> list[InstanceInput] | None:
@@ -217,8 +215,8 @@ class RunService:
     def plan_pending_instances(self, report: SubmitReport) -> None:
         for state in (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED_FOR_REEXECUTION):
             for instance in self.store.instances_with_state(state):
-                if instance.run_ids and not instance.inputs_changed:
-                    continue  # planned, and nothing changed since
+                if not instance.needs_plan:
+                    continue
                 try:
                     run_id = self.plan_instance(instance)
                 except (NotFound, ValueError) as exc:
@@ -245,7 +243,7 @@ class RunService:
     def plan_instance(self, instance: Instance) -> str | None:
         """Write the input dataset and a READY run once every upstream instance has succeeded; the run id."""
         instance = self.store.instance(instance.instance_id)  # a listing may lag behind another submitter
-        if instance.run_ids and not instance.inputs_changed:
+        if not instance.needs_plan:
             return None
         waiting = self._waiting_for(instance)
         if waiting:
@@ -253,7 +251,7 @@ class RunService:
                 self.refresh_instance(instance.instance_id, waiting)
             return None
         recipe = self.recipes.get(instance.recipe, instance.version)
-        frames, upstream = [], []
+        upstream, planned_upstream = [], {}
         op_roles = {i.ref: i.role for i in instance.inputs if i.kind == "op"}
         frame_roles = {i.ref: i.role for i in instance.inputs if i.kind == "frame"}
         frames = [(frame, op_roles[frame.op_id]) for frame in self.store.frames_of_ops(sorted(op_roles))]
@@ -268,7 +266,9 @@ class RunService:
                 dataset = self.store.dataset(dataset_id)
                 if dataset is None:
                     raise NotFound(f"dataset {dataset_id} of input {edge.key} of instance {instance.instance_id} is gone")
-                upstream.append(records.upstream_entry(edge.role, edge.ref, dataset))
+                upstream.append(records.upstream_entry(edge.role, dataset))
+                if edge.kind == "instance":
+                    planned_upstream[edge.ref] = dataset_id
         if not frames and not upstream:
             raise ValueError(f"instance {instance.instance_id} has no input frames and no upstream datasets")
         document = records.input_dataset(instance, recipe, frames, upstream, recipe.instrument)
@@ -276,15 +276,12 @@ class RunService:
         key = layout.input_dataset_key(instance.instance_id, digest if instance.run_ids else None)
         sha256 = self.documents.put_json("work", key, document)
         estimated_cpu_s, estimated_bytes = self._estimate(recipe, len(frames) + len(upstream))
-        self.store.update_instance(
-            instance.instance_id, input_dataset_key=key, input_dataset_sha256=sha256, inputs_changed=None,
-            planned_upstream={u["instance_id"]: u["dataset_id"] for u in upstream if u["instance_id"].startswith("ri-")},
-            estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes,
-        )
+        plan = dict(input_dataset_key=key, input_dataset_sha256=sha256, planned_upstream=planned_upstream,
+                    estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes)
+        self.store.update_instance(instance.instance_id, inputs_changed=None, **plan)
         reexecution = digest if instance.run_ids else ""
-        instance = self.store.instance(instance.instance_id)
+        instance = dataclasses.replace(instance, **plan)
         run = self._new_run(instance, recipe, instance.priority, self.clock(), attempt=reexecution)
-        run.input_dataset_key, run.input_dataset_sha256, run.estimated_cpu_s = key, sha256, estimated_cpu_s
         if reexecution:
             run.history = [HistoryEntry(READY, run.created_at, f"re-execution: {instance.inputs_changed or 'inputs changed'}")]
         created = self._save_run(run, instance, recipe)
@@ -365,8 +362,11 @@ class RunService:
 
     def _start_ready_runs(self, report: SubmitReport) -> None:
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
+        automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
         for run in self.store.runs_with_status(READY):
-            if not self.recipes.get(run.recipe, run.version).automated:
+            if run.recipe_key not in automated:
+                automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
+            if not automated[run.recipe_key]:
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue

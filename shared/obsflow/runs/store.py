@@ -175,13 +175,15 @@ class DynamoRunStore:
 
     def instances_with_state(self, state: str) -> list[Instance]:
         with transient(f"could not list {state} instances"):
-            return [instance_of(item, catalogue_edges.inputs_of(item.instance_id))
-                    for item in recipe_instances.with_state(state)]
+            return self._with_inputs(recipe_instances.with_state(state))
 
     def instances_of_reference(self, reference: str) -> list[Instance]:
         with transient(f"could not list the instances of {reference}"):
-            return [instance_of(item, catalogue_edges.inputs_of(item.instance_id))
-                    for item in recipe_instances.of_reference(reference)]
+            return self._with_inputs(recipe_instances.of_reference(reference))
+
+    @staticmethod
+    def _with_inputs(items) -> list[Instance]:
+        return [instance_of(item, catalogue_edges.inputs_of(item.instance_id)) for item in items]
 
     def add_inputs(self, instance_id: str, inputs: list[InstanceInput]) -> None:
         with transient(f"could not record the inputs of instance {instance_id}"):
