@@ -504,7 +504,7 @@ def datasets():
 @click.option("--recipe", metavar="NAME[@VERSION]", help="Made by this recipe (version).")
 @click.option("--code-version", metavar="V", help="Made by tasks of this obsflow code version.")
 @click.option("--calibration", metavar="DATASET", help="Made on this calibration dataset.")
-@click.option("--status", type=click.Choice(["ACTIVE", "DEPRECATED"]), help="Only datasets with this status.")
+@click.option("--status", type=click.Choice(["ACTIVE", "DEPRECATED", "REJECTED"]), help="Only datasets with this status.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 def datasets_list(uses_frame, recipe, code_version, calibration, status, as_json):
@@ -534,6 +534,37 @@ def datasets_show(dataset_id, as_json):
     console.table(detail["files"], ["name", "size", "sha256", "task"], "")
     click.echo("\nversions of this product:")
     console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")
+    if detail.get("decisions"):
+        click.echo("\ndata-quality decisions:")
+        console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
+
+
+@datasets.command("decide")
+@click.argument("dataset_id")
+@click.option("--keep-both", "action", flag_value="keep-both", help="Keep this version and the others ACTIVE.")
+@click.option("--deprecate", "old_id", metavar="OLD", help="DEPRECATE the older version OLD in favour of this one.")
+@click.option("--reject", "action", flag_value="reject", help="REJECT this version (its consumers go back to the "
+              "previous ACTIVE one).")
+@click.option("--reason", required=True, help="Why (kept with the dataset, with who and when).")
+@operator_command
+@click.pass_context
+def datasets_decide(ctx, dataset_id, action, old_id, reason):
+    """Record the data-quality decision on a new version of a product.
+
+    A new version never replaces an ACTIVE one by itself: both stay ACTIVE and a review
+    ticket asks for this decision.
+    """
+    import getpass
+
+    from obsflow.runs.service import NotAllowed
+
+    if bool(action) == bool(old_id):
+        raise click.UsageError("give exactly one of --keep-both, --deprecate OLD, --reject")
+    try:
+        dataset = _runs(ctx).decide(dataset_id, action or "deprecate", reason, getpass.getuser(), old_id)
+    except (NotAllowed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"dataset {dataset_id} is {dataset.status}" + (f"; {old_id} is DEPRECATED" if old_id else ""))
 
 
 @datasets.command("provenance")

@@ -23,7 +23,7 @@ from obsflow import tables
 from obsflow.local.stack import LocalStack
 from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
-from obsflow.tables import datasets, recipe_instances, runs
+from obsflow.tables import datasets, recipe_instances, runs, tickets
 
 pytestmark = pytest.mark.e2e
 N_OBSERVE = 5
@@ -152,7 +152,11 @@ def test_the_pi_of_one_proposal_hears_only_about_their_science_datasets(night):
         by_candidate[name].dataset_id for name in ("night_a", "night_a2"))
 
 
-def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(night):
+def test_reprocessing_keeps_the_product_id_and_both_versions_until_data_quality_decides(night):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
     stack, _, _, _, by_candidate = night
     first = by_candidate["night_b"]
     # When the same observe frames are processed again with another movie frame rate
@@ -160,11 +164,22 @@ def test_reprocessing_keeps_the_product_id_and_deprecates_the_older_version(nigh
     deadline = time.monotonic() + 180
     while (run := runs.get(again.run_id)).status not in ("SUCCEEDED", "FAILED") and time.monotonic() < deadline:
         time.sleep(0.5)
-    # Then the new dataset has the same product id, a new version, and the old one is DEPRECATED
+    # Then the new dataset has the same product id and a new version, and both are ACTIVE
     old, new = datasets.get(first.dataset_id), datasets.get(run.dataset_id)
     assert run.status == "SUCCEEDED" and new.dataset_id != old.dataset_id
     assert new.product_id == old.product_id and new.version_key != old.version_key
-    assert (old.status, old.superseded_by, new.status) == ("DEPRECATED", new.dataset_id, "ACTIVE")
+    assert (old.status, new.status) == ("ACTIVE", "ACTIVE")
+    # And a review ticket asks data quality to decide
+    assert tickets.get(f"TKT-{new.dataset_id}-decision").kind == "review:decision"
+    # When data quality deprecates the old version from the CLI
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    decided = CliRunner().invoke(cli, [*base, "datasets", "decide", new.dataset_id, "--deprecate", old.dataset_id,
+                                       "--reason", "4 fps browse movie preferred"])
+    assert decided.exit_code == 0, decided.output
+    old = datasets.get(first.dataset_id)
+    assert (old.status, old.superseded_by, old.decisions[0]["reason"]) == (
+        "DEPRECATED", new.dataset_id, "4 fps browse movie preferred")
+    assert "data-quality decisions" in CliRunner().invoke(cli, [*base, "datasets", "show", old.dataset_id]).output
     # And the night summary that consumed the old dataset runs again on the new one (the same instance)
     [summary] = [i for i in recipe_instances.of_reference("2026-11-20/pid_2_2") if i.recipe == "vbi-night-summary"]
     while (summary := recipe_instances.get(summary.instance_id)).planned_upstream.get(first.instance_id) != new.dataset_id \

@@ -275,8 +275,12 @@ class FakeRunStore:
     def datasets_of_product(self, product_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.product_id == product_id]
 
-    def deprecate_dataset(self, dataset_id, superseded_by):
-        self.datasets[dataset_id].status, self.datasets[dataset_id].superseded_by = "DEPRECATED", superseded_by
+    def datasets_of_instance(self, instance_id):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.instance_id == instance_id]
+
+    def update_dataset(self, dataset_id, **changes):
+        for name, value in changes.items():
+            setattr(self.datasets[dataset_id], name, value)
 
     @staticmethod
     def _create(records, key, value):

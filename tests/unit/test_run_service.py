@@ -10,7 +10,7 @@ import pytest
 from obsflow.errors import TransientError
 from obsflow.recipes.model import RecipeError
 from obsflow.runs import layout
-from obsflow.runs.domain import Candidate, FrameRef, OpProgress, Ticket
+from obsflow.runs.domain import Candidate, Dataset, FrameRef, OpProgress, Ticket
 from obsflow.runs.platform import ShippedRecipes
 from obsflow.runs.service import ManualRunFailed, NotAllowed, RunService
 from obsflow.settings import Settings
@@ -189,7 +189,7 @@ def test_retry_makes_one_linked_run_and_refuses_values_outside_the_valid_ones():
         service.retry(first.run_id, {})
 
 
-def test_catalog_records_the_dataset_and_deprecates_the_earlier_version_of_its_product():
+def test_catalog_records_the_dataset_and_a_new_version_waits_for_a_data_quality_decision():
     # Given a run whose task recorded one product
     service = make_service()
     add_candidate(service, "c1")
@@ -213,14 +213,50 @@ def test_catalog_records_the_dataset_and_deprecates_the_earlier_version_of_its_p
     assert service.documents.buckets["data"][dataset.prefix + "SHA256SUMS"] == "ab  census.json\n"
     assert json.loads(result["message"])["dataset_id"] == dataset.dataset_id
     assert not [k for k in service.documents.buckets["work"] if k.startswith(f"scratch/{run_id}/")]
-    # When the succeeded run is reprocessed and catalogued, the first dataset is DEPRECATED
+    # When the succeeded run is reprocessed and catalogued
     again = service.retry(run_id, {"saturation_level": "61000"})
     service.submit()
     service.start_run(again.run_id, "arn-2")
     record_outputs(again.run_id)
     newer = service.catalog(again.run_id)["dataset_id"]
-    assert service.store.datasets[dataset.dataset_id].status == "DEPRECATED"
-    assert service.store.datasets[dataset.dataset_id].superseded_by == newer
+    # Then both versions stay ACTIVE and one review ticket asks for a decision
+    assert {d.status for d in service.store.datasets.values()} == {"ACTIVE"}
+    ticket = service.store.tickets[f"TKT-{newer}-decision"]
+    assert ticket.kind == "review:decision" and f"--deprecate {dataset.dataset_id}" in ticket.suggested_action
+    # When data quality deprecates the old version (twice: the second changes nothing)
+    for _ in range(2):
+        service.decide(newer, "deprecate", "better flat field", "dq-scientist", dataset.dataset_id)
+    # Then the old one is DEPRECATED, superseded by the new, with who and why; the ticket is resolved
+    old = service.store.datasets[dataset.dataset_id]
+    assert (old.status, old.superseded_by) == ("DEPRECATED", newer)
+    assert [(d["decision"], d["by"], d["reason"]) for d in old.decisions] == [
+        ("deprecate", "dq-scientist", "better flat field")]
+    assert service.store.tickets[ticket.ticket_id].status == "RESOLVED"
+    # And a dataset of another product, a missing reason or a deprecated "new" version is refused
+    with pytest.raises(ValueError, match="needs a reason"):
+        service.decide(newer, "keep-both", " ", "dq-scientist")
+    with pytest.raises(NotAllowed, match="only an ACTIVE dataset"):
+        service.decide(dataset.dataset_id, "deprecate", "oops", "dq", newer)
+
+
+def test_rejecting_the_newest_dataset_sends_its_consumers_back_to_the_previous_one():
+    # Given an instance with two ACTIVE datasets, the newer one current
+    service = make_service()
+    add_candidate(service, "c1")
+    first = service.submit().started[0]
+    instance_id = service.store.runs[first].instance_id
+    for run_id, at in ((first, 1), ("run-b", 2)):
+        service.store.datasets[f"ds-{at}"] = Dataset(
+            f"ds-{at}", run_id, "pid_1_23", "c1", "frame-census@1.0.0", "data", "p/", "prod-1", f"v{at}", 0, [], {},
+            dt.datetime(2026, 11, 20, at, tzinfo=dt.timezone.utc), instance_id=instance_id)
+    service.store.instances[instance_id].dataset_id = "ds-2"
+    # When data quality rejects the newer one
+    rejected = service.decide("ds-2", "reject", "striping in every frame", "dq")
+    # Then it is REJECTED and the instance's current dataset is the older one again
+    assert rejected.status == "REJECTED" and rejected.decisions[0]["by"] == "dq"
+    assert service.store.instances[instance_id].dataset_id == "ds-1"
+
+
 
 
 def test_a_manual_recipe_waits_with_one_ticket_and_a_failed_manual_task_fails_the_run():

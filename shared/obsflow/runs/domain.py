@@ -29,7 +29,8 @@ INSTANCE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED, QUEUED_FOR_REEXECU
 
 # Ticket and dataset statuses.
 OPEN, RESOLVED = "OPEN", "RESOLVED"
-ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
+ACTIVE, DEPRECATED, REJECTED = "ACTIVE", "DEPRECATED", "REJECTED"
+DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED)
 
 
 def utcnow() -> dt.datetime:
@@ -246,6 +247,7 @@ class Dataset:
     reference: str | None = None
     recipe_name: str | None = None
     code_version: str | None = None
+    decisions: list[dict] = field(default_factory=list)  # data-quality decisions: what, who, when, why
 
 
 def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str | None = None) -> tuple[str, str | None]:

@@ -84,6 +84,11 @@ def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science") -> 
     return f"calibrations/{proposal_id}/{dataset_id}/" if kind == "calibration" else f"{proposal_id}/{dataset_id}/"
 
 
+def decision_ticket_id(dataset_id: str) -> str:
+    """The review ticket that asks data quality to decide on a new version of a product."""
+    return f"TKT-{dataset_id}-decision"
+
+
 def share_identifier(proposal_id: str) -> str:
     """The Batch fair-share identifier of a proposal's jobs (letters, digits and '_' only)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", proposal_id)[:255] or "unknown"

@@ -24,7 +24,9 @@ from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.domain import (
     ACTIVE,
+    DEPRECATED,
     ERROR,
+    REJECTED,
     INSTANCE_SUCCEEDED,
     NEVER_EXECUTED,
     QUEUED_FOR_REEXECUTION,
@@ -51,6 +53,7 @@ from obsflow.runs.tickets import ACTIONS, describe_failure
 from obsflow.settings import Settings
 
 PAUSED, ACTIVE_SUBMISSION = "paused", "active"
+DECISIONS = ("keep-both", "deprecate", "reject")
 
 
 class NotAllowed(ObsflowError):
@@ -468,9 +471,7 @@ class RunService:
             reference=instance.reference, recipe_name=run.recipe,
             code_version=",".join(sorted({r["code_version"] for r in task_records})) or None,
         ))
-        for older in self.store.datasets_of_product(product_id):
-            if older.dataset_id != dataset_id and older.status == ACTIVE and older.kind == recipe.kind:
-                self.store.deprecate_dataset(older.dataset_id, dataset_id)
+        self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
         self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
                               measured_cpu_s=measured_cpu_seconds(task_records, recipe))
@@ -482,6 +483,74 @@ class RunService:
                                                  "kind": recipe.kind})
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
                 "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind}
+
+    def _ask_for_decision(self, dataset_id: str, product_id: str, kind: str, run: Run) -> None:
+        """A new version of a product that has an ACTIVE one: both stay ACTIVE, and data quality decides."""
+        active = sorted(d.dataset_id for d in self.store.datasets_of_product(product_id)
+                        if d.dataset_id != dataset_id and d.status == ACTIVE and d.kind == kind)
+        if not active:
+            return
+        self.file_ticket(Ticket(
+            layout.decision_ticket_id(dataset_id), kind="review:decision", created_at=self.clock(),
+            summary=f"dataset {dataset_id} is a new version of product {product_id}, which has ACTIVE "
+                    f"{', '.join(active)}: decide which to keep",
+            run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
+            suggested_action=f"compare them (`obsflow datasets show ID`), then `obsflow datasets decide {dataset_id} "
+                             f"--deprecate {active[0]} | --keep-both | --reject --reason TEXT`",
+        ))
+
+    def decide(self, dataset_id: str, action: str, reason: str, by: str, old_id: str | None = None) -> Dataset:
+        """Record a data-quality decision on a new version: keep both ACTIVE, deprecate an older version of
+        its product in its favour, or reject it. Asking the same decision again changes nothing."""
+        new = self._require_dataset(dataset_id)
+        if action not in DECISIONS:
+            raise ValueError(f"unknown decision {action!r}: one of {', '.join(DECISIONS)}")
+        if not reason.strip():
+            raise ValueError("a decision needs a reason (--reason TEXT): it is kept with the dataset")
+        decision = {"decision": action, "by": by, "at": self.clock().isoformat(), "reason": reason}
+        if action == "deprecate":
+            old = self._require_dataset(old_id or "")
+            if old.product_id != new.product_id or old.dataset_id == new.dataset_id:
+                raise NotAllowed(f"dataset {old.dataset_id} is not another version of product {new.product_id} "
+                                 f"(it is of {old.product_id}); `obsflow datasets show {dataset_id}` lists its versions")
+            if old.status == DEPRECATED and old.superseded_by == dataset_id:
+                return new
+            if old.status != ACTIVE or new.status != ACTIVE:
+                raise NotAllowed(f"only an ACTIVE dataset can be deprecated in favour of an ACTIVE one: {old.dataset_id} "
+                                 f"is {old.status}, {dataset_id} is {new.status}")
+            decision["deprecated"] = old.dataset_id
+            self.store.update_dataset(old.dataset_id, status=DEPRECATED, superseded_by=dataset_id,
+                                      decisions=[*old.decisions, decision])
+        elif any(d["decision"] == action for d in new.decisions):
+            return new
+        elif new.status != ACTIVE:
+            raise NotAllowed(f"dataset {dataset_id} is {new.status}; a decision applies to an ACTIVE dataset")
+        status = REJECTED if action == "reject" else new.status
+        self.store.update_dataset(dataset_id, status=status, decisions=[*new.decisions, decision])
+        if action == "reject":
+            self._fall_back_from(new)
+        ticket = self.store.ticket(layout.decision_ticket_id(dataset_id))
+        if ticket is not None and ticket.status == "OPEN":
+            self.resolve_ticket(ticket.ticket_id, f"{action}: {reason}", by)
+        logger.info("dataset decision", extra={"dataset_id": dataset_id, **decision})
+        return self.store.dataset(dataset_id)
+
+    def _require_dataset(self, dataset_id: str) -> Dataset:
+        dataset = self.store.dataset(dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows them")
+        return dataset
+
+    def _fall_back_from(self, rejected: Dataset) -> None:
+        """A rejected dataset is no input: its instance's consumers go back to its newest ACTIVE dataset."""
+        instance = self.store.instance(rejected.instance_id) if rejected.instance_id else None
+        if instance is None or instance.dataset_id != rejected.dataset_id:
+            return
+        others = [d for d in self.store.datasets_of_instance(instance.instance_id) if d.status == ACTIVE]
+        if others:
+            newest = max(others, key=lambda d: d.created_at).dataset_id
+            self.store.update_instance(instance.instance_id, dataset_id=newest)
+            self._downstream_of_new_dataset(instance.instance_id, newest)
 
     def _downstream_of_new_dataset(self, instance_id: str, dataset_id: str) -> None:
         """The discovery agent on a catalogued dataset: a consumer that was planned on another dataset of
@@ -577,8 +646,9 @@ class RunService:
     def retry(self, run_id: str, overrides: dict[str, str]) -> Run:
         """A new run of the same recipe instance, its configuration adjusted, linked to the earlier run.
 
-        Retrying a SUCCEEDED run reprocesses it: a new dataset of the same product, the old one
-        DEPRECATED. The same retry asked twice names the same new run (its id derives from the overrides).
+        Retrying a SUCCEEDED run reprocesses it: a new dataset of the same product; both stay ACTIVE until
+        a data-quality decision. The same retry asked twice names the same new run (its id derives from
+        the overrides).
         """
         earlier = self._ended(run_id, (FAILED, SUCCEEDED), "retried")
         recipe = self.recipes.get(earlier.recipe, earlier.version)

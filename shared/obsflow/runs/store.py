@@ -110,7 +110,7 @@ def ticket_of(item: TicketItem) -> Ticket:
 
 def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0),
-                      "kind": item.kind or "science"})
+                      "kind": item.kind or "science", "decisions": list(item.decisions or [])})
 
 
 class DynamoRunStore:
@@ -293,6 +293,10 @@ class DynamoRunStore:
         with transient(f"could not list the datasets of product {product_id}"):
             return [dataset_of(item) for item in datasets.of_product(product_id)]
 
-    def deprecate_dataset(self, dataset_id: str, superseded_by: str) -> None:
-        with transient(f"could not deprecate dataset {dataset_id}"):
-            datasets.deprecate(dataset_id, superseded_by)
+    def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
+        with transient(f"could not list the datasets of instance {instance_id}"):
+            return [dataset_of(item) for item in datasets.of_instance(instance_id)]
+
+    def update_dataset(self, dataset_id: str, **changes: Any) -> None:
+        with transient(f"could not update dataset {dataset_id}"):
+            DatasetItem(dataset_id).update(actions=changes_to_actions(DatasetItem, changes))

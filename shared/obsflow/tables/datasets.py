@@ -8,7 +8,7 @@ from pynamodb.models import Model
 
 from obsflow.tables.base import get_or_none, table
 
-ACTIVE, DEPRECATED = "ACTIVE", "DEPRECATED"
+ACTIVE = "ACTIVE"
 
 
 class DatasetsByRecipeName(GlobalSecondaryIndex):
@@ -90,6 +90,7 @@ class DatasetItem(Model):
     reference = UnicodeAttribute(null=True)
     recipe_name = UnicodeAttribute(null=True)
     code_version = UnicodeAttribute(null=True)
+    decisions = JSONAttribute(null=True)
 
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
@@ -130,6 +131,3 @@ def of_kind(kind: str) -> list[DatasetItem]:
 def of_product(product_id: str) -> list[DatasetItem]:
     return list(DatasetItem.by_product.query(product_id))
 
-
-def deprecate(dataset_id: str, superseded_by: str) -> None:
-    DatasetItem(dataset_id).update(actions=[DatasetItem.status.set(DEPRECATED), DatasetItem.superseded_by.set(superseded_by)])
