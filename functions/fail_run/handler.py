@@ -1,4 +1,4 @@
-"""FailRun: FAILED with the error, run slots given back, scratch kept for a redrive."""
+"""FailRun: FAILED with the error, run slots given back, task outputs kept for a redrive."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

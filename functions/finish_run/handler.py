@@ -1,4 +1,4 @@
-"""FinishRun: SUCCEEDED, run slots given back, scratch removed."""
+"""FinishRun: SUCCEEDED, run slots given back, what it cost recorded."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

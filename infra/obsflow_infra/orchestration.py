@@ -54,9 +54,7 @@ class Orchestration(Construct):
         self.catalog.allow_objects(work, ["s3:GetObject"])
         self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
         self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
-        self.finish_run = step("finish-run", "Removes a run's scratch, marks it SUCCEEDED and frees its slots")
-        self.finish_run.allow(["s3:ListBucket"], [work.bucket_arn])
-        self.finish_run.allow_objects(work, ["s3:DeleteObject"], "scratch/")
+        self.finish_run = step("finish-run", "Marks a run SUCCEEDED, records what it cost and frees its slots")
         # What a successful run cost refines the estimates of its recipe version.
         self.finish_run.allow_tables(catalog.arns("recipe-measurements"), write=True)
         self.finish_run.allow_objects(work, ["s3:GetObject"], "input-datasets/")

@@ -6,7 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from obsflow.settings import BUCKETS, SCRATCH_EXPIRY_DAYS, Settings
+from obsflow.settings import BUCKETS, Settings, TASK_OUTPUT_RETENTION_DAYS
 from obsflow_infra.config import StageConfig
 from obsflow_infra.nag import acknowledge
 
@@ -27,9 +27,9 @@ class Storage(Construct):
                     "This bucket receives the server access logs of the other buckets; logging it to itself would loop.")
         self.buckets: dict[str, s3.Bucket] = {}
         for bucket in BUCKETS:
-            # Scratch in the work bucket expires as a safety net: FinishRun removes it on success.
-            expiry = [s3.LifecycleRule(id="expire-scratch", prefix="scratch/",
-                                       expiration=cdk.Duration.days(SCRATCH_EXPIRY_DAYS))] if bucket == "work" else []
+            # Task outputs in the work bucket are kept for reuse by later runs, then expire.
+            expiry = [s3.LifecycleRule(id="expire-task-outputs", prefix="task-outputs/",
+                                       expiration=cdk.Duration.days(TASK_OUTPUT_RETENTION_DAYS))] if bucket == "work" else []
             self.buckets[bucket] = s3.Bucket(
                 self, bucket.title(),
                 bucket_name=settings.bucket_name(bucket),

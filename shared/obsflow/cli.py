@@ -425,6 +425,8 @@ def runs_show(ctx, run_id, as_json):
                   "retry_of", "configuration", "error"):
         if detail.get(field) is not None:
             click.echo(f"{field:<15} {console.cell(detail[field])}")
+    if detail.get("cost"):
+        click.echo(f"{'cost':<15} {console.cost(detail['cost'])}")
     click.echo("\ntasks:")
     console.table(detail["tasks"], ["task", "resource_class", "upstreams", "status", "started", "ended"], "")
     click.echo("\nhistory:")
@@ -531,6 +533,8 @@ def datasets_show(dataset_id, as_json):
                   "run_id", "candidate_id", "frame_count", "created_at"):
         click.echo(f"{field:<14} {console.cell(detail.get(field))}")
     click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
+    if detail.get("cost"):
+        click.echo(f"cost           {console.cost(detail['cost'])}")
     console.table(detail["files"], ["name", "size", "sha256", "task"], "")
     click.echo("\nversions of this product:")
     console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")

@@ -21,6 +21,17 @@ def to_json(rows) -> str:
     return json.dumps(rows, default=_plain, indent=2, sort_keys=False)
 
 
+def cost(value: dict | None) -> str | None:
+    """A run's cost on one line: USD, then what it is made of."""
+    if not value:
+        return None
+    transitions = value.get("state_transitions")
+    return (f"${value['usd']:.6f}  ({value['batch_vcpu_s']:g} vCPU-s and {value['batch_gib_s']:g} GiB-s of Batch, "
+            f"{value['lambda_invocations']} Lambda invocations, "
+            + (f"{transitions} state transitions" if transitions is not None else "state transitions not counted")
+            + (f"; {value['tasks_reused']} task(s) reused" if value.get("tasks_reused") else "") + ")")
+
+
 def cell(value) -> str:
     value = _plain(value)
     if value is None:

@@ -5,21 +5,39 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
     "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
+    "campaigns",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
 # The same for the local stack and the deployed one:
 MAX_RECEIVE_COUNT = 3  # deliveries of an ingest notification before it goes to the dead-letter queue
-SCRATCH_EXPIRY_DAYS = 14  # what a failed run leaves in scratch expires (FinishRun removes a run's on success)
+TASK_OUTPUT_RETENTION_DAYS = 14  # task outputs stay reusable this long (then expire), products live on in datasets
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
 FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
              "register-recipes")
+
+
+class Prices(BaseModel):
+    """What the parts of a run cost, in USD: AWS list prices in us-east-1 (November 2026). Another region or a
+    negotiated rate: set ``OBSFLOW_PRICES`` to a JSON object with the values that differ."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fargate_vcpu_hour: float = Field(default=0.04048, ge=0)
+    fargate_gib_hour: float = Field(default=0.004445, ge=0)
+    lambda_request: float = Field(default=0.20 / 1e6, ge=0)
+    state_transition: float = Field(default=0.025 / 1e3, ge=0)
+    s3_gib_month: float = Field(default=0.023, ge=0)
+
+    def run_cost(self, vcpu_s: float, gib_s: float, lambda_invocations: int, transitions: int) -> float:
+        return (vcpu_s / 3600 * self.fargate_vcpu_hour + gib_s / 3600 * self.fargate_gib_hour
+                + lambda_invocations * self.lambda_request + transitions * self.state_transition)
 
 
 class Settings(BaseSettings):
@@ -56,6 +74,7 @@ class Settings(BaseSettings):
     # What the state machine of a recipe version registered as data runs as and logs to (RegisterRecipes).
     state_machine_role_arn: str | None = None
     state_machine_log_group_arn: str | None = None
+    prices: Prices = Prices()
 
     @field_validator("buckets")
     @classmethod

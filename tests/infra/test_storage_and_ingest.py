@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from obsflow.settings import BUCKETS, MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS
+from obsflow.settings import BUCKETS, MAX_RECEIVE_COUNT, TASK_OUTPUT_RETENTION_DAYS
 from obsflow_infra.functions import SIZES
 from obsflow_infra.ingest import BATCH_SIZE, BATCHING_WINDOW_S
 
@@ -34,10 +34,10 @@ def test_every_bucket_is_versioned_encrypted_private_tls_only_and_logged(dev):
     assert logs_bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
 
 
-def test_scratch_in_the_work_bucket_expires(dev):
+def test_task_outputs_in_the_work_bucket_expire(dev):
     rules = dev.resource(dev.stack.storage.buckets["work"])["Properties"]["LifecycleConfiguration"]["Rules"]
-    scratch = next(rule for rule in rules if rule.get("Prefix") == "scratch/")
-    assert scratch["ExpirationInDays"] == SCRATCH_EXPIRY_DAYS and scratch["Status"] == "Enabled"
+    outputs = next(rule for rule in rules if rule.get("Prefix") == "task-outputs/")
+    assert outputs["ExpirationInDays"] == TASK_OUTPUT_RETENTION_DAYS and outputs["Status"] == "Enabled"
 
 
 def test_bucket_names_are_per_stage_account_and_region(dev, prod):

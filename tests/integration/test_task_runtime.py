@@ -87,3 +87,71 @@ def test_an_injected_fault_fails_the_task_as_told(run, capsys):
     assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
     assert main(["frame-census", "dark_level", "--run-id", "run-1"]) == 3
     assert main(["frame-census", "dark_level", "--run-id", "run-1"]) == 0
+
+
+def _second_run(s3, work, run_id: str, saturation: int) -> None:
+    first = documents.get_json(s3, work, layout.run_document_key("run-1"))
+    configuration = {"parameters": {"saturation_level": saturation}, "options": {}}
+    documents.put_json(s3, work, layout.run_document_key(run_id), {**first, "run_id": run_id,
+                                                                   "configuration": configuration})
+
+
+def test_another_run_reuses_unchanged_tasks_and_re_runs_those_a_changed_parameter_reaches(run, capsys):
+    s3, work = run
+    # Given run-1 ran every task of frame-census
+    tasks = ["inventory", "dark_level", "observe_stats", "summary"]
+    for task in tasks:
+        assert main(["frame-census", task, "--run-id", "run-1"]) == 0
+    # When run-2 has the same inputs and configuration, and run-3 another saturation level
+    _second_run(s3, work, "run-2", 60000)
+    _second_run(s3, work, "run-3", 61000)
+    capsys.readouterr()
+    for run_id in ("run-2", "run-3"):
+        for task in tasks:
+            assert main(["frame-census", task, "--run-id", run_id]) == 0
+    records = {(r, t): documents.get_json(s3, work, layout.task_record_key(r, t))
+               for r in ("run-1", "run-2", "run-3") for t in tasks}
+    reused = {(r, t) for (r, t), record in records.items() if "reused_from" in record}
+    # Then run-2 reuses every reusable task, and run-3 all but observe_stats (it uses the changed level)
+    assert reused == {("run-2", "inventory"), ("run-2", "dark_level"), ("run-2", "observe_stats"),
+                      ("run-3", "inventory"), ("run-3", "dark_level")}
+    assert records["run-2", "inventory"]["outputs"] == records["run-1", "inventory"]["outputs"]
+    assert records["run-2", "inventory"]["reused_from"]["run_id"] == "run-1"
+    # And summary, which names its run, ran in each run and read the right observe statistics
+    census = {r: json.loads(s3.get_object(Bucket=work, Key=records[r, "summary"]["outputs"][0]["key"])["Body"].read())
+              for r in ("run-2", "run-3")}
+    assert (census["run-2"]["run_id"], census["run-3"]["run_id"]) == ("run-2", "run-3")
+    stats = json.loads(s3.get_object(Bucket=work, Key=records["run-3", "observe_stats"]["outputs"][0]["key"])["Body"].read())
+    assert stats["saturation_level"] == 61000
+    assert "reusing the outputs of run run-1" in capsys.readouterr().out
+
+
+def test_reuse_needs_every_output_still_there_and_force_re_runs(run):
+    s3, work = run
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    output = documents.get_json(s3, work, layout.task_record_key("run-1", "inventory"))["outputs"][0]
+    _second_run(s3, work, "run-2", 60000)
+    _second_run(s3, work, "run-3", 60000)
+    # When an output has expired, the next run runs the task again; --force runs it even when it could reuse
+    s3.delete_object(Bucket=work, Key=output["key"])
+    assert main(["frame-census", "inventory", "--run-id", "run-2"]) == 0
+    assert main(["frame-census", "inventory", "--run-id", "run-3", "--force"]) == 0
+    for run_id in ("run-2", "run-3"):
+        assert "reused_from" not in documents.get_json(s3, work, layout.task_record_key(run_id, "inventory"))
+    assert s3.get_object(Bucket=work, Key=output["key"])["Body"].read()
+
+
+def test_a_task_reading_a_value_it_does_not_declare_fails_as_configuration(run, capsys):
+    s3, work = run
+    # Given a run whose recipe definition says observe_stats uses nothing
+    from obsflow.recipes import registry
+
+    recipe = registry.get("frame-census", "1.0.0").model_dump(mode="json")
+    for task in recipe["tasks"]:
+        if task["name"] == "observe_stats":
+            task["uses"] = []
+    document = documents.get_json(s3, work, layout.run_document_key("run-1"))
+    documents.put_json(s3, work, layout.run_document_key("run-1"), {**document, "recipe_definition": recipe})
+    # Then it fails as a configuration error that names the value
+    assert main(["frame-census", "observe_stats", "--run-id", "run-1"]) == 2
+    assert "reads 'saturation_level' but its recipe does not list it" in capsys.readouterr().err

@@ -125,7 +125,7 @@ class FakeRunStore:
 
     def __init__(self):
         self.candidates, self.ops, self.frames = {}, {}, []
-        self.instances, self.runs, self.tickets, self.datasets = {}, {}, {}, {}
+        self.instances, self.runs, self.tickets, self.datasets, self.campaigns = {}, {}, {}, {}, {}
         self.edges: dict[str, list] = {}
         self.measurements: dict[str, dict] = {}
         self.slots: dict[str, set[str]] = {}
@@ -278,6 +278,25 @@ class FakeRunStore:
     def datasets_of_instance(self, instance_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.instance_id == instance_id]
 
+    def datasets_of_recipe(self, name):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.recipe_name == name]
+
+    def datasets_with_status(self, status):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.status == status]
+
+    def create_campaign(self, campaign):
+        return self._create(self.campaigns, campaign.name, campaign)
+
+    def campaign(self, name):
+        return copy.deepcopy(self.campaigns.get(name))
+
+    def all_campaigns(self):
+        return [copy.deepcopy(c) for c in self.campaigns.values()]
+
+    def update_campaign(self, name, **changes):
+        for key, value in changes.items():
+            setattr(self.campaigns[name], key, value)
+
     def update_dataset(self, dataset_id, **changes):
         for name, value in changes.items():
             setattr(self.datasets[dataset_id], name, value)
@@ -313,6 +332,9 @@ class FakeDocuments:
 
     def copy(self, source_bucket, source_key, bucket, key):
         self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")
+
+    def exists(self, bucket, key):
+        return key in self.buckets[bucket]
 
     def delete_prefix(self, bucket, prefix):
         doomed = [key for key in self.buckets[bucket] if key.startswith(prefix)]

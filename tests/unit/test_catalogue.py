@@ -25,7 +25,7 @@ def complete(service, run_id: str, outputs=(("product.json", ("product",)),), du
     service.documents.buckets["work"][layout.task_record_key(run_id, task)] = {
         "task": task, "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
         "duration_s": duration_s,
-        "outputs": [{"name": name, "key": f"scratch/{run_id}/{task}/{name}", "sha256": name, "size": 100,
+        "outputs": [{"name": name, "key": f"task-outputs/d-{run_id}-{task}/{name}", "sha256": name, "size": 100,
                      "tags": list(tags)} for name, tags in outputs],
     }
     dataset_id = service.catalog(run_id)["dataset_id"]

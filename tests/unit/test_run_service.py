@@ -200,7 +200,7 @@ def test_catalog_records_the_dataset_and_a_new_version_waits_for_a_data_quality_
         key = layout.task_record_key(run, "summary")
         service.documents.buckets["work"][key] = {
             "task": "summary", "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
-            "outputs": [{"name": "census.json", "key": f"scratch/{run}/summary/census.json", "sha256": "ab",
+            "outputs": [{"name": "census.json", "key": f"task-outputs/d-{run}/census.json", "sha256": "ab",
                          "size": 2, "tags": ["product"]}]}
 
     record_outputs(run_id)
@@ -212,7 +212,6 @@ def test_catalog_records_the_dataset_and_a_new_version_waits_for_a_data_quality_
     assert [f["name"] for f in dataset.files] == ["census.json"] and dataset.status == "ACTIVE"
     assert service.documents.buckets["data"][dataset.prefix + "SHA256SUMS"] == "ab  census.json\n"
     assert json.loads(result["message"])["dataset_id"] == dataset.dataset_id
-    assert not [k for k in service.documents.buckets["work"] if k.startswith(f"scratch/{run_id}/")]
     # When the succeeded run is reprocessed and catalogued
     again = service.retry(run_id, {"saturation_level": "61000"})
     service.submit()

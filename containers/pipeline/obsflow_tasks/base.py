@@ -1,8 +1,8 @@
-"""The base class of every task, and the tagged scratch objects tasks pass to each other.
+"""The base class of every task, and the tagged outputs tasks pass to each other.
 
 A task reads the run's input dataset and its upstream tasks' outputs (selected by
-tag), writes its own outputs under the run's scratch prefix, and the runtime records
-them with their SHA-256 in the task's provenance record.
+tag), writes its own outputs under its digest's prefix (``layout.task_output_prefix``),
+and the runtime records them with their SHA-256 in the task's provenance record.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from obsflow.errors import NotFound
 from obsflow.recipes.model import Recipe, TaskSpec
 from obsflow.runs import documents, layout
+from obsflow.runs.digests import used_configuration
 
 
 class TaskFailure(Exception):
@@ -42,6 +43,16 @@ class MissingUpstream(InfrastructureFailure):
     """An upstream task has not recorded outputs for this run."""
 
 
+class DeclaredValues(dict):
+    def __init__(self, task: str, values: dict):
+        super().__init__(values)
+        self.task = task
+
+    def __missing__(self, name: str):
+        raise ConfigurationFailure(f"task {self.task} reads {name!r} but its recipe does not list it in the task's "
+                                   "`uses`: add it there (in a new recipe version)")
+
+
 @dataclass
 class TaskContext:
     s3: Any
@@ -50,6 +61,7 @@ class TaskContext:
     recipe: Recipe
     task: TaskSpec
     input_dataset: dict
+    digest: str = ""
     outputs: list[dict] = field(default_factory=list)
 
 
@@ -70,11 +82,15 @@ class Task:
 
     @property
     def parameters(self) -> dict:
-        return self.context.run["configuration"]["parameters"]
+        return self._declared("parameters")
 
     @property
     def options(self) -> dict:
-        return self.context.run["configuration"]["options"]
+        return self._declared("options")
+
+    def _declared(self, section: str) -> dict:
+        """The values the task declares it uses: reading another would make its reuse unsound."""
+        return DeclaredValues(self.name, used_configuration(self.context.task, self.context.run["configuration"])[section])
 
     @property
     def master_tags(self) -> tuple[str, ...]:
@@ -92,7 +108,7 @@ class Task:
         kwargs = {"VersionId": frame["version_id"]} if frame.get("version_id") else {}
         return self.context.s3.get_object(Bucket=frame["bucket"], Key=frame["key"], **kwargs)["Body"].read()
 
-    # -- tagged scratch ---------------------------------------------------------
+    # -- tagged outputs ---------------------------------------------------------
     def upstream_outputs(self, tag: str) -> list[dict]:
         """Outputs with ``tag`` written by tasks upstream of this one (directly or not), then the files
         with ``tag`` of upstream datasets (another instance's output, e.g. master calibrations)."""
@@ -103,7 +119,7 @@ class Task:
                 record = documents.get_json(self.context.s3, self.context.work_bucket, layout.task_record_key(self.run_id, task))
             except NotFound as exc:
                 raise MissingUpstream(f"upstream task {task} has no outputs for run {self.run_id} ({exc}); "
-                                      "it has not run yet, or the run's scratch was removed") from exc
+                                      "it has not run yet, or its outputs expired: redrive the run") from exc
             found.extend(output for output in record["outputs"] if tag in output["tags"])
         for upstream in self.context.input_dataset.get("upstream", []):
             found.extend(file for file in upstream["files"] if tag in file["tags"])
@@ -125,7 +141,7 @@ class Task:
         return json.loads(self.read_output(outputs[0]))
 
     def write(self, name: str, data: bytes, tags: tuple[str, ...] = (), content_type: str = "application/octet-stream") -> dict:
-        key = layout.task_prefix(self.run_id, self.name) + name
+        key = layout.task_output_prefix(self.context.digest) + name
         self.context.s3.put_object(Bucket=self.context.work_bucket, Key=key, Body=data, ContentType=content_type)
         output = {"name": name, "key": key, "tags": list(tags), "sha256": hashlib.sha256(data).hexdigest(),
                   "size": len(data), "content_type": content_type}

@@ -1,7 +1,8 @@
 """The task entrypoint: stage inputs, run one task, record outputs and provenance.
 
 Exit codes say what kind of failure it was, for the ticket's suggested action:
-0 done (or already done: a redriven run reuses recorded outputs), 1 science/data,
+0 done (or already done: a redriven run reuses recorded outputs, and a task whose
+digest another run already produced reuses that run's outputs), 1 science/data,
 2 configuration, 3 infrastructure (S3 unavailable, ...), 64 usage.
 """
 
@@ -25,7 +26,7 @@ from obsflow import aws
 from obsflow.errors import NotFound, TransientError
 from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe, RecipeError
-from obsflow.runs import documents, layout
+from obsflow.runs import digests, documents, layout
 from obsflow.settings import get_settings
 
 from obsflow_tasks.base import ConfigurationFailure, InfrastructureFailure, Task, TaskContext, TaskFailure
@@ -70,6 +71,18 @@ def injected_fault(context: TaskContext, run_id: str) -> None:
                               f"{run_id}; a redrive of the run succeeds")
 
 
+def reusable(s3, bucket: str, digest: str) -> dict | None:
+    """The record of an earlier run that produced this digest's outputs, if they are all still there."""
+    try:
+        record = documents.get_json(s3, bucket, layout.task_output_record_key(digest))
+    except NotFound:
+        return None
+    present = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.task_output_prefix(digest)):
+        present.update(item["Key"] for item in page.get("Contents", []))
+    return record if all(output["key"] in present for output in record["outputs"]) else None
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m obsflow_tasks",
@@ -81,7 +94,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manual", action="store_true", help="record that a person ran this task by hand")
     parser.add_argument("--operator", default=None, help="who ran it (with --manual; default: the login name)")
     parser.add_argument("--note", default=None, help="why it was run by hand (with --manual)")
-    parser.add_argument("--force", action="store_true", help="run even if the task already succeeded for this run")
+    parser.add_argument("--force", action="store_true",
+                        help="run even if the task already succeeded for this run, or its outputs could be reused")
     return parser.parse_args(argv)
 
 
@@ -103,7 +117,10 @@ def run_task(args: argparse.Namespace, log=print) -> int:
             return 0
     dataset = run["input_dataset"]
     input_dataset = documents.get_json(s3, dataset["bucket"], dataset["key"])
-    context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset)
+    digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),
+                                  obsflow.__version__, args.run_id, run.get("task_image") or "")[spec.name]
+    context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
+                          digest=digest)
     manual = args.manual or bool(run.get("manual"))
     record = {
         "task": spec.name,
@@ -121,13 +138,22 @@ def run_task(args: argparse.Namespace, log=print) -> int:
         "operator": (args.operator or getpass.getuser()) if manual else None,
         "note": args.note if manual else None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "digest": digest,
     }
     started = time.perf_counter()
     log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames)")
     status, exit_code, error = "succeeded", 0, None
     try:
         injected_fault(context, args.run_id)
-        load_task_class(spec.entrypoint)(context).run()
+        # A person running a task by hand, or --force, means it: no reuse then.
+        earlier = None if (manual or args.force) else reusable(s3, work, digest)
+        if earlier is not None:
+            kept = ("code_version", "libraries", "python", "host", "outputs")
+            record.update({k: earlier[k] for k in kept}, reused_from={"run_id": earlier["run_id"],
+                                                                      "finished_at": earlier["finished_at"]})
+            context.outputs = earlier["outputs"]
+        else:
+            load_task_class(spec.entrypoint)(context).run()
     except TaskFailure as exc:
         status, exit_code, error = "failed", exc.exit_code, f"{exc.kind}: {exc}"
     except (ClientError, BotoCoreError, TransientError) as exc:
@@ -145,7 +171,12 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     documents.put_json(s3, work, record_key, record)
     if error:
         print(f"{recipe.key} {spec.name} FAILED for run {args.run_id}: {error}", file=sys.stderr)
+    elif "reused_from" in record:
+        log(f"{recipe.key} {spec.name}: unchanged (digest {digest[:12]}); reusing the outputs of run "
+            f"{record['reused_from']['run_id']}")
     else:
+        if spec.reuse:
+            documents.put_json(s3, work, layout.task_output_record_key(digest), record)
         log(f"{recipe.key} {spec.name}: done in {record['duration_s']:.2f} s, "
             f"{len(context.outputs)} output(s): {', '.join(o['name'] for o in context.outputs)}")
     return exit_code

@@ -16,7 +16,7 @@ from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.jobs import JOB_TIMEOUT_S, job_container_properties, job_retry_strategy
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs.platform import StateMachines
-from obsflow.settings import FUNCTIONS, MAX_RECEIVE_COUNT, SCRATCH_EXPIRY_DAYS, TOPICS, Settings
+from obsflow.settings import FUNCTIONS, MAX_RECEIVE_COUNT, TASK_OUTPUT_RETENTION_DAYS, TOPICS, Settings
 
 VISIBILITY_TIMEOUT_S = 30
 _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -61,13 +61,13 @@ def create_ingest(settings: Settings, session) -> dict:
 
 
 def create_storage(settings: Settings, session) -> None:
-    """Work bucket (scratch expires as a safety net) and the versioned data bucket."""
+    """Work bucket (task outputs expire) and the versioned data bucket."""
     s3 = _client(session, settings, "s3")
     work, data = settings.bucket_name("work"), settings.bucket_name("data")
     s3.create_bucket(Bucket=work)
     s3.put_bucket_lifecycle_configuration(Bucket=work, LifecycleConfiguration={"Rules": [
-        {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"},
-         "Expiration": {"Days": SCRATCH_EXPIRY_DAYS}},
+        {"ID": "expire-task-outputs", "Status": "Enabled", "Filter": {"Prefix": "task-outputs/"},
+         "Expiration": {"Days": TASK_OUTPUT_RETENTION_DAYS}},
     ]})
     s3.create_bucket(Bucket=data)
     s3.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})

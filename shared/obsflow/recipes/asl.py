@@ -183,6 +183,22 @@ def build_definition(recipe: Recipe) -> dict:
     }
 
 
+def success_path(definition: dict) -> tuple[int, int]:
+    """State transitions and Lambda invocations of an execution that succeeds at the first attempt
+    (what Step Functions and Lambda bill for), counted along the definition, Parallel branches included."""
+    transitions = invocations = 0
+    name = definition["StartAt"]
+    while name is not None:
+        state = definition["States"][name]
+        transitions += 1
+        invocations += state.get("Resource") == "arn:aws:states:::lambda:invoke"
+        for branch in state.get("Branches", []):
+            t, i = success_path(branch)
+            transitions, invocations = transitions + t, invocations + i
+        name = state.get("Next")
+    return transitions, invocations
+
+
 def placeholders(definition: dict) -> set[str]:
     return set(_PLACEHOLDER.findall(json.dumps(definition)))
 

@@ -95,6 +95,11 @@ class TaskSpec(BaseModel):
     upstreams: tuple[str, ...] = ()
     resource_class: ResourceClass = "default"
     description: str = ""
+    # Incremental re-execution. A task that declares ``reuse`` says its outputs depend only on its inputs,
+    # its code and the parameters/options in ``uses``: another run whose digest for it is the same reuses
+    # them instead of running it. Undeclared, it re-runs in every run (its outputs may name the run).
+    reuse: bool = False
+    uses: tuple[str, ...] | None = Field(default=None, description="parameters and options it reads; None: all")
 
 
 class Estimates(BaseModel):
@@ -141,6 +146,10 @@ class Recipe(BaseModel):
                 raise RecipeError(f"{where}: task {task.name} has unknown upstream(s) {', '.join(unknown)}")
         self.levels()  # raises on a cycle
         keys = [o.name for o in (*self.parameters, *self.run_configuration)]
+        for task in self.tasks:
+            unknown = sorted(set(task.uses or ()) - set(keys))
+            if unknown:
+                raise RecipeError(f"{where}: task {task.name} uses unknown parameter(s)/option(s) {', '.join(unknown)}")
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")

@@ -75,7 +75,8 @@ def register_recipe(settings: Settings, recipe: Recipe, registered_by: str = "de
         if exc.cause_response_code != CONDITION_FAILED:
             raise
     existing = RecipeItem.get(recipe.name, recipe.version, consistent_read=True)
-    if existing.definition != _definition(recipe):
+    # Compared as models: a field added to the model since (with its default) is no change.
+    if Recipe.model_validate(existing.definition) != recipe:
         raise VersionConflict(f"{recipe.key} is registered with another definition (by {existing.registered_by or '?'} "
                               f"at {existing.registered_at:%Y-%m-%d %H:%M}); a version is never overwritten: "
                               "give the changed recipe a new version")

@@ -131,6 +131,8 @@ class Instance:
     estimated_cpu_s: float | None = None
     estimated_bytes: int | None = None
     run_ids: set[str] = field(default_factory=set)
+    campaign: str | None = None  # the campaign that made this copy of an instance (reprocessing)
+    overrides: dict[str, Any] | None = None  # the campaign's configuration overrides
 
     def upstream_ids(self) -> list[str]:
         return [i.ref for i in self.inputs if i.kind == "instance"]
@@ -178,6 +180,9 @@ class Run:
     estimated_cpu_s: float = 0.0
     measured_cpu_s: float | None = None
     output_bytes: int | None = None
+    campaign: str | None = None
+    # What it cost: Batch vCPU- and GiB-seconds, Lambda invocations, state transitions and USD (the price table).
+    cost: dict | None = None
 
     @property
     def queue_key(self) -> str:
@@ -248,6 +253,35 @@ class Dataset:
     recipe_name: str | None = None
     code_version: str | None = None
     decisions: list[dict] = field(default_factory=list)  # data-quality decisions: what, who, when, why
+    cost: dict | None = None  # what the run that made it cost (``runs.costs``)
+    campaign: str | None = None
+
+
+# Campaign statuses: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.
+DRAFT, CAMPAIGN_RUNNING, PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"
+CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")
+
+
+@dataclass
+class Campaign:
+    """A named group of recipe runs with a definer, a reason, an input selection, overrides and a blast radius."""
+
+    name: str
+    campaign_type: str
+    definer: str
+    reason: str
+    created_at: dt.datetime
+    status: str = DRAFT
+    status_reason: str | None = None
+    plan_id: str | None = None
+    recipe: str | None = None  # NAME@VERSION for a campaign over a selection
+    overrides: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    instance_ids: list[str] = field(default_factory=list)
+    max_concurrent: int = 2  # runs of the campaign at once
+    pause_after_failures: int = 3  # failed instances before it pauses itself
+    priority: int = 0  # below new observations (recipes ship with 10-60) unless raised
+    history: list[dict] = field(default_factory=list)
 
 
 def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str | None = None) -> tuple[str, str | None]:

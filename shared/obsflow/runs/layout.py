@@ -61,17 +61,20 @@ def run_document_key(run_id: str) -> str:
     return f"runs/{run_id}/run.json"
 
 
-def scratch_prefix(run_id: str) -> str:
-    return f"scratch/{run_id}/"
-
-
-def task_prefix(run_id: str, task: str) -> str:
-    return f"{scratch_prefix(run_id)}{task}/"
-
-
 def task_record_key(run_id: str, task: str) -> str:
-    """The task's provenance record and list of tagged outputs."""
-    return f"{task_prefix(run_id, task)}_record.json"
+    """The task's provenance record for the run and its tagged outputs (kept after the run: `runs outputs`)."""
+    return f"runs/{run_id}/tasks/{task}.json"
+
+
+def task_output_prefix(digest: str) -> str:
+    """Where a task writes its outputs: addressed by its digest (``runs.digests``), so an unchanged task's
+    outputs are found and reused by a later run; they expire after ``TASK_OUTPUT_RETENTION_DAYS``."""
+    return f"task-outputs/{digest}/"
+
+
+def task_output_record_key(digest: str) -> str:
+    """The record of the run whose task made the outputs under the digest: present once it succeeded."""
+    return f"{task_output_prefix(digest)}_record.json"
 
 
 def fault_key(run_id: str, task: str) -> str:

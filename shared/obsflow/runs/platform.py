@@ -40,6 +40,9 @@ class S3Documents:
     def get_json(self, bucket: str, key: str):
         return documents.get_json(self.s3, self.location(bucket), key)
 
+    def exists(self, bucket: str, key: str) -> bool:
+        return documents.exists(self.s3, self.location(bucket), key)
+
     def put_text(self, bucket: str, key: str, text: str) -> None:
         with aws.transient(f"could not write s3://{self.location(bucket)}/{key}"):
             self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=text.encode(), ContentType="text/plain")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.ingest.readiness import OpState, missing
 from obsflow.observability import logger
-from obsflow.recipes.jobs import VCPUS
 from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs import layout, records
+from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import (
     ACTIVE,
     DEPRECATED,
@@ -447,6 +447,7 @@ class RunService:
         dataset_id = layout.dataset_id(run_id)
         prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind)
         task_records = self.task_records(run)
+        cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True)
         input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
         product_id = layout.product_id_of(input_dataset)
         files = []
@@ -469,12 +470,12 @@ class RunService:
             version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
             provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
             reference=instance.reference, recipe_name=run.recipe,
-            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None,
+            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
         ))
         self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
         self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
-                              measured_cpu_s=measured_cpu_seconds(task_records, recipe))
+                              measured_cpu_s=cost["batch_vcpu_s"], cost=cost)
         self.store.update_instance(run.instance_id, dataset_id=dataset_id)
         self._downstream_of_new_dataset(run.instance_id, dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
@@ -563,21 +564,22 @@ class RunService:
 
     def finish_run(self, run_id: str) -> dict:
         run = self.require_run(run_id)
-        # Scratch first: a run that reads SUCCEEDED has no scratch left (a retried call deletes nothing more).
-        removed = self.documents.delete_prefix("work", layout.scratch_prefix(run_id))
         at = self.clock()
         if self.store.transition(run_id, SUCCEEDED, (RUNNING,), at, finished_at=at):
             self._record_cost(self.require_run(run_id))
         self.store.give_back_slots(run)
         self.refresh_instance(run.instance_id)
-        logger.info("run succeeded", extra={"run_id": run_id, "scratch_objects_removed": removed})
+        logger.info("run succeeded", extra={"run_id": run_id})
         self.notifier.nudge(f"run {run_id} finished")
-        return {"run_id": run_id, "status": SUCCEEDED, "scratch_objects_removed": removed}
+        return {"run_id": run_id, "status": SUCCEEDED}
 
     def fail_run(self, run_id: str, error: dict) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        self.store.transition(run_id, FAILED, (SUBMITTED, RUNNING), at, error.get("Error"), finished_at=at, error=error)
+        cost = run_cost(self.task_records(run), self.recipes.get(run.recipe, run.version), self.settings.prices,
+                        succeeded=False)
+        self.store.transition(run_id, FAILED, (SUBMITTED, RUNNING), at, error.get("Error"), finished_at=at, error=error,
+                              cost=cost)
         self.store.give_back_slots(run)
         self.refresh_instance(run.instance_id)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
@@ -753,8 +755,3 @@ class RunService:
             self.notifier.nudge(f"backstop released {', '.join(report.released)}")
         return report
 
-
-def measured_cpu_seconds(task_records: list[dict], recipe: Recipe) -> float:
-    """CPU-seconds a run took: each task's duration times the vCPUs of its resource class."""
-    vcpus = {task.name: VCPUS[task.resource_class] for task in recipe.tasks}
-    return round(sum(r.get("duration_s", 0) * vcpus.get(r["task"], 1) for r in task_records), 1)

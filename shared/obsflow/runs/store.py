@@ -10,6 +10,7 @@ from pynamodb.connection import Connection
 
 from obsflow.aws import transient
 from obsflow.runs.domain import (
+    Campaign,
     Candidate,
     Dataset,
     FrameRef,
@@ -22,6 +23,7 @@ from obsflow.runs.domain import (
 )
 from obsflow.settings import Settings
 from obsflow.tables import (
+    campaigns,
     candidates,
     capacity,
     catalogue_edges,
@@ -33,6 +35,7 @@ from obsflow.tables import (
     runs,
     tickets,
 )
+from obsflow.tables.campaigns import CampaignItem
 from obsflow.tables.catalogue_edges import InputEdgeItem
 from obsflow.tables.base import changes_to_actions, save_if_new
 from obsflow.tables.candidates import CandidateItem
@@ -111,6 +114,12 @@ def ticket_of(item: TicketItem) -> Ticket:
 def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0),
                       "kind": item.kind or "science", "decisions": list(item.decisions or [])})
+
+
+def campaign_of(item: CampaignItem) -> Campaign:
+    return Campaign(**{**_fields(Campaign, item), "instance_ids": list(item.instance_ids or []),
+                       "history": list(item.history or []), "max_concurrent": int(item.max_concurrent),
+                       "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority)})
 
 
 class DynamoRunStore:
@@ -296,6 +305,32 @@ class DynamoRunStore:
     def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
         with transient(f"could not list the datasets of instance {instance_id}"):
             return [dataset_of(item) for item in datasets.of_instance(instance_id)]
+
+    def datasets_of_recipe(self, name: str) -> list[Dataset]:
+        with transient(f"could not list the datasets of recipe {name}"):
+            return [dataset_of(item) for item in datasets.of_recipe_name(name)]
+
+    def datasets_with_status(self, status: str) -> list[Dataset]:
+        with transient(f"could not list the {status} datasets"):
+            return [dataset_of(item) for item in datasets.with_status(status)]
+
+    # -- campaigns -------------------------------------------------------------------------------
+    def create_campaign(self, campaign: Campaign) -> bool:
+        with transient(f"could not record campaign {campaign.name}"):
+            return save_if_new(item_of(CampaignItem, campaign))
+
+    def campaign(self, name: str) -> Campaign | None:
+        with transient(f"could not read campaign {name}"):
+            item = campaigns.get(name)
+        return campaign_of(item) if item else None
+
+    def all_campaigns(self) -> list[Campaign]:
+        with transient("could not list the campaigns"):
+            return [campaign_of(item) for item in campaigns.all_campaigns()]
+
+    def update_campaign(self, name: str, **changes: Any) -> None:
+        with transient(f"could not update campaign {name}"):
+            CampaignItem(name).update(actions=changes_to_actions(CampaignItem, changes))
 
     def update_dataset(self, dataset_id: str, **changes: Any) -> None:
         with transient(f"could not update dataset {dataset_id}"):

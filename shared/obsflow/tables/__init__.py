@@ -1,6 +1,7 @@
 """Data access: one module per DynamoDB table, each with its pynamodb model."""
 
 from obsflow.tables import (  # noqa: F401  (registers models)
+    campaigns,
     candidates,
     capacity,
     catalogue_edges,

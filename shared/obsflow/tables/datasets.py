@@ -65,6 +65,15 @@ class DatasetsByProduct(GlobalSecondaryIndex):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
+class DatasetsByCampaign(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-campaign"
+        projection = AllProjection()
+
+    campaign = UnicodeAttribute(hash_key=True)  # the campaign whose run made it (none for first processing)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
 @table("datasets")
 class DatasetItem(Model):
     class Meta:
@@ -91,6 +100,8 @@ class DatasetItem(Model):
     recipe_name = UnicodeAttribute(null=True)
     code_version = UnicodeAttribute(null=True)
     decisions = JSONAttribute(null=True)
+    cost = JSONAttribute(null=True)
+    campaign = UnicodeAttribute(null=True)
 
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
@@ -98,6 +109,7 @@ class DatasetItem(Model):
     by_status = DatasetsByStatus()
     by_code_version = DatasetsByCodeVersion()
     by_instance = DatasetsByInstance()
+    by_campaign = DatasetsByCampaign()
 
 
 def get(dataset_id: str) -> DatasetItem | None:
@@ -122,6 +134,11 @@ def of_code_version(version: str) -> list[DatasetItem]:
 
 def of_instance(instance_id: str) -> list[DatasetItem]:
     return list(DatasetItem.by_instance.query(instance_id))
+
+
+def of_campaign(campaign: str) -> list[DatasetItem]:
+    return list(DatasetItem.by_campaign.query(campaign))
+
 
 
 def of_kind(kind: str) -> list[DatasetItem]:

@@ -64,6 +64,8 @@ class RecipeInstanceItem(Model):
     estimated_cpu_s = NumberAttribute(null=True)
     estimated_bytes = NumberAttribute(null=True)
     run_ids = UnicodeSetAttribute(null=True)
+    campaign = UnicodeAttribute(null=True)
+    overrides = JSONAttribute(null=True)
 
     by_state = InstancesByState()
     by_reference = InstancesByReference()

@@ -74,6 +74,8 @@ class RunItem(Model):
     estimated_cpu_s = NumberAttribute(default=0)
     measured_cpu_s = NumberAttribute(null=True)
     output_bytes = NumberAttribute(null=True)
+    cost = JSONAttribute(null=True)
+    campaign = UnicodeAttribute(null=True)
 
     by_status = RunsByStatus()
 

@@ -1,0 +1,40 @@
+"""Campaigns: named groups of recipe runs (reprocessing, developer, commissioning, ...)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.models import Model
+
+from obsflow.tables.base import get_or_none, table
+
+
+@table("campaigns")
+class CampaignItem(Model):
+    class Meta:
+        table_name = "obsflow-local-campaigns"
+
+    name = UnicodeAttribute(hash_key=True)
+    campaign_type = UnicodeAttribute()
+    definer = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    status = UnicodeAttribute()
+    status_reason = UnicodeAttribute(null=True)
+    plan_id = UnicodeAttribute(null=True)
+    recipe = UnicodeAttribute(null=True)
+    overrides = JSONAttribute(null=True)
+    selection = JSONAttribute(null=True)
+    instance_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    max_concurrent = NumberAttribute(default=2)
+    pause_after_failures = NumberAttribute(default=3)
+    priority = NumberAttribute(default=0)
+    history = JSONAttribute(null=True)
+
+
+def get(name: str) -> CampaignItem | None:
+    return get_or_none(CampaignItem, name)
+
+
+def all_campaigns() -> list[CampaignItem]:
+    """Every campaign, oldest first (a data center runs tens, not millions: a Scan is fine)."""
+    return sorted(CampaignItem.scan(), key=lambda c: c.created_at)
