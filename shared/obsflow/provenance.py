@@ -43,13 +43,14 @@ def _by_recipe(recipe: str) -> list[DatasetItem]:
 
 
 def dataset_rows(uses_frame: str | None = None, recipe: str | None = None, code_version: str | None = None,
-                 calibration: str | None = None, status: str | None = None) -> list[dict]:
+                 calibration: str | None = None, status: str | None = None, campaign: str | None = None) -> list[dict]:
     selections = [items for wanted, items in (
         (uses_frame, lambda: _by_frame(uses_frame)),
         (recipe, lambda: _by_recipe(recipe)),
         (code_version, lambda: datasets.of_code_version(code_version)),
         (calibration, lambda: _by_calibration(calibration)),
         (status, lambda: datasets.with_status(status)),
+        (campaign, lambda: datasets.of_campaign(campaign)),
     ) if wanted]
     if not selections:
         chosen = datasets.all_datasets()  # the whole catalogue, as asked

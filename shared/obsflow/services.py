@@ -24,6 +24,7 @@ from obsflow.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from obsflow.ingest.service import IngestService
+    from obsflow.runs.campaigns import CampaignService
 
 _bound: dict[str, Settings] = {}
 _services: dict[str, tuple[Settings, object]] = {}
@@ -53,6 +54,13 @@ def run_service(settings: Settings | None = None) -> RunService:
         SsmSubmissionSwitch(settings), RegisteredRecipes(), settings,
         service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(),
     ))
+
+
+def campaign_service(settings: Settings | None = None) -> "CampaignService":
+    """Campaigns and reprocessing plans of the stage, over its run service."""
+    from obsflow.runs.campaigns import CampaignService
+
+    return CampaignService(run_service(settings))
 
 
 def ingest_service(settings: Settings | None = None) -> "IngestService":

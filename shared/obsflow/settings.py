@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
     "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
-    "campaigns",
+    "campaigns", "tags",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")

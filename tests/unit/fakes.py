@@ -126,6 +126,7 @@ class FakeRunStore:
     def __init__(self):
         self.candidates, self.ops, self.frames = {}, {}, []
         self.instances, self.runs, self.tickets, self.datasets, self.campaigns = {}, {}, {}, {}, {}
+        self.tags = {}
         self.edges: dict[str, list] = {}
         self.measurements: dict[str, dict] = {}
         self.slots: dict[str, set[str]] = {}
@@ -296,6 +297,17 @@ class FakeRunStore:
     def update_campaign(self, name, **changes):
         for key, value in changes.items():
             setattr(self.campaigns[name], key, value)
+
+    def datasets_of_campaign(self, name):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.campaign == name]
+
+    def add_tags(self, tag, target_ids, by, reason, at):
+        new = [i for i in dict.fromkeys(target_ids) if (tag, i) not in self.tags]
+        self.tags.update({(tag, i): {"by": by, "reason": reason, "at": at} for i in new})
+        return len(new)
+
+    def tagged(self, tag):
+        return [i for (t, i) in self.tags if t == tag]
 
     def update_dataset(self, dataset_id, **changes):
         for name, value in changes.items():

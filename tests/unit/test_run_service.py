@@ -59,7 +59,7 @@ def add_candidate(service: RunService, candidate_id: str, recipe="frame-census",
         service.store.ops[op_id] = OpProgress(op_id, count, count, T0, task_type)
         for index in range(count):
             service.store.frames.append(FrameRef(f"{op_id}-f{index}", op_id, task_type, date_obs, "ingest",
-                                                 f"raw/{op_id}/f{index}.fits", "v1", "etag", 2880))
+                                                 f"raw/{op_id}/f{index}.fits", "v1", "etag", 2880, proposal))
     return candidate
 
 

@@ -80,4 +80,4 @@ class Summary(Task):
             "observe_mean_above_dark": float(np.mean(means) - dark["dark_level"]),
             "observe_frames": len(means),
             "saturated_fraction_max": max(row["saturated_fraction"] for row in stats["frames"]),
-        }, tags=("product",))
+        }, tags=("product", "quality"))

@@ -85,6 +85,8 @@ class FrameRef:
     version_id: str | None
     etag: str | None
     size: int
+    proposal_id: str = ""
+    instrument: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ class Dataset:
 
 
 # Campaign statuses: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.
-DRAFT, CAMPAIGN_RUNNING, PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"
+DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")
 
 

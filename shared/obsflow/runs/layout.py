@@ -24,6 +24,11 @@ def group_instance_id(group: str, recipe: str, version: str, *members: str) -> s
     return f"ri-{_digest(group, recipe, version, *members)}"
 
 
+def copy_instance_id(instance_id: str, dataset_id: str, plan_id: str) -> str:
+    """A reprocessing plan's copy of the instance that made the dataset."""
+    return f"ri-{_digest(instance_id, dataset_id, plan_id)}"
+
+
 def run_id(instance_id: str, retry_of: str | None = None, attempt: str = "") -> str:
     return f"run-{_digest(instance_id, retry_of or 'first', attempt)}"
 

@@ -24,6 +24,8 @@ from obsflow.runs import layout, records
 from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import (
     ACTIVE,
+    CAMPAIGN_PAUSED,
+    CAMPAIGN_RUNNING,
     DEPRECATED,
     ERROR,
     REJECTED,
@@ -38,6 +40,7 @@ from obsflow.runs.domain import (
     SUBMITTED,
     SUCCEEDED,
     WAITING,
+    Campaign,
     Candidate,
     Dataset,
     HistoryEntry,
@@ -79,6 +82,37 @@ class SubmitReport:
 class BackstopReport:
     checked: int = 0
     released: list[str] = field(default_factory=list)
+
+
+class CampaignGate:
+    """Within one submitter pass: whether a campaign's run may start (its status and its concurrency limit)."""
+
+    def __init__(self, store: RunStore):
+        self.store, self.campaigns, self.active = store, {}, {}
+
+    def _campaign(self, name: str) -> Campaign | None:
+        if name not in self.campaigns:
+            self.campaigns[name] = self.store.campaign(name)
+            self.active[name] = sum(1 for status in (SUBMITTED, RUNNING) for r in self.store.runs_with_status(status)
+                                    if r.campaign == name)
+        return self.campaigns[name]
+
+    def holds(self, run: Run) -> str | None:
+        if not run.campaign:
+            return None
+        campaign = self._campaign(run.campaign)
+        if campaign is None:
+            return f"campaign {run.campaign} is not recorded"
+        if campaign.status != CAMPAIGN_RUNNING:
+            return f"campaign {campaign.name} is {campaign.status}" + (
+                f": {campaign.status_reason}" if campaign.status_reason else "")
+        if self.active[campaign.name] >= campaign.max_concurrent:
+            return f"campaign {campaign.name} has {self.active[campaign.name]} of at most {campaign.max_concurrent} runs going"
+        return None
+
+    def started(self, run: Run) -> None:
+        if run.campaign:
+            self.active[run.campaign] += 1
 
 
 class RunService:
@@ -278,7 +312,7 @@ class RunService:
         digest = layout.digest_of(document)
         key = layout.input_dataset_key(instance.instance_id, digest if instance.run_ids else None)
         sha256 = self.documents.put_json("work", key, document)
-        estimated_cpu_s, estimated_bytes = self._estimate(recipe, len(frames) + len(upstream))
+        estimated_cpu_s, estimated_bytes = self.estimate(recipe, len(frames) + len(upstream))
         plan = dict(input_dataset_key=key, input_dataset_sha256=sha256, planned_upstream=planned_upstream,
                     estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes)
         self.store.update_instance(instance.instance_id, inputs_changed=None, **plan)
@@ -294,7 +328,7 @@ class RunService:
                                               "recipe": recipe.key})
         return run.run_id if created else None
 
-    def _estimate(self, recipe: Recipe, inputs: int) -> tuple[float, int]:
+    def estimate(self, recipe: Recipe, inputs: int) -> tuple[float, int]:
         """CPU-seconds and output bytes: measured per input over earlier runs of the version, else the recipe's."""
         measured = self.store.measurement(recipe.key)
         if measured and measured["frames"]:
@@ -304,6 +338,8 @@ class RunService:
 
     def _new_run(self, instance: Instance, recipe: Recipe, priority: int, at: dt.datetime,
                  overrides: dict | None = None, retry_of: str | None = None, attempt: str = "") -> Run:
+        if overrides is None:
+            overrides = instance.overrides
         configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on), overrides)
         if retry_of:
             attempt = json.dumps(overrides, sort_keys=True)
@@ -314,6 +350,7 @@ class RunService:
             resource_classes=recipe.resource_classes(), configuration=configuration, created_at=at,
             overrides=overrides, retry_of=retry_of, input_dataset_key=instance.input_dataset_key,
             input_dataset_sha256=instance.input_dataset_sha256, estimated_cpu_s=instance.estimated_cpu_s or 0.0,
+            campaign=instance.campaign,
             history=[HistoryEntry(READY, at, f"retry of {retry_of}" if retry_of else "planned")],
         )
 
@@ -366,6 +403,7 @@ class RunService:
     def _start_ready_runs(self, report: SubmitReport) -> None:
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
         automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
+        campaigns = CampaignGate(self.store)
         for run in self.store.runs_with_status(READY):
             if run.recipe_key not in automated:
                 automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
@@ -373,7 +411,7 @@ class RunService:
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
-            reason = self._waiting_reason(run, in_use)
+            reason = campaigns.holds(run) or self._waiting_reason(run, in_use)
             if reason is None and not self.store.take_slots(run, self._capacity(), self.clock()):
                 in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
                 reason = self._waiting_reason(run, in_use)
@@ -386,6 +424,7 @@ class RunService:
                 continue
             for rc in run.resource_classes:
                 in_use[rc].add(run.run_id)
+            campaigns.started(run)
             self._launch(run, report)
 
     def _launch(self, run: Run, report: SubmitReport) -> None:
@@ -471,6 +510,7 @@ class RunService:
             provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
             reference=instance.reference, recipe_name=run.recipe,
             code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
+            campaign=run.campaign,
         ))
         self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
@@ -582,9 +622,31 @@ class RunService:
                               cost=cost)
         self.store.give_back_slots(run)
         self.refresh_instance(run.instance_id)
+        if run.campaign:
+            self._pause_campaign_after_failures(run.campaign)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
         self.notifier.nudge(f"run {run_id} failed")
         return {"run_id": run_id, "status": FAILED}
+
+    def _pause_campaign_after_failures(self, name: str) -> None:
+        """The blast radius: a campaign whose instances failed ``pause_after_failures`` times pauses itself,
+        with a ticket; runs already started finish, the others wait for `obsflow campaigns resume`."""
+        campaign = self.store.campaign(name)
+        if campaign is None or campaign.status != CAMPAIGN_RUNNING:
+            return
+        failed = sorted(i for i in campaign.instance_ids if (instance := self.store.instance(i)) and instance.state == ERROR)
+        if len(failed) < campaign.pause_after_failures:
+            return
+        reason = f"paused itself after {len(failed)} failed instance(s) (limit {campaign.pause_after_failures})"
+        self.store.update_campaign(name, status=CAMPAIGN_PAUSED, status_reason=reason, history=[
+            *campaign.history, {"at": self.clock().isoformat(), "status": CAMPAIGN_PAUSED, "by": "obsflow", "why": reason}])
+        self.file_ticket(Ticket(
+            f"TKT-campaign-{name}-paused-{len(campaign.history)}", kind="review:campaign", created_at=self.clock(),
+            summary=f"campaign {name} {reason}: {', '.join(failed[:5])}",
+            suggested_action=f"read the failed runs' tickets (`obsflow campaigns show {name}`), fix the cause, then "
+                             f"`obsflow campaigns resume {name}` (or `cancel`)",
+        ))
+        logger.warning("campaign paused", extra={"campaign": name, "failed": len(failed)})
 
     def _record_cost(self, run: Run) -> None:
         """Once per successful run: what it cost, so later estimates of its recipe version are measured ones."""

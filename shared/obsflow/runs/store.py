@@ -33,9 +33,11 @@ from obsflow.tables import (
     recipe_instances,
     recipe_measurements,
     runs,
+    tags,
     tickets,
 )
 from obsflow.tables.campaigns import CampaignItem
+from obsflow.tables.tags import TagItem
 from obsflow.tables.catalogue_edges import InputEdgeItem
 from obsflow.tables.base import changes_to_actions, save_if_new
 from obsflow.tables.candidates import CandidateItem
@@ -331,6 +333,23 @@ class DynamoRunStore:
     def update_campaign(self, name: str, **changes: Any) -> None:
         with transient(f"could not update campaign {name}"):
             CampaignItem(name).update(actions=changes_to_actions(CampaignItem, changes))
+
+    def datasets_of_campaign(self, name: str) -> list[Dataset]:
+        with transient(f"could not list the datasets of campaign {name}"):
+            return [dataset_of(item) for item in datasets.of_campaign(name)]
+
+    # -- tags ------------------------------------------------------------------------------------
+    def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
+        """Tag each id once (a second statement of the same tag on an id keeps the first); how many were new."""
+        added = 0
+        with transient(f"could not record tag {tag}"):
+            for target_id in dict.fromkeys(target_ids):
+                added += save_if_new(TagItem(tag, target_id, tagged_by=by, tagged_at=at, reason=reason))
+        return added
+
+    def tagged(self, tag: str) -> list[str]:
+        with transient(f"could not read tag {tag}"):
+            return [item.target_id for item in tags.tagged(tag)]
 
     def update_dataset(self, dataset_id: str, **changes: Any) -> None:
         with transient(f"could not update dataset {dataset_id}"):

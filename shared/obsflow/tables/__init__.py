@@ -15,6 +15,7 @@ from obsflow.tables import (  # noqa: F401  (registers models)
     recipe_measurements,
     recipes,
     runs,
+    tags,
     tickets,
 )
 from obsflow.tables.base import bind, create_tables, models

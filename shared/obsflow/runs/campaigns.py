@@ -1,0 +1,296 @@
+"""Campaigns: named groups of recipe runs with a definer, a reason, an input selection and a blast radius.
+
+A campaign is created as a DRAFT, edited while DRAFT or PAUSED, started (its instances
+are inserted and the submitter runs them, below new observations unless its priority
+is raised, at most ``max_concurrent`` at once), paused by a person or by itself after
+``pause_after_failures`` failed instances (with a ticket), resumed or cancelled.
+Its inputs are a reprocessing plan, or a selection: an ID set of frame, OP, candidate
+or dataset ids, human tags to include or exclude, and a recipe version to run on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import statistics
+from collections import Counter
+
+from obsflow.errors import NotFound
+from obsflow.runs import layout
+from obsflow.runs.domain import (
+    CAMPAIGN_PAUSED,
+    CAMPAIGN_RUNNING,
+    CAMPAIGN_TYPES,
+    CANCELLED,
+    DRAFT,
+    MAX_PRIORITY,
+    Campaign,
+    FrameRef,
+    Instance,
+    InstanceInput,
+)
+from obsflow.runs.reprocessing import Change, Planner
+from obsflow.runs.service import NotAllowed, RunService
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe")
+ID_KINDS = ("frames", "ops", "candidates", "datasets")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise ValueError(f"{name!r} is not a campaign name: lower-case letters, digits and '-', at most 48, "
+                         "starting with a letter or digit")
+    return name
+
+
+def read_id_set(document) -> dict[str, list[str]]:
+    """An uploaded ID set: {"frames": [...], "ops": [...], "candidates": [...], "datasets": [...]} (any of them),
+    or a plain list of ids of any kind (kept under "ids": dataset ids start with ``ds-``, the others are looked up)."""
+    if isinstance(document, list):
+        return {"ids": [str(i) for i in document]}
+    if not isinstance(document, dict) or not set(document) <= {*ID_KINDS, "ids"} or not all(
+            isinstance(v, list) for v in document.values()):
+        raise ValueError(f"an ID set is a JSON list of ids, or an object with lists under {', '.join(ID_KINDS)}")
+    return {kind: [str(i) for i in ids] for kind, ids in document.items()}
+
+
+class CampaignService:
+    def __init__(self, runs: RunService):
+        self.runs, self.store, self.planner = runs, runs.store, Planner(runs)
+
+    def require(self, name: str) -> Campaign:
+        campaign = self.store.campaign(name)
+        if campaign is None:
+            raise NotFound(f"no campaign {name!r}; `obsflow campaigns list` shows them")
+        return campaign
+
+    # -- definition ------------------------------------------------------------------------------
+    def create(self, name: str, campaign_type: str, definer: str, reason: str, **definition) -> Campaign:
+        check_name(name)
+        if campaign_type not in CAMPAIGN_TYPES:
+            raise ValueError(f"unknown campaign type {campaign_type!r}: one of {', '.join(CAMPAIGN_TYPES)}")
+        if not reason.strip():
+            raise ValueError("a campaign needs a reason (--reason TEXT)")
+        campaign = Campaign(name, campaign_type, definer, reason, self.runs.clock(), **definition)
+        self._check(campaign)
+        campaign.history = [self._event(DRAFT, definer, "created")]
+        if not self.store.create_campaign(campaign):
+            existing = self.require(name)
+            if (existing.plan_id, existing.selection, existing.recipe) != (campaign.plan_id, campaign.selection,
+                                                                          campaign.recipe):
+                raise NotAllowed(f"campaign {name} exists with another definition (by {existing.definer}); "
+                                 "choose another name or `obsflow campaigns edit` it")
+            return existing
+        return self.require(name)
+
+    def _check(self, campaign: Campaign) -> None:
+        if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
+            raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
+                             "(--ids FILE and/or --include-tag TAG)")
+        if campaign.recipe:
+            name, _, version = campaign.recipe.partition("@")
+            recipe = self.runs.recipes.get(name, version or None)
+            campaign.recipe = recipe.key
+            recipe.as_run_configuration(dt.date.today(), campaign.overrides)  # RecipeError for a bad --set
+        if not (1 <= campaign.max_concurrent <= 1000 and 1 <= campaign.pause_after_failures <= 100000
+                and 0 <= campaign.priority <= MAX_PRIORITY):
+            raise ValueError(f"limits out of range: --max-concurrent 1-1000, --pause-after 1-100000, "
+                             f"--priority 0-{MAX_PRIORITY}")
+
+    def edit(self, name: str, by: str, **changes) -> Campaign:
+        """Change a DRAFT or PAUSED campaign (a running one is paused first)."""
+        campaign = self.require(name)
+        if campaign.status not in (DRAFT, CAMPAIGN_PAUSED):
+            raise NotAllowed(f"campaign {name} is {campaign.status}; pause it first (`obsflow campaigns pause {name}`)")
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise ValueError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
+        if campaign.status != DRAFT and set(changes) & {"selection", "recipe"}:
+            raise NotAllowed(f"campaign {name} has started: its inputs and recipe are fixed; create another campaign")
+        edited = dataclasses.replace(campaign, **changes)
+        self._check(edited)
+        what = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        self.store.update_campaign(name, **{k: getattr(edited, k) for k in changes},
+                                   history=[*campaign.history, self._event(campaign.status, by, f"edited: {what}")])
+        return self.require(name)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start_plan(self, plan_id: str, name: str, definer: str, reason: str, **limits) -> Campaign:
+        self.planner.load(plan_id)  # NotFound for an unknown plan, before anything is recorded
+        self.create(name, "reprocessing", definer, reason, plan_id=plan_id, **limits)
+        return self.start(name, definer)
+
+    def start(self, name: str, by: str) -> Campaign:
+        """Insert the campaign's instances (once) and let the submitter run them."""
+        campaign = self.require(name)
+        if campaign.status == CANCELLED:
+            raise NotAllowed(f"campaign {name} is CANCELLED")
+        if campaign.status != DRAFT:
+            return campaign  # started before: nothing more to insert
+        instances = self._instances(campaign)
+        if not instances:
+            raise ValueError(f"campaign {name} selects nothing to process")
+        for instance in instances:
+            if self.store.create_instance(instance):
+                self.runs.refresh_instance(instance.instance_id)
+        self.store.update_campaign(name, status=CAMPAIGN_RUNNING, instance_ids=[i.instance_id for i in instances],
+                                   history=[*campaign.history, self._event(CAMPAIGN_RUNNING, by,
+                                                                           f"started: {len(instances)} instance(s)")])
+        self.runs.nudge(f"campaign {name} started")
+        return self.require(name)
+
+    def pause(self, name: str, by: str, why: str) -> Campaign:
+        return self._move(name, (CAMPAIGN_RUNNING,), CAMPAIGN_PAUSED, by, why or "paused")
+
+    def resume(self, name: str, by: str) -> Campaign:
+        campaign = self._move(name, (CAMPAIGN_PAUSED,), CAMPAIGN_RUNNING, by, "resumed")
+        self.runs.nudge(f"campaign {name} resumed")
+        return campaign
+
+    def cancel(self, name: str, by: str, why: str) -> Campaign:
+        """Runs already going finish; the others never start (they say why)."""
+        return self._move(name, (DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED, by, why or "cancelled")
+
+    def _move(self, name: str, allowed: tuple[str, ...], to: str, by: str, why: str) -> Campaign:
+        campaign = self.require(name)
+        if campaign.status == to:
+            return campaign
+        if campaign.status not in allowed:
+            raise NotAllowed(f"campaign {name} is {campaign.status}; only a {' or '.join(allowed)} campaign can be "
+                             f"made {to}")
+        self.store.update_campaign(name, status=to, status_reason=why,
+                                   history=[*campaign.history, self._event(to, by, why)])
+        return self.require(name)
+
+    def _event(self, status: str, by: str, why: str) -> dict:
+        return {"at": self.runs.clock().isoformat(), "status": status, "by": by, "why": why}
+
+    # -- what it selects ---------------------------------------------------------------------------
+    def _instances(self, campaign: Campaign) -> list[Instance]:
+        if campaign.plan_id:
+            return self.planner.copies(self.planner.load(campaign.plan_id), campaign.name, campaign.priority)
+        frames, dataset_ids = self.selected(campaign.selection or {})
+        instances = []
+        if dataset_ids:
+            change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {})
+            plan = self.planner.plan(change, campaign.definer)
+            instances += self.planner.copies(plan, campaign.name, campaign.priority)
+        return instances + self._frame_instances(campaign, frames)
+
+    def selected(self, selection: dict) -> tuple[list[FrameRef], list[str]]:
+        """The frames and datasets a selection names: its ID set and included tags, less the excluded tags."""
+        ids = read_id_set(selection.get("ids") or {})
+        for tag in selection.get("include_tags", []):
+            ids.setdefault("ids", []).extend(self.store.tagged(tag))
+        excluded = {i for tag in selection.get("exclude_tags", []) for i in self.store.tagged(tag)}
+        datasets = [i for i in ids.get("datasets", []) if i not in excluded]
+        frame_ids, op_ids = list(ids.get("frames", [])), list(ids.get("ops", []))
+        for candidate_id in ids.get("candidates", []):
+            candidate = self.store.candidate(candidate_id)
+            if candidate is None:
+                raise NotFound(f"the ID set names candidate {candidate_id!r}, which is not recorded")
+            op_ids += candidate.op_ids
+        unknown = []
+        for some_id in ids.get("ids", []):
+            if some_id.startswith("ds-"):
+                datasets.append(some_id)
+            elif self.store.frames_by_id([some_id]):
+                frame_ids.append(some_id)
+            elif self.store.op_progress([some_id]):
+                op_ids.append(some_id)
+            elif (candidate := self.store.candidate(some_id)) is not None:
+                op_ids += candidate.op_ids
+            else:
+                unknown.append(some_id)
+        if unknown:
+            raise NotFound(f"the ID set names {len(unknown)} id(s) that are no frame, OP, candidate or dataset: "
+                           f"{', '.join(unknown[:5])}")
+        frames = {f.file_id: f for f in self.store.frames_by_id(frame_ids)}
+        if len(frames) != len(set(frame_ids)):
+            missing = sorted(set(frame_ids) - set(frames))
+            raise NotFound(f"the ID set names frame(s) not in the inventory: {', '.join(missing[:5])}")
+        frames.update({f.file_id: f for f in self.store.frames_of_ops(sorted(set(op_ids)))})
+        chosen = [f for f in frames.values() if f.file_id not in excluded and f.op_id not in excluded]
+        return sorted(chosen, key=lambda f: (f.proposal_id, f.op_id, f.date_obs, f.file_id)), \
+            [d for d in dict.fromkeys(datasets) if d not in excluded]
+
+    def _frame_instances(self, campaign: Campaign, frames: list[FrameRef]) -> list[Instance]:
+        """One instance per proposal (nothing crosses proposals), its frames as frame inputs."""
+        if not frames:
+            return []
+        recipe = self.runs.recipes.get(*campaign.recipe.split("@"))
+        by_proposal: dict[str, list[FrameRef]] = {}
+        for frame in frames:
+            by_proposal.setdefault(frame.proposal_id, []).append(frame)
+        instances = []
+        for proposal_id, chosen in sorted(by_proposal.items()):
+            night = min(f.date_obs for f in chosen)[:10]
+            instances.append(Instance(
+                layout.group_instance_id(f"campaign:{campaign.name}", recipe.name, recipe.version, proposal_id),
+                candidate_id=f"campaign:{campaign.name}", proposal_id=proposal_id, recipe=recipe.name,
+                version=recipe.version, observed_on=night, created_at=self.runs.clock(),
+                inputs=[InstanceInput(_role(f), "frame", f.file_id) for f in chosen],
+                reference=f"{night}/{proposal_id}", priority=campaign.priority, campaign=campaign.name,
+                overrides=campaign.overrides,
+            ))
+        return instances
+
+    # -- what it did ---------------------------------------------------------------------------------
+    def detail(self, name: str) -> dict:
+        """The definition, progress (instances by state), outputs, QC metrics aggregated over them, and cost."""
+        campaign = self.require(name)
+        instances = [i for i in (self.store.instance(x) for x in campaign.instance_ids) if i is not None]
+        runs = [r for i in instances for r in self.store.runs_of(i)]
+        datasets = sorted(self.store.datasets_of_campaign(name), key=lambda d: d.created_at)
+        return {
+            **dataclasses.asdict(campaign),
+            "progress": dict(Counter(i.state for i in instances)),
+            "instances": [{"instance_id": i.instance_id, "recipe": f"{i.recipe}@{i.version}", "proposal_id": i.proposal_id,
+                           "state": i.state, "state_reason": i.state_reason, "dataset_id": i.dataset_id}
+                          for i in instances],
+            "outputs": [{"dataset_id": d.dataset_id, "product_id": d.product_id, "status": d.status, "kind": d.kind,
+                         "proposal_id": d.proposal_id, "location": f"s3://{d.bucket}/{d.prefix}"} for d in datasets],
+            "metrics": aggregate_metrics([self._qc_values(d) for d in datasets]),
+            "cost": {"runs": len(runs), "usd": round(sum((r.cost or {}).get("usd", 0) for r in runs), 6),
+                     "batch_vcpu_s": round(sum((r.cost or {}).get("batch_vcpu_s", 0) for r in runs), 1),
+                     "tasks_reused": sum((r.cost or {}).get("tasks_reused", 0) for r in runs)},
+        }
+
+    def _qc_values(self, dataset) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for file in dataset.files:
+            if "quality" in file["tags"] and file["name"].endswith(".json"):
+                values.update(qc_values(self.runs.documents.get_json("data", file["key"])))
+        return values
+
+
+def _role(frame: FrameRef) -> str:
+    task_type = (frame.task_type or "").lower()
+    return task_type if task_type in ("observe", "dark", "gain") else "calibration"
+
+
+def qc_values(metrics: dict) -> dict[str, float]:
+    """A dataset's QC values from its quality metrics: numeric top-level values, the median over frames of each
+    numeric per-frame value, and the number of warnings."""
+    values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    frames = metrics.get("frames") if isinstance(metrics.get("frames"), list) else []
+    for key in sorted({k for f in frames if isinstance(f, dict) for k in f}):
+        numbers = [f[key] for f in frames if isinstance(f.get(key), (int, float)) and not isinstance(f.get(key), bool)]
+        if numbers:
+            values[f"median_{key}"] = float(statistics.median(numbers))
+    if isinstance(metrics.get("warnings"), list):
+        values["warnings"] = float(len(metrics["warnings"]))
+    return values
+
+
+def aggregate_metrics(per_dataset: list[dict[str, float]]) -> dict[str, dict]:
+    """Each QC value over the campaign's datasets: how many have it, min, median, max."""
+    names = sorted({k for values in per_dataset for k in values})
+    aggregated = {}
+    for name in names:
+        numbers = [values[name] for values in per_dataset if name in values]
+        aggregated[name] = {"datasets": len(numbers), "min": min(numbers), "median": statistics.median(numbers),
+                            "max": max(numbers)}
+    return aggregated

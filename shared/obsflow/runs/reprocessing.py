@@ -1,0 +1,229 @@
+"""Reprocessing, plan first: what a change affects, what it would re-run and reuse, and what it would cost.
+
+A plan selects the ACTIVE datasets a change affects (a new recipe version, a changed
+parameter value, a new calibration, a new version of an input frame, or a list), copies
+each dataset's recipe instance updated to the change, predicts every task's digest to
+tell the tasks that re-run from those whose outputs are reused, and estimates CPU-hours,
+output size and cost. Planning runs nothing; the plan is saved under an id derived from
+its content, and ``start`` runs it as a campaign (``runs.campaigns``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+
+import obsflow
+from obsflow.errors import NotFound
+from obsflow.recipes.jobs import VCPUS
+from obsflow.recipes.model import Recipe
+from obsflow.runs import layout, records
+from obsflow.runs.costs import estimated_usd
+from obsflow.runs.digests import inputs_digest, task_digests
+from obsflow.runs.domain import ACTIVE, Dataset, Instance, InstanceInput
+
+PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run: they always re-run
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed; several selectors narrow each other, ``recipe`` also names the version to move to."""
+
+    recipe: str | None = None  # NAME@VERSION
+    parameter: str | None = None
+    calibration: str | None = None  # the new calibration dataset
+    frame: str | None = None  # a frame id whose object has a new version
+    datasets: tuple[str, ...] = ()
+    overrides: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
+def plan_key(plan_id: str) -> str:
+    return f"plans/{plan_id}.json"
+
+
+class Planner:
+    def __init__(self, runs):
+        """``runs``: the RunService, whose store, documents, recipes and estimates the plan uses."""
+        self.runs, self.store, self.documents, self.recipes = runs, runs.store, runs.documents, runs.recipes
+
+    # -- selection ---------------------------------------------------------------------------
+    def affected(self, change: Change) -> list[Dataset]:
+        selections = []
+        if change.datasets:
+            selections.append(self._explicit(change.datasets))
+        if change.recipe:
+            name, version = _split(change.recipe)
+            self.recipes.get(name, version)  # NotFound for an unknown version
+            selections.append([d for d in self.store.datasets_of_recipe(name) if d.status == ACTIVE and d.recipe != change.recipe])
+        if change.parameter:
+            selections.append([d for d in self.store.datasets_with_status(ACTIVE) if self._value_changed(d, change)])
+        if change.calibration:
+            selections.append(self._on_other_calibrations(self._require(change.calibration)))
+        if change.frame:
+            selections.append(self._using_older_frame(change.frame))
+        if not selections:
+            if change.overrides:
+                raise ValueError("--set needs a selection: --datasets FILE, --recipe, --parameter, --calibration or --frame")
+            raise ValueError("say what changed: --recipe NAME@VERSION, --parameter P, --calibration DATASET, "
+                             "--frame FILE_ID or --datasets FILE")
+        chosen = {d.dataset_id: d for d in selections[0]}
+        for selection in selections[1:]:
+            chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
+        return sorted(chosen.values(), key=lambda d: (d.proposal_id, d.created_at))
+
+    def _require(self, dataset_id: str) -> Dataset:
+        dataset = self.store.dataset(dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows them")
+        return dataset
+
+    def _explicit(self, dataset_ids) -> list[Dataset]:
+        return [self._require(d) for d in dict.fromkeys(dataset_ids)]
+
+    def _value_changed(self, dataset: Dataset, change: Change) -> bool:
+        used = dataset.provenance.get("configuration", {}).get("parameters", {})
+        if change.parameter not in used or dataset.instance_id is None:
+            return False
+        instance = self.store.instance(dataset.instance_id)
+        name, version = _split(dataset.recipe)
+        current = self.recipes.get(name, version).as_run_configuration(dt.date.fromisoformat(instance.observed_on))
+        return current["parameters"][change.parameter] != used[change.parameter]
+
+    def _on_other_calibrations(self, calibration: Dataset) -> list[Dataset]:
+        """ACTIVE datasets made on another version of the calibration's product."""
+        others = {d.dataset_id: d for d in self.store.datasets_of_product(calibration.product_id)
+                  if d.dataset_id != calibration.dataset_id}
+        found = {}
+        for other in others.values():
+            users = {*self.store.users_of(f"dataset:{other.dataset_id}"),
+                     *(self.store.users_of(f"instance:{other.instance_id}") if other.instance_id else ())}
+            for user in users:
+                for dataset in self.store.datasets_of_instance(user):
+                    upstream = {u["dataset_id"] for u in dataset.provenance.get("upstream_datasets", [])}
+                    if dataset.status == ACTIVE and other.dataset_id in upstream:
+                        found[dataset.dataset_id] = dataset
+        return list(found.values())
+
+    def _using_older_frame(self, file_id: str) -> list[Dataset]:
+        [frame] = self.store.frames_by_id([file_id]) or [None]
+        if frame is None:
+            raise NotFound(f"no frame {file_id!r} in the inventory; `obsflow frames list` shows them")
+        current = (frame.version_id or "", frame.etag or "")
+        return [d for d in self.store.datasets_with_status(ACTIVE)
+                if any(f["file_id"] == file_id and (f.get("version_id") or "", f.get("etag") or "") != current
+                       for f in d.provenance.get("input_frames", []))]
+
+    # -- the plan ------------------------------------------------------------------------------
+    def plan(self, change: Change, by: str) -> dict:
+        affected = self.affected(change)
+        plan_id = "plan-" + layout.digest_of({"change": change.describe(),
+                                              "datasets": [d.dataset_id for d in affected]})[:12]
+        items = [self._item(dataset, change, plan_id) for dataset in affected]
+        plan = {
+            "plan_id": plan_id, "change": change.describe(), "planned_by": by,
+            "planned_at": self.runs.clock().isoformat(), "code_version": obsflow.__version__, "items": items,
+            "totals": {
+                "datasets": len(items),
+                "tasks_rerun": sum(len(i["tasks_rerun"]) for i in items),
+                "tasks_reused": sum(len(i["tasks_reused"]) for i in items),
+                "cpu_hours": round(sum(i["estimated_cpu_s"] for i in items) / 3600, 3),
+                "output_bytes": sum(i["estimated_bytes"] for i in items),
+                "usd": round(sum(i["estimated_usd"] for i in items), 4),
+            },
+        }
+        self.documents.put_json("work", plan_key(plan_id), plan)
+        return plan
+
+    def _item(self, dataset: Dataset, change: Change, plan_id: str) -> dict:
+        instance = self.store.instance(dataset.instance_id) if dataset.instance_id else None
+        run = self.store.run(dataset.run_id)
+        if instance is None or run is None or not run.input_dataset_key:
+            raise NotFound(f"dataset {dataset.dataset_id} has no recorded instance or run to copy")
+        name, version = _split(change.recipe) if change.recipe else _split(dataset.recipe)
+        recipe = self.recipes.get(name, version)
+        inputs, upstream = list(instance.inputs), None
+        if change.calibration:
+            inputs, upstream = self._on_new_calibration(instance, dataset, self._require(change.calibration))
+        configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on), change.overrides)
+        document = self.documents.get_json("work", run.input_dataset_key)
+        if upstream is not None:
+            document = {**document, "upstream": upstream}
+        digests = task_digests(recipe, configuration, inputs_digest(document), obsflow.__version__, PLANNED_RUN)
+        reused = [t.name for t in recipe.tasks
+                  if t.reuse and self.documents.exists("work", layout.task_output_record_key(digests[t.name]))]
+        cpu_s, size = self.runs.estimate(recipe, len(document["frames"]) + len(document.get("upstream", [])))
+        cpu_s = round(cpu_s * _rerun_share(recipe, set(reused)), 1)
+        before = dataset.provenance.get("configuration", {})
+        return {
+            "dataset_id": dataset.dataset_id, "product_id": dataset.product_id, "proposal_id": dataset.proposal_id,
+            "kind": dataset.kind, "instance_id": instance.instance_id,
+            "copy_instance_id": layout.copy_instance_id(instance.instance_id, dataset.dataset_id, plan_id),
+            "recipe_from": dataset.recipe, "recipe_to": recipe.key,
+            "inputs": [i.as_dict() for i in inputs], "overrides": change.overrides or None,
+            "configuration_changes": _differences(before, configuration),
+            "tasks_rerun": [t.name for t in recipe.tasks if t.name not in reused], "tasks_reused": reused,
+            "estimated_cpu_s": cpu_s, "estimated_bytes": size,
+            "estimated_usd": estimated_usd(cpu_s, size, recipe, self.runs.settings.prices),
+        }
+
+    def _on_new_calibration(self, instance: Instance, dataset: Dataset, calibration: Dataset):
+        """The instance's inputs with the old calibration replaced by the new dataset, and the new upstream."""
+        old = [u for u in dataset.provenance.get("upstream_datasets", []) if u.get("kind") == "calibration"]
+        replaced = {("instance", u["instance_id"]) for u in old} | {("dataset", u["dataset_id"]) for u in old}
+        inputs = [InstanceInput(i.role, "dataset", calibration.dataset_id) if (i.kind, i.ref) in replaced else i
+                  for i in instance.inputs]
+        upstream = []
+        for edge in inputs:
+            if edge.kind in ("instance", "dataset"):
+                made = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref
+                upstream.append(records.upstream_entry(edge.role, self._require(made)))
+        return inputs, sorted(upstream, key=lambda u: (u["role"], u["instance_id"]))
+
+    def load(self, plan_id: str) -> dict:
+        try:
+            return self.documents.get_json("work", plan_key(plan_id))
+        except NotFound:
+            raise NotFound(f"no plan {plan_id!r}; `obsflow reprocess plan ...` makes one") from None
+
+    def copies(self, plan: dict, campaign: str, priority: int) -> list[Instance]:
+        """The instances a started plan inserts: each affected dataset's instance, copied and updated."""
+        copies = []
+        for item in plan["items"]:
+            original = self.store.instance(item["instance_id"])
+            name, version = _split(item["recipe_to"])
+            copies.append(Instance(
+                item["copy_instance_id"], candidate_id=original.candidate_id, proposal_id=original.proposal_id,
+                recipe=name, version=version, observed_on=original.observed_on, created_at=self.runs.clock(),
+                inputs=[InstanceInput(**i) for i in item["inputs"]], reference=original.reference,
+                candidate_ids=set(original.candidate_ids), priority=priority, campaign=campaign,
+                overrides=item["overrides"],
+            ))
+        return copies
+
+
+def _split(key: str) -> tuple[str, str]:
+    name, sep, version = key.partition("@")
+    if not sep or not name or not version:
+        raise ValueError(f"{key!r} is not NAME@VERSION")
+    return name, version
+
+
+def _rerun_share(recipe: Recipe, reused: set[str]) -> float:
+    """The share of a run's CPU the re-run tasks take, weighting each task by its vCPUs."""
+    weights = {t.name: VCPUS[t.resource_class] for t in recipe.tasks}
+    return sum(w for name, w in weights.items() if name not in reused) / sum(weights.values())
+
+
+def _differences(before: dict, after: dict) -> dict:
+    """Parameter and option values that differ: name -> [before, after]."""
+    changed = {}
+    for section in ("parameters", "options"):
+        old, new = before.get(section, {}), after.get(section, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                changed[name] = [old.get(name), new.get(name)]
+    return changed

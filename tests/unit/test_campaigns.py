@@ -1,0 +1,171 @@
+"""Reprocessing plans and campaigns on fakes: what a change selects, what re-runs, the blast radius."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from obsflow.recipes.model import DatedValue
+from obsflow.runs import layout
+from obsflow.runs.campaigns import CampaignService
+from obsflow.runs.digests import inputs_digest, task_digests
+from obsflow.runs.reprocessing import Change
+from obsflow.runs.service import NotAllowed
+from tests.unit.test_catalogue import complete
+from tests.unit.test_run_service import add_candidate, make_service
+
+
+class ChangedValue:
+    """The recipe book after `obsflow recipes set-value`: one parameter has a new value from a date on."""
+
+    def __init__(self, inner, parameter: str, value, effective_from: dt.date):
+        self.inner, self.parameter, self.value, self.effective_from = inner, parameter, value, effective_from
+
+    def get(self, name, version=None):
+        recipe = self.inner.get(name, version)
+        parameters = tuple(
+            p.model_copy(update={"values": (*p.values, DatedValue(effective_from=self.effective_from, value=self.value))})
+            if p.name == self.parameter else p for p in recipe.parameters)
+        return recipe.model_copy(update={"parameters": parameters})
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def processed(service, *candidates) -> dict[str, str]:
+    """Each candidate processed once: candidate -> dataset id."""
+    report = service.submit()
+    return {service.store.runs[r].candidate_id: complete(service, r) for r in report.started}
+
+
+@pytest.fixture
+def night():
+    """Given two frame-census datasets: c_nov observed 2026-11-20, c_may 2026-05-01 (another saturation level)."""
+    service = make_service(capacity=4)
+    add_candidate(service, "c_nov", observe_frames=3)
+    add_candidate(service, "c_may", date_obs="2026-05-01T21:00:00")
+    datasets = processed(service)
+    assert set(datasets) == {"c_nov", "c_may"}
+    return service, datasets
+
+
+def test_a_plan_for_a_changed_parameter_lists_exactly_the_affected_datasets_and_runs_nothing(night):
+    service, datasets = night
+    runs_before = dict(service.store.runs)
+    # Given saturation_level changed for observations from 2026-06-01 on, and inventory's outputs still recorded
+    service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
+    run = service.store.runs[service.store.datasets[datasets["c_nov"]].run_id]
+    document = service.documents.buckets["work"][run.input_dataset_key]
+    recipe = service.recipes.get("frame-census", "1.0.0")
+    digests = task_digests(recipe, run.configuration, inputs_digest(document), "0.1.0", "any")
+    service.documents.buckets["work"][layout.task_output_record_key(digests["inventory"])] = {"outputs": []}
+    # When the plan is made
+    plan = CampaignService(service).planner.plan(Change(parameter="saturation_level"), "dq")
+    # Then it names only the November dataset, with the value's change, and what re-runs and is reused
+    [item] = plan["items"]
+    assert item["dataset_id"] == datasets["c_nov"]
+    assert item["configuration_changes"] == {"saturation_level": [62000, 63000]}
+    assert item["tasks_reused"] == ["inventory"] and "observe_stats" in item["tasks_rerun"]
+    assert plan["totals"]["cpu_hours"] > 0 and plan["totals"]["usd"] > 0
+    # And nothing ran, and the plan is saved under its id (the same plan asked again has the same id)
+    assert service.store.runs == runs_before
+    assert service.documents.buckets["work"][f"plans/{plan['plan_id']}.json"]["items"] == plan["items"]
+    assert CampaignService(service).planner.plan(Change(parameter="saturation_level"), "dq")["plan_id"] == plan["plan_id"]
+
+
+def test_starting_a_plan_makes_a_new_dataset_of_the_same_product_and_both_stay_active(night):
+    service, datasets = night
+    service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
+    campaigns = CampaignService(service)
+    plan = campaigns.planner.plan(Change(parameter="saturation_level"), "dq")
+    # When it is started as a campaign (twice: the second changes nothing) and its run completes
+    for _ in range(2):
+        campaign = campaigns.start_plan(plan["plan_id"], "sat-63000", "dq", "new saturation level")
+    [copy_id] = campaign.instance_ids
+    [run_id] = service.submit().started
+    run = service.store.runs[run_id]
+    assert run.campaign == "sat-63000" and run.configuration["parameters"]["saturation_level"] == 63000
+    new = complete(service, run_id)
+    # Then the new dataset has the old one's product, belongs to the campaign, and both are ACTIVE
+    old_dataset, new_dataset = service.store.datasets[datasets["c_nov"]], service.store.datasets[new]
+    assert new_dataset.product_id == old_dataset.product_id and new_dataset.campaign == "sat-63000"
+    assert (old_dataset.status, new_dataset.status) == ("ACTIVE", "ACTIVE")
+    assert f"TKT-{new}-decision" in service.store.tickets
+    detail = campaigns.detail("sat-63000")
+    assert detail["progress"] == {"SUCCEEDED": 1} and [o["dataset_id"] for o in detail["outputs"]] == [new]
+    assert service.store.instances[copy_id].campaign == "sat-63000"
+
+
+def test_a_campaign_runs_below_new_observations_at_most_n_at_once_and_pauses_itself_after_m_failures():
+    # Given frames of three proposals, and a campaign over them: 1 run at once, paused after 2 failures
+    service = make_service(capacity=4)
+    for index in range(3):
+        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
+    campaigns = CampaignService(service)
+    ids = {"ops": [f"old{index}_obs" for index in range(3)]}
+    campaigns.create("census-all", "commissioning", "ops", "census of old frames", recipe="frame-census@1.0.0",
+                     selection={"ids": ids}, max_concurrent=1, pause_after_failures=2)
+    campaign = campaigns.start("census-all", "ops")
+    assert len(campaign.instance_ids) == 3  # one per proposal: nothing crosses proposals
+    # And a new observation arrives
+    add_candidate(service, "fresh")
+    # When the submitter runs
+    report = service.submit()
+    started = [service.store.runs[r] for r in report.started]
+    # Then the new observation and one campaign run start; the other campaign runs wait, saying why
+    assert sorted(r.candidate_id for r in started) == ["campaign:census-all", "fresh"]
+    assert sum("of at most 1 runs going" in why for why in report.waiting.values()) == 2
+    # When two campaign runs fail
+    for _ in range(2):
+        [run] = [r for r in started if r.campaign]
+        service.fail_run(run.run_id, {"Error": "TaskFailed"})
+        started = [service.store.runs[r] for r in service.submit().started]
+    # Then it paused itself with a ticket, and its last run waits for a resume
+    campaign = campaigns.require("census-all")
+    assert campaign.status == "PAUSED" and "after 2 failed instance(s)" in campaign.status_reason
+    assert any(t.kind == "review:campaign" for t in service.store.tickets.values())
+    report = service.submit()
+    assert not report.started and any("campaign census-all is PAUSED" in w for w in report.waiting.values())
+    # And it can be edited while paused, then resumed
+    campaigns.edit("census-all", "ops", pause_after_failures=5)
+    campaigns.resume("census-all", "ops")
+    assert len(service.submit().started) == 1
+
+
+def test_an_id_set_with_a_tag_excluding_some_frames_selects_exactly_the_rest():
+    # Given an observe OP of four frames, one tagged bad-seeing
+    service = make_service()
+    add_candidate(service, "c1", status="PLANNED", observe_frames=4)
+    service.store.add_tags("bad-seeing", ["c1_obs-f2"], "dq", "r0 below 3 cm", service.clock())
+    campaigns = CampaignService(service)
+    # When a campaign selects the OP and excludes the tag
+    campaigns.create("good-seeing", "commissioning", "dq", "good frames only", recipe="frame-census",
+                     selection={"ids": {"ids": ["c1_obs"]}, "exclude_tags": ["bad-seeing"]})
+    [instance_id] = campaigns.start("good-seeing", "dq").instance_ids
+    [run_id] = service.submit().started
+    # Then the run's input dataset lists exactly the three other frames
+    document = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]
+    assert sorted(f["file_id"] for f in document["frames"]) == ["c1_obs-f0", "c1_obs-f1", "c1_obs-f3"]
+    assert campaigns.require("good-seeing").recipe == "frame-census@1.0.0"
+
+
+def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_when_paused():
+    service = make_service()
+    add_candidate(service, "c1", status="PLANNED")
+    campaigns = CampaignService(service)
+    with pytest.raises(ValueError, match="is not a campaign name"):
+        campaigns.create("../x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": ["c1"]})
+    with pytest.raises(ValueError, match="needs a reason"):
+        campaigns.create("x", "commissioning", "me", " ", recipe="frame-census", selection={"ids": ["c1"]})
+    campaigns.create("x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": {"ids": ["nope"]}})
+    with pytest.raises(Exception, match="no frame, OP, candidate or dataset: nope"):
+        campaigns.start("x", "me")
+    campaigns.create("y", "commissioning", "me", "why", recipe="frame-census", selection={"ids": {"ids": ["c1"]}})
+    campaigns.start("y", "me")
+    with pytest.raises(NotAllowed, match="pause it first"):
+        campaigns.edit("y", "me", max_concurrent=3)
+    campaigns.pause("y", "me", "night shift")
+    with pytest.raises(NotAllowed, match="inputs and recipe are fixed"):
+        campaigns.edit("y", "me", recipe="frame-census@1.0.0")
+    assert campaigns.edit("y", "me", max_concurrent=3).max_concurrent == 3
