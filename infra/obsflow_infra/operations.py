@@ -78,7 +78,7 @@ class Operations(Construct):
                                     write=True)
         # Discovery reads a candidate's OPs and frames; planning, upstream datasets and measured costs.
         self.submitter.allow_tables(catalog.arns("frames", "observing-programs", "datasets", "recipe-measurements",
-                                                 "recipes", "parameter-values"), write=False)
+                                                 "recipes", "parameter-values", "campaigns"), write=False)
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))

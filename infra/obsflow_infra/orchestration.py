@@ -54,11 +54,16 @@ class Orchestration(Construct):
         self.catalog.allow_objects(work, ["s3:GetObject"])
         self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
         self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
+        operations.allow_tickets(self.catalog, catalog)  # a new version of a product asks for a decision
         self.finish_run = step("finish-run", "Marks a run SUCCEEDED, records what it cost and frees its slots")
         # What a successful run cost refines the estimates of its recipe version.
         self.finish_run.allow_tables(catalog.arns("recipe-measurements"), write=True)
         self.finish_run.allow_objects(work, ["s3:GetObject"], "input-datasets/")
-        self.fail_run = step("fail-run", "Marks a run FAILED and frees its slots")
+        self.fail_run = step("fail-run", "Marks a run FAILED, records what it cost and frees its slots")
+        # A campaign whose runs fail too often pauses itself, with a ticket (its blast radius).
+        self.fail_run.allow_tables(catalog.arns("campaigns"), write=True)
+        self.fail_run.allow_objects(work, ["s3:GetObject"], "runs/")
+        operations.allow_tickets(self.fail_run, catalog)
         for ends_run in (self.finish_run, self.fail_run):
             ends_run.allow_tables(catalog.arns("capacity"), write=True)
             operations.allow_nudge(ends_run)

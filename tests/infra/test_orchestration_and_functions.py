@@ -116,9 +116,9 @@ EXPECTED_ACTIONS = {
     "submitter": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "ssm:GetParameter", "sns:Publish",
                   "kms:GenerateDataKey", "kms:Decrypt"},
     "start-run": set(),
-    "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"},
+    "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "finish-run": {"s3:GetObject", "lambda:InvokeFunction"},
-    "fail-run": {"lambda:InvokeFunction"},
+    "fail-run": {"lambda:InvokeFunction", "s3:GetObject", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
@@ -229,7 +229,7 @@ def test_with_a_jira_secret_only_the_ticket_filers_may_read_it(tmp_path):
         readers = _resources_of(synthesized, function.role, "secretsmanager:GetSecretValue")
         variables = synthesized.resource(function.function)["Properties"]["Environment"]["Variables"]
         # Then the functions that file tickets read exactly that secret (its ARN ends in six random characters)
-        if name in ("open-ticket", "submitter", "backstop"):
+        if name in ("open-ticket", "submitter", "backstop", "catalog", "fail-run"):
             assert json.dumps(readers).endswith(':secret:obsflow/jira-??????"]]}]'), name
         else:
             assert readers == [], name
