@@ -194,5 +194,30 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
                 body = json.loads(message["Body"])
                 notifications.append(body)
                 echo(f"  SNS to the PI of {proposal}: {body['summary']}")
+        plan = second_day(echo, stack.settings)
         echo(f"done in {time.monotonic() - started:.1f} s")
-        return {"candidates": ready, "uploads": sent, "runs": summary, "notifications": notifications}
+        return {"candidates": ready, "uploads": sent, "runs": summary, "notifications": notifications, "plan": plan}
+
+
+def second_day(echo: Echo, settings) -> dict:
+    """The data center's second day, as a dry run: a parameter changes, and the plan says what that means."""
+    import getpass
+
+    from obsflow.recipes import registry
+    from obsflow.runs.reprocessing import Change
+    from obsflow.services import campaign_service
+
+    registry.set_value("vbi-l1", "light_level_tolerance", 0.1, dt.date(2020, 1, 1), getpass.getuser(),
+                       "demo: a stricter light-level warning")
+    plan = campaign_service(settings).planner.plan(Change(parameter="light_level_tolerance"), getpass.getuser())
+    totals = plan["totals"]
+    echo("")
+    echo("the second day: vbi-l1's light_level_tolerance becomes 0.1; `obsflow reprocess plan --parameter "
+         "light_level_tolerance` says, running nothing:")
+    for item in plan["items"]:
+        echo(f"  {item['dataset_id']} ({item['proposal_id']}): re-run {', '.join(item['tasks_rerun'])}; "
+             f"reuse {', '.join(item['tasks_reused']) or 'nothing'}")
+    echo(f"  {totals['datasets']} dataset(s), about {totals['cpu_hours'] * 3600:.0f} CPU-seconds, "
+         f"{totals['output_bytes'] / 1e6:.1f} MB, ${totals['usd']:.4f}; plan {plan['plan_id']} "
+         "(`obsflow reprocess start` would run it as a campaign)")
+    return plan
