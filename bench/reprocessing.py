@@ -23,7 +23,6 @@ from click.testing import CliRunner
 from obsflow import tables
 from obsflow.cli import main as cli
 from obsflow.local.stack import LocalStack
-from obsflow.recipes import asl, registry
 from obsflow.runs.reprocessing import Change
 from obsflow.services import campaign_service
 from obsflow.simulate import simulate_candidate
@@ -97,8 +96,6 @@ def main() -> None:
         wait(lambda: recipe_instances.get(instance_id).state in ("SUCCEEDED", "ERROR"), "the incremental run")
         [incremental] = [r for r in runs.all_runs() if r.instance_id == instance_id]
         assert incremental.status == "SUCCEEDED", incremental.error
-        counted = {r.run_id: asl.success_path(asl.build_definition(registry.get(r.recipe, r.version)))[0]
-                   for r in (full, incremental)}
         history = {r.run_id: transitions_in_history(sfn, r.execution_arn) for r in (full, incremental)}
 
     frames = args.frames + 12
@@ -108,7 +105,7 @@ def main() -> None:
     for label, run in (("full run", full), ("only the last task changed", incremental)):
         cost = run.cost
         print(f"{label:<28} {run_seconds(run):6.2f} s  {cost['batch_vcpu_s']:7.1f} vCPU-s  ${cost['usd']:.6f}  "
-              f"{cost['tasks_reused']} task(s) reused; transitions {counted[run.run_id]} counted, "
+              f"{cost['tasks_reused']} task(s) reused; transitions {cost['state_transitions']} counted, "
               f"{history[run.run_id]} in the history")
     print(f"ratio (incremental / full):  time {run_seconds(incremental) / run_seconds(full):.2f}, "
           f"Batch vCPU-s {incremental.cost['batch_vcpu_s'] / max(full.cost['batch_vcpu_s'], 0.1):.2f}")
