@@ -1,11 +1,12 @@
-"""Backstop Lambda (daily schedule): release candidates still incomplete after the backstop period."""
+"""Backstop Lambda (daily schedule): release candidates still incomplete after the backstop period, and sweep
+developer datasets past their retention (one still in use is kept, its user named)."""
 
 import datetime as dt
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
-from obsflow.services import run_service
+from obsflow.services import campaign_service, run_service
 
 
 @logger.inject_lambda_context
@@ -14,6 +15,9 @@ from obsflow.services import run_service
 def handler(event: dict, context: LambdaContext) -> dict:
     # A scheduled event carries its time; "now" lets an operator run the check as of a given time.
     now = dt.datetime.fromisoformat(event.get("now") or event.get("time") or dt.datetime.now(dt.timezone.utc).isoformat())
-    report = run_service().backstop(now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc))
+    now = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+    report = run_service().backstop(now)
+    swept = campaign_service().sweep(now)
     metrics.add_metric(name="CandidatesReleasedByBackstop", unit="Count", value=len(report.released))
-    return report.__dict__
+    metrics.add_metric(name="DeveloperDatasetsExpired", unit="Count", value=len(swept["deleted"]))
+    return {**report.__dict__, "sweep": swept}

@@ -90,10 +90,16 @@ class Operations(Construct):
 
         self.backstop = ObsflowFunction(
             self, "Backstop", function="backstop", config=config, settings=settings,
-            description=f"Releases candidates still incomplete {settings.backstop_days} days after their first frame",
+            description=f"Releases candidates still incomplete {settings.backstop_days} days after their first frame; "
+                        "sweeps developer datasets past their retention",
         )
         self.backstop.allow_tables(catalog.arns("candidates"), write=True)
         self.backstop.allow_tables(catalog.arns("observing-programs"), write=False)
+        # The retention sweep: developer datasets (dev/ in the data bucket) past their retention, unless in use.
+        self.backstop.allow_tables(catalog.arns("datasets"), write=True)
+        self.backstop.allow_tables(catalog.arns("catalogue-edges", "recipe-instances"), write=False)
+        self.backstop.allow_objects(buckets["data"], ["s3:DeleteObject"], "dev/")
+        self.backstop.allow(["s3:ListBucket"], [buckets["data"].bucket_arn])
         self.allow_tickets(self.backstop, catalog)
         self.allow_nudge(self.backstop)
         events.Rule(self, "BackstopSchedule", schedule=events.Schedule.rate(BACKSTOP_RATE),

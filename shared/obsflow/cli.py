@@ -433,6 +433,18 @@ def runs_show(ctx, run_id, as_json):
     console.table(detail["history"], ["at", "status", "detail"], "")
 
 
+def _as_of(as_of: str | None):
+    """--now: an ISO-8601 time (UTC unless it says), or now."""
+    import datetime as dt
+
+    try:
+        now = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
+    except ValueError as exc:
+        raise click.BadParameter(f"{as_of!r} is not an ISO-8601 time, e.g. 2026-12-04T00:00:00+00:00",
+                                 param_hint="--now") from exc
+    return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+
+
 def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
     values = {}
     for pair in pairs:
@@ -494,6 +506,43 @@ def runs_execute(ctx, run_id, manual, note):
     except ManualRunFailed as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run {run_id} {run.status}; dataset {run.dataset_id}")
+
+
+@runs.command("rerun")
+@click.argument("dataset_id")
+@click.option("--keep-intermediates", is_flag=True, required=True,
+              help="Keep every task output in the new dataset (required: says what the rerun is for).")
+@click.option("--from-task", metavar="T", help="Run this task and those below it again, even if reusable.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change a value of the as-run configuration.")
+@click.option("--retention-days", default=14, show_default=True, help="Keep the outputs this long.")
+@operator_command
+@click.pass_context
+def runs_rerun(ctx, dataset_id, keep_intermediates, from_task, overrides, retention_days):
+    """Rebuild a dataset's run from its provenance (inputs, recipe version, as-run configuration) as a developer
+    campaign under dev/, keeping every intermediate product; `runs outputs RUN` lists them."""
+    import getpass
+
+    from obsflow.recipes.model import RecipeError
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        campaign = _campaigns(ctx).rerun(dataset_id, getpass.getuser(), from_task, _key_values(overrides) or None,
+                                         keep_intermediates, retention_days)
+    except (NotAllowed, RecipeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"developer campaign {campaign.name} is {campaign.status}: a rerun of {dataset_id}"
+               + (f" from {from_task}" if from_task else "") + f"; `obsflow campaigns show {campaign.name}` follows it")
+
+
+@runs.command("outputs")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+@click.pass_context
+def runs_outputs(ctx, run_id, as_json):
+    """Every output of the run's tasks: tags, size, whether reused, where it is and where its dataset keeps it."""
+    console.emit(_runs(ctx).run_outputs(run_id), ["task", "name", "tags", "size", "reused_from", "kept", "work"],
+                 as_json, f"run {run_id} has recorded no outputs")
 
 
 @main.group()
@@ -716,12 +765,23 @@ def campaigns():
 @click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
 @click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
 @click.option("--priority", default=0, show_default=True, help="Run priority (0-99); new observations run at 10-60.")
+@click.option("--calibration", metavar="DATASET", help="An experimental calibration dataset the runs use instead.")
+@click.option("--task-image", metavar="IMAGE", help="Developer: another task image (on AWS a job definition revision; "
+              "locally path:DIR, a directory holding an obsflow_tasks package).")
+@click.option("--retention-days", type=int, help="Developer: keep its outputs this long (default 14), then the sweep "
+              "deletes them unless something uses them.")
+@click.option("--keep-intermediates", is_flag=True, help="Developer: keep every task output in its datasets.")
 @operator_command
 @click.pass_context
 @_campaign_errors
 def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file, include_tag, exclude_tag, overrides,
-                     max_concurrent, pause_after, priority):
-    """Define a campaign (DRAFT); `campaigns start NAME` runs it."""
+                     max_concurrent, pause_after, priority, calibration, task_image, retention_days, keep_intermediates):
+    """Define a campaign (DRAFT); `campaigns start NAME` runs it.
+
+    A developer campaign (--type developer) writes under dev/<name>/ in the data bucket,
+    never touches or deprecates production datasets, never notifies a PI, and is swept
+    after its retention.
+    """
     import getpass
 
     from obsflow.runs.campaigns import read_id_set
@@ -730,7 +790,9 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
                  "include_tags": list(include_tag), "exclude_tags": list(exclude_tag)}
     campaign = _campaigns(ctx).create(name, campaign_type, definer or getpass.getuser(), reason, recipe=recipe,
                                       selection=selection, overrides=_key_values(overrides) or None,
-                                      max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority)
+                                      max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,
+                                      calibration=calibration, task_image=task_image, retention_days=retention_days,
+                                      keep_intermediates=keep_intermediates)
     click.echo(f"campaign {campaign.name} ({campaign.campaign_type}, {campaign.recipe}) is {campaign.status}; "
                f"`obsflow campaigns start {campaign.name}` runs it")
 
@@ -787,6 +849,20 @@ def _campaign_move(verb: str, needs_reason: bool):
 
 for _verb, _reason in (("start", False), ("pause", False), ("resume", False), ("cancel", True)):
     _campaign_move(_verb, _reason)
+
+
+@campaigns.command("sweep")
+@click.option("--now", "as_of", metavar="ISO-8601", help="Sweep as of this time (default: now).")
+@operator_command
+@click.pass_context
+def campaigns_sweep(ctx, as_of):
+    """Delete developer datasets past their retention; one still used by another campaign or dataset is kept,
+    and the user is named. The backstop's schedule runs it too."""
+    report = _campaigns(ctx).sweep(_as_of(as_of))
+    click.echo(f"checked {report['checked']} developer dataset(s); deleted {len(report['deleted'])}: "
+               f"{', '.join(report['deleted']) or '-'}")
+    for dataset_id, users in report["refused"].items():
+        click.echo(f"refused to delete {dataset_id}: in use by {'; '.join(users)}")
 
 
 @campaigns.command("list")
@@ -1013,14 +1089,8 @@ def tickets_resolve(ticket_id, note):
 @click.pass_context
 def backstop(ctx, as_of):
     """Release candidates still incomplete N days (13) after their first frame, with a review ticket each."""
-    import datetime as dt
-
-    try:
-        now = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
-    except ValueError as exc:
-        raise click.BadParameter(f"{as_of!r} is not an ISO-8601 time, e.g. 2026-12-04T00:00:00+00:00",
-                                 param_hint="--now") from exc
-    report = _runs(ctx).backstop(now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc))
+    now = _as_of(as_of)
+    report = _runs(ctx).backstop(now)
     click.echo(f"checked {report.checked} waiting candidate(s) as of {now.isoformat()}; "
                f"released {len(report.released)}: {', '.join(report.released) or '-'}")
 

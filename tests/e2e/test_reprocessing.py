@@ -175,3 +175,41 @@ def test_a_campaign_pauses_itself_after_m_failures_and_its_other_runs_wait(stack
     assert runs.get(waiting.run_id).status == "READY"
     shown = obsflow(stack, "campaigns", "show", "darks-only")
     assert "ERROR" in shown and "PAUSED" in shown
+
+
+def test_a_developer_rerun_keeps_every_intermediate_under_its_prefix_tells_no_pi_and_is_swept(stack):
+    nov = dataset_of("rp_may")
+    status = nov.status
+    data = stack.settings.bucket_name("data")
+    s3 = client(stack, "s3")
+    before = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data)
+              for o in page.get("Contents", [])}
+    # When a developer reruns a dataset from observe_stats on, with another saturation level
+    printed = obsflow(stack, "runs", "rerun", nov.dataset_id, "--keep-intermediates", "--from-task", "observe_stats",
+                      "--set", "saturation_level=50000", "--retention-days", "2")
+    name = printed.split("developer campaign ")[1].split()[0]
+    campaign_done(name)
+    [made] = json.loads(obsflow(stack, "datasets", "list", "--campaign", name, "--json"))
+    # Then the dataset is a DEVELOPMENT one under dev/<campaign>/, and nothing else in the data bucket changed
+    assert made["status"] == "DEVELOPMENT" and made["prefix"].startswith(f"dev/{name}/pid_1_23/")
+    after = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data)
+             for o in page.get("Contents", [])}
+    assert after - before and all(key.startswith(made["prefix"]) for key in after - before)
+    assert datasets.get(nov.dataset_id).status == status
+    # And its run reused what is above observe_stats, ran the rest, and lists every output with where it is kept
+    outputs = json.loads(obsflow(stack, "runs", "outputs", made["run_id"], "--json"))
+    assert {o["task"]: bool(o["reused_from"]) for o in outputs} == {
+        "inventory": True, "dark_level": True, "observe_stats": False, "summary": False}
+    assert all(o["kept"] and o["kept"].startswith(f"s3://{data}/{made['prefix']}") for o in outputs)
+    assert {o["name"] for o in outputs} == {"inventory.json", "dark_level.json", "observe_stats.json", "census.json"}
+    # And no PI was told: the execution never entered NotifyPI
+    sfn = client(stack, "stepfunctions")
+    events = sfn.get_execution_history(executionArn=runs.get(made["run_id"]).execution_arn, maxResults=1000)["events"]
+    entered = {e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")}
+    assert "ForThePI" in entered and "NotifyPI" not in entered
+    # When the sweep runs after its retention, its objects are gone and it is EXPIRED
+    swept = obsflow(stack, "campaigns", "sweep", "--now", (dt.datetime.now(dt.timezone.utc)
+                                                          + dt.timedelta(days=3)).isoformat())
+    assert made["dataset_id"] in swept
+    assert datasets.get(made["dataset_id"]).status == "EXPIRED"
+    assert not s3.list_objects_v2(Bucket=data, Prefix=made["prefix"]).get("Contents")

@@ -120,7 +120,8 @@ EXPECTED_ACTIONS = {
     "finish-run": {"s3:GetObject", "lambda:InvokeFunction"},
     "fail-run": {"lambda:InvokeFunction", "s3:GetObject", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
-    "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "s3:DeleteObject",
+                 "s3:ListBucket"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
     "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",
                          *LOG_DELIVERY},
@@ -156,6 +157,11 @@ def test_only_catalog_writes_the_data_bucket_and_no_function_deletes_task_output
     work_arn = json.dumps({"Fn::GetAtt": [dev.logical_id(dev.stack.storage.buckets["work"]), "Arn"]})
     assert not [name for name, function in dev.stack.functions.items()
                 if work_arn in json.dumps(_resources_of(dev, function.role, "s3:DeleteObject"))]
+    # And only the retention sweep deletes data, and only developer datasets
+    deleters = {name: json.dumps(_resources_of(dev, function.role, "s3:DeleteObject"))
+                for name, function in dev.stack.functions.items()}
+    assert [name for name, resources in deleters.items() if resources != "[]"] == ["backstop"]
+    assert deleters["backstop"].endswith('"/dev/*"]]}]')
 
 
 def test_register_recipes_creates_state_machines_of_the_stage_only_with_the_stage_role(dev):

@@ -13,7 +13,7 @@ from obsflow.runs.digests import inputs_digest, task_digests
 from obsflow.runs.reprocessing import Change
 from obsflow.runs.service import NotAllowed
 from tests.unit.test_catalogue import complete
-from tests.unit.test_run_service import add_candidate, make_service
+from tests.unit.test_run_service import T0, add_candidate, make_service
 
 
 class ChangedValue:
@@ -169,3 +169,60 @@ def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_
     with pytest.raises(NotAllowed, match="inputs and recipe are fixed"):
         campaigns.edit("y", "me", recipe="frame-census@1.0.0")
     assert campaigns.edit("y", "me", max_concurrent=3).max_concurrent == 3
+
+
+def test_a_developer_rerun_is_isolated_quiet_kept_whole_and_swept_after_its_retention_unless_in_use(night):
+    service, datasets = night
+    campaigns = CampaignService(service)
+    # When a developer reruns the November dataset from observe_stats on, with another saturation level
+    campaign = campaigns.rerun(datasets["c_nov"], "dev", from_task="observe_stats",
+                               overrides={"saturation_level": "50000"}, retention_days=3)
+    [run_id] = service.submit().started
+    run = service.store.runs[run_id]
+    document = service.documents.buckets["work"][layout.run_document_key(run_id)]
+    assert document["rerun_from_task"] == "observe_stats" and document["campaign"] == campaign.name
+    assert run.configuration["parameters"]["saturation_level"] == 50000
+    service.start_run(run_id, "arn")
+    service.documents.buckets["work"][layout.task_record_key(run_id, "inventory")] = {
+        "task": "inventory", "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
+        "outputs": [{"name": "inventory.json", "key": "task-outputs/d1/inventory.json", "sha256": "i", "size": 9,
+                     "tags": ["inventory"]}]}
+    service.documents.buckets["work"][layout.task_record_key(run_id, "summary")] = {
+        "task": "summary", "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
+        "outputs": [{"name": "census.json", "key": "task-outputs/d2/census.json", "sha256": "c", "size": 9,
+                     "tags": ["product"]}]}
+    result = service.catalog(run_id)
+    service.finish_run(run_id)
+    # Then its dataset lies under dev/<campaign>/, keeps the intermediate, is no product version and tells no PI
+    dev = service.store.datasets[result["dataset_id"]]
+    assert dev.prefix.startswith(f"dev/{campaign.name}/") and dev.status == "DEVELOPMENT" and not result["notify_pi"]
+    assert sorted(f["key"][len(dev.prefix):] for f in dev.files) == ["census.json", "intermediates/inventory/inventory.json"]
+    assert f"TKT-{dev.dataset_id}-decision" not in service.store.tickets
+    assert service.store.datasets[datasets["c_nov"]].status == "ACTIVE"
+    outputs = service.run_outputs(run_id)
+    assert {(o["name"], o["kept"] is not None) for o in outputs} == {("inventory.json", True), ("census.json", True)}
+    # When another developer campaign's instance takes it as an input, the sweep after its retention refuses
+    user = service.store.instances[campaign.instance_ids[0]]
+    service.store.add_inputs("ri-user", [type(user.inputs[0])("calibration", "dataset", dev.dataset_id)])
+    service.store.instances["ri-user"] = type(user)("ri-user", "c", "pid_1_23", "frame-census", "1.0.0", "2026-11-20",
+                                                    T0, campaign="other", state="RUNNING")
+    later = dev.expires_at + dt.timedelta(seconds=1)
+    assert campaigns.sweep(dev.expires_at - dt.timedelta(days=1))["deleted"] == []
+    refused = campaigns.sweep(later)
+    assert refused["deleted"] == [] and "ri-user (frame-census@1.0.0, campaign other, RUNNING)" in \
+        refused["refused"][dev.dataset_id][0]
+    # And once nothing uses it, the sweep deletes its objects and marks it EXPIRED
+    service.store.instances["ri-user"].state = "ERROR"
+    service.store.instances["ri-user"].dataset_id = None
+    del service.store.edges["ri-user"]
+    swept = campaigns.sweep(later)
+    assert swept["deleted"] == [dev.dataset_id] and service.store.datasets[dev.dataset_id].status == "EXPIRED"
+    assert not [k for k in service.documents.buckets["data"] if k.startswith(dev.prefix)]
+
+
+def test_only_a_developer_campaign_takes_developer_options():
+    service = make_service()
+    add_candidate(service, "c1", status="PLANNED")
+    with pytest.raises(ValueError, match="only a developer campaign"):
+        CampaignService(service).create("x", "commissioning", "me", "why", recipe="frame-census",
+                                        selection={"ids": ["c1"]}, task_image="path:/tmp")

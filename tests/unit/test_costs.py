@@ -14,12 +14,13 @@ VBI = next(r for r in RECIPES if r.key == "vbi-l1@2.0.0")
 
 
 def test_the_success_path_counts_every_state_entered_and_every_lambda_invoked():
-    # frame-census: StartRun, inventory, the Parallel with its two branches, summary, Catalog, NotifyPI (SNS, no
-    # Lambda), FinishRun
-    assert asl.success_path(asl.build_definition(CENSUS)) == (9, 3)
+    # frame-census: StartRun, inventory, the Parallel with its two branches, summary, Catalog, ForThePI (a Choice),
+    # NotifyPI (SNS, no Lambda), FinishRun; a developer run's dataset skips NotifyPI
+    assert asl.success_path(asl.build_definition(CENSUS)) == (10, 3)
+    assert asl.success_path(asl.build_definition(CENSUS), notify_pi=False) == (9, 3)
     # vbi-l1: two tasks in a row, a Parallel of three, a Parallel of two
     transitions, invocations = asl.success_path(asl.build_definition(VBI))
-    assert invocations == 3 and transitions == 1 + 1 + 1 + (1 + 3) + (1 + 2) + 1 + 1 + 1
+    assert invocations == 3 and transitions == 1 + 1 + 1 + (1 + 3) + (1 + 2) + 1 + 1 + 1 + 1
 
 
 def test_a_run_costs_its_tasks_vcpu_and_memory_time_its_lambdas_and_its_transitions():
@@ -29,6 +30,6 @@ def test_a_run_costs_its_tasks_vcpu_and_memory_time_its_lambdas_and_its_transiti
     cost = run_cost(records, CENSUS, prices, succeeded=True)
     # inventory: 1 vCPU, 4 GiB for 100 s; observe_stats (multi-core): 4 vCPU, 8 GiB for 10 s
     assert (cost["batch_vcpu_s"], cost["batch_gib_s"], cost["tasks_reused"]) == (140.0, 480.0, 1)
-    assert cost["usd"] == pytest.approx(140 * 0.001 + 480 * 0.0001 + 3 * 0.5 + 9 * 0.25)
+    assert cost["usd"] == pytest.approx(140 * 0.001 + 480 * 0.0001 + 3 * 0.5 + 10 * 0.25)
     failed = run_cost(records, CENSUS, prices, succeeded=False)
     assert failed["state_transitions"] is None and failed["lambda_invocations"] == 3

@@ -109,7 +109,11 @@ def test_the_state_machine_follows_the_dag_and_every_failure_opens_a_ticket(shap
         assert state["Catch"][0]["Next"] == "OpenTicket"
     # The path after the tasks, and the failure path
     assert [definition["States"][s]["Next"] for s in ("Catalog", "NotifyPI", "OpenTicket", "FailRun")] == [
-        "NotifyPI", "FinishRun", "FailRun", "RunFailed"]
+        "ForThePI", "FinishRun", "FailRun", "RunFailed"]
+    # The PI hears of the dataset unless the run is a developer's
+    choice = definition["States"]["ForThePI"]
+    assert choice["Choices"] == [{"Variable": "$.catalog.result.notify_pi", "BooleanEquals": True, "Next": "NotifyPI"}]
+    assert choice["Default"] == "FinishRun"
     assert definition["States"]["NotifyPI"]["Parameters"]["MessageAttributes"]["proposal_id"]["StringValue.$"]
     # Every task retries transient errors with backoff
     for name, state in states.items():
@@ -132,7 +136,7 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
     for shipped in RECIPES:
         states = _states(build_definition(shipped))
         # No Map state, and inputs are selected by run id only: transitions cannot grow with the frames
-        assert {state["Type"] for state in states.values()} <= {"Task", "Parallel", "Fail"}
+        assert {state["Type"] for state in states.values()} <= {"Task", "Parallel", "Choice", "Fail"}
         paths = {v for state in states.values() for v in json.dumps(state.get("Parameters", {})).split('"') if v.startswith("$.")}
         assert paths <= {"$.run_id", "$.error", "$.catalog.result.subject", "$.catalog.result.message",
                          "$.catalog.result.proposal_id", "$.catalog.result.dataset_id",

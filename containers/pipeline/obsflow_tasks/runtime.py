@@ -71,6 +71,20 @@ def injected_fault(context: TaskContext, run_id: str) -> None:
                               f"{run_id}; a redrive of the run succeeds")
 
 
+def use_code_path(image: str) -> None:
+    """A developer campaign's task image, locally: ``path:DIR`` puts the task modules of DIR/obsflow_tasks
+    before the installed ones (on AWS the image is the job definition's; nothing to do here)."""
+    if not image.startswith("path:"):
+        return
+    directory = os.path.join(os.path.abspath(image[len("path:"):]), "obsflow_tasks")
+    if not os.path.isdir(directory):
+        raise ConfigurationFailure(f"the task image {image} has no obsflow_tasks package at {directory}")
+    import obsflow_tasks
+
+    if directory not in obsflow_tasks.__path__:
+        obsflow_tasks.__path__.insert(0, directory)
+
+
 def reusable(s3, bucket: str, digest: str) -> dict | None:
     """The record of an earlier run that produced this digest's outputs, if they are all still there."""
     try:
@@ -117,8 +131,10 @@ def run_task(args: argparse.Namespace, log=print) -> int:
             return 0
     dataset = run["input_dataset"]
     input_dataset = documents.get_json(s3, dataset["bucket"], dataset["key"])
+    image = run.get("task_image") or ""
+    use_code_path(image)
     digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),
-                                  obsflow.__version__, args.run_id, run.get("task_image") or "")[spec.name]
+                                  obsflow.__version__, args.run_id, image, run.get("rerun_from_task"))[spec.name]
     context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
                           digest=digest)
     manual = args.manual or bool(run.get("manual"))
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         return run_task(args)
-    except (NotFound, RecipeError) as exc:
+    except (NotFound, RecipeError, ConfigurationFailure) as exc:
         print(f"cannot run {args.recipe} {args.task} for run {args.run_id}: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError, TransientError) as exc:

@@ -165,9 +165,14 @@ def build_definition(recipe: Recipe) -> dict:
     for i, level in enumerate(levels):
         name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
         states[name] = state
-    # The PI hears of science datasets; master calibrations and summaries are catalogued quietly.
-    states["Catalog"] = _lambda("catalog", run, "$.catalog", "NotifyPI" if recipe.kind == "science" else "FinishRun")
+    # The PI hears of science datasets; master calibrations, summaries and developer runs' datasets quietly.
+    states["Catalog"] = _lambda("catalog", run, "$.catalog", "ForThePI" if recipe.kind == "science" else "FinishRun")
     if recipe.kind == "science":
+        states["ForThePI"] = {
+            "Type": "Choice", "Comment": "a developer campaign's dataset is not the PI's",
+            "Choices": [{"Variable": "$.catalog.result.notify_pi", "BooleanEquals": True, "Next": "NotifyPI"}],
+            "Default": "FinishRun",
+        }
         states["NotifyPI"] = notify_pi_state()
     states["FinishRun"] = _lambda("finish-run", run, None, None)
     failure = {**run, "error.$": "$.error", "execution_arn.$": "$$.Execution.Id"}
@@ -183,9 +188,10 @@ def build_definition(recipe: Recipe) -> dict:
     }
 
 
-def success_path(definition: dict) -> tuple[int, int]:
+def success_path(definition: dict, notify_pi: bool = True) -> tuple[int, int]:
     """State transitions and Lambda invocations of an execution that succeeds at the first attempt
-    (what Step Functions and Lambda bill for), counted along the definition, Parallel branches included."""
+    (what Step Functions and Lambda bill for), counted along the definition, Parallel branches included;
+    ``notify_pi``: whether the run's dataset is the PI's (ForThePI takes its first choice, else its default)."""
     transitions = invocations = 0
     name = definition["StartAt"]
     while name is not None:
@@ -193,9 +199,12 @@ def success_path(definition: dict) -> tuple[int, int]:
         transitions += 1
         invocations += state.get("Resource") == "arn:aws:states:::lambda:invoke"
         for branch in state.get("Branches", []):
-            t, i = success_path(branch)
+            t, i = success_path(branch, notify_pi)
             transitions, invocations = transitions + t, invocations + i
-        name = state.get("Next")
+        if state["Type"] == "Choice":
+            name = state["Choices"][0]["Next"] if notify_pi else state["Default"]
+        else:
+            name = state.get("Next")
     return transitions, invocations
 
 

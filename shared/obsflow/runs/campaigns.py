@@ -17,13 +17,16 @@ import statistics
 from collections import Counter
 
 from obsflow.errors import NotFound
+from obsflow.observability import logger
 from obsflow.runs import layout
 from obsflow.runs.domain import (
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     CAMPAIGN_TYPES,
     CANCELLED,
+    DEVELOPMENT,
     DRAFT,
+    EXPIRED,
     MAX_PRIORITY,
     Campaign,
     FrameRef,
@@ -34,7 +37,9 @@ from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.service import NotAllowed, RunService
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
-EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe")
+EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe",
+            "retention_days")
+DEFAULT_RETENTION_DAYS = 14
 ID_KINDS = ("frames", "ops", "candidates", "datasets")
 
 
@@ -86,6 +91,19 @@ class CampaignService:
         return self.require(name)
 
     def _check(self, campaign: Campaign) -> None:
+        developer_only = [name for name in ("task_image", "retention_days", "rerun_from_task")
+                          if getattr(campaign, name)] + (["keep_intermediates"] if campaign.keep_intermediates else [])
+        if developer_only and not campaign.developer:
+            raise ValueError(f"only a developer campaign (--type developer) takes {', '.join(developer_only)}")
+        if campaign.developer and campaign.retention_days is None:
+            campaign.retention_days = DEFAULT_RETENTION_DAYS
+        if campaign.retention_days is not None and not 1 <= campaign.retention_days <= 3650:
+            raise ValueError("--retention-days is 1-3650")
+        if campaign.calibration:
+            calibration = self.store.dataset(campaign.calibration)
+            if calibration is None or calibration.kind != "calibration":
+                raise ValueError(f"{campaign.calibration!r} is no calibration dataset; `obsflow calibrations list` "
+                                 "shows them")
         if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
             raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
                              "(--ids FILE and/or --include-tag TAG)")
@@ -94,6 +112,8 @@ class CampaignService:
             recipe = self.runs.recipes.get(name, version or None)
             campaign.recipe = recipe.key
             recipe.as_run_configuration(dt.date.today(), campaign.overrides)  # RecipeError for a bad --set
+            if campaign.rerun_from_task:
+                recipe.task(campaign.rerun_from_task)  # RecipeError for an unknown task
         if not (1 <= campaign.max_concurrent <= 1000 and 1 <= campaign.pause_after_failures <= 100000
                 and 0 <= campaign.priority <= MAX_PRIORITY):
             raise ValueError(f"limits out of range: --max-concurrent 1-1000, --pause-after 1-100000, "
@@ -174,7 +194,8 @@ class CampaignService:
         frames, dataset_ids = self.selected(campaign.selection or {})
         instances = []
         if dataset_ids:
-            change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {})
+            change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {},
+                            calibration=campaign.calibration)
             plan = self.planner.plan(change, campaign.definer)
             instances += self.planner.copies(plan, campaign.name, campaign.priority)
         return instances + self._frame_instances(campaign, frames)
@@ -231,11 +252,68 @@ class CampaignService:
                 layout.group_instance_id(f"campaign:{campaign.name}", recipe.name, recipe.version, proposal_id),
                 candidate_id=f"campaign:{campaign.name}", proposal_id=proposal_id, recipe=recipe.name,
                 version=recipe.version, observed_on=night, created_at=self.runs.clock(),
-                inputs=[InstanceInput(_role(f), "frame", f.file_id) for f in chosen],
+                inputs=[InstanceInput(_role(f), "frame", f.file_id) for f in chosen]
+                + ([InstanceInput("calibration", "dataset", campaign.calibration)] if campaign.calibration else []),
                 reference=f"{night}/{proposal_id}", priority=campaign.priority, campaign=campaign.name,
                 overrides=campaign.overrides,
             ))
         return instances
+
+    # -- developer runs ----------------------------------------------------------------------------
+    def rerun(self, dataset_id: str, by: str, from_task: str | None = None, overrides: dict | None = None,
+              keep_intermediates: bool = True, retention_days: int = DEFAULT_RETENTION_DAYS) -> Campaign:
+        """Rebuild the run of a dataset from its provenance (inputs, recipe version, as-run configuration) as a
+        developer campaign that keeps every intermediate, re-running from ``from_task`` on."""
+        dataset = self.planner._require(dataset_id)
+        configuration = dataset.provenance.get("configuration", {})
+        as_run = {**configuration.get("parameters", {}), **configuration.get("options", {}), **(overrides or {})}
+        name = "rerun-" + layout.digest_of({"dataset": dataset_id, "from": from_task, "set": overrides or {},
+                                            "keep": keep_intermediates})[:10]
+        self.create(name, "developer", by, f"rerun of {dataset_id}" + (f" from {from_task}" if from_task else ""),
+                    recipe=dataset.recipe, selection={"ids": {"datasets": [dataset_id]}}, overrides=as_run,
+                    keep_intermediates=keep_intermediates, rerun_from_task=from_task, retention_days=retention_days)
+        return self.start(name, by)
+
+    def sweep(self, now: dt.datetime) -> dict:
+        """Delete developer datasets past their retention, unless something uses them: then refuse, naming it."""
+        report = {"checked": 0, "deleted": [], "refused": {}}
+        for dataset in self.store.datasets_with_status(DEVELOPMENT):
+            report["checked"] += 1
+            if dataset.expires_at is None or dataset.expires_at > now:
+                continue
+            users = self.users_of(dataset)
+            if users:
+                report["refused"][dataset.dataset_id] = users
+                logger.warning("developer dataset kept past its retention: in use",
+                               extra={"dataset_id": dataset.dataset_id, "users": users})
+                continue
+            removed = self.runs.documents.delete_prefix("data", dataset.prefix)
+            self.store.update_dataset(dataset.dataset_id, status=EXPIRED, decisions=[*dataset.decisions, {
+                "decision": "expired", "by": "retention sweep", "at": now.isoformat(),
+                "reason": f"retention ended {dataset.expires_at.isoformat()}; {removed} object(s) deleted"}])
+            report["deleted"].append(dataset.dataset_id)
+        return report
+
+    def users_of(self, dataset) -> list[str]:
+        """Who uses a dataset: instances that take it (or its instance's output) as an input."""
+        users = set(self.store.users_of(f"dataset:{dataset.dataset_id}"))
+        instance = self.store.instance(dataset.instance_id) if dataset.instance_id else None
+        if instance is not None and instance.dataset_id == dataset.dataset_id:
+            users.update(self.store.users_of(f"instance:{instance.instance_id}"))
+        named = []
+        for user_id in sorted(users):
+            user = self.store.instance(user_id)
+            if user is None or self._done_with(user):
+                continue
+            named.append(f"{user_id} ({user.recipe}@{user.version}, campaign {user.campaign or '-'}, {user.state})")
+        return named
+
+    def _done_with(self, user: Instance) -> bool:
+        """A user is done with its inputs once it has ended and its own dataset has expired or was rejected."""
+        if user.state not in ("SUCCEEDED", "ERROR") or user.dataset_id is None:
+            return False
+        made = self.store.dataset(user.dataset_id)
+        return made is not None and made.status in (EXPIRED, "REJECTED")
 
     # -- what it did ---------------------------------------------------------------------------------
     def detail(self, name: str) -> dict:

@@ -16,14 +16,14 @@ from obsflow.settings import Prices
 FAILED_RUN_INVOCATIONS = 3
 
 
-def run_cost(task_records: list[dict], recipe: Recipe, prices: Prices, succeeded: bool) -> dict:
+def run_cost(task_records: list[dict], recipe: Recipe, prices: Prices, succeeded: bool, notify_pi: bool = True) -> dict:
     sizes = {task.name: RESOURCES[task.resource_class] for task in recipe.tasks}
     vcpu_s = gib_s = 0.0
     for record in task_records:
         vcpu, mib = sizes.get(record["task"], ("1", "2048"))
         vcpu_s += record.get("duration_s", 0) * float(vcpu)
         gib_s += record.get("duration_s", 0) * int(mib) / 1024
-    transitions, invocations = asl.success_path(asl.build_definition(recipe)) if succeeded \
+    transitions, invocations = asl.success_path(asl.build_definition(recipe), notify_pi) if succeeded \
         else (None, FAILED_RUN_INVOCATIONS)
     return {
         "batch_vcpu_s": round(vcpu_s, 1), "batch_gib_s": round(gib_s, 1), "lambda_invocations": invocations,

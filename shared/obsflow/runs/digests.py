@@ -33,8 +33,9 @@ def used_configuration(task: TaskSpec, configuration: dict) -> dict:
 
 
 def task_digests(recipe: Recipe, configuration: dict, inputs: str, code_version: str, run_id: str,
-                 image: str = "") -> dict[str, str]:
-    """Every task's digest, upstream tasks first."""
+                 image: str = "", rerun_from: str | None = None) -> dict[str, str]:
+    """Every task's digest, upstream tasks first; ``rerun_from``: a task that runs again in this run whatever
+    was recorded (and so does everything below it)."""
     digests: dict[str, str] = {}
     for level in recipe.levels():
         for task in level:
@@ -42,6 +43,6 @@ def task_digests(recipe: Recipe, configuration: dict, inputs: str, code_version:
                 "task": task.name, "entrypoint": task.entrypoint, "code": code_version, "image": image,
                 "configuration": used_configuration(task, configuration), "inputs": inputs,
                 "upstreams": sorted(digests[name] for name in task.upstreams),
-                "run": None if task.reuse else run_id,
+                "run": None if task.reuse and task.name != rerun_from else run_id,
             })
     return digests

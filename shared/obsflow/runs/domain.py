@@ -30,7 +30,9 @@ INSTANCE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED, QUEUED_FOR_REEXECU
 # Ticket and dataset statuses.
 OPEN, RESOLVED = "OPEN", "RESOLVED"
 ACTIVE, DEPRECATED, REJECTED = "ACTIVE", "DEPRECATED", "REJECTED"
-DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED)
+# A developer campaign's dataset: isolated, never a product version, deleted after its retention (EXPIRED).
+DEVELOPMENT, EXPIRED = "DEVELOPMENT", "EXPIRED"
+DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED, DEVELOPMENT, EXPIRED)
 
 
 def utcnow() -> dt.datetime:
@@ -257,6 +259,7 @@ class Dataset:
     decisions: list[dict] = field(default_factory=list)  # data-quality decisions: what, who, when, why
     cost: dict | None = None  # what the run that made it cost (``runs.costs``)
     campaign: str | None = None
+    expires_at: dt.datetime | None = None  # a developer dataset's end of retention
 
 
 # Campaign statuses: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.
@@ -284,6 +287,17 @@ class Campaign:
     pause_after_failures: int = 3  # failed instances before it pauses itself
     priority: int = 0  # below new observations (recipes ship with 10-60) unless raised
     history: list[dict] = field(default_factory=list)
+    # Developer campaigns: another task image (locally "path:DIR", a code path), an experimental calibration
+    # dataset, outputs kept this many days under dev/<campaign>/, every intermediate kept, tasks re-run from one on.
+    task_image: str | None = None
+    calibration: str | None = None
+    retention_days: int | None = None
+    keep_intermediates: bool = False
+    rerun_from_task: str | None = None
+
+    @property
+    def developer(self) -> bool:
+        return self.campaign_type == "developer"
 
 
 def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str | None = None) -> tuple[str, str | None]:

@@ -87,8 +87,11 @@ def fault_key(run_id: str, task: str) -> str:
     return f"faults/{run_id}/{task}.json"
 
 
-def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science") -> str:
-    """Science and summary datasets under their proposal; master calibrations under calibrations/."""
+def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science", developer_campaign: str | None = None) -> str:
+    """Science and summary datasets under their proposal; master calibrations under calibrations/; a developer
+    campaign's datasets apart from production, under dev/<campaign>/."""
+    if developer_campaign:
+        return f"dev/{developer_campaign}/{proposal_id}/{dataset_id}/"
     return f"calibrations/{proposal_id}/{dataset_id}/" if kind == "calibration" else f"{proposal_id}/{dataset_id}/"
 
 

@@ -7,7 +7,7 @@ import json
 
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout
-from obsflow.runs.domain import Dataset, FrameRef, Instance, Run
+from obsflow.runs.domain import Campaign, Dataset, FrameRef, Instance, Run
 
 
 def input_dataset(instance: Instance, recipe: Recipe, frames: list[tuple[FrameRef, str]], upstream: list[dict],
@@ -52,7 +52,8 @@ def upstream_entry(role: str, dataset: Dataset) -> dict:
                        "tags": f["tags"], "size": f["size"]} for f in dataset.files]}
 
 
-def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe, manual: bool = False) -> dict:
+def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe, campaign: Campaign | None = None,
+                 manual: bool = False) -> dict:
     """What a task needs to know about its run; tasks read S3 only, never the tables."""
     return {
         "run_id": run.run_id,
@@ -66,6 +67,9 @@ def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe,
         "input_dataset": {"bucket": work_bucket, "key": run.input_dataset_key, "sha256": run.input_dataset_sha256},
         "recipe_definition": recipe.model_dump(mode="json"),
         "manual": manual,
+        "campaign": campaign.name if campaign else None,
+        "task_image": campaign.task_image if campaign else None,
+        "rerun_from_task": campaign.rerun_from_task if campaign else None,
     }
 
 

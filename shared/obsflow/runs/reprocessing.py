@@ -28,7 +28,8 @@ PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run:
 
 @dataclass(frozen=True)
 class Change:
-    """What changed; several selectors narrow each other, ``recipe`` also names the version to move to."""
+    """What changed; several selectors narrow each other. ``recipe`` names the version to move to, and selects
+    the datasets of its other versions unless ``datasets`` lists them."""
 
     recipe: str | None = None  # NAME@VERSION
     parameter: str | None = None
@@ -58,6 +59,7 @@ class Planner:
         if change.recipe:
             name, version = _split(change.recipe)
             self.recipes.get(name, version)  # NotFound for an unknown version
+        if change.recipe and not change.datasets:
             selections.append([d for d in self.store.datasets_of_recipe(name) if d.status == ACTIVE and d.recipe != change.recipe])
         if change.parameter:
             selections.append([d for d in self.store.datasets_with_status(ACTIVE) if self._value_changed(d, change)])

@@ -27,6 +27,7 @@ from obsflow.runs.domain import (
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     DEPRECATED,
+    DEVELOPMENT,
     ERROR,
     REJECTED,
     INSTANCE_SUCCEEDED,
@@ -356,8 +357,9 @@ class RunService:
 
     def _save_run(self, run: Run, instance: Instance, recipe: Recipe) -> bool:
         """The run document first (tasks read it), then the run; True if the run is new."""
+        campaign = self.store.campaign(instance.campaign) if instance.campaign else None
         self.documents.put_json("work", layout.run_document_key(run.run_id),
-                                records.run_document(run, instance, self.documents.location("work"), recipe))
+                                records.run_document(run, instance, self.documents.location("work"), recipe, campaign))
         created = self.store.create_run(run)
         self.store.add_run_to_instance(instance.instance_id, run.run_id)
         return created
@@ -467,6 +469,19 @@ class RunService:
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
                 "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority)}
 
+    def run_outputs(self, run_id: str) -> list[dict]:
+        """What each task of the run wrote (or reused): name, tags, size, SHA-256, where it is, and where its
+        dataset keeps it (products; every intermediate too for a run that keeps them)."""
+        run = self.require_run(run_id)
+        dataset = self.store.dataset(run.dataset_id) if run.dataset_id else None
+        kept = {(f["task"], f["sha256"], f["name"]): f"s3://{dataset.bucket}/{f['key']}" for f in dataset.files} \
+            if dataset else {}
+        work = self.documents.location("work")
+        return [{"task": record["task"], "name": output["name"], "tags": output["tags"], "size": output["size"],
+                 "sha256": output["sha256"], "reused_from": (record.get("reused_from") or {}).get("run_id"),
+                 "work": f"s3://{work}/{output['key']}", "kept": kept.get((record["task"], output["sha256"], output["name"]))}
+                for record in self.task_records(run) for output in record.get("outputs", [])]
+
     def task_records(self, run: Run) -> list[dict]:
         """The provenance record of every task of the run, in the order they finished."""
         found = []
@@ -483,18 +498,22 @@ class RunService:
         run = self.require_run(run_id)
         recipe = self.recipes.get(run.recipe, run.version)
         instance = self._instance_of(run)
+        campaign = self.store.campaign(run.campaign) if run.campaign else None
+        developer = campaign is not None and campaign.developer
         dataset_id = layout.dataset_id(run_id)
-        prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind)
+        prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind, campaign.name if developer else None)
         task_records = self.task_records(run)
-        cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True)
+        cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True, notify_pi=not developer)
         input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
         product_id = layout.product_id_of(input_dataset)
         files = []
+        keep_all = campaign is not None and campaign.keep_intermediates
         for record in task_records:
             for output in record.get("outputs", []):
-                if "product" not in output["tags"]:
+                intermediate = "product" not in output["tags"]
+                if intermediate and not keep_all:
                     continue
-                key = prefix + output["name"]
+                key = prefix + (f"intermediates/{record['task']}/" if intermediate else "") + output["name"]
                 self.documents.copy("work", output["key"], "data", key)
                 files.append({"name": output["name"], "key": key, "sha256": output["sha256"], "size": output["size"],
                               "task": record["task"], "tags": output["tags"], "content_type": output.get("content_type")})
@@ -510,9 +529,11 @@ class RunService:
             provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
             reference=instance.reference, recipe_name=run.recipe,
             code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
-            campaign=run.campaign,
+            campaign=run.campaign, status=DEVELOPMENT if developer else ACTIVE,
+            expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
         ))
-        self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
+        if not developer:  # a developer's dataset is no version of the product: it never competes
+            self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
         self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
                               measured_cpu_s=cost["batch_vcpu_s"], cost=cost)
@@ -523,7 +544,8 @@ class RunService:
         logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files),
                                                  "kind": recipe.kind})
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
-                "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind}
+                "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
+                "notify_pi": recipe.kind == "science" and not developer}
 
     def _ask_for_decision(self, dataset_id: str, product_id: str, kind: str, run: Run) -> None:
         """A new version of a product that has an ACTIVE one: both stay ACTIVE, and data quality decides."""
@@ -618,23 +640,25 @@ class RunService:
         at = self.clock()
         cost = run_cost(self.task_records(run), self.recipes.get(run.recipe, run.version), self.settings.prices,
                         succeeded=False)
+        if run.campaign and run.status in (SUBMITTED, RUNNING):
+            # Before the run ends: a submitter then never sees the campaign's slot free while it should pause.
+            self._pause_campaign_after_failures(run.campaign, run.instance_id)
         self.store.transition(run_id, FAILED, (SUBMITTED, RUNNING), at, error.get("Error"), finished_at=at, error=error,
                               cost=cost)
         self.store.give_back_slots(run)
         self.refresh_instance(run.instance_id)
-        if run.campaign:
-            self._pause_campaign_after_failures(run.campaign)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
         self.notifier.nudge(f"run {run_id} failed")
         return {"run_id": run_id, "status": FAILED}
 
-    def _pause_campaign_after_failures(self, name: str) -> None:
+    def _pause_campaign_after_failures(self, name: str, failing_instance: str) -> None:
         """The blast radius: a campaign whose instances failed ``pause_after_failures`` times pauses itself,
         with a ticket; runs already started finish, the others wait for `obsflow campaigns resume`."""
         campaign = self.store.campaign(name)
         if campaign is None or campaign.status != CAMPAIGN_RUNNING:
             return
-        failed = sorted(i for i in campaign.instance_ids if (instance := self.store.instance(i)) and instance.state == ERROR)
+        failed = sorted({failing_instance, *(i for i in campaign.instance_ids
+                                             if (instance := self.store.instance(i)) and instance.state == ERROR)})
         if len(failed) < campaign.pause_after_failures:
             return
         reason = f"paused itself after {len(failed)} failed instance(s) (limit {campaign.pause_after_failures})"
@@ -773,7 +797,7 @@ class RunService:
                     raise ManualRunFailed(f"task {task.name} failed (exit code {exit_code}): {last}")
                 echo(f"  {task.name}: {stdout.strip().splitlines()[-1] if stdout.strip() else 'done'}")
         result = self.catalog(run_id)
-        if result["kind"] == "science":
+        if result["notify_pi"]:
             self.notifier.notify_pi(result["proposal_id"], result["dataset_id"], result["subject"], result["message"])
         self.finish_run(run_id)
         return self.store.run(run_id)

@@ -121,7 +121,8 @@ def dataset_of(item: DatasetItem) -> Dataset:
 def campaign_of(item: CampaignItem) -> Campaign:
     return Campaign(**{**_fields(Campaign, item), "instance_ids": list(item.instance_ids or []),
                        "history": list(item.history or []), "max_concurrent": int(item.max_concurrent),
-                       "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority)})
+                       "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority),
+                       "retention_days": None if item.retention_days is None else int(item.retention_days)})
 
 
 class DynamoRunStore:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
 from obsflow.tables.base import get_or_none, table
@@ -29,6 +29,11 @@ class CampaignItem(Model):
     pause_after_failures = NumberAttribute(default=3)
     priority = NumberAttribute(default=0)
     history = JSONAttribute(null=True)
+    task_image = UnicodeAttribute(null=True)
+    calibration = UnicodeAttribute(null=True)
+    retention_days = NumberAttribute(null=True)
+    keep_intermediates = BooleanAttribute(default=False)
+    rerun_from_task = UnicodeAttribute(null=True)
 
 
 def get(name: str) -> CampaignItem | None:

@@ -102,6 +102,7 @@ class DatasetItem(Model):
     decisions = JSONAttribute(null=True)
     cost = JSONAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
+    expires_at = UTCDateTimeAttribute(null=True)
 
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
