@@ -445,12 +445,12 @@ def _as_of(as_of: str | None):
     return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
 
 
-def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+def _key_values(pairs: tuple[str, ...], option: str = "--set") -> dict[str, str]:
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
         values[key] = value
     return values
 
@@ -761,6 +761,8 @@ def campaigns():
               "dataset ids, or an object with lists under frames, ops, candidates, datasets.")
 @click.option("--include-tag", multiple=True, metavar="TAG", help="Add what carries this tag.")
 @click.option("--exclude-tag", multiple=True, metavar="TAG", help="Leave out what carries this tag.")
+@click.option("--where", multiple=True, metavar="FILTER=VALUE", help="A catalogue query: the datasets `obsflow datasets "
+              "list` gives for these filters (uses_frame, recipe, code_version, calibration, status, campaign).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides.")
 @click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
 @click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
@@ -774,8 +776,9 @@ def campaigns():
 @operator_command
 @click.pass_context
 @_campaign_errors
-def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file, include_tag, exclude_tag, overrides,
-                     max_concurrent, pause_after, priority, calibration, task_image, retention_days, keep_intermediates):
+def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file, include_tag, exclude_tag, where,
+                     overrides, max_concurrent, pause_after, priority, calibration, task_image, retention_days,
+                     keep_intermediates):
     """Define a campaign (DRAFT); `campaigns start NAME` runs it.
 
     A developer campaign (--type developer) writes under dev/<name>/ in the data bucket,
@@ -787,7 +790,8 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
     from obsflow.runs.campaigns import read_id_set
 
     selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
-                 "include_tags": list(include_tag), "exclude_tags": list(exclude_tag)}
+                 "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
+                 "query": {k.replace("-", "_"): v for k, v in _key_values(where, "--where").items()}}
     campaign = _campaigns(ctx).create(name, campaign_type, definer or getpass.getuser(), reason, recipe=recipe,
                                       selection=selection, overrides=_key_values(overrides) or None,
                                       max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,

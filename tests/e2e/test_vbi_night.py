@@ -308,3 +308,52 @@ def test_a_failing_calibration_gives_one_ticket_its_dependents_wait_saying_why_a
     service.retry(failing, {"bad_pixel_high": "1.8"})
     wait(lambda: {i.state for i in recipe_instances.of_reference("2026-11-23/pid_2_9")} == {"SUCCEEDED"}
          and len(recipe_instances.of_reference("2026-11-23/pid_2_9")) == 4, "every instance to succeed")
+
+
+def test_an_experimental_calibration_serves_a_developer_campaign_and_is_kept_while_in_use(night, tmp_path):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+    from obsflow.tables import campaigns
+
+    stack, s3, _, _, by_candidate = night
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+
+    def run(*args):
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def finished(name):
+        deadline = time.monotonic() + 240
+        while not (states := {recipe_instances.get(i).state for i in campaigns.get(name).instance_ids}) <= {"SUCCEEDED"}:
+            assert time.monotonic() < deadline and "ERROR" not in states, states
+            time.sleep(0.5)
+        [made] = json.loads(run("datasets", "list", "--campaign", name, "--json"))
+        return made
+
+    science = datasets.get(by_candidate["night_b"].dataset_id)
+    [production] = [u["dataset_id"] for u in science.provenance["upstream_datasets"] if u["kind"] == "calibration"]
+    # When a developer remakes night_b's calibration with a stricter bad-pixel threshold
+    printed = run("runs", "rerun", production, "--keep-intermediates", "--set", "bad_pixel_high=1.2")
+    experimental = finished(printed.split("developer campaign ")[1].split()[0])
+    assert experimental["status"] == "DEVELOPMENT" and experimental["kind"] == "calibration"
+    # And runs night_b's science on it in a developer campaign
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"datasets": [science.dataset_id]}))
+    run("campaigns", "create", "dev-cal", "--type", "developer", "--recipe", "vbi-l1@2.0.0", "--ids", str(ids),
+        "--calibration", experimental["dataset_id"], "--retention-days", "1", "--reason", "try the stricter mask")
+    run("campaigns", "start", "dev-cal")
+    made = finished("dev-cal")
+    # Then the new science dataset was made on the experimental calibration, under dev/
+    upstream = datasets.get(made["dataset_id"]).provenance["upstream_datasets"]
+    assert [u["dataset_id"] for u in upstream if u["kind"] == "calibration"] == [experimental["dataset_id"]]
+    assert made["prefix"].startswith("dev/dev-cal/pid_2_2/") and made["status"] == "DEVELOPMENT"
+    # When the sweep runs after both retentions: the calibration is in use by dev-cal, so it is kept and the user named
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).isoformat()
+    first = run("campaigns", "sweep", "--now", later)
+    assert f"refused to delete {experimental['dataset_id']}: in use by" in first and "campaign dev-cal" in first
+    assert datasets.get(made["dataset_id"]).status == "EXPIRED"
+    # And once dev-cal's dataset is gone, the next sweep deletes the calibration too
+    assert experimental["dataset_id"] in run("campaigns", "sweep", "--now", later).split("refused")[0]
+    assert datasets.get(experimental["dataset_id"]).status == "EXPIRED"

@@ -246,14 +246,14 @@ class FakeRunStore:
     def take_slots(self, run, capacity, at):
         if self.runs[run.run_id].status != "READY":
             return False
-        if any(len(self.slots.get(rc, set())) >= capacity[rc] for rc in run.resource_classes):
+        if any(len(self.slots.get(rc, set())) >= capacity[rc] for rc in run.slots):
             return False
-        for rc in run.resource_classes:
+        for rc in run.slots:
             self.slots.setdefault(rc, set()).add(run.run_id)
         return self.transition(run.run_id, "SUBMITTED", ("READY",), at, waiting_reason=None)
 
     def give_back_slots(self, run):
-        for rc in run.resource_classes:
+        for rc in run.slots:
             self.slots.get(rc, set()).discard(run.run_id)
 
     # tickets and datasets
@@ -278,6 +278,11 @@ class FakeRunStore:
 
     def datasets_of_instance(self, instance_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.instance_id == instance_id]
+
+    def dataset_ids_where(self, filters):
+        fields = {"recipe": lambda d, v: d.recipe == v or d.recipe_name == v, "status": lambda d, v: d.status == v,
+                  "campaign": lambda d, v: d.campaign == v, "code_version": lambda d, v: d.code_version == v}
+        return sorted(d.dataset_id for d in self.datasets.values() if all(fields[k](d, v) for k, v in filters.items()))
 
     def datasets_of_recipe(self, name):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.recipe_name == name]

@@ -226,3 +226,22 @@ def test_only_a_developer_campaign_takes_developer_options():
     with pytest.raises(ValueError, match="only a developer campaign"):
         CampaignService(service).create("x", "commissioning", "me", "why", recipe="frame-census",
                                         selection={"ids": ["c1"]}, task_image="path:/tmp")
+
+
+def test_a_campaign_over_a_catalogue_query_reprocesses_the_datasets_it_answers(night):
+    service, datasets = night
+    campaigns = CampaignService(service)
+    # When a campaign selects the ACTIVE datasets of frame-census, less one tagged as bad
+    service.store.add_tags("bad", [datasets["c_may"]], "dq", "striping", service.clock())
+    campaigns.create("all-census", "reprocessing", "dq", "census again", recipe="frame-census@1.0.0",
+                     selection={"query": {"recipe": "frame-census", "status": "ACTIVE"}, "exclude_tags": ["bad"]})
+    started = campaigns.start("all-census", "dq")
+    # Then it copies the instance of exactly the other dataset
+    [copy_id] = started.instance_ids
+    assert service.store.instances[copy_id].campaign == "all-census"
+    original = service.store.datasets[datasets["c_nov"]].instance_id
+    assert service.store.instances[copy_id].inputs == service.store.instances[original].inputs
+    with pytest.raises(ValueError, match="unknown query filter"):
+        campaigns.create("bad-query", "reprocessing", "dq", "x", recipe="frame-census",
+                         selection={"query": {"colour": "red"}})
+        campaigns.start("bad-query", "dq")

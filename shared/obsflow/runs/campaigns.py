@@ -40,6 +40,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe",
             "retention_days")
 DEFAULT_RETENTION_DAYS = 14
+QUERY_FILTERS = ("uses_frame", "recipe", "code_version", "calibration", "status", "campaign")
 ID_KINDS = ("frames", "ops", "candidates", "datasets")
 
 
@@ -106,7 +107,7 @@ class CampaignService:
                                  "shows them")
         if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
             raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
-                             "(--ids FILE and/or --include-tag TAG)")
+                             "(--ids FILE, --include-tag TAG, --where FILTER=VALUE)")
         if campaign.recipe:
             name, _, version = campaign.recipe.partition("@")
             recipe = self.runs.recipes.get(name, version or None)
@@ -201,8 +202,14 @@ class CampaignService:
         return instances + self._frame_instances(campaign, frames)
 
     def selected(self, selection: dict) -> tuple[list[FrameRef], list[str]]:
-        """The frames and datasets a selection names: its ID set and included tags, less the excluded tags."""
+        """The frames and datasets a selection names: its ID set, included tags and catalogue query (the filters
+        of `obsflow datasets list`), less the excluded tags."""
         ids = read_id_set(selection.get("ids") or {})
+        if selection.get("query"):
+            unknown = set(selection["query"]) - set(QUERY_FILTERS)
+            if unknown:
+                raise ValueError(f"unknown query filter(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_FILTERS)}")
+            ids.setdefault("datasets", []).extend(self.store.dataset_ids_where(selection["query"]))
         for tag in selection.get("include_tags", []):
             ids.setdefault("ids", []).extend(self.store.tagged(tag))
         excluded = {i for tag in selection.get("exclude_tags", []) for i in self.store.tagged(tag)}

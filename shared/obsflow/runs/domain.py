@@ -206,6 +206,15 @@ class Run:
     def recipe_key(self) -> str:
         return f"{self.recipe}@{self.version}"
 
+    @property
+    def slots(self) -> list[str]:
+        """The slots it holds while it runs: one per resource class, and one of its campaign (its concurrency)."""
+        return [*self.resource_classes, *([campaign_slot(self.campaign)] if self.campaign else [])]
+
+
+def campaign_slot(campaign: str) -> str:
+    return f"campaign:{campaign}"
+
 
 @dataclass
 class Ticket:

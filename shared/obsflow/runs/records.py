@@ -45,11 +45,12 @@ def input_dataset(instance: Instance, recipe: Recipe, frames: list[tuple[FrameRe
 
 
 def upstream_entry(role: str, dataset: Dataset) -> dict:
-    """An upstream dataset as an input: the instance that made it, where each of its files is, tags and SHA-256."""
+    """An upstream dataset as an input: the instance that made it, where each of its products is, tags and SHA-256
+    (the intermediates a developer's dataset keeps are no one's input)."""
     return {"role": role, "instance_id": dataset.instance_id, "dataset_id": dataset.dataset_id, "recipe": dataset.recipe,
             "kind": dataset.kind, "product_id": dataset.product_id, "version_key": dataset.version_key,
             "files": [{"name": f["name"], "bucket": dataset.bucket, "key": f["key"], "sha256": f["sha256"],
-                       "tags": f["tags"], "size": f["size"]} for f in dataset.files]}
+                       "tags": f["tags"], "size": f["size"]} for f in dataset.files if "product" in f["tags"]]}
 
 
 def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe, campaign: Campaign | None = None,

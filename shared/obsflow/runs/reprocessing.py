@@ -28,8 +28,9 @@ PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run:
 
 @dataclass(frozen=True)
 class Change:
-    """What changed; several selectors narrow each other. ``recipe`` names the version to move to, and selects
-    the datasets of its other versions unless ``datasets`` lists them."""
+    """What changed; several selectors narrow each other. ``recipe`` names the version to move to and
+    ``calibration`` the calibration to use; each also selects (the datasets of the recipe's other versions,
+    those made on another version of the calibration) unless ``datasets`` lists them."""
 
     recipe: str | None = None  # NAME@VERSION
     parameter: str | None = None
@@ -64,7 +65,9 @@ class Planner:
         if change.parameter:
             selections.append([d for d in self.store.datasets_with_status(ACTIVE) if self._value_changed(d, change)])
         if change.calibration:
-            selections.append(self._on_other_calibrations(self._require(change.calibration)))
+            calibration = self._require(change.calibration)
+            if not change.datasets:
+                selections.append(self._on_other_calibrations(calibration))
         if change.frame:
             selections.append(self._using_older_frame(change.frame))
         if not selections:

@@ -49,6 +49,7 @@ from obsflow.runs.domain import (
     InstanceInput,
     Run,
     Ticket,
+    campaign_slot,
     derive_instance_state,
     utcnow,
 )
@@ -86,30 +87,32 @@ class BackstopReport:
 
 
 class CampaignGate:
-    """Within one submitter pass: whether a campaign's run may start (its status and its concurrency limit)."""
+    """Within one submitter pass: whether a campaign's run may start. A campaign's concurrency is a slot taken
+    with the run's resource-class slots in one transaction, so two submitters cannot both take its last one."""
 
     def __init__(self, store: RunStore):
         self.store, self.campaigns, self.active = store, {}, {}
 
-    def _campaign(self, name: str) -> Campaign | None:
-        if name not in self.campaigns:
-            self.campaigns[name] = self.store.campaign(name)
-            self.active[name] = sum(1 for status in (SUBMITTED, RUNNING) for r in self.store.runs_with_status(status)
-                                    if r.campaign == name)
-        return self.campaigns[name]
-
-    def holds(self, run: Run) -> str | None:
+    def holds(self, run: Run, fresh: bool = False) -> str | None:
+        """Why the campaign's run may not start now; ``fresh``: read the campaign again (just before starting
+        it, so a campaign paused meanwhile starts nothing more)."""
         if not run.campaign:
             return None
-        campaign = self._campaign(run.campaign)
+        name, slot = run.campaign, campaign_slot(run.campaign)
+        if fresh or name not in self.campaigns:
+            self.campaigns[name] = self.store.campaign(name)
+            self.active[name] = len(self.store.slots_in_use([slot])[slot])
+        campaign = self.campaigns[name]
         if campaign is None:
-            return f"campaign {run.campaign} is not recorded"
+            return f"campaign {name} is not recorded"
         if campaign.status != CAMPAIGN_RUNNING:
-            return f"campaign {campaign.name} is {campaign.status}" + (
-                f": {campaign.status_reason}" if campaign.status_reason else "")
-        if self.active[campaign.name] >= campaign.max_concurrent:
-            return f"campaign {campaign.name} has {self.active[campaign.name]} of at most {campaign.max_concurrent} runs going"
+            return f"campaign {name} is {campaign.status}" + (f": {campaign.status_reason}" if campaign.status_reason else "")
+        if self.active[name] >= campaign.max_concurrent:
+            return f"campaign {name} has {self.active[name]} of at most {campaign.max_concurrent} runs going"
         return None
+
+    def limits(self, run: Run) -> dict[str, int]:
+        return {campaign_slot(run.campaign): self.campaigns[run.campaign].max_concurrent} if run.campaign else {}
 
     def started(self, run: Run) -> None:
         if run.campaign:
@@ -413,10 +416,11 @@ class RunService:
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
-            reason = campaigns.holds(run) or self._waiting_reason(run, in_use)
-            if reason is None and not self.store.take_slots(run, self._capacity(), self.clock()):
+            reason = campaigns.holds(run) or self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
+            if reason is None and not self.store.take_slots(run, {**self._capacity(), **campaigns.limits(run)},
+                                                            self.clock()):
                 in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
-                reason = self._waiting_reason(run, in_use)
+                reason = self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
                 if reason is None:
                     continue  # another submitter started it
             if reason is not None:

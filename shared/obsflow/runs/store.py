@@ -272,11 +272,11 @@ class DynamoRunStore:
 
     def take_slots(self, run: Run, limits: dict[str, int], at: dt.datetime) -> bool:
         with transient(f"could not take slots for run {run.run_id}"):
-            return capacity.take_slots(self._connection, run.run_id, run.resource_classes, limits, at)
+            return capacity.take_slots(self._connection, run.run_id, run.slots, limits, at)
 
     def give_back_slots(self, run: Run) -> None:
         with transient(f"could not give back the slots of run {run.run_id}"):
-            capacity.give_back_slots(run.run_id, run.resource_classes)
+            capacity.give_back_slots(run.run_id, run.slots)
 
     # -- tickets and datasets ------------------------------------------------------------------
     def create_ticket(self, ticket: Ticket) -> bool:
@@ -308,6 +308,12 @@ class DynamoRunStore:
     def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
         with transient(f"could not list the datasets of instance {instance_id}"):
             return [dataset_of(item) for item in datasets.of_instance(instance_id)]
+
+    def dataset_ids_where(self, filters: dict[str, str]) -> list[str]:
+        from obsflow import provenance  # the read model's index queries (provenance -> catalogue -> tables)
+
+        with transient("could not query the datasets"):
+            return [row["dataset_id"] for row in provenance.dataset_rows(**filters)]
 
     def datasets_of_recipe(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of recipe {name}"):
