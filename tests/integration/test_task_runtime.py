@@ -155,3 +155,38 @@ def test_a_task_reading_a_value_it_does_not_declare_fails_as_configuration(run, 
     # Then it fails as a configuration error that names the value
     assert main(["frame-census", "observe_stats", "--run-id", "run-1"]) == 2
     assert "reads 'saturation_level' but its recipe does not list it" in capsys.readouterr().err
+
+
+def test_a_developer_task_image_path_runs_its_own_task_code_and_is_part_of_the_digest(run, tmp_path, monkeypatch):
+    import sys
+
+    import obsflow_tasks
+
+    s3, work = run
+    # (each task is a fresh process in the system; here the test process imports the modules again)
+    monkeypatch.setattr(obsflow_tasks, "__path__", list(obsflow_tasks.__path__))
+    monkeypatch.delitem(sys.modules, "obsflow_tasks.census", raising=False)
+    # Given a developer's copy of the task package whose ObserveStats also writes its origin
+    package = tmp_path / "obsflow_tasks"
+    package.mkdir()
+    (package / "census.py").write_text(
+        "from obsflow_tasks.base import Task\n\n"
+        "class ObserveStats(Task):\n"
+        "    def run(self):\n"
+        "        self.write_json('observe_stats.json', {'frames': [], 'origin': 'developer copy'}, tags=('observe-stats',))\n")
+    for task in ("inventory", "observe_stats"):
+        assert main(["frame-census", task, "--run-id", "run-1"]) == 0
+    monkeypatch.delitem(sys.modules, "obsflow_tasks.census")
+    _second_run(s3, work, "run-2", 60000)
+    document = documents.get_json(s3, work, layout.run_document_key("run-2"))
+    documents.put_json(s3, work, layout.run_document_key("run-2"), {**document, "task_image": f"path:{tmp_path}"})
+    # When run-2 runs observe_stats with that task image
+    assert main(["frame-census", "observe_stats", "--run-id", "run-2"]) == 0
+    record = documents.get_json(s3, work, layout.task_record_key("run-2", "observe_stats"))
+    # Then the developer's code ran (not reused from run-1: the image is part of the digest)
+    assert "reused_from" not in record
+    written = json.loads(s3.get_object(Bucket=work, Key=record["outputs"][0]["key"])["Body"].read())
+    assert written["origin"] == "developer copy"
+    # And a path without the package fails as a configuration error
+    documents.put_json(s3, work, layout.run_document_key("run-2"), {**document, "task_image": "path:/nonexistent"})
+    assert main(["frame-census", "observe_stats", "--run-id", "run-2", "--force"]) == 2
