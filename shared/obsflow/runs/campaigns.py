@@ -271,7 +271,7 @@ class CampaignService:
               keep_intermediates: bool = True, retention_days: int = DEFAULT_RETENTION_DAYS) -> Campaign:
         """Rebuild the run of a dataset from its provenance (inputs, recipe version, as-run configuration) as a
         developer campaign that keeps every intermediate, re-running from ``from_task`` on."""
-        dataset = self.planner._require(dataset_id)
+        dataset = self.runs.require_dataset(dataset_id)
         configuration = dataset.provenance.get("configuration", {})
         as_run = {**configuration.get("parameters", {}), **configuration.get("options", {}), **(overrides or {})}
         name = "rerun-" + layout.digest_of({"dataset": dataset_id, "from": from_task, "set": overrides or {},

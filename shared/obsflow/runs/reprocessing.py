@@ -65,7 +65,7 @@ class Planner:
         if change.parameter:
             selections.append([d for d in self.store.datasets_with_status(ACTIVE) if self._value_changed(d, change)])
         if change.calibration:
-            calibration = self._require(change.calibration)
+            calibration = self.runs.require_dataset(change.calibration)
             if not change.datasets:
                 selections.append(self._on_other_calibrations(calibration))
         if change.frame:
@@ -80,14 +80,8 @@ class Planner:
             chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
         return sorted(chosen.values(), key=lambda d: (d.proposal_id, d.created_at))
 
-    def _require(self, dataset_id: str) -> Dataset:
-        dataset = self.store.dataset(dataset_id)
-        if dataset is None:
-            raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows them")
-        return dataset
-
     def _explicit(self, dataset_ids) -> list[Dataset]:
-        return [self._require(d) for d in dict.fromkeys(dataset_ids)]
+        return [self.runs.require_dataset(d) for d in dict.fromkeys(dataset_ids)]
 
     def _value_changed(self, dataset: Dataset, change: Change) -> bool:
         used = dataset.provenance.get("configuration", {}).get("parameters", {})
@@ -152,7 +146,7 @@ class Planner:
         recipe = self.recipes.get(name, version)
         inputs, upstream = list(instance.inputs), None
         if change.calibration:
-            inputs, upstream = self._on_new_calibration(instance, dataset, self._require(change.calibration))
+            inputs, upstream = self._on_new_calibration(instance, dataset, self.runs.require_dataset(change.calibration))
         configuration = recipe.as_run_configuration(dt.date.fromisoformat(instance.observed_on), change.overrides)
         document = self.documents.get_json("work", run.input_dataset_key)
         if upstream is not None:
@@ -185,7 +179,7 @@ class Planner:
         for edge in inputs:
             if edge.kind in ("instance", "dataset"):
                 made = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref
-                upstream.append(records.upstream_entry(edge.role, self._require(made)))
+                upstream.append(records.upstream_entry(edge.role, self.runs.require_dataset(made)))
         return inputs, sorted(upstream, key=lambda u: (u["role"], u["instance_id"]))
 
     def load(self, plan_id: str) -> dict:

@@ -41,7 +41,6 @@ from obsflow.runs.domain import (
     SUBMITTED,
     SUCCEEDED,
     WAITING,
-    Campaign,
     Candidate,
     Dataset,
     HistoryEntry,
@@ -569,14 +568,14 @@ class RunService:
     def decide(self, dataset_id: str, action: str, reason: str, by: str, old_id: str | None = None) -> Dataset:
         """Record a data-quality decision on a new version: keep both ACTIVE, deprecate an older version of
         its product in its favour, or reject it. Asking the same decision again changes nothing."""
-        new = self._require_dataset(dataset_id)
+        new = self.require_dataset(dataset_id)
         if action not in DECISIONS:
             raise ValueError(f"unknown decision {action!r}: one of {', '.join(DECISIONS)}")
         if not reason.strip():
             raise ValueError("a decision needs a reason (--reason TEXT): it is kept with the dataset")
         decision = {"decision": action, "by": by, "at": self.clock().isoformat(), "reason": reason}
         if action == "deprecate":
-            old = self._require_dataset(old_id or "")
+            old = self.require_dataset(old_id or "")
             if old.product_id != new.product_id or old.dataset_id == new.dataset_id:
                 raise NotAllowed(f"dataset {old.dataset_id} is not another version of product {new.product_id} "
                                  f"(it is of {old.product_id}); `obsflow datasets show {dataset_id}` lists its versions")
@@ -602,7 +601,7 @@ class RunService:
         logger.info("dataset decision", extra={"dataset_id": dataset_id, **decision})
         return self.store.dataset(dataset_id)
 
-    def _require_dataset(self, dataset_id: str) -> Dataset:
+    def require_dataset(self, dataset_id: str) -> Dataset:
         dataset = self.store.dataset(dataset_id)
         if dataset is None:
             raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows them")
