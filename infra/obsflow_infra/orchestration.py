@@ -48,7 +48,8 @@ class Orchestration(Construct):
             handler.allow_tables(catalog.arns("catalogue-edges", "recipes", "parameter-values"), write=False)
             return handler
 
-        self.start_run = step("start-run", "Marks a run RUNNING with its execution")
+        self.start_run = step("start-run", "Marks a run RUNNING with its execution and names its job definitions")
+        self.start_run.allow_tables(catalog.arns("campaigns"), write=False)
         self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
         self.catalog.allow_tables(catalog.arns("datasets"), write=True)
         self.catalog.allow_objects(work, ["s3:GetObject"])
@@ -74,16 +75,19 @@ class Orchestration(Construct):
         self.substitutions = substitutions(
             {name: function.arn for name, function in functions.items()}, pi_topic.topic_arn,
             {rc: compute.job_queues[rc].job_queue_arn for rc in RESOURCE_CLASSES},
-            {rc: compute.job_definitions[rc].job_definition_arn for rc in RESOURCE_CLASSES},
         )
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
                              description=f"obsflow {config.stage}: the recipe state machines")
         self.role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"],
                                                     resources=[f.arn for f in functions.values()]))
+        # The stage's job definitions by name (their latest revision), and a developer campaign's revisions
+        # with another task image (<name>-dev:N, registered by `obsflow campaigns start`).
+        job_definitions = arn("batch", f"job-definition/{settings.resource('task-')}*")
         self.role.add_to_policy(iam.PolicyStatement(
-            actions=["batch:SubmitJob"],
-            resources=[*(q.job_queue_arn for q in compute.job_queues.values()),
-                       *(d.job_definition_arn for d in compute.job_definitions.values())]))
+            actions=["batch:SubmitJob"], resources=[*(q.job_queue_arn for q in compute.job_queues.values()), job_definitions]))
+        acknowledge(self.role, wildcard_resource(
+            f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{settings.resource('task-')}*"),
+            "The stage's task job definitions, any revision: StartRun names the stage's or a developer campaign's.")
         self.role.add_to_policy(iam.PolicyStatement(actions=["batch:DescribeJobs", "batch:TerminateJob"], resources=["*"]))
         acknowledge(self.role, wildcard_resource("*"), f"Batch jobs, tracing and log delivery: {NO_RESOURCE_LEVEL}.")
         self.role.add_to_policy(iam.PolicyStatement(actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from obsflow import tables
 from obsflow.runs.platform import (
+    BatchJobDefinitions,
     RegisteredRecipes,
     S3Documents,
     SnsNotifier,
@@ -60,7 +61,7 @@ def campaign_service(settings: Settings | None = None) -> "CampaignService":
     """Campaigns and reprocessing plans of the stage, over its run service."""
     from obsflow.runs.campaigns import CampaignService
 
-    return CampaignService(run_service(settings))
+    return CampaignService(run_service(settings), BatchJobDefinitions(bound_settings(settings)))
 
 
 def ingest_service(settings: Settings | None = None) -> "IngestService":

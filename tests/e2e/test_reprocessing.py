@@ -213,3 +213,26 @@ def test_a_developer_rerun_keeps_every_intermediate_under_its_prefix_tells_no_pi
     assert made["dataset_id"] in swept
     assert datasets.get(made["dataset_id"]).status == "EXPIRED"
     assert not s3.list_objects_v2(Bucket=data, Prefix=made["prefix"]).get("Contents")
+
+
+def test_a_developer_task_image_runs_its_jobs_on_a_revision_of_its_own(stack, tmp_path):
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(["rp_other_observe", "rp_other_dark"]))
+    # When a developer campaign with another task image runs
+    obsflow(stack, "campaigns", "create", "image-dev", "--type", "developer", "--recipe", "frame-census", "--ids",
+            str(ids), "--task-image", "registry.example/obsflow-tasks:dev-42", "--reason", "the new image")
+    obsflow(stack, "campaigns", "start", "image-dev")
+    campaign_done("image-dev")
+    # Then Batch ran its jobs on <stage job definition>-dev revisions with that image, not on the stage's
+    batch = client(stack, "batch")
+    [run] = [r for r in runs.all_runs() if r.campaign == "image-dev"]
+    jobs = [j for rc in ("default", "multi-core") for status in ("SUCCEEDED",)
+            for j in batch.list_jobs(jobQueue=stack.settings.job_queue_name(rc), jobStatus=status)["jobSummaryList"]
+            if j["jobName"].startswith(run.run_id)]
+    described = batch.describe_jobs(jobs=[j["jobId"] for j in jobs])["jobs"]
+    assert len(described) == 4 and all("-dev:" in job["jobDefinition"] for job in described)
+    definitions = {d["jobDefinitionName"]: d for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
+    assert definitions[stack.settings.job_definition_name("default") + "-dev"]["containerProperties"]["image"] == \
+        "registry.example/obsflow-tasks:dev-42"
+    assert definitions[stack.settings.job_definition_name("default")]["containerProperties"]["image"] != \
+        "registry.example/obsflow-tasks:dev-42"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from obsflow.recipes.asl import build_definition, function_key, job_definition_key, job_queue_key, placeholders, render
+from obsflow.recipes.asl import build_definition, function_key, job_definition_field, job_queue_key, placeholders, render
 from obsflow.recipes.definitions import RECIPES
 from obsflow_infra.orchestration import LOG_DELIVERY
 from obsflow.recipes.model import RESOURCE_CLASSES
@@ -54,14 +54,15 @@ def test_one_state_machine_per_recipe_equal_to_the_builders_definition(dev):
         for task in recipe.tasks:
             parameters = _task_state(states, task.name)["Parameters"]
             assert parameters["JobQueue"] == dev.logical_id(dev.stack.compute.job_queues[task.resource_class]) + ".JobQueueArn"
-            assert parameters["JobDefinition"] == dev.logical_id(dev.stack.compute.job_definitions[task.resource_class])
+            # The stage's job definition, or a developer campaign's revision: StartRun names it
+            assert parameters["JobDefinition.$"] == f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}"
         # Logged and traced
         assert machine["LoggingConfiguration"]["Level"] == "ALL"
         assert machine["TracingConfiguration"] == {"Enabled": True}
         assert machine["StateMachineType"] == "STANDARD"
 
 
-def test_substitutions_point_at_the_functions_queues_definitions_and_topic(dev):
+def test_substitutions_point_at_the_functions_queues_and_topic(dev):
     substitutions = dev.stack.resolve(dev.stack.orchestration.substitutions)
     functions = dev.stack.functions
     for function in ("start-run", "catalog", "finish-run", "fail-run", "open-ticket"):
@@ -69,8 +70,6 @@ def test_substitutions_point_at_the_functions_queues_definitions_and_topic(dev):
     for resource_class in RESOURCE_CLASSES:
         assert substitutions[job_queue_key(resource_class)] == {
             "Fn::GetAtt": [dev.logical_id(dev.stack.compute.job_queues[resource_class]), "JobQueueArn"]}
-        assert substitutions[job_definition_key(resource_class)] == {
-            "Ref": dev.logical_id(dev.stack.compute.job_definitions[resource_class])}
 
 
 def test_every_function_is_an_arm64_image_with_powertools_tracing_and_sizes(dev):

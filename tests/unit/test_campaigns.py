@@ -245,3 +245,33 @@ def test_a_campaign_over_a_catalogue_query_reprocesses_the_datasets_it_answers(n
         campaigns.create("bad-query", "reprocessing", "dq", "x", recipe="frame-census",
                          selection={"query": {"colour": "red"}})
         campaigns.start("bad-query", "dq")
+
+
+class FakeJobDefinitions:
+    def __init__(self):
+        self.registered = []
+
+    def register_image(self, image, resource_classes):
+        self.registered.append(image)
+        return {rc: f"obsflow-unit-task-{rc}-dev:{len(self.registered)}" for rc in resource_classes}
+
+
+def test_a_developer_task_image_runs_on_its_own_job_definition_revisions_and_production_on_the_stage_s(night):
+    service, datasets = night
+    definitions = FakeJobDefinitions()
+    campaigns = CampaignService(service, definitions)
+    # When a developer campaign with another task image starts (twice: registered once)
+    campaigns.create("new-image", "developer", "dev", "try the new image", recipe="frame-census",
+                     selection={"ids": {"datasets": [datasets["c_nov"]]}}, task_image="registry/obsflow-tasks:dev")
+    for _ in range(2):
+        campaigns.start("new-image", "dev")
+    [run_id] = service.submit().started
+    started = service.start_run(run_id, "arn")
+    # Then its run's tasks name the campaign's revisions, while a production run names the stage's definitions
+    assert definitions.registered == ["registry/obsflow-tasks:dev"]
+    assert started["job_definitions"] == {"default": "obsflow-unit-task-default-dev:1",
+                                          "high_memory": "obsflow-unit-task-high-memory",
+                                          "multi_core": "obsflow-unit-task-multi-core-dev:1"}
+    add_candidate(service, "fresh")
+    [production] = service.submit().started
+    assert service.start_run(production, "arn-2")["job_definitions"]["default"] == "obsflow-unit-task-default"

@@ -12,7 +12,7 @@ from obsflow.errors import NotFound
 from obsflow.recipes import registry
 from obsflow.recipes.asl import build_definition, placeholders, render
 from obsflow.recipes.definitions import RECIPES
-from obsflow.recipes.model import DatedValue, Option, Parameter, Recipe, RecipeError, TaskSpec
+from obsflow.recipes.model import RESOURCE_CLASSES, DatedValue, Option, Parameter, Recipe, RecipeError, TaskSpec
 
 
 def recipe(tasks: dict[str, tuple[str, ...]], **extra) -> Recipe:
@@ -140,4 +140,5 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
         paths = {v for state in states.values() for v in json.dumps(state.get("Parameters", {})).split('"') if v.startswith("$.")}
         assert paths <= {"$.run_id", "$.error", "$.catalog.result.subject", "$.catalog.result.message",
                          "$.catalog.result.proposal_id", "$.catalog.result.dataset_id",
-                         "$.start.result.share_identifier", "$.start.result.scheduling_priority"}
+                         "$.start.result.share_identifier", "$.start.result.scheduling_priority",
+                         *(f"$.start.result.job_definitions.{rc.replace('-', '_')}" for rc in RESOURCE_CLASSES)}

@@ -48,8 +48,10 @@ def job_queue_key(resource_class: str) -> str:
     return f"JobQueue{camel(resource_class)}"
 
 
-def job_definition_key(resource_class: str) -> str:
-    return f"JobDefinition{camel(resource_class)}"
+def job_definition_field(resource_class: str) -> str:
+    """Where StartRun's result names the job definition of a resource class: the stage's, or a developer
+    campaign's revision with another task image."""
+    return resource_class.replace("-", "_")
 
 
 PI_TOPIC_KEY = "PiNotificationsTopicArn"
@@ -59,14 +61,12 @@ def ref(key: str) -> str:
     return "${" + key + "}"
 
 
-def substitutions(function_arns: dict[str, str], pi_topic_arn: str, job_queues: dict[str, str],
-                  job_definitions: dict[str, str]) -> dict[str, str]:
+def substitutions(function_arns: dict[str, str], pi_topic_arn: str, job_queues: dict[str, str]) -> dict[str, str]:
     """Placeholder -> value, from ARNs (or names) keyed by function and resource class."""
     return {
         **{function_key(f): arn for f, arn in function_arns.items()},
         PI_TOPIC_KEY: pi_topic_arn,
         **{job_queue_key(rc): queue for rc, queue in job_queues.items()},
-        **{job_definition_key(rc): definition for rc, definition in job_definitions.items()},
     }
 
 
@@ -102,7 +102,7 @@ def _task_state(recipe: Recipe, task: TaskSpec) -> dict:
         "Parameters": {
             "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
             "JobQueue": ref(job_queue_key(task.resource_class)),
-            "JobDefinition": ref(job_definition_key(task.resource_class)),
+            "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}",
             "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
             # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
             "ShareIdentifier.$": "$.start.result.share_identifier",

@@ -33,6 +33,7 @@ from obsflow.runs.domain import (
     Instance,
     InstanceInput,
 )
+from obsflow.runs.ports import JobDefinitions
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.service import NotAllowed, RunService
 
@@ -63,8 +64,8 @@ def read_id_set(document) -> dict[str, list[str]]:
 
 
 class CampaignService:
-    def __init__(self, runs: RunService):
-        self.runs, self.store, self.planner = runs, runs.store, Planner(runs)
+    def __init__(self, runs: RunService, job_definitions: JobDefinitions | None = None):
+        self.runs, self.store, self.planner, self.job_definitions = runs, runs.store, Planner(runs), job_definitions
 
     def require(self, name: str) -> Campaign:
         campaign = self.store.campaign(name)
@@ -153,6 +154,13 @@ class CampaignService:
         instances = self._instances(campaign)
         if not instances:
             raise ValueError(f"campaign {name} selects nothing to process")
+        if campaign.task_image and not campaign.task_image.startswith("path:") and not campaign.job_definitions:
+            # Before any instance exists: its runs start on these revisions (StartRun names them).
+            if self.job_definitions is None:
+                raise ValueError("a task image needs AWS Batch here; locally use --task-image path:DIR")
+            classes = sorted({rc for i in instances for rc in self.runs.recipes.get(i.recipe, i.version).resource_classes()})
+            self.store.update_campaign(name, job_definitions=self.job_definitions.register_image(campaign.task_image,
+                                                                                                 classes))
         for instance in instances:
             if self.store.create_instance(instance):
                 self.runs.refresh_instance(instance.instance_id)

@@ -303,6 +303,7 @@ class Campaign:
     retention_days: int | None = None
     keep_intermediates: bool = False
     rerun_from_task: str | None = None
+    job_definitions: dict[str, str] | None = None  # resource class -> the job definition revision with task_image
 
     @property
     def developer(self) -> bool:

@@ -201,6 +201,31 @@ class RegisteredRecipes:
         return RULES
 
 
+class BatchJobDefinitions:
+    """Developer task images on AWS Batch: a revision of ``<the stage's job definition>-dev`` per resource class,
+    the same as the stage's but for the image (the production definitions are never touched)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def register_image(self, image: str, resource_classes: list[str]) -> dict[str, str]:
+        batch = aws.client(self.settings, "batch")
+        registered = {}
+        for resource_class in resource_classes:
+            name = self.settings.job_definition_name(resource_class)
+            found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+            if not found:
+                raise NotFound(f"the stage has no job definition {name} to base the task image {image} on")
+            base = max(found, key=lambda d: d["revision"])
+            options = {k: base[k] for k in ("retryStrategy", "timeout", "platformCapabilities", "propagateTags")
+                       if k in base}
+            response = batch.register_job_definition(
+                jobDefinitionName=f"{name}-dev", type=base["type"],
+                containerProperties={**base["containerProperties"], "image": image}, **options)
+            registered[resource_class] = f"{response['jobDefinitionName']}:{response['revision']}"
+        return registered
+
+
 class StateMachines:
     """Creates the state machine of a recipe version registered as data: the same builder and resources as the
     deployed ones, so a new version runs without a release."""
@@ -215,7 +240,6 @@ class StateMachines:
              for function in STATE_MACHINE_FUNCTIONS},
             aws.topic_arn(settings, "pi-notifications"),
             {rc: settings.job_queue_name(rc) for rc in RESOURCE_CLASSES},
-            {rc: settings.job_definition_name(rc) for rc in RESOURCE_CLASSES},
         )
 
     def deploy(self, recipe: Recipe) -> str:

@@ -142,6 +142,11 @@ class RecipeBook(Protocol):
         """The discovery rules, upstream rules first."""
 
 
+class JobDefinitions(Protocol):
+    def register_image(self, image: str, resource_classes: list[str]) -> dict[str, str]:
+        """A revision of each resource class's job definition running ``image``: resource class -> name:revision."""
+
+
 class TaskRunner(Protocol):
     def run(self, recipe: Recipe, task: str, run_id: str, operator: str, note: str) -> tuple[int, str, str]:
         """Run one task here (manual execution): exit code, stdout, stderr."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.ingest.readiness import OpState, missing
 from obsflow.observability import logger
+from obsflow.recipes.asl import job_definition_field
 from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.costs import run_cost
@@ -469,8 +470,12 @@ class RunService:
         self.store.transition(run_id, RUNNING, (SUBMITTED,), at, execution_arn,
                               started_at=at, execution_arn=execution_arn, error=None)
         self.refresh_instance(run.instance_id)
+        campaign = self.store.campaign(run.campaign) if run.campaign else None
+        developer_images = (campaign.job_definitions if campaign else None) or {}
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
-                "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority)}
+                "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority),
+                "job_definitions": {job_definition_field(rc): developer_images.get(rc) or self.settings.job_definition_name(rc)
+                                    for rc in RESOURCE_CLASSES}}
 
     def run_outputs(self, run_id: str) -> list[dict]:
         """What each task of the run wrote (or reused): name, tags, size, SHA-256, where it is, and where its

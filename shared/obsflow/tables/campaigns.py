@@ -34,6 +34,7 @@ class CampaignItem(Model):
     retention_days = NumberAttribute(null=True)
     keep_intermediates = BooleanAttribute(default=False)
     rerun_from_task = UnicodeAttribute(null=True)
+    job_definitions = JSONAttribute(null=True)
 
 
 def get(name: str) -> CampaignItem | None:
