@@ -806,13 +806,15 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
 @click.option("--reason", help="A new reason.")
 @click.option("--max-concurrent", type=int, help="At most this many of its runs at once.")
 @click.option("--pause-after", type=int, help="Pause itself after this many failed instances.")
-@click.option("--priority", type=int, help="Run priority (0-99), for runs planned from now on.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides (replace them).")
+@click.option("--priority", type=int, help="Run priority (0-99); a DRAFT's only.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Configuration overrides (replace them); a DRAFT's only.")
 @operator_command
 @click.pass_context
 @_campaign_errors
 def campaigns_edit(ctx, name, reason, max_concurrent, pause_after, priority, overrides):
-    """Change a DRAFT or PAUSED campaign (pause a running one first)."""
+    """Change a DRAFT or PAUSED campaign (pause a running one first). Once started, its reason and blast radius
+    can change; its inputs, recipe, overrides and priority are in its instances."""
     import getpass
 
     changes = {k: v for k, v in (("reason", reason), ("max_concurrent", max_concurrent),

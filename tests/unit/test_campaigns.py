@@ -166,8 +166,8 @@ def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_
     with pytest.raises(NotAllowed, match="pause it first"):
         campaigns.edit("y", "me", max_concurrent=3)
     campaigns.pause("y", "me", "night shift")
-    with pytest.raises(NotAllowed, match="inputs and recipe are fixed"):
-        campaigns.edit("y", "me", recipe="frame-census@1.0.0")
+    with pytest.raises(NotAllowed, match="its priority, recipe went into its instances"):
+        campaigns.edit("y", "me", recipe="frame-census@1.0.0", priority=5)
     assert campaigns.edit("y", "me", max_concurrent=3).max_concurrent == 3
 
 

@@ -41,6 +41,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe",
             "retention_days")
 DEFAULT_RETENTION_DAYS = 14
+FIXED_ONCE_STARTED = ("selection", "recipe", "overrides", "priority")  # copied into its instances at start
 QUERY_FILTERS = ("uses_frame", "recipe", "code_version", "calibration", "status", "campaign")
 ID_KINDS = ("frames", "ops", "candidates", "datasets")
 
@@ -129,8 +130,10 @@ class CampaignService:
         unknown = set(changes) - set(EDITABLE)
         if unknown:
             raise ValueError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
-        if campaign.status != DRAFT and set(changes) & {"selection", "recipe"}:
-            raise NotAllowed(f"campaign {name} has started: its inputs and recipe are fixed; create another campaign")
+        fixed = sorted(set(changes) & set(FIXED_ONCE_STARTED))
+        if campaign.status != DRAFT and fixed:
+            raise NotAllowed(f"campaign {name} has started: its {', '.join(fixed)} went into its instances and are "
+                             "fixed; create another campaign")
         edited = dataclasses.replace(campaign, **changes)
         self._check(edited)
         what = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
