@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/orchestration.py
 	$(VENV)/bin/python bench/provenance.py
 	$(VENV)/bin/python bench/reprocessing.py
+	$(VENV)/bin/python bench/startup.py
 
 # The CloudFormation template of a stage, offline (no Docker, no AWS credentials): make synth STAGE=prod
 STAGE ?= dev
