@@ -27,13 +27,9 @@ from obsflow.runs.reprocessing import Change
 from obsflow.services import campaign_service
 from obsflow.simulate import simulate_candidate
 from obsflow.tables import campaigns, recipe_instances, runs
+from orchestration import history, transitions, upload  # bench/, beside this script
 
 SHIPPED = Path(__file__).resolve().parents[1] / "shared" / "obsflow" / "recipes" / "shipped" / "recipes"
-
-
-def upload(s3, bucket: str, candidate) -> None:
-    for key, body in [candidate.candidate_object(), *candidate.frame_objects(), candidate.manifest_object()]:
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def wait(predicate, what: str, timeout_s: float = 1800):
@@ -43,12 +39,6 @@ def wait(predicate, what: str, timeout_s: float = 1800):
             return value
         time.sleep(0.2)
     raise TimeoutError(f"timed out waiting for {what}")
-
-
-def transitions_in_history(sfn, execution_arn: str) -> int:
-    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-              for e in page["events"]]
-    return sum(1 for e in events if e["type"].endswith("StateEntered"))
 
 
 def register_last_task_change(stack: LocalStack) -> str:
@@ -96,7 +86,7 @@ def main() -> None:
         wait(lambda: recipe_instances.get(instance_id).state in ("SUCCEEDED", "ERROR"), "the incremental run")
         [incremental] = [r for r in runs.all_runs() if r.instance_id == instance_id]
         assert incremental.status == "SUCCEEDED", incremental.error
-        history = {r.run_id: transitions_in_history(sfn, r.execution_arn) for r in (full, incremental)}
+        in_history = {r.run_id: transitions(history(sfn, r.execution_arn)) for r in (full, incremental)}
 
     frames = args.frames + 12
     print(f"frame-census on {frames} frames of {args.size}x{args.size} ({args.frames} observe, 8 dark, 4 gain)")
@@ -106,7 +96,7 @@ def main() -> None:
         cost = run.cost
         print(f"{label:<28} {run_seconds(run):6.2f} s  {cost['batch_vcpu_s']:7.1f} vCPU-s  ${cost['usd']:.6f}  "
               f"{cost['tasks_reused']} task(s) reused; transitions {cost['state_transitions']} counted, "
-              f"{history[run.run_id]} in the history")
+              f"{in_history[run.run_id]} in the history")
     print(f"ratio (incremental / full):  time {run_seconds(incremental) / run_seconds(full):.2f}, "
           f"Batch vCPU-s {incremental.cost['batch_vcpu_s'] / max(full.cost['batch_vcpu_s'], 0.1):.2f}")
 
