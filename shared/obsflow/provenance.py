@@ -1,15 +1,13 @@
 """Provenance queries: which datasets used a frame, a recipe, a code version, a calibration; which
 frames a dataset used. Each filter is one index query (datasets by recipe, status, code version or
-instance; catalogue edges by input), never a scan; several filters intersect."""
+instance; catalogue edges by input), never a scan; several filters intersect their keys, and only the
+survivors are read, without their large JSON attributes."""
 
 from __future__ import annotations
 
 from obsflow import catalogue
 from obsflow.errors import NotFound
 from obsflow.tables import datasets
-from obsflow.tables.datasets import DatasetItem
-
-LISTED = ("files", "provenance")
 
 
 def _downstream_closure(instance_ids: list[str]) -> set[str]:
@@ -22,44 +20,69 @@ def _downstream_closure(instance_ids: list[str]) -> set[str]:
     return found
 
 
-def _by_frame(file_id: str) -> list[DatasetItem]:
+def _by_frame(file_id: str) -> set[str]:
     """Datasets made from the frame, directly or from a dataset that was (a summary of its science)."""
     instances = _downstream_closure(catalogue.users_of(file_id))
-    return [d for instance in sorted(instances) for d in datasets.of_instance(instance)]
+    return {i for instance in instances for i in datasets.ids_where("by_instance", instance)}
 
 
-def _by_calibration(dataset_id: str) -> list[DatasetItem]:
+def _by_calibration(dataset_id: str) -> set[str]:
     """Datasets whose runs consumed the calibration dataset (as recorded in their provenance)."""
     calibration = datasets.get(dataset_id)
     if calibration is None or not calibration.instance_id:
         raise NotFound(f"no calibration dataset {dataset_id!r}; `obsflow calibrations list` shows them")
-    return [d for user in catalogue.downstream_ids(calibration.instance_id) for d in datasets.of_instance(user)
-            if any(u["dataset_id"] == dataset_id for u in d.provenance.get("upstream_datasets", []))]
+    return {d.dataset_id for user in catalogue.downstream_ids(calibration.instance_id)
+            for d in datasets.of_instance(user)
+            if any(u["dataset_id"] == dataset_id for u in d.provenance.get("upstream_datasets", []))}
 
 
-def _by_recipe(recipe: str) -> list[DatasetItem]:
-    name, _, version = recipe.partition("@")
-    return [d for d in datasets.of_recipe_name(name) if not version or d.recipe == f"{name}@{version}"]
+def _index_of(name: str, value: str) -> tuple[str, str] | None:
+    """The datasets index that answers a filter directly (None for the catalogue-graph filters)."""
+    if name == "recipe":
+        recipe_name, _, version = value.partition("@")
+        return ("by_recipe", value) if version else ("by_recipe_name", recipe_name)
+    index = {"code_version": "by_code_version", "status": "by_status", "campaign": "by_campaign"}.get(name)
+    return (index, value) if index else None
+
+
+def _ids(name: str, value: str) -> set[str]:
+    if name == "uses_frame":
+        return _by_frame(value)
+    if name == "calibration":
+        return _by_calibration(value)
+    return datasets.ids_where(*_index_of(name, value))
+
+
+def _asked(filters: dict[str, str | None]) -> list[tuple[str, str]]:
+    """The given filters, the broadest (status) last: once the intersection is empty, nothing more is asked."""
+    return sorted(((name, value) for name, value in filters.items() if value), key=lambda f: f[0] == "status")
+
+
+def dataset_ids(**filters: str | None) -> set[str]:
+    """The ids matching every given filter (uses_frame, recipe, code_version, calibration, status, campaign; at
+    least one): one keys-only index query per filter, intersected."""
+    asked = _asked(filters)
+    if not asked:
+        raise ValueError("a dataset query needs at least one filter")
+    found = _ids(*asked[0])
+    for name, value in asked[1:]:
+        found &= _ids(name, value) if found else set()
+    return found
 
 
 def dataset_rows(uses_frame: str | None = None, recipe: str | None = None, code_version: str | None = None,
                  calibration: str | None = None, status: str | None = None, campaign: str | None = None) -> list[dict]:
-    selections = [items for wanted, items in (
-        (uses_frame, lambda: _by_frame(uses_frame)),
-        (recipe, lambda: _by_recipe(recipe)),
-        (code_version, lambda: datasets.of_code_version(code_version)),
-        (calibration, lambda: _by_calibration(calibration)),
-        (status, lambda: datasets.with_status(status)),
-        (campaign, lambda: datasets.of_campaign(campaign)),
-    ) if wanted]
-    if not selections:
-        chosen = datasets.all_datasets()  # the whole catalogue, as asked
+    """The listed attributes of the datasets matching every given filter (see `dataset_ids`), or of all, oldest
+    first."""
+    asked = _asked({"uses_frame": uses_frame, "recipe": recipe, "code_version": code_version,
+                    "calibration": calibration, "status": status, "campaign": campaign})
+    if not asked:
+        chosen = datasets.listed_all()  # the whole catalogue, as asked
+    elif len(asked) == 1 and _index_of(*asked[0]):
+        chosen = datasets.listed_where(*_index_of(*asked[0]))  # one index query gives the rows themselves
     else:
-        found = [{d.dataset_id: d for d in select()} for select in selections]
-        common = set.intersection(*(set(f) for f in found))
-        chosen = [found[0][i] for i in common]
-    return [{k: v for k, v in d.attribute_values.items() if k not in LISTED}
-            for d in sorted(chosen, key=lambda d: d.created_at)]
+        chosen = datasets.listed(dataset_ids(**dict(asked)))  # keys intersected, then only the survivors read
+    return [dict(d.attribute_values) for d in chosen]
 
 
 def frames_used_by(dataset_id: str) -> list[dict]:

@@ -313,7 +313,7 @@ class DynamoRunStore:
         from obsflow import provenance  # the read model's index queries (provenance -> catalogue -> tables)
 
         with transient("could not query the datasets"):
-            return [row["dataset_id"] for row in provenance.dataset_rows(**filters)]
+            return sorted(provenance.dataset_ids(**filters))
 
     def datasets_of_recipe(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of recipe {name}"):

@@ -20,6 +20,15 @@ class DatasetsByRecipeName(GlobalSecondaryIndex):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
+class DatasetsByRecipe(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-recipe"
+        projection = AllProjection()
+
+    recipe = UnicodeAttribute(hash_key=True)  # name@version
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
 class DatasetsByStatus(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-status"
@@ -107,6 +116,7 @@ class DatasetItem(Model):
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
     by_recipe_name = DatasetsByRecipeName()
+    by_recipe = DatasetsByRecipe()
     by_status = DatasetsByStatus()
     by_code_version = DatasetsByCodeVersion()
     by_instance = DatasetsByInstance()
@@ -115,10 +125,6 @@ class DatasetItem(Model):
 
 def get(dataset_id: str) -> DatasetItem | None:
     return get_or_none(DatasetItem, dataset_id)
-
-
-def all_datasets() -> list[DatasetItem]:
-    return sorted(DatasetItem.scan(), key=lambda d: d.created_at)
 
 
 def of_recipe_name(name: str) -> list[DatasetItem]:
@@ -131,6 +137,32 @@ def with_status(status: str) -> list[DatasetItem]:
 
 def of_code_version(version: str) -> list[DatasetItem]:
     return list(DatasetItem.by_code_version.query(version))
+
+
+# What a listing shows: the large JSON attributes (files, provenance, decisions, cost) stay behind,
+# so a listing of thousands of datasets reads and transfers a fraction of each item.
+LISTED_ATTRIBUTES = ("dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count",
+                     "recipe", "code_version", "campaign", "created_at", "run_id", "instance_id", "bucket", "prefix")
+
+
+def listed_where(index: str, value: str) -> list[DatasetItem]:
+    """The listed attributes of the datasets whose index attribute has the value (one index query), oldest first."""
+    return list(getattr(DatasetItem, index).query(value, attributes_to_get=list(LISTED_ATTRIBUTES)))
+
+
+def ids_where(index: str, value: str) -> set[str]:
+    """The ids of the datasets whose index attribute has the value: one keys-only index query."""
+    return {d.dataset_id for d in getattr(DatasetItem, index).query(value, attributes_to_get=["dataset_id"])}
+
+
+def listed(dataset_ids: set[str]) -> list[DatasetItem]:
+    """The datasets' listed attributes (batched key reads), oldest first."""
+    items = DatasetItem.batch_get(sorted(dataset_ids), attributes_to_get=list(LISTED_ATTRIBUTES))
+    return sorted(items, key=lambda d: d.created_at)
+
+
+def listed_all() -> list[DatasetItem]:
+    return sorted(DatasetItem.scan(attributes_to_get=list(LISTED_ATTRIBUTES)), key=lambda d: d.created_at)
 
 
 def of_instance(instance_id: str) -> list[DatasetItem]:
