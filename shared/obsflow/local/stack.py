@@ -21,7 +21,7 @@ from obsflow.observability import logger
 DEFAULT_PORT = 4566
 BACKSTOP_INTERVAL_S = 60.0  # daily on AWS
 MOTO_CONFIG = {
-    "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches)
+    "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)
     "stepfunctions": {"execute_state_machine": True},
 }
 

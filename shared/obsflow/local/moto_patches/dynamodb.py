@@ -1,21 +1,4 @@
-"""Local-runtime fixes to moto 5.2.5 internals (pinned), applied by the local stack.
-
-Step Functions -> Batch: the interpreter's parameter normalisation is a no-op for
-Batch, so ``batch:submitJob.sync`` sends PascalCase names to a camelCase API. Here it
-maps them through botocore's operation model, as AWS does.
-
-Parallel states: a branch failing with a States.* error (a failed Batch job is
-States.TaskFailed) crashes the interpreter, which rewraps it as a custom error name;
-here it is re-raised under its own States.* name, so a Catch on the Parallel works.
-
-Batch jobs: moto's Docker-free backend marks every job SUCCEEDED without running it.
-Here each job runs its command as a subprocess of this virtualenv (the task image's
-entrypoint), in the background, and ends SUCCEEDED or FAILED by its exit code, with
-its output in CloudWatch Logs (the job definition's awslogs group) and its exit code in DescribeJobs,
-like on AWS.
-
-Lambda: every invocation (the Invoke API, Step Functions tasks) runs the deployed
-handler in this process; an exception becomes Lambda's error payload.
+"""DynamoDB: transactions, queries and responses at DynamoDB's cost, with its semantics.
 
 TransactWriteItems: moto deep-copies every table a transaction touches, to roll back
 on failure, so each transaction costs time in proportion to the table's size (a
@@ -30,27 +13,22 @@ query considers only the items of the queried partition (of the table or of a gl
 secondary index with string keys), as DynamoDB reads only those; moto's own query then
 sorts, pages, filters and projects them as before.
 
-DynamoDB responses: moto's model-driven serializer walks every attribute value of every
-returned item through botocore's shapes (about 1 ms per item of 15 attributes), although
-an item of strings, numbers and booleans is already in DynamoDB's wire format; such items
-are passed through as they are, the rest (binary, sets, maps, lists) as before. For the same
-reason a projection of top-level attributes of those types copies them, where moto converted the
-whole item once per projected attribute.
+Responses: moto's model-driven serializer walks every attribute value of every returned
+item through botocore's shapes (about 1 ms per item of 15 attributes), although an item
+of strings, numbers and booleans is already in DynamoDB's wire format; such items are
+passed through as they are, the rest (binary, sets, maps, lists) as before. For the same
+reason a projection of top-level attributes of those types copies them, where moto
+converted the whole item once per projected attribute.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import inspect
-import json
-import os
-import subprocess
-import sys
 import threading
-import time
 from typing import Any
 
+from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -61,6 +39,8 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import Table
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}
 
@@ -227,123 +207,8 @@ def _restore(backend: DynamoDBBackend, written: list[tuple[str, dict, Any]]) -> 
             table.put_item(before.to_json()["Attributes"])
 
 
-# -- Step Functions -> Batch ------------------------------------------------------
-def _operation_model(service: str, action: str):
-    from botocore import xform_name
-    from botocore.session import get_session
-
-    model = get_session().get_service_model(service)
-    names = {xform_name(name): name for name in model.operation_names}
-    return model.operation_model(names.get(action, action))
-
-
-def _normalise_batch_parameters(self, parameters, boto_service_name=None, service_action_name=None) -> None:
-    operation = _operation_model(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
-    self._to_boto_request(parameters, operation.input_shape)
-
-
-def _normalise_batch_response(self, response, boto_service_name=None, service_action_name=None) -> None:
-    operation = _operation_model(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
-    self._from_boto_response(response, operation.output_shape)
-
-
-# -- Parallel branch failures --------------------------------------------------------
-def _branch_error_name(error_name: str | None = None):
-    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-
-    if error_name and error_name.startswith("States."):
-        return StatesErrorName.from_name(error_name)
-    return CustomErrorName(error_name=error_name)
-
-
-# -- Batch jobs as subprocesses ----------------------------------------------------
-def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
-    properties = job.job_definition.container_properties or {}
-    overrides = job.container_overrides or {}
-    command = list(overrides.get("command") or properties.get("command") or [])
-    if command and command[0] in ("python", "python3"):
-        command[0] = sys.executable  # the image's python is this virtualenv's
-    environment = dict(os.environ)
-    for variable in [*properties.get("environment", []), *overrides.get("environment", [])]:
-        environment[variable["name"]] = variable["value"]
-    return command, environment
-
-
-def _run_job(job) -> None:
-    command, environment = _job_command_and_environment(job)
-    started = time.time()
-    try:
-        completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-        exit_code, output = completed.returncode, completed.stdout + completed.stderr
-    except OSError as exc:
-        exit_code, output = 127, f"cannot start {command!r}: {exc}"
-    job.exit_code = exit_code
-    job.job_stopped_reason = "Essential container in task exited"
-    log_options = ((job.job_definition.container_properties or {}).get("logConfiguration") or {}).get("options") or {}
-    job._log_group = log_options.get("awslogs-group", job._log_group)  # moto ignores the job's log group
-    logs = job._log_backend
-    logs.ensure_log_group(job._log_group)
-    logs.ensure_log_stream(job._log_group, job._stream_name)
-    stamp = int(started * 1000)
-    events = [{"timestamp": stamp, "message": line} for line in output.splitlines() if line.strip()]
-    if events:
-        logs.put_log_events(job._log_group, job._stream_name, events)
-    job._mark_stopped(success=exit_code == 0)
-
-
-def _describe_job_with_exit_code(original):
-    """moto drops the container's exit code from DescribeJobs; AWS reports it (tickets use it)."""
-
-    def describe(self) -> dict:
-        result = original(self)
-        if self.exit_code is not None and isinstance(result.get("container"), dict):
-            result["container"]["exitCode"] = self.exit_code
-        return result
-
-    describe.patched = True
-    return describe
-
-
-def _start_job(self, include_start_attempt: bool, job) -> None:
-    self.backend._jobs[job.job_id] = job
-    job.job_started_at = datetime.datetime.now()
-    job.log_stream_name = job._stream_name
-    if include_start_attempt:
-        job._start_attempt()
-    threading.Thread(target=_run_job, args=(job,), name=f"batch-job-{job.job_name}", daemon=True).start()
-
-
-# -- Lambda in-process ---------------------------------------------------------------
-def _invoke_in_process(self, event=None) -> tuple[str, bool, str]:
-    from obsflow.local.lambda_runtime import invoke_local
-
-    payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
-    result, errored = invoke_local(self.function_name, payload)
-    return json.dumps(result), errored, ""
-
-
 def apply() -> None:
-    """Install the patches (idempotent)."""
-    from moto.awslambda.models import LambdaFunction
-    from moto.batch.models import Job
-    from moto.batch_simple.models import BatchSimpleBackend
-    from moto.core.serialize import BaseJSONSerializer
-    from moto.dynamodb.models.dynamo_type import Item
-    from moto.dynamodb.models.table import Table
-    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
-        StateTaskServiceBatch,
-    )
-
     DynamoDBBackend.transact_write_items = transact_write_items
-    StateTaskServiceBatch._normalise_parameters = _normalise_batch_parameters
-    StateTaskServiceBatch._normalise_response = _normalise_batch_response
-    branches_decl.CustomErrorName = _branch_error_name
-    BatchSimpleBackend._mark_job_as_finished = _start_job
-    if not getattr(Job.describe, "patched", False):
-        Job.describe = _describe_job_with_exit_code(Job.describe)
-    LambdaFunction._invoke_lambda = _invoke_in_process
     if not getattr(Table.query, "patched", False):
         Table.query = _query_in_partition(Table.query)
         Table.all_items = _all_items_in_scope(Table.all_items)

@@ -1,0 +1,82 @@
+"""Batch: jobs that run.
+
+moto's Docker-free backend marks every job SUCCEEDED without running it. Here each job
+runs its command as a subprocess of this virtualenv (the task image's entrypoint), in
+the background, and ends SUCCEEDED or FAILED by its exit code, with its output in
+CloudWatch Logs (the job definition's awslogs group) and its exit code in DescribeJobs,
+like on AWS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
+
+
+def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
+    properties = job.job_definition.container_properties or {}
+    overrides = job.container_overrides or {}
+    command = list(overrides.get("command") or properties.get("command") or [])
+    if command and command[0] in ("python", "python3"):
+        command[0] = sys.executable  # the image's python is this virtualenv's
+    environment = dict(os.environ)
+    for variable in [*properties.get("environment", []), *overrides.get("environment", [])]:
+        environment[variable["name"]] = variable["value"]
+    return command, environment
+
+
+def _run_job(job) -> None:
+    command, environment = _job_command_and_environment(job)
+    started = time.time()
+    try:
+        completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        exit_code, output = completed.returncode, completed.stdout + completed.stderr
+    except OSError as exc:
+        exit_code, output = 127, f"cannot start {command!r}: {exc}"
+    job.exit_code = exit_code
+    job.job_stopped_reason = "Essential container in task exited"
+    log_options = ((job.job_definition.container_properties or {}).get("logConfiguration") or {}).get("options") or {}
+    job._log_group = log_options.get("awslogs-group", job._log_group)  # moto ignores the job's log group
+    logs = job._log_backend
+    logs.ensure_log_group(job._log_group)
+    logs.ensure_log_stream(job._log_group, job._stream_name)
+    stamp = int(started * 1000)
+    events = [{"timestamp": stamp, "message": line} for line in output.splitlines() if line.strip()]
+    if events:
+        logs.put_log_events(job._log_group, job._stream_name, events)
+    job._mark_stopped(success=exit_code == 0)
+
+
+def _describe_job_with_exit_code(original):
+    """moto drops the container's exit code from DescribeJobs; AWS reports it (tickets use it)."""
+
+    def describe(self) -> dict:
+        result = original(self)
+        if self.exit_code is not None and isinstance(result.get("container"), dict):
+            result["container"]["exitCode"] = self.exit_code
+        return result
+
+    describe.patched = True
+    return describe
+
+
+def _start_job(self, include_start_attempt: bool, job) -> None:
+    self.backend._jobs[job.job_id] = job
+    job.job_started_at = datetime.datetime.now()
+    job.log_stream_name = job._stream_name
+    if include_start_attempt:
+        job._start_attempt()
+    threading.Thread(target=_run_job, args=(job,), name=f"batch-job-{job.job_name}", daemon=True).start()
+
+
+def apply() -> None:
+    from moto.batch.models import Job
+    from moto.batch_simple.models import BatchSimpleBackend
+
+    BatchSimpleBackend._mark_job_as_finished = _start_job
+    if not getattr(Job.describe, "patched", False):
+        Job.describe = _describe_job_with_exit_code(Job.describe)

@@ -1,0 +1,135 @@
+"""The local stack's changes to moto's Batch, Step Functions and Lambda, each tried directly: jobs run their
+command and end by its exit code with their output logged; a state machine submits Batch jobs and catches a
+failed one inside a Parallel; an invocation runs the deployed handler in this process."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from obsflow.local import lambda_runtime, moto_patches
+from obsflow.local.stack import MOTO_CONFIG
+
+REGION = "us-east-1"
+TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                  "Principal": {"Service": "batch.amazonaws.com"}}]}
+
+
+@pytest.fixture
+def aws():
+    moto_patches.apply()
+    with mock_aws(config=MOTO_CONFIG):
+        session = boto3.Session(region_name=REGION)
+        session.client("iam").create_role(RoleName="local", AssumeRolePolicyDocument=json.dumps(TRUST))
+        yield session
+
+
+ROLE = "arn:aws:iam::123456789012:role/local"
+
+
+@pytest.fixture
+def batch(aws):
+    """Given a job queue and a job definition whose command is python running the code it is given."""
+    client = aws.client("batch")
+    environment = client.create_compute_environment(computeEnvironmentName="tasks", type="UNMANAGED",
+                                                    state="ENABLED", serviceRole=ROLE)["computeEnvironmentArn"]
+    client.create_job_queue(jobQueueName="queue", state="ENABLED", priority=1,
+                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}])
+    client.register_job_definition(
+        jobDefinitionName="python", type="container", platformCapabilities=["EC2"],
+        containerProperties={"image": "obsflow-pipeline:local", "command": ["python", "-c", "pass"],
+                             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+                             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/tasks"}}})
+    return client
+
+
+def run_code(code: str) -> list[str]:
+    return ["python", "-c", code]
+
+
+def finished(batch, job_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        [job] = batch.describe_jobs(jobs=[job_id])["jobs"]
+        if job["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)
+
+
+def test_a_batch_job_runs_its_command_and_ends_by_its_exit_code_with_its_output_logged(aws, batch):
+    # When two jobs run, one exiting 0 and one exiting 3 after printing
+    good = batch.submit_job(jobName="good", jobQueue="queue", jobDefinition="python",
+                            containerOverrides={"command": run_code("print('calibrated 8 frames')")})["jobId"]
+    bad = batch.submit_job(jobName="bad", jobQueue="queue", jobDefinition="python",
+                           containerOverrides={"command": run_code("import sys; print('dark missing'); sys.exit(3)")})["jobId"]
+    # Then each ends by its exit code, which DescribeJobs reports
+    good_job, bad_job = finished(batch, good), finished(batch, bad)
+    assert (good_job["status"], good_job["container"]["exitCode"]) == ("SUCCEEDED", 0)
+    assert (bad_job["status"], bad_job["container"]["exitCode"]) == ("FAILED", 3)
+    # And its output is in the job definition's log group, under the job's stream
+    events = aws.client("logs").get_log_events(logGroupName="/tasks", logStreamName=bad_job["container"]["logStreamName"])
+    assert [e["message"] for e in events["events"]] == ["dark missing"]
+
+
+def test_a_state_machine_submits_batch_jobs_and_a_parallel_catches_a_failed_one(aws, batch):
+    # Given a state machine that runs a job with PascalCase parameters, then a failing one inside a Parallel
+    def job(name: str, code: str, then: dict) -> dict:
+        return {"Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync", **then,
+                "Parameters": {"JobName": name, "JobQueue": "queue", "JobDefinition": "python",
+                               "ContainerOverrides": {"Command": run_code(code)}}}
+
+    definition = {"StartAt": "First", "States": {
+        "First": job("first", "print('ok')", {"Next": "Both", "ResultPath": "$.first"}),
+        "Both": {"Type": "Parallel", "Next": "Done", "Branches": [
+            {"StartAt": "Failing", "States": {"Failing": job("failing", "raise SystemExit(2)", {"End": True})}}],
+            "Catch": [{"ErrorEquals": ["States.TaskFailed"], "Next": "Caught", "ResultPath": "$.error"}]},
+        "Caught": {"Type": "Pass", "Result": "caught", "ResultPath": "$.outcome", "End": True},
+        "Done": {"Type": "Pass", "End": True},
+    }}
+    sfn = aws.client("stepfunctions")
+    machine = sfn.create_state_machine(name="jobs", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+    # When it runs
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    deadline = time.monotonic() + 60
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not finish"
+        time.sleep(0.2)
+    # Then the first job ran to SUCCEEDED and the failed one was caught as States.TaskFailed on the Parallel
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["first"]["Status"] == "SUCCEEDED"
+    assert output["error"]["Error"] == "States.TaskFailed" and output["outcome"] == "caught"
+
+
+def test_a_lambda_invocation_runs_the_deployed_handler_here_and_reports_its_exception(aws, monkeypatch):
+    # Given a deployed start-run function whose handler echoes its event, or fails on a bad one
+    def handler(event, context):
+        if "run_id" not in event:
+            raise KeyError("run_id")
+        return {"started": event["run_id"], "function": context.function_name}
+
+    monkeypatch.setattr(lambda_runtime, "load_handler", lambda function: handler)
+    awslambda = aws.client("lambda")
+    awslambda.create_function(FunctionName="obsflow-test-start-run", Runtime="python3.11", Role=ROLE,
+                              Handler="handler.handler", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18})
+    # When it is invoked with a good and a bad event
+    good = awslambda.invoke(FunctionName="obsflow-test-start-run", Payload=json.dumps({"run_id": "r1"}))
+    bad = awslambda.invoke(FunctionName="obsflow-test-start-run", Payload=b"{}")
+    # Then the handler's result comes back, and its exception as Lambda's error payload
+    assert json.loads(good["Payload"].read()) == {"started": "r1", "function": "obsflow-test-start-run"}
+    assert bad.get("FunctionError")  # moto names every error "Handled"; AWS says "Unhandled" here
+    assert json.loads(bad["Payload"].read())["errorType"] == "KeyError"
+
+
+def test_the_patches_refuse_a_moto_release_they_were_not_written_for():
+    # When another moto release is installed, applying the patches says what to do
+    with pytest.raises(moto_patches.UnsupportedMoto, match=r"pip install moto==5\.2\.5"):
+        moto_patches.check_version("5.3.0")
+    # And the pinned one passes
+    moto_patches.check_version(moto_patches.PINNED_MOTO)
+    assert sys.modules["moto"].__version__ == moto_patches.PINNED_MOTO
