@@ -44,7 +44,10 @@ class ObsflowStack(cdk.Stack):
         self.monitoring = Monitoring(self, "Monitoring", config=config, ingest=self.ingest,
                                      state_machines=self.orchestration.state_machines, functions=self.functions,
                                      operators=self.operations.topics["operators"])
-        # How the CLI finds this stage (the local stack writes the same document).
-        ssm.StringParameter(self, "Discovery", parameter_name=discovery.parameter_name(config.stage),
+        # How the CLI finds this stage (the local stack writes the same document), written last: a stage whose
+        # document exists has every resource, so a script that waits for it does not race the deployment.
+        discovery_document = ssm.StringParameter(self, "Discovery", parameter_name=discovery.parameter_name(config.stage),
                             string_value=json.dumps(discovery.document(settings), sort_keys=True),
                             description=f"obsflow stage {config.stage}: resource names")
+        discovery_document.node.add_dependency(self.storage, self.catalog, self.ingest, self.compute, self.operations,
+                                               self.orchestration, self.monitoring)

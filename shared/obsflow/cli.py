@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 from pathlib import Path
 import sys
@@ -15,6 +16,7 @@ import threading
 
 import click
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+from pydantic import ValidationError
 from pynamodb.exceptions import PynamoDBException
 
 from obsflow import __version__, console, discovery, queries, tables
@@ -39,6 +41,11 @@ def _runs(ctx: click.Context):
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
     where = settings.endpoint_url or f"AWS region {settings.region}"
     cause = getattr(exc, "cause", None) or exc
+    if settings.endpoint_url and isinstance(cause, EndpointConnectionError):
+        return click.ClickException(
+            f"nothing answers at {settings.endpoint_url}: start `obsflow local serve` (it prints its endpoint), "
+            "or pass the --endpoint-url it printed"
+        )
     return click.ClickException(
         f"cannot read obsflow stage '{settings.stage}' at {where}: {cause}\n"
         "Is `obsflow local serve` running (then pass --endpoint-url), or are your AWS "
@@ -90,9 +97,21 @@ def main(ctx, endpoint_url, stage, region):
     """
     try:
         settings = Settings(stage=stage, AWS_DEFAULT_REGION=region, AWS_ENDPOINT_URL=endpoint_url)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(_readable(error) for error in exc.errors())) from exc
+    if settings.local_endpoint and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        # the local stack accepts any credentials; a newcomer should not need to invent some
+        os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
     ctx.ensure_object(dict)["settings"] = settings
+
+
+OPTION_OF_SETTING = {"AWS_DEFAULT_REGION": "--region", "AWS_ENDPOINT_URL": "--endpoint-url", "stage": "--stage"}
+
+
+def _readable(error: dict) -> str:
+    """One line for one invalid setting: the option, and pydantic's message without its "Value error, "."""
+    option = OPTION_OF_SETTING.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else "a setting"
+    return f"{option}: {error['msg'].removeprefix('Value error, ')}"
 
 
 @main.command()
@@ -139,9 +158,10 @@ def local_serve(ctx, port, log_level):
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     info = stack.settings.describe()
-    click.echo(f"obsflow local stack at {stack.endpoint_url} (stage '{stack.stage}')")
+    click.echo(f"obsflow local stack ready at {stack.endpoint_url} (stage '{stack.stage}'): every resource exists")
     click.echo(f"  ingest bucket: s3://{info['buckets']['ingest']}  ingest queue: {info['queues']['ingest']}")
-    click.echo(f"  try: export AWS_ENDPOINT_URL={stack.endpoint_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
+    click.echo(f"  try: export AWS_ENDPOINT_URL={stack.endpoint_url} AWS_DEFAULT_REGION={stack.settings.region} "
+               "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
     click.echo("       obsflow candidates list")
     click.echo("Ctrl-C stops it.", err=False)
     sys.stdout.flush()

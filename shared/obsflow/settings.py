@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OBSFLOW_", frozen=True, populate_by_name=True)
 
-    stage: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    stage: str = "local"
     region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
     # Bucket names by logical bucket, where they differ from obsflow-<stage>-<bucket>: S3
@@ -75,6 +77,39 @@ class Settings(BaseSettings):
     state_machine_role_arn: str | None = None
     state_machine_log_group_arn: str | None = None
     prices: Prices = Prices()
+
+    @field_validator("stage")
+    @classmethod
+    def _a_stage_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", value):
+            raise ValueError(f"{value!r} is not a stage name (a lowercase letter, then up to 15 of a-z, 0-9 and -)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _an_aws_region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value):
+            raise ValueError(f"{value!r} is not an AWS region name (like us-east-1)")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL (the local stack's is http://127.0.0.1:4566)")
+        try:
+            parsed.port
+        except ValueError as exc:
+            raise ValueError(f"{value!r} has no valid port") from exc
+        return value.rstrip("/")
+
+    @property
+    def local_endpoint(self) -> bool:
+        """The endpoint is on this machine (the local stack), where any credentials will do."""
+        return bool(self.endpoint_url) and urlsplit(self.endpoint_url).hostname in ("127.0.0.1", "localhost", "::1")
 
     @field_validator("buckets")
     @classmethod

@@ -91,8 +91,82 @@ def test_uploads_from_an_outside_client_are_ingested_and_processed(served_stack,
     assert "stopped." in log.read_text()
 
 
+def without_aws_variables() -> dict:
+    return {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+
+
 def test_the_cli_says_what_to_do_when_no_stack_answers():
+    # When the CLI, without credentials, is pointed at a loopback port where nothing listens
     result = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", f"http://127.0.0.1:{free_port()}",
-                             "ops", "list"], capture_output=True, text=True, timeout=60)
+                             "ops", "list"], capture_output=True, text=True, timeout=60, env=without_aws_variables())
+    # Then it says that nothing answers there and how to start a stack
     assert result.returncode == 1
-    assert "obsflow local serve" in result.stderr
+    assert "nothing answers at http://127.0.0.1:" in result.stderr and "obsflow local serve" in result.stderr
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--endpoint-url", "notaurl", "--endpoint-url: 'notaurl' is not an http(s) URL"),
+    ("--endpoint-url", "http://127.0.0.1:99999", "has no valid port"),
+    ("--region", "mars 1", "--region: 'mars 1' is not an AWS region name"),
+    ("--stage", "../x", "--stage: '../x' is not a stage name"),
+])
+def test_a_bad_endpoint_region_or_stage_is_one_readable_line(option, value, said):
+    result = subprocess.run([sys.executable, "-m", "obsflow.cli", option, value, "info"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_banner_exports_what_a_client_needs_and_the_cli_needs_no_credentials(served_stack):
+    endpoint, _, log = served_stack
+    # Given only the variables the banner's export line sets
+    [line] = [line for line in log.read_text().splitlines() if "export " in line]
+    exported = dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
+    assert set(exported) == {"AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # Then another AWS client reaches the stack with them alone
+    client_env = {**without_aws_variables(), **exported}
+    listed = subprocess.run([sys.executable, "-c", "import boto3; print(boto3.client('sqs').list_queues()['QueueUrls'])"],
+                            capture_output=True, text=True, timeout=60, env=client_env)
+    assert listed.returncode == 0 and "ingest" in listed.stdout, listed.stderr
+    # And the CLI needs nothing but the endpoint
+    info = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, "info", "--json"],
+                          capture_output=True, text=True, timeout=60, env=without_aws_variables())
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["endpoint_url"] == endpoint
+
+
+def test_the_stage_document_appears_only_when_every_resource_it_names_exists(tmp_path):
+    # Given a local stack starting in its own process, watched from outside every 20 ms
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**without_aws_variables(), "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "serve.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "obsflow.cli", "local", "serve", "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+    ssm = session.client("ssm", endpoint_url=endpoint)
+    try:
+        deadline, document = time.monotonic() + 60, None
+        while document is None:
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            try:
+                document = json.loads(ssm.get_parameter(Name="/obsflow/local/resources")["Parameter"]["Value"])
+            except Exception:  # noqa: BLE001  (not up, or not published yet)
+                time.sleep(0.02)
+        # When the document is first readable, then every resource it names already exists
+        def client(service):
+            return session.client(service, endpoint_url=endpoint)
+
+        assert {t["TopicArn"].rsplit(":", 1)[1] for t in client("sns").list_topics()["Topics"]} >= set(document["topics"].values())
+        assert {u.rsplit("/", 1)[1] for u in client("sqs").list_queues()["QueueUrls"]} >= set(document["queues"].values())
+        assert set(client("dynamodb").list_tables()["TableNames"]) >= set(document["tables"].values())
+        assert {b["Name"] for b in client("s3").list_buckets()["Buckets"]} >= set(document["buckets"].values())
+        assert {f["FunctionName"] for f in client("lambda").list_functions()["Functions"]} >= set(document["functions"].values())
+        assert client("stepfunctions").list_state_machines()["stateMachines"]
+        # And the stack says it is ready
+        while "Ctrl-C stops it" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert "ready at " + endpoint in (tmp_path / "serve.log").read_text()
+    finally:
+        process.kill()

@@ -107,6 +107,20 @@ def test_the_stage_records_its_resources_for_the_cli(dev):
     assert recorded["tables"]["runs"] == "obsflow-dev-runs"
 
 
+def test_the_stage_document_is_written_after_every_resource_it_names(dev):
+    # Given the discovery parameter and every bucket, table, queue, topic, function and state machine
+    depends_on = set(dev.resource(dev.stack.node.find_child("Discovery")).get("DependsOn", []))
+    named = {logical_id for kind in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic",
+                                     "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine",
+                                     "AWS::Batch::JobQueue", "AWS::Batch::JobDefinition")
+             for logical_id in dev.resources(kind)}
+    # Then CloudFormation creates the document only after all of the stage's own ones exist
+    outside_constructs = {i for i in named if not any(i.startswith(c) for c in (
+        "Storage", "Catalog", "Ingest", "Compute", "Operations", "Orchestration", "Monitoring"))}
+    assert named - outside_constructs <= depends_on
+    assert len(named - outside_constructs) > 30
+
+
 CDK_CLI = REPO_ROOT / "infra" / "node_modules" / ".bin" / "cdk"
 
 

@@ -123,10 +123,10 @@ def create_processing(settings: Settings, session) -> dict:
 def create_resources(settings: Settings, session, processing: bool = True) -> dict:
     """Everything the stack holds (idempotent). ``processing=False``: ingest and tables only."""
     urls = create_ingest(settings, session)
-    discovery.publish(settings, _client(session, settings, "ssm"))
     tables.bind(settings)
     tables.create_tables()
     if processing:
         create_storage(settings, session)
         urls.update(create_processing(settings, session))
+    discovery.publish(settings, _client(session, settings, "ssm"))  # last: a published stage is complete
     return urls
