@@ -437,20 +437,48 @@ def runs_show(ctx, run_id, as_json):
 
     settings = _settings(ctx)
     detail = queries.run_detail(run_id, aws.client(settings, "stepfunctions"), console_links=settings.endpoint_url is None)
+    if detail["status"] in ("FAILED", "SUCCEEDED"):
+        _settle_task_states(ctx, detail)
+        detail["failure"] = _runs(ctx).failure(run_id)
     if as_json:
         click.echo(console.to_json(detail))
         return
     for field in ("run_id", "recipe", "version", "candidate_id", "proposal_id", "status", "priority", "waiting_reason",
                   "created_at", "started_at", "finished_at", "duration_s", "execution_arn", "console", "dataset_id",
-                  "retry_of", "configuration", "error"):
+                  "retry_of", "configuration"):
         if detail.get(field) is not None:
             click.echo(f"{field:<15} {console.cell(detail[field])}")
     if detail.get("cost"):
         click.echo(f"{'cost':<15} {console.cost(detail['cost'])}")
+    if detail.get("failure"):
+        _echo_failure(detail["failure"])
     click.echo("\ntasks:")
     console.table(detail["tasks"], ["task", "resource_class", "upstreams", "status", "started", "ended"], "")
     click.echo("\nhistory:")
     console.table(detail["history"], ["at", "status", "detail"], "")
+
+
+def _settle_task_states(ctx, detail: dict) -> None:
+    """An ended execution leaves the siblings of a failed task 'running' in its history: each either
+    finished (its task record exists) or was stopped with the run; the tasks after them never ran."""
+    finished = _runs(ctx).finished_tasks(detail["run_id"])
+    for task in detail["tasks"]:
+        if task["status"] == "running":
+            task["status"] = "succeeded" if task["task"] in finished else "stopped"
+        elif task["status"] == "pending":
+            task["status"] = "not run"
+
+
+def _echo_failure(failure: dict) -> None:
+    click.echo("\nfailure:")
+    for field in ("failed_task", "kind", "exit_code", "error", "ticket_id"):
+        if failure.get(field) is not None:
+            click.echo(f"  {field:<13} {console.cell(failure[field])}")
+    if failure.get("task_log"):
+        click.echo("  the task's last log lines:")
+        for line in failure["task_log"]:
+            click.echo(f"    {line}")
+    click.echo(f"  what to do    {failure['suggested_action']}")
 
 
 def _as_of(as_of: str | None):

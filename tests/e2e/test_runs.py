@@ -14,8 +14,10 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from obsflow import aws, queries, tables
+from obsflow.cli import main as cli
 from obsflow.errors import NotFound
 from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
@@ -173,6 +175,19 @@ def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
     again = invoke_local(stack.settings.function_name("open-ticket"),
                          {"run_id": run.run_id, "error": {"Error": "States.TaskFailed", "Cause": "{}"}})
     assert again == ({"ticket_id": ticket.ticket_id, "created": False}, False)
+    # And `runs show` gives the task's own message and what to do, and no task of the ended run is left running
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    shown = CliRunner().invoke(cli, [*base, "runs", "show", run.run_id])
+    assert shown.exit_code == 0, shown.output
+    assert "configuration fault is injected" in shown.output and f"runs retry {run.run_id}" in shown.output
+    assert "AWS_BATCH_JOB_ID" not in shown.output
+    detail = json.loads(CliRunner().invoke(cli, [*base, "runs", "show", run.run_id, "--json"]).output)
+    assert detail["failure"]["failed_task"] == "dark_level"
+    assert {t["task"]: t["status"] for t in detail["tasks"]}["dark_level"] == "failed"
+    assert "running" not in {t["status"] for t in detail["tasks"]}
+    # And a redrive, which would run the same configuration again, is refused with the command that helps
+    redrive = CliRunner().invoke(cli, [*base, "runs", "redrive", run.run_id])
+    assert redrive.exit_code == 1 and f"obsflow runs retry {run.run_id} --set" in redrive.output
 
 
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):

@@ -162,6 +162,25 @@ def test_a_failure_opens_one_ticket_per_attempt_however_often_it_is_delivered():
     assert ticket.log_excerpt == "last lines of default/x/1" and f"runs retry {run_id}" in ticket.suggested_action
     assert service.notifier.operators == [ticket.ticket_id]
     assert service.store.runs[run_id].status == "FAILED" and not any(service.store.slots.values())
+    # And `runs show` gets the task's own last log lines and what to do
+    failure = service.failure(run_id)
+    assert failure["failed_task"] == "dark_level" and failure["task_log"] == ["last lines of default/x/1"]
+    assert failure["suggested_action"] == ticket.suggested_action
+    # When it is redriven, a redrive (the same configuration again) is refused with the command that helps
+    with pytest.raises(NotAllowed, match=rf"failed on its configuration .*runs retry {run_id} --set"):
+        service.redrive(run_id)
+
+
+def test_a_redriven_infrastructure_failure_gets_a_ticket_per_attempt():
+    # Given a run whose Batch job failed with exit code 3 (infrastructure)
+    service = make_service()
+    add_candidate(service, "c1")
+    run_id = service.submit().started[0]
+    service.start_run(run_id, "arn:execution")
+    cause = json.dumps({"JobName": f"{run_id}-summary", "Status": "FAILED", "Container": {"ExitCode": 3}})
+    error = {"Error": "States.TaskFailed", "Cause": cause}
+    assert service.open_ticket_for_failure(run_id, error, None)["ticket_id"] == f"TKT-{run_id}-1"
+    service.fail_run(run_id, error)
     # When it is redriven and fails again, the second attempt gets its own ticket
     service.redrive(run_id)
     service.submit()

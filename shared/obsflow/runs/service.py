@@ -59,6 +59,12 @@ from obsflow.settings import Settings
 
 PAUSED, ACTIVE_SUBMISSION = "paused", "active"
 DECISIONS = ("keep-both", "deprecate", "reject")
+FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`
+
+
+def failure_ticket_id(run: Run) -> str:
+    """The ticket of the run's current attempt's failure (a redrive's failure gets its own)."""
+    return f"TKT-{run.run_id}-{run.attempt}"
 
 
 class NotAllowed(ObsflowError):
@@ -490,6 +496,26 @@ class RunService:
                  "work": f"s3://{work}/{output['key']}", "kept": kept.get((record["task"], output["sha256"], output["name"]))}
                 for record in self.task_records(run) for output in record.get("outputs", [])]
 
+    def failure(self, run_id: str) -> dict | None:
+        """Why a FAILED run failed, as its operator needs it: the failing task, its own last log lines (from
+        the ticket) and what to do; None for a run that has not failed."""
+        run = self.require_run(run_id)
+        if run.status != FAILED:
+            return None
+        ticket = self.store.ticket(failure_ticket_id(run))
+        if ticket is None:  # the ticket could not be opened: what the error itself says
+            facts = describe_failure(run.error or {})
+            return {"failed_task": facts["failed_task"], "error": facts["error_message"],
+                    "suggested_action": ACTIONS[facts["kind"]].format(run_id=run_id)}
+        log_lines = [line for line in (ticket.log_excerpt or "").splitlines() if line.strip()]
+        return {"ticket_id": ticket.ticket_id, "kind": ticket.kind, "failed_task": ticket.failed_task,
+                "exit_code": ticket.exit_code, "error": ticket.error_message, "task_log": log_lines[-FAILURE_LOG_LINES:],
+                "suggested_action": ticket.suggested_action}
+
+    def finished_tasks(self, run_id: str) -> set[str]:
+        """The tasks of the run that finished (wrote their record), whatever the execution saw."""
+        return {record["task"] for record in self.task_records(self.require_run(run_id))}
+
     def task_records(self, run: Run) -> list[dict]:
         """The provenance record of every task of the run, in the order they finished."""
         found = []
@@ -709,7 +735,7 @@ class RunService:
     def open_ticket_for_failure(self, run_id: str, error: dict, execution_arn: str | None) -> dict:
         """One ticket per attempt (a redrive starts a new one); a re-delivered failure maps to the same."""
         run = self.require_run(run_id)
-        ticket_id = f"TKT-{run_id}-{run.attempt}"
+        ticket_id = failure_ticket_id(run)
         if self.store.ticket(ticket_id) is not None:
             return {"ticket_id": ticket_id, "created": False}
         facts = describe_failure(error)
@@ -762,8 +788,14 @@ class RunService:
         return self.store.run(run.run_id)
 
     def redrive(self, run_id: str) -> Run:
-        """Resume the failed run: a new execution of the same run; tasks that succeeded reuse their outputs."""
+        """Resume the failed run: a new execution of the same run; tasks that succeeded reuse their outputs.
+        Refused for a failure of the run's configuration or science, which the same run would meet again."""
         run = self._ended(run_id, (FAILED,), "redriven")
+        ticket = self.store.ticket(failure_ticket_id(run))
+        if ticket is not None and ticket.kind in ("failure:configuration", "failure:science"):
+            kind = ticket.kind.split(":")[1]
+            raise NotAllowed(f"run {run_id} failed on its {kind} (task {ticket.failed_task}: {ticket.error_message}); "
+                             f"a redrive would run it the same way again. Instead: {ticket.suggested_action}")
         self.store.transition(run_id, READY, (FAILED,), self.clock(), "redrive",
                               redrives=run.redrives + 1, execution_arn=None, finished_at=None)
         self.refresh_instance(run.instance_id)
