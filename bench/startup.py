@@ -3,7 +3,8 @@
 Prints, each as the median of several fresh processes, against a bare `python -c pass`:
   - `obsflow --help` (target 0.3 s);
   - `obsflow runs list` against an idle local stack (target 0.6 s);
-  - the import of every Lambda handler (target 0.5 s), and whether it loads astropy.
+  - the import of every Lambda handler (target 0.5 s), and whether it loads astropy;
+  - what the ingest handler's first header adds (astropy and the SPEC-0122 validator load then).
 
     python bench/startup.py [--repeat 5]
 """
@@ -59,6 +60,9 @@ def main() -> None:
         path = ROOT / "functions" / function.replace("-", "_") / "handler.py"
         seconds, astropy = timed([sys.executable, "-c", HANDLER, str(path)], args.repeat, env)
         print(f"import {function + ' handler:':<26} {seconds:.3f} s (target 0.5 s); astropy loaded: {astropy.strip()}")
+    deferred, _ = timed([sys.executable, "-c", "import astropy.io.fits, dkist_header_validator"], args.repeat, env)
+    print(f"the ingest handler's first header loads astropy and the SPEC-0122 validator: "
+          f"+{deferred - baseline:.3f} s, once per Lambda instance")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,18 @@ import signal
 from pathlib import Path
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import click
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
-from pydantic import ValidationError
-from pynamodb.exceptions import PynamoDBException
 
-from obsflow import __version__, console, discovery, queries, tables
+from obsflow import __version__, console
 from obsflow.errors import NotFound, TransientError
 from obsflow.runs.domain import INSTANCE_STATES
-from obsflow.settings import Settings
+
+if TYPE_CHECKING:
+    from obsflow.settings import Settings
+
+# A command imports what it uses when it runs (AWS clients, the catalogue, FITS): `--help` stays instant.
 
 JSON_HELP = "Print a JSON array on stdout (for scripts)."
 
@@ -39,6 +41,8 @@ def _runs(ctx: click.Context):
 
 
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
+    from botocore.exceptions import EndpointConnectionError
+
     where = settings.endpoint_url or f"AWS region {settings.region}"
     cause = getattr(exc, "cause", None) or exc
     if settings.endpoint_url and isinstance(cause, EndpointConnectionError):
@@ -54,6 +58,10 @@ def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
 
 
 def _discover(settings: Settings) -> Settings:
+    from botocore.exceptions import ClientError
+
+    from obsflow import discovery
+
     try:
         return discovery.discover(settings)
     except ClientError as exc:  # e.g. no permission to read the stage's parameter
@@ -66,6 +74,11 @@ def operator_command(func):
     @functools.wraps(func)
     @click.pass_context
     def wrapper(ctx, *args, **kwargs):
+        from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+        from pynamodb.exceptions import PynamoDBException
+
+        from obsflow import tables
+
         settings = _settings(ctx)
         try:
             settings = _discover(settings)
@@ -95,6 +108,10 @@ def main(ctx, endpoint_url, stage, region):
       obsflow local serve                  a local stack to upload to (Ctrl-C stops it)
       obsflow --endpoint-url http://127.0.0.1:4566 candidates list
     """
+    from pydantic import ValidationError
+
+    from obsflow.settings import Settings
+
     try:
         settings = Settings(stage=stage, AWS_DEFAULT_REGION=region, AWS_ENDPOINT_URL=endpoint_url)
     except ValidationError as exc:
@@ -209,6 +226,8 @@ def frames():
 @operator_command
 def frames_list(op_id, quarantined, used_by, as_json):
     """List frames (optionally of one OP or used by a dataset), or the quarantined objects with their reasons."""
+    from obsflow import queries
+
     if used_by:
         from obsflow import provenance
 
@@ -232,6 +251,8 @@ def ops():
 @operator_command
 def ops_list(as_json):
     """Expected vs received frames per observing program."""
+    from obsflow import queries
+
     console.emit(queries.op_rows(), ["op_id", "task_type", "expected", "received", "complete", "candidate_ids"], as_json,
                  "no observing programs yet")
 
@@ -246,6 +267,8 @@ def candidates():
 @operator_command
 def candidates_list(as_json):
     """Every candidate with its status and, when READY, when and why."""
+    from obsflow import queries
+
     console.emit(queries.candidate_rows(),
                  ["candidate_id", "proposal_id", "instrument", "status", "ops", "ready_at", "ready_reason"], as_json,
                  "no candidates yet")
@@ -257,6 +280,8 @@ def candidates_list(as_json):
 @operator_command
 def candidates_show(candidate_id, as_json):
     """One candidate, OP by OP: what has arrived and what is missing."""
+    from obsflow import queries
+
     detail = queries.candidate_detail(candidate_id)
     if as_json:
         click.echo(console.to_json(detail))
@@ -277,6 +302,8 @@ def recipes():
 @operator_command
 def recipes_list(as_json):
     """Registered recipes with their versions, instrument, priority and tasks."""
+    from obsflow import queries
+
     console.emit(queries.recipe_rows(), ["name", "version", "instrument", "automated", "priority", "tasks"], as_json,
                  "no recipes registered; `obsflow recipes register` registers this release's recipes")
 
@@ -287,6 +314,8 @@ def recipes_list(as_json):
 @operator_command
 def recipes_show(name, as_json):
     """One recipe: its DAG, parameters with valid and dated values, run configuration."""
+    from obsflow import queries
+
     detail = queries.recipe_detail(name)
     if as_json:
         click.echo(console.to_json(detail))
@@ -421,6 +450,8 @@ def runs():
 @operator_command
 def runs_list(status, as_json):
     """Runs, oldest first (with --status READY: in the order they will start)."""
+    from obsflow import queries
+
     console.emit(queries.run_rows(status),
                  ["run_id", "recipe", "candidate_id", "priority", "status", "created_at", "duration_s", "waiting_reason"],
                  as_json, "no runs" + (f" with status {status}" if status else ""))
@@ -433,7 +464,7 @@ def runs_list(status, as_json):
 @click.pass_context
 def runs_show(ctx, run_id, as_json):
     """One run: status, configuration, task-by-task progress and history."""
-    from obsflow import aws
+    from obsflow import aws, queries
 
     settings = _settings(ctx)
     detail = queries.run_detail(run_id, aws.client(settings, "stepfunctions"), console_links=settings.endpoint_url is None)
@@ -623,6 +654,8 @@ def datasets_list(uses_frame, recipe, code_version, calibration, status, campaig
 @operator_command
 def datasets_show(dataset_id, as_json):
     """One dataset: where it is, its files with SHA-256, and the other versions of its product."""
+    from obsflow import queries
+
     detail = queries.dataset_detail(dataset_id)
     if as_json:
         click.echo(console.to_json(detail))
@@ -675,6 +708,8 @@ def datasets_decide(ctx, dataset_id, action, old_id, reason):
 @operator_command
 def datasets_provenance(dataset_id, as_json):
     """How a dataset was made: runs, tasks with code versions and manual influence, input frames."""
+    from obsflow import queries
+
     detail = queries.dataset_provenance(dataset_id)
     if as_json:
         click.echo(console.to_json(detail))
@@ -1164,6 +1199,8 @@ def pause(ctx, reason):
 @click.pass_context
 def resume(ctx):
     """Start runs again: the waiting READY runs start in priority order, within the run slots."""
+    from obsflow import queries
+
     settings = _settings(ctx)
     _runs(ctx).resume()
     waiting = len(queries.run_rows("READY"))

@@ -278,7 +278,6 @@ def test_a_manual_recipe_opens_a_ticket_and_an_operator_runs_it_by_hand(stack):
 def test_an_operator_lists_and_resolves_tickets_with_the_cli(stack):
     from click.testing import CliRunner
 
-    from obsflow.cli import main as cli
 
     # Given the open tickets of the earlier failures
     base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
@@ -298,7 +297,6 @@ def test_an_operator_lists_and_resolves_tickets_with_the_cli(stack):
 def test_a_recipe_version_registered_from_a_file_runs_without_restarting_anything(stack, tmp_path):
     from click.testing import CliRunner
 
-    from obsflow.cli import main as cli
 
     # Given frame-census 1.1.0 as a file: the same tasks, summary now also after inventory directly
     definition = yaml.safe_load((SHIPPED / "frame-census-1.0.0.yaml").read_text())
@@ -333,7 +331,6 @@ def test_a_recipe_version_registered_from_a_file_runs_without_restarting_anythin
 def test_a_value_set_as_data_is_used_for_later_observations_and_not_earlier_ones(stack):
     from click.testing import CliRunner
 
-    from obsflow.cli import main as cli
 
     base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
     # Given saturation_level set to 61234 for observations from 2026-11-21 on

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "obsflow"
@@ -78,3 +81,32 @@ def test_the_run_service_and_its_domain_import_no_aws_client_and_no_table():
         forbidden = {name for name in imported
                      if name.split(".")[0] in ("boto3", "botocore", "pynamodb") or name.startswith(("obsflow.tables", "obsflow.aws"))}
         assert not forbidden, f"runs/{module}.py imports {sorted(forbidden)}"
+
+
+HEAVY = ("astropy", "dkist_header_validator", "numpy", "boto3", "pynamodb")
+
+
+def modules_loaded_by(code: str, env: dict | None = None) -> set[str]:
+    """Which of HEAVY a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    return set(done.stdout.split())
+
+
+def test_the_cli_imports_only_what_a_command_uses():
+    # When `obsflow --help` runs, Then no AWS SDK, FITS library or array library is loaded
+    help_only = "from click.testing import CliRunner\nfrom obsflow.cli import main\nCliRunner().invoke(main, ['--help'])"
+    assert modules_loaded_by(help_only) == set()
+    # And the read side a listing uses (queries, stores) loads the AWS SDK but no FITS library
+    assert modules_loaded_by("import obsflow.queries, obsflow.ingest.store, obsflow.provenance") == {"boto3", "pynamodb"}
+
+
+def test_no_lambda_handler_loads_astropy_on_import():
+    # Given every deployed handler, When it is imported as Lambda imports it, Then astropy is not loaded
+    # (the ingest handler loads it with its first header)
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "AWS_DEFAULT_REGION": "us-east-1"}
+    for handler in sorted((PACKAGE.parents[1] / "functions").glob("*/handler.py")):
+        load = ("import importlib.util\n"
+                f"spec = importlib.util.spec_from_file_location('handler', {str(handler)!r})\n"
+                "spec.loader.exec_module(importlib.util.module_from_spec(spec))")
+        assert "astropy" not in modules_loaded_by(load, env), handler.parent.name

@@ -6,11 +6,14 @@ import math
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Protocol
-
-from astropy.io import fits
+from typing import TYPE_CHECKING, Protocol
 
 from obsflow.errors import Rejected
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+
+# astropy loads with the first header parsed, not on import (see obsflow.ingest.frames).
 
 BLOCK = 2880
 CARD = 80
@@ -100,6 +103,8 @@ def _read(parse, reader: RangeReader, bucket: str, key: str, version_id: str | N
 
 
 def _astropy_header(text: str) -> fits.Header:
+    from astropy.io import fits
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -111,6 +116,8 @@ def _astropy_header(text: str) -> fits.Header:
 @lru_cache(maxsize=65536)
 def _card(image: str) -> tuple[str, object]:
     """One card's (keyword, value), parsed by astropy. Frames of an OP repeat most cards exactly."""
+    from astropy.io import fits
+
     card = fits.Card.fromstring(image)
     return card.keyword, card.value
 
@@ -121,6 +128,8 @@ def header_values(text: str) -> dict:
     Astropy parses each distinct card image once; a header with long-string (CONTINUE)
     cards is parsed whole.
     """
+    from astropy.io import fits
+
     values = {}
     images = [text[offset:offset + CARD] for offset in range(0, len(text), CARD)]
     try:
