@@ -25,6 +25,7 @@ test: $(STAMP) $(CDK)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/local_ingest.py
 	$(VENV)/bin/python bench/orchestration.py
 	$(VENV)/bin/python bench/provenance.py
 	$(VENV)/bin/python bench/reprocessing.py

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import io
 import logging
 import os
 import socket
@@ -28,7 +26,6 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import boto3  # noqa: E402
 import botocore.session  # noqa: E402
-from astropy.io import fits  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
@@ -38,7 +35,7 @@ from obsflow.local.poller import QueuePoller  # noqa: E402
 from obsflow.local.resources import create_resources  # noqa: E402
 from obsflow.observability import logger  # noqa: E402
 from obsflow.settings import Settings  # noqa: E402
-from obsflow.simulate import simulate_op  # noqa: E402
+from obsflow.simulate import many_frames  # noqa: E402
 from obsflow.tables import observing_programs  # noqa: E402
 
 CALLS: Counter = Counter()
@@ -71,19 +68,7 @@ botocore.session.Session.create_client = create_counted_client
 
 
 def frames_for(op_id: str, count: int, shape: tuple[int, int], seed: int) -> list[tuple[str, bytes]]:
-    """``count`` SPEC-0122 frames of one OP: simulated templates cloned with new file ids."""
-    templates = simulate_op(op_id, "observe", 4, proposal_id="pid_bench", experiment_id="eid_bench", shape=shape,
-                            start=dt.datetime(2026, 11, 20, 18), seed=seed).frames
-    out = []
-    for i in range(count):
-        hdul = fits.open(io.BytesIO(templates[i % len(templates)][1]))
-        header = hdul[0].header
-        header["ID___002"] = f"{op_id}_{i:06d}"
-        header["DATE-OBS"] = (dt.datetime(2026, 11, 20, 18) + dt.timedelta(seconds=i)).isoformat()
-        buffer = io.BytesIO()
-        hdul.writeto(buffer)
-        out.append((f"raw/{op_id}/frame_{i:06d}.fits", buffer.getvalue()))
-    return out
+    return many_frames(op_id, "observe", count, proposal_id="pid_bench", shape=shape, seed=seed)
 
 
 def upload(frames: list[tuple[str, bytes]], stage: str) -> tuple[Settings, dict]:

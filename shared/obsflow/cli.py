@@ -150,6 +150,88 @@ def demo(port, seed, output):
     run_demo(click.echo, port=port, seed=seed, output=Path(output))
 
 
+def _an_id(ctx, param, value: str | None) -> str | None:
+    """An id that becomes part of a key and a file name: letters, digits, '_', '-', '.'; no '..'."""
+    import re
+
+    if value is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value) or ".." in value):
+        raise click.BadParameter(f"{value!r} is not an id (a letter or digit, then up to 63 of letters, digits, "
+                                 "'_', '-' and '.'; no '..')")
+    return value
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the observation to, laid out as the ingest bucket's keys.")
+@click.option("--frames", "n_observe", type=click.IntRange(1, 10_000), default=16, show_default=True,
+              help="Observe frames (one OP); the dark and gain OPs get --calibration-frames each.")
+@click.option("--calibration-frames", type=click.IntRange(1, 1_000), default=4, show_default=True,
+              help="Frames of each calibration OP (dark, gain).")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
+              help="Frame width and height in pixels.")
+@click.option("--candidate", "candidate_id", default="sim_0001", show_default=True, callback=_an_id,
+              help="Candidate id; its OPs are <candidate>_dark, _gain and _observe.")
+@click.option("--proposal", "proposal_id", default="pid_1_23", show_default=True, callback=_an_id,
+              help="Proposal id.")
+@click.option("--recipe", default=None, help="Recipe the candidate asks for (default: the discovery rules choose).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pixel data.")
+def simulate(out, n_observe, calibration_frames, size, candidate_id, proposal_id, recipe, seed):
+    """Write a realistic VBI observation to a folder: SPEC-0122 frames (darks, gains, granulation through
+    them), the transfer manifest, the processing candidate and the proposal document.
+
+    `obsflow upload DIR` then sends it as the summit does.
+    """
+    from obsflow.simulate import simulate_candidate
+
+    click.echo(f"simulating {2 * calibration_frames + n_observe} frames of {size}x{size} ...", err=True)
+    try:
+        observation = simulate_candidate(candidate_id, proposal_id=proposal_id, n_dark=calibration_frames,
+                                         n_gain=calibration_frames, n_observe=n_observe, shape=(size, size), seed=seed,
+                                         recipe=recipe)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    written = observation.write(out)
+    size_mb = sum(path.stat().st_size for path in written) / 1e6
+    click.echo(f"wrote {len(written)} files ({size_mb:.1f} MB) to {out}: OPs "
+               f"{', '.join(op.op_id for op in observation.ops)}, candidate {candidate_id}, proposal {proposal_id}")
+    click.echo(f"next: obsflow upload {out}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@operator_command
+@click.pass_context
+def upload(ctx, directory):
+    """Send an observation folder (as `obsflow simulate` writes it) to the stage's ingest bucket, as the summit
+    does: the candidate, the frames (8 at a time), then the manifests.
+
+    Files are sent under their path in the folder: raw/<op_id>/<name>.fits, manifests/<id>.json,
+    candidates/<id>.json. Sending a folder again is harmless: ingest counts each frame once.
+    """
+    from obsflow import aws, summit
+
+    settings = _settings(ctx)
+    plan = summit.plan_upload(directory)
+    for key in plan.skipped:
+        click.echo(f"skipped {key}: not an ingest key (raw/<op_id>/<name>.fits, manifests/*.json, candidates/*.json)",
+                   err=True)
+    for key in plan.held_back:
+        click.echo(f"held back {key}: this obsflow does not ingest proposal documents yet", err=True)
+    if not plan.keys:
+        raise click.ClickException(f"nothing to upload in {directory}; `obsflow simulate --out {directory}` writes "
+                                   "an observation")
+    bucket = settings.ingest_bucket_name
+    step = max(1, len(plan.keys) // 4)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            click.echo(f"  {done}/{total} objects", err=True)
+
+    sent = summit.upload(aws.client(settings, "s3"), bucket, plan, progress)
+    click.echo(f"uploaded {len(plan.keys)} objects ({sent / 1e6:.1f} MB) to s3://{bucket}; "
+               "`obsflow candidates list` shows them arrive")
+
+
 @main.group()
 def local():
     """The embedded local stack (moto on loopback, Lambdas in-process)."""
@@ -180,6 +262,7 @@ def local_serve(ctx, port, log_level):
     click.echo(f"  try: export AWS_ENDPOINT_URL={stack.endpoint_url} AWS_DEFAULT_REGION={stack.settings.region} "
                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
     click.echo("       obsflow candidates list")
+    click.echo(f"  obsflow's log lines follow here; metrics (EMF) and moto's own log are in {stack.side_logs}")
     click.echo("Ctrl-C stops it.", err=False)
     sys.stdout.flush()
     stopped = threading.Event()
@@ -672,6 +755,28 @@ def datasets_show(dataset_id, as_json):
     if detail.get("decisions"):
         click.echo("\ndata-quality decisions:")
         console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
+
+
+@datasets.command("download")
+@click.argument("dataset_id")
+@click.option("--to", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder to download into (the dataset lands under its S3 prefix there).")
+@operator_command
+@click.pass_context
+def datasets_download(ctx, dataset_id, folder):
+    """Download a dataset's files, SHA256SUMS and provenance.json, each checked against its recorded SHA-256."""
+    from obsflow import aws, products
+    from obsflow.tables import datasets as datasets_table
+
+    dataset = datasets_table.get(dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows the catalogued ones")
+    click.echo(f"downloading {len(dataset.files) + 2} files of {dataset_id} ...", err=True)
+    try:
+        target = products.download(aws.client(_settings(ctx), "s3"), dataset, folder)
+    except products.ChecksumMismatch as exc:
+        raise click.ClickException(f"{exc}: download it again; if it differs again, open a ticket") from exc
+    click.echo(f"{target}: {', '.join(sorted(p.name for p in target.iterdir()))}")
 
 
 @datasets.command("decide")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boto3
 
-from obsflow import aws, catalogue, queries
+from obsflow import aws, catalogue, products, queries
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
@@ -121,15 +121,6 @@ def follow_runs(echo: Echo, sfn, timeout_s: float = 600) -> list[dict]:
                        "`obsflow catalogue list` shows what each instance waits for")
 
 
-def download(s3, dataset, folder: Path) -> Path:
-    target = folder / dataset.prefix.rstrip("/")
-    target.mkdir(parents=True, exist_ok=True)
-    for item in [*dataset.files, {"name": "SHA256SUMS", "key": dataset.prefix + "SHA256SUMS"},
-                 {"name": "provenance.json", "key": dataset.prefix + "provenance.json"}]:
-        s3.download_file(dataset.bucket, item["key"], str(target / item["name"]))
-    return target
-
-
 def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_calibration: int = 8,
              n_observe: int = 48, output: Path = Path("obsflow-demo-output")) -> dict:
     interactive = sys.stdout.isatty()
@@ -176,7 +167,7 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
             echo(f"  run {run['run_id']} ({run['recipe']}@{run['version']}) {run['status']} in {run['duration_s']} s")
             if dataset is None:
                 continue
-            folder = download(s3, dataset, output)
+            folder = products.download(s3, dataset, output)
             l1 = sorted(f["name"] for f in dataset.files if "l1" in f["tags"])
             if dataset.kind != "science":
                 echo(f"    {dataset.kind} dataset {dataset.dataset_id}: "

@@ -12,6 +12,7 @@ import io
 import json
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -46,6 +47,22 @@ class SimulatedCandidate:
 
     def candidate_object(self) -> tuple[str, bytes]:
         return f"candidates/{self.candidate_id}.json", json.dumps(self.candidate).encode()
+
+    def proposal_object(self) -> tuple[str, bytes]:
+        """The proposal's document (DESIGN.md section 4): its PI, and the embargo obsflow applies by default."""
+        document = {"proposal_id": self.proposal_id, "pi": {"name": "Simulated PI", "email": "pi@example.org"},
+                    "embargo_days": 365}
+        return f"proposals/{self.proposal_id}.json", json.dumps(document, indent=2).encode()
+
+    def write(self, root: Path) -> list[Path]:
+        """Every object under ``root`` at its ingest-bucket key, as the summit holds them before transfer."""
+        written = []
+        for key, body in [*self.frame_objects(), self.manifest_object(), self.candidate_object(), self.proposal_object()]:
+            path = root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+            written.append(path)
+        return written
 
 
 def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, index: int) -> np.ndarray:
@@ -108,6 +125,25 @@ def simulate_op(
             hdu.writeto(buffer, checksum=True)
             op.frames.append((f"{task_type}_{index:04d}.fits", buffer.getvalue()))
     return op
+
+
+def many_frames(op_id: str, task_type: str, count: int, *, proposal_id: str, shape: tuple[int, int] = (32, 32),
+                seed: int = 0) -> list[tuple[str, bytes]]:
+    """``count`` SPEC-0122 frames of one OP, fast: four simulated frames cloned with new file ids and times
+    (for load tests, where the pixels do not matter)."""
+    start = dt.datetime(2026, 11, 20, 18)
+    templates = simulate_op(op_id, task_type, 4, proposal_id=proposal_id, experiment_id=f"eid_{proposal_id}",
+                            shape=shape, start=start, seed=seed).frames
+    out = []
+    for i in range(count):
+        hdul = fits.open(io.BytesIO(templates[i % len(templates)][1]))
+        header = hdul[0].header
+        header["ID___002"] = f"{op_id}_{i:06d}"
+        header["DATE-OBS"] = (start + dt.timedelta(seconds=i)).isoformat()
+        buffer = io.BytesIO()
+        hdul.writeto(buffer)
+        out.append((f"raw/{op_id}/{task_type}_{i:06d}.fits", buffer.getvalue()))
+    return out
 
 
 def simulate_candidate(

@@ -170,3 +170,38 @@ def test_the_stage_document_appears_only_when_every_resource_it_names_exists(tmp
         assert "ready at " + endpoint in (tmp_path / "serve.log").read_text()
     finally:
         process.kill()
+
+
+def test_an_observation_simulated_to_a_folder_and_uploaded_with_the_cli_is_processed(served_stack, tmp_path):
+    endpoint, _, log = served_stack
+    env = without_aws_variables()
+    folder = tmp_path / "night"
+    # Given an observation written by `obsflow simulate`, and a stray file beside it
+    made = subprocess.run([sys.executable, "-m", "obsflow.cli", "simulate", "--out", str(folder), "--frames", "3",
+                           "--calibration-frames", "2", "--size", "32", "--candidate", "cand_sim", "--recipe",
+                           "frame-census"], capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0, made.stderr
+    assert "next: obsflow upload" in made.stdout
+    (folder / "notes.txt").write_text("not for obsflow")
+    # When it is uploaded with `obsflow upload`, without credentials
+    sent = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, "upload", str(folder)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    # Then every frame, the manifest and the candidate were sent; the stray file and the proposal were not
+    assert sent.returncode == 0, sent.stderr
+    assert "uploaded 9 objects" in sent.stdout
+    assert "skipped notes.txt" in sent.stderr and "held back proposals/pid_1_23.json" in sent.stderr
+    # And the candidate is processed
+    deadline = time.monotonic() + 90
+    while (detail := candidate(endpoint, "cand_sim")).get("processing") != "SUCCEEDED":
+        assert time.monotonic() < deadline and detail.get("processing") != "FAILED", log.read_text()
+        time.sleep(0.5)
+    assert [op["received"] for op in detail["ops"]] == [3, 2, 2]
+    # And its products download with the CLI, each checked against its recorded SHA-256
+    dataset_id = json.loads(cli(endpoint, "runs", "show", detail["run_ids"][0], "--json"))["dataset_id"]
+    got = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, "datasets", "download",
+                          dataset_id, "--to", str(tmp_path / "products")], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert got.returncode == 0, got.stderr
+    [folder] = {path.parent for path in (tmp_path / "products").rglob("SHA256SUMS")}
+    assert {"SHA256SUMS", "provenance.json"} < {path.name for path in folder.iterdir()}
+    assert len(list(folder.iterdir())) > 2

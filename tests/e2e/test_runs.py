@@ -160,7 +160,7 @@ def planned_run_with_fault(stack, candidate_id: str, seed: int, task: str, kind:
     return run
 
 
-def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
+def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack, capfd):
     # Given a run with a configuration fault injected into its dark_level task
     run = planned_run_with_fault(stack, "cand_fail", 13, "dark_level", "configuration")
     # When it runs
@@ -188,6 +188,11 @@ def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack):
     # And a redrive, which would run the same configuration again, is refused with the command that helps
     redrive = CliRunner().invoke(cli, [*base, "runs", "redrive", run.run_id])
     assert redrive.exit_code == 1 and f"obsflow runs retry {run.run_id} --set" in redrive.output
+    # And the interpreter's dump of the failed execution and the metrics went to their files, not the terminal
+    assert "Exception=FailureEventException" in stack.moto_log.read_text()
+    assert '"CloudWatchMetrics"' in stack.metrics_file.read_text()
+    printed = capfd.readouterr()
+    assert "FailureEventException" not in printed.out + printed.err and '"_aws"' not in printed.out
 
 
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):

@@ -75,6 +75,7 @@ def products(s3, dataset) -> dict[str, bytes]:
 def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_one_night_summary(night):
     _, _, _, _, by_candidate = night
     every = runs.all_runs()
+    assert not [(r.run_id, r.recipe, r.error) for r in every if r.status == "FAILED"]
     assert {c: (r.recipe, r.version, r.status) for c, r in by_candidate.items()} == {
         name: ("vbi-l1", "2.0.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
     of_proposal = [r for r in every if r.proposal_id == "pid_2_1"]

@@ -3,6 +3,8 @@ read only the queried partition yet answer as before (order, key conditions, fil
 
 from __future__ import annotations
 
+import sys
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -147,3 +149,58 @@ def test_items_of_every_attribute_type_read_back_as_written(events):
     nested = events.query(TableName="events", KeyConditionExpression="pk = :p", ProjectionExpression="meta.inner, #b",
                           ExpressionAttributeNames={"#b": "blob"}, ExpressionAttributeValues={":p": {"S": "z"}})["Items"]
     assert nested == [{"meta": {"M": {"inner": {"N": "7"}}}, "blob": {"B": b"\x00\xff"}}]
+
+
+def test_concurrent_conditional_writes_on_the_local_server_each_apply_atomically():
+    # Given moto's threaded server (as the local stack runs it) and a counter item
+    import threading
+
+    from moto.server import ThreadedMotoServer
+
+    from obsflow.local.stack import free_port
+
+    moto_patches.apply()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        def client():
+            return boto3.client("dynamodb", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}",
+                                aws_access_key_id="local", aws_secret_access_key="local")
+
+        setup = client()
+        setup.create_table(TableName="counter", BillingMode="PAY_PER_REQUEST",
+                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        setup.put_item(TableName="counter", Item={"pk": {"S": "c"}, "n": {"N": "0"}})
+        successes = []
+
+        def bump(attempts: int) -> None:
+            mine = client()
+            for _ in range(attempts):
+                seen = mine.get_item(TableName="counter", Key={"pk": {"S": "c"}}, ConsistentRead=True)["Item"]["n"]
+                try:  # read-then-conditional-write, as ingest counts an OP
+                    mine.transact_write_items(TransactItems=[{"Update": {
+                        "TableName": "counter", "Key": {"pk": {"S": "c"}}, "UpdateExpression": "SET n = n + :one",
+                        "ConditionExpression": "n = :seen",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":seen": seen}}}])
+                    successes.append(1)
+                except ClientError:
+                    pass
+
+        # When 8 clients race read-then-increment transactions, the interpreter switching threads every microsecond
+        threads = [threading.Thread(target=bump, args=(40,)) for _ in range(8)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        # Then every transaction that succeeded counted exactly once: no two passed the same condition
+        final = int(setup.get_item(TableName="counter", Key={"pk": {"S": "c"}}, ConsistentRead=True)["Item"]["n"]["N"])
+        assert final == len(successes) > 0
+    finally:
+        server.stop()

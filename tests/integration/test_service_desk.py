@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -109,3 +110,32 @@ def test_a_service_desk_outage_keeps_the_ticket_and_says_why(desk, jira):
     # Then it is stored and the error is recorded on it
     stored = tickets.get("TKT-run-2-1")
     assert stored.external_key is None and "400" in stored.external_error
+
+
+@pytest.mark.parametrize("secret_string", [
+    # a field of the wrong kind: pydantic echoes the input it rejects
+    json.dumps({"base_url": "not-a-url-s3cr3t-token-1", "email": "ops@observatory.org", "api_token": "s3cr3t-token-1",
+                "service_desk_id": "7", "request_type_id": "31"}),
+    # not JSON at all (a token pasted alone)
+    "s3cr3t-token-1",
+    # a required field missing: the rest of the secret is the input
+    json.dumps({"base_url": "https://jira.example.org", "email": "ops@observatory.org", "api_token": "s3cr3t-token-1"}),
+])
+def test_a_malformed_jira_secret_never_reaches_a_ticket_or_a_log(desk, secret_string):
+    settings, _, _ = desk
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    logging.getLogger("obsflow").addHandler(handler)
+    # Given a malformed Jira secret that carries a token
+    boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+        SecretId="obsflow/desk/jira", SecretString=secret_string)
+    # When a ticket is filed
+    assert file_ticket(settings, ticket("TKT-run-3-1"))
+    # Then the ticket is kept, says what is wrong with the secret, and neither it nor a log line holds the token
+    stored = tickets.get("TKT-run-3-1")
+    assert stored.external_key is None and "obsflow/desk/jira" in stored.external_error
+    assert "s3cr3t" not in json.dumps(stored.attribute_values, default=str)
+    logging.getLogger("obsflow").removeHandler(handler)
+    assert any(r.getMessage() == "could not post the ticket to the service desk" for r in records)
+    assert "s3cr3t" not in json.dumps([r.__dict__ for r in records], default=str)

@@ -103,3 +103,65 @@ def test_completion_is_detected_only_on_the_change_that_completes():
     assert completed_by_change(None, OpState(1, 1))
     assert not completed_by_change(OpState(3, 3), OpState(3, 4))
     assert not completed_by_change(OpState(None, 2), OpState(None, 3))
+
+
+def with_card(body: bytes, keyword: str, value: str | None) -> bytes:
+    """The frame with one header card's value replaced verbatim (None: the card removed, END padded), as a hostile
+    or broken writer would leave it: no FITS library would write these."""
+    end = body.index(b"END" + b" " * 77)
+    cards = [body[i:i + 80] for i in range(0, end, 80)]
+    out = []
+    for card in cards:
+        if card[:8].decode().strip() == keyword:
+            if value is None:
+                continue
+            card = f"{keyword:<8}= {value:>20}".ljust(80).encode()
+        out.append(card)
+    header = b"".join(out) + b"END" + b" " * 77
+    header += b" " * (-len(header) % 2880)
+    return header + body[(end // 2880 + 1) * 2880:]
+
+
+@pytest.mark.parametrize("keyword, value, code", [
+    ("ID___002", "''", "spec122"),              # an empty file id: DynamoDB refuses an empty key
+    ("ID___002", "'    '", "spec122"),          # whitespace only
+    ("ID___008", "''", "spec122"),              # an empty OP id
+    ("BITPIX", None, "bad-structure"),          # no BITPIX: the data size cannot be known
+    ("NAXIS", "'two'", "bad-structure"),        # a non-integer NAXIS
+    ("NAXIS1", "-5", "bad-structure"),          # a negative axis
+])
+def test_a_frame_with_a_broken_header_is_quarantined_with_a_reason_and_its_neighbours_are_counted(
+        world, keyword, value, code):
+    candidate, bucket, store, service = world
+    deliver(service, [candidate.manifest_object()[0], candidate.candidate_object()[0]])
+    frame_keys = [key for key, _ in candidate.frame_objects()]
+    # Given one frame of an OP broken in its header, among good ones in the same batch
+    bucket.objects[frame_keys[0]] = with_card(bucket.objects[frame_keys[0]], keyword, value)
+    # When the batch is delivered
+    report = deliver(service, frame_keys)
+    # Then the broken frame is quarantined with a specific reason, and every other frame is counted
+    assert report.quarantined == 1 and [q["code"] for q in store.quarantined] == [code]
+    assert keyword in store.quarantined[0]["reason"]
+    assert sum(store.received.values()) == len(frame_keys) - 1
+
+
+def test_an_object_the_parser_trips_on_is_quarantined_alone(world, monkeypatch):
+    candidate, bucket, store, service = world
+    frame_keys = [key for key, _ in candidate.frame_objects()]
+    # Given a parser that crashes on one frame's content (as a library bug would)
+    from obsflow.ingest import service as ingest_service
+
+    real = ingest_service.frame_from_header
+
+    def tripping(header, **kwargs):
+        if kwargs["key"] == frame_keys[1]:
+            raise ZeroDivisionError("float division by zero")
+        return real(header, **kwargs)
+
+    monkeypatch.setattr(ingest_service, "frame_from_header", tripping)
+    # When its batch is delivered
+    report = deliver(service, frame_keys)
+    # Then that frame is quarantined as unparseable with the error, and the rest are counted
+    assert [(q["key"], q["code"]) for q in store.quarantined] == [(frame_keys[1], "unparseable")]
+    assert "ZeroDivisionError" in store.quarantined[0]["reason"]
+    assert report.counted == len(frame_keys) - 1

@@ -36,13 +36,29 @@ def header_length(buffer: bytes) -> int | None:
     return None
 
 
+BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
+
+
+def _structural(header: Mapping, keyword: str, default: int | None = None, low: int = 0, high: int = 2**62) -> int:
+    """A structural keyword's value: an integer within bounds, or Rejected saying which keyword is wrong."""
+    value = header.get(keyword, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = "missing" if value is None else repr(value)
+        raise Rejected("bad-structure", f"the header's {keyword} is {shown}, not an integer from {low} to {high}: the "
+                                        "data's size cannot be known; fix the writer and re-transfer the frame")
+    return value
+
+
 def data_length(header: Mapping) -> int:
     """Bytes of the data unit the header declares (without the final block padding)."""
-    naxis = int(header.get("NAXIS", 0))
+    bitpix = _structural(header, "BITPIX", low=-64, high=64)
+    if bitpix not in BITPIX_VALUES:
+        raise Rejected("bad-structure", f"the header's BITPIX is {bitpix}, not one of {BITPIX_VALUES}")
+    naxis = _structural(header, "NAXIS", high=999)
     if naxis == 0:
         return 0
-    elements = math.prod(int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1))
-    return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + elements)
+    elements = math.prod(_structural(header, f"NAXIS{i}") for i in range(1, naxis + 1))
+    return abs(bitpix) // 8 * _structural(header, "GCOUNT", 1) * (_structural(header, "PCOUNT", 0) + elements)
 
 
 def _read_header_text(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,

@@ -139,6 +139,22 @@ def valid_fried_parameter(header: fits.Header) -> float | None:
     return float(r0) if low < r0 < high else None
 
 
+# The header ids that become keys (DynamoDB, S3) and file names.
+ID_KEYWORDS = ("ID___002", "ID___008", "ID___012", "ID___013")
+MAX_ID_LENGTH = 128
+
+
+def check_id(keyword: str, value) -> None:
+    """An id SPEC-0122 requires must be there (not empty, not blank); one that becomes a key must not climb
+    out of it ('/', '..', control characters) and must fit one."""
+    text = str(value).strip()
+    if not text:
+        raise Rejected("spec122", f"{keyword} is empty: SPEC-0122 requires this id; fix the header and re-transfer")
+    if "/" in text or ".." in text or not text.isprintable() or len(text) > MAX_ID_LENGTH:
+        raise Rejected("bad-id", f"{keyword} {text[:MAX_ID_LENGTH]!r} cannot be an id: at most {MAX_ID_LENGTH} "
+                                 "printable characters, without '/' or '..'")
+
+
 def frame_from_header(
     header: Mapping,
     *,
@@ -151,6 +167,8 @@ def frame_from_header(
     header_bytes: int,
 ) -> Frame:
     validate_spec122(header)
+    for keyword in ID_KEYWORDS:
+        check_id(keyword, header[keyword])
     op_id = str(header["ID___008"]).strip()
     if op_id != op_in_key:
         raise Rejected(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -62,11 +63,19 @@ class PrefetchingReader:
     Ingest is bound by S3 latency, not CPU: reading ten headers at once costs about one
     GET's wait. What was fetched is served once; anything else (and any prefetch that
     failed) goes to the wrapped reader, so errors surface exactly as without prefetching.
+    What a batch prefetched belongs to the thread handling it (the local stack hands
+    batches to concurrent threads; a Lambda instance handles one at a time).
     """
 
     def __init__(self, reader: S3ObjectReader, workers: int):
         self._reader, self._workers = reader, workers
-        self._fetched: dict[tuple, tuple[bytes, int, str | None]] = {}
+        self._batch = threading.local()
+
+    @property
+    def _fetched(self) -> dict[tuple, tuple[bytes, int, str | None]]:
+        if not hasattr(self._batch, "fetched"):
+            self._batch.fetched = {}
+        return self._batch.fetched
 
     def prefetch(self, objects: list[tuple[str, str, str | None]], length: int) -> None:
         def fetch(obj: tuple[str, str, str | None]):

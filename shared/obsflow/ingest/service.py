@@ -87,6 +87,10 @@ def object_refs(body: str) -> list[ObjectRef]:
     return refs
 
 
+# Errors an object's content can raise in the parsers (never a transient AWS failure: those are TransientError).
+CONTENT_ERRORS = (ValueError, KeyError, IndexError, TypeError, ArithmeticError, UnicodeError)
+
+
 class IngestService:
     def __init__(
         self,
@@ -108,7 +112,11 @@ class IngestService:
             logger.info("ignoring non-creation event", extra={"key": ref.key, "event": ref.event_name})
             return None
         try:
-            return self._accept(ref, report)
+            try:
+                return self._accept(ref, report)
+            except CONTENT_ERRORS as exc:  # a parser or a library tripped on this object's content: its alone
+                raise Rejected("unparseable", f"obsflow could not read this object ({type(exc).__name__}: "
+                                              f"{str(exc)[:300]}); check the writer, re-transfer it") from exc
         except Rejected as rejection:
             # Real S3 notifications carry the version; where one does not (moto), ask S3.
             version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import threading
 import urllib.request
+from pathlib import Path
 
 import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -20,6 +22,7 @@ from obsflow.observability import logger
 
 DEFAULT_PORT = 4566
 BACKSTOP_INTERVAL_S = 60.0  # daily on AWS
+INGEST_CONCURRENCY = 8  # concurrent ingest invocations (each a thread polling the queue), as Lambda scales out on SQS
 MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)
     "stepfunctions": {"execute_state_machine": True},
@@ -41,8 +44,12 @@ class LocalStack:
     """Everything obsflow needs, in this process, reachable by any AWS client on loopback."""
 
     def __init__(self, port: int = DEFAULT_PORT, stage: str = "local", batch_window_s: float = 0.5,
-                 log_level: str = "WARNING", submit_interval_s: float = 2.0, capacity: dict[str, int] | None = None):
+                 log_level: str = "WARNING", submit_interval_s: float = 2.0, capacity: dict[str, int] | None = None,
+                 side_logs: Path | None = None, ingest_concurrency: int = INGEST_CONCURRENCY):
         self.port = port or free_port()
+        self.ingest_concurrency = ingest_concurrency
+        # Where what is not obsflow's own log goes: the metrics (EMF lines) and moto's log.
+        self.side_logs = side_logs or Path(tempfile.gettempdir()) / f"obsflow-{stage}-{self.port}"
         self.log_level = log_level
         self.stage = stage
         self.batch_window_s = batch_window_s
@@ -58,6 +65,23 @@ class LocalStack:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_file(self) -> Path:
+        return self.side_logs / "metrics.jsonl"
+
+    @property
+    def moto_log(self) -> Path:
+        return self.side_logs / "moto.log"
+
+    def _side_logs_out_of_the_terminal(self) -> None:
+        """moto's own log (interpreter dumps of every failed execution) to a file, beside the metrics."""
+        self.side_logs.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.moto_log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        moto_logger = logging.getLogger("moto")
+        moto_logger.handlers = [handler]
+        moto_logger.propagate = False
+
     def _environment(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -70,7 +94,8 @@ class LocalStack:
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "OBSFLOW_STAGE": self.stage,
             "OBSFLOW_STATE_MACHINE_ROLE_ARN": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/{local_role_name(self.stage)}",
-            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "false",
+            "OBSFLOW_METRICS_FILE": str(self.metrics_file),
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",
             **{f"OBSFLOW_CAPACITY_{rc.upper().replace('-', '_')}": str(n) for rc, n in self.capacity.items()},
@@ -95,6 +120,7 @@ class LocalStack:
         settings_module.get_settings.cache_clear()
         logger.setLevel(self.log_level)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self._side_logs_out_of_the_terminal()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         request = urllib.request.Request(
@@ -110,7 +136,8 @@ class LocalStack:
         urls = create_resources(self.settings, session)
         sqs = session.client("sqs", endpoint_url=self.endpoint_url)
         self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
-        self._start_thread("ingest-poller", self.poller.run)
+        for index in range(self.ingest_concurrency):  # Lambda scales the ingest function out the same way
+            self._start_thread(f"ingest-poller-{index}", self.poller.run)
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
         self._start_thread("backstop-schedule", self._schedule("backstop", BACKSTOP_INTERVAL_S))
         return self

@@ -19,6 +19,10 @@ of strings, numbers and booleans is already in DynamoDB's wire format; such item
 passed through as they are, the rest (binary, sets, maps, lists) as before. For the same
 reason a projection of top-level attributes of those types copies them, where moto
 converted the whole item once per projected attribute.
+
+Writes: moto's server answers requests on several threads and checks a condition, then
+writes, without a lock, so two concurrent conditional writes (or transactions) can both
+pass; DynamoDB applies each atomically. Here every write holds one lock.
 """
 
 from __future__ import annotations
@@ -207,8 +211,23 @@ def _restore(backend: DynamoDBBackend, written: list[tuple[str, dict, Any]]) -> 
             table.put_item(before.to_json()["Attributes"])
 
 
+_WRITES = threading.RLock()
+
+
+def _one_writer_at_a_time(write):
+    def locked(self, *args, **kwargs):
+        with _WRITES:
+            return write(self, *args, **kwargs)
+
+    locked.patched = True
+    return locked
+
+
 def apply() -> None:
-    DynamoDBBackend.transact_write_items = transact_write_items
+    if not getattr(DynamoDBBackend.put_item, "patched", False):
+        DynamoDBBackend.transact_write_items = _one_writer_at_a_time(transact_write_items)
+        for name in ("put_item", "update_item", "delete_item"):
+            setattr(DynamoDBBackend, name, _one_writer_at_a_time(getattr(DynamoDBBackend, name)))
     if not getattr(Table.query, "patched", False):
         Table.query = _query_in_partition(Table.query)
         Table.all_items = _all_items_in_scope(Table.all_items)
