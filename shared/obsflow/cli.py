@@ -160,6 +160,49 @@ def _an_id(ctx, param, value: str | None) -> str | None:
     return value
 
 
+@main.group()
+def dlq():
+    """The ingest dead-letter queue: notifications that failed every delivery."""
+
+
+def _queue_urls(settings) -> tuple:
+    from obsflow import aws
+
+    sqs = aws.client(settings, "sqs")
+    return (sqs, sqs.get_queue_url(QueueName=settings.ingest_dlq_name)["QueueUrl"],
+            sqs.get_queue_url(QueueName=settings.ingest_queue_name)["QueueUrl"])
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+@click.pass_context
+def dlq_list(ctx, as_json):
+    """The messages in the dead-letter queue and the objects they name (read without consuming them)."""
+    from obsflow import dead_letters
+
+    sqs, dlq_url, _ = _queue_urls(_settings(ctx))
+    rows = [letter.row() for letter in dead_letters.peek(sqs, dlq_url)]
+    console.emit(rows, ["message_id", "sent_at", "receives", "keys"], as_json,
+                 "the dead-letter queue is empty")
+    if rows and not as_json:
+        click.echo("\n`obsflow dlq redrive` sends them back to be ingested (a frame already counted is not "
+                   "counted again)")
+
+
+@dlq.command("redrive")
+@operator_command
+@click.pass_context
+def dlq_redrive(ctx):
+    """Send every dead-lettered notification back to the ingest queue (ingest counts each frame once)."""
+    from obsflow import dead_letters
+
+    sqs, dlq_url, queue_url = _queue_urls(_settings(ctx))
+    moved = dead_letters.redrive(sqs, dlq_url, queue_url)
+    click.echo(f"{moved} message(s) sent back to the ingest queue" + (
+        "; `obsflow frames list --quarantined` shows any the ingest rejects" if moved else ""))
+
+
 @main.command()
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the observation to, laid out as the ingest bucket's keys.")
