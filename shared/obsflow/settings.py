@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TABLES = (
@@ -40,6 +40,13 @@ class Prices(BaseModel):
     def run_cost(self, vcpu_s: float, gib_s: float, lambda_invocations: int, transitions: int) -> float:
         return (vcpu_s / 3600 * self.fargate_vcpu_hour + gib_s / 3600 * self.fargate_gib_hour
                 + lambda_invocations * self.lambda_request + transitions * self.state_transition)
+
+
+# Names a setting must match (each becomes part of resource names or endpoints), and how to say so.
+NAME_RULES = {
+    "stage": (r"[a-z][a-z0-9-]{0,15}", "a stage name (a lowercase letter, then up to 15 of a-z, 0-9 and -)"),
+    "region": (r"[a-z]{2}(-[a-z]+)+-\d{1,2}", "an AWS region name (like us-east-1)"),
+}
 
 
 class Settings(BaseSettings):
@@ -78,18 +85,12 @@ class Settings(BaseSettings):
     state_machine_log_group_arn: str | None = None
     prices: Prices = Prices()
 
-    @field_validator("stage")
+    @field_validator("stage", "region")
     @classmethod
-    def _a_stage_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", value):
-            raise ValueError(f"{value!r} is not a stage name (a lowercase letter, then up to 15 of a-z, 0-9 and -)")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _an_aws_region(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value):
-            raise ValueError(f"{value!r} is not an AWS region name (like us-east-1)")
+    def _a_name(cls, value: str, info: ValidationInfo) -> str:
+        pattern, what = NAME_RULES[info.field_name]
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {what}")
         return value
 
     @field_validator("endpoint_url")
