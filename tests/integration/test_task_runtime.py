@@ -32,11 +32,11 @@ def run(monkeypatch, small_candidate):
                                "role": "observe" if op.task_type == "observe" else "calibration",
                                "bucket": settings.ingest_bucket_name, "key": key, "version_id": None})
         work = settings.bucket_name("work")
-        documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": frames})
+        sha256 = documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": frames})
         documents.put_json(s3, work, layout.run_document_key("run-1"), {
             "run_id": "run-1", "recipe": "frame-census", "recipe_version": "1.0.0",
             "configuration": {"parameters": {"saturation_level": 60000}, "options": {}},
-            "input_dataset": {"bucket": work, "key": "input-datasets/ri-1.json"},
+            "input_dataset": {"bucket": work, "key": "input-datasets/ri-1.json", "sha256": sha256},
         })
         yield s3, work
     get_settings.cache_clear()
@@ -71,6 +71,22 @@ def test_an_unknown_run_or_task_exits_2_and_says_so(run, capsys):
     assert "runs/run-404/run.json does not exist" in capsys.readouterr().err
     assert main(["frame-census", "nope", "--run-id", "run-1"]) == 2
     assert "has no task 'nope'" in capsys.readouterr().err
+
+
+def test_an_input_dataset_changed_after_planning_is_not_processed(run, capsys):
+    s3, work = run
+    # Given the run's input dataset edited after planning: its observe frames cut from 4 to 1
+    planned = documents.get_json(s3, work, "input-datasets/ri-1.json")
+    observe = [f for f in planned["frames"] if f["role"] == "observe"]
+    edited = [f for f in planned["frames"] if f["role"] != "observe"] + observe[:1]
+    documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": edited})
+    # When a task of the run starts
+    code = main(["frame-census", "inventory", "--run-id", "run-1"])
+    # Then it processes nothing, fails as a configuration error and says what to do
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "changed after planning" in err and "plan the instance again" in err
+    assert not documents.exists(s3, work, layout.task_record_key("run-1", "inventory"))
 
 
 def test_an_injected_fault_fails_the_task_as_told(run, capsys):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import hashlib
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -48,6 +50,18 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def _verified_input_dataset(s3, dataset: dict) -> dict:
+    """The run's input dataset document, as planned: its SHA-256 must be the one recorded at planning."""
+    body = documents.get_bytes(s3, dataset["bucket"], dataset["key"])
+    found = hashlib.sha256(body).hexdigest()
+    if dataset.get("sha256") and found != dataset["sha256"]:
+        raise ConfigurationFailure(
+            f"the input dataset s3://{dataset['bucket']}/{dataset['key']} changed after planning (SHA-256 {found[:12]}, "
+            f"planned {dataset['sha256'][:12]}); nothing is processed from it: restore it, or plan the instance again "
+            "(`obsflow reprocess plan --datasets ...`)")
+    return json.loads(body)
 
 
 def load_task_class(entrypoint: str) -> type[Task]:
@@ -129,8 +143,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
             log(f"{recipe.key} {spec.name}: already succeeded for run {args.run_id} at {previous['finished_at']}; "
                 "reusing its recorded outputs")
             return 0
-    dataset = run["input_dataset"]
-    input_dataset = documents.get_json(s3, dataset["bucket"], dataset["key"])
+    input_dataset = _verified_input_dataset(s3, run["input_dataset"])
     image = run.get("task_image") or ""
     use_code_path(image)
     digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),

@@ -26,15 +26,18 @@ def put_json(s3, bucket: str, key: str, document: Any) -> str:
 
 
 def get_json(s3, bucket: str, key: str) -> Any:
+    return json.loads(get_bytes(s3, bucket, key))
+
+
+def get_bytes(s3, bucket: str, key: str) -> bytes:
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise NotFound(f"s3://{bucket}/{key} does not exist") from exc
         raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
-    return json.loads(body)
 
 
 def exists(s3, bucket: str, key: str) -> bool:
