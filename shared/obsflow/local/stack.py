@@ -104,7 +104,7 @@ class LocalStack:
     def start(self) -> "LocalStack":
         from moto.server import ThreadedMotoServer
 
-        from obsflow.local import moto_patches
+        from obsflow.local import moto_patches, task_processes
 
         if port_in_use(self.port):
             raise RuntimeError(
@@ -117,6 +117,7 @@ class LocalStack:
         self._saved_environment = {name: os.environ.get(name) for name in environment}
         os.environ.update(environment)
         moto_patches.apply()
+        task_processes.start_server()
         settings_module.get_settings.cache_clear()
         logger.setLevel(self.log_level)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log

@@ -1,7 +1,8 @@
 """Batch: jobs that run.
 
 moto's Docker-free backend marks every job SUCCEEDED without running it. Here each job
-runs its command as a subprocess of this virtualenv (the task image's entrypoint), in
+runs its command as a process of this virtualenv (the task image's entrypoint forked from
+a warm server, see obsflow.local.task_processes; any other command as a subprocess), in
 the background, and ends SUCCEEDED or FAILED by its exit code, with its output in
 CloudWatch Logs (the job definition's awslogs group) and its exit code in DescribeJobs,
 like on AWS.
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from obsflow.local import task_processes
 
 
 def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
@@ -33,8 +36,11 @@ def _run_job(job) -> None:
     command, environment = _job_command_and_environment(job)
     started = time.time()
     try:
-        completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-        exit_code, output = completed.returncode, completed.stdout + completed.stderr
+        if task_processes.is_task_command(command):
+            exit_code, output = task_processes.run_task_command(command, environment)
+        else:
+            completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+            exit_code, output = completed.returncode, completed.stdout + completed.stderr
     except OSError as exc:
         exit_code, output = 127, f"cannot start {command!r}: {exc}"
     job.exit_code = exit_code
