@@ -4,6 +4,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CDK := infra/node_modules/.bin/cdk
 
+TEST_WORKERS ?= 3
+
 .PHONY: demo test bench synth clean
 
 $(STAMP): pyproject.toml
@@ -17,11 +19,21 @@ $(CDK): infra/package.json infra/package-lock.json
 	npm ci --prefix infra --no-audit --no-fund --loglevel=error
 	touch $(CDK)
 
+# Debian's chromium for the monitor's browser test; where it cannot be installed (not Debian, not root)
+# that test is skipped and says why.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	-@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "no chromium (install it to run the monitor's browser test)"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/obsflow demo
 
-test: $(STAMP) $(CDK)
-	$(VENV)/bin/python -m pytest
+# In parallel (pytest-xdist), a test file per worker: each file brings up its own local stack on free ports,
+# once. Three workers on two cores: the end-to-end tests spend much of their time waiting on the stack.
+test: $(STAMP) $(CDK) $(BROWSER)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py

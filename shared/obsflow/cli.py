@@ -595,7 +595,7 @@ def runs_show(ctx, run_id, as_json):
     settings = _settings(ctx)
     detail = queries.run_detail(run_id, aws.client(settings, "stepfunctions"), console_links=settings.endpoint_url is None)
     if detail["status"] in ("FAILED", "SUCCEEDED"):
-        _settle_task_states(ctx, detail)
+        queries.settle_task_states(detail, _runs(ctx).finished_tasks(run_id))
         detail["failure"] = _runs(ctx).failure(run_id)
     if as_json:
         click.echo(console.to_json(detail))
@@ -613,17 +613,6 @@ def runs_show(ctx, run_id, as_json):
     console.table(detail["tasks"], ["task", "resource_class", "upstreams", "status", "started", "ended"], "")
     click.echo("\nhistory:")
     console.table(detail["history"], ["at", "status", "detail"], "")
-
-
-def _settle_task_states(ctx, detail: dict) -> None:
-    """An ended execution leaves the siblings of a failed task 'running' in its history: each either
-    finished (its task record exists) or was stopped with the run; the tasks after them never ran."""
-    finished = _runs(ctx).finished_tasks(detail["run_id"])
-    for task in detail["tasks"]:
-        if task["status"] == "running":
-            task["status"] = "succeeded" if task["task"] in finished else "stopped"
-        elif task["status"] == "pending":
-            task["status"] = "not run"
 
 
 def _echo_failure(failure: dict) -> None:
@@ -1318,6 +1307,33 @@ def tickets_resolve(ticket_id, note):
 
     _runs(click.get_current_context()).resolve_ticket(ticket_id, note, getpass.getuser())
     click.echo(f"ticket {ticket_id} resolved: {note}")
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to serve on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the monitor has no login of its own, so keep it on loopback "
+                   "unless something in front of it checks who is asking.")
+@operator_command
+@click.pass_context
+def monitor(ctx, port, host):
+    """A read-only web page of the stage, refreshing itself: OPs filling up, candidates and why they wait,
+    runs with each recipe's DAG, task states and durations, tickets with what to do, datasets with their
+    quality plots and QC values, the processing catalogue and campaigns. Ctrl-C stops it."""
+    from obsflow.monitor.reads import StageReads
+    from obsflow.monitor.server import Monitor
+
+    settings = _settings(ctx)
+    try:
+        served = Monitor(StageReads(settings), settings.stage, port=port, host=host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from exc
+    click.echo(f"obsflow monitor of stage '{settings.stage}' at {served.url} (read-only; Ctrl-C stops it)")
+    try:
+        served.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("monitor stopped")
 
 
 @main.command()

@@ -146,6 +146,16 @@ def run_detail(run_id: str, sfn=None, console_links: bool = False) -> dict:
     return detail
 
 
+def settle_task_states(detail: dict, finished: set[str]) -> None:
+    """An ended execution leaves the siblings of a failed task 'running' in its history: each either
+    finished (its task record exists: ``finished``) or was stopped with the run; the tasks after them never ran."""
+    for task in detail["tasks"]:
+        if task["status"] == "running":
+            task["status"] = "succeeded" if task["task"] in finished else "stopped"
+        elif task["status"] == "pending":
+            task["status"] = "not run"
+
+
 def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
     """State name -> status, start and end, from the execution history."""
     events = []

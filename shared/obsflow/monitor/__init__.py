@@ -1,0 +1,1 @@
+"""obsflow monitor: a read-only web page of a stage."""

@@ -1,0 +1,284 @@
+"""HTML and SVG of the monitor's pages, from plain dicts (no I/O here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from html import escape
+from urllib.parse import quote
+
+from obsflow.recipes.model import Recipe
+
+REFRESH_S = 5
+STATE_COLOURS = {
+    "succeeded": "#3a9d5d", "running": "#2f7ed8", "failed": "#d64541", "stopped": "#9b8f3a",
+    "pending": "#c9ced6", "not run": "#e4e7eb",
+}
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:baseline}
+header a{color:#9cc4ff}main{padding:10px 20px}h2{margin:22px 0 6px;font-size:16px}
+table{border-collapse:collapse;background:#fff;width:100%}td,th{padding:3px 8px;border-bottom:1px solid #e4e7eb;
+text-align:left;vertical-align:top}th{background:#eef0f3;font-weight:600}
+.badge{display:inline-block;padding:0 6px;border-radius:8px;color:#fff;font-size:12px}
+.bar{background:#e4e7eb;width:120px;height:10px;display:inline-block;border-radius:5px;overflow:hidden}
+.bar span{display:block;height:10px;background:#3a9d5d}.muted{color:#6b7280}.counts span{margin-right:14px}
+.panel{background:#fff;padding:8px;margin:6px 0;display:inline-block}
+"""
+_BADGE = {"SUCCEEDED": "#3a9d5d", "ACTIVE": "#3a9d5d", "READY": "#2f7ed8", "RUNNING": "#2f7ed8",
+          "SUBMITTED": "#2f7ed8", "QUEUED": "#2f7ed8", "WAITING": "#c28a00", "MANUAL": "#7d4fc2",
+          "FAILED": "#d64541", "ERROR": "#d64541", "OPEN": "#d64541", "HELD": "#d64541", "RESOLVED": "#6b7280",
+          "DEPRECATED": "#6b7280", "REJECTED": "#6b7280"}
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def badge(status) -> str:
+    colour = _BADGE.get(str(status), "#6b7280")
+    return f'<span class="badge" style="background:{colour}">{escape(_text(status))}</span>' if status else ""
+
+
+def link(kind: str, identifier) -> str:
+    return f'<a href="/{kind}/{quote(str(identifier), safe="")}">{escape(str(identifier))}</a>' if identifier else ""
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]], empty: str, cells: dict | None = None,
+          table_id: str = "") -> str:
+    """``columns``: (key, heading); ``cells``: key -> function(row) giving the cell's HTML."""
+    if not rows:
+        return f'<p class="muted" id="{table_id}">{escape(empty)}</p>'
+    cells = cells or {}
+    head = "".join(f"<th>{escape(heading)}</th>" for _, heading in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cells[key](row) if key in cells else escape(_text(row.get(key)))}</td>"
+                         for key, _ in columns) + "</tr>"
+        for row in rows
+    )
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def page(title: str, body: str, stage: str) -> str:
+    """A whole page; its <main> is fetched again every REFRESH_S seconds and swapped in place."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{escape(title)} - obsflow monitor</title>
+<style>{_STYLE}</style></head><body>
+<header><strong>obsflow monitor</strong><span>stage {escape(stage)}</span><a href="/">overview</a>
+<span class="muted" id="refreshed">refreshes every {REFRESH_S} s</span></header>
+<main id="content">{body}</main>
+<script>
+setInterval(async () => {{
+  try {{
+    const response = await fetch(location.pathname + "?fragment=1", {{cache: "no-store"}});
+    if (!response.ok) return;
+    document.getElementById("content").innerHTML = await response.text();
+    document.getElementById("refreshed").textContent = "refreshed " + new Date().toLocaleTimeString();
+  }} catch (error) {{
+    document.getElementById("refreshed").textContent = "cannot reach the monitor: " + error;
+  }}
+}}, {REFRESH_S * 1000});
+</script></body></html>"""
+
+
+def _progress(row: dict) -> str:
+    expected, received = row.get("expected"), row.get("received") or 0
+    if not expected:
+        return f"{received} received, count unknown (no manifest yet)"
+    share = min(1.0, received / expected)
+    return f'<span class="bar"><span style="width:{share * 100:.0f}%"></span></span> {received} of {expected}'
+
+
+def overview(data: dict) -> str:
+    counts = data["run_counts"]
+    summary = "".join(f"<span>{badge(status)} {n}</span>" for status, n in counts.items()) or "no runs yet"
+    return "".join([
+        f'<p class="counts" id="run-counts">runs: {summary}</p>',
+        "<h2>Observing programs filling up</h2>",
+        table(data["ops"], [("op_id", "OP"), ("task_type", "task type"), ("proposal_id", "proposal"),
+                            ("progress", "frames"), ("candidate_ids", "candidates")],
+              "no OPs yet: nothing has arrived from the summit", {"progress": _progress}, "ops"),
+        "<h2>Candidates and why they wait</h2>",
+        table(data["candidates"], [("candidate_id", "candidate"), ("proposal_id", "proposal"), ("status", "status"),
+                                   ("why", "why / since"), ("processing", "processing"), ("run_ids", "runs")],
+              "no candidates yet", {"status": lambda r: badge(r["status"]), "processing": lambda r: badge(r["processing"]),
+                                    "run_ids": lambda r: " ".join(link("runs", i) for i in r["run_ids"])}, "candidates"),
+        "<h2>Runs</h2>",
+        table(data["runs"], [("run_id", "run"), ("recipe", "recipe"), ("candidate_id", "candidate"),
+                             ("status", "status"), ("created_at", "created"), ("duration_s", "duration [s]"),
+                             ("waiting_reason", "waiting for")],
+              "no runs yet", {"run_id": lambda r: link("runs", r["run_id"]), "status": lambda r: badge(r["status"]),
+                              "recipe": lambda r: escape(f"{r['recipe']}@{r.get('version', '')}")}, "runs"),
+        "<h2>Tickets</h2>",
+        table(data["tickets"], [("ticket_id", "ticket"), ("status", "status"), ("kind", "kind"), ("run_id", "run"),
+                                ("summary", "summary"), ("suggested_action", "what to do")],
+              "no tickets", {"status": lambda r: badge(r["status"]), "run_id": lambda r: link("runs", r.get("run_id"))},
+              "tickets"),
+        "<h2>Datasets</h2>",
+        table(data["datasets"], [("dataset_id", "dataset"), ("kind", "kind"), ("proposal_id", "proposal"),
+                                 ("status", "status"), ("frame_count", "frames"), ("recipe", "recipe"),
+                                 ("created_at", "created")],
+              "no datasets yet", {"dataset_id": lambda r: link("datasets", r["dataset_id"]),
+                                  "status": lambda r: badge(r["status"])}, "datasets"),
+        "<h2>Processing catalogue</h2>",
+        table(data["instances"], [("instance_id", "instance"), ("recipe", "recipe"), ("reference", "reference"),
+                                  ("state", "state"), ("state_reason", "why"), ("runs", "runs"),
+                                  ("dataset_id", "dataset")],
+              "no recipe instances yet", {"state": lambda r: badge(r["state"]),
+                                          "dataset_id": lambda r: link("datasets", r.get("dataset_id"))}, "instances"),
+        "<h2>Campaigns</h2>",
+        table(data["campaigns"], [("name", "campaign"), ("campaign_type", "type"), ("status", "status"),
+                                  ("recipe", "recipe"), ("instances", "instances"), ("reason", "reason")],
+              "no campaigns", {"status": lambda r: badge(r["status"])}, "campaigns"),
+    ])
+
+
+def dag_svg(recipe: Recipe, tasks: dict[str, dict]) -> str:
+    """The recipe's tasks as a left-to-right graph, one column per level, each box coloured by its state."""
+    box_w, box_h, gap_x, gap_y = 150, 44, 60, 16
+    levels = recipe.levels()
+    position = {}
+    for column, level in enumerate(levels):
+        for row, task in enumerate(level):
+            position[task.name] = (20 + column * (box_w + gap_x), 20 + row * (box_h + gap_y))
+    width = 40 + len(levels) * (box_w + gap_x) - gap_x
+    height = 40 + max(len(level) for level in levels) * (box_h + gap_y) - gap_y
+    parts = [f'<svg id="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="tasks of {escape(recipe.key)}">',
+             '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
+             '<path d="M0,0 L8,4 L0,8 z" fill="#6b7280"/></marker></defs>']
+    for task in recipe.tasks:
+        x2, y2 = position[task.name]
+        for upstream in task.upstreams:
+            x1, y1 = position[upstream]
+            parts.append(f'<line x1="{x1 + box_w}" y1="{y1 + box_h / 2}" x2="{x2}" y2="{y2 + box_h / 2}" '
+                         'stroke="#6b7280" marker-end="url(#arrow)"/>')
+    for task in recipe.tasks:
+        x, y = position[task.name]
+        state = tasks.get(task.name, {})
+        status = state.get("status", "pending")
+        duration = state.get("duration_s")
+        label = status + (f", {duration:.1f} s" if duration is not None else "")
+        parts.append(
+            f'<g class="task" data-task="{escape(task.name)}" data-status="{escape(status)}">'
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{STATE_COLOURS.get(status, "#c9ced6")}"/>'
+            f'<text x="{x + 8}" y="{y + 18}" fill="#fff" font-weight="600">{escape(task.name)}</text>'
+            f'<text x="{x + 8}" y="{y + 35}" fill="#fff" font-size="12">{escape(label)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def run_page(detail: dict, recipe: Recipe) -> str:
+    tasks = {t["task"]: t for t in detail["tasks"]}
+    fields = [("recipe", f"{detail['recipe']}@{detail.get('version', '')}"), ("candidate", detail.get("candidate_id")),
+              ("proposal", detail.get("proposal_id")), ("created", detail.get("created_at")),
+              ("started", detail.get("started_at")), ("finished", detail.get("finished_at")),
+              ("duration [s]", detail.get("duration_s")), ("waiting for", detail.get("waiting_reason")),
+              ("retry of", detail.get("retry_of"))]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_text(v))}</td></tr>" for k, v in fields if v is not None)
+    dataset = f"<tr><th>dataset</th><td>{link('datasets', detail['dataset_id'])}</td></tr>" if detail.get("dataset_id") else ""
+    failure = ""
+    if detail.get("failure"):
+        f = detail["failure"]
+        log = "\n".join(f.get("task_log") or [])
+        failure = (f'<h2>Failure</h2><table id="failure"><tr><th>task</th><td>{escape(_text(f.get("failed_task")))}</td></tr>'
+                   f'<tr><th>kind</th><td>{escape(_text(f.get("kind")))}</td></tr>'
+                   f'<tr><th>error</th><td>{escape(_text(f.get("error")))}</td></tr>'
+                   f'<tr><th>ticket</th><td>{escape(_text(f.get("ticket_id")))}</td></tr>'
+                   f'<tr><th>what to do</th><td>{escape(_text(f.get("suggested_action")))}</td></tr>'
+                   f'<tr><th>last log lines</th><td><pre>{escape(log)}</pre></td></tr></table>')
+    return "".join([
+        f"<h2>Run {escape(detail['run_id'])} {badge(detail['status'])}</h2>",
+        f"<table>{rows}{dataset}</table>",
+        "<h2>Tasks</h2>", f'<div class="panel">{dag_svg(recipe, tasks)}</div>', failure,
+        table(detail["tasks"], [("task", "task"), ("resource_class", "resource class"), ("upstreams", "after"),
+                                ("status", "state"), ("started", "started"), ("ended", "ended"),
+                                ("duration_s", "duration [s]")], "", table_id="tasks"),
+        "<h2>History</h2>", table(detail["history"], [("at", "at"), ("status", "status"), ("detail", "detail")], ""),
+    ])
+
+
+def line_chart(title: str, y_label: str, series: dict[str, list[float | None]], x_label: str = "observe frame") -> str:
+    """A small SVG line chart with labelled axes; the y axis spans the data (values as they are, no offset)."""
+    width, height, left, bottom, top, right = 540, 240, 84, 40, 28, 120
+    values = [v for points in series.values() for v in points if v is not None and math.isfinite(v)]
+    if not values:
+        return f'<div class="panel chart"><p class="muted">{escape(title)}: no values</p></div>'
+    low, high = min(values), max(values)
+    if high == low:
+        low, high = low - (abs(low) * 0.05 or 1), high + (abs(high) * 0.05 or 1)
+    count = max(len(points) for points in series.values())
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x_of(i: int) -> float:
+        return left + (i / max(1, count - 1)) * plot_w
+
+    def y_of(v: float) -> float:
+        return top + (1 - (v - low) / (high - low)) * plot_h
+
+    colours = ["#2f7ed8", "#d64541", "#3a9d5d", "#7d4fc2"]
+    parts = [f'<div class="panel chart"><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="18" font-weight="600">{escape(title)}</text>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#1d2330"/>',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#1d2330"/>']
+    for fraction in (0, 0.5, 1):
+        value = low + fraction * (high - low)
+        parts.append(f'<text x="{left - 6}" y="{y_of(value) + 4}" text-anchor="end" font-size="11">{value:.4g}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="12">{escape(x_label)}</text>')
+    parts.append(f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
+                 f'font-size="12" class="y-label">{escape(y_label)}</text>')
+    for n, (name, points) in enumerate(series.items()):
+        colour = colours[n % len(colours)]
+        path = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(points) if v is not None and math.isfinite(v))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        parts.append(f'<text x="{left + plot_w + 8}" y="{top + 14 + 16 * n}" fill="{colour}" font-size="12">'
+                     f'{escape(name)}</text>')
+    parts.append("</svg></div>")
+    return "".join(parts)
+
+
+def dataset_page(detail: dict, metrics: dict | None) -> str:
+    fields = [("kind", detail.get("kind")), ("proposal", detail.get("proposal_id")), ("product", detail.get("product_id")),
+              ("version", detail.get("version_key")), ("recipe", detail.get("recipe")), ("frames", detail.get("frame_count")),
+              ("created", detail.get("created_at")), ("location", f"s3://{detail.get('bucket')}/{detail.get('prefix')}")]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_text(v))}</td></tr>" for k, v in fields if v is not None)
+    run = f"<tr><th>run</th><td>{link('runs', detail['run_id'])}</td></tr>" if detail.get("run_id") else ""
+    quality = '<p class="muted">no quality metrics in this dataset</p>'
+    if metrics:
+        frames = metrics.get("frames", [])
+        warnings = "".join(f"<li>{escape(w)}</li>" for w in metrics.get("warnings", [])) or "<li>none</li>"
+        qc = [{"value": name, "min": min(vals), "median": sorted(vals)[len(vals) // 2], "max": max(vals)}
+              for name in ("light_level", "frame_average", "frame_rms_contrast", "fried_parameter")
+              for vals in [[f[name] for f in frames if f.get(name) is not None]] if vals]
+        quality = "".join([
+            f'<h2>Quality</h2><p>frame counts: {escape(_text(metrics.get("frame_counts")))}</p>',
+            f'<p>warnings:</p><ul id="warnings">{warnings}</ul>',
+            table(qc, [("value", "QC value"), ("min", "min"), ("median", "median"), ("max", "max")], "", table_id="qc"),
+            line_chart("Light level and frame average", "counts [DN]",
+                       {"light level": [f.get("light_level") for f in frames],
+                        "frame average": [f.get("frame_average") for f in frames]}),
+            line_chart("RMS contrast", "RMS / mean [1]", {"RMS contrast": [f.get("frame_rms_contrast") for f in frames]}),
+            line_chart("Fried parameter (AO)", "r0 [m]", {"r0": [f.get("fried_parameter") for f in frames]}),
+        ])
+    return "".join([
+        f"<h2>Dataset {escape(detail['dataset_id'])} {badge(detail.get('status'))}</h2>",
+        f"<table>{rows}{run}</table>", quality,
+        "<h2>Files</h2>", table(detail.get("files", []), [("name", "name"), ("size", "bytes"), ("sha256", "SHA-256")], ""),
+        "<h2>Versions of this product</h2>",
+        table(detail.get("versions", []), [("dataset_id", "dataset"), ("status", "status"), ("version_key", "version"),
+                                           ("created_at", "created")], "",
+              {"dataset_id": lambda r: link("datasets", r["dataset_id"]), "status": lambda r: badge(r["status"])}),
+    ])
+
+
+def not_found(message: str) -> str:
+    return f'<h2>Not found</h2><p id="not-found">{escape(message)}</p>'
