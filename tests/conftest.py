@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -12,6 +13,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.pop("AWS_ENDPOINT_URL", None)
+# `obsflow local serve` keeps its state under the user's data directory: never the real one in tests
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="obsflow-test-data-")
 
 
 @pytest.fixture(scope="session")

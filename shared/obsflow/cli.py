@@ -68,6 +68,17 @@ def _discover(settings: Settings) -> Settings:
         raise _unreachable(settings, exc) from exc
 
 
+def _with_local_state(settings: Settings, message: str) -> str:
+    """On a local stack, why what is asked for may be missing: it started empty, or from a snapshot."""
+    if not settings.local_endpoint:
+        return message
+    from obsflow import aws
+    from obsflow.local.state import empty_stack_note
+
+    note = empty_stack_note(settings, aws.client(settings, "ssm"))
+    return f"{message}\n{note}" if note else message
+
+
 def operator_command(func):
     """Find the chosen stage's resources, bind the tables to them and turn AWS failures into advice."""
 
@@ -86,7 +97,7 @@ def operator_command(func):
             tables.bind(settings)
             return ctx.invoke(func, *args, **kwargs)
         except NotFound as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(_with_local_state(settings, str(exc))) from exc
         except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
             raise _unreachable(settings, exc) from exc
 
@@ -284,23 +295,44 @@ def local():
 @click.option("--port", type=int, default=4566, show_default=True, help="Loopback port to listen on.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
               show_default=True, help="Log level of the in-process Lambdas (JSON lines on stdout).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the stack keeps its state across restarts [default: obsflow/local/<stage> under the "
+                   "user's data directory, $XDG_DATA_HOME or ~/.local/share].")
+@click.option("--no-state", is_flag=True, help="Keep nothing: start empty, and forget everything at Ctrl-C.")
 @click.pass_context
-def local_serve(ctx, port, log_level):
+def local_serve(ctx, port, log_level, state_dir, no_state):
     """Run the local stack until Ctrl-C.
 
     Any AWS client can use it: point boto3 or the AWS CLI at the printed endpoint.
     Uploads to the ingest bucket flow through S3 notifications, the ingest queue and
     the ingest handler, exactly as on AWS.
+
+    \b
+    Its state (objects, tables, queues, topics and subscriptions, state machines and
+    run history, tickets) is saved every few seconds and at Ctrl-C, and restored at the
+    next start; after a crash the last snapshot is restored and the banner says what
+    may be missing. Runs that were running fail with a ticket saying to redrive them.
     """
     from obsflow.local.stack import LocalStack
+    from obsflow.local.state import default_state_dir
 
-    stack = LocalStack(port=port, stage=_settings(ctx).stage, log_level=log_level)
+    stage = _settings(ctx).stage
+    if state_dir and no_state:
+        raise click.UsageError("--state-dir and --no-state contradict each other: choose one")
+    kept = None if no_state else (state_dir or default_state_dir(stage))
+    stack = LocalStack(port=port, stage=stage, log_level=log_level, state_dir=kept)
     try:
         stack.start()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     info = stack.settings.describe()
     click.echo(f"obsflow local stack ready at {stack.endpoint_url} (stage '{stack.stage}'): every resource exists")
+    if stack.restored is not None:
+        click.echo(f"  {stack.restored.describe()}")
+    elif kept is not None:
+        click.echo(f"  started empty; its state is kept in {kept} (--no-state keeps nothing)")
+    else:
+        click.echo("  started empty; nothing is kept after Ctrl-C (--no-state)")
     click.echo(f"  ingest bucket: s3://{info['buckets']['ingest']}  ingest queue: {info['queues']['ingest']}")
     click.echo(f"  try: export AWS_ENDPOINT_URL={stack.endpoint_url} AWS_DEFAULT_REGION={stack.settings.region} "
                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
@@ -808,6 +840,9 @@ def datasets_download(ctx, dataset_id, folder):
         target = products.download(aws.client(_settings(ctx), "s3"), dataset, folder)
     except products.ChecksumMismatch as exc:
         raise click.ClickException(f"{exc}: download it again; if it differs again, open a ticket") from exc
+    except products.MissingFile as exc:
+        raise click.ClickException(f"{exc}: check its run's outputs (`obsflow runs outputs {dataset.run_id}`) and "
+                                   f"reprocess it (`obsflow runs retry {dataset.run_id}`) if they are gone") from exc
     click.echo(f"{target}: {', '.join(sorted(p.name for p in target.iterdir()))}")
 
 

@@ -36,6 +36,14 @@ def publish(settings: Settings, ssm) -> None:
     )
 
 
+def withdraw(settings: Settings, ssm) -> None:
+    """The stage is not complete (the local stack, restoring its state): no document until it is."""
+    try:
+        ssm.delete_parameter(Name=parameter_name(settings.stage))
+    except ssm.exceptions.ParameterNotFound:
+        pass
+
+
 def discover(settings: Settings) -> Settings:
     """``settings`` with the bucket names the stage recorded; NotFound if the stage has none."""
     name = parameter_name(settings.stage)

@@ -17,20 +17,26 @@ from obsflow.local.stack import free_port
 pytestmark = pytest.mark.e2e
 
 
+def serve(tmp_path, port: int, *options: str, log_name: str = "serve.log", env: dict | None = None):
+    """`obsflow local serve` in its own process, once it says it is ready: (process, log path)."""
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    log = tmp_path / log_name
+    process = subprocess.Popen([sys.executable, "-m", "obsflow.cli", "local", "serve", "--port", str(port), *options],
+                               stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while "Ctrl-C stops it" not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "local stack did not start within 60 s"
+        time.sleep(0.2)
+    return process, log
+
+
 @pytest.fixture
 def served_stack(tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    log = open(tmp_path / "serve.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "obsflow.cli", "local", "serve", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while "Ctrl-C stops it" not in (tmp_path / "serve.log").read_text():
-        assert process.poll() is None, (tmp_path / "serve.log").read_text()
-        assert time.monotonic() < deadline, "local stack did not start within 60 s"
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", process, tmp_path / "serve.log"
+    process, log = serve(tmp_path, port, "--state-dir", str(tmp_path / "state"))
+    yield f"http://127.0.0.1:{port}", process, log
     if process.poll() is None:
         process.kill()
 

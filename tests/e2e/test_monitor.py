@@ -80,10 +80,9 @@ def test_the_overview_follows_the_night_and_shows_a_failed_run_with_its_ticket(s
     service.resume()
     assert finished_run("cand_monitor_fail").status == "FAILED"
     # Then, without reloading, the page shows the OPs filled, the failed run and its ticket with what to do
-    page.wait_for_function("document.querySelector('#tickets') && document.querySelector('#tickets').tagName == 'TABLE'",
-                           timeout=20_000)
+    page.wait_for_function("document.querySelector('#run-counts').textContent.includes('FAILED') && "
+                           "document.querySelector('#tickets').tagName == 'TABLE'", timeout=20_000)
     assert "3 of 3" in page.inner_text("#ops")
-    assert "FAILED" in page.inner_text("#run-counts")
     [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
     ticket_row = page.inner_text("#tickets")
     assert ticket.ticket_id in ticket_row and f"obsflow runs retry {run.run_id}" in ticket_row

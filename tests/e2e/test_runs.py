@@ -56,7 +56,8 @@ def wait_for(predicate, what: str, timeout_s: float = 180):
         if value := predicate():
             return value
         time.sleep(0.25)
-    state = [(r.candidate_id, r.run_id, r.status, r.waiting_reason) for r in runs.all_runs()]
+    state = [(r.candidate_id, r.run_id, r.status, r.waiting_reason, (r.error or {}).get("Cause", "")[-600:])
+             for r in runs.all_runs()]
     raise AssertionError(f"timed out waiting for {what}; runs: {state}")
 
 

@@ -33,11 +33,19 @@ def _client(session, settings: Settings, service: str):
     return session.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
 
 
+def _ensure_bucket(s3, name: str) -> None:
+    """Create the bucket unless it exists (a restarted local stack restores its buckets)."""
+    try:
+        s3.head_bucket(Bucket=name)
+    except s3.exceptions.ClientError:
+        s3.create_bucket(Bucket=name)
+
+
 def create_ingest(settings: Settings, session) -> dict:
     """Ingest bucket, queue + dead-letter queue, S3 -> SQS notifications."""
     s3, sqs = _client(session, settings, "s3"), _client(session, settings, "sqs")
     bucket = settings.ingest_bucket_name
-    s3.create_bucket(Bucket=bucket)
+    _ensure_bucket(s3, bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
     dlq_url = sqs.create_queue(QueueName=settings.ingest_dlq_name)["QueueUrl"]
@@ -64,12 +72,12 @@ def create_storage(settings: Settings, session) -> None:
     """Work bucket (task outputs expire) and the versioned data bucket."""
     s3 = _client(session, settings, "s3")
     work, data = settings.bucket_name("work"), settings.bucket_name("data")
-    s3.create_bucket(Bucket=work)
+    _ensure_bucket(s3, work)
     s3.put_bucket_lifecycle_configuration(Bucket=work, LifecycleConfiguration={"Rules": [
         {"ID": "expire-task-outputs", "Status": "Enabled", "Filter": {"Prefix": "task-outputs/"},
          "Expiration": {"Days": TASK_OUTPUT_RETENTION_DAYS}},
     ]})
-    s3.create_bucket(Bucket=data)
+    _ensure_bucket(s3, data)
     s3.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})
 
 

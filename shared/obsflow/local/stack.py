@@ -14,10 +14,12 @@ from pathlib import Path
 import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from obsflow import discovery
 from obsflow import settings as settings_module
 from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
 from obsflow.local.resources import create_resources, local_role_name
+from obsflow.local.state import Restored, StateDirectory, record_start
 from obsflow.observability import logger
 
 DEFAULT_PORT = 4566
@@ -41,12 +43,20 @@ def port_in_use(port: int) -> bool:
 
 
 class LocalStack:
-    """Everything obsflow needs, in this process, reachable by any AWS client on loopback."""
+    """Everything obsflow needs, in this process, reachable by any AWS client on loopback.
+
+    A script that starts one needs an ``if __name__ == "__main__":`` guard, as any program using
+    multiprocessing does: task processes are forked from a server that imports the script's main module.
+    """
 
     def __init__(self, port: int = DEFAULT_PORT, stage: str = "local", batch_window_s: float = 0.5,
                  log_level: str = "WARNING", submit_interval_s: float = 2.0, capacity: dict[str, int] | None = None,
-                 side_logs: Path | None = None, ingest_concurrency: int = INGEST_CONCURRENCY):
+                 side_logs: Path | None = None, ingest_concurrency: int = INGEST_CONCURRENCY,
+                 state_dir: Path | None = None):
         self.port = port or free_port()
+        # Where the stack keeps its state between runs (None: in memory only, gone at stop).
+        self.state = StateDirectory(state_dir) if state_dir else None
+        self.restored: Restored | None = None
         self.ingest_concurrency = ingest_concurrency
         # Where what is not obsflow's own log goes: the metrics (EMF lines) and moto's log.
         self.side_logs = side_logs or Path(tempfile.gettempdir()) / f"obsflow-{stage}-{self.port}"
@@ -134,14 +144,47 @@ class LocalStack:
 
         self.settings = settings_module.get_settings()
         session = boto3.Session(region_name=self.settings.region)
+        if self.state is not None:
+            self.restored = self.state.restore()  # before the resources: those restored are kept, not made anew
+            if self.restored is not None:  # published again once every resource exists, as at a first start
+                discovery.withdraw(self.settings, session.client("ssm", endpoint_url=self.endpoint_url))
         urls = create_resources(self.settings, session)
+        if self.restored is not None:
+            self._fail_interrupted_runs()
+        record_start(self.settings, session, self.state, self.restored)
         sqs = session.client("sqs", endpoint_url=self.endpoint_url)
         self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
         for index in range(self.ingest_concurrency):  # Lambda scales the ingest function out the same way
             self._start_thread(f"ingest-poller-{index}", self.poller.run)
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
         self._start_thread("backstop-schedule", self._schedule("backstop", BACKSTOP_INTERVAL_S))
+        if self.state is not None:
+            self._start_thread("state-snapshots", self.state.keep_saving)
         return self
+
+    def _fail_interrupted_runs(self) -> None:
+        """Runs that were running when the stack stopped: their executions and jobs did not survive the
+        restart. Each fails as an infrastructure failure, with a ticket saying to redrive it."""
+        from obsflow.runs.domain import RUNNING, SUBMITTED
+        from obsflow.services import run_service
+        from obsflow.tables import runs
+
+        service = run_service(self.settings)
+        sfn = boto3.client("stepfunctions", region_name=self.settings.region, endpoint_url=self.endpoint_url)
+        error = {"Error": "Obsflow.LocalStackRestarted",
+                 "Cause": "the local stack stopped while this run was running; its execution and Batch jobs did not "
+                          "survive the restart"}
+        for status in (SUBMITTED, RUNNING):
+            for run in runs.with_status(status):
+                if run.execution_arn:
+                    try:
+                        sfn.stop_execution(executionArn=run.execution_arn, error=error["Error"], cause=error["Cause"])
+                    except sfn.exceptions.ClientError:
+                        pass  # already ended, or gone
+                service.open_ticket_for_failure(run.run_id, error, run.execution_arn)
+                service.fail_run(run.run_id, error)
+                logger.warning("run interrupted by the restart: failed, with a ticket to redrive it",
+                               extra={"run_id": run.run_id})
 
     def _schedule(self, function: str, interval_s: float):
         """EventBridge's schedule of a function, which moto does not fire."""
@@ -163,6 +206,8 @@ class LocalStack:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.state is not None and self._server is not None:
+            self.state.save(clean=True)
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import pickle
 import threading
@@ -22,27 +23,48 @@ from pathlib import Path
 KEPT_SERVICES = ("s3", "dynamodb", "sqs", "sns", "ssm", "iam", "stepfunctions", "logs")
 SNAPSHOT_INTERVAL_S = 5.0
 FILE_NAME = "state.pickle"
-FORMAT = 1
+FORMAT = 2
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
 
 
-def _nested_tag_dict(items: dict) -> defaultdict:
-    tags: defaultdict = defaultdict(lambda: defaultdict(dict))
-    tags.update(items)
-    return tags
+def _tags_of_a_resource() -> defaultdict:
+    return defaultdict(dict)
+
+
+def _defaultdict(cls, factory, items: dict, attributes: dict) -> defaultdict:
+    made = cls.__new__(cls)
+    defaultdict.__init__(made, factory)
+    made.update(items)
+    if attributes:
+        made.__dict__.update(attributes)
+    return made
+
+
+def _plain_dict_subclass(cls, items: dict, attributes: dict) -> dict:
+    made = cls.__new__(cls)
+    dict.update(made, items)
+    made.__dict__.update(attributes)
+    return made
 
 
 class _Pickler(pickle.Pickler):
-    """moto's backends with what cannot be pickled made anew: locks and conditions (fresh ones, as at
-    start) and SSM's tag dictionary (a defaultdict whose factory is a lambda)."""
+    """moto's backends with what pickle cannot take made anew: locks and conditions (fresh ones, as at
+    start), S3's versioned key stores with all their versions, defaultdicts rebuilt without calling their
+    subclass's __init__ (SSM's ParameterDict), and SSM's tag dictionary (a lambda factory) with a named one."""
 
     def reducer_override(self, obj):
         if isinstance(obj, _LOCKS):
             return threading.RLock if isinstance(obj, _LOCKS[1]) else threading.Lock, ()
         if isinstance(obj, threading.Condition):
             return threading.Condition, ()
-        if isinstance(obj, defaultdict) and getattr(obj.default_factory, "__name__", "") == "<lambda>":
-            return _nested_tag_dict, (dict(obj),)
+        if type(obj).__name__ == "_VersionedKeyStore":  # S3's keys: each a list of versions, which its
+            # items() hides (it gives the latest alone); stored as they are, every version kept
+            return _plain_dict_subclass, (type(obj), dict(dict.items(obj)), obj.__dict__)
+        if isinstance(obj, defaultdict):
+            factory = obj.default_factory
+            if getattr(factory, "__name__", "") == "<lambda>":
+                factory = _tags_of_a_resource
+            return _defaultdict, (type(obj), factory, dict(obj), getattr(obj, "__dict__", {}))
         return NotImplemented
 
 
@@ -63,8 +85,11 @@ class Restored:
 
 def _backend_dicts():
     from moto.backends import get_backend
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-    return {service: get_backend(service) for service in KEPT_SERVICES}
+    # With execute_state_machine on, moto keeps state machines and executions in the parser's backend.
+    return {**{service: get_backend(service) for service in KEPT_SERVICES},
+            "stepfunctions-parser": stepfunctions_parser_backends}
 
 
 class StateDirectory:
@@ -86,6 +111,8 @@ class StateDirectory:
             for account, regions in snapshot["backends"].get(service, {}).items():
                 for region, backend in regions.items():
                     backends[account][region] = backend
+        # S3 finds a bucket's owner in a table beside its backends (a name is global across accounts)
+        _backend_dicts()["s3"].bucket_accounts.update(snapshot["s3_bucket_accounts"])
         return Restored(saved_at=snapshot["saved_at"], clean=snapshot["clean"], path=str(self.path))
 
     def save(self, clean: bool = False) -> None:
@@ -112,7 +139,7 @@ class StateDirectory:
         buffer = io.BytesIO()
         _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({
             "format": FORMAT, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "clean": clean, "backends": backends,
+            "clean": clean, "backends": backends, "s3_bucket_accounts": dict(_backend_dicts()["s3"].bucket_accounts),
         })
         return buffer.getvalue()
 
@@ -126,3 +153,32 @@ def default_state_dir(stage: str) -> Path:
     """Under the user's data directory (XDG_DATA_HOME, else ~/.local/share)."""
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "obsflow" / "local" / stage
+
+
+def _parameter_name(stage: str) -> str:
+    return f"/obsflow/{stage}/local-stack"
+
+
+def record_start(settings, session, state: StateDirectory | None, restored: Restored | None) -> None:
+    """What a client may need to know about this local stack's state: when it started, and from what."""
+    ssm = session.client("ssm", region_name=settings.region, endpoint_url=settings.endpoint_url)
+    ssm.put_parameter(Name=_parameter_name(settings.stage), Type="String", Overwrite=True, Value=json.dumps({
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "state_dir": str(state.directory) if state else None,
+        "restored": restored.describe() if restored else None,
+    }))
+
+
+def empty_stack_note(settings, ssm) -> str | None:
+    """For a user who looks for something on a local stack that started without saved state: why it is not there."""
+    try:
+        started = json.loads(ssm.get_parameter(Name=_parameter_name(settings.stage))["Parameter"]["Value"])
+    except Exception:  # noqa: BLE001  (no note is better than a second error)
+        return None
+    if started.get("restored"):
+        return f"This local stack {started['restored']}."
+    if started.get("state_dir"):
+        return (f"This local stack started at {started['started_at']} with nothing saved yet in "
+                f"{started['state_dir']}.")
+    return (f"This local stack started at {started['started_at']} empty, without saved state: what an earlier "
+            "stack held ended with it. `obsflow local serve --state-dir DIR` keeps it across restarts.")

@@ -6,6 +6,9 @@ than the task itself. Locally each job is instead forked from a server process t
 did that once (multiprocessing's forkserver, its preload list below): the job still
 gets a process of its own, with its own environment, output and exit code, as a
 container would. On AWS every job is a container of the task image, unchanged.
+
+As in any program using multiprocessing, a script that starts the local stack needs an
+``if __name__ == "__main__":`` guard: each task process imports the script's main module.
 """
 
 from __future__ import annotations
