@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pynamodb.connection import base as pynamodb_connection
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
+from obsflow.aws import botocore_session
 from obsflow.settings import Settings
+
+# PynamoDB makes a botocore session per table model (and thread): with one loader behind them all,
+# botocore's data files are parsed once per process. PynamoDB has no setting for its session.
+pynamodb_connection.get_session = botocore_session
 
 _MODELS: dict[str, type[Model]] = {}
 CONDITION_FAILED = "ConditionalCheckFailedException"
