@@ -24,7 +24,7 @@ $(CDK): infra/package.json infra/package-lock.json
 BROWSER := /usr/bin/chromium
 $(BROWSER):
 	-@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium (install it to run the monitor's browser test)"; fi
 
 demo: $(STAMP)

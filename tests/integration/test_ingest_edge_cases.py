@@ -172,3 +172,30 @@ def test_readiness_is_signalled_once_even_when_evaluated_repeatedly(stack, small
     # Then nothing changes: it was already READY, and stays READY from the first time
     assert results == [False] * 4
     assert candidates.get("cand_small").ready_at == first_ready
+
+
+def test_frames_in_dkist_s_tile_compressed_layout_are_counted_and_gzip_files_get_their_own_reason(stack, small_candidate):
+    import gzip
+
+    # Given the candidate's frames as DKIST stores them (an empty primary HDU, header and data in a RICE
+    # CompImageHDU), and one more frame of its OP sent gzipped
+    dkist = []
+    for key, body in small_candidate.frame_objects():
+        with fits.open(io.BytesIO(body)) as hdul:
+            buffer = io.BytesIO()
+            fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hdul[0].data, header=hdul[0].header,
+                                                               compression_type="RICE_1")]).writeto(buffer)
+        dkist.append((key, buffer.getvalue()))
+    key, body = small_candidate.frame_objects()[0]
+    gzipped = key.replace(".fits", "_again.fits.gz")
+    # When they and the documents are ingested
+    for key, body in [*dkist, (gzipped, gzip.compress(body)), small_candidate.candidate_object(),
+                      small_candidate.manifest_object()]:
+        stack.put(key, body)
+    stack.drain()
+    # Then every compressed frame is counted like any frame, and the candidate is READY
+    assert op_counts(small_candidate) == {op.op_id: (len(op.frames), len(op.frames)) for op in small_candidate.ops}
+    assert candidates.get(small_candidate.candidate_id).status == "READY"
+    # And the gzipped file is quarantined saying what to send instead
+    [record] = [q for q in quarantine.all_quarantined() if q.key == gzipped]
+    assert record.code == "compressed-container" and "CompImageHDU" in record.reason

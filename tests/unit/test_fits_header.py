@@ -72,3 +72,41 @@ def test_header_length_finds_the_end_card_and_rounds_to_whole_blocks():
     body = fits_bytes()
     assert header_length(body) == 2880
     assert header_length(body[:2000].replace(b"END", b"XYZ")) is None
+
+
+def dkist_layout(header: fits.Header, data: np.ndarray) -> bytes:
+    """A frame as DKIST stores it: an empty primary HDU, the header and data in a RICE CompImageHDU."""
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=header, compression_type="RICE_1")]).writeto(buffer)
+    return buffer.getvalue()
+
+
+def test_a_frame_tile_compressed_as_dkist_stores_it_gives_the_image_header_from_ranged_gets():
+    # Given a 512x512 uint16 frame in DKIST's layout, its header cards in the compressed extension
+    cards = fits.Header([("INSTRUME", "VBI"), ("ID___002", "frame-1"), ("CAM__004", 4.0)])
+    data = np.random.default_rng(1).integers(0, 60000, (1, 512, 512), dtype=np.uint16)
+    body = dkist_layout(cards, data)
+    # When its header is read
+    (header, size, read_bytes, _), bucket = read(body)
+    # Then the image's header comes back (the image's BITPIX and axes, its own cards), from one small GET
+    assert (header["BITPIX"], header["NAXIS"], header["NAXIS1"], header["NAXIS2"], header["NAXIS3"]) == (16, 3, 512, 512, 1)
+    assert header["INSTRUME"] == "VBI" and header["ID___002"] == "frame-1" and header["CAM__004"] == 4.0
+    assert not any(k.startswith(("TTYPE", "TFORM", "ZTILE", "ZNAME")) or k in ("ZIMAGE", "XTENSION") for k in header)
+    assert bucket.requests == 1 and read_bytes <= READ and size == len(body)
+    # And it agrees with what astropy reads from the whole file
+    with fits.open(io.BytesIO(body)) as hdus:
+        assert {k: hdus[1].header[k] for k in ("BITPIX", "NAXIS1", "INSTRUME")} == {k: header[k] for k in
+                                                                                   ("BITPIX", "NAXIS1", "INSTRUME")}
+
+
+def test_a_truncated_compressed_frame_and_an_empty_primary_with_a_table_are_rejected_with_a_reason():
+    data = np.zeros((1, 64, 64), dtype=np.uint16)
+    body = dkist_layout(fits.Header([("INSTRUME", "VBI")]), data)
+    with pytest.raises(Rejected) as cut:
+        read(body[: len(body) - 2880])
+    assert cut.value.code == "truncated"
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("x", "E", array=[1.0])])]).writeto(buffer)
+    with pytest.raises(Rejected) as table:
+        read(buffer.getvalue())
+    assert table.value.code == "unsupported-layout" and "not a tile-compressed image" in table.value.reason

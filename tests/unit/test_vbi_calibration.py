@@ -73,3 +73,22 @@ def test_the_browse_stretch_clips_at_percentiles_and_blacks_out_bad_pixels():
     stretched = calibration.percentile_stretch(image, 1, 99)
     assert stretched.dtype == np.uint8 and stretched[0, 0] == 0 and stretched.max() == 255
     assert (stretched[-1, -5:] == 255).all()
+
+
+def test_the_tasks_read_a_tile_compressed_frame_s_image_and_header():
+    import io
+
+    from astropy.io import fits
+
+    from obsflow_tasks.vbi.tasks import fits_bytes, read_fits
+
+    # Given one frame in the primary HDU and the same frame as DKIST stores it (RICE CompImageHDU)
+    data = np.random.default_rng(3).integers(0, 60000, (1, 64, 64), dtype=np.uint16)
+    header = fits.Header([("INSTRUME", "VBI"), ("CAM__004", 4.0)])
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=header, compression_type="RICE_1")]).writeto(buffer)
+    # When the tasks read both
+    plain, compressed = read_fits(fits_bytes(data, header)), read_fits(buffer.getvalue())
+    # Then they get the same pixels (lossless) and the frame's own header cards
+    assert np.array_equal(plain[0], compressed[0])
+    assert compressed[1]["INSTRUME"] == "VBI" and compressed[1]["CAM__004"] == 4.0

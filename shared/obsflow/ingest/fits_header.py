@@ -62,26 +62,60 @@ def data_length(header: Mapping) -> int:
 
 
 def _read_header_text(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
-                      max_header: int) -> tuple[str, int, int, str | None]:
-    """(header text up to its last block, object size, bytes read, version id read)."""
-    buffer, size, version_id = reader.read_range(bucket, key, version_id, 0, first_read)
+                      max_header: int, start: int = 0, prefetched: bytes = b"",
+                      size: int | None = None) -> tuple[str, int, int, str | None, bytes]:
+    """(header text up to its last block, object size, bytes read, version id read, bytes read after the
+    header). ``start``: where the header begins (0: the primary header; an extension's otherwise)."""
+    buffer, read = prefetched, 0
+    if len(buffer) < CARD:
+        more, size, version_id = reader.read_range(bucket, key, version_id, start + len(buffer), first_read)
+        buffer, read = buffer + more, len(more)
     if size == 0:
         raise Rejected("empty", "the object is empty (0 bytes); re-transfer the frame")
-    if not buffer.startswith(b"SIMPLE  =") or buffer[29:30] != b"T":
+    if start == 0 and (not buffer.startswith(b"SIMPLE  =") or buffer[29:30] != b"T"):
         raise Rejected("not-fits", "not a FITS file: it does not start with 'SIMPLE  =                    T'")
+    if start and not buffer.startswith(b"XTENSION="):
+        raise Rejected("truncated", f"truncated: no extension header where the primary header says one follows "
+                                    f"(byte {start} of {size}); re-transfer the frame")
     length = header_length(buffer)
     while length is None:
-        if len(buffer) >= size:
+        if start + len(buffer) >= size:
             raise Rejected("truncated", f"truncated: the header has no END card within the object's {size} bytes")
         if len(buffer) >= max_header:
             raise Rejected("header-too-long", f"the header has no END card in its first {max_header} bytes")
-        more, size, _ = reader.read_range(bucket, key, version_id, len(buffer), first_read)
-        buffer += more
+        more, size, _ = reader.read_range(bucket, key, version_id, start + len(buffer), first_read)
+        buffer, read = buffer + more, read + len(more)
         length = header_length(buffer)
     try:
-        return buffer[:length].decode("ascii"), size, len(buffer), version_id
+        return buffer[:length].decode("ascii"), size, read, version_id, buffer[length:]
     except UnicodeDecodeError as exc:
         raise Rejected("bad-header", f"the FITS header cannot be parsed: {exc}") from exc
+
+
+# What a tile-compressed image's binary table header says about the table itself, not the image.
+_TABLE_KEYWORDS = frozenset({"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS",
+                             "THEAP", "EXTEND", "ZIMAGE", "ZCMPTYPE", "ZSIMPLE", "ZTENSION", "ZEXTEND", "ZBLOCKED",
+                             "ZPCOUNT", "ZGCOUNT", "ZQUANTIZ", "ZDITHER0", "ZHECKSUM", "ZDATASUM", "CHECKSUM",
+                             "DATASUM"})
+_TABLE_PREFIXES = ("TTYPE", "TFORM", "TUNIT", "TSCAL", "TZERO", "TNULL", "TDISP", "TDIM", "ZTILE", "ZNAME", "ZVAL")
+
+
+def is_compressed_image(extension: Mapping) -> bool:
+    return extension.get("XTENSION") == "BINTABLE" and extension.get("ZIMAGE") is True
+
+
+def compressed_image_values(primary: Mapping, extension: Mapping) -> dict:
+    """The image's header, as astropy's CompImageHDU gives it: the primary's cards, then the extension's
+    cards that describe the image, with ZBITPIX, ZNAXIS and ZNAXISn as BITPIX, NAXIS and NAXISn."""
+    values = {k: v for k, v in primary.items() if k not in ("BITPIX", "NAXIS", "EXTEND")}
+    values.update(BITPIX=extension.get("ZBITPIX"), NAXIS=extension.get("ZNAXIS"))
+    for keyword, value in extension.items():
+        if keyword.startswith("ZNAXIS") and keyword[6:].isdigit():
+            values[f"NAXIS{keyword[6:]}"] = value
+        elif keyword not in _TABLE_KEYWORDS and not keyword.startswith(_TABLE_PREFIXES) and keyword not in (
+                "ZBITPIX", "ZNAXIS"):
+            values[keyword] = value
+    return values
 
 
 def _check_complete(header: Mapping, length: int, size: int) -> None:
@@ -98,24 +132,51 @@ def read_primary_header(reader: RangeReader, bucket: str, key: str, version_id: 
                         max_header: int) -> tuple[fits.Header, int, int, str | None]:
     """Return (header, object size, bytes read, version id read).
 
-    Reads ``first_read`` bytes, then further ranges only if the header goes on.
-    Raises Rejected for anything that is not a complete single-image FITS object.
+    Reads ``first_read`` bytes, then further ranges only if the header goes on. A frame stored as DKIST
+    stores them (an empty primary HDU, the image tile-compressed in the first extension) gives the image's
+    header. Raises Rejected for anything that is not a complete single-image FITS object.
     """
-    return _read(_astropy_header, reader, bucket, key, version_id, first_read, max_header)
+    values, size, read, version_id = _read(reader, bucket, key, version_id, first_read, max_header)
+    return values if not isinstance(values, dict) else _header_of(values), size, read, version_id
 
 
 def read_header_values(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
                        max_header: int) -> tuple[dict, int, int, str | None]:
     """As ``read_primary_header``, with the header as keyword -> value (what ingest needs, parsed faster)."""
-    return _read(header_values, reader, bucket, key, version_id, first_read, max_header)
+    values, size, read, version_id = _read(reader, bucket, key, version_id, first_read, max_header, as_values=True)
+    return values, size, read, version_id
 
 
-def _read(parse, reader: RangeReader, bucket: str, key: str, version_id: str | None, first_read: int, max_header: int):
-    text, size, read, version_id = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
-                                                     max_header=max_header)
-    header = parse(text)
-    _check_complete(header, len(text), size)
-    return header, size, read, version_id
+def _read(reader: RangeReader, bucket: str, key: str, version_id: str | None, first_read: int, max_header: int,
+          as_values: bool = False):
+    text, size, read, version_id, rest = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
+                                                           max_header=max_header)
+    header = header_values(text) if as_values else _astropy_header(text)
+    if header.get("NAXIS") != 0 or header.get("EXTEND") is not True:
+        _check_complete(header, len(text), size)
+        return header, size, read, version_id
+    # An empty primary HDU: the image, if any, is in the first extension.
+    if size <= len(text):
+        _check_complete(header, len(text), size)
+        return header, size, read, version_id
+    extension_text, size, more, _, _ = _read_header_text(reader, bucket, key, version_id, first_read=first_read,
+                                                         max_header=max_header, start=len(text), prefetched=rest,
+                                                         size=size)
+    extension = header_values(extension_text)
+    if not is_compressed_image(extension):
+        raise Rejected("unsupported-layout", f"the primary HDU is empty and the first extension is a "
+                                             f"{extension.get('XTENSION')!r}, not a tile-compressed image "
+                                             "(ZIMAGE = T): send the image in the primary HDU or as DKIST does")
+    _check_complete(extension, len(text) + len(extension_text), size)
+    return compressed_image_values(header_values(text), extension), size, read + more, version_id
+
+
+def _header_of(values: dict) -> fits.Header:
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fits.Header(list(values.items()))
 
 
 def _astropy_header(text: str) -> fits.Header:

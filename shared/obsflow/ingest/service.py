@@ -91,6 +91,9 @@ def object_refs(body: str) -> list[ObjectRef]:
 CONTENT_ERRORS = (ValueError, KeyError, IndexError, TypeError, ArithmeticError, UnicodeError)
 
 
+COMPRESSED_CONTAINERS = (".gz", ".fz", ".bz2", ".xz", ".zip", ".zst")
+
+
 class IngestService:
     def __init__(
         self,
@@ -170,6 +173,11 @@ class IngestService:
                 self._accept_candidate(parse_document(ProcessingCandidate, body, ref.key, "candidate_id"), ref, report)
             report.documents += 1
             return None
+        if prefix == "raw" and ref.key.lower().endswith(COMPRESSED_CONTAINERS):
+            raise Rejected("compressed-container", f"a compressed file ({ref.key.rsplit('.', 1)[-1]}): its header "
+                                                   "cannot be read without fetching all of it; send the frame as "
+                                                   ".fits, uncompressed or tile-compressed in a CompImageHDU as "
+                                                   "DKIST stores frames")
         raise Rejected(
             "unknown-prefix",
             "unexpected key: obsflow accepts raw/<op_id>/<name>.fits, manifests/<manifest_id>.json "

@@ -28,8 +28,10 @@ def fits_bytes(data: np.ndarray, header: fits.Header | None = None) -> bytes:
 
 
 def read_fits(data: bytes) -> tuple[np.ndarray, fits.Header]:
+    """The image and its header: the primary HDU's, or a tile-compressed extension's (DKIST's layout)."""
     with fits.open(io.BytesIO(data)) as hdus:
-        return np.array(hdus[0].data), hdus[0].header.copy()
+        image = next((hdu for hdu in hdus if hdu.data is not None), hdus[0])
+        return np.array(image.data), image.header.copy()
 
 
 class Parse(Task):
