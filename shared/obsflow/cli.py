@@ -162,12 +162,11 @@ def demo(port, seed, output):
 
 
 def _an_id(ctx, param, value: str | None) -> str | None:
-    """An id that becomes part of a key and a file name: letters, digits, '_', '-', '.'; no '..'."""
-    import re
+    """An id that becomes part of a key and a file name (obsflow.ids)."""
+    from obsflow.ids import ID_RULE, is_id
 
-    if value is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value) or ".." in value):
-        raise click.BadParameter(f"{value!r} is not an id (a letter or digit, then up to 63 of letters, digits, "
-                                 "'_', '-' and '.'; no '..')")
+    if value is not None and not is_id(value):
+        raise click.BadParameter(f"{value!r} is not an id ({ID_RULE})")
     return value
 
 
@@ -433,7 +432,7 @@ def candidates_list(as_json):
 
 
 @candidates.command("show")
-@click.argument("candidate_id")
+@click.argument("candidate_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 def candidates_show(candidate_id, as_json):
@@ -616,7 +615,7 @@ def runs_list(status, as_json):
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 @click.pass_context
@@ -682,7 +681,7 @@ def _key_values(pairs: tuple[str, ...], option: str = "--set") -> dict[str, str]
 
 
 @runs.command("retry")
-@click.argument("run_id")
+@click.argument("run_id", callback=_an_id)
 @click.option("--set", "settings_", multiple=True, metavar="KEY=VALUE",
               help="Override a parameter or run option (repeatable); checked against the recipe's valid values.")
 @operator_command
@@ -701,7 +700,7 @@ def runs_retry(ctx, run_id, settings_):
 
 
 @runs.command("redrive")
-@click.argument("run_id")
+@click.argument("run_id", callback=_an_id)
 @operator_command
 @click.pass_context
 def runs_redrive(ctx, run_id):
@@ -716,7 +715,7 @@ def runs_redrive(ctx, run_id):
 
 
 @runs.command("execute")
-@click.argument("run_id")
+@click.argument("run_id", callback=_an_id)
 @click.option("--manual", is_flag=True, required=True, help="Run the tasks here, by hand (required: says you mean it).")
 @click.option("--note", required=True, help="Why it is run by hand (kept in every task's provenance).")
 @operator_command
@@ -735,7 +734,7 @@ def runs_execute(ctx, run_id, manual, note):
 
 
 @runs.command("rerun")
-@click.argument("dataset_id")
+@click.argument("dataset_id", callback=_an_id)
 @click.option("--keep-intermediates", is_flag=True, required=True,
               help="Keep every task output in the new dataset (required: says what the rerun is for).")
 @click.option("--from-task", metavar="T", help="Run this task and those below it again, even if reusable.")
@@ -761,7 +760,7 @@ def runs_rerun(ctx, dataset_id, keep_intermediates, from_task, overrides, retent
 
 
 @runs.command("outputs")
-@click.argument("run_id")
+@click.argument("run_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 @click.pass_context
@@ -796,7 +795,7 @@ def datasets_list(uses_frame, recipe, code_version, calibration, status, campaig
 
 
 @datasets.command("show")
-@click.argument("dataset_id")
+@click.argument("dataset_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 def datasets_show(dataset_id, as_json):
@@ -822,7 +821,7 @@ def datasets_show(dataset_id, as_json):
 
 
 @datasets.command("download")
-@click.argument("dataset_id")
+@click.argument("dataset_id", callback=_an_id)
 @click.option("--to", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Folder to download into (the dataset lands under its S3 prefix there).")
 @operator_command
@@ -847,7 +846,7 @@ def datasets_download(ctx, dataset_id, folder):
 
 
 @datasets.command("decide")
-@click.argument("dataset_id")
+@click.argument("dataset_id", callback=_an_id)
 @click.option("--keep-both", "action", flag_value="keep-both", help="Keep this version and the others ACTIVE.")
 @click.option("--deprecate", "old_id", metavar="OLD", help="DEPRECATE the older version OLD in favour of this one.")
 @click.option("--reject", "action", flag_value="reject", help="REJECT this version (its consumers go back to the "
@@ -875,7 +874,7 @@ def datasets_decide(ctx, dataset_id, action, old_id, reason):
 
 
 @datasets.command("provenance")
-@click.argument("dataset_id")
+@click.argument("dataset_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 def datasets_provenance(dataset_id, as_json):
@@ -979,7 +978,7 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, ov
 
 
 @reprocess.command("start")
-@click.argument("plan_id")
+@click.argument("plan_id", callback=_an_id)
 @click.option("--name", required=True, help="The campaign's name (lower-case letters, digits, '-').")
 @click.option("--reason", required=True, help="Why (kept with the campaign).")
 @click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
@@ -1238,7 +1237,7 @@ def catalogue_list(state, reference, uses, as_json):
 
 
 @catalogue.command("show")
-@click.argument("instance_id")
+@click.argument("instance_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 def catalogue_show(instance_id, as_json):
@@ -1264,7 +1263,7 @@ def catalogue_show(instance_id, as_json):
 
 
 @catalogue.command("tree")
-@click.argument("identifier", metavar="ID")
+@click.argument("identifier", metavar="ID", callback=_an_id)
 @operator_command
 def catalogue_tree(identifier):
     """The dependency tree of a candidate, instance (ri-...) or dataset (ds-...), drawn as text.
@@ -1294,7 +1293,7 @@ def calibrations_list(as_json):
 
 
 @calibrations.command("for")
-@click.argument("candidate_id")
+@click.argument("candidate_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 def calibrations_for(candidate_id, as_json):
@@ -1333,7 +1332,7 @@ def tickets_list(status, as_json):
 
 
 @tickets.command("resolve")
-@click.argument("ticket_id")
+@click.argument("ticket_id", callback=_an_id)
 @click.option("--note", required=True, help="What was done (kept with the ticket).")
 @operator_command
 def tickets_resolve(ticket_id, note):

@@ -86,3 +86,50 @@ def test_bad_manifests_are_rejected_with_a_specific_reason(body, code, words):
         parse_document(TransferManifest, body, "manifests/m1.json", "manifest_id")
     assert rejected.value.code == code
     assert words in rejected.value.reason
+
+
+def candidate_body(**changes) -> bytes:
+    document = {"candidate_id": "c1", "proposal_id": "pid_1_23", "instrument": "VBI", "observe_op": "op_obs",
+                "calibration_ops": ["op_dark", "op_gain"], **changes}
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("proposal_id", "../../pid_1_23/x"), ("proposal_id", ""), ("proposal_id", ".."), ("proposal_id", "p" * 129),
+    ("calibration_ops", ["op_dark", ""]), ("calibration_ops", ["../../x"]), ("calibration_ops", ["a/b"]),
+    ("observe_op", "op..obs"), ("instrument", "VBI/../x"), ("recipe", "../recipe"),
+])
+def test_every_id_of_a_candidate_that_becomes_a_key_is_checked(field, value):
+    # Given a candidate with one id that could climb out of a key, or is empty or too long
+    # When it is parsed, Then it is rejected naming the field and the rule
+    with pytest.raises(Rejected) as rejected:
+        parse_document(ProcessingCandidate, candidate_body(**{field: value}), "candidates/c1.json", "candidate_id")
+    assert rejected.value.code == "schema" and field in rejected.value.reason and "is not an id" in rejected.value.reason
+
+
+def test_a_manifest_s_op_ids_are_checked_and_its_counts_bounded():
+    for body in ({"manifest_id": "m1", "observing_programs": [{"op_id": "../op", "expected_frames": 2}]},
+                 {"manifest_id": "m1", "observing_programs": [{"op_id": "op", "expected_frames": 10**9}]}):
+        with pytest.raises(Rejected) as rejected:
+            parse_document(TransferManifest, json.dumps(body).encode(), "manifests/m1.json", "manifest_id")
+        assert rejected.value.code == "schema"
+
+
+def test_a_candidate_listing_40000_calibration_ops_is_rejected_for_its_count():
+    # Given a candidate document naming 40,000 calibration OPs (0.5 MB; it once stalled ingest for minutes)
+    body = candidate_body(calibration_ops=[f"op_{i}" for i in range(40_000)])
+    # When it is parsed, Then it is rejected for its count, before any OP is looked up
+    with pytest.raises(Rejected) as rejected:
+        parse_document(ProcessingCandidate, body, "candidates/c1.json", "candidate_id")
+    assert rejected.value.code == "schema" and "at most 100 items" in rejected.value.reason
+
+
+@pytest.mark.parametrize("arguments", [["runs", "show", "../x"], ["datasets", "download", "ds/../../etc"],
+                                        ["candidates", "show", ".."], ["tickets", "resolve", "a/b", "--note", "n"]])
+def test_cli_id_arguments_are_checked_before_anything_is_asked(arguments):
+    from click.testing import CliRunner
+
+    from obsflow.cli import main
+
+    result = CliRunner().invoke(main, ["--endpoint-url", "http://127.0.0.1:9", *arguments])
+    assert result.exit_code == 2 and "is not an id" in result.output

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from obsflow.errors import Rejected
+from obsflow.ids import ID_RULE, is_id
 
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+
+def _an_id(value: str) -> str:
+    if not is_id(value):
+        raise ValueError(f"{value[:140]!r} is not an id ({ID_RULE})")
+    return value
+
+
+Id = Annotated[str, AfterValidator(_an_id)]
+# A candidate needs its observe OP and a few calibration OPs, a manifest the OPs of one transfer: far
+# more is a writer's error, rejected at once rather than looked up OP by OP (documents are <= 1 MiB).
+MAX_CALIBRATION_OPS = 100
+MAX_MANIFEST_OPS = 1000
 
 
 class ExpectedFrames(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    op_id: str = Field(pattern=ID_PATTERN)
-    expected_frames: int = Field(ge=1)
+    op_id: Id
+    expected_frames: int = Field(ge=1, le=1_000_000)
 
 
 class TransferManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    manifest_id: str = Field(pattern=ID_PATTERN)
-    observing_programs: list[ExpectedFrames] = Field(min_length=1)
+    manifest_id: Id
+    observing_programs: list[ExpectedFrames] = Field(min_length=1, max_length=MAX_MANIFEST_OPS)
 
     @model_validator(mode="after")
     def _each_op_once(self) -> "TransferManifest":
@@ -33,12 +47,12 @@ class TransferManifest(BaseModel):
 
 class ProcessingCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    candidate_id: str = Field(pattern=ID_PATTERN)
-    proposal_id: str = Field(min_length=1)
-    instrument: str = Field(min_length=1)
-    observe_op: str = Field(pattern=ID_PATTERN)
-    calibration_ops: list[str] = Field(default_factory=list)
-    recipe: str | None = None
+    candidate_id: Id
+    proposal_id: Id
+    instrument: Id
+    observe_op: Id
+    calibration_ops: list[Id] = Field(default_factory=list, max_length=MAX_CALIBRATION_OPS)
+    recipe: Id | None = None
     priority: int | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
