@@ -356,3 +356,18 @@ def test_a_value_set_as_data_is_used_for_later_observations_and_not_earlier_ones
     # Then only the later observation's run uses the new value
     assert before.configuration["parameters"]["saturation_level"] == 62000
     assert after.configuration["parameters"]["saturation_level"] == 61234
+
+
+def test_a_candidate_naming_another_proposal_than_its_frames_is_held_and_nothing_reaches_either_pi(stack):
+    # Given a candidate whose document names pid_9_99 while its frames' ID___013 is pid_1_23
+    observation = census("cand_wrong_pid", seed=41)
+    observation.candidate["proposal_id"] = "pid_9_99"
+    upload(stack, observation)
+    # When it becomes READY and the submitter looks at it
+    held = wait_for(lambda: (c := candidates.get("cand_wrong_pid")) is not None and c.status == "HELD" and c,
+                    "the candidate held")
+    # Then it is held saying whose frames they are, with one review ticket, and no run, dataset or notification
+    assert "belong to pid_1_23" in held.held_reason
+    [ticket] = [t for t in tickets.all_tickets() if t.candidate_id == "cand_wrong_pid"]
+    assert ticket.kind == "review:proposal"
+    assert not runs_of("cand_wrong_pid")

@@ -56,7 +56,7 @@ def add_candidate(service: RunService, candidate_id: str, recipe="frame-census",
     for op_id, task_type, count in ops:
         if op_id in service.store.ops:
             continue
-        service.store.ops[op_id] = OpProgress(op_id, count, count, T0, task_type)
+        service.store.ops[op_id] = OpProgress(op_id, count, count, T0, task_type, proposal)
         for index in range(count):
             service.store.frames.append(FrameRef(f"{op_id}-f{index}", op_id, task_type, date_obs, "ingest",
                                                  f"raw/{op_id}/f{index}.fits", "v1", "etag", 2880, proposal))
@@ -94,6 +94,24 @@ def test_a_candidate_without_an_applicable_recipe_is_held_with_the_reason():
     # Then the candidate is HELD, says why, and no run exists
     assert report.held == ["c1"] and not service.store.runs
     assert "no recipe 'no-such-recipe'" in service.store.candidates["c1"].held_reason
+
+
+def test_a_candidate_naming_another_proposal_than_its_frames_is_held_with_a_review_ticket():
+    # Given a READY candidate naming pid_9_99, whose observe frames belong to pid_1_23 (their ID___013)
+    service = make_service()
+    candidate = add_candidate(service, "c1")
+    candidate.proposal_id = "pid_9_99"
+    # When the submitter runs (twice: readiness is signalled at least once)
+    report, again = service.submit(), service.submit()
+    # Then the candidate is HELD saying whose frames they are, nothing is planned, run or notified
+    held = service.store.candidates["c1"]
+    assert report.held == ["c1"] and held.status == "HELD"
+    assert "names proposal pid_9_99" in held.held_reason and "belong to pid_1_23" in held.held_reason
+    assert not service.store.instances and not service.store.runs and not service.notifier.pi
+    # And one review ticket says what to do
+    [ticket] = service.store.tickets.values()
+    assert ticket.kind == "review:proposal" and ticket.candidate_id == "c1" and "new candidate id" in ticket.suggested_action
+    assert again.held == []
 
 
 def test_runs_start_by_priority_within_the_slots_and_the_rest_say_why_they_wait():

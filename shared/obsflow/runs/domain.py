@@ -71,6 +71,7 @@ class OpProgress:
     received: int
     first_frame_at: dt.datetime | None
     task_type: str | None = None
+    proposal_id: str | None = None  # its frames' ID___013
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,11 @@ class ManualRunFailed(ObsflowError):
     pass
 
 
+class ProposalMismatch(ObsflowError):
+    """A candidate's proposal is not its observe frames' (ID___013): processing it would file one proposal's
+    data under another and tell the wrong PI."""
+
+
 @dataclass
 class SubmitReport:
     paused: bool = False
@@ -161,6 +166,16 @@ class RunService:
         for candidate in self.store.candidates_with_status(READY):
             try:
                 report.discovered.extend(self.discover(candidate))
+            except ProposalMismatch as exc:
+                self.store.hold_candidate(candidate.candidate_id, str(exc))
+                self.file_ticket(Ticket(
+                    f"TKT-{candidate.candidate_id}-proposal", kind="review:proposal", created_at=self.clock(),
+                    summary=str(exc), candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
+                    suggested_action="ask the summit which proposal the observation belongs to; send the candidate "
+                                     "again, with that proposal, under a new candidate id",
+                ))
+                logger.warning("candidate held", extra={"candidate_id": candidate.candidate_id, "reason": str(exc)})
+                report.held.append(candidate.candidate_id)
             except (NotFound, ValueError) as exc:
                 # No recipe or rule applies, or nothing to process: a person has to decide; keep it visible.
                 self.store.hold_candidate(candidate.candidate_id, str(exc))
@@ -173,6 +188,12 @@ class RunService:
         A candidate that names a recipe gets one instance of it over all its frames;
         otherwise every discovery rule of its instrument is evaluated, upstream rules first.
         """
+        observe = self.store.op_progress([candidate.observe_op]).get(candidate.observe_op)
+        if observe is not None and observe.proposal_id and observe.proposal_id != candidate.proposal_id:
+            raise ProposalMismatch(
+                f"candidate {candidate.candidate_id} names proposal {candidate.proposal_id}, but the frames of its "
+                f"observe OP {candidate.observe_op} belong to {observe.proposal_id} (ID___013): nothing is "
+                "processed, catalogued or sent to either PI until someone decides")
         night = self.store.observed_on(candidate.observe_op)
         if night is None:
             raise ValueError(f"candidate {candidate.candidate_id} has no frames of its observe OP {candidate.observe_op}")

@@ -155,7 +155,7 @@ class DynamoRunStore:
         with transient(f"could not read OPs {', '.join(op_ids)}"):
             items = observing_programs.get_many(op_ids)
         return {op_id: OpProgress(op_id, None if op.expected is None else int(op.expected), int(op.received or 0),
-                                  op.first_frame_at, op.task_type) for op_id, op in items.items()}
+                                  op.first_frame_at, op.task_type, op.proposal_id) for op_id, op in items.items()}
 
     def frames_by_id(self, file_ids: list[str]) -> list[FrameRef]:
         with transient(f"could not read {len(file_ids)} frame(s)"):
