@@ -189,22 +189,42 @@ def test_a_failure_opens_one_ticket_per_attempt_however_often_it_is_delivered():
         service.redrive(run_id)
 
 
-def test_a_redriven_infrastructure_failure_gets_a_ticket_per_attempt():
-    # Given a run whose Batch job failed with exit code 3 (infrastructure)
+def test_a_redriven_failure_of_the_same_cause_adds_to_its_ticket_and_another_cause_gets_its_own():
+    # Given a run whose Batch job failed with exit code 3 (infrastructure), and its ticket resolved
     service = make_service()
     add_candidate(service, "c1")
     run_id = service.submit().started[0]
     service.start_run(run_id, "arn:execution")
-    cause = json.dumps({"JobName": f"{run_id}-summary", "Status": "FAILED", "Container": {"ExitCode": 3}})
-    error = {"Error": "States.TaskFailed", "Cause": cause}
-    assert service.open_ticket_for_failure(run_id, error, None)["ticket_id"] == f"TKT-{run_id}-1"
-    service.fail_run(run_id, error)
-    # When it is redriven and fails again, the second attempt gets its own ticket
-    service.redrive(run_id)
-    service.submit()
-    service.start_run(run_id, "arn:execution-2")
-    assert service.open_ticket_for_failure(run_id, error, None)["ticket_id"] == f"TKT-{run_id}-2"
-    assert service.executions.started == [run_id, f"{run_id}-redrive-1"]
+
+    def job_failed(task: str) -> dict:
+        cause = json.dumps({"JobName": f"{run_id}-{task}", "Status": "FAILED", "Container": {"ExitCode": 3}})
+        return {"Error": "States.TaskFailed", "Cause": cause}
+
+    assert service.open_ticket_for_failure(run_id, job_failed("summary"), None)["ticket_id"] == f"TKT-{run_id}-1"
+    service.fail_run(run_id, job_failed("summary"))
+    service.resolve_ticket(f"TKT-{run_id}-1", "the outage is over", "ana")
+
+    def redriven_and_failed(task: str) -> dict:
+        service.redrive(run_id)
+        service.submit()
+        service.start_run(run_id, f"arn:execution-{len(service.executions.started)}")
+        opened = service.open_ticket_for_failure(run_id, job_failed(task), None)
+        service.fail_run(run_id, job_failed(task))
+        return opened
+
+    # When it is redriven and fails again of the same cause
+    again = redriven_and_failed("summary")
+    # Then no second ticket: the first is reopened, naming both attempts, and `runs show` finds it
+    assert again == {"ticket_id": f"TKT-{run_id}-1", "created": False}
+    ticket = service.store.tickets[f"TKT-{run_id}-1"]
+    assert (ticket.attempts, ticket.status) == ([1, 2], "OPEN") and len(service.store.tickets) == 1
+    assert service.failure(run_id)["ticket_id"] == f"TKT-{run_id}-1"
+    assert service.notifier.operators == [f"TKT-{run_id}-1"]  # the operators were told once
+    # When it is redriven again and fails of another cause, that attempt gets its own ticket
+    other = redriven_and_failed("dark_level")
+    assert other == {"ticket_id": f"TKT-{run_id}-3", "created": True}
+    assert service.failure(run_id)["failed_task"] == "dark_level"
+    assert service.executions.started == [run_id, f"{run_id}-redrive-1", f"{run_id}-redrive-2"]
 
 
 def test_retry_makes_one_linked_run_and_refuses_values_outside_the_valid_ones():

@@ -240,6 +240,7 @@ class Ticket:
     resolved_by: str | None = None
     external_key: str | None = None
     external_error: str | None = None
+    attempts: list[int] | None = None
 
 
 @dataclass

@@ -63,7 +63,7 @@ FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`
 
 
 def failure_ticket_id(run: Run) -> str:
-    """The ticket of the run's current attempt's failure (a redrive's failure gets its own)."""
+    """The ticket a failure of the run's current attempt opens (a redrive failing of another cause gets its own)."""
     return f"TKT-{run.run_id}-{run.attempt}"
 
 
@@ -523,7 +523,7 @@ class RunService:
         run = self.require_run(run_id)
         if run.status != FAILED:
             return None
-        ticket = self.store.ticket(failure_ticket_id(run))
+        ticket = self._failure_ticket(run.run_id, run.attempt)
         if ticket is None:  # the ticket could not be opened: what the error itself says
             facts = describe_failure(run.error or {})
             return {"failed_task": facts["failed_task"], "error": facts["error_message"],
@@ -754,12 +754,25 @@ class RunService:
         return True
 
     def open_ticket_for_failure(self, run_id: str, error: dict, execution_arn: str | None) -> dict:
-        """One ticket per attempt (a redrive starts a new one); a re-delivered failure maps to the same."""
+        """One ticket per cause: a re-delivered failure maps to its attempt's ticket, and a redriven attempt that
+        fails of the same cause (task, error, exit code) as the attempt before is added to that ticket, which is
+        reopened, instead of opening a second one."""
         run = self.require_run(run_id)
-        ticket_id = failure_ticket_id(run)
-        if self.store.ticket(ticket_id) is not None:
-            return {"ticket_id": ticket_id, "created": False}
+        current = self._failure_ticket(run_id, run.attempt)
+        if current is not None:
+            return {"ticket_id": current.ticket_id, "created": False}
         facts = describe_failure(error)
+        earlier = self._failure_ticket(run_id, run.attempt - 1)
+        cause = (facts["failed_task"], facts["error_type"], facts["error_message"], facts["exit_code"])
+        if earlier is not None and (earlier.failed_task, earlier.error_type, earlier.error_message,
+                                    earlier.exit_code) == cause:
+            attempts = [*(earlier.attempts or [run.attempt - 1]), run.attempt]
+            self.store.update_ticket(earlier.ticket_id, attempts=attempts, status="OPEN", resolved_at=None,
+                                     resolution=None, resolved_by=None)
+            logger.warning("the same failure again: no second ticket",
+                           extra={"ticket_id": earlier.ticket_id, "run_id": run_id, "attempts": attempts})
+            return {"ticket_id": earlier.ticket_id, "created": False}
+        ticket_id = failure_ticket_id(run)
         ticket = Ticket(
             ticket_id, kind=f"failure:{facts['kind']}", created_at=self.clock(),
             summary=f"run {run_id} ({run.recipe_key}) failed"
@@ -768,9 +781,17 @@ class RunService:
             failed_task=facts["failed_task"], error_type=facts["error_type"], error_message=facts["error_message"],
             exit_code=facts["exit_code"], log_excerpt=self.executions.log_excerpt(facts["log_stream"]),
             links=self.executions.links(execution_arn, facts["log_stream"]),
-            suggested_action=ACTIONS[facts["kind"]].format(run_id=run_id),
+            suggested_action=ACTIONS[facts["kind"]].format(run_id=run_id), attempts=[run.attempt],
         )
         return {"ticket_id": ticket_id, "created": self.file_ticket(ticket)}
+
+    def _failure_ticket(self, run_id: str, attempt: int) -> Ticket | None:
+        """The ticket of an attempt's failure: its own, or an earlier attempt's whose cause it repeated."""
+        for earlier in range(attempt, 0, -1):
+            ticket = self.store.ticket(f"TKT-{run_id}-{earlier}")
+            if ticket is not None:
+                return ticket if earlier == attempt or attempt in (ticket.attempts or ()) else None
+        return None
 
     def resolve_ticket(self, ticket_id: str, note: str, operator: str) -> Ticket:
         if self.store.ticket(ticket_id) is None:
@@ -812,7 +833,7 @@ class RunService:
         """Resume the failed run: a new execution of the same run; tasks that succeeded reuse their outputs.
         Refused for a failure of the run's configuration or science, which the same run would meet again."""
         run = self._ended(run_id, (FAILED,), "redriven")
-        ticket = self.store.ticket(failure_ticket_id(run))
+        ticket = self._failure_ticket(run.run_id, run.attempt)
         if ticket is not None and ticket.kind in ("failure:configuration", "failure:science"):
             kind = ticket.kind.split(":")[1]
             raise NotAllowed(f"run {run_id} failed on its {kind} (task {ticket.failed_task}: {ticket.error_message}); "

@@ -46,6 +46,7 @@ class TicketItem(Model):
     resolved_by = UnicodeAttribute(null=True)
     external_key = UnicodeAttribute(null=True)  # the service desk's key (Jira), when posted
     external_error = UnicodeAttribute(null=True)
+    attempts = JSONAttribute(null=True)  # the run's attempts that failed of this cause (a redrive may repeat it)
 
     by_status = TicketsByStatus()
 
