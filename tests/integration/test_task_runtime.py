@@ -27,10 +27,10 @@ def run(monkeypatch, small_candidate):
         for op in small_candidate.ops:
             for name, body in op.frames:
                 key = f"raw/{op.op_id}/{name}"
-                s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)
+                etag = s3.put_object(Bucket=settings.ingest_bucket_name, Key=key, Body=body)["ETag"].strip('"')
                 frames.append({"file_id": name, "op_id": op.op_id, "task_type": op.task_type.upper(),
                                "role": "observe" if op.task_type == "observe" else "calibration",
-                               "bucket": settings.ingest_bucket_name, "key": key, "version_id": None})
+                               "bucket": settings.ingest_bucket_name, "key": key, "version_id": None, "etag": etag})
         work = settings.bucket_name("work")
         sha256 = documents.put_json(s3, work, "input-datasets/ri-1.json", {"frames": frames})
         documents.put_json(s3, work, layout.run_document_key("run-1"), {
@@ -87,6 +87,22 @@ def test_an_input_dataset_changed_after_planning_is_not_processed(run, capsys):
     err = capsys.readouterr().err
     assert "changed after planning" in err and "plan the instance again" in err
     assert not documents.exists(s3, work, layout.task_record_key("run-1", "inventory"))
+
+
+def test_a_frame_overwritten_after_planning_is_not_processed(run, capsys):
+    s3, work = run
+    # Given a dark frame of the run overwritten after planning (same key, other pixels)
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    dark = next(f for f in documents.get_json(s3, work, "input-datasets/ri-1.json")["frames"] if f["task_type"] == "DARK")
+    s3.put_object(Bucket=dark["bucket"], Key=dark["key"], Body=s3.get_object(Bucket=dark["bucket"], Key=dark["key"])
+                  ["Body"].read()[:-2880] + b"\0" * 2880)
+    # When a task that reads the frames' pixels runs
+    code = main(["frame-census", "dark_level", "--run-id", "run-1"])
+    # Then it processes nothing, fails as a configuration error naming the frame, and says what to do
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"frame {dark['file_id']} is not what was planned" in err and "ETag is no longer" in err
+    assert "plan the instance again" in err
 
 
 def test_an_injected_fault_fails_the_task_as_told(run, capsys):

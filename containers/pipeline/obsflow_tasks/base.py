@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from obsflow.errors import NotFound
 from obsflow.recipes.model import Recipe, TaskSpec
 from obsflow.runs import documents, layout
@@ -105,8 +107,21 @@ class Task:
         ]
 
     def read_frame(self, frame: dict) -> bytes:
+        """The frame as planned: its recorded version, and only while its ETag is the recorded one."""
         kwargs = {"VersionId": frame["version_id"]} if frame.get("version_id") else {}
-        return self.context.s3.get_object(Bucket=frame["bucket"], Key=frame["key"], **kwargs)["Body"].read()
+        if frame.get("etag"):
+            kwargs["IfMatch"] = frame["etag"]
+        try:
+            return self.context.s3.get_object(Bucket=frame["bucket"], Key=frame["key"], **kwargs)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("PreconditionFailed", "412", "NoSuchVersion", "NoSuchKey", "404"):
+                raise
+            what = f"its ETag is no longer {frame['etag']}" if code in ("PreconditionFailed", "412") else "gone"
+            raise ConfigurationFailure(
+                f"frame {frame.get('file_id')} is not what was planned: s3://{frame['bucket']}/{frame['key']} "
+                f"version {frame.get('version_id')} ({what}); nothing is processed from it: restore it, or plan "
+                "the instance again") from exc
 
     # -- tagged outputs ---------------------------------------------------------
     def upstream_outputs(self, tag: str) -> list[dict]:
