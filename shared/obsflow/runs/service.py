@@ -166,14 +166,14 @@ class RunService:
         for candidate in self.store.candidates_with_status(READY):
             try:
                 report.discovered.extend(self.discover(candidate))
-            except ProposalMismatch as exc:
-                self.store.hold_candidate(candidate.candidate_id, str(exc))
+            except ProposalMismatch as exc:  # the ticket first: whoever sees the candidate HELD finds it
                 self.file_ticket(Ticket(
                     f"TKT-{candidate.candidate_id}-proposal", kind="review:proposal", created_at=self.clock(),
                     summary=str(exc), candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
                     suggested_action="ask the summit which proposal the observation belongs to; send the candidate "
                                      "again, with that proposal, under a new candidate id",
                 ))
+                self.store.hold_candidate(candidate.candidate_id, str(exc))
                 logger.warning("candidate held", extra={"candidate_id": candidate.candidate_id, "reason": str(exc)})
                 report.held.append(candidate.candidate_id)
             except (NotFound, ValueError) as exc:
