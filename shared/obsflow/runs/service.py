@@ -717,14 +717,14 @@ class RunService:
         if len(failed) < campaign.pause_after_failures:
             return
         reason = f"paused itself after {len(failed)} failed instance(s) (limit {campaign.pause_after_failures})"
-        self.store.update_campaign(name, status=CAMPAIGN_PAUSED, status_reason=reason, history=[
-            *campaign.history, {"at": self.clock().isoformat(), "status": CAMPAIGN_PAUSED, "by": "obsflow", "why": reason}])
-        self.file_ticket(Ticket(
+        self.file_ticket(Ticket(  # first: whoever sees the campaign PAUSED finds it
             f"TKT-campaign-{name}-paused-{len(campaign.history)}", kind="review:campaign", created_at=self.clock(),
             summary=f"campaign {name} {reason}: {', '.join(failed[:5])}",
             suggested_action=f"read the failed runs' tickets (`obsflow campaigns show {name}`), fix the cause, then "
                              f"`obsflow campaigns resume {name}` (or `cancel`)",
         ))
+        self.store.update_campaign(name, status=CAMPAIGN_PAUSED, status_reason=reason, history=[
+            *campaign.history, {"at": self.clock().isoformat(), "status": CAMPAIGN_PAUSED, "by": "obsflow", "why": reason}])
         logger.warning("campaign paused", extra={"campaign": name, "failed": len(failed)})
 
     def _record_cost(self, run: Run) -> None:
@@ -846,16 +846,16 @@ class RunService:
 
     # -- manual processing ---------------------------------------------------------------------
     def _hold_for_operator(self, run: Run) -> None:
-        """READY -> MANUAL with one ticket that says how to run it."""
-        if not self.store.transition(run.run_id, MANUAL, (READY,), self.clock(), "manual by definition"):
-            return
-        self.refresh_instance(run.instance_id)
+        """READY -> MANUAL with one ticket that says how to run it (filed first, once: whoever sees the run
+        MANUAL finds it)."""
         self.file_ticket(Ticket(
             f"TKT-{run.run_id}-manual", kind="manual", created_at=self.clock(),
             summary=f"run {run.run_id} of {run.recipe_key} is manual by definition",
             run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
             suggested_action=f"`obsflow runs execute {run.run_id} --manual --note TEXT` on an operator machine",
         ))
+        if self.store.transition(run.run_id, MANUAL, (READY,), self.clock(), "manual by definition"):
+            self.refresh_instance(run.instance_id)
 
     def execute_manually(self, run_id: str, note: str, operator: str, echo: Callable[[str], None] = print) -> Run:
         """Run a MANUAL or FAILED run's tasks here, then catalogue, notify and finish it."""
