@@ -120,6 +120,10 @@ def test_l1_frames_pass_spec214_carry_provenance_and_verify_their_checksums(nigh
                 assert key in header, key
             assert (header["DSETID"], header["PRODUCT"], header["MANPROCD"]) == (dataset.dataset_id, dataset.product_id, False)
             assert header["ATMOS_R0"] == pytest.approx(0.1) and np.isnan(hdus[0].data).sum() == 3  # dead pixels
+            # the processing history once each, in processing order: calibration, then Level 1
+            history = list(header["HISTORY"])
+            ours = [line.split(": ", 1)[1].split()[0] for line in history if line.startswith("obsflow ")]
+            assert ours == ["dark", "divided", "Level"] and len(set(history)) == len(history), history
     sums = s3.get_object(Bucket=dataset.bucket, Key=dataset.prefix + "SHA256SUMS")["Body"].read().decode()
     assert len(sums.splitlines()) == len(files)
 

@@ -64,6 +64,7 @@ class TaskContext:
     task: TaskSpec
     input_dataset: dict
     digest: str = ""
+    manual: bool = False  # a person runs this task by hand (`obsflow runs execute --manual`)
     outputs: list[dict] = field(default_factory=list)
 
 

@@ -148,9 +148,9 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     use_code_path(image)
     digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),
                                   obsflow.__version__, args.run_id, image, run.get("rerun_from_task"))[spec.name]
-    context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
-                          digest=digest)
     manual = args.manual or bool(run.get("manual"))
+    context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
+                          digest=digest, manual=manual)
     record = {
         "task": spec.name,
         "entrypoint": spec.entrypoint,

@@ -80,4 +80,8 @@ def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_nam
     if fried_parameter is not None:
         header["ATMOS_R0"] = fried_parameter
         header["AO_LOCK"] = True
+    # The processing history once each, in the order it happened (the translation may keep some of it).
+    header.remove("HISTORY", ignore_missing=True, remove_all=True)
+    for line in [*raw.get("HISTORY", []), f"obsflow {provenance.recipe}: Level 1, run {provenance.run_id}"]:
+        header["HISTORY"] = line
     return header

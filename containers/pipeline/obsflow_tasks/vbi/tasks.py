@@ -156,7 +156,7 @@ class WriteL1(Task):
             instance_id=run["instance_id"], input_dataset_sha256=run["input_dataset"]["sha256"],
             parameters_sha256=layout.digest_of(run["configuration"]), calibration_version=code_version(),
             dataset_id=layout.dataset_id(self.run_id), product_id=layout.product_id(observe_ids),
-            manual=bool(run.get("manual")), documentation_url=self.context.recipe.documentation_url,
+            manual=self.context.manual, documentation_url=self.context.recipe.documentation_url,
         )
         frames = list(calibrated_frames(self))
         for index, (data, raw_header) in enumerate(frames):
@@ -167,8 +167,6 @@ class WriteL1(Task):
                 central_mean=mean, central_rms=rms, data_bytes=data.nbytes,
                 fried_parameter=valid_fried_parameter(raw_header),
             )
-            for line in raw_header.get("HISTORY", []):
-                header["HISTORY"] = line
             self.write(name, fits_bytes(data.astype(np.float32), header), tags=("product", "l1"), content_type="application/fits")
 
 
