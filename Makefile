@@ -36,10 +36,12 @@ test: $(STAMP) $(CDK) $(BROWSER)
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
+	$(VENV)/bin/python bench/calibration.py
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/local_ingest.py
 	$(VENV)/bin/python bench/orchestration.py
 	$(VENV)/bin/python bench/provenance.py
+	$(VENV)/bin/python bench/recipe_scale.py
 	$(VENV)/bin/python bench/reprocessing.py
 	$(VENV)/bin/python bench/startup.py
 

@@ -624,10 +624,8 @@ def runs_show(ctx, run_id, as_json):
     from obsflow import aws, queries
 
     settings = _settings(ctx)
-    detail = queries.run_detail(run_id, aws.client(settings, "stepfunctions"), console_links=settings.endpoint_url is None)
-    if detail["status"] in ("FAILED", "SUCCEEDED"):
-        queries.settle_task_states(detail, _runs(ctx).finished_tasks(run_id))
-        detail["failure"] = _runs(ctx).failure(run_id)
+    detail = queries.ended_run_detail(run_id, aws.client(settings, "stepfunctions"), _runs(ctx),
+                                      console_links=settings.endpoint_url is None)
     if as_json:
         click.echo(console.to_json(detail))
         return

@@ -146,7 +146,16 @@ def run_detail(run_id: str, sfn=None, console_links: bool = False) -> dict:
     return detail
 
 
-def settle_task_states(detail: dict, finished: set[str]) -> None:
+def ended_run_detail(run_id: str, sfn, run_service, console_links: bool = False) -> dict:
+    """``run_detail``, and for an ended run each task's real final state and why it failed (if it did)."""
+    detail = run_detail(run_id, sfn, console_links)
+    if detail["status"] in ("FAILED", "SUCCEEDED"):
+        _settle_task_states(detail, run_service.finished_tasks(run_id))
+        detail["failure"] = run_service.failure(run_id)
+    return detail
+
+
+def _settle_task_states(detail: dict, finished: set[str]) -> None:
     """An ended execution leaves the siblings of a failed task 'running' in its history: each either
     finished (its task record exists: ``finished``) or was stopped with the run; the tasks after them never ran."""
     for task in detail["tasks"]:

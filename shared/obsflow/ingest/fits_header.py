@@ -136,15 +136,13 @@ def read_primary_header(reader: RangeReader, bucket: str, key: str, version_id: 
     stores them (an empty primary HDU, the image tile-compressed in the first extension) gives the image's
     header. Raises Rejected for anything that is not a complete single-image FITS object.
     """
-    values, size, read, version_id = _read(reader, bucket, key, version_id, first_read, max_header)
-    return values if not isinstance(values, dict) else _header_of(values), size, read, version_id
+    return _read(reader, bucket, key, version_id, first_read, max_header)
 
 
 def read_header_values(reader: RangeReader, bucket: str, key: str, version_id: str | None, *, first_read: int,
                        max_header: int) -> tuple[dict, int, int, str | None]:
     """As ``read_primary_header``, with the header as keyword -> value (what ingest needs, parsed faster)."""
-    values, size, read, version_id = _read(reader, bucket, key, version_id, first_read, max_header, as_values=True)
-    return values, size, read, version_id
+    return _read(reader, bucket, key, version_id, first_read, max_header, as_values=True)
 
 
 def _read(reader: RangeReader, bucket: str, key: str, version_id: str | None, first_read: int, max_header: int,
@@ -168,7 +166,8 @@ def _read(reader: RangeReader, bucket: str, key: str, version_id: str | None, fi
                                              f"{extension.get('XTENSION')!r}, not a tile-compressed image "
                                              "(ZIMAGE = T): send the image in the primary HDU or as DKIST does")
     _check_complete(extension, len(text) + len(extension_text), size)
-    return compressed_image_values(header_values(text), extension), size, read + more, version_id
+    image = compressed_image_values(header if as_values else header_values(text), extension)
+    return image if as_values else _header_of(image), size, read + more, version_id
 
 
 def _header_of(values: dict) -> fits.Header:

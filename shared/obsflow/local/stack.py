@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from obsflow import discovery
+from obsflow import aws, discovery
 from obsflow import settings as settings_module
 from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
@@ -170,7 +170,7 @@ class LocalStack:
         from obsflow.tables import runs
 
         service = run_service(self.settings)
-        sfn = boto3.client("stepfunctions", region_name=self.settings.region, endpoint_url=self.endpoint_url)
+        sfn = aws.client(self.settings, "stepfunctions")
         error = {"Error": "Obsflow.LocalStackRestarted",
                  "Cause": "the local stack stopped while this run was running; its execution and Batch jobs did not "
                           "survive the restart"}

@@ -107,12 +107,13 @@ class StateDirectory:
         if snapshot.get("format") != FORMAT:
             raise RuntimeError(f"{self.path} was written by another obsflow release (format "
                                f"{snapshot.get('format')}, this one reads {FORMAT}): move it away to start empty")
-        for service, backends in _backend_dicts().items():
+        live = _backend_dicts()
+        for service, backends in live.items():
             for account, regions in snapshot["backends"].get(service, {}).items():
                 for region, backend in regions.items():
                     backends[account][region] = backend
         # S3 finds a bucket's owner in a table beside its backends (a name is global across accounts)
-        _backend_dicts()["s3"].bucket_accounts.update(snapshot["s3_bucket_accounts"])
+        live["s3"].bucket_accounts.update(snapshot["s3_bucket_accounts"])
         return Restored(saved_at=snapshot["saved_at"], clean=snapshot["clean"], path=str(self.path))
 
     def save(self, clean: bool = False) -> None:
@@ -132,14 +133,15 @@ class StateDirectory:
             os.replace(partial, self.path)
 
     def _pickled(self, clean: bool) -> bytes:
+        live = _backend_dicts()
         backends = {
             service: {account: dict(dict.items(regions)) for account, regions in dict.items(backend_dict)}
-            for service, backend_dict in _backend_dicts().items()
+            for service, backend_dict in live.items()
         }
         buffer = io.BytesIO()
         _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({
             "format": FORMAT, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "clean": clean, "backends": backends, "s3_bucket_accounts": dict(_backend_dicts()["s3"].bucket_accounts),
+            "clean": clean, "backends": backends, "s3_bucket_accounts": dict(live["s3"].bucket_accounts),
         })
         return buffer.getvalue()
 

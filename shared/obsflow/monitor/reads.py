@@ -53,10 +53,7 @@ class StageReads:
         }
 
     def run(self, run_id: str) -> tuple[dict, Recipe]:
-        detail = queries.run_detail(run_id, self.sfn)
-        if detail["status"] in ("FAILED", "SUCCEEDED"):
-            queries.settle_task_states(detail, self.runs.finished_tasks(run_id))
-            detail["failure"] = self.runs.failure(run_id)
+        detail = queries.ended_run_detail(run_id, self.sfn, self.runs)
         for task in detail["tasks"]:
             started, ended = task.get("started"), task.get("ended")
             task["duration_s"] = round((ended - started).total_seconds(), 1) if started and ended else None
