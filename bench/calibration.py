@@ -63,7 +63,7 @@ def main() -> None:
     flat_ccd = CCDData(gain, unit=u.adu)
 
     methods = {
-        "obsflow calibration.calibrate": lambda x: calibration.calibrate(x, dark, gain, bad),
+        "obsflow calibration.Calibrator": calibration.Calibrator(dark, gain, bad),
         "(a) numpy float32 (x - dark) * inv_gain": lambda x: (x.astype(np.float32) - dark32) * inverse_gain32,
         "(b) ccdproc subtract_dark + flat_correct": lambda x: ccdproc.flat_correct(
             ccdproc.subtract_dark(CCDData(x, unit=u.adu, meta={"exptime": 4.0}), dark_ccd, exposure_time="exptime",

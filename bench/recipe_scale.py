@@ -46,11 +46,12 @@ def bare_script(candidate) -> float:
     dark = calibration.average_frames(by_type["dark"])
     gain = calibration.normalised_gain(by_type["gain"], dark)
     bad = calibration.bad_pixel_mask(gain, 0.5, 1.5)
+    calibrate = calibration.Calibrator(dark, gain, bad)
     for raw in by_type["observe"]:
-        calibrated = calibration.calibrate(raw, dark, gain, bad)
+        calibrated = calibrate(raw)
         calibration.mean_and_rms_contrast(calibration.central_region(calibrated))
         calibration.mean_and_rms_contrast(calibrated)
-        fits_bytes(calibrated.astype(np.float32)[np.newaxis])
+        fits_bytes(calibrated[np.newaxis])
         calibration.percentile_stretch(calibrated)
     return time.perf_counter() - started
 

@@ -9,6 +9,7 @@ import io
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import asdf
@@ -17,6 +18,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from dkist_header_validator import spec214_validator
 
 from obsflow import tables
@@ -104,6 +106,16 @@ def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_o
     assert table["totals"]["observe_frames"] == 2 * N_OBSERVE
 
 
+def stored_losslessly_with_checksums(data: bytes) -> bool:
+    """The compressed table as stored: GZIP_2 (lossless for float32), CHECKSUM and DATASUM that verify."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AstropyUserWarning)  # astropy warns on a checksum that does not verify
+        with fits.open(io.BytesIO(data), checksum=True, disable_image_compression=True) as hdus:
+            stored = hdus[1].header
+            hdus[1].data  # noqa: B018 - reading the table verifies DATASUM
+            return stored["ZCMPTYPE"] == "GZIP_2" and "CHECKSUM" in stored and "DATASUM" in stored
+
+
 def test_l1_frames_pass_spec214_carry_provenance_and_verify_their_checksums(night):
     stack, s3, _, _, by_candidate = night
     dataset = datasets.get(by_candidate["night_a"].dataset_id)
@@ -111,15 +123,17 @@ def test_l1_frames_pass_spec214_carry_provenance_and_verify_their_checksums(nigh
     l1 = sorted(name for name in files if name.endswith("_L1.fits"))
     assert len(l1) == N_OBSERVE == dataset.frame_count
     for name in l1:
-        with fits.open(io.BytesIO(files[name]), checksum=True) as hdus:  # astropy raises on a bad CHECKSUM/DATASUM
-            header = hdus[0].header
-            assert "CHECKSUM" in header and "DATASUM" in header
+        assert stored_losslessly_with_checksums(files[name])
+        with fits.open(io.BytesIO(files[name])) as hdus:
+            # DKIST's layout: an empty primary, then the image tile-compressed with the SPEC-0214 header
+            assert [type(hdu).__name__ for hdu in hdus] == ["PrimaryHDU", "CompImageHDU"] and hdus[0].data is None
+            header = hdus[1].header
             spec214_validator.validate(hdus, extra=False)
             for key in ("RRUNID", "RECIPEID", "RINSTID", "IDSOBSID", "IDSCALID", "IDSPARID", "WKFLNAME", "WKFLVERS",
                         "CALVERS", "CAL_URL", "HEAD_URL", "MANPROCD", "DSETID", "PRODUCT"):
                 assert key in header, key
             assert (header["DSETID"], header["PRODUCT"], header["MANPROCD"]) == (dataset.dataset_id, dataset.product_id, False)
-            assert header["ATMOS_R0"] == pytest.approx(0.1) and np.isnan(hdus[0].data).sum() == 3  # dead pixels
+            assert header["ATMOS_R0"] == pytest.approx(0.1) and np.isnan(hdus[1].data).sum() == 3  # dead pixels
             # the processing history once each, in processing order: calibration, then Level 1
             history = list(header["HISTORY"])
             ours = [line.split(": ", 1)[1].split()[0] for line in history if line.startswith("obsflow ")]
@@ -134,6 +148,8 @@ def test_the_asdf_pdf_and_movie_open_with_their_own_tools(night):
     asdf_name = next(name for name in files if name.endswith(".asdf"))
     with asdf.open(io.BytesIO(files[asdf_name])) as af:
         assert af["inventory"]["frame_count"] == N_OBSERVE
+        stored = sum(len(body) for name, body in files.items() if name.endswith("_L1.fits"))
+        assert af["inventory"]["compression_ratio"] == round(N_OBSERVE * 64 * 64 * 4 / stored, 3)
         assert len(af["headers"]["DSETID"]) == N_OBSERVE and af["configuration"]["options"]["movie_fps"] == 6
         assert len(af["input_dataset"]["frames"]) == N_OBSERVE and len(af["input_dataset"]["upstream"]) == 1
     pdf = files["quality_report.pdf"]

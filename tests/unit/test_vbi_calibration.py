@@ -49,7 +49,28 @@ def test_calibrated_frames_equal_ccdprocs_dark_subtraction_and_flat_correction(f
         ours = calibration.calibrate(raw, dark, gain, bad)
         reduced = ccdproc.subtract_dark(ccd(raw), master_dark, dark_exposure=4 * u.ms, data_exposure=4 * u.ms)
         theirs = ccdproc.flat_correct(reduced, flat, norm_value=np.median(flat.data))
-        np.testing.assert_allclose(ours, theirs.data, rtol=1e-10)
+        assert ours.dtype == np.float32  # within 1e-6 of float64, far below the photon noise
+        np.testing.assert_allclose(ours, theirs.data, rtol=1e-6)
+
+
+def test_a_prepared_calibrator_writes_into_the_given_frame_and_flags_bad_pixels(frames):
+    # Given a calibrator prepared once from a dark, a gain and a bad-pixel map, and an output frame
+    dark = calibration.average_frames(frames["dark"])
+    gain = calibration.normalised_gain(frames["gain"], dark)
+    bad = np.zeros(SHAPE, dtype=bool)
+    bad[3, 4] = True
+    gain[5, 6] = 0.0  # a dead pixel the mask missed: no infinity comes out of it either
+    calibrate = calibration.Calibrator(dark, gain, bad)
+    out = np.empty(SHAPE, dtype=np.float32)
+    # When uint16 raw frames are calibrated into it, one after the other
+    for raw in frames["observe"]:
+        result = calibrate(raw.astype(np.uint16), out=out)
+        # Then the result is that frame, NaN exactly where the pixel is bad, and the values match float64
+        assert result is out
+        assert {tuple(p) for p in np.argwhere(np.isnan(out))} == {(3, 4), (5, 6)}
+        expected = (raw.astype(np.uint16) - dark) / gain
+        keep = ~np.isnan(out)
+        np.testing.assert_allclose(out[keep], expected[keep], rtol=1e-6)
 
 
 def test_the_dead_pixels_are_flagged_and_nothing_else_in_the_bright_field(frames):
@@ -92,3 +113,39 @@ def test_the_tasks_read_a_tile_compressed_frame_s_image_and_header():
     # Then they get the same pixels (lossless) and the frame's own header cards
     assert np.array_equal(plain[0], compressed[0])
     assert compressed[1]["INSTRUME"] == "VBI" and compressed[1]["CAM__004"] == 4.0
+
+
+def test_l1_data_is_stored_tile_compressed_losslessly_or_within_its_recorded_error():
+    import io
+    import re
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from obsflow_tasks.vbi.tasks import l1_fits_bytes, read_fits
+
+    # Given a calibrated float32 frame with a bad (NaN) pixel
+    rng = np.random.default_rng(5)
+    data = rng.normal(20000.0, 150.0, (1, 128, 128)).astype(np.float32)
+    data[0, 3, 4] = np.nan
+    header = fits.Header([("OBJECT", "quiet sun")])
+    # When it is written losslessly (the default) and with quantize level 16
+    lossless, lossy = l1_fits_bytes(data, header), l1_fits_bytes(data, header, quantize_level=16)
+    # Then the lossless file holds the same bits, NaN included, and both are smaller than the raw data
+    image, stored_header = read_fits(lossless)
+    assert np.array_equal(image, data, equal_nan=True) and "HISTORY" not in stored_header
+    assert len(lossy) < len(lossless) < data.nbytes
+    # And the lossy file records its measured maximum error, which holds for every pixel
+    image, stored_header = read_fits(lossy)
+    [card] = [line for line in stored_header["HISTORY"] if "lossy" in line]
+    bound = float(re.search(r"max abs error (\S+)", card).group(1))
+    assert 0 < bound < 150.0 / 16 and np.nanmax(np.abs(image - data)) <= bound and np.isnan(image[0, 3, 4])
+    # And a flipped byte in the stored data fails astropy's checksum verification
+    damaged = bytearray(lossless)
+    damaged[-200] ^= 0xFF
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyUserWarning)
+        with fits.open(io.BytesIO(bytes(damaged)), checksum=True, disable_image_compression=True) as hdus:
+            hdus[1].data  # noqa: B018 - reading verifies DATASUM
+    assert any("Datasum verification failed" in str(w.message) for w in caught)

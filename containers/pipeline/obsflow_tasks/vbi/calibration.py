@@ -36,12 +36,31 @@ def bad_pixel_mask(gain: np.ndarray, low: float, high: float) -> np.ndarray:
     return ~np.isfinite(gain) | (gain < low) | (gain > high)
 
 
+class Calibrator:
+    """(raw - dark) / gain with bad pixels NaN, for many frames of one exposure time.
+
+    Prepared once per worker: the dark in float32 and the inverse gain with NaN at bad pixels, so a frame
+    costs one subtraction and one multiplication into one float32 array, and the bad pixels come out NaN
+    with no extra pass. float32 keeps raw counts exactly (integers below 2**24) and the result within
+    1e-6 relative of float64, far below the photon noise; averaging darks and gains stays in float64.
+    """
+
+    def __init__(self, dark: np.ndarray, gain: np.ndarray, bad: np.ndarray):
+        self.dark = np.asarray(dark, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = np.reciprocal(np.asarray(gain, dtype=np.float32))
+        inverse[np.asarray(bad, dtype=bool) | ~np.isfinite(inverse)] = np.nan
+        self.inverse_gain = inverse
+
+    def __call__(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The calibrated frame in float32, written into ``out`` when given (no other full-frame array)."""
+        out = np.subtract(raw, self.dark, out=out, dtype=np.float32, casting="unsafe")
+        return np.multiply(out, self.inverse_gain, out=out)
+
+
 def calibrate(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """(raw - dark) / gain, NaN where the pixel is bad."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = (np.asarray(raw, dtype=np.float64) - dark) / gain
-    result[bad] = np.nan
-    return result
+    """One frame calibrated (for many frames, prepare a Calibrator once)."""
+    return Calibrator(dark, gain, bad)(raw)
 
 
 def central_region(image: np.ndarray) -> np.ndarray:
