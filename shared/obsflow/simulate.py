@@ -65,7 +65,29 @@ class SimulatedCandidate:
         return written
 
 
-def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, index: int) -> np.ndarray:
+def granulation(shape: tuple[int, int], seed: int, cell: float = 16.0) -> np.ndarray:
+    """A granulation-like scene of mean 1 and RMS contrast 0.1: bright cells of ``cell`` pixels (a jittered
+    Voronoi tessellation) brightest at their centres, separated by dark intergranular lanes."""
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    gy, gx = int(np.ceil(ny / cell)) + 2, int(np.ceil(nx / cell)) + 2
+    centres = (np.stack(np.indices((gy, gx)), axis=-1) - 1 + rng.uniform(0.15, 0.85, (gy, gx, 2))) * cell
+    y, x = np.mgrid[0:ny, 0:nx].astype(np.float32)
+    iy, ix = (y // cell).astype(int) + 1, (x // cell).astype(int) + 1
+    nearest = np.full(shape, np.inf, dtype=np.float32)
+    second = nearest.copy()
+    for dy in (-1, 0, 1):  # a pixel's two nearest centres lie in its grid cell or a neighbouring one
+        for dx in (-1, 0, 1):
+            centre = centres[iy + dy, ix + dx]
+            distance = np.hypot(y - centre[..., 0], x - centre[..., 1])
+            second = np.where(distance < nearest, nearest, np.minimum(second, distance))
+            nearest = np.minimum(nearest, distance)
+    scene = np.tanh(3.0 * (second - nearest) / cell) - 0.15 * nearest / cell  # lanes where two cells meet
+    return 1.0 + 0.1 * (scene - scene.mean()) / scene.std()
+
+
+def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, index: int,
+            scene: np.ndarray | None = None) -> np.ndarray:
     ny, nx = shape
     y, x = np.mgrid[0:ny, 0:nx]
     dark = 100.0 + 5.0 * (x / nx)  # bias with a gradient across the readout
@@ -79,12 +101,77 @@ def _pixels(task_type: str, shape: tuple[int, int], rng: np.random.Generator, in
         signal = dark
     elif task_type == "gain":
         signal = dark + 20000.0 * gain
-    else:
-        phase = 0.15 * index
-        scene = 1.0 + 0.1 * np.sin(2 * np.pi * (x / 24.0 + phase)) * np.cos(2 * np.pi * (y / 24.0 - phase))
-        signal = dark + 15000.0 * scene * gain
+    else:  # the granulation drifts one pixel per frame across the field
+        scene = granulation(shape, seed=0) if scene is None else scene
+        signal = dark + 15000.0 * np.roll(scene, index, axis=1) * gain
     noisy = rng.normal(signal, np.sqrt(np.maximum(signal, 1.0)))
     return np.clip(noisy, 0, 65535).astype(np.uint16)
+
+
+# Haleakala, for the telescope's pointing at the Sun (degrees)
+SITE_LATITUDE, SITE_LONGITUDE = 20.7067, -156.2569
+G_BAND_NM, G_BAND_FWHM_NM = 430.52, 0.44  # VBI blue's G-band filter
+
+
+def sun_elevation_azimuth(when: dt.datetime) -> tuple[float, float]:
+    """The Sun's elevation and azimuth (degrees, azimuth from north through east) seen from the site,
+    to about a degree (declination and the equation of time from the day of the year)."""
+    day = when.timetuple().tm_yday + when.hour / 24
+    gamma = 2 * np.pi / 365 * (day - 1)
+    declination = np.degrees(0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma)
+                             - 0.006758 * np.cos(2 * gamma) + 0.000907 * np.sin(2 * gamma))
+    equation_of_time_min = 229.18 * (0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma)
+                                     - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma))
+    solar_minutes = when.hour * 60 + when.minute + when.second / 60 + equation_of_time_min + 4 * SITE_LONGITUDE
+    hour_angle, lat, dec = np.radians(solar_minutes / 4 - 180), np.radians(SITE_LATITUDE), np.radians(declination)
+    elevation = np.arcsin(np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(hour_angle))
+    azimuth = np.arctan2(-np.sin(hour_angle) * np.cos(dec),
+                         np.cos(lat) * np.sin(dec) - np.sin(lat) * np.cos(dec) * np.cos(hour_angle))
+    return round(float(np.degrees(elevation)), 3), round(float(np.degrees(azimuth)) % 360, 3)
+
+
+def plausible_vbi_header(task_type: str, index: int, n_frames: int, when: dt.datetime, shape: tuple[int, int],
+                         fried_parameter: float, light_level: float) -> dict:
+    """Values a VBI frame from the summit would carry, for every SPEC-0122 keyword that reaches Level 1
+    (the simulator fills them with random numbers and strings)."""
+    elevation, azimuth = sun_elevation_azimuth(when)
+    ny, nx = shape
+    exposure = TASK_EXPOSURE_MS[task_type]
+    values = {
+        # camera: a 4k x 4k sCMOS read out in one region of interest, no binning
+        "CAM__001": "VBI-BLUE-CAM-1", "CAM__002": "Andor Balor", "CAM__003": 16, "CAM__005": exposure,
+        "CAM__006": 30.0, "CAM__007": 4096, "CAM__008": 4096, "CAM__009": 1, "CAM__010": 1, "CAM__011": 1,
+        "CAM__012": 1, "CAM__014": 1, "CAM__016": 1, "CAM__033": 1, "CAM__042": 16,
+        # the observation and the data source
+        "WAVELNTH": G_BAND_NM, "OBJECT": "quietsun", "OBSERVER": "DKIST resident scientist",
+        "DKIST005": "VBI-BLUE-G-BAND", "DKIST006": "Good", "DKIST008": 1, "DKIST009": 1, "DKIST010": light_level,
+        "ID___003": "dsp_vbi_g_band_1x1", "ID___005": "ip_vbi_2026_11", "ID___014": "ICS 4.2.0",
+        # the telescope, pointing at the Sun, and the coude table following it
+        "TELEVATN": elevation, "TAZIMUTH": azimuth, "TTBLANGL": round(azimuth - elevation, 3) % 360,
+        # the weather station at 3,050 m
+        "WS___001": "DKIST weather station", "WS___002": 4.2, "WS___004": 7.5, "WS___005": 34.0, "WS___006": -7.8,
+        "WS___007": 713.5, "WS___008": 3.1,
+        # adaptive optics and wavefront correction: locked on the observe frames
+        "WFC__001": G_BAND_FWHM_NM, "WFC__003": "HOAO-RECON-2026-11-20", "WFC__004": 0.35, "WFC__005": 0.05,
+        "WFC__006": 1975, "WFC__008": 0.4, "WFC__009": 0.08,
+        "AO___003": 0.0, "AO___004": 0.0, "AO___005": 0.0, "AO___006": 0.0, "AO___007": 0.0, "AO___008": 0.0,
+        # polarimetric calibration optics out of the beam
+        "PAC__005": "0.0", "PAC__007": "0.0",
+        # VBI: one field position, every frame an output frame, r0 in cm
+        "VBI__001": G_BAND_FWHM_NM, "VBI__003": 1, "VBI__004": 1, "VBI__007": n_frames, "VBI__008": index + 1,
+        "VBI__009": round(fried_parameter * 100, 3),
+    }
+    # one software and one hardware region of interest, centred on the chip; the others unused
+    roi = ((4096 - nx) // 2, (4096 - ny) // 2, nx, ny)
+    values.update({f"CAM__{n:03d}": v for n, v in zip(range(17, 33), roi + (0,) * 12)})
+    values.update({f"CAM__{n:03d}": v for n, v in zip(range(34, 42), roi + (0,) * 4)})
+    # the equatorial alternate WCS: the Sun's place in late November, the same pixel grid
+    values.update({"CTYPE1A": "RA---TAN", "CTYPE2A": "DEC--TAN", "CTYPE3A": "TIME", "CUNIT1A": "deg",
+                   "CUNIT2A": "deg", "CUNIT3A": "s", "CRPIX1A": nx / 2, "CRPIX2A": ny / 2, "CRPIX3A": 1.0,
+                   "CRVAL1A": 236.4, "CRVAL2A": -19.9, "CRVAL3A": 0.0, "CDELT1A": 0.011 / 3600,
+                   "CDELT2A": 0.011 / 3600, "CDELT3A": 1.0, "LONPOLEA": 180.0, "LATPOLE": 90.0, "LATPOLEA": 90.0})
+    values.update({f"PC{i}_{j}A": float(i == j) for i in (1, 2, 3) for j in (1, 2, 3)})
+    return values
 
 
 def simulate_op(
@@ -118,9 +205,16 @@ def simulate_op(
         }.items():
             dataset.add_constant_key(key, value)
         op = SimulatedOp(op_id, task_type)
+        scene = granulation(shape, seed) if task_type == "observe" else None
         for index, frame in enumerate(dataset):
-            header = frame.header()
-            hdu = fits.PrimaryHDU(data=_pixels(task_type, shape, rng, index)[np.newaxis], header=fits.Header(header))
+            pixels = _pixels(task_type, shape, rng, index, scene)
+            header = fits.Header(frame.header())
+            header.remove("HISTORY", ignore_missing=True, remove_all=True)  # the simulator's filler text
+            header.remove("COMMENT", ignore_missing=True, remove_all=True)
+            header.update(plausible_vbi_header(
+                task_type, index, n_frames, dt.datetime.fromisoformat(header["DATE-OBS"]), shape, fried_parameter,
+                light_level=round(float(np.median(pixels)), 1)))
+            hdu = fits.PrimaryHDU(data=pixels[np.newaxis], header=header)
             buffer = io.BytesIO()
             hdu.writeto(buffer, checksum=True)
             op.frames.append((f"{task_type}_{index:04d}.fits", buffer.getvalue()))

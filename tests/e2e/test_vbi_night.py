@@ -378,3 +378,39 @@ def test_an_experimental_calibration_serves_a_developer_campaign_and_is_kept_whi
     # And once dev-cal's dataset is gone, the next sweep deletes the calibration too
     assert experimental["dataset_id"] in run("campaigns", "sweep", "--now", later).split("refused")[0]
     assert datasets.get(experimental["dataset_id"]).status == "EXPIRED"
+
+
+def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(night):
+    from types import SimpleNamespace
+
+    stack, s3, _, _, _ = night
+    service = run_service(stack.settings)
+    # Given a science candidate on night_b's calibration whose run fails once in write_l1, as an outage would
+    service.pause()
+    shared = SimpleNamespace(ops=[SimpleNamespace(op_id="night_b_dark"), SimpleNamespace(op_id="night_b_gain")])
+    candidate = simulate_candidate("by_hand", proposal_id="pid_2_2", n_observe=3, shape=(64, 64), seed=47,
+                                   start=dt.datetime(2026, 11, 24, 19), calibration_of=shared)
+    for key, body in [candidate.candidate_object(), *candidate.frame_objects(), candidate.manifest_object()]:
+        s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
+    deadline = time.monotonic() + 120
+    while not (planned := [r for r in runs.all_runs() if r.candidate_id == "by_hand"]):
+        assert time.monotonic() < deadline, "no run planned for by_hand"
+        time.sleep(0.25)
+    [run] = planned
+    service.inject_fault(run.run_id, "write_l1", "outage")
+    service.resume()
+    while runs.get(run.run_id).status != "FAILED":
+        assert time.monotonic() < deadline + 120, runs.get(run.run_id).status
+        time.sleep(0.25)
+    # When an operator executes it by hand
+    done = service.execute_manually(run.run_id, "checked the flat by eye", "ana", echo=lambda _: None)
+    # Then every L1 frame says it was processed manually, and so does the ASDF table of headers
+    assert done.status == "SUCCEEDED"
+    files = products(s3, datasets.get(done.dataset_id))
+    l1 = [body for name, body in files.items() if name.endswith("_L1.fits")]
+    assert len(l1) == 3
+    for body in l1:
+        with fits.open(io.BytesIO(body)) as hdus:
+            assert hdus[1].header["MANPROCD"] is True
+    with asdf.open(io.BytesIO(next(body for name, body in files.items() if name.endswith(".asdf")))) as af:
+        assert list(af["headers"]["MANPROCD"]) == [True] * 3
