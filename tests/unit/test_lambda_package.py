@@ -36,7 +36,7 @@ def test_lambda_requirements_are_pinned_as_in_pyproject():
     assert {name: lambda_pins[name] for name in shared} == {name: project_pins[name] for name in shared}
 
 
-LOCAL_ONLY = ["moto", "matplotlib", "asdf", "imageio_ffmpeg", "dkist_data_simulator", "click", "obsflow_tasks", "ccdproc"]
+LOCAL_ONLY = ["moto", "matplotlib", "asdf", "av", "dkist_data_simulator", "click", "obsflow_tasks", "ccdproc"]
 
 
 def test_every_handler_imports_without_the_local_only_packages():

@@ -38,7 +38,7 @@ class SimulatedOutage(InfrastructureFailure):
     """A deliberate infrastructure-kind failure (exit code 3)."""
 
 LIBRARIES = ("obsflow", "numpy", "astropy", "boto3", "dkist-fits-specifications", "dkist-header-validator",
-             "asdf", "matplotlib", "imageio-ffmpeg")
+             "asdf", "matplotlib", "av")
 EXIT_INFRASTRUCTURE, EXIT_USAGE = 3, 64
 
 

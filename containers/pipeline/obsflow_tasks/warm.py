@@ -4,7 +4,7 @@ forks task processes (the local stack's job server), never by a task."""
 import warnings
 
 import asdf
-import imageio_ffmpeg  # noqa: F401
+import av  # noqa: F401
 import matplotlib
 
 matplotlib.use("Agg")

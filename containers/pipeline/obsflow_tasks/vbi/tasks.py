@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -240,22 +238,28 @@ class BrowseMovie(Task):
     """An H.264 MP4 of the calibrated observe frames, percentile-clipped."""
 
     def run(self) -> None:
-        import imageio_ffmpeg
-
         frames = [calibration.percentile_stretch(data.squeeze()) for data, _ in calibrated_frames(self)]
-        ny, nx = frames[0].shape
-        width = min(self.options["movie_width"], nx) // 2 * 2
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "browse.mp4"
-            writer = imageio_ffmpeg.write_frames(
-                str(path), (nx, ny), pix_fmt_in="gray", fps=self.options["movie_fps"], codec="libx264", quality=7,
-                macro_block_size=1, output_params=["-vf", f"scale={width}:-2", "-pix_fmt", "yuv420p"],
-            )
-            writer.send(None)
-            for frame in frames:
-                writer.send(np.ascontiguousarray(frame))
-            writer.close()
-            self.write("browse.mp4", path.read_bytes(), tags=("product", "movie"), content_type="video/mp4")
+        self.write("browse.mp4", h264_movie(frames, self.options["movie_width"], self.options["movie_fps"]),
+                   tags=("product", "movie"), content_type="video/mp4")
+
+
+def h264_movie(frames: list[np.ndarray], max_width: int, fps: int) -> bytes:
+    """8-bit grey frames as an H.264 MP4 (yuv420p, playable in browsers), scaled to at most ``max_width``."""
+    import av
+
+    ny, nx = frames[0].shape
+    width = min(max_width, nx) // 2 * 2
+    height = max(2, round(ny * width / nx) // 2 * 2)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "20", "preset": "medium"}
+        for frame in frames:
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
+            container.mux(stream.encode(picture.reformat(width=width, height=height, format="yuv420p")))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
 
 
 class QualityReport(Task):
