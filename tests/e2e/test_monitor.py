@@ -112,11 +112,11 @@ def test_a_dataset_page_shows_its_quality_plots_with_labelled_axes_and_qc_values
     # Then the quality plots render with their axes labelled with units, beside the QC values and warnings
     page.wait_for_selector(".chart svg")
     labels = [e.text_content() for e in page.query_selector_all(".chart .y-label")]
-    assert labels == ["counts [DN]", "RMS / mean [1]", "r0 [m]"]
+    assert labels == ["calibrated signal [ct]", "granulation RMS contrast [%]", "r0 [cm]"]
     box = page.query_selector(".chart svg polyline").bounding_box()
     assert box["width"] > 100  # a line across the frames, not an empty plot
     qc = page.inner_text("#qc")
-    assert "light_level" in qc and "frame_rms_contrast" in qc
+    assert "granulation RMS contrast, median" in qc and "bad pixels" in qc
     assert page.query_selector("#warnings li") is not None
     screenshot(page, "monitor-dataset.png")
     # And its run's page shows every task of vbi-l1 succeeded, with durations

@@ -37,7 +37,7 @@ def _text(value) -> str:
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     if isinstance(value, (list, tuple, set)):
         return ", ".join(_text(v) for v in value)
     return str(value)
@@ -212,7 +212,8 @@ def line_chart(title: str, y_label: str, series: dict[str, list[float | None]], 
     values = [v for points in series.values() for v in points if v is not None and math.isfinite(v)]
     if not values:
         return f'<div class="panel chart"><p class="muted">{escape(title)}: no values</p></div>'
-    low, high = min(values), max(values)
+    # From zero (for positive values), as the quality report draws them: a zoomed axis makes jitter look dramatic.
+    low, high = min(0.0, min(values)), max(values) * 1.1 if max(values) > 0 else max(values)
     if high == low:
         low, high = low - (abs(low) * 0.05 or 1), high + (abs(high) * 0.05 or 1)
     count = max(len(points) for points in series.values())
@@ -232,7 +233,8 @@ def line_chart(title: str, y_label: str, series: dict[str, list[float | None]], 
              f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#1d2330"/>']
     for fraction in (0, 0.5, 1):
         value = low + fraction * (high - low)
-        parts.append(f'<text x="{left - 6}" y="{y_of(value) + 4}" text-anchor="end" font-size="11">{value:.4g}</text>')
+        label = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"  # never 1.3e+04
+        parts.append(f'<text x="{left - 6}" y="{y_of(value) + 4}" text-anchor="end" font-size="11">{label}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="12">{escape(x_label)}</text>')
     parts.append(f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
                  f'font-size="12" class="y-label">{escape(y_label)}</text>')
@@ -256,18 +258,24 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
     if metrics:
         frames = metrics.get("frames", [])
         warnings = "".join(f"<li>{escape(w)}</li>" for w in metrics.get("warnings", [])) or "<li>none</li>"
-        qc = [{"value": name, "min": min(vals), "median": sorted(vals)[len(vals) // 2], "max": max(vals)}
-              for name in ("light_level", "frame_average", "frame_rms_contrast", "fried_parameter")
-              for vals in [[f[name] for f in frames if f.get(name) is not None]] if vals]
+        qc = metrics.get("qc") or [  # datasets made before the QC table: its range from the frames
+            {"name": name, "value": f"{min(vals):.4g} - {max(vals):.4g}", "unit": "", "note": "min - max"}
+            for name in ("light_level", "frame_average", "frame_rms_contrast", "fried_parameter")
+            for vals in [[f[name] for f in frames if f.get(name) is not None]] if vals]
+
+        def percent(key: str, scale: float = 100) -> list:
+            return [None if f.get(key) is None else f[key] * scale for f in frames]
+
         quality = "".join([
             f'<h2>Quality</h2><p>frame counts: {escape(_text(metrics.get("frame_counts")))}</p>',
             f'<p>warnings:</p><ul id="warnings">{warnings}</ul>',
-            table(qc, [("value", "QC value"), ("min", "min"), ("median", "median"), ("max", "max")], "", table_id="qc"),
-            line_chart("Light level and frame average", "counts [DN]",
+            table(qc, [("name", "QC value"), ("value", "value"), ("unit", "unit"), ("note", "note")], "", table_id="qc"),
+            line_chart("Light level and frame average", "calibrated signal [ct]",
                        {"light level": [f.get("light_level") for f in frames],
                         "frame average": [f.get("frame_average") for f in frames]}),
-            line_chart("RMS contrast", "RMS / mean [1]", {"RMS contrast": [f.get("frame_rms_contrast") for f in frames]}),
-            line_chart("Fried parameter (AO)", "r0 [m]", {"r0": [f.get("fried_parameter") for f in frames]}),
+            line_chart("Seeing measured from the data", "granulation RMS contrast [%]",
+                       {"measured": percent("granulation_rms_contrast")}),
+            line_chart("Fried parameter (AO)", "r0 [cm]", {"r0": percent("fried_parameter")}),
         ])
     return "".join([
         f"<h2>Dataset {escape(detail['dataset_id'])} {badge(detail.get('status'))}</h2>",

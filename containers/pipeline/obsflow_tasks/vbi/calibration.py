@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,3 +82,17 @@ def percentile_stretch(image: np.ndarray, low: float = 1.0, high: float = 99.0) 
     lo, hi = (np.percentile(finite, [low, high]) if finite.size else (0.0, 1.0))
     scaled = (np.nan_to_num(image, nan=lo) - lo) / ((hi - lo) or 1.0)
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def thumbnail(image: np.ndarray, max_size: int = 512, reduce=np.nanmean) -> np.ndarray:
+    """The image reduced by whole blocks to at most ``max_size`` pixels a side (``reduce``: how a block becomes
+    one pixel, e.g. np.nanmax for a mask), for figures that must not embed a 4k frame."""
+    image = np.asarray(image, dtype=np.float32).squeeze()
+    factor = max(1, -(-max(image.shape) // max_size))
+    if factor == 1:
+        return image
+    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
+        return reduce(blocks, axis=(1, 3))

@@ -15,7 +15,7 @@ from obsflow.ingest.objects import S3ObjectReader
 from obsflow.runs import layout
 
 from obsflow_tasks.base import Task, TaskFailure
-from obsflow_tasks.vbi import calibration
+from obsflow_tasks.vbi import calibration, report
 from obsflow_tasks.vbi.l1_header import Provenance, level1_header
 
 
@@ -201,7 +201,8 @@ def code_version() -> str:
 
 
 class QualityMetrics(Task):
-    """Fried parameter, light level, frame average and RMS, frame counts, warnings."""
+    """Per frame: light level, averages, granulation RMS contrast (a seeing measure), the AO's Fried parameter;
+    the QC table of the dataset and its calibrations; warnings."""
 
     def run(self) -> None:
         parsed = self.read_json("parsed")
@@ -209,13 +210,18 @@ class QualityMetrics(Task):
         per_frame = []
         for data, header in calibrated_frames(self):
             mean, rms = calibration.mean_and_rms_contrast(data)
-            light, _ = calibration.mean_and_rms_contrast(calibration.central_region(data))
+            light, contrast = calibration.mean_and_rms_contrast(calibration.central_region(data))
             per_frame.append({"date_obs": header["DATE-OBS"], "frame_average": mean, "frame_rms_contrast": rms,
-                              "light_level": light,
+                              "light_level": light, "granulation_rms_contrast": contrast,
                               "fried_parameter": valid_fried_parameter(header)})
+        bad = read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0].astype(bool)
+        gain = read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0]
+        darks = {f"{float(h['EXPOSURE']):g}": float(np.mean(d)) for d, h in
+                 (read_fits(self.read_output(o)) for o in self.upstream_outputs("dark"))}
+        warnings = quality_warnings(per_frame, rows, self.parameters["light_level_tolerance"])
         self.write_json("quality_metrics.json", {
-            "frame_counts": parsed["counts"], "frames": per_frame,
-            "warnings": quality_warnings(per_frame, rows, self.parameters["light_level_tolerance"]),
+            "frame_counts": parsed["counts"], "frames": per_frame, "warnings": warnings,
+            "qc": qc_table(per_frame, rows, darks, gain, bad),
         }, tags=("quality", "product"))
 
 
@@ -232,6 +238,42 @@ def quality_warnings(per_frame: list[dict], rows: list[dict], tolerance: float) 
     if len(per_frame) != len(rows):
         warnings.append(f"{len(rows)} observe frames parsed but {len(per_frame)} calibrated")
     return warnings
+
+
+def qc_table(per_frame: list[dict], rows: list[dict], dark_means: dict[str, float], gain: np.ndarray,
+             bad: np.ndarray) -> list[dict]:
+    """The dataset's QC values: name, value, unit, note; the same in the metrics JSON and the report."""
+    light = np.array([f["light_level"] for f in per_frame], dtype=float)
+    contrast = np.array([f["granulation_rms_contrast"] for f in per_frame], dtype=float) * 100
+    r0 = np.array([f["fried_parameter"] for f in per_frame if f["fried_parameter"] is not None], dtype=float) * 100
+    times = sorted(f["date_obs"] for f in per_frame)
+    median_light = float(np.nanmedian(light)) if light.size else float("nan")
+
+    def value(v: float, digits: int = 4):
+        return None if v is None or not np.isfinite(v) else round(float(v), digits)
+
+    return [
+        {"name": "observe frames", "value": len(per_frame), "unit": "", "note": f"{len(rows)} parsed"},
+        {"name": "first frame", "value": times[0] if times else None, "unit": "UTC", "note": ""},
+        {"name": "last frame", "value": times[-1] if times else None, "unit": "UTC", "note": ""},
+        {"name": "exposure time", "value": ", ".join(f"{e:g}" for e in sorted({r["exposure_ms"] for r in rows})),
+         "unit": "ms", "note": ""},
+        {"name": "light level, median", "value": value(median_light, 1), "unit": "ct", "note": "central region"},
+        {"name": "light level, largest deviation", "value": value(
+            float(np.nanmax(np.abs(light / median_light - 1))) * 100 if light.size and median_light else None, 2),
+         "unit": "%", "note": "from the median"},
+        {"name": "granulation RMS contrast, median", "value": value(np.nanmedian(contrast) if contrast.size else None, 2),
+         "unit": "%", "note": "seeing measured from the data"},
+        {"name": "granulation RMS contrast, range", "value": (
+            f"{np.nanmin(contrast):.2f} - {np.nanmax(contrast):.2f}" if contrast.size else None), "unit": "%", "note": ""},
+        {"name": "Fried parameter r0, median", "value": value(np.median(r0) if r0.size else None, 2), "unit": "cm",
+         "note": f"AO; {len(per_frame) - r0.size} frame(s) without a valid r0"},
+        *({"name": f"master dark mean, {exposure} ms", "value": value(mean, 2), "unit": "ct", "note": ""}
+          for exposure, mean in sorted(dark_means.items())),
+        {"name": "normalised gain, range", "value": f"{np.nanmin(gain[~bad]):.3f} - {np.nanmax(gain[~bad]):.3f}"
+         if (~bad).any() else None, "unit": "", "note": "good pixels"},
+        {"name": "bad pixels", "value": int(bad.sum()), "unit": "", "note": f"{bad.mean() * 100:.4f} % of the detector"},
+    ]
 
 
 class BrowseMovie(Task):
@@ -263,40 +305,33 @@ def h264_movie(frames: list[np.ndarray], max_width: int, fps: int) -> bytes:
 
 
 class QualityReport(Task):
-    """A PDF quality report rendered from the metrics."""
+    """A PDF quality report: warnings and QC values first, images, then light level and seeing in time."""
 
     def run(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.backends.backend_pdf import PdfPages
-
         metrics = self.read_json("quality")
-        frames = metrics["frames"]
-        index = np.arange(len(frames))
-        buffer = io.BytesIO()
-        with PdfPages(buffer) as pdf:
-            figure = plt.figure(figsize=(8.27, 11.69))
-            lines = [f"obsflow quality report: run {self.run_id}", f"recipe {self.context.recipe.key}",
-                     f"dataset {layout.dataset_id(self.run_id)}", "",
-                     "frames: " + ", ".join(f"{k} {v}" for k, v in sorted(metrics["frame_counts"].items())), "",
-                     "warnings:", *([f"  - {w}" for w in metrics["warnings"]] or ["  none"])]
-            figure.text(0.08, 0.95, "\n".join(lines), va="top", family="monospace", fontsize=9)
-            pdf.savefig(figure)
-            plt.close(figure)
-            for title, keys in (("Light level and frame average", ("light_level", "frame_average")),
-                                ("RMS contrast", ("frame_rms_contrast",)), ("Fried parameter r0 [m]", ("fried_parameter",))):
-                figure, axes = plt.subplots(figsize=(8.27, 5))
-                for key in keys:
-                    values = np.array([np.nan if f[key] is None else f[key] for f in frames], dtype=float)
-                    axes.plot(index, values, marker="o", label=key)
-                axes.set_title(title)
-                axes.set_xlabel("observe frame")
-                axes.legend()
-                pdf.savefig(figure)
-                plt.close(figure)
-        self.write("quality_report.pdf", buffer.getvalue(), tags=("product", "report"), content_type="application/pdf")
+        calibrated = sorted(self.upstream_outputs("calibrated"), key=lambda o: o["name"])
+        sample, header = read_fits(self.read_output(calibrated[len(calibrated) // 2]))
+        exposure = float(header.get("CAM__004", 0.0))
+        darks = {float(h["EXPOSURE"]): d for d, h in (read_fits(self.read_output(o)) for o in self.upstream_outputs("dark"))}
+        dark = darks.get(exposure, next(iter(darks.values())))
+        panels = {
+            f"calibrated frame {len(calibrated) // 2 + 1} of {len(calibrated)} ({header['DATE-OBS']})":
+                (calibration.thumbnail(sample), "calibrated signal [ct]", "gray"),
+            f"master dark ({exposure:g} ms)": (calibration.thumbnail(dark), "dark signal [ct]", "magma"),
+            "normalised gain": (calibration.thumbnail(read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0]),
+                                "relative response [1]", "viridis"),
+            "bad pixels (set NaN in L1)": (calibration.thumbnail(
+                read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0], reduce=np.nanmax),
+                "bad [1 = yes]", "binary"),
+        }
+        dataset = self.context.input_dataset
+        identity = [("dataset", layout.dataset_id(self.run_id)), ("run", self.run_id),
+                    ("recipe", self.context.recipe.key), ("proposal", dataset.get("proposal_id", "")),
+                    ("instrument", str(header.get("INSTRUME", ""))),
+                    ("wavelength", f"{float(header['WAVELNTH']):g} nm" if "WAVELNTH" in header else "unknown"),
+                    ("frames", ", ".join(f"{k} {v}" for k, v in sorted(metrics["frame_counts"].items())))]
+        self.write("quality_report.pdf", report.quality_report_pdf(identity, metrics, panels),
+                   tags=("product", "report"), content_type="application/pdf")
 
 
 def image_bytes(header: fits.Header) -> int:
