@@ -69,6 +69,10 @@ class Operations(Construct):
         acknowledge(self.ticket, wildcard_resource(
             f"arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{settings.task_log_group}:log-stream:*"),
             "Batch names a log stream per job; the ticket quotes the failed job's stream of the task log group only.")
+        # A data-parallel task's failure is its array job's: the ticket names the chunk that failed, and quotes its log.
+        self.ticket.allow(["batch:ListJobs", "batch:DescribeJobs"], ["*"])
+        acknowledge(self.ticket, wildcard_resource("*"),
+                    "Batch's ListJobs and DescribeJobs support no resource-level permissions; they read, never change.")
 
         self.submitter = ObsflowFunction(
             self, "Submitter", function="submitter", config=config, settings=settings,

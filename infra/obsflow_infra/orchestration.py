@@ -50,6 +50,7 @@ class Orchestration(Construct):
 
         self.start_run = step("start-run", "Marks a run RUNNING with its execution and names its job definitions")
         self.start_run.allow_tables(catalog.arns("campaigns"), write=False)
+        self.start_run.allow_objects(work, ["s3:GetObject"], "runs/")  # the run document: each chunked task's chunks
         self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
         self.catalog.allow_tables(catalog.arns("datasets"), write=True)
         self.catalog.allow_objects(work, ["s3:GetObject"])

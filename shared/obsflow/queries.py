@@ -183,15 +183,18 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
     for event in events:
         kind = event["type"]
         if kind == "TaskStateEntered":
-            name = event["stateEnteredEventDetails"]["name"]
-            progress[name] = {"status": "running", "started": event["timestamp"], "ended": None}
+            # A data-parallel task's states are "<task> chunks" then "<task> gather", or "<task> whole".
+            task, _, part = event["stateEnteredEventDetails"]["name"].partition(" ")
+            if part != "gather":
+                progress[task] = {"status": "running", "started": event["timestamp"], "ended": None}
         elif kind == "TaskStateExited":
-            name = event["stateExitedEventDetails"]["name"]
-            progress.setdefault(name, {"started": None}).update(status="succeeded", ended=event["timestamp"])
+            task, _, part = event["stateExitedEventDetails"]["name"].partition(" ")
+            if part != "chunks":
+                progress.setdefault(task, {"started": None}).update(status="succeeded", ended=event["timestamp"])
         elif kind in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
-            name = state_of(event)
-            if name in progress:
-                progress[name].update(status="failed", ended=event["timestamp"])
+            task = (state_of(event) or "").partition(" ")[0]
+            if task in progress:
+                progress[task].update(status="failed", ended=event["timestamp"])
     return progress
 
 

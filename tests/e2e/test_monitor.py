@@ -124,7 +124,7 @@ def test_a_dataset_page_shows_its_quality_plots_with_labelled_axes_and_qc_values
     page.wait_for_selector("#dag")
     statuses = {g.get_attribute("data-status") for g in page.query_selector_all("#dag g.task")}
     assert statuses == {"succeeded"}
-    assert " s" in page.text_content("#dag g[data-task=write_l1]")
+    assert " s" in page.text_content("#dag g[data-task=frames]")
     screenshot(page, "monitor-run.png")
 
 

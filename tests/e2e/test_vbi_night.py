@@ -78,7 +78,7 @@ def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_o
     every = runs.all_runs()
     assert not [(r.run_id, r.recipe, r.error) for r in every if r.status == "FAILED"]
     assert {c: (r.recipe, r.version, r.status) for c, r in by_candidate.items()} == {
-        name: ("vbi-l1", "2.0.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
+        name: ("vbi-l1", "3.0.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
     of_proposal = [r for r in every if r.proposal_id == "pid_2_1"]
     # One calibration run for the two candidates of pid_2_1, both science runs after it, one summary after both
     [calibration] = [r for r in of_proposal if r.recipe == "vbi-calibration"]
@@ -225,7 +225,7 @@ def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):
     shown = CliRunner().invoke(cli, [*base, "datasets", "show", dataset_id])
     assert shown.exit_code == 0 and "quality_report.pdf" in shown.output and "versions of this product" in shown.output
     provenance = json.loads(CliRunner().invoke(cli, [*base, "datasets", "provenance", dataset_id, "--json"]).output)
-    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 7
+    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 6
     assert len(provenance["input_frames"]) == N_OBSERVE and provenance["runs"][0]["run_id"] == by_candidate["night_a"].run_id
     assert all(t["code_version"] and t["libraries"]["numpy"] for t in provenance["tasks"])
 
@@ -244,13 +244,13 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
         return result.output
 
     listed = json.loads(run("catalogue", "list", "--reference", "2026-11-20/pid_2_1", "--json"))
-    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.0.0", "vbi-l1@2.0.0", "vbi-l1@2.0.0",
+    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.0.0", "vbi-l1@3.0.0", "vbi-l1@3.0.0",
                                                    "vbi-night-summary@1.0.0"]
     calibration = next(r["instance_id"] for r in listed if r["recipe"].startswith("vbi-calibration"))
     # The tree of a candidate: the shared calibration on top, both science instances below it, the summary below those
     tree = run("catalogue", "tree", "night_a2").splitlines()
     assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.0.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
-    assert sum("vbi-l1@2.0.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
+    assert sum("vbi-l1@3.0.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
     assert "(drawn above)" in tree[-1]
     shown = json.loads(run("catalogue", "show", calibration, "--json"))
     assert shown["inputs"] == {"dark": ["op:night_a_dark"], "gain": ["op:night_a_gain"]}
@@ -276,7 +276,7 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
 
     assert datasets_where("--uses-frame", a_dark) == sorted([shown["dataset_id"], *science, summary])
     assert datasets_where("--calibration", shown["dataset_id"]) == science
-    assert datasets_where("--recipe", "vbi-l1@2.0.0", "--calibration", shown["dataset_id"]) == science
+    assert datasets_where("--recipe", "vbi-l1@3.0.0", "--calibration", shown["dataset_id"]) == science
     assert datasets_where("--recipe", "vbi-calibration") == sorted(
         d["dataset_id"] for d in json.loads(run("calibrations", "list", "--json")))
     assert set(science) <= set(datasets_where("--code-version", "0.1.0", "--status", "ACTIVE"))
@@ -364,7 +364,7 @@ def test_an_experimental_calibration_serves_a_developer_campaign_and_is_kept_whi
     # And runs night_b's science on it in a developer campaign
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({"datasets": [science.dataset_id]}))
-    run("campaigns", "create", "dev-cal", "--type", "developer", "--recipe", "vbi-l1@2.0.0", "--ids", str(ids),
+    run("campaigns", "create", "dev-cal", "--type", "developer", "--recipe", "vbi-l1@3.0.0", "--ids", str(ids),
         "--calibration", experimental["dataset_id"], "--retention-days", "1", "--reason", "try the stricter mask")
     run("campaigns", "start", "dev-cal")
     made = finished("dev-cal")
@@ -387,7 +387,7 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
 
     stack, s3, _, _, _ = night
     service = run_service(stack.settings)
-    # Given a science candidate on night_b's calibration whose run fails once in write_l1, as an outage would
+    # Given a science candidate on night_b's calibration whose run fails once in its frames task, as an outage would
     service.pause()
     shared = SimpleNamespace(ops=[SimpleNamespace(op_id="night_b_dark"), SimpleNamespace(op_id="night_b_gain")])
     candidate = simulate_candidate("by_hand", proposal_id="pid_2_2", n_observe=3, shape=(64, 64), seed=47,
@@ -399,7 +399,7 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
         assert time.monotonic() < deadline, "no run planned for by_hand"
         time.sleep(0.25)
     [run] = planned
-    service.inject_fault(run.run_id, "write_l1", "outage")
+    service.inject_fault(run.run_id, "frames", "outage")
     service.resume()
     while runs.get(run.run_id).status != "FAILED":
         assert time.monotonic() < deadline + 120, runs.get(run.run_id).status

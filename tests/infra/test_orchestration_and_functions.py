@@ -24,13 +24,14 @@ def _reference(value: dict) -> str:
     return ".".join(value["Fn::GetAtt"]) if "Fn::GetAtt" in value else value["Ref"]
 
 
-def _task_state(states: dict, name: str) -> dict:
-    for state in states.values():
-        if state["Type"] == "Parallel":
-            for branch in state["Branches"]:
-                if name in branch["States"]:
-                    return branch["States"][name]
-    return states[name]
+def _batch_states(states: dict, task: str) -> list[dict]:
+    """The Batch job states of a task: its own, or a data-parallel task's array, gather and whole-run jobs."""
+    every = {**states, **{n: s for state in states.values() for branch in state.get("Branches", [])
+                          for n, s in branch["States"].items()}}
+    found = [state for name, state in every.items()
+             if name.partition(" ")[0] == task and state.get("Resource") == "arn:aws:states:::batch:submitJob.sync"]
+    assert found, task
+    return found
 
 
 def test_one_state_machine_per_recipe_equal_to_the_builders_definition(dev):
@@ -52,10 +53,12 @@ def test_one_state_machine_per_recipe_equal_to_the_builders_definition(dev):
         else:
             assert "NotifyPI" not in states and states["Catalog"]["Next"] == "FinishRun"
         for task in recipe.tasks:
-            parameters = _task_state(states, task.name)["Parameters"]
-            assert parameters["JobQueue"] == dev.logical_id(dev.stack.compute.job_queues[task.resource_class]) + ".JobQueueArn"
-            # The stage's job definition, or a developer campaign's revision: StartRun names it
-            assert parameters["JobDefinition.$"] == f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}"
+            jobs = _batch_states(states, task.name)
+            assert len(jobs) == (3 if task.data_parallel else 1)
+            for parameters in (job["Parameters"] for job in jobs):
+                assert parameters["JobQueue"] == dev.logical_id(dev.stack.compute.job_queues[task.resource_class]) + ".JobQueueArn"
+                # The stage's job definition, or a developer campaign's revision: StartRun names it
+                assert parameters["JobDefinition.$"] == f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}"
         # Logged and traced
         assert machine["LoggingConfiguration"]["Level"] == "ALL"
         assert machine["TracingConfiguration"] == {"Enabled": True}
@@ -107,6 +110,7 @@ def _actions(statements: list[dict]) -> set[str]:
     return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
 
 
+BATCH_READS = ("batch:ListJobs", "batch:DescribeJobs")
 # What each role may do, and nothing else.
 EXPECTED_ACTIONS = {
     "ingest": {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "lambda:InvokeFunction",
@@ -114,11 +118,12 @@ EXPECTED_ACTIONS = {
                "sqs:GetQueueAttributes"},
     "submitter": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "ssm:GetParameter", "sns:Publish",
                   "kms:GenerateDataKey", "kms:Decrypt"},
-    "start-run": set(),
+    "start-run": {"s3:GetObject"},
     "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "finish-run": {"s3:GetObject", "lambda:InvokeFunction"},
     "fail-run": {"lambda:InvokeFunction", "s3:GetObject", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
-    "open-ticket": {"logs:GetLogEvents", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "open-ticket": {"logs:GetLogEvents", "batch:ListJobs", "batch:DescribeJobs", "sns:Publish", "kms:GenerateDataKey",
+                    "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "s3:DeleteObject",
                  "s3:ListBucket"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
@@ -138,9 +143,11 @@ def test_each_function_role_holds_exactly_what_it_needs(dev):
         assert not any("*" in action for action in actions), name
         for statement in statements:
             if statement["Resource"] == "*":
-                # X-Ray, and the log delivery of a state machine's logging: neither takes a resource ARN
+                # X-Ray, the log delivery of a state machine's logging, and Batch's job listing (the failed chunk of
+                # an array job): none takes a resource ARN
                 assert set(_actions([statement])) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                                                      *(LOG_DELIVERY if name == "register-recipes" else ())}, name
+                                                      *(LOG_DELIVERY if name == "register-recipes" else ()),
+                                                      *(BATCH_READS if name == "open-ticket" else ())}, name
 
 
 def _resources_of(dev, role, action: str) -> list:

@@ -377,6 +377,9 @@ class FakeExecutions:
     def log_excerpt(self, log_stream):
         return f"last lines of {log_stream}" if log_stream else None
 
+    def failed_chunk(self, array_job_id):
+        return {"index": 2, "exit_code": 1, "log_stream": f"{array_job_id}:2/log", "reason": "Essential container in task exited"}
+
 
 class FakeNotifier:
     def __init__(self):

@@ -10,7 +10,7 @@ from obsflow.runs.costs import run_cost
 from obsflow.settings import Prices
 
 CENSUS = next(r for r in RECIPES if r.key == "frame-census@1.0.0")
-VBI = next(r for r in RECIPES if r.key == "vbi-l1@2.0.0")
+VBI = next(r for r in RECIPES if r.key == "vbi-l1@3.0.0")
 
 
 def test_the_success_path_counts_every_state_entered_and_every_lambda_invoked():
@@ -18,9 +18,12 @@ def test_the_success_path_counts_every_state_entered_and_every_lambda_invoked():
     # NotifyPI (SNS, no Lambda), FinishRun; a developer run's dataset skips NotifyPI
     assert asl.success_path(asl.build_definition(CENSUS)) == (10, 3)
     assert asl.success_path(asl.build_definition(CENSUS), notify_pi=False) == (9, 3)
-    # vbi-l1: two tasks in a row, a Parallel of three, a Parallel of two
+    # vbi-l1: StartRun, parse, the data-parallel frames (a Parallel of one branch: its Choice, then an array job
+    # and a gather job, or one job for a single chunk), a Parallel of three, quality_report, Catalog, ForThePI,
+    # NotifyPI, FinishRun: as many for 100,000 frames as for 10
     transitions, invocations = asl.success_path(asl.build_definition(VBI))
-    assert invocations == 3 and transitions == 1 + 1 + 1 + (1 + 3) + (1 + 2) + 1 + 1 + 1 + 1
+    assert invocations == 3 and transitions == 1 + 1 + (1 + 3) + (1 + 3) + 1 + 1 + 1 + 1 + 1
+    assert asl.success_path(asl.build_definition(VBI), chunked=False)[0] == transitions - 1
 
 
 def test_a_run_costs_its_tasks_vcpu_and_memory_time_its_lambdas_and_its_transitions():

@@ -35,7 +35,7 @@ def report():
                                      "dark signal [ct]", "magma"),
               "normalised gain": (calibration.thumbnail(gain), "relative response [1]", "viridis"),
               "bad pixels": (calibration.thumbnail(bad, reduce=np.nanmax), "bad [1 = yes]", "binary")}
-    identity = [("dataset", "ds-1"), ("run", "run-1"), ("recipe", "vbi-l1@2.0.0"), ("wavelength", "430.52 nm")]
+    identity = [("dataset", "ds-1"), ("run", "run-1"), ("recipe", "vbi-l1@3.0.0"), ("wavelength", "430.52 nm")]
     # When the report is rendered
     pdf = pdfium.PdfDocument(quality_report_pdf(identity, metrics, panels))
     yield metrics, pdf

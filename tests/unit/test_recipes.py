@@ -141,4 +141,5 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
         assert paths <= {"$.run_id", "$.error", "$.catalog.result.subject", "$.catalog.result.message",
                          "$.catalog.result.proposal_id", "$.catalog.result.dataset_id",
                          "$.start.result.share_identifier", "$.start.result.scheduling_priority",
-                         *(f"$.start.result.job_definitions.{rc.replace('-', '_')}" for rc in RESOURCE_CLASSES)}
+                         *(f"$.start.result.job_definitions.{rc.replace('-', '_')}" for rc in RESOURCE_CLASSES),
+                         *(f"$.start.result.chunks.{task.name}" for task in shipped.tasks if task.data_parallel)}

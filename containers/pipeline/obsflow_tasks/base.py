@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from obsflow.errors import NotFound
-from obsflow.recipes.model import Recipe, TaskSpec
+from obsflow.recipes.model import Recipe, TaskSpec, chunk_bounds
 from obsflow.runs import documents, layout
 from obsflow.runs.digests import used_configuration
 
@@ -66,6 +66,7 @@ class TaskContext:
     digest: str = ""
     manual: bool = False  # a person runs this task by hand (`obsflow runs execute --manual`)
     outputs: list[dict] = field(default_factory=list)
+    chunk: tuple[int, int] = (0, 1)  # a data-parallel task's chunk: (index, count)
 
 
 class Task:
@@ -73,6 +74,7 @@ class Task:
 
     def __init__(self, context: TaskContext):
         self.context = context
+        self._observe: list[dict] | None = None
 
     # -- what the task is given -------------------------------------------------
     @property
@@ -101,11 +103,31 @@ class Task:
         return ("product",) if self.context.recipe.kind == "calibration" else ()
 
     def frames(self, task_type: str | None = None, role: str | None = None) -> list[dict]:
-        """Input frames (bucket, key, version, ETag, task type, ...) of the input dataset."""
+        """Input frames (bucket, key, version, ETag, task type, ...) of the input dataset; of a data-parallel
+        task, only its chunk's observe frames (in time order) and every other frame."""
+        chunk = set(f["file_id"] for f in self.chunk_frames()) if self.context.task.data_parallel else None
         return [
             f for f in self.context.input_dataset["frames"]
             if (task_type is None or f["task_type"].lower() == task_type.lower()) and (role is None or f["role"] == role)
+            and (chunk is None or f["role"] != "observe" or f["file_id"] in chunk)
         ]
+
+    def observe_frames(self) -> list[dict]:
+        """Every observe frame of the input dataset, in time order (the order chunks cut them in)."""
+        if self._observe is None:
+            observe = [f for f in self.context.input_dataset["frames"] if f["role"] == "observe"]
+            self._observe = sorted(observe, key=lambda f: (f.get("date_obs") or "", f["file_id"]))
+        return self._observe
+
+    def chunk_frames(self) -> list[dict]:
+        """This chunk's observe frames, in time order (all of them outside a data-parallel run)."""
+        start, stop = self.chunk_bounds
+        return self.observe_frames()[start:stop]
+
+    @property
+    def chunk_bounds(self) -> tuple[int, int]:
+        """The [start, stop) indexes of this chunk's frames among every observe frame."""
+        return chunk_bounds(len(self.observe_frames()), *self.context.chunk)
 
     def read_frame(self, frame: dict) -> bytes:
         """The frame as planned: its recorded version, and only while its ETag is the recorded one."""

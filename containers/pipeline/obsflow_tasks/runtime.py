@@ -76,6 +76,8 @@ def injected_fault(context: TaskContext, run_id: str) -> None:
     if not documents.exists(context.s3, context.work_bucket, key):
         return
     fault = documents.get_json(context.s3, context.work_bucket, key)
+    if fault.get("chunk") is not None and fault["chunk"] != context.chunk[0]:
+        return  # a fault of another chunk
     if fault.get("kind") == "configuration":
         raise ConfigurationFailure(f"failing on purpose: a configuration fault is injected into {context.task.name} "
                                    f"of run {run_id}; retry the run (a new run has no fault)")
@@ -124,7 +126,48 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default=None, help="why it was run by hand (with --manual)")
     parser.add_argument("--force", action="store_true",
                         help="run even if the task already succeeded for this run, or its outputs could be reused")
+    parser.add_argument("--gather", action="store_true",
+                        help="of a data-parallel task: record its chunks' outputs as the task's (after its array job; "
+                             "each chunk job reads its index from AWS_BATCH_JOB_ARRAY_INDEX)")
     return parser.parse_args(argv)
+
+
+def array_index() -> int | None:
+    """The chunk this job is, in an AWS Batch array job; None in any other job."""
+    value = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    return int(value) if value not in (None, "") else None
+
+
+def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
+    """Merge a data-parallel task's chunk records into its task record: outputs in chunk order, CPU time summed."""
+    count = run.get("chunks", {}).get(task, 1)
+    records = []
+    for index in range(count):
+        try:
+            records.append(documents.get_json(s3, work, layout.chunk_record_key(run["run_id"], task, index)))
+        except NotFound:
+            print(f"{run['recipe']} {task}: chunk {index} of {count} of run {run['run_id']} has no record; redrive the "
+                  "run (the chunks that finished are not run again)", file=sys.stderr)
+            return EXIT_INFRASTRUCTURE
+    unfinished = [i for i, r in enumerate(records) if r["status"] != "succeeded"]
+    if unfinished:
+        print(f"{run['recipe']} {task}: chunk(s) {unfinished} of run {run['run_id']} did not succeed", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
+    first = records[0]
+    record = {key: first[key] for key in ("task", "entrypoint", "recipe", "recipe_version", "run_id", "resource_class",
+                                          "code_version", "libraries", "python", "manual", "operator", "note")}
+    record.update(
+        chunks=count, status="succeeded", error=None, digest=layout.digest_of([r["digest"] for r in records]),
+        started_at=min(r["started_at"] for r in records), finished_at=max(r["finished_at"] for r in records),
+        duration_s=round(sum(r["duration_s"] for r in records), 3), outputs=[o for r in records for o in r["outputs"]],
+        host=sorted({r["host"] for r in records}),
+    )
+    if all("reused_from" in r for r in records):
+        record["reused_from"] = first["reused_from"]
+    documents.put_json(s3, work, layout.task_record_key(run["run_id"], task), record)
+    log(f"{run['recipe']} {task}: gathered {count} chunk(s), {len(record['outputs'])} output(s), "
+        f"{record['duration_s']:.2f} s of work")
+    return 0
 
 
 def run_task(args: argparse.Namespace, log=print) -> int:
@@ -136,7 +179,12 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     recipe = Recipe.model_validate(run["recipe_definition"]) if "recipe_definition" in run else \
         registry.get(args.recipe, run["recipe_version"])
     spec = recipe.task(args.task)
-    record_key = layout.task_record_key(args.run_id, spec.name)
+    if args.gather:
+        return gather_chunks(s3, work, run, spec.name, log)
+    index = array_index() if spec.data_parallel else None
+    chunk = (index, run.get("chunks", {}).get(spec.name, 1)) if index is not None else (0, 1)
+    record_key = layout.task_record_key(args.run_id, spec.name) if index is None else \
+        layout.chunk_record_key(args.run_id, spec.name, index)
     if not args.force and documents.exists(s3, work, record_key):
         previous = documents.get_json(s3, work, record_key)
         if previous.get("status") == "succeeded":
@@ -148,9 +196,11 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     use_code_path(image)
     digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),
                                   obsflow.__version__, args.run_id, image, run.get("rerun_from_task"))[spec.name]
+    if index is not None:  # each chunk's outputs are its own, and reused as such
+        digest = layout.digest_of({"task": digest, "chunk": list(chunk)})
     manual = args.manual or bool(run.get("manual"))
     context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
-                          digest=digest, manual=manual)
+                          digest=digest, manual=manual, chunk=chunk)
     record = {
         "task": spec.name,
         "entrypoint": spec.entrypoint,
@@ -168,9 +218,11 @@ def run_task(args: argparse.Namespace, log=print) -> int:
         "note": args.note if manual else None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "digest": digest,
+        **({"chunk": list(chunk)} if index is not None else {}),
     }
     started = time.perf_counter()
-    log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames)")
+    of_chunk = f", chunk {chunk[0] + 1} of {chunk[1]}" if index is not None else ""
+    log(f"{recipe.key} {spec.name}: starting for run {args.run_id} ({len(input_dataset['frames'])} input frames{of_chunk})")
     status, exit_code, error = "succeeded", 0, None
     try:
         injected_fault(context, args.run_id)

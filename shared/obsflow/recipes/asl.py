@@ -93,39 +93,59 @@ def _lambda(function: str, payload: dict, result_path: str | None, next_state: s
     return state
 
 
-def _task_state(recipe: Recipe, task: TaskSpec) -> dict:
-    command = ", ".join(f"'{part}'" for part in (*TASK_COMMAND, recipe.name, task.name, "--run-id"))
+def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bool = False) -> dict:
+    """A Batch job of the task; ``chunks``: an array job, one child per chunk of its frames (each reads its index
+    from AWS_BATCH_JOB_ARRAY_INDEX); ``gather``: the job that records the chunks' outputs as the task's."""
+    words = (*TASK_COMMAND, recipe.name, task.name, *(["--gather"] if gather else []), "--run-id")
+    command = ", ".join(f"'{part}'" for part in words)
+    parameters = {
+        "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
+        "JobQueue": ref(job_queue_key(task.resource_class)),
+        "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}",
+        "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
+        # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
+        "ShareIdentifier.$": "$.start.result.share_identifier",
+        "SchedulingPriorityOverride.$": "$.start.result.scheduling_priority",
+    }
+    if chunks:
+        parameters["ArrayProperties"] = {"Size.$": f"$.start.result.chunks.{task.name}"}
     return {
         "Type": "Task",
-        "Comment": task.description or task.entrypoint,
+        "Comment": ("its chunks, side by side: " if chunks else "the chunks' outputs as the task's: " if gather else "")
+        + (task.description or task.entrypoint),
         "Resource": "arn:aws:states:::batch:submitJob.sync",
-        "Parameters": {
-            "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
-            "JobQueue": ref(job_queue_key(task.resource_class)),
-            "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}",
-            "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
-            # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
-            "ShareIdentifier.$": "$.start.result.share_identifier",
-            "SchedulingPriorityOverride.$": "$.start.result.scheduling_priority",
-        },
+        "Parameters": parameters,
         "ResultPath": None,
         "Retry": _retry(BATCH_TRANSIENT),
     }
 
 
+def _branch(recipe: Recipe, task: TaskSpec) -> dict:
+    """The states of one task in a Parallel branch. A data-parallel task: one array job over its chunks and a
+    gather job, or (a run of one chunk: an array job has at least two children) one job over every frame."""
+    if not task.data_parallel:
+        return {"StartAt": task.name, "States": {task.name: {**_task_state(recipe, task), "End": True}}}
+    chunks, whole, gather = f"{task.name} chunks", f"{task.name} whole", f"{task.name} gather"
+    return {"StartAt": task.name, "States": {
+        task.name: {"Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
+                    "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1,
+                                 "Next": chunks}],
+                    "Default": whole},
+        chunks: {**_task_state(recipe, task, chunks=True), "Next": gather},
+        gather: {**_task_state(recipe, task, gather=True), "End": True},
+        whole: {**_task_state(recipe, task), "End": True},
+    }}
+
+
 def _level_state(recipe: Recipe, level: list[TaskSpec], next_state: str) -> tuple[str, dict]:
-    if len(level) == 1:
+    name = " + ".join(task.name for task in level)
+    if len(level) == 1 and not level[0].data_parallel:
         state = _task_state(recipe, level[0])
-        name = level[0].name
     else:
-        name = " + ".join(task.name for task in level)
         state = {
             "Type": "Parallel",
-            "Comment": "independent tasks, run side by side",
-            "Branches": [
-                {"StartAt": task.name, "States": {task.name: {**_task_state(recipe, task), "End": True}}}
-                for task in level
-            ],
+            "Comment": "independent tasks, run side by side" if len(level) > 1 else "a data-parallel task",
+            "Branches": [_branch(recipe, task) for task in level],
             "ResultPath": None,
         }
     state["Catch"] = _catch()
@@ -188,10 +208,11 @@ def build_definition(recipe: Recipe) -> dict:
     }
 
 
-def success_path(definition: dict, notify_pi: bool = True) -> tuple[int, int]:
+def success_path(definition: dict, notify_pi: bool = True, chunked: bool = True) -> tuple[int, int]:
     """State transitions and Lambda invocations of an execution that succeeds at the first attempt
     (what Step Functions and Lambda bill for), counted along the definition, Parallel branches included;
-    ``notify_pi``: whether the run's dataset is the PI's (ForThePI takes its first choice, else its default)."""
+    ``notify_pi``: whether the run's dataset is the PI's (ForThePI takes its first choice, else its default);
+    ``chunked``: whether data-parallel tasks run in several chunks (an array job and a gather job)."""
     transitions = invocations = 0
     name = definition["StartAt"]
     while name is not None:
@@ -199,10 +220,11 @@ def success_path(definition: dict, notify_pi: bool = True) -> tuple[int, int]:
         transitions += 1
         invocations += state.get("Resource") == "arn:aws:states:::lambda:invoke"
         for branch in state.get("Branches", []):
-            t, i = success_path(branch, notify_pi)
+            t, i = success_path(branch, notify_pi, chunked)
             transitions, invocations = transitions + t, invocations + i
         if state["Type"] == "Choice":
-            name = state["Choices"][0]["Next"] if notify_pi else state["Default"]
+            first = notify_pi if name == "ForThePI" else chunked
+            name = state["Choices"][0]["Next"] if first else state["Default"]
         else:
             name = state.get("Next")
     return transitions, invocations

@@ -18,6 +18,25 @@ IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
 _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
+CHUNK_OPTION = "chunk_frames"
+MAX_CHUNKS = 10_000  # the largest AWS Batch array job
+
+
+def chunk_count(frames: int, chunk_frames: int) -> int:
+    """How many chunks a data-parallel task's frames make: ``chunk_frames`` each, at most MAX_CHUNKS (then more
+    frames per chunk), at least one."""
+    return max(1, min(MAX_CHUNKS, -(-frames // max(1, chunk_frames))))
+
+
+def chunk_bounds(frames: int, index: int, count: int) -> tuple[int, int]:
+    """The frames [start, stop) of chunk ``index`` of ``count``: consecutive, their sizes differing by one at most."""
+    if not 0 <= index < count:
+        raise ValueError(f"chunk {index} of {count} does not exist")
+    size, extra = divmod(frames, count)
+    start = index * size + min(index, extra)
+    return start, start + size + (index < extra)
+
+
 class RecipeError(ValueError):
     """A recipe definition, or a value given to one, is invalid."""
 
@@ -100,6 +119,10 @@ class TaskSpec(BaseModel):
     # them instead of running it. Undeclared, it re-runs in every run (its outputs may name the run).
     reuse: bool = False
     uses: tuple[str, ...] | None = Field(default=None, description="parameters and options it reads; None: all")
+    # Data-parallel: the task works on the observe frames one by one, so it runs as one job per chunk of them
+    # (a Batch array job; the run option ``chunk_frames`` sets the chunk size), and a gather job then records
+    # the chunks' outputs as the task's. Run by hand, it is one job over every frame.
+    data_parallel: bool = False
 
 
 class Estimates(BaseModel):
@@ -150,6 +173,13 @@ class Recipe(BaseModel):
             unknown = sorted(set(task.uses or ()) - set(keys))
             if unknown:
                 raise RecipeError(f"{where}: task {task.name} uses unknown parameter(s)/option(s) {', '.join(unknown)}")
+        for task in self.tasks:
+            if task.data_parallel and CHUNK_OPTION not in [o.name for o in self.run_configuration if o.type == "int"]:
+                raise RecipeError(f"{where}: task {task.name} is data-parallel: the run configuration needs an int "
+                                  f"option {CHUNK_OPTION} (frames per chunk)")
+            if task.data_parallel and task.uses is not None and CHUNK_OPTION not in task.uses:
+                raise RecipeError(f"{where}: task {task.name} is data-parallel: list {CHUNK_OPTION} in its uses "
+                                  "(its outputs are made per chunk)")
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")
@@ -187,6 +217,11 @@ class Recipe(BaseModel):
                 done.add(task.name)
                 del remaining[task.name]
         return levels
+
+    def chunks(self, configuration: dict[str, Any], observe_frames: int) -> dict[str, int]:
+        """Each data-parallel task's chunk count for a run of this configuration over ``observe_frames``."""
+        return {task.name: chunk_count(observe_frames, int(configuration["options"][CHUNK_OPTION]))
+                for task in self.tasks if task.data_parallel}
 
     def resource_classes(self) -> list[str]:
         return sorted({t.resource_class for t in self.tasks})

@@ -71,6 +71,11 @@ def task_record_key(run_id: str, task: str) -> str:
     return f"runs/{run_id}/tasks/{task}.json"
 
 
+def chunk_record_key(run_id: str, task: str, index: int) -> str:
+    """One chunk's record of a data-parallel task; its gather job merges them into the task's record."""
+    return f"runs/{run_id}/tasks/{task}/chunk-{index:05d}.json"
+
+
 def task_output_prefix(digest: str) -> str:
     """Where a task writes its outputs: addressed by its digest (``runs.digests``), so an unchanged task's
     outputs are found and reused by a later run; they expire after ``TASK_OUTPUT_RETENTION_DAYS``."""

@@ -61,6 +61,12 @@ def _console_escape(name: str) -> str:
     return name.replace("/", "$252F")
 
 
+def _array_index(job: dict) -> int:
+    """A child of an array job: its index (its job id is the array job's, then ``:index``)."""
+    index = (job.get("arrayProperties") or {}).get("index")
+    return int(index) if index is not None else int(job["jobId"].rsplit(":", 1)[-1])
+
+
 class StepFunctionsExecutions:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -96,6 +102,21 @@ class StepFunctionsExecutions:
                 f"{_console_escape(log_group)}/log-events/{_console_escape(log_stream)}"
             )
         return result
+
+    def failed_chunk(self, array_job_id: str) -> dict | None:
+        batch = aws.client(self.settings, "batch")
+        try:
+            failed = batch.list_jobs(arrayJobId=array_job_id, jobStatus="FAILED")["jobSummaryList"]
+            if not failed:
+                return None
+            first = min(failed, key=_array_index)
+            job = batch.describe_jobs(jobs=[first["jobId"]])["jobs"][0]
+        except Exception as exc:  # noqa: BLE001  (the ticket is still filed, naming the array job)
+            logger.warning("could not find the failed chunk", extra={"array_job_id": array_job_id, "error": str(exc)})
+            return None
+        container = job.get("container") or {}
+        return {"index": _array_index(job), "exit_code": container.get("exitCode"),
+                "log_stream": container.get("logStreamName"), "reason": job.get("statusReason") or "job failed"}
 
     def log_excerpt(self, log_stream: str | None) -> str | None:
         if not log_stream:

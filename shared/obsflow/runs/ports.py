@@ -116,6 +116,8 @@ class Executions(Protocol):
     def links(self, execution_arn: str | None, log_stream: str | None) -> dict:
         """Where an operator looks at an execution and a task's log."""
     def log_excerpt(self, log_stream: str | None) -> str | None: ...
+    def failed_chunk(self, array_job_id: str) -> dict | None:
+        """The first failed child of an array job (a data-parallel task's chunk): index, exit_code, log_stream, reason."""
 
 
 class Notifier(Protocol):

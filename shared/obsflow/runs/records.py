@@ -54,8 +54,9 @@ def upstream_entry(role: str, dataset: Dataset) -> dict:
 
 
 def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe, campaign: Campaign | None = None,
-                 manual: bool = False) -> dict:
-    """What a task needs to know about its run; tasks read S3 only, never the tables."""
+                 manual: bool = False, chunks: dict[str, int] | None = None) -> dict:
+    """What a task needs to know about its run; tasks read S3 only, never the tables. ``chunks``: how many
+    chunks each data-parallel task runs in."""
     return {
         "run_id": run.run_id,
         "instance_id": instance.instance_id,
@@ -71,6 +72,7 @@ def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe,
         "campaign": campaign.name if campaign else None,
         "task_image": campaign.task_image if campaign else None,
         "rerun_from_task": campaign.rerun_from_task if campaign else None,
+        "chunks": chunks or {},
     }
 
 

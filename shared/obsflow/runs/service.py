@@ -54,7 +54,7 @@ from obsflow.runs.domain import (
     utcnow,
 )
 from obsflow.runs.ports import Documents, Executions, Notifier, RecipeBook, RunStore, ServiceDesk, SubmissionSwitch, TaskRunner
-from obsflow.runs.tickets import ACTIONS, describe_failure
+from obsflow.runs.tickets import ACTIONS, describe_failure, with_failed_chunk
 from obsflow.settings import Settings
 
 PAUSED, ACTIVE_SUBMISSION = "paused", "active"
@@ -388,8 +388,12 @@ class RunService:
     def _save_run(self, run: Run, instance: Instance, recipe: Recipe) -> bool:
         """The run document first (tasks read it), then the run; True if the run is new."""
         campaign = self.store.campaign(instance.campaign) if instance.campaign else None
-        self.documents.put_json("work", layout.run_document_key(run.run_id),
-                                records.run_document(run, instance, self.documents.location("work"), recipe, campaign))
+        chunks = {}
+        if any(task.data_parallel for task in recipe.tasks):
+            frames = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)["frames"]
+            chunks = recipe.chunks(run.configuration, sum(f["role"] == "observe" for f in frames))
+        self.documents.put_json("work", layout.run_document_key(run.run_id), records.run_document(
+            run, instance, self.documents.location("work"), recipe, campaign, chunks=chunks))
         created = self.store.create_run(run)
         self.store.add_run_to_instance(instance.instance_id, run.run_id)
         return created
@@ -499,7 +503,11 @@ class RunService:
         self.refresh_instance(run.instance_id)
         campaign = self.store.campaign(run.campaign) if run.campaign else None
         developer_images = (campaign.job_definitions if campaign else None) or {}
+        recipe = self.recipes.get(run.recipe, run.version)
+        chunks = self.documents.get_json("work", layout.run_document_key(run_id)).get("chunks", {}) \
+            if any(task.data_parallel for task in recipe.tasks) else {}
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
+                "chunks": chunks,
                 "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority),
                 "job_definitions": {job_definition_field(rc): developer_images.get(rc) or self.settings.job_definition_name(rc)
                                     for rc in RESOURCE_CLASSES}}
@@ -762,6 +770,8 @@ class RunService:
         if current is not None:
             return {"ticket_id": current.ticket_id, "created": False}
         facts = describe_failure(error)
+        if facts.get("array_job_id"):
+            facts = with_failed_chunk(facts, self.executions.failed_chunk(facts["array_job_id"]))
         earlier = self._failure_ticket(run_id, run.attempt - 1)
         cause = (facts["failed_task"], facts["error_type"], facts["error_message"], facts["exit_code"])
         if earlier is not None and (earlier.failed_task, earlier.error_type, earlier.error_message,
@@ -885,13 +895,14 @@ class RunService:
         return self.store.run(run_id)
 
     # -- faults, for tests, demos and game days ------------------------------------------------
-    def inject_fault(self, run_id: str, task: str, kind: str) -> None:
-        """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once)."""
+    def inject_fault(self, run_id: str, task: str, kind: str, chunk: int | None = None) -> None:
+        """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once);
+        ``chunk``: only that chunk of a data-parallel task."""
         run = self.require_run(run_id)
         self.recipes.get(run.recipe, run.version).task(task)  # RecipeError for an unknown task
         if kind not in ("configuration", "outage"):
             raise ValueError(f"unknown fault kind {kind!r}: configuration or outage")
-        self.documents.put_json("work", layout.fault_key(run_id, task), {"kind": kind, "task": task})
+        self.documents.put_json("work", layout.fault_key(run_id, task), {"kind": kind, "task": task, "chunk": chunk})
 
     # -- the backstop ------------------------------------------------------------------------------
     def backstop(self, now: dt.datetime) -> BackstopReport:

@@ -33,6 +33,8 @@ def describe_failure(error: dict) -> dict:
         facts["log_stream"] = container.get("LogStreamName")
         facts["error_message"] = f"{job.get('StatusReason', 'job failed')} (exit code {facts['exit_code']})"
         facts["kind"] = EXIT_KINDS.get(facts["exit_code"], "infrastructure")
+        if "Size" in (job.get("ArrayProperties") or {}):  # an array job: a data-parallel task's chunks
+            facts["array_job_id"], facts["chunks"] = job.get("JobId"), job["ArrayProperties"]["Size"]
     elif isinstance(detail, dict) and "errorMessage" in detail:  # a Lambda error
         facts["error_message"] = detail["errorMessage"]
     elif isinstance(detail, dict) and "exit_code" in detail:  # a task run by hand
@@ -41,6 +43,16 @@ def describe_failure(error: dict) -> dict:
         facts["error_message"] = (detail.get("stderr") or "")[-2000:]
         facts["kind"] = EXIT_KINDS.get(detail["exit_code"], "infrastructure")
     return facts
+
+
+def with_failed_chunk(facts: dict, chunk: dict | None) -> dict:
+    """An array job's facts with its failed chunk's: which one, its exit code, kind and log."""
+    if chunk is None:
+        return facts
+    return {**facts, "exit_code": chunk["exit_code"], "log_stream": chunk["log_stream"],
+            "kind": EXIT_KINDS.get(chunk["exit_code"], "infrastructure"),
+            "error_message": f"chunk {chunk['index'] + 1} of {facts['chunks']} (array index {chunk['index']}) failed: "
+                             f"{chunk['reason']} (exit code {chunk['exit_code']})"}
 
 
 def _pascal_keys(value):

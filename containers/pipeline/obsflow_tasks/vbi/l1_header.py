@@ -49,7 +49,10 @@ def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_nam
     end = start + dt.timedelta(seconds=exposure_s)
     wavelength = float(raw["WAVELNTH"])
     ny, nx = int(raw["NAXIS2"]), int(raw["NAXIS1"])
+    for scaling in ("BZERO", "BSCALE"):  # the raw integers' scaling: L1 data is float32
+        header.remove(scaling, ignore_missing=True)
     header.update({
+        "BITPIX": -32,
         # processing and provenance
         "LEVEL": 1, "PROCTYPE": "L1", "HEADVERS": SPEC_VERSION, "SOLARNET": 0.5, "OBS_HDU": 1,
         "EXTNAME": "OBSERVATION", "FILENAME": file_name, "FRAMEVOL": round(data_bytes / 1e6, 3),

@@ -115,14 +115,18 @@ class Dark(Task):
 
 
 class Calibrated(Task):
-    """Shared by the tasks that need the darks."""
+    """Shared by the tasks that use the master calibrations (their own run's, or an upstream dataset's)."""
 
     def darks(self) -> dict[float, np.ndarray]:
+        """Master darks by exposure time [ms]."""
         found = {}
         for output in self.upstream_outputs("dark"):
             data, header = read_fits(self.read_output(output))
             found[float(header["EXPOSURE"])] = data
         return found
+
+    def calibration_image(self, tag: str) -> np.ndarray:
+        return read_fits(self.read_output(self.upstream_outputs(tag)[0]))[0]
 
 
 class Gain(Calibrated):
@@ -139,59 +143,72 @@ class Gain(Calibrated):
         self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels", *self.master_tags))
 
 
-class Science(Calibrated):
-    """Each observe frame: dark subtracted, divided by the gain, bad pixels flagged (NaN)."""
+def chunk_name(stem: str, task: Task, suffix: str) -> str:
+    """A per-chunk output's name: chunks in order sort by name."""
+    return f"{stem}_{task.context.chunk[0]:05d}{suffix}"
+
+
+class CalibrateFrames(Calibrated):
+    """Data-parallel, one pass per observe frame of its chunk: read once, calibrated into one float32 buffer,
+    written as a SPEC-0214 L1 frame, measured, and shrunk for the browse movie. What the later tasks need is
+    written per chunk and is small: the frames' metrics, their L1 headers, the movie frames and one sample."""
 
     def run(self) -> None:
-        parsed = self.read_json("parsed")
-        darks = self.darks()
-        gain = read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0]
-        bad = read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0].astype(bool)
-        rows = {row["file_id"]: row for row in parsed["frames"]}
-        lacking = sorted({rows[f["file_id"]]["exposure_ms"] for f in self.frames(task_type="observe")} - set(darks))
+        rows = {row["file_id"]: row for row in self.read_json("parsed")["frames"]}
+        darks, frames = self.darks(), self.chunk_frames()
+        lacking = sorted({rows[f["file_id"]]["exposure_ms"] for f in frames} - set(darks))
         if lacking:
             raise TaskFailure(f"no dark for the observe exposure time(s) {lacking} ms among the "
                               f"{len(darks)} master dark(s) {sorted(darks)}: calibrate with darks of those exposures")
+        gain, bad = self.calibration_image("gain"), self.calibration_image("bad-pixels").astype(bool)
         calibrators = {exposure: calibration.Calibrator(dark, gain, bad) for exposure, dark in darks.items()}
-        for index, frame in enumerate(sorted(self.frames(task_type="observe"), key=lambda f: f["date_obs"])):
-            raw, header = read_fits(self.read_frame(frame))
-            exposure = rows[frame["file_id"]]["exposure_ms"]
-            calibrated = calibrators[exposure](raw.squeeze())
-            header["HISTORY"] = f"obsflow vbi-l1: dark ({exposure:g} ms) subtracted"
-            header["HISTORY"] = f"obsflow vbi-l1: divided by the normalised gain; {int(bad.sum())} bad pixels set NaN"
-            self.write(f"calibrated_{index:04d}.fits", fits_bytes(calibrated[np.newaxis], header),
-                       tags=("calibrated",))
-
-
-def calibrated_frames(task: Task):
-    for output in sorted(task.upstream_outputs("calibrated"), key=lambda o: o["name"]):
-        yield read_fits(task.read_output(output))
-
-
-class WriteL1(Task):
-    """SPEC-0214 Level 1 frames with provenance keywords and FITS checksums."""
-
-    def run(self) -> None:
         run = self.context.run
-        observe_ids = [f["file_id"] for f in self.frames(role="observe")]
         provenance = Provenance(
             run_id=self.run_id, recipe=run["recipe"], recipe_version=run["recipe_version"],
             instance_id=run["instance_id"], input_dataset_sha256=run["input_dataset"]["sha256"],
             parameters_sha256=layout.digest_of(run["configuration"]), calibration_version=code_version(),
-            dataset_id=layout.dataset_id(self.run_id), product_id=layout.product_id(observe_ids),
+            dataset_id=layout.dataset_id(self.run_id), product_id=layout.product_id([f["file_id"] for f in self.observe_frames()]),
             manual=self.context.manual, documentation_url=self.context.recipe.documentation_url,
         )
-        frames = list(calibrated_frames(self))
-        for index, (data, raw_header) in enumerate(frames):
-            mean, rms = calibration.mean_and_rms_contrast(calibration.central_region(data))
+        total, (first, _) = len(self.observe_frames()), self.chunk_bounds
+        buffer, metrics, headers, movie = None, [], [], []
+        for index, frame in enumerate(frames, start=first):
+            raw, raw_header = read_fits(self.read_frame(frame))
+            exposure = rows[frame["file_id"]]["exposure_ms"]
+            buffer = calibrators[exposure](raw, out=buffer)
+            raw_header["HISTORY"] = f"obsflow vbi-l1: dark ({exposure:g} ms) subtracted"
+            raw_header["HISTORY"] = f"obsflow vbi-l1: divided by the normalised gain; {int(bad.sum())} bad pixels set NaN"
+            measured = frame_metrics(buffer, raw_header)
             name = f"VBI_{provenance.dataset_id}_{index:04d}_L1.fits"
             header = level1_header(
-                raw_header, frame_index=index, n_frames=len(frames), file_name=name, provenance=provenance,
-                central_mean=mean, central_rms=rms, data_bytes=data.nbytes,
-                fried_parameter=valid_fried_parameter(raw_header),
+                raw_header, frame_index=index, n_frames=total, file_name=name, provenance=provenance,
+                central_mean=measured["light_level"], central_rms=measured["granulation_rms_contrast"],
+                data_bytes=buffer.nbytes, fried_parameter=measured["fried_parameter"],
             )
-            self.write(name, l1_fits_bytes(data.astype(np.float32, copy=False), header), tags=("product", "l1"),
+            self.write(name, l1_fits_bytes(buffer, header, self.options["l1_quantize_level"]), tags=("product", "l1"),
                        content_type="application/fits")
+            metrics.append(measured)
+            headers.append({key: value for key, value in header.items() if key not in ("HISTORY", "COMMENT", "")})
+            movie.append(calibration.percentile_stretch(calibration.thumbnail(buffer, self.options["movie_width"])))
+            if index == total // 2:  # the report's sample frame
+                self.write("sample_frame.fits", fits_bytes(calibration.thumbnail(buffer), fits.Header(
+                    {"DATE-OBS": raw_header["DATE-OBS"], "FRAMENUM": index + 1, "NFRAMES": total, "EXPOSURE": exposure,
+                     "INSTRUME": raw_header.get("INSTRUME", ""), "WAVELNTH": raw_header.get("WAVELNTH", 0.0)})),
+                    tags=("sample",))
+        self.write_json(chunk_name("frame_metrics", self, ".json"), metrics, tags=("frame-metrics",))
+        self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
+        movie_frames = io.BytesIO()
+        np.save(movie_frames, np.stack(movie) if movie else np.zeros((0, 2, 2), np.uint8))
+        self.write(chunk_name("movie_frames", self, ".npy"), movie_frames.getvalue(), tags=("movie-frames",))
+
+
+def frame_metrics(calibrated: np.ndarray, header: fits.Header) -> dict:
+    """One calibrated frame's quality values: averages, the light level and granulation RMS contrast of the
+    central region (a seeing measure from the data), and the AO's Fried parameter."""
+    mean, rms = calibration.mean_and_rms_contrast(calibrated)
+    light, contrast = calibration.mean_and_rms_contrast(calibration.central_region(calibrated))
+    return {"date_obs": header["DATE-OBS"], "frame_average": mean, "frame_rms_contrast": rms, "light_level": light,
+            "granulation_rms_contrast": contrast, "fried_parameter": valid_fried_parameter(header)}
 
 
 def code_version() -> str:
@@ -200,28 +217,25 @@ def code_version() -> str:
     return f"obsflow {obsflow.__version__}"
 
 
-class QualityMetrics(Task):
-    """Per frame: light level, averages, granulation RMS contrast (a seeing measure), the AO's Fried parameter;
-    the QC table of the dataset and its calibrations; warnings."""
+def chunked_json(task: Task, tag: str) -> list:
+    """A data-parallel task's per-chunk JSON lists, joined in chunk order."""
+    return [item for output in sorted(task.upstream_outputs(tag), key=lambda o: o["name"])
+            for item in json.loads(task.read_output(output))]
+
+
+class QualityMetrics(Calibrated):
+    """The frames' quality values gathered, the QC table of the dataset and its calibrations, and warnings."""
 
     def run(self) -> None:
         parsed = self.read_json("parsed")
         rows = [r for r in parsed["frames"] if r["task_type"] == "observe"]
-        per_frame = []
-        for data, header in calibrated_frames(self):
-            mean, rms = calibration.mean_and_rms_contrast(data)
-            light, contrast = calibration.mean_and_rms_contrast(calibration.central_region(data))
-            per_frame.append({"date_obs": header["DATE-OBS"], "frame_average": mean, "frame_rms_contrast": rms,
-                              "light_level": light, "granulation_rms_contrast": contrast,
-                              "fried_parameter": valid_fried_parameter(header)})
-        bad = read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0].astype(bool)
-        gain = read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0]
-        darks = {f"{float(h['EXPOSURE']):g}": float(np.mean(d)) for d, h in
-                 (read_fits(self.read_output(o)) for o in self.upstream_outputs("dark"))}
-        warnings = quality_warnings(per_frame, rows, self.parameters["light_level_tolerance"])
+        per_frame = chunked_json(self, "frame-metrics")
+        bad = self.calibration_image("bad-pixels").astype(bool)
+        dark_means = {f"{exposure:g}": float(np.mean(dark)) for exposure, dark in self.darks().items()}
         self.write_json("quality_metrics.json", {
-            "frame_counts": parsed["counts"], "frames": per_frame, "warnings": warnings,
-            "qc": qc_table(per_frame, rows, darks, gain, bad),
+            "frame_counts": {"observe": len(rows)}, "frames": per_frame,
+            "warnings": quality_warnings(per_frame, rows, self.parameters["light_level_tolerance"]),
+            "qc": qc_table(per_frame, rows, dark_means, self.calibration_image("gain"), bad),
         }, tags=("quality", "product"))
 
 
@@ -277,11 +291,14 @@ def qc_table(per_frame: list[dict], rows: list[dict], dark_means: dict[str, floa
 
 
 class BrowseMovie(Task):
-    """An H.264 MP4 of the calibrated observe frames, percentile-clipped."""
+    """An H.264 MP4 of the calibrated observe frames (percentile-clipped, shrunk by the frames task)."""
 
     def run(self) -> None:
-        frames = [calibration.percentile_stretch(data.squeeze()) for data, _ in calibrated_frames(self)]
-        self.write("browse.mp4", h264_movie(frames, self.options["movie_width"], self.options["movie_fps"]),
+        outputs = sorted(self.upstream_outputs("movie-frames"), key=lambda o: o["name"])
+        frames = [frame for output in outputs for frame in np.load(io.BytesIO(self.read_output(output)))]
+        if not frames:
+            raise TaskFailure("no calibrated frames to make a movie of")
+        self.write("browse.mp4", h264_movie(frames, frames[0].shape[1], self.options["movie_fps"]),
                    tags=("product", "movie"), content_type="video/mp4")
 
 
@@ -304,31 +321,26 @@ def h264_movie(frames: list[np.ndarray], max_width: int, fps: int) -> bytes:
     return buffer.getvalue()
 
 
-class QualityReport(Task):
+class QualityReport(Calibrated):
     """A PDF quality report: warnings and QC values first, images, then light level and seeing in time."""
 
     def run(self) -> None:
         metrics = self.read_json("quality")
-        calibrated = sorted(self.upstream_outputs("calibrated"), key=lambda o: o["name"])
-        sample, header = read_fits(self.read_output(calibrated[len(calibrated) // 2]))
-        exposure = float(header.get("CAM__004", 0.0))
-        darks = {float(h["EXPOSURE"]): d for d, h in (read_fits(self.read_output(o)) for o in self.upstream_outputs("dark"))}
-        dark = darks.get(exposure, next(iter(darks.values())))
+        sample, header = read_fits(self.read_output(self.upstream_outputs("sample")[0]))
+        darks = self.darks()
+        exposure = float(header["EXPOSURE"])
         panels = {
-            f"calibrated frame {len(calibrated) // 2 + 1} of {len(calibrated)} ({header['DATE-OBS']})":
-                (calibration.thumbnail(sample), "calibrated signal [ct]", "gray"),
-            f"master dark ({exposure:g} ms)": (calibration.thumbnail(dark), "dark signal [ct]", "magma"),
-            "normalised gain": (calibration.thumbnail(read_fits(self.read_output(self.upstream_outputs("gain")[0]))[0]),
-                                "relative response [1]", "viridis"),
-            "bad pixels (set NaN in L1)": (calibration.thumbnail(
-                read_fits(self.read_output(self.upstream_outputs("bad-pixels")[0]))[0], reduce=np.nanmax),
-                "bad [1 = yes]", "binary"),
+            f"calibrated frame {header['FRAMENUM']} of {header['NFRAMES']} ({header['DATE-OBS']})":
+                (sample, "calibrated signal [ct]", "gray"),
+            f"master dark ({exposure:g} ms)": (calibration.thumbnail(darks.get(exposure, next(iter(darks.values())))),
+                                              "dark signal [ct]", "magma"),
+            "normalised gain": (calibration.thumbnail(self.calibration_image("gain")), "relative response [1]", "viridis"),
+            "bad pixels (set NaN in L1)": (calibration.thumbnail(self.calibration_image("bad-pixels"), reduce=np.nanmax),
+                                           "bad [1 = yes]", "binary"),
         }
-        dataset = self.context.input_dataset
         identity = [("dataset", layout.dataset_id(self.run_id)), ("run", self.run_id),
-                    ("recipe", self.context.recipe.key), ("proposal", dataset.get("proposal_id", "")),
-                    ("instrument", str(header.get("INSTRUME", ""))),
-                    ("wavelength", f"{float(header['WAVELNTH']):g} nm" if "WAVELNTH" in header else "unknown"),
+                    ("recipe", self.context.recipe.key), ("proposal", self.context.input_dataset.get("proposal_id", "")),
+                    ("instrument", str(header["INSTRUME"])), ("wavelength", f"{float(header['WAVELNTH']):g} nm"),
                     ("frames", ", ".join(f"{k} {v}" for k, v in sorted(metrics["frame_counts"].items())))]
         self.write("quality_report.pdf", report.quality_report_pdf(identity, metrics, panels),
                    tags=("product", "report"), content_type="application/pdf")
@@ -340,14 +352,15 @@ def image_bytes(header: fits.Header) -> int:
 
 
 class AsdfInventory(Task):
-    """ASDF metadata (inventory, table of L1 headers, input dataset, as-run configuration) and inventory JSON."""
+    """ASDF metadata (inventory, table of L1 headers, input dataset, as-run configuration) and inventory JSON,
+    from the L1 headers the frames task recorded (the L1 files are not read back)."""
 
     def run(self) -> None:
         import asdf
 
         l1 = sorted(self.upstream_outputs("l1"), key=lambda o: o["name"])
-        headers = [read_fits(self.read_output(output))[1] for output in l1]
-        keys = [k for k in headers[0].keys() if k not in ("HISTORY", "COMMENT", "") and all(k in h for h in headers)]
+        headers = chunked_json(self, "l1-headers")
+        keys = [k for k in headers[0] if all(k in h for h in headers)]
         table = {key: np.array([h[key] for h in headers]) for key in keys}
         inventory = {
             "dataset_id": layout.dataset_id(self.run_id), "product_id": headers[0]["PRODUCT"],

@@ -27,12 +27,39 @@ def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable  # the image's python is this virtualenv's
     environment = dict(os.environ)
+    environment.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
     for variable in [*properties.get("environment", []), *overrides.get("environment", [])]:
         environment[variable["name"]] = variable["value"]
+    if "index" in (job.array_properties or {}):  # a child of an array job, as Batch tells it its index
+        environment["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_properties["index"])
     return command, environment
 
 
+# The children of array jobs run side by side, as many at a time as this machine has cores.
+_CHILD_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+
 def _run_job(job) -> None:
+    if "index" in (job.array_properties or {}):
+        with _CHILD_SLOTS:
+            _run_command(job)
+    else:
+        _run_command(job)
+
+
+def _watch_array(job) -> None:
+    """An array job has no command of its own: it ends when its children have, FAILED if any failed."""
+    while getattr(job, "_child_jobs", None) is None:  # moto attaches them once submit_job has made them all
+        time.sleep(0.05)
+    while not all(child.job_stopped for child in job._child_jobs):
+        time.sleep(0.1)
+    failed = [child.array_properties["index"] for child in job._child_jobs if child.status != "SUCCEEDED"]
+    if failed:
+        job.job_stopped_reason = f"{len(failed)} of {len(job._child_jobs)} child job(s) failed: index {failed}"
+    job._mark_stopped(success=not failed)
+
+
+def _run_command(job) -> None:
     command, environment = _job_command_and_environment(job)
     started = time.time()
     try:
@@ -76,7 +103,9 @@ def _start_job(self, include_start_attempt: bool, job) -> None:
     job.log_stream_name = job._stream_name
     if include_start_attempt:
         job._start_attempt()
-    threading.Thread(target=_run_job, args=(job,), name=f"batch-job-{job.job_name}", daemon=True).start()
+    parent = "size" in (job.array_properties or {})
+    threading.Thread(target=_watch_array if parent else _run_job, args=(job,), name=f"batch-job-{job.job_name}",
+                     daemon=True).start()
 
 
 def apply() -> None:
