@@ -116,3 +116,24 @@ def test_a_failing_chunk_fails_the_run_with_one_ticket_naming_the_chunk(processe
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/{run.run_id}/tasks/frames/")
     assert len([o for o in listed.get("Contents", []) if o["Key"].endswith(".json")]) == 4
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=layout.task_record_key(run.run_id, "frames"))
+
+
+def test_a_lossy_l1_option_records_its_measured_error_and_stays_within_it(processed):
+    stack, s3, whole = processed
+    # When the frames are processed again with L1 quantized at q = 16
+    lossy = wait_until_ended(run_service(stack.settings).retry(whole.run_id, {"l1_quantize_level": "16"}).run_id)
+    assert lossy.status == "SUCCEEDED", lossy.error
+    # Then each L1 frame says so with its measured maximum error, which holds against the lossless frame
+    lossless_dataset, lossy_dataset = datasets.get(whole.dataset_id), datasets.get(lossy.dataset_id)
+    exact = l1_frames(s3, lossless_dataset)
+    for f in lossy_dataset.files:
+        if f["name"].endswith("_L1.fits"):
+            body = s3.get_object(Bucket=lossy_dataset.bucket, Key=f["key"])["Body"].read()
+            with fits.open(io.BytesIO(body)) as hdus:
+                [card] = [line for line in hdus[1].header["HISTORY"] if "lossy RICE_1, q=16" in line]
+                bound = float(card.rsplit(" ", 1)[1])
+                assert 0 < np.nanmax(np.abs(hdus[1].data - exact[f["name"].split("_")[-2]][0])) <= bound
+    # And the inventory reports the better compression
+    ratios = [json.loads(s3.get_object(Bucket=d.bucket, Key=d.prefix + "inventory.json")["Body"].read())["compression_ratio"]
+              for d in (lossless_dataset, lossy_dataset)]
+    assert ratios[1] > ratios[0]

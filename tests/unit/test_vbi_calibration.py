@@ -27,14 +27,14 @@ def ccd(array) -> CCDData:
 
 
 def test_the_average_dark_equals_ccdprocs_average_combine(frames):
-    ours = calibration.average_darks(frames["dark"], [4.0] * 5)
+    ours = calibration.average_darks(zip(frames["dark"], [4.0] * 5))
     theirs = ccdproc.combine([ccd(d) for d in frames["dark"]], method="average")
     assert list(ours) == [4.0]
     np.testing.assert_allclose(ours[4.0], theirs.data, rtol=1e-12)
 
 
 def test_darks_are_averaged_per_exposure_time(frames):
-    darks = calibration.average_darks(frames["dark"][:4], [4.0, 8.0, 4.0, 8.0])
+    darks = calibration.average_darks(zip(frames["dark"][:4], [4.0, 8.0, 4.0, 8.0]))
     np.testing.assert_allclose(darks[8.0], (frames["dark"][1] + frames["dark"][3]) / 2)
 
 
@@ -149,3 +149,25 @@ def test_l1_data_is_stored_tile_compressed_losslessly_or_within_its_recorded_err
         with fits.open(io.BytesIO(bytes(damaged)), checksum=True, disable_image_compression=True) as hdus:
             hdus[1].data  # noqa: B018 - reading verifies DATASUM
     assert any("Datasum verification failed" in str(w.message) for w in caught)
+
+
+def test_averages_hold_one_frame_at_a_time_whatever_the_number_of_frames():
+    import tracemalloc
+
+    # Given 40 frames of 256x256 uint16, read one by one as the calibration tasks read them
+    def frames():
+        rng = np.random.default_rng(11)
+        for _ in range(40):
+            yield rng.integers(90, 110, (256, 256), dtype=np.uint16)
+
+    # When they are averaged, as a gain and as darks of two exposure times
+    tracemalloc.start()
+    mean = calibration.average_frames(frames())
+    darks = calibration.average_darks((frame, 4.0 if i % 2 else 8.0) for i, frame in enumerate(frames()))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Then the results are the means, and memory held a few frames at most (stacking 40 in float64 is 21 MB)
+    expected = np.mean(np.stack(list(frames())).astype(np.float64), axis=0)
+    np.testing.assert_allclose(mean, expected, rtol=1e-12)
+    assert sorted(darks) == [4.0, 8.0]
+    assert peak < 8 * 256 * 256 * 8

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 
-def average_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of a stack of frames, as float64."""
-    if not len(frames):
+def average_frames(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Mean of frames, as float64, summed one frame at a time: memory for one frame whatever their number
+    (a float64 sum of uint16 counts is exact)."""
+    total, count = None, 0
+    for frame in frames:
+        if total is None:
+            total = np.array(frame, dtype=np.float64)
+        else:
+            total += frame
+        count += 1
+    if total is None:
         raise ValueError("no frames to average")
-    return np.mean(np.stack([np.asarray(f, dtype=np.float64) for f in frames]), axis=0)
+    total /= count
+    return total
 
 
-def average_darks(darks: Sequence[np.ndarray], exposures_ms: Sequence[float]) -> dict[float, np.ndarray]:
-    """One average dark per exposure time."""
-    by_exposure: dict[float, list[np.ndarray]] = {}
-    for frame, exposure in zip(darks, exposures_ms, strict=True):
-        by_exposure.setdefault(float(exposure), []).append(frame)
-    return {exposure: average_frames(frames) for exposure, frames in sorted(by_exposure.items())}
+def average_darks(darks: Iterable[tuple[np.ndarray, float]]) -> dict[float, np.ndarray]:
+    """One average dark per exposure time, from (frame, exposure in ms) pairs, one frame held at a time."""
+    sums: dict[float, list] = {}
+    for frame, exposure in darks:
+        running = sums.setdefault(float(exposure), [None, 0])
+        running[0] = np.array(frame, dtype=np.float64) if running[0] is None else np.add(running[0], frame, out=running[0])
+        running[1] += 1
+    return {exposure: np.divide(total, count, out=total) for exposure, (total, count) in sorted(sums.items())}
 
 
-def normalised_gain(gains: Sequence[np.ndarray], dark: np.ndarray) -> np.ndarray:
+def normalised_gain(gains: Iterable[np.ndarray], dark: np.ndarray) -> np.ndarray:
     """Dark-subtracted average flat, divided by its median: 1 where the response is typical."""
     flat = average_frames(gains) - dark
     median = np.median(flat)

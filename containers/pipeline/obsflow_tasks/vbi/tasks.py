@@ -53,7 +53,7 @@ def read_fits(data: bytes) -> tuple[np.ndarray, fits.Header]:
     """The image and its header: the primary HDU's, or a tile-compressed extension's (DKIST's layout)."""
     with fits.open(io.BytesIO(data)) as hdus:
         image = next((hdu for hdu in hdus if hdu.data is not None), hdus[0])
-        return np.array(image.data), image.header.copy()
+        return np.asarray(image.data), image.header.copy()
 
 
 class Parse(Task):
@@ -108,8 +108,8 @@ class Dark(Task):
         parsed = self.read_json("parsed")
         darks = [row for row in parsed["frames"] if row["task_type"] == "dark"]
         frames = {f["file_id"]: f for f in self.frames(task_type="dark")}
-        arrays = [read_fits(self.read_frame(frames[row["file_id"]]))[0].squeeze() for row in darks]
-        for exposure, dark in calibration.average_darks(arrays, [row["exposure_ms"] for row in darks]).items():
+        streamed = ((read_fits(self.read_frame(frames[row["file_id"]]))[0].squeeze(), row["exposure_ms"]) for row in darks)
+        for exposure, dark in calibration.average_darks(streamed).items():
             header = fits.Header({"EXPOSURE": exposure, "NFRAMES": sum(r["exposure_ms"] == exposure for r in darks)})
             self.write(f"dark_{exposure:g}ms.fits", fits_bytes(dark.astype(np.float32), header), tags=("dark", *self.master_tags))
 
@@ -137,7 +137,7 @@ class Gain(Calibrated):
         gains = [row for row in parsed["frames"] if row["task_type"] == "gain"]
         frames = {f["file_id"]: f for f in self.frames(task_type="gain")}
         dark = self.darks()[gains[0]["exposure_ms"]]
-        gain = calibration.normalised_gain([read_fits(self.read_frame(frames[r["file_id"]]))[0].squeeze() for r in gains], dark)
+        gain = calibration.normalised_gain((read_fits(self.read_frame(frames[r["file_id"]]))[0].squeeze() for r in gains), dark)
         bad = calibration.bad_pixel_mask(gain, self.parameters["bad_pixel_low"], self.parameters["bad_pixel_high"])
         self.write("gain.fits", fits_bytes(gain.astype(np.float32)), tags=("gain", *self.master_tags))
         self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels", *self.master_tags))
