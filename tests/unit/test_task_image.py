@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.unit.test_lambda_package import _pins
+from tests.unit.test_lambda_package import _pins, run_in_an_image_without
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "containers" / "pipeline" / "requirements.txt"
@@ -69,29 +67,17 @@ def test_the_image_leaves_out_the_local_stack_the_simulator_and_the_cdk():
 def test_every_task_imports_with_only_what_the_image_installs():
     # Given an interpreter that can import only the standard library, obsflow and the image's distributions
     provided = {_name(d) for d in image_distributions()}
-    allowed = sorted({module for module, dists in metadata.packages_distributions().items()
-                      if any(_name(d) in provided for d in dists)} | {"obsflow", "obsflow_tasks", "obsflow_functions"})
-    script = f"""
-import importlib, importlib.util, sys
-ALLOWED = set({allowed!r}) | set(sys.stdlib_module_names)
-absent = lambda name: name.split(".")[0] not in ALLOWED and not name.startswith("_")
-class NotInTheImage:
-    def find_spec(self, name, path=None, target=None):
-        if absent(name):
-            raise ModuleNotFoundError("not in the task image: " + name, name=name)
-sys.meta_path.insert(0, NotInTheImage())
-probe = importlib.util.find_spec  # libraries probe for optional packages: those read as absent
-importlib.util.find_spec = lambda name, package=None: None if absent(name) else probe(name, package)
+    allowed = {module for module, dists in metadata.packages_distributions().items()
+               if any(_name(d) in provided for d in dists)} | {"obsflow", "obsflow_tasks", "obsflow_functions"}
+    # When the runtime, the warm-up module and every shipped recipe's task entrypoints are imported
+    completed = run_in_an_image_without(
+        f"name not in {allowed!r} and name not in sys.stdlib_module_names and not name.startswith('_')", """
 from obsflow.recipes.definitions import RECIPES
 for recipe in RECIPES:
     for task in recipe.tasks:
         module, name = task.entrypoint.split(":")
         getattr(importlib.import_module(module), name)
-import obsflow_tasks.runtime, obsflow_tasks.warm
-print("ok")
-"""
-    # When the runtime, the warm-up module and every shipped recipe's task entrypoints are imported
-    completed = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True, cwd=ROOT)
+import obsflow_tasks.runtime, obsflow_tasks.warm""")
     # Then they all import
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip().endswith("ok")
