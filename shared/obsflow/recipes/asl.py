@@ -98,10 +98,11 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
     from AWS_BATCH_JOB_ARRAY_INDEX); ``gather``: the job that records the chunks' outputs as the task's."""
     words = (*TASK_COMMAND, recipe.name, task.name, *(["--gather"] if gather else []), "--run-id")
     command = ", ".join(f"'{part}'" for part in words)
+    resource_class = "default" if gather else task.resource_class  # merging records needs no big machine
     parameters = {
         "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
-        "JobQueue": ref(job_queue_key(task.resource_class)),
-        "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}",
+        "JobQueue": ref(job_queue_key(resource_class)),
+        "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(resource_class)}",
         "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
         # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
         "ShareIdentifier.$": "$.start.result.share_identifier",
