@@ -414,6 +414,31 @@ def ops_list(as_json):
                  "no observing programs yet")
 
 
+@ops.command("show")
+@click.argument("op_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def ops_show(op_id, as_json):
+    """One observing program: expected and received frames, its candidates, and its conflict history
+    (expected counts changed by a later manifest, frames after its candidates were released, a file id under
+    two keys, a key overwritten)."""
+    from obsflow import queries
+
+    detail = queries.op_detail(op_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("op_id", "task_type", "proposal_id", "instrument", "expected", "received", "complete",
+                  "late_frames", "candidate_ids", "manifest_ids", "first_frame_at"):
+        click.echo(f"{field:<15} {console.cell(detail.get(field))}")
+    _history(detail["events"])
+
+
+def _history(events: list[dict]) -> None:
+    click.echo("history:" if events else "history: no conflicts")
+    console.table(events, ["at", "kind", "detail"], "")
+
+
 @main.group()
 def candidates():
     """Processing candidates: an observe OP and its calibration OPs."""
@@ -447,6 +472,7 @@ def candidates_show(candidate_id, as_json):
                   "ready_at", "ready_reason"):
         click.echo(f"{field:<13} {console.cell(detail.get(field))}")
     console.table(detail["ops"], ["op_id", "role", "task_type", "expected", "received", "complete", "missing"], "")
+    _history(detail["events"])
 
 
 @main.group()

@@ -9,6 +9,7 @@ from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe
 from obsflow.tables import (
     candidates,
+    conflicts,
     datasets,
     frames,
     observing_programs,
@@ -31,9 +32,20 @@ def quarantine_rows() -> list[dict]:
 
 def op_rows() -> list[dict]:
     return [
-        {**op.attribute_values, "received": op_state(op).received, "complete": op_state(op).complete}
+        {**{k: v for k, v in op.attribute_values.items() if k != "events"}, "received": op_state(op).received,
+         "complete": op_state(op).complete, "conflicts": len(op.events or ())}
         for op in observing_programs.all_ops()
     ]
+
+
+def op_detail(op_id: str) -> dict:
+    """One OP: its counts, its candidates and its conflict history."""
+    op = observing_programs.get_many([op_id]).get(op_id)
+    if op is None:
+        raise NotFound(f"no observing program {op_id!r}; `obsflow ops list` shows the known ones")
+    state = op_state(op)
+    return {**{k: v for k, v in op.attribute_values.items() if k != "events"}, "received": state.received,
+            "complete": state.complete, "late_frames": int(op.late_frames or 0), "events": conflicts.history(op)}
 
 
 def _runs_of(candidate) -> list:
@@ -46,7 +58,7 @@ def _runs_of(candidate) -> list:
 def _candidate_row(candidate) -> dict:
     run_items = _runs_of(candidate)
     return {
-        **candidate.attribute_values,
+        **{k: v for k, v in candidate.attribute_values.items() if k != "events"},
         "ops": candidate.op_ids,
         "processing": derived_status(run_items),
         "run_ids": [r.run_id for r in sorted(run_items, key=lambda r: r.created_at)],
@@ -66,6 +78,7 @@ def candidate_detail(candidate_id: str) -> dict:
     lacking = missing(candidate.op_ids, states)
     return {
         **_candidate_row(candidate),
+        "events": conflicts.history(candidate),
         "ops": [
             {
                 "op_id": op_id,

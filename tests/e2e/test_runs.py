@@ -371,3 +371,46 @@ def test_a_candidate_naming_another_proposal_than_its_frames_is_held_and_nothing
     [ticket] = [t for t in tickets.all_tickets() if t.candidate_id == "cand_wrong_pid"]
     assert ticket.kind == "review:proposal"
     assert not runs_of("cand_wrong_pid")
+
+
+def test_an_operator_reads_each_conflict_in_the_history_of_its_op_and_candidate(stack):
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    # Given a candidate processed, then its manifest revised with another count and the candidate re-uploaded
+    # with another observe OP
+    candidate = census("cand_conflicts", seed=37)
+    upload(stack, candidate)
+    finished_run("cand_conflicts")
+    observe = candidate.ops[-1].op_id
+    s3 = client(stack, "s3")
+    revised = {"manifest_id": "cand_conflicts_revised", "observing_programs": [{"op_id": observe, "expected_frames": 5}]}
+    s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key="manifests/cand_conflicts_revised.json",
+                  Body=json.dumps(revised).encode())
+    changed = {**candidate.candidate, "observe_op": "cand_conflicts_other"}
+    s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=candidate.candidate_object()[0],
+                  Body=json.dumps(changed).encode())
+    # When the operator shows the OP and the candidate
+    def show(*args):
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def shown_with(kind, *args):
+        return wait_for(lambda: out if kind in (out := show(*args)) else None, f"the {kind} event")
+
+    op = shown_with("expected-changed", "ops", "show", observe)
+    shown = shown_with("document-conflict", "candidates", "show", "cand_conflicts")
+    # Then each conflict is there with what happened and what to do
+    assert "changed the expected frames from 3 to 5" in op and "expected        5" in op
+    assert "another observe_op" in shown or "came again with another observe_op" in shown
+    assert "expected-changed" in shown and "obsflow reprocess plan" in shown
+    detail = json.loads(show("candidates", "show", "cand_conflicts", "--json"))
+    assert sorted(e["kind"] for e in detail["events"]) == ["document-conflict", "expected-changed"]
+    assert detail["observe_op"] == observe  # the first version stays the one processed
+    # And the submitter filed review tickets that together cover both, each saying what to do
+    def reviewed():
+        found = [t for t in tickets.all_tickets() if t.candidate_id == "cand_conflicts" and t.kind == "review:conflict"]
+        kinds = {kind for t in found for kind in t.summary.split(": ", 1)[1].split(" (")[0].split(", ")}
+        return found if kinds == {"document-conflict", "expected-changed"} else None
+
+    covered = wait_for(reviewed, "review tickets of both conflicts")
+    assert all("obsflow candidates show cand_conflicts" in t.suggested_action for t in covered)

@@ -199,3 +199,27 @@ def test_frames_in_dkist_s_tile_compressed_layout_are_counted_and_gzip_files_get
     # And the gzipped file is quarantined saying what to send instead
     [record] = [q for q in quarantine.all_quarantined() if q.key == gzipped]
     assert record.code == "compressed-container" and "CompImageHDU" in record.reason
+
+
+def test_conflicting_frames_are_quarantined_with_their_reason_and_recorded_on_their_op(stack, small_candidate):
+    # Given the small candidate ingested
+    for key, body in [small_candidate.manifest_object(), small_candidate.candidate_object(), *small_candidate.frame_objects()]:
+        stack.put(key, body)
+    stack.drain()
+    dark = small_candidate.ops[0]
+    first_key, body = f"raw/{dark.op_id}/{dark.frames[0][0]}", dark.frames[0][1]
+    # When the same bytes are uploaded again (a new version, the same ETag), the same frame under a second key,
+    # and other bytes (another version) under the first key with the same file id
+    stack.put(first_key, body)
+    stack.put(first_key.replace(".fits", "_again.fits"), body)
+    altered = fits_with(lambda h: h.set("CAM__005", 99.0), body)
+    stack.put(first_key, altered)
+    stack.drain()
+    # Then the counts are unchanged, the identical upload is silent, and the other two are quarantined with reasons
+    assert {op_id: received for op_id, (received, _) in op_counts(small_candidate).items()} == {
+        op.op_id: len(op.frames) for op in small_candidate.ops}
+    codes = sorted(q.code for q in quarantine.all_quarantined())
+    assert codes == ["duplicate-file-id", "key-overwritten"]
+    # And the OP's history says what happened, first to last
+    op = observing_programs.get_many([dark.op_id])[dark.op_id]
+    assert sorted(e.kind for e in op.events) == ["duplicate-file-id", "key-overwritten"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from obsflow.errors import NotFound, Rejected, TransientError
 from obsflow.ingest.readiness import OpState
-from obsflow.ingest.store import FramesOutcome
+from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
 from obsflow.runs.domain import HistoryEntry
 
 
@@ -47,6 +47,10 @@ class FakeCandidate:
     calibration_ops: list[str]
     status: str = "WAITING"
     ready_reason: str | None = None
+    proposal_id: str | None = None
+    instrument: str | None = None
+    recipe: str | None = None
+    priority: int | None = None
 
     @property
     def op_ids(self):
@@ -64,6 +68,8 @@ class FakeStore:
     candidates: dict = field(default_factory=dict)
     quarantined: list = field(default_factory=list)
     ready_marks: int = 0
+    events: dict = field(default_factory=dict)  # ("op" | "candidate", id) -> [(kind, detail)]
+    late_frames: dict = field(default_factory=dict)
 
     def _state(self, op_id):
         if op_id not in self.expected and op_id not in self.received:
@@ -76,6 +82,7 @@ class FakeStore:
         for frame in frames:
             if frame.file_id in self.frames:
                 outcome.duplicates.append(frame.file_id)
+                outcome.repeated.append((frame, RecordedFrame.of(self.frames[frame.file_id])))
                 continue
             self.frames[frame.file_id] = frame
             self.received[frame.op_id] = self.received.get(frame.op_id, 0) + 1
@@ -85,21 +92,35 @@ class FakeStore:
         return outcome
 
     def record_manifest(self, manifest, key, version_id, now):
-        states = {}
+        states, changes = {}, {}
         for op in manifest.observing_programs:
+            old = self.expected.get(op.op_id)
+            if old is not None and old != op.expected_frames:
+                changes[op.op_id] = (old, op.expected_frames)
+                self.record_op_event(op.op_id, "expected-changed", f"{manifest.manifest_id}: from {old} to "
+                                                                  f"{op.expected_frames}", now)
             self.expected[op.op_id] = op.expected_frames
             states[op.op_id] = (self._state(op.op_id), set(self.members.get(op.op_id, ())))
-        return states
+        return states, changes
 
     def record_candidate(self, candidate, key, version_id, now):
-        new = candidate.candidate_id not in self.candidates
-        self.candidates.setdefault(
-            candidate.candidate_id,
-            FakeCandidate(candidate.candidate_id, candidate.observe_op, list(candidate.calibration_ops)),
-        )
+        new = FakeCandidate(candidate.candidate_id, candidate.observe_op, list(candidate.calibration_ops),
+                            proposal_id=candidate.proposal_id, instrument=candidate.instrument,
+                            recipe=candidate.recipe, priority=candidate.priority)
+        recorded = self.candidates.setdefault(candidate.candidate_id, new)
+        differences = [name for name in CANDIDATE_FIELDS if getattr(recorded, name) != getattr(new, name)]
+        if differences:
+            return CandidateOutcome(False, differences)
         for op_id in candidate.op_ids:
             self.members.setdefault(op_id, set()).add(candidate.candidate_id)
-        return new
+        return CandidateOutcome(recorded is new)
+
+    def record_op_event(self, op_id, kind, detail, now, late_frames=0):
+        self.events.setdefault(("op", op_id), []).append((kind, detail))
+        self.late_frames[op_id] = self.late_frames.get(op_id, 0) + late_frames
+
+    def record_candidate_event(self, candidate_id, kind, detail, now):
+        self.events.setdefault(("candidate", candidate_id), []).append((kind, detail))
 
     def candidate(self, candidate_id):
         return self.candidates.get(candidate_id)
@@ -130,10 +151,20 @@ class FakeRunStore:
         self.edges: dict[str, list] = {}
         self.measurements: dict[str, dict] = {}
         self.slots: dict[str, set[str]] = {}
+        self.conflicts: dict[str, list] = {}  # candidate id -> Conflict events, as ingest records them
+        self.reviewed: dict[str, int] = {}
 
     # candidates
     def candidates_with_status(self, status):
         return [copy.deepcopy(c) for c in self.candidates.values() if c.status == status]
+
+    def candidates_pending_review(self):
+        return [(copy.deepcopy(self.candidates[cid]), list(events), self.reviewed.get(cid, 0))
+                for cid, events in self.conflicts.items() if len(events) > self.reviewed.get(cid, 0)]
+
+    def mark_reviewed(self, candidate_id, events):
+        self.reviewed[candidate_id] = events
+        return True
 
     def candidate(self, candidate_id):
         return copy.deepcopy(self.candidates.get(candidate_id))

@@ -45,12 +45,40 @@ class ObjectReader(RangeReader, Protocol):
 
 class IngestStore(Protocol):
     def record_frames(self, frames: list[Frame], now: dt.datetime): ...
-    def record_manifest(self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime) -> dict[str, tuple[OpState, set[str]]]: ...
-    def record_candidate(self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime) -> bool: ...
+    def record_manifest(self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime):
+        """(each OP's state and candidates, the OPs whose expected count it changed: (old, new))"""
+    def record_candidate(self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime):
+        """A CandidateOutcome: new, or what a differing re-upload changed (not recorded)."""
+    def record_op_event(self, op_id: str, kind: str, detail: str, now: dt.datetime, late_frames: int = 0) -> None: ...
+    def record_candidate_event(self, candidate_id: str, kind: str, detail: str, now: dt.datetime) -> None: ...
     def candidate(self, candidate_id: str): ...
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]: ...
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool: ...
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None: ...
+
+
+REPLAN = ("what was processed may lack frames or hold more than expected; once the frames are in, reprocess "
+          "(`obsflow reprocess plan --datasets ...`), or leave it")
+
+
+def repeated_file_id(frame: Frame, recorded) -> tuple[str, str] | None:
+    """A frame whose file id was received before: None for a redelivery (the same object, or the same bytes
+    again); else a quarantine code and reason. The first object received stays the one counted and processed."""
+    where = f"s3://{recorded.bucket}/{recorded.key}"
+    if (recorded.bucket, recorded.key) != (frame.bucket, frame.key):
+        return "duplicate-file-id", (f"file id {frame.file_id} (ID___002) was received before as {where}, which is "
+                                     "counted and processed; if this is another frame, give it its own file id")
+    # The bytes decide (S3 notifications carry the ETag): the same bytes again, as a new version or not, are no
+    # conflict. Without ETags, the same version is a redelivery.
+    if frame.etag and recorded.etag:
+        if frame.etag == recorded.etag:
+            return None
+    elif frame.version_id == recorded.version_id:
+        return None
+    return "key-overwritten", (f"{where} was overwritten by another frame of file id {frame.file_id}; the version "
+                               f"received first ({recorded.version_id}) stays the one counted and processed: to "
+                               "process this one, reprocess with `obsflow reprocess plan --frame "
+                               f"{frame.file_id}` after restoring it as the current version, or leave it")
 
 
 @dataclass
@@ -185,14 +213,34 @@ class IngestService:
         )
 
     def _accept_manifest(self, manifest: TransferManifest, ref: ObjectRef, report: BatchReport) -> None:
-        states = self.store.record_manifest(manifest, ref.key, ref.version_id, self.clock())
+        states, changes = self.store.record_manifest(manifest, ref.key, ref.version_id, self.clock())
+        for op_id, (old, new) in sorted(changes.items()):  # the OP has its event; its released candidates too
+            for candidate_id in self._released(states[op_id][1]):
+                self.store.record_candidate_event(
+                    candidate_id, "expected-changed",
+                    f"manifest {manifest.manifest_id} changed OP {op_id}'s expected frames from {old} to {new} after "
+                    f"the candidate was released: {REPLAN}", self.clock())
         for op_id, (state, candidate_ids) in sorted(states.items()):
             if state.complete:
                 self._evaluate_all(candidate_ids, report)
 
     def _accept_candidate(self, candidate: ProcessingCandidate, ref: ObjectRef, report: BatchReport) -> None:
-        self.store.record_candidate(candidate, ref.key, ref.version_id, self.clock())
+        outcome = self.store.record_candidate(candidate, ref.key, ref.version_id, self.clock())
+        if outcome.differences:
+            what = ", ".join(outcome.differences)
+            self.store.record_candidate_event(
+                candidate.candidate_id, "document-conflict",
+                f"{ref.key} (version {ref.version_id}) came again with another {what}: kept in quarantine, the first "
+                "version stays the one processed", self.clock())
+            raise Rejected("candidate-conflict",
+                           f"candidate {candidate.candidate_id} was received before with another {what}; the first "
+                           "version stays the one processed. To process this one, upload it under a new candidate id")
         self._evaluate_all({candidate.candidate_id}, report)
+
+    def _released(self, candidate_ids: set[str]) -> list[str]:
+        """The candidates past WAITING: what they were processed with is settled."""
+        return [cid for cid in sorted(candidate_ids)
+                if (candidate := self.store.candidate(cid)) is not None and candidate.status != "WAITING"]
 
     # -- the batch ----------------------------------------------------------
     def commit_frames(self, frames: list[Frame], report: BatchReport) -> None:
@@ -202,11 +250,38 @@ class IngestService:
         outcome = self.store.record_frames(frames, self.clock())
         report.counted += len(outcome.counted)
         report.duplicates += len(outcome.duplicates)
+        for frame, recorded in outcome.repeated:
+            conflict = repeated_file_id(frame, recorded)
+            if conflict is not None:  # not a redelivery: kept in quarantine, its OP told
+                code, reason = conflict
+                self.store.quarantine(frame.bucket, frame.key, frame.version_id, frame.size, frame.etag, code, reason,
+                                      self.clock())
+                self.store.record_op_event(frame.op_id, code, reason, self.clock())
+                for candidate_id in sorted(outcome.ops.get(frame.op_id, (None, None, set()))[2]):
+                    self.store.record_candidate_event(candidate_id, code, f"OP {frame.op_id}: {reason}", self.clock())
+                report.duplicates -= 1
+                report.quarantined += 1
+                logger.warning("quarantined", extra={"key": frame.key, "code": code, "reason": reason})
         for op_id, (before, after, candidate_ids) in sorted(outcome.ops.items()):
+            self._late_frames(op_id, before, after, candidate_ids)
             # Re-evaluate on completion, and whenever a complete OP sees a re-delivery:
             # an earlier delivery may have stopped between counting and evaluating.
             if completed_by_change(before, after) or (after.complete and before == after):
                 self._evaluate_all(candidate_ids, report)
+
+    def _late_frames(self, op_id: str, before: OpState | None, after: OpState, candidate_ids: set[str]) -> None:
+        """Frames counted into an OP that was complete already: its released candidates were processed without
+        them. (An OP released incomplete by the backstop has its ticket saying to reprocess when frames come.)"""
+        added = after.received - (before.received if before else 0)
+        if not (added > 0 and before is not None and before.complete):
+            return
+        released = self._released(candidate_ids)
+        if released:
+            detail = (f"{added} frame(s) arrived after candidate(s) {', '.join(released)} were released, beyond the "
+                      f"{before.expected} expected: {REPLAN}")
+            self.store.record_op_event(op_id, "late-frames", detail, self.clock(), late_frames=added)
+            for candidate_id in released:
+                self.store.record_candidate_event(candidate_id, "late-frames", f"OP {op_id}: {detail}", self.clock())
 
     # -- readiness ------------------------------------------------------------
     def _evaluate_all(self, candidate_ids: set[str], report: BatchReport) -> None:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from obsflow.aws import AWS_ERRORS, transient
@@ -25,8 +25,8 @@ from obsflow.ingest.documents import ProcessingCandidate, TransferManifest
 from obsflow.ingest.frames import Frame
 from obsflow.ingest.readiness import OpState
 from obsflow.tables import candidates as candidates_table
-from obsflow.tables import observing_programs
-from obsflow.tables.base import save_if_new
+from obsflow.tables import conflicts, observing_programs
+from obsflow.tables.base import CONDITION_FAILED, save_if_new, update_if
 from obsflow.tables.candidates import WAITING, CandidateItem
 from obsflow.tables.frames import FrameItem
 from obsflow.tables.manifests import ManifestItem
@@ -34,6 +34,22 @@ from obsflow.tables.observing_programs import ObservingProgramItem as Op
 from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
 
 MAX_TRANSACTION_ATTEMPTS = 8
+# What a re-uploaded candidate may not change: the first version is the one processed.
+CANDIDATE_FIELDS = ("proposal_id", "instrument", "observe_op", "calibration_ops", "recipe", "priority")
+
+
+@dataclass(frozen=True)
+class RecordedFrame:
+    """Where a file id was first received."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+
+    @classmethod
+    def of(cls, frame) -> "RecordedFrame":
+        return cls(frame.bucket, frame.key, frame.version_id, frame.etag)
 
 
 def op_state(item: Op) -> OpState:
@@ -46,6 +62,14 @@ class FramesOutcome:
     duplicates: list[str] = field(default_factory=list)
     # OP id -> (state before, state after, candidate ids) for every OP the batch touched
     ops: dict[str, tuple[OpState | None, OpState, set[str]]] = field(default_factory=dict)
+    # each frame not counted because its file id was: (the frame, where that file id was recorded)
+    repeated: list[tuple[Frame, RecordedFrame]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    new: bool
+    differences: list[str] = field(default_factory=list)  # what a re-upload changed: ignored, the first wins
 
 
 class DynamoIngestStore:
@@ -61,6 +85,7 @@ class DynamoIngestStore:
         for frame in frames:
             if frame.file_id in unique:
                 outcome.duplicates.append(frame.file_id)
+                outcome.repeated.append((frame, RecordedFrame.of(unique[frame.file_id])))
             unique.setdefault(frame.file_id, frame)
         pending = list(unique.values())
         duplicate_ops: set[str] = set()
@@ -82,6 +107,10 @@ class DynamoIngestStore:
                 }
                 outcome.duplicates.extend(sorted(dropped))
                 duplicate_ops.update(frame.op_id for frame in pending if frame.file_id in dropped)
+                with transient("could not read the recorded frames"):
+                    recorded = {item.file_id: item for item in FrameItem.batch_get(sorted(dropped), consistent_read=True)}
+                outcome.repeated.extend((frame, RecordedFrame.of(recorded[frame.file_id])) for frame in pending
+                                        if frame.file_id in dropped and frame.file_id in recorded)
                 pending = [frame for frame in pending if frame.file_id not in dropped]
                 continue
             except AWS_ERRORS as exc:
@@ -135,8 +164,9 @@ class DynamoIngestStore:
     # -- manifests and candidates -------------------------------------------
     def record_manifest(
         self, manifest: TransferManifest, key: str, version_id: str | None, now: dt.datetime
-    ) -> dict[str, tuple[OpState, set[str]]]:
-        """Record the manifest and each OP's expectation; return each OP's new state and candidates."""
+    ) -> tuple[dict[str, tuple[OpState, set[str]]], dict[str, tuple[int, int]]]:
+        """Record the manifest and each OP's expectation: each OP's new state and candidates, and the OPs whose
+        expected count it changed (old, new), each with an ``expected-changed`` event in the same update."""
         with transient(f"could not record manifest {manifest.manifest_id}"):
             ManifestItem(
                 manifest.manifest_id,
@@ -145,23 +175,36 @@ class DynamoIngestStore:
                 document=manifest.model_dump(),
                 received_at=now,
             ).save()
-            states = {}
+            states, changes = {}, {}
             for expectation in manifest.observing_programs:
-                op = Op(expectation.op_id)
-                op.update(
-                    actions=[
-                        Op.expected.set(expectation.expected_frames),
-                        Op.manifest_ids.add({manifest.manifest_id}),
-                        Op.rev.add(1),
-                    ]
-                )
+                op, old = self._expect(expectation.op_id, expectation.expected_frames, manifest.manifest_id, key, now)
                 states[op.op_id] = (op_state(op), set(op.candidate_ids or ()))
-            return states
+                if old is not None:
+                    changes[op.op_id] = (old, expectation.expected_frames)
+            return states, changes
+
+    def _expect(self, op_id: str, expected: int, manifest_id: str, key: str, now: dt.datetime) -> tuple[Op, int | None]:
+        """Set the OP's expected count (the latest manifest wins); the count it replaced, if it was another."""
+        actions = (Op.expected.set(expected), Op.manifest_ids.add({manifest_id}), Op.rev.add(1))
+        for _attempt in range(MAX_TRANSACTION_ATTEMPTS):
+            op = Op(op_id)
+            if update_if(op, list(actions), Op.expected.does_not_exist() | (Op.expected == expected)):
+                return op, None
+            old = observing_programs.get_many([op_id])[op_id].expected
+            detail = f"manifest {manifest_id} ({key}) changed the expected frames from {old} to {expected}"
+            try:
+                conflicts.append(op, "expected-changed", detail, now, actions, condition=Op.expected == old)
+                return op, old
+            except UpdateError as exc:
+                if exc.cause_response_code != CONDITION_FAILED:
+                    raise  # else another manifest changed it meanwhile: read it again
+        raise TransientError(f"could not set the expected frames of OP {op_id}: it keeps changing")
 
     def record_candidate(
         self, candidate: ProcessingCandidate, key: str, version_id: str | None, now: dt.datetime
-    ) -> bool:
-        """Record the candidate (first arrival wins) and its membership in each OP; True if new."""
+    ) -> CandidateOutcome:
+        """Record the candidate (first arrival wins) and its membership in each OP. A re-upload that differs is
+        not recorded, and adds no membership: what differs is returned."""
         item = CandidateItem(
             candidate.candidate_id,
             proposal_id=candidate.proposal_id,
@@ -177,11 +220,26 @@ class DynamoIngestStore:
         )
         with transient(f"could not record candidate {candidate.candidate_id}"):
             new = save_if_new(item)
+            if not new:
+                recorded = candidates_table.get(candidate.candidate_id)
+                differences = [name for name in CANDIDATE_FIELDS if getattr(recorded, name) != getattr(item, name)]
+                if differences:
+                    return CandidateOutcome(False, differences)
             # Membership is written before readiness is evaluated, so a frame that
             # completes an OP afterwards finds this candidate on the OP.
             for op_id in candidate.op_ids:
                 Op(op_id).update(actions=[Op.candidate_ids.add({candidate.candidate_id}), Op.rev.add(1)])
-            return new
+            return CandidateOutcome(new)
+
+    def record_op_event(self, op_id: str, kind: str, detail: str, now: dt.datetime, late_frames: int = 0) -> None:
+        with transient(f"could not record an event of OP {op_id}"):
+            conflicts.append(Op(op_id), kind, detail, now, (Op.late_frames.add(late_frames),) if late_frames else ())
+
+    def record_candidate_event(self, candidate_id: str, kind: str, detail: str, now: dt.datetime) -> None:
+        """The event, and a review ticket owed (the submitter files it: tickets are the runs layer's)."""
+        with transient(f"could not record an event of candidate {candidate_id}"):
+            conflicts.append(CandidateItem(candidate_id), kind, detail, now,
+                             (CandidateItem.review.set(candidates_table.PENDING),))
 
     # -- readiness ------------------------------------------------------------
     def candidate(self, candidate_id: str) -> CandidateItem | None:

@@ -44,6 +44,15 @@ def queue_key(priority: int, estimated_cpu_s: float, created_at: dt.datetime, ru
     return f"{MAX_PRIORITY - priority:02d}#{min(int(estimated_cpu_s), 10**12 - 1):012d}#{created_at.isoformat()}#{run_id}"
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """What a later document or frame contradicted (recorded by ingest on the candidate)."""
+
+    at: dt.datetime
+    kind: str
+    detail: str
+
+
 @dataclass
 class Candidate:
     candidate_id: str

@@ -89,6 +89,22 @@ class SubmitReport:
     started: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)
     manual: list[str] = field(default_factory=list)
+    reviews: list[str] = field(default_factory=list)  # candidates whose conflicts got a review ticket
+
+
+# What a review ticket suggests for each kind of conflict (ingest's rules, README "Quarantine").
+REVIEW_ACTIONS = {
+    "expected-changed": "once the frames are in, reprocess its dataset (`obsflow reprocess plan --datasets "
+                        "DATASET`), or resolve this ticket to leave it",
+    "late-frames": "reprocess its dataset with them (`obsflow reprocess plan --datasets DATASET`), or resolve this "
+                   "ticket to leave them out",
+    "document-conflict": "the first version is the one processed: to process the other, upload it under a new "
+                         "candidate id; or resolve this ticket",
+    "duplicate-file-id": "if the quarantined object is another frame, give it its own file id (ID___002) and "
+                         "upload it again; else resolve this ticket",
+    "key-overwritten": "the first version is the one processed: to process the new one, reprocess with "
+                       "`obsflow reprocess plan --frame FILE_ID`; or resolve this ticket",
+}
 
 
 @dataclass
@@ -162,6 +178,23 @@ class RunService:
         return instance
 
     # -- discovery: READY candidates -> recipe instances ----------------------------------
+    def file_conflict_reviews(self, report: SubmitReport) -> None:
+        """One review ticket for each candidate's conflicts that no ticket covers yet (ingest records them)."""
+        for candidate, events, covered in self.store.candidates_pending_review():
+            new = events[covered:]
+            if new:
+                kinds = sorted({event.kind for event in new})
+                self.file_ticket(Ticket(
+                    f"TKT-{candidate.candidate_id}-conflicts-{len(events)}", kind="review:conflict",
+                    created_at=self.clock(), candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
+                    summary=f"candidate {candidate.candidate_id}: {', '.join(kinds)} ({len(new)} event(s))",
+                    error_message="\n".join(f"{e.at.isoformat()} {e.kind}: {e.detail}" for e in new)[:4000],
+                    suggested_action=" | ".join(REVIEW_ACTIONS[kind] for kind in kinds)
+                    + f" (`obsflow candidates show {candidate.candidate_id}` has the history)",
+                ))
+                report.reviews.append(candidate.candidate_id)
+            self.store.mark_reviewed(candidate.candidate_id, len(events))
+
     def discover_ready_candidates(self, report: SubmitReport) -> None:
         for candidate in self.store.candidates_with_status(READY):
             try:
@@ -417,8 +450,10 @@ class RunService:
 
     # -- submission ---------------------------------------------------------------------
     def submit(self) -> SubmitReport:
-        """Plan READY candidates, then start READY runs by priority within the run slots."""
+        """File the review tickets conflicts owe, plan READY candidates, then start READY runs by priority within
+        the run slots."""
         report = SubmitReport()
+        self.file_conflict_reviews(report)
         self.discover_ready_candidates(report)
         self.plan_pending_instances(report)
         if self.switch.is_paused():

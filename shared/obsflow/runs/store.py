@@ -12,6 +12,7 @@ from obsflow.aws import transient
 from obsflow.runs.domain import (
     Campaign,
     Candidate,
+    Conflict,
     Dataset,
     FrameRef,
     HistoryEntry,
@@ -133,6 +134,16 @@ class DynamoRunStore:
     def candidates_with_status(self, status: str) -> list[Candidate]:
         with transient(f"could not list {status} candidates"):
             return [candidate_of(item) for item in candidates.with_status(status)]
+
+    def candidates_pending_review(self) -> list[tuple[Candidate, list[Conflict], int]]:
+        """Candidates with conflicts no review ticket covers yet: the candidate, its events, how many are covered."""
+        with transient("could not list the candidates whose conflicts await review"):
+            return [(candidate_of(item), [Conflict(e.at, e.kind, e.detail) for e in item.events or []],
+                     int(item.reviewed_events or 0)) for item in candidates.pending_review()]
+
+    def mark_reviewed(self, candidate_id: str, events: int) -> bool:
+        with transient(f"could not mark candidate {candidate_id} reviewed"):
+            return candidates.mark_reviewed(candidate_id, events)
 
     def candidate(self, candidate_id: str) -> Candidate | None:
         with transient(f"could not read candidate {candidate_id}"):

@@ -17,6 +17,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from obsflow.tables.base import get_or_none, table, update_if
+from obsflow.tables.conflicts import ConflictEvent
 
 WAITING = "WAITING"
 READY = "READY"
@@ -32,6 +33,16 @@ class CandidatesByStatus(GlobalSecondaryIndex):
 
     status = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class CandidatesPendingReview(GlobalSecondaryIndex):
+    """Sparse: only candidates with a conflict that awaits its review ticket carry ``review``."""
+
+    class Meta:
+        index_name = "pending-review"
+        projection = AllProjection()
+
+    review = UnicodeAttribute(hash_key=True)
 
 
 @table("candidates")
@@ -56,8 +67,12 @@ class CandidateItem(Model):
     instance_id = UnicodeAttribute(null=True)  # its science instance (the one its status follows)
     instance_ids = ListAttribute(of=UnicodeAttribute, null=True)  # every instance discovery gave it
     held_reason = UnicodeAttribute(null=True)
+    events = ListAttribute(of=ConflictEvent, null=True)  # conflicts (tables.conflicts)
+    review = UnicodeAttribute(null=True)  # PENDING while conflicts await their review ticket
+    reviewed_events = NumberAttribute(null=True)  # how many of the events a review ticket covers
 
     by_status = CandidatesByStatus()
+    pending_review = CandidatesPendingReview()
 
     @property
     def op_ids(self) -> list[str]:
@@ -106,3 +121,17 @@ def hold(candidate_id: str, reason: str) -> bool:
         [CandidateItem.status.set(HELD), CandidateItem.held_reason.set(reason)],
         CandidateItem.status == READY,
     )
+
+
+PENDING = "PENDING"
+
+
+def pending_review() -> list[CandidateItem]:
+    return list(CandidateItem.pending_review.query(PENDING))
+
+
+def mark_reviewed(candidate_id: str, events: int) -> bool:
+    """The review ticket covers the first ``events`` events: unless another came meanwhile, none is pending."""
+    return update_if(CandidateItem(candidate_id),
+                     [CandidateItem.review.remove(), CandidateItem.reviewed_events.set(events)],
+                     CandidateItem.events[events].does_not_exist())

@@ -8,10 +8,11 @@ finds the candidates to re-evaluate with the same consistent key lookup.
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
 from obsflow.tables.base import table
+from obsflow.tables.conflicts import ConflictEvent
 
 
 @table("observing-programs")
@@ -29,6 +30,8 @@ class ObservingProgramItem(Model):
     instrument = UnicodeAttribute(null=True)
     proposal_id = UnicodeAttribute(null=True)
     task_type = UnicodeAttribute(null=True)
+    events = ListAttribute(of=ConflictEvent, null=True)  # conflicts (tables.conflicts)
+    late_frames = NumberAttribute(null=True)  # frames that arrived after a candidate of the OP was released
 
 
 def get_many(op_ids) -> dict[str, ObservingProgramItem]:
