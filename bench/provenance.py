@@ -27,7 +27,7 @@ from obsflow import provenance, tables  # noqa: E402
 from obsflow.local import moto_patches  # noqa: E402
 from obsflow.settings import Settings  # noqa: E402
 from obsflow.tables.catalogue_edges import InputEdgeItem  # noqa: E402
-from obsflow.tables.datasets import DatasetItem  # noqa: E402
+from obsflow.tables.datasets import DatasetItem, new_item  # noqa: E402
 from obsflow.tables.frames import FrameItem  # noqa: E402
 from obsflow.tables.recipe_instances import RecipeInstanceItem  # noqa: E402
 
@@ -41,7 +41,7 @@ def edge(instance_id: str, role: str, kind: str, ref: str) -> InputEdgeItem:
 
 def dataset(number: int, instance_id: str, recipe: str, kind: str, upstream: list[str] = ()) -> DatasetItem:
     name, _, version = recipe.partition("@")
-    return DatasetItem(
+    return new_item(
         f"ds-{number:06d}", run_id=f"run-{number:06d}", proposal_id=f"pid_{number % 50}", candidate_id=f"c{number}",
         recipe=recipe, recipe_name=name, status="DEPRECATED" if number % 10 == 0 else "ACTIVE", bucket="data",
         prefix=f"p/ds-{number:06d}/", product_id=f"prod-{number}", version_key=f"v{number}", frame_count=8, files=[],

@@ -20,6 +20,7 @@ from constructs import Construct
 from obsflow.recipes.definitions import RECIPES
 from obsflow.runs.platform import SsmSubmissionSwitch
 from obsflow.settings import TOPICS, Settings
+from obsflow.tables.datasets import RECORDS_PREFIX
 from obsflow_infra.catalog import CatalogTables
 from obsflow_infra.config import StageConfig
 from obsflow_infra.functions import ObsflowFunction
@@ -85,6 +86,7 @@ class Operations(Construct):
                                                  "recipes", "parameter-values", "campaigns"), write=False)
         for prefix in ("runs/", "input-datasets/"):
             self.submitter.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], prefix)
+        self.submitter.allow_objects(buckets["work"], ["s3:GetObject"], RECORDS_PREFIX)  # upstream datasets' files
         self.submitter.allow(["states:StartExecution"], state_machine_arns(settings))
         self.submitter.allow(["ssm:GetParameter"], [arn("ssm", f"parameter{SsmSubmissionSwitch.parameter_name(settings)}")])
         self.allow_tickets(self.submitter, catalog)  # a manual-by-definition run waits with a ticket
@@ -103,6 +105,7 @@ class Operations(Construct):
         self.backstop.allow_tables(catalog.arns("datasets"), write=True)
         self.backstop.allow_tables(catalog.arns("catalogue-edges", "recipe-instances"), write=False)
         self.backstop.allow_objects(buckets["data"], ["s3:DeleteObject"], "dev/")
+        self.backstop.allow_objects(buckets["work"], ["s3:GetObject"], RECORDS_PREFIX)  # which files to sweep
         self.backstop.allow(["s3:ListBucket"], [buckets["data"].bucket_arn])
         self.allow_tickets(self.backstop, catalog)
         self.allow_nudge(self.backstop)

@@ -19,6 +19,7 @@ from obsflow.recipes.asl import build_definition, camel, placeholders, substitut
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import Settings
+from obsflow.tables.datasets import RECORDS_PREFIX
 from obsflow_infra.catalog import CatalogTables
 from obsflow_infra.compute import RecipeCompute
 from obsflow_infra.config import StageConfig
@@ -54,6 +55,7 @@ class Orchestration(Construct):
         self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
         self.catalog.allow_tables(catalog.arns("datasets"), write=True)
         self.catalog.allow_objects(work, ["s3:GetObject"])
+        self.catalog.allow_objects(work, ["s3:PutObject"], RECORDS_PREFIX)  # the files and provenance of big datasets
         self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
         self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
         operations.allow_tickets(self.catalog, catalog)  # a new version of a product asks for a decision

@@ -161,7 +161,7 @@ def tree(identifier: str) -> list[str]:
 
 
 def calibration_rows() -> list[dict]:
-    return [{k: v for k, v in d.attribute_values.items() if k not in ("files", "provenance")}
+    return [{k: v for k, v in d.attribute_values.items() if k not in ("files_inline", "provenance_inline", "spilled")}
             | {"files": [f["name"] for f in d.files]}
             for d in sorted(datasets.of_kind("calibration"), key=lambda d: d.created_at)]
 

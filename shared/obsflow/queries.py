@@ -221,7 +221,8 @@ def _dataset(dataset_id: str):
 
 def dataset_detail(dataset_id: str) -> dict:
     item = _dataset(dataset_id)
-    detail = {k: v for k, v in item.attribute_values.items() if k != "provenance"}
+    detail = {k: v for k, v in item.attribute_values.items() if k not in ("files_inline", "provenance_inline", "spilled")}
+    detail["files"] = item.files
     detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,
                            "created_at": d.created_at} for d in datasets.of_product(item.product_id)]
     return detail

@@ -129,7 +129,7 @@ EXPECTED_ACTIONS = {
     "open-ticket": {"logs:GetLogEvents", "batch:ListJobs", "batch:DescribeJobs", "sns:Publish", "kms:GenerateDataKey",
                     "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "s3:DeleteObject",
-                 "s3:ListBucket"},
+                 "s3:ListBucket", "s3:GetObject"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
     "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",
                          *LOG_DELIVERY},

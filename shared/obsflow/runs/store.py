@@ -115,8 +115,9 @@ def ticket_of(item: TicketItem) -> Ticket:
 
 
 def dataset_of(item: DatasetItem) -> Dataset:
-    return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0),
-                      "kind": item.kind or "science", "decisions": list(item.decisions or [])})
+    return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
+                      "provenance": item.provenance, "kind": item.kind or "science",
+                      "decisions": list(item.decisions or [])})
 
 
 def campaign_of(item: CampaignItem) -> Campaign:
@@ -304,8 +305,10 @@ class DynamoRunStore:
             TicketItem(ticket_id).update(actions=changes_to_actions(TicketItem, changes))
 
     def create_dataset(self, dataset: Dataset) -> bool:
+        values = dataclasses.asdict(dataset)
         with transient(f"could not record dataset {dataset.dataset_id}"):
-            return save_if_new(item_of(DatasetItem, dataset))
+            return save_if_new(datasets.new_item(values.pop("dataset_id"), values.pop("files"), values.pop("provenance"),
+                                                 **values))
 
     def dataset(self, dataset_id: str) -> Dataset | None:
         with transient(f"could not read dataset {dataset_id}"):

@@ -28,8 +28,19 @@ def table(name: str):
     return register
 
 
+_bound: list[Settings] = []
+
+
+def bound_settings() -> Settings:
+    """The settings the tables were bound to (the environment's if none)."""
+    from obsflow.settings import get_settings
+
+    return _bound[-1] if _bound else get_settings()
+
+
 def bind(settings: Settings) -> None:
     """Point every model at the tables of ``settings``' stage, region and endpoint."""
+    _bound[:] = [settings]
     for name, model in _MODELS.items():
         model.Meta.table_name = settings.table_name(name)
         model.Meta.region = settings.region

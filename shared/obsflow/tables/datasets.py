@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from obsflow.tables.base import get_or_none, table
+from obsflow import aws
+from obsflow.tables.base import bound_settings, get_or_none, table
 
 ACTIVE = "ACTIVE"
 
@@ -99,8 +102,11 @@ class DatasetItem(Model):
     product_id = UnicodeAttribute()
     version_key = UnicodeAttribute()
     frame_count = NumberAttribute(default=0)
-    files = JSONAttribute()
-    provenance = JSONAttribute()
+    # Files and provenance grow with the frames: inline while small, else in S3 (``spill``), so an item stays
+    # far below DynamoDB's 400 KB whatever the frame count. Read them as ``files`` and ``provenance``.
+    files_inline = JSONAttribute(attr_name="files", null=True)
+    provenance_inline = JSONAttribute(attr_name="provenance", null=True)
+    spilled = UnicodeAttribute(null=True)  # "bucket/key" of {"files", "provenance"} when they are in S3
     created_at = UTCDateTimeAttribute()
     superseded_by = UnicodeAttribute(null=True)
     kind = UnicodeAttribute(default="science")
@@ -113,6 +119,21 @@ class DatasetItem(Model):
     campaign = UnicodeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
 
+    @property
+    def files(self) -> list[dict]:
+        return self._spilled_record()["files"] if self.spilled else (self.files_inline or [])
+
+    @property
+    def provenance(self) -> dict:
+        return self._spilled_record()["provenance"] if self.spilled else (self.provenance_inline or {})
+
+    def _spilled_record(self) -> dict:
+        if getattr(self, "_record", None) is None:
+            bucket, key = self.spilled.split("/", 1)
+            body = aws.client(bound_settings(), "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            self._record = json.loads(body)
+        return self._record
+
     by_product = DatasetsByProduct()
     by_kind = DatasetsByKind()
     by_recipe_name = DatasetsByRecipeName()
@@ -121,6 +142,22 @@ class DatasetItem(Model):
     by_code_version = DatasetsByCodeVersion()
     by_instance = DatasetsByInstance()
     by_campaign = DatasetsByCampaign()
+
+
+SPILL_BYTES = 64 * 1024
+RECORDS_PREFIX = "catalogue/datasets/"  # in the work bucket
+
+
+def new_item(dataset_id: str, files: list[dict], provenance: dict, **attributes) -> DatasetItem:
+    """A dataset's item: its files and provenance inline, or (above SPILL_BYTES of JSON) written to the work
+    bucket under ``catalogue/datasets/`` and named by the item."""
+    record = json.dumps({"files": files, "provenance": provenance}, default=str)
+    if len(record) <= SPILL_BYTES:
+        return DatasetItem(dataset_id, files_inline=files, provenance_inline=provenance, **attributes)
+    settings = bound_settings()
+    bucket, key = settings.bucket_name("work"), f"{RECORDS_PREFIX}{dataset_id}.json"
+    aws.client(settings, "s3").put_object(Bucket=bucket, Key=key, Body=record.encode(), ContentType="application/json")
+    return DatasetItem(dataset_id, spilled=f"{bucket}/{key}", **attributes)
 
 
 def get(dataset_id: str) -> DatasetItem | None:
