@@ -37,8 +37,11 @@ def botocore_session():
     every table model otherwise, at each Lambda cold start and local stack start)."""
     from botocore.session import get_session
 
+    from obsflow import faults
+
     session = get_session()
     session.register_component("data_loader", _shared_loader())
+    session.register("before-send", faults.inject_aws_fault)  # nothing unless OBSFLOW_FAULTS is set
     return session
 
 

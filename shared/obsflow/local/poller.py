@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from obsflow import faults
 from obsflow.local.lambda_runtime import LocalContext, sqs_event
 from obsflow.observability import logger
 
@@ -63,6 +64,10 @@ class QueuePoller:
         self.invocations += 1
         event = sqs_event(messages, self.queue_arn, self.region)
         try:
+            if faults.strike(f"lambda:{self.function_name}.mid-batch"):  # dies halfway: its work so far stays done
+                self.handler(sqs_event(messages[: len(messages) // 2], self.queue_arn, self.region),
+                             LocalContext(self.function_name))
+                raise RuntimeError("the invocation died mid-batch (injected by OBSFLOW_FAULTS)")
             response = self.handler(event, LocalContext(self.function_name)) or {}
             failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         except Exception:

@@ -152,8 +152,9 @@ class LocalStack:
         if self.restored is not None:
             self._fail_interrupted_runs()
         record_start(self.settings, session, self.state, self.restored)
-        sqs = session.client("sqs", endpoint_url=self.endpoint_url)
-        self.poller = QueuePoller(sqs, urls["queue_url"], load_handler("ingest"), window_s=self.batch_window_s)
+        # obsflow's own client: a fault plan (obsflow.faults) reaches the event source mapping's calls too
+        self.poller = QueuePoller(aws.client(self.settings, "sqs"), urls["queue_url"], load_handler("ingest"),
+                                  window_s=self.batch_window_s)
         for index in range(self.ingest_concurrency):  # Lambda scales the ingest function out the same way
             self._start_thread(f"ingest-poller-{index}", self.poller.run)
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import sys
 import tempfile
 import threading
+
+from obsflow import faults
 
 # What a task imports, and what it loads once per process (obsflow_tasks.warm).
 PRELOAD = ["numpy", "astropy.io.fits", "obsflow_tasks.runtime", "obsflow_tasks.warm"]
@@ -79,7 +82,13 @@ def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[i
     try:
         process = _forkserver().Process(target=_task_main, args=(command[3:], environment, output_path), daemon=False)
         process.start()
+        killer = None
+        if faults.strike("task:killed-mid-run"):  # as a lost Fargate task: the job fails, the run gets a ticket
+            killer = threading.Timer(random.uniform(0.01, 0.05), process.kill)
+            killer.start()
         process.join()
+        if killer is not None:
+            killer.cancel()
         with open(output_path, encoding="utf-8", errors="replace") as output:
             return process.exitcode if process.exitcode >= 0 else 128 - process.exitcode, output.read()
     finally:
