@@ -137,7 +137,10 @@ class FakeStore:
         return True
 
     def quarantine(self, bucket, key, version_id, size, etag, code, reason, now):
-        self.quarantined.append({"key": key, "code": code, "reason": reason})
+        if any((q["key"], q["version_id"]) == (key, version_id) for q in self.quarantined):
+            return False
+        self.quarantined.append({"key": key, "version_id": version_id, "code": code, "reason": reason})
+        return True
 
 
 # -- the run service's store and ports ----------------------------------------------------

@@ -158,3 +158,20 @@ def test_conflicts_owe_one_review_ticket_each_round_with_what_to_do():
     service.store.conflicts["c1"].append(Conflict(at, "document-conflict", "came again with another observe_op"))
     assert service.submit().reviews == ["c1"]
     assert service.store.tickets["TKT-c1-conflicts-3"].summary == "candidate c1: document-conflict (1 event(s))"
+
+
+def test_a_conflict_delivered_again_is_recorded_once(world):
+    candidate, bucket, store, service = world
+    key, _ = candidate.frame_objects()[0]
+    deliver(service, [ObjectRef("b", key, version_id="v1", etag="e1")])
+    deliver(service, [candidate.candidate_object()[0]])
+    changed = {**candidate.candidate, "priority": 99}
+    bucket.objects[candidate.candidate_object()[0]] = json.dumps(changed).encode()
+    # When an overwrite and a differing candidate are each delivered three times (at-least-once delivery)
+    for _ in range(3):
+        deliver(service, [ObjectRef("b", key, version_id="v2", etag="e2"),
+                          ObjectRef("b", candidate.candidate_object()[0], version_id="v2")])
+    # Then each is quarantined once and recorded once on the OP and the candidate
+    assert sorted(q["code"] for q in store.quarantined) == ["candidate-conflict", "key-overwritten"]
+    assert events(store, "op", candidate.ops[0].op_id) == ["key-overwritten"]
+    assert sorted(events(store, "candidate", "cand_small")) == ["document-conflict", "key-overwritten"]

@@ -54,7 +54,8 @@ class IngestStore(Protocol):
     def candidate(self, candidate_id: str): ...
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]: ...
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool: ...
-    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None: ...
+    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> bool:
+        """True if this object version was not quarantined before."""
 
 
 REPLAN = ("what was processed may lack frames or hold more than expected; once the frames are in, reprocess "
@@ -228,13 +229,17 @@ class IngestService:
         outcome = self.store.record_candidate(candidate, ref.key, ref.version_id, self.clock())
         if outcome.differences:
             what = ", ".join(outcome.differences)
-            self.store.record_candidate_event(
-                candidate.candidate_id, "document-conflict",
-                f"{ref.key} (version {ref.version_id}) came again with another {what}: kept in quarantine, the first "
-                "version stays the one processed", self.clock())
-            raise Rejected("candidate-conflict",
-                           f"candidate {candidate.candidate_id} was received before with another {what}; the first "
-                           "version stays the one processed. To process this one, upload it under a new candidate id")
+            version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)
+            reason = (f"candidate {candidate.candidate_id} was received before with another {what}; the first "
+                      "version stays the one processed. To process this one, upload it under a new candidate id")
+            report.quarantined += 1
+            if self.store.quarantine(ref.bucket, ref.key, version_id, ref.size, ref.etag, "candidate-conflict",
+                                     reason, self.clock()):  # a redelivery records nothing twice
+                self.store.record_candidate_event(
+                    candidate.candidate_id, "document-conflict",
+                    f"{ref.key} (version {version_id}) came again with another {what}: kept in quarantine, the first "
+                    "version stays the one processed", self.clock())
+            return
         self._evaluate_all({candidate.candidate_id}, report)
 
     def _released(self, candidate_ids: set[str]) -> list[str]:
@@ -252,16 +257,17 @@ class IngestService:
         report.duplicates += len(outcome.duplicates)
         for frame, recorded in outcome.repeated:
             conflict = repeated_file_id(frame, recorded)
-            if conflict is not None:  # not a redelivery: kept in quarantine, its OP told
+            if conflict is not None:  # not a redelivery: kept in quarantine, its OP and candidates told once
                 code, reason = conflict
-                self.store.quarantine(frame.bucket, frame.key, frame.version_id, frame.size, frame.etag, code, reason,
-                                      self.clock())
-                self.store.record_op_event(frame.op_id, code, reason, self.clock())
-                for candidate_id in sorted(outcome.ops.get(frame.op_id, (None, None, set()))[2]):
-                    self.store.record_candidate_event(candidate_id, code, f"OP {frame.op_id}: {reason}", self.clock())
                 report.duplicates -= 1
                 report.quarantined += 1
                 logger.warning("quarantined", extra={"key": frame.key, "code": code, "reason": reason})
+                if not self.store.quarantine(frame.bucket, frame.key, frame.version_id, frame.size, frame.etag, code,
+                                             reason, self.clock()):
+                    continue
+                self.store.record_op_event(frame.op_id, code, reason, self.clock())
+                for candidate_id in sorted(outcome.ops.get(frame.op_id, (None, None, set()))[2]):
+                    self.store.record_candidate_event(candidate_id, code, f"OP {frame.op_id}: {reason}", self.clock())
         for op_id, (before, after, candidate_ids) in sorted(outcome.ops.items()):
             self._late_frames(op_id, before, after, candidate_ids)
             # Re-evaluate on completion, and whenever a complete OP sees a re-delivery:

@@ -256,9 +256,10 @@ class DynamoIngestStore:
             return candidates_table.mark_ready(candidate_id, reason, detail, now)
 
     # -- quarantine -------------------------------------------------------------
-    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> None:
+    def quarantine(self, bucket, key, version_id, size, etag, code, reason, now) -> bool:
+        """Keep the object's record (the first reason given for a version stays); True if it is new."""
         with transient(f"could not quarantine s3://{bucket}/{key}"):
-            QuarantineItem(
+            return save_if_new(QuarantineItem(
                 f"{bucket}/{key}",
                 version_id or NO_VERSION,
                 bucket=bucket,
@@ -268,4 +269,4 @@ class DynamoIngestStore:
                 size=size,
                 etag=etag,
                 quarantined_at=now,
-            ).save()
+            ))
