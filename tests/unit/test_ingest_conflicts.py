@@ -9,28 +9,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from obsflow.ingest.service import BatchReport, IngestService, ObjectRef
-from obsflow.settings import Settings
-from tests.unit.fakes import FakeBucket, FakeStore
-from tests.unit.test_ingest_service import with_card
-
-
-@pytest.fixture
-def world(small_candidate):
-    objects = dict(small_candidate.frame_objects())
-    objects.update([small_candidate.manifest_object(), small_candidate.candidate_object()])
-    bucket, store = FakeBucket(objects), FakeStore()
-    return small_candidate, bucket, store, IngestService(bucket, store, Settings(stage="test"))
-
-
-def deliver(service, refs) -> BatchReport:
-    report = BatchReport()
-    refs = [ObjectRef("b", r) if isinstance(r, str) else r for r in refs]
-    frames = [f for ref in refs if (f := service.stage(ref, report)) is not None]
-    service.commit_frames(frames, report)
-    return report
+from obsflow.ingest.service import ObjectRef
+from tests.unit.test_ingest_service import deliver, with_card
 
 
 def everything(candidate) -> list[str]:

@@ -7,22 +7,14 @@ import json
 import pytest
 
 from obsflow.ingest.readiness import OpState, completed_by_change, missing
-from obsflow.ingest.service import BatchReport, IngestService, ObjectRef, object_refs
-from obsflow.settings import Settings
-from tests.unit.fakes import FakeBucket, FakeStore
-
-
-@pytest.fixture
-def world(small_candidate):
-    objects = dict(small_candidate.frame_objects())
-    objects.update([small_candidate.manifest_object(), small_candidate.candidate_object()])
-    bucket, store = FakeBucket(objects), FakeStore()
-    return small_candidate, bucket, store, IngestService(bucket, store, Settings(stage="test"))
+from obsflow.ingest.service import BatchReport, ObjectRef, object_refs
 
 
 def deliver(service, keys) -> BatchReport:
+    """One batch of notifications: keys, or ObjectRefs (with a version and an ETag)."""
     report = BatchReport()
-    frames = [f for key in keys if (f := service.stage(ObjectRef("b", key), report)) is not None]
+    refs = [ObjectRef("b", key) if isinstance(key, str) else key for key in keys]
+    frames = [f for ref in refs if (f := service.stage(ref, report)) is not None]
     service.commit_frames(frames, report)
     return report
 
