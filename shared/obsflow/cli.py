@@ -428,9 +428,8 @@ def ops_show(op_id, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("op_id", "task_type", "proposal_id", "instrument", "expected", "received", "complete",
-                  "late_frames", "candidate_ids", "manifest_ids", "first_frame_at"):
-        click.echo(f"{field:<15} {console.cell(detail.get(field))}")
+    console.fields(detail, ("op_id", "task_type", "proposal_id", "instrument", "expected", "received", "complete",
+                            "late_frames", "candidate_ids", "manifest_ids", "first_frame_at"), 15)
     _history(detail["events"])
 
 
@@ -468,9 +467,8 @@ def candidates_show(candidate_id, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("candidate_id", "proposal_id", "instrument", "recipe", "priority", "status", "created_at",
-                  "ready_at", "ready_reason"):
-        click.echo(f"{field:<13} {console.cell(detail.get(field))}")
+    console.fields(detail, ("candidate_id", "proposal_id", "instrument", "recipe", "priority", "status", "created_at",
+                            "ready_at", "ready_reason"), 13)
     console.table(detail["ops"], ["op_id", "role", "task_type", "expected", "received", "complete", "missing"], "")
     _history(detail["events"])
 
@@ -503,9 +501,8 @@ def recipes_show(name, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("name", "version", "versions", "instrument", "modes", "automated", "priority", "state_machine",
-                  "documentation_url", "description"):
-        click.echo(f"{field:<17} {console.cell(detail.get(field))}")
+    console.fields(detail, ("name", "version", "versions", "instrument", "modes", "automated", "priority", "state_machine",
+                            "documentation_url", "description"), 17)
     click.echo("\ntasks (in dependency order; a group runs side by side):")
     for i, level in enumerate(detail["levels"], 1):
         click.echo(f"  {i}. {' | '.join(level)}")
@@ -830,9 +827,8 @@ def datasets_show(dataset_id, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
-                  "run_id", "candidate_id", "frame_count", "created_at"):
-        click.echo(f"{field:<14} {console.cell(detail.get(field))}")
+    console.fields(detail, ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
+                            "run_id", "candidate_id", "frame_count", "created_at"), 14)
     click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
     if detail.get("cost"):
         click.echo(f"cost           {console.cost(detail['cost'])}")
@@ -1272,9 +1268,8 @@ def catalogue_show(instance_id, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("instance_id", "recipe", "rule", "reference", "state", "state_reason", "candidates",
-                  "estimated_cpu_s", "estimated_bytes", "date_processed", "dataset_id", "input_dataset"):
-        click.echo(f"{field:<16} {console.cell(detail.get(field))}")
+    console.fields(detail, ("instance_id", "recipe", "rule", "reference", "state", "state_reason", "candidates",
+                            "estimated_cpu_s", "estimated_bytes", "date_processed", "dataset_id", "input_dataset"), 16)
     click.echo("\ninputs:")
     for role, refs in detail["inputs"].items():
         click.echo(f"  {role:<12} {', '.join(refs)}")

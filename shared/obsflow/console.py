@@ -45,6 +45,12 @@ def cell(value) -> str:
     return str(value)
 
 
+def fields(detail: dict, names: Sequence[str], width: int) -> None:
+    """A record's fields, one per line: the name padded to ``width``, then the value."""
+    for name in names:
+        click.echo(f"{name:<{width}} {cell(detail.get(name))}")
+
+
 def table(rows: Sequence[dict], columns: Sequence[str], empty: str) -> None:
     if not rows:
         click.echo(empty)

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import threading
+from functools import lru_cache
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError
@@ -26,10 +27,13 @@ _rngs: dict[tuple[int, int], random.Random] = {}
 
 
 def plan() -> dict | None:
-    """The fault plan of this process's environment: rate, seed, log."""
+    """The fault plan of this process's environment: rate, seed, log, only."""
     text = os.environ.get(ENV)
-    if not text:
-        return None
+    return _parsed(text) if text else None
+
+
+@lru_cache(maxsize=8)
+def _parsed(text: str) -> dict:
     values = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     return {"rate": float(values.get("rate", 0)), "seed": int(values.get("seed", 0)), "log": values.get("log"),
             "only": values.get("only")}
@@ -78,6 +82,8 @@ _ERRORS = {  # (status, body) by protocol, for throttling and a server error
 
 def inject_aws_fault(request, event_name: str, **_):
     """botocore's ``before-send``: a response (or a timeout) instead of sending, for the planned share of calls."""
+    if ENV not in os.environ:  # every request of every process passes here: nothing more to do without a plan
+        return None
     service, operation = (event_name.split(".") + ["", ""])[1:3]
     if service not in AWS_SERVICES:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import op_state
-from obsflow.recipes import registry
+from obsflow.recipes import asl, registry
 from obsflow.recipes.model import Recipe
 from obsflow.tables import (
     candidates,
@@ -196,16 +196,16 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
     for event in events:
         kind = event["type"]
         if kind == "TaskStateEntered":
-            # A data-parallel task's states are "<task> chunks" then "<task> gather", or "<task> whole".
-            task, _, part = event["stateEnteredEventDetails"]["name"].partition(" ")
-            if part != "gather":
+            # A data-parallel task runs from its chunks' (or whole) state entered to its gather's (or whole's) exit.
+            task, part = asl.task_of_state(event["stateEnteredEventDetails"]["name"])
+            if part != asl.GATHER:
                 progress[task] = {"status": "running", "started": event["timestamp"], "ended": None}
         elif kind == "TaskStateExited":
-            task, _, part = event["stateExitedEventDetails"]["name"].partition(" ")
-            if part != "chunks":
+            task, part = asl.task_of_state(event["stateExitedEventDetails"]["name"])
+            if part != asl.CHUNKS:
                 progress.setdefault(task, {"started": None}).update(status="succeeded", ended=event["timestamp"])
         elif kind in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
-            task = (state_of(event) or "").partition(" ")[0]
+            task, _ = asl.task_of_state(state_of(event) or "")
             if task in progress:
                 progress[task].update(status="failed", ended=event["timestamp"])
     return progress

@@ -46,7 +46,7 @@ def test_calibrated_frames_equal_ccdprocs_dark_subtraction_and_flat_correction(f
     flat = ccdproc.subtract_dark(ccdproc.combine([ccd(g) for g in frames["gain"]], method="average"), master_dark,
                                  dark_exposure=4 * u.ms, data_exposure=4 * u.ms)
     for raw in frames["observe"]:
-        ours = calibration.calibrate(raw, dark, gain, bad)
+        ours = calibration.Calibrator(dark, gain, bad)(raw)
         reduced = ccdproc.subtract_dark(ccd(raw), master_dark, dark_exposure=4 * u.ms, data_exposure=4 * u.ms)
         theirs = ccdproc.flat_correct(reduced, flat, norm_value=np.median(flat.data))
         assert ours.dtype == np.float32  # within 1e-6 of float64, far below the photon noise
@@ -79,7 +79,7 @@ def test_the_dead_pixels_are_flagged_and_nothing_else_in_the_bright_field(frames
     bad = calibration.bad_pixel_mask(gain, 0.5, 1.5)
     flagged = {tuple(p) for p in np.argwhere(bad)}
     assert flagged == {(int(fy * SHAPE[0]), int(fx * SHAPE[1])) for fy, fx in DEAD_PIXELS}
-    calibrated = calibration.calibrate(frames["observe"][0], dark, gain, bad)
+    calibrated = calibration.Calibrator(dark, gain, bad)(frames["observe"][0])
     assert np.isnan(calibrated[bad]).all() and np.isfinite(calibrated[~bad]).all()
 
 

@@ -75,6 +75,7 @@ class Task:
     def __init__(self, context: TaskContext):
         self.context = context
         self._observe: list[dict] | None = None
+        self._records: dict[str, dict] = {}
 
     # -- what the task is given -------------------------------------------------
     @property
@@ -150,18 +151,23 @@ class Task:
     def upstream_outputs(self, tag: str) -> list[dict]:
         """Outputs with ``tag`` written by tasks upstream of this one (directly or not), then the files
         with ``tag`` of upstream datasets (another instance's output, e.g. master calibrations)."""
-        ancestors = self._ancestors()
         found = []
-        for task in ancestors:
-            try:
-                record = documents.get_json(self.context.s3, self.context.work_bucket, layout.task_record_key(self.run_id, task))
-            except NotFound as exc:
-                raise MissingUpstream(f"upstream task {task} has no outputs for run {self.run_id} ({exc}); "
-                                      "it has not run yet, or its outputs expired: redrive the run") from exc
-            found.extend(output for output in record["outputs"] if tag in output["tags"])
+        for task in self._ancestors():
+            found.extend(output for output in self._upstream_record(task)["outputs"] if tag in output["tags"])
         for upstream in self.context.input_dataset.get("upstream", []):
             found.extend(file for file in upstream["files"] if tag in file["tags"])
         return found
+
+    def _upstream_record(self, task: str) -> dict:
+        """An upstream task's record, read once per task run (a gathered one lists every chunk's outputs)."""
+        if task not in self._records:
+            try:
+                self._records[task] = documents.get_json(self.context.s3, self.context.work_bucket,
+                                                         layout.task_record_key(self.run_id, task))
+            except NotFound as exc:
+                raise MissingUpstream(f"upstream task {task} has no outputs for run {self.run_id} ({exc}); "
+                                      "it has not run yet, or its outputs expired: redrive the run") from exc
+        return self._records[task]
 
     def upstream_datasets(self, role: str | None = None) -> list[dict]:
         """The upstream datasets of the input dataset (with their files), optionally of one role."""

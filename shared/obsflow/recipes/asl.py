@@ -121,12 +121,22 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
     }
 
 
+FOR_THE_PI = "ForThePI"
+CHUNKS, GATHER, WHOLE = "chunks", "gather", "whole"  # the parts of a data-parallel task: "<task> chunks", ...
+
+
+def task_of_state(state: str) -> tuple[str, str | None]:
+    """The task a Task state runs, and which part of a data-parallel task it is (None for an ordinary task)."""
+    task, _, part = state.partition(" ")
+    return task, part or None
+
+
 def _branch(recipe: Recipe, task: TaskSpec) -> dict:
     """The states of one task in a Parallel branch. A data-parallel task: one array job over its chunks and a
     gather job, or (a run of one chunk: an array job has at least two children) one job over every frame."""
     if not task.data_parallel:
         return {"StartAt": task.name, "States": {task.name: {**_task_state(recipe, task), "End": True}}}
-    chunks, whole, gather = f"{task.name} chunks", f"{task.name} whole", f"{task.name} gather"
+    chunks, whole, gather = (f"{task.name} {part}" for part in (CHUNKS, WHOLE, GATHER))
     return {"StartAt": task.name, "States": {
         task.name: {"Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
                     "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1,
@@ -187,9 +197,9 @@ def build_definition(recipe: Recipe) -> dict:
         name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
         states[name] = state
     # The PI hears of science datasets; master calibrations, summaries and developer runs' datasets quietly.
-    states["Catalog"] = _lambda("catalog", run, "$.catalog", "ForThePI" if recipe.kind == "science" else "FinishRun")
+    states["Catalog"] = _lambda("catalog", run, "$.catalog", FOR_THE_PI if recipe.kind == "science" else "FinishRun")
     if recipe.kind == "science":
-        states["ForThePI"] = {
+        states[FOR_THE_PI] = {
             "Type": "Choice", "Comment": "a developer campaign's dataset is not the PI's",
             "Choices": [{"Variable": "$.catalog.result.notify_pi", "BooleanEquals": True, "Next": "NotifyPI"}],
             "Default": "FinishRun",
@@ -224,7 +234,7 @@ def success_path(definition: dict, notify_pi: bool = True, chunked: bool = True)
             t, i = success_path(branch, notify_pi, chunked)
             transitions, invocations = transitions + t, invocations + i
         if state["Type"] == "Choice":
-            first = notify_pi if name == "ForThePI" else chunked
+            first = notify_pi if name == FOR_THE_PI else chunked
             name = state["Choices"][0]["Next"] if first else state["Default"]
         else:
             name = state.get("Next")

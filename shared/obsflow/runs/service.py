@@ -385,7 +385,7 @@ class RunService:
         run = self._new_run(instance, recipe, instance.priority, self.clock(), attempt=reexecution)
         if reexecution:
             run.history = [HistoryEntry(READY, run.created_at, f"re-execution: {instance.inputs_changed or 'inputs changed'}")]
-        created = self._save_run(run, instance, recipe)
+        created = self._save_run(run, instance, recipe, observe_frames=sum(role == "observe" for _, role in frames))
         self.refresh_instance(instance.instance_id)
         if created:
             logger.info("run planned", extra={"instance_id": instance.instance_id, "run_id": run.run_id,
@@ -418,13 +418,16 @@ class RunService:
             history=[HistoryEntry(READY, at, f"retry of {retry_of}" if retry_of else "planned")],
         )
 
-    def _save_run(self, run: Run, instance: Instance, recipe: Recipe) -> bool:
-        """The run document first (tasks read it), then the run; True if the run is new."""
+    def _save_run(self, run: Run, instance: Instance, recipe: Recipe, observe_frames: int | None = None) -> bool:
+        """The run document first (tasks read it), then the run; True if the run is new. ``observe_frames``: how
+        many the input dataset has (else it is read, for a data-parallel recipe's chunk counts)."""
         campaign = self.store.campaign(instance.campaign) if instance.campaign else None
         chunks = {}
         if any(task.data_parallel for task in recipe.tasks):
-            frames = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)["frames"]
-            chunks = recipe.chunks(run.configuration, sum(f["role"] == "observe" for f in frames))
+            if observe_frames is None:
+                frames = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)["frames"]
+                observe_frames = sum(f["role"] == "observe" for f in frames)
+            chunks = recipe.chunks(run.configuration, observe_frames)
         self.documents.put_json("work", layout.run_document_key(run.run_id), records.run_document(
             run, instance, self.documents.location("work"), recipe, campaign, chunks=chunks))
         created = self.store.create_run(run)

@@ -8,30 +8,30 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def average_frames(frames: Iterable[np.ndarray]) -> np.ndarray:
-    """Mean of frames, as float64, summed one frame at a time: memory for one frame whatever their number
-    (a float64 sum of uint16 counts is exact)."""
-    total, count = None, 0
-    for frame in frames:
-        if total is None:
-            total = np.array(frame, dtype=np.float64)
+def _means(keyed_frames: Iterable[tuple[object, np.ndarray]]) -> dict:
+    """The mean frame of each key, in float64, summed one frame at a time: memory for one frame per key whatever
+    their number (a float64 sum of uint16 counts is exact)."""
+    sums: dict = {}
+    for key, frame in keyed_frames:
+        if key in sums:
+            np.add(sums[key][0], frame, out=sums[key][0])
+            sums[key][1] += 1
         else:
-            total += frame
-        count += 1
-    if total is None:
+            sums[key] = [np.array(frame, dtype=np.float64), 1]
+    return {key: np.divide(total, count, out=total) for key, (total, count) in sums.items()}
+
+
+def average_frames(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Mean of frames, as float64, one frame held at a time."""
+    mean = _means((None, frame) for frame in frames)
+    if not mean:
         raise ValueError("no frames to average")
-    total /= count
-    return total
+    return mean[None]
 
 
 def average_darks(darks: Iterable[tuple[np.ndarray, float]]) -> dict[float, np.ndarray]:
     """One average dark per exposure time, from (frame, exposure in ms) pairs, one frame held at a time."""
-    sums: dict[float, list] = {}
-    for frame, exposure in darks:
-        running = sums.setdefault(float(exposure), [None, 0])
-        running[0] = np.array(frame, dtype=np.float64) if running[0] is None else np.add(running[0], frame, out=running[0])
-        running[1] += 1
-    return {exposure: np.divide(total, count, out=total) for exposure, (total, count) in sorted(sums.items())}
+    return dict(sorted(_means((float(exposure), frame) for frame, exposure in darks).items()))
 
 
 def normalised_gain(gains: Iterable[np.ndarray], dark: np.ndarray) -> np.ndarray:
@@ -68,11 +68,6 @@ class Calibrator:
         """The calibrated frame in float32, written into ``out`` when given (no other full-frame array)."""
         out = np.subtract(raw, self.dark, out=out, dtype=np.float32, casting="unsafe")
         return np.multiply(out, self.inverse_gain, out=out)
-
-
-def calibrate(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """One frame calibrated (for many frames, prepare a Calibrator once)."""
-    return Calibrator(dark, gain, bad)(raw)
 
 
 def central_region(image: np.ndarray) -> np.ndarray:
