@@ -113,8 +113,9 @@ def follow_runs(echo: Echo, sfn, timeout_s: float = 600) -> list[dict]:
                     echo(f"  {time.monotonic() - started:6.1f} s  {run['recipe']:<18} {run['candidate_id']:<13} "
                          f"{task['task']:<16} {task['status']:<10} ({task['resource_class']})")
         instances = catalogue.instance_rows()
-        if instances and all(i["state"] in ("SUCCEEDED", "ERROR") for i in instances) \
-                and all(r["status"] in ("SUCCEEDED", "FAILED") for r in rows):
+        # Ended: every run ended, every instance succeeded or failed, or waits on one that failed (an ERROR upstream)
+        if instances and all(i["state"] in ("SUCCEEDED", "ERROR") or "ERROR" in (i.get("state_reason") or "")
+                             for i in instances) and all(r["status"] in ("SUCCEEDED", "FAILED") for r in rows):
             return [queries.run_detail(r["run_id"]) for r in rows]
         time.sleep(0.5)
     raise TimeoutError(f"the night's runs did not end within {timeout_s:.0f} s; "

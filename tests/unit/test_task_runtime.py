@@ -35,3 +35,16 @@ def test_the_entrypoint_explains_itself_and_rejects_a_call_without_a_run():
     assert missing.returncode == 2 and "--run-id" in missing.stderr
     args = parse_arguments(["frame-census", "summary", "--run-id", "run-1", "--manual", "--note", "by hand"])
     assert (args.recipe, args.task, args.run_id, args.manual, args.note) == ("frame-census", "summary", "run-1", True, "by hand")
+
+
+def test_a_task_s_own_exit_code_wins_over_a_status_the_forkserver_lost(tmp_path):
+    from types import SimpleNamespace
+
+    from obsflow.local.task_processes import _exit_code
+
+    # Given a task that finished and recorded exit code 0, whose status the forkserver then reported as 255
+    output = tmp_path / "job.log"
+    (tmp_path / "job.log.code").write_text("0")
+    # Then the job's exit code is the task's; without a recorded code it is the process's (a killed task: 128 + 9)
+    assert _exit_code(SimpleNamespace(exitcode=255), str(output)) == 0
+    assert _exit_code(SimpleNamespace(exitcode=-9), str(tmp_path / "killed.log")) == 137

@@ -72,6 +72,8 @@ def _task_main(arguments: list[str], environment: dict[str, str], output_path: s
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+    with open(output_path + ".code", "w") as recorded:  # see run_task_command
+        recorded.write(str(code))
     sys.exit(code)
 
 
@@ -90,6 +92,17 @@ def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[i
         if killer is not None:
             killer.cancel()
         with open(output_path, encoding="utf-8", errors="replace") as output:
-            return process.exitcode if process.exitcode >= 0 else 128 - process.exitcode, output.read()
+            return _exit_code(process, output_path), output.read()
     finally:
-        os.unlink(output_path)
+        for path in (output_path, output_path + ".code"):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def _exit_code(process, output_path: str) -> int:
+    """The task's own exit code when it got to write it: the forkserver reports 255 when it loses a child's
+    status (seen under load, after a task that had finished and recorded its outputs); else the process's."""
+    if os.path.exists(output_path + ".code"):
+        with open(output_path + ".code") as recorded:
+            return int(recorded.read() or 1)
+    return process.exitcode if process.exitcode >= 0 else 128 - process.exitcode
