@@ -111,11 +111,13 @@ class RecipeCompute(Construct):
         return vpc
 
     def _job_role(self, config: StageConfig, buckets: dict[str, s3.Bucket]) -> iam.Role:
-        """What a task does: read raw frames, read and write its run's documents and products in the work bucket."""
+        """What a task does: read raw frames, read and write its run's documents and products in the work bucket,
+        read the products of upstream datasets (master calibrations) in the data bucket."""
         role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                         description=f"obsflow {config.stage}: recipe tasks")
         allow_objects(self, role, buckets["ingest"], ["s3:GetObject", "s3:GetObjectVersion"], "raw/")
         allow_objects(self, role, buckets["work"], ["s3:GetObject", "s3:PutObject"])
+        allow_objects(self, role, buckets["data"], ["s3:GetObject"])
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"],
                                                resources=[buckets["ingest"].bucket_arn, buckets["work"].bucket_arn]))
         return role

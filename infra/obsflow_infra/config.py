@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from obsflow.settings import BUCKETS, Settings
 
@@ -24,6 +25,17 @@ class StageConfig(BaseModel):
     spot: bool  # dev runs tasks on Fargate Spot first, prod on on-demand Fargate only
     max_vcpus: int = Field(ge=4)
     jira_secret_name: str | None = None  # Secrets Manager secret of the Jira adapter, if any
+    default_embargo_days: int = Field(default=365, ge=0, le=36500)  # for proposals without a document saying
+    # IAM role ARNs of the data center's staff who may read products under embargo (besides the stage's own roles)
+    data_stewards: tuple[str, ...] = ()
+
+    @field_validator("data_stewards")
+    @classmethod
+    def _role_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN (-c dataStewards=arn:aws:iam::<account>:role/<name>,...)")
+        return value
 
     @classmethod
     def from_context(cls, app: cdk.App) -> "StageConfig":
@@ -34,7 +46,10 @@ class StageConfig(BaseModel):
             "dev": {"log_retention_days": 30, "retain_data": False, "spot": True, "max_vcpus": 16},
             "prod": {"log_retention_days": 365, "retain_data": True, "spot": False, "max_vcpus": 256},
         }[stage]
-        return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"), **defaults)
+        stewards = app.node.try_get_context("dataStewards") or ()
+        return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"),
+                   default_embargo_days=int(app.node.try_get_context("defaultEmbargoDays") or 365),
+                   data_stewards=tuple(stewards.split(",") if isinstance(stewards, str) else stewards), **defaults)
 
     @property
     def logs_retention(self) -> logs.RetentionDays:
@@ -50,4 +65,5 @@ class StageConfig(BaseModel):
             stage=self.stage,
             buckets={b: f"obsflow-{self.stage}-{b}-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}" for b in BUCKETS},
             jira_secret_id=self.jira_secret_name,
+            default_embargo_days=self.default_embargo_days,
         )

@@ -34,6 +34,7 @@ SIZES = {
     "open-ticket": (60, 512),
     "backstop": (300, 512),
     "register-recipes": (60, 512),
+    "release": (900, 512),  # re-tags every object of each dataset released
 }
 
 # DynamoDB actions by access level; pynamodb describes a table before its first use.

@@ -39,7 +39,7 @@ class Ingest(Construct):
 
         self.handler = ObsflowFunction(
             self, "Handler", function="ingest", config=config, settings=settings,
-            description="Counts raw frames and manifests against their OPs; marks candidates READY",
+            description="Counts raw frames and manifests against their OPs; marks candidates READY; records proposals",
         )
         self.handler.function.add_event_source(sources.SqsEventSource(
             self.queue, batch_size=BATCH_SIZE, max_batching_window=cdk.Duration.seconds(BATCHING_WINDOW_S),
@@ -48,7 +48,8 @@ class Ingest(Construct):
         self.handler.allow_objects(bucket, ["s3:GetObject", "s3:GetObjectVersion"])  # any key: unknown ones are quarantined
         self.handler.allow(["s3:ListBucket"], [bucket.bucket_arn])  # a missing key reads as 404, not 403
         self.handler.allow_tables(
-            catalog.arns("frames", "observing-programs", "manifests", "candidates", "quarantine"), write=True)
+            catalog.arns("frames", "observing-programs", "manifests", "candidates", "quarantine", "proposals"),
+            write=True)
 
     def _notify_queue_of_uploads(self, bucket: s3.Bucket, settings: Settings) -> None:
         """Every created object, not only known prefixes: an unexpected key must be quarantined, not missed.

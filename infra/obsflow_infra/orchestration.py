@@ -56,7 +56,9 @@ class Orchestration(Construct):
         self.catalog.allow_tables(catalog.arns("datasets"), write=True)
         self.catalog.allow_objects(work, ["s3:GetObject"])
         self.catalog.allow_objects(work, ["s3:PutObject"], RECORDS_PREFIX)  # the files and provenance of big datasets
-        self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject"])
+        # Products are written with their embargo tags (obsflow.embargo), which S3 authorizes as tagging.
+        self.catalog.allow_objects(data, ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"])
+        self.catalog.allow_tables(catalog.arns("proposals"), write=False)  # release dates
         self.catalog.allow(["s3:ListBucket"], [work.bucket_arn, data.bucket_arn])
         operations.allow_tickets(self.catalog, catalog)  # a new version of a product asks for a decision
         self.finish_run = step("finish-run", "Marks a run SUCCEEDED, records what it cost and frees its slots")

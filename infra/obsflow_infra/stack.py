@@ -12,6 +12,7 @@ from obsflow import discovery
 from obsflow_infra.catalog import CatalogTables
 from obsflow_infra.compute import RecipeCompute
 from obsflow_infra.config import StageConfig
+from obsflow_infra.embargo import Embargo
 from obsflow_infra.ingest import Ingest
 from obsflow_infra.monitoring import Monitoring
 from obsflow_infra.operations import Operations
@@ -35,11 +36,14 @@ class ObsflowStack(cdk.Stack):
         self.operations.allow_nudge(self.ingest.handler)
         self.orchestration = Orchestration(self, "Orchestration", config=config, settings=settings, catalog=self.catalog,
                                            buckets=buckets, compute=self.compute, operations=self.operations)
+        self.embargo = Embargo(self, "Embargo", config=config, settings=settings, catalog=self.catalog,
+                               data=buckets["data"], stage_readers=[self.compute.job_role, self.orchestration.catalog.role])
         self.functions = {
             "ingest": self.ingest.handler, "submitter": self.operations.submitter, "backstop": self.operations.backstop,
             "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,
             "catalog": self.orchestration.catalog, "finish-run": self.orchestration.finish_run,
             "fail-run": self.orchestration.fail_run, "register-recipes": self.orchestration.register_recipes,
+            "release": self.embargo.release,
         }
         self.monitoring = Monitoring(self, "Monitoring", config=config, ingest=self.ingest,
                                      state_machines=self.orchestration.state_machines, functions=self.functions,
@@ -50,4 +54,4 @@ class ObsflowStack(cdk.Stack):
                             string_value=json.dumps(discovery.document(settings), sort_keys=True),
                             description=f"obsflow stage {config.stage}: resource names")
         discovery_document.node.add_dependency(self.storage, self.catalog, self.ingest, self.compute, self.operations,
-                                               self.orchestration, self.monitoring)
+                                               self.orchestration, self.embargo, self.monitoring)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -74,3 +75,9 @@ def state_machine_arn(settings: Settings, recipe: str, version: str) -> str:
 
 def topic_arn(settings: Settings, topic: str) -> str:
     return arn(settings, "sns", settings.topic_name(topic))
+
+
+def scheduled_time(event: dict) -> dt.datetime:
+    """When a scheduled function runs as of: an operator's "now", else the EventBridge event's time, else now."""
+    when = dt.datetime.fromisoformat(event.get("now") or event.get("time") or dt.datetime.now(dt.timezone.utc).isoformat())
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

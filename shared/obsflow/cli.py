@@ -256,20 +256,18 @@ def simulate(out, n_observe, calibration_frames, size, candidate_id, proposal_id
 @click.pass_context
 def upload(ctx, directory):
     """Send an observation folder (as `obsflow simulate` writes it) to the stage's ingest bucket, as the summit
-    does: the candidate, the frames (8 at a time), then the manifests.
+    does: the proposal and the candidate, the frames (8 at a time), then the manifests.
 
     Files are sent under their path in the folder: raw/<op_id>/<name>.fits, manifests/<id>.json,
-    candidates/<id>.json. Sending a folder again is harmless: ingest counts each frame once.
+    candidates/<id>.json, proposals/<id>.json. Sending a folder again is harmless: ingest counts each frame once.
     """
     from obsflow import aws, summit
 
     settings = _settings(ctx)
     plan = summit.plan_upload(directory)
     for key in plan.skipped:
-        click.echo(f"skipped {key}: not an ingest key (raw/<op_id>/<name>.fits, manifests/*.json, candidates/*.json)",
-                   err=True)
-    for key in plan.held_back:
-        click.echo(f"held back {key}: this obsflow does not ingest proposal documents yet", err=True)
+        click.echo(f"skipped {key}: not an ingest key (raw/<op_id>/<name>.fits, manifests/*.json, candidates/*.json, "
+                   "proposals/*.json)", err=True)
     if not plan.keys:
         raise click.ClickException(f"nothing to upload in {directory}; `obsflow simulate --out {directory}` writes "
                                    "an observation")
@@ -394,7 +392,8 @@ def frames_list(op_id, quarantined, used_by, as_json):
         console.emit(queries.quarantine_rows(), ["key", "version_id", "code", "reason", "quarantined_at"], as_json,
                      "no quarantined objects")
     else:
-        console.emit(queries.frame_rows(op_id), ["file_id", "op_id", "task_type", "date_obs", "key", "size"], as_json,
+        rows = queries.frame_rows(op_id, _settings(click.get_current_context()).default_embargo_days)
+        console.emit(rows, ["file_id", "op_id", "task_type", "date_obs", "release_date", "key", "size"], as_json,
                      "no frames" + (f" for OP {op_id}" if op_id else ""))
 
 
@@ -436,6 +435,43 @@ def ops_show(op_id, as_json):
 def _history(events: list[dict]) -> None:
     click.echo("history:" if events else "history: no conflicts")
     console.table(events, ["at", "kind", "detail"], "")
+
+
+@main.group()
+def proposals():
+    """Proposals: their PI, and when their data become public (embargo)."""
+
+
+@proposals.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def proposals_list(as_json):
+    """Every proposal whose document has come, with its embargo rule. A proposal without one gets the
+    configured default embargo (`obsflow info` shows it)."""
+    from obsflow import queries
+
+    console.emit(queries.proposal_rows(), ["proposal_id", "pi_name", "pi_email", "release_date", "embargo_days",
+                                           "modified_at"], as_json, "no proposal documents yet")
+
+
+@proposals.command("show")
+@click.argument("proposal_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+@click.pass_context
+def proposals_show(ctx, proposal_id, as_json):
+    """One proposal: its PI, its embargo rule, its datasets still under embargo and the history of its document."""
+    from obsflow import queries
+
+    detail = queries.proposal_detail(proposal_id, _settings(ctx).default_embargo_days)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    console.fields(detail, ("proposal_id", "pi_name", "pi_email", "rule", "key", "version_id", "modified_at"), 12)
+    click.echo("under embargo:" if detail["under_embargo"] else "under embargo: none")
+    console.table(detail["under_embargo"], ["dataset_id", "kind", "release_date"], "")
+    click.echo("history:" if detail["events"] else "history: no revisions")
+    console.table(detail["events"], ["at", "kind", "detail"], "")
 
 
 @main.group()
@@ -803,16 +839,20 @@ def datasets():
 @click.option("--calibration", metavar="DATASET", help="Made on this calibration dataset.")
 @click.option("--status", type=click.Choice(["ACTIVE", "DEPRECATED", "REJECTED"]), help="Only datasets with this status.")
 @click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
+@click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def datasets_list(uses_frame, recipe, code_version, calibration, status, campaign, as_json):
-    """Datasets, oldest first, with kind, product, version and status; filters combine (each is an index query)."""
+def datasets_list(uses_frame, recipe, code_version, calibration, status, campaign, embargoed, as_json):
+    """Datasets, oldest first, with kind, product, version, status and release date; filters combine (each is an
+    index query)."""
     from obsflow import provenance
+    from obsflow.embargo import EMBARGOED
 
-    filters = (uses_frame, recipe, code_version, calibration, status, campaign)
+    filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
     console.emit(provenance.dataset_rows(*filters),
                  ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
-                  "campaign", "created_at"], as_json, "no datasets" + (" match" if any(filters) else " yet"))
+                  "campaign", "release_date", "created_at"], as_json,
+                 "no datasets" + (" match" if any(filters) else " yet"))
 
 
 @datasets.command("show")
@@ -828,7 +868,7 @@ def datasets_show(dataset_id, as_json):
         click.echo(console.to_json(detail))
         return
     console.fields(detail, ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
-                            "run_id", "candidate_id", "frame_count", "created_at"), 14)
+                            "run_id", "candidate_id", "frame_count", "created_at", "access"), 14)
     click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
     if detail.get("cost"):
         click.echo(f"cost           {console.cost(detail['cost'])}")
@@ -1399,6 +1439,23 @@ def backstop(ctx, as_of):
     report = _runs(ctx).backstop(now)
     click.echo(f"checked {report.checked} waiting candidate(s) as of {now.isoformat()}; "
                f"released {len(report.released)}: {', '.join(report.released) or '-'}")
+
+
+@main.command()
+@click.option("--now", "as_of", metavar="ISO-8601", help="Run the job as of this time (default: now).")
+@operator_command
+@click.pass_context
+def release(ctx, as_of):
+    """Run the daily release job: datasets whose embargo has ended are re-tagged public (the archive's public
+    role may read them), and those still under embargo are dated again from the proposal documents in force."""
+    from obsflow.services import release_service
+
+    now = _as_of(as_of)
+    report = release_service(_settings(ctx)).release(now)
+    click.echo(f"as of {now.date().isoformat()}: released {len(report.released)} dataset(s): "
+               f"{', '.join(report.released) or '-'}; {report.under_embargo} still under embargo"
+               + "".join(f"\n  {r['dataset_id']}: release date {r['was']} -> {r['now']} (its proposal changed)"
+                         for r in report.redated))
 
 
 @main.command()

@@ -22,6 +22,9 @@ Echo = Callable[..., None]  # click.echo
 # (candidate, proposal, the candidate whose calibration set it shares): 001 and 002 share one.
 NIGHT = (("demo_vbi_001", "pid_1_23", None), ("demo_vbi_002", "pid_1_23", "demo_vbi_001"),
          ("demo_vbi_003", "pid_1_42", None))
+OBSERVED = dt.datetime(2026, 11, 20, 18)
+# pid_1_23's data stay private a year after observation; pid_1_42's are public from the night itself.
+RELEASE_DATES = {"pid_1_42": OBSERVED.date().isoformat()}
 
 
 class Progress:
@@ -46,12 +49,13 @@ class Progress:
 
 
 def upload_like_the_summit(s3, bucket: str, night: list[SimulatedCandidate], rng: random.Random, progress: Progress) -> dict:
-    """Candidates first, frames shuffled with a few re-sent, one broken transfer, the manifests last."""
+    """Proposals and candidates first, frames shuffled with a few re-sent, one broken transfer, the manifests last."""
     frames = [frame for candidate in night for frame in candidate.frame_objects()]
     resent = rng.sample(frames, k=max(1, len(frames) // 20))
     uploads = rng.sample(frames, k=len(frames)) + resent
-    for candidate in night:
-        s3.put_object(Bucket=bucket, Key=candidate.candidate_object()[0], Body=candidate.candidate_object()[1])
+    proposals = {c.proposal_id: c.proposal_object(RELEASE_DATES.get(c.proposal_id)) for c in night}
+    for key, body in [*proposals.values(), *(candidate.candidate_object() for candidate in night)]:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
     for i, (key, body) in enumerate(uploads, 1):
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         if i % 16 == 0 or i == len(uploads):
@@ -136,7 +140,7 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
         for i, (name, proposal, shares) in enumerate(NIGHT):
             simulated[name] = simulate_candidate(
                 name, proposal_id=proposal, n_dark=n_calibration, n_gain=n_calibration, n_observe=n_observe,
-                shape=shape, seed=seed + i, start=dt.datetime(2026, 11, 20, 18 + i), calibration_of=simulated.get(shares))
+                shape=shape, seed=seed + i, start=OBSERVED + dt.timedelta(hours=i), calibration_of=simulated.get(shares))
         night = list(simulated.values())
         session = boto3.Session(region_name=stack.settings.region)
         pi_queues = {c.proposal_id: subscribe_pi(session, stack.settings, c.proposal_id) for c in night}
@@ -185,7 +189,10 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
                                                                   WaitTimeSeconds=1).get("Messages", []):
                 body = json.loads(message["Body"])
                 notifications.append(body)
-                echo(f"  SNS to the PI of {proposal}: {body['summary']}")
+                echo(f"  SNS to the PI of {proposal}: {body['summary']}. {body['access']}")
+        embargoed = datasets.under_embargo()
+        echo(f"  {len(embargoed)} dataset(s) under embargo, readable only by their proposal's principals until their "
+             "release date (`obsflow datasets list --embargoed`); the daily release job opens them (`obsflow release`)")
         plan = second_day(echo, stack.settings)
         echo(f"done in {time.monotonic() - started:.1f} s")
         return {"candidates": ready, "uploads": sent, "runs": summary, "notifications": notifications, "plan": plan}

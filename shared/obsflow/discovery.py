@@ -45,7 +45,7 @@ def withdraw(settings: Settings, ssm) -> None:
 
 
 def discover(settings: Settings) -> Settings:
-    """``settings`` with the bucket names the stage recorded; NotFound if the stage has none."""
+    """``settings`` with the bucket names and default embargo the stage recorded; NotFound if the stage has none."""
     name = parameter_name(settings.stage)
     try:
         value = aws.client(settings, "ssm").get_parameter(Name=name)["Parameter"]["Value"]
@@ -59,4 +59,6 @@ def discover(settings: Settings) -> Settings:
             "or pick another --stage / --region / --endpoint-url."
         ) from exc
     recorded = json.loads(value)
-    return settings.model_copy(update={"buckets": recorded.get("buckets", {})})
+    return settings.model_copy(update={
+        "buckets": recorded.get("buckets", {}),
+        "default_embargo_days": recorded.get("default_embargo_days", settings.default_embargo_days)})

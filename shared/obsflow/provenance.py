@@ -41,7 +41,8 @@ def _index_of(name: str, value: str) -> tuple[str, str] | None:
     if name == "recipe":
         recipe_name, _, version = value.partition("@")
         return ("by_recipe", value) if version else ("by_recipe_name", recipe_name)
-    index = {"code_version": "by_code_version", "status": "by_status", "campaign": "by_campaign"}.get(name)
+    index = {"code_version": "by_code_version", "status": "by_status", "campaign": "by_campaign",
+             "embargo": "under_embargo"}.get(name)
     return (index, value) if index else None
 
 
@@ -59,8 +60,8 @@ def _asked(filters: dict[str, str | None]) -> list[tuple[str, str]]:
 
 
 def dataset_ids(**filters: str | None) -> set[str]:
-    """The ids matching every given filter (uses_frame, recipe, code_version, calibration, status, campaign; at
-    least one): one keys-only index query per filter, intersected."""
+    """The ids matching every given filter (uses_frame, recipe, code_version, calibration, status, campaign,
+    embargo; at least one): one keys-only index query per filter, intersected."""
     asked = _asked(filters)
     if not asked:
         raise ValueError("a dataset query needs at least one filter")
@@ -71,11 +72,12 @@ def dataset_ids(**filters: str | None) -> set[str]:
 
 
 def dataset_rows(uses_frame: str | None = None, recipe: str | None = None, code_version: str | None = None,
-                 calibration: str | None = None, status: str | None = None, campaign: str | None = None) -> list[dict]:
+                 calibration: str | None = None, status: str | None = None, campaign: str | None = None,
+                 embargo: str | None = None) -> list[dict]:
     """The listed attributes of the datasets matching every given filter (see `dataset_ids`), or of all, oldest
-    first."""
+    first (``embargo`` alone: soonest release first)."""
     asked = _asked({"uses_frame": uses_frame, "recipe": recipe, "code_version": code_version,
-                    "calibration": calibration, "status": status, "campaign": campaign})
+                    "calibration": calibration, "status": status, "campaign": campaign, "embargo": embargo})
     if not asked:
         chosen = datasets.listed_all()  # the whole catalogue, as asked
     elif len(asked) == 1 and _index_of(*asked[0]):

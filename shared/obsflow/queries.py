@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from obsflow import embargo
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import op_state
@@ -14,6 +17,7 @@ from obsflow.tables import (
     frames,
     observing_programs,
     parameter_values,
+    proposals,
     quarantine,
     recipe_instances,
     recipes,
@@ -21,9 +25,32 @@ from obsflow.tables import (
 )
 
 
-def frame_rows(op_id: str | None = None) -> list[dict]:
+def frame_rows(op_id: str | None = None, default_embargo_days: int = 365) -> list[dict]:
+    """The frames, each with its release date (from its proposal's document in force, read now)."""
     items = frames.frames_of_op(op_id) if op_id else sorted(frames.all_frames(), key=lambda f: (f.op_id, f.date_obs))
-    return [item.attribute_values for item in items]
+    known = proposals.get_many({item.proposal_id for item in items})
+    return [{**item.attribute_values, "release_date": embargo.release_date(
+        known.get(item.proposal_id), dt.date.fromisoformat(item.date_obs[:10]), default_embargo_days).isoformat()}
+        for item in items]
+
+
+def proposal_rows() -> list[dict]:
+    return [{k: v for k, v in item.attribute_values.items() if k != "events"} for item in proposals.all_proposals()]
+
+
+def proposal_detail(proposal_id: str, default_embargo_days: int) -> dict:
+    """One proposal: its PI, its embargo rule, its datasets still under embargo and its document's history."""
+    item = proposals.get_item(proposal_id)
+    under = [{"dataset_id": d.dataset_id, "kind": d.kind, "release_date": d.release_date}
+             for d in datasets.under_embargo() if d.proposal_id == proposal_id]
+    if item is None:
+        if not under:
+            raise NotFound(f"no proposal document {proposal_id!r} and no dataset of it under embargo; `obsflow "
+                           "proposals list` shows the known ones")
+        return {"proposal_id": proposal_id, "rule": f"no document: the default embargo ({default_embargo_days} days "
+                                                    "after observation)", "under_embargo": under, "events": []}
+    return {**{k: v for k, v in item.attribute_values.items() if k != "events"},
+            "rule": proposals.proposal_of(item).rule, "under_embargo": under, "events": conflicts.history(item)}
 
 
 def quarantine_rows() -> list[dict]:
@@ -223,6 +250,9 @@ def dataset_detail(dataset_id: str) -> dict:
     item = _dataset(dataset_id)
     detail = {k: v for k, v in item.attribute_values.items() if k not in ("files_inline", "provenance_inline", "spilled")}
     detail["files"] = item.files
+    if item.release_date:
+        detail["access"] = (f"under embargo until {item.release_date}: private to proposal {item.proposal_id}"
+                            if item.embargo else f"public since {item.release_date}")
     detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,
                            "created_at": d.created_at} for d in datasets.of_product(item.product_id)]
     return detail

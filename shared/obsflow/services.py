@@ -26,6 +26,7 @@ from obsflow.settings import Settings, get_settings
 if TYPE_CHECKING:
     from obsflow.ingest.service import IngestService
     from obsflow.runs.campaigns import CampaignService
+    from obsflow.runs.releases import ReleaseService
 
 _bound: dict[str, Settings] = {}
 _services: dict[str, tuple[Settings, object]] = {}
@@ -62,6 +63,14 @@ def campaign_service(settings: Settings | None = None) -> "CampaignService":
     from obsflow.runs.campaigns import CampaignService
 
     return CampaignService(run_service(settings), BatchJobDefinitions(bound_settings(settings)))
+
+
+def release_service(settings: Settings | None = None) -> "ReleaseService":
+    """The daily release job of the stage."""
+    from obsflow.runs.releases import ReleaseService
+
+    settings = bound_settings(settings)
+    return ReleaseService(DynamoRunStore(settings), S3Documents(settings), settings)
 
 
 def ingest_service(settings: Settings | None = None) -> "IngestService":

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
     "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
-    "campaigns", "tags",
+    "campaigns", "tags", "proposals",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
@@ -22,7 +22,7 @@ MAX_RECEIVE_COUNT = 3  # deliveries of an ingest notification before it goes to 
 TASK_OUTPUT_RETENTION_DAYS = 14  # task outputs stay reusable this long (then expire), products live on in datasets
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
 FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
-             "register-recipes")
+             "register-recipes", "release")
 
 
 class Prices(BaseModel):
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     capacity_multi_core: int = Field(default=2, ge=1)
     # A candidate still incomplete this many days after its first frame is processed anyway.
     backstop_days: float = Field(default=13, gt=0)
+    # Days a proposal's data stay private after observation when its document names neither a release date
+    # nor embargo days, or when no document has come (obsflow.embargo).
+    default_embargo_days: int = Field(default=365, ge=0, le=36500)
     # Secrets Manager secret of the Jira Service Management adapter (unset: no Jira).
     jira_secret_id: str | None = None
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
@@ -171,7 +174,7 @@ class Settings(BaseSettings):
 
     def environment(self) -> dict[str, str]:
         """The variables that give another process (a Lambda, a Batch job) these settings."""
-        variables = {"OBSFLOW_STAGE": self.stage}
+        variables = {"OBSFLOW_STAGE": self.stage, "OBSFLOW_DEFAULT_EMBARGO_DAYS": str(self.default_embargo_days)}
         if self.buckets:
             variables["OBSFLOW_BUCKETS"] = json.dumps(self.buckets, sort_keys=True)
         if self.account_id:
@@ -195,6 +198,7 @@ class Settings(BaseSettings):
             "functions": {function: self.function_name(function) for function in FUNCTIONS},
             "task_log_group": self.task_log_group,
             "capacity": {rc: self.capacity(rc) for rc in ("default", "high-memory", "multi-core")},
+            "default_embargo_days": self.default_embargo_days,
         }
 
 

@@ -48,10 +48,11 @@ class SimulatedCandidate:
     def candidate_object(self) -> tuple[str, bytes]:
         return f"candidates/{self.candidate_id}.json", json.dumps(self.candidate).encode()
 
-    def proposal_object(self) -> tuple[str, bytes]:
-        """The proposal's document (DESIGN.md section 4): its PI, and the embargo obsflow applies by default."""
+    def proposal_object(self, release_date: str | None = None) -> tuple[str, bytes]:
+        """The proposal's document (DESIGN.md section 4): its PI, and a year's embargo after each observation, or
+        a fixed ``release_date``."""
         document = {"proposal_id": self.proposal_id, "pi": {"name": "Simulated PI", "email": "pi@example.org"},
-                    "embargo_days": 365}
+                    **({"release_date": release_date} if release_date else {"embargo_days": 365})}
         return f"proposals/{self.proposal_id}.json", json.dumps(document, indent=2).encode()
 
     def write(self, root: Path) -> list[Path]:

@@ -1,8 +1,9 @@
 """What the summit's transfer system does: send an observation on disk to the ingest bucket.
 
 A directory laid out as the bucket's keys (DESIGN.md section 4: raw/<op_id>/<name>.fits,
-manifests/<id>.json, candidates/<id>.json) is uploaded in the summit's order: the
-candidate, the frames as they were taken, then the transfer manifests that close each OP.
+manifests/<id>.json, candidates/<id>.json, proposals/<id>.json) is uploaded in the summit's
+order: the proposal and the candidate, the frames as they were taken, then the transfer
+manifests that close each OP.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 UPLOAD_THREADS = 8
-# Proposal documents wait for ingest to accept them (embargoes, see the hardening issue).
-HELD_BACK = ("proposals",)
+DOCUMENTS = ("manifests", "candidates", "proposals")
 
 
 @dataclass
 class UploadPlan:
     keys: list[tuple[str, Path]] = field(default_factory=list)
-    held_back: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # not an ingest key
 
 
@@ -28,17 +27,15 @@ def is_ingest_key(key: str) -> bool:
     parts = key.split("/")
     if parts[0] == "raw":
         return len(parts) == 3 and all(parts) and key.endswith(".fits")
-    return parts[0] in ("manifests", "candidates") and len(parts) == 2 and parts[1].endswith(".json")
+    return parts[0] in DOCUMENTS and len(parts) == 2 and parts[1].endswith(".json")
 
 
 def plan_upload(root: Path) -> UploadPlan:
-    """Every file under ``root``, by its key: what is sent, held back, or not an ingest key."""
+    """Every file under ``root``, by its key: what is sent, or not an ingest key."""
     plan = UploadPlan()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         key = path.relative_to(root).as_posix()
-        if key.split("/", 1)[0] in HELD_BACK:
-            plan.held_back.append(key)
-        elif is_ingest_key(key):
+        if is_ingest_key(key):
             plan.keys.append((key, path))
         else:
             plan.skipped.append(key)
@@ -56,7 +53,7 @@ def upload(s3, bucket: str, plan: UploadPlan, progress: Callable[[int, int], Non
         return len(body)
 
     frames = [item for item in plan.keys if item[0].startswith("raw/")]
-    before = [item for item in plan.keys if item[0].startswith("candidates/")]
+    before = [item for item in plan.keys if item[0].startswith(("proposals/", "candidates/"))]
     after = [item for item in plan.keys if item[0].startswith("manifests/")]
     with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         for group in (before, frames, after):  # manifests last: an OP closes after its frames are sent

@@ -28,6 +28,11 @@ def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_p
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     # And each PI was told about their own science datasets, and the summary says where things are
     assert sorted(n["proposal_id"] for n in result["notifications"]) == ["pid_1_23", "pid_1_23", "pid_1_42"]
+    # And each notification states when the dataset becomes public: pid_1_23 a year after the night (its proposal's
+    # embargo_days), pid_1_42 at once (its release_date is the night itself)
+    access = sorted((n["proposal_id"], n["release_date"], n["embargoed"]) for n in result["notifications"])
+    assert access == [("pid_1_23", "2027-11-20", True)] * 2 + [("pid_1_42", "2026-11-20", False)]
+    assert any("Under embargo until 2027-11-20 (public 365 days after observation)" in line for line in lines)
     # And the demo shows the shared calibration: one calibration instance above both science instances of pid_1_23
     tree = lines[lines.index(next(line for line in lines if "the processing catalogue of demo_vbi_001" in line)) + 1:]
     assert "vbi-calibration@1.0.0  SUCCEEDED" in tree[0]

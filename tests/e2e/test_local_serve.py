@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -192,10 +193,10 @@ def test_an_observation_simulated_to_a_folder_and_uploaded_with_the_cli_is_proce
     # When it is uploaded with `obsflow upload`, without credentials
     sent = subprocess.run([sys.executable, "-m", "obsflow.cli", "--endpoint-url", endpoint, "upload", str(folder)],
                           capture_output=True, text=True, timeout=120, env=env)
-    # Then every frame, the manifest and the candidate were sent; the stray file and the proposal were not
+    # Then every frame, the manifest, the candidate and the proposal were sent; the stray file was not
     assert sent.returncode == 0, sent.stderr
-    assert "uploaded 9 objects" in sent.stdout
-    assert "skipped notes.txt" in sent.stderr and "held back proposals/pid_1_23.json" in sent.stderr
+    assert "uploaded 10 objects" in sent.stdout
+    assert "skipped notes.txt" in sent.stderr
     # And the candidate is processed
     deadline = time.monotonic() + 90
     while (detail := candidate(endpoint, "cand_sim")).get("processing") != "SUCCEEDED":
@@ -211,3 +212,40 @@ def test_an_observation_simulated_to_a_folder_and_uploaded_with_the_cli_is_proce
     [folder] = {path.parent for path in (tmp_path / "products").rglob("SHA256SUMS")}
     assert {"SHA256SUMS", "provenance.json"} < {path.name for path in folder.iterdir()}
     assert len(list(folder.iterdir())) > 2
+    embargo_is_kept_until_the_release_job_opens_the_dataset(endpoint, dataset_id)
+
+
+def embargo_is_kept_until_the_release_job_opens_the_dataset(endpoint: str, dataset_id: str) -> None:
+    # Given the proposal's document (a year's embargo after each observation), received with the observation
+    proposal = json.loads(cli(endpoint, "proposals", "show", "pid_1_23", "--json"))
+    assert (proposal["pi_name"], proposal["rule"]) == ("Simulated PI", "public 365 days after observation")
+    # Then every frame carries its release date, and the dataset the latest of its inputs'
+    frames = json.loads(cli(endpoint, "frames", "list", "--json"))
+    assert {f["release_date"] for f in frames} == {
+        (dt.date.fromisoformat(f["date_obs"][:10]) + dt.timedelta(days=365)).isoformat() for f in frames}
+    release = max(f["release_date"] for f in frames)
+    [listed] = json.loads(cli(endpoint, "datasets", "list", "--embargoed", "--json"))
+    assert (listed["dataset_id"], listed["release_date"]) == (dataset_id, release)
+    assert f"under embargo until {release}: private to proposal pid_1_23" in cli(endpoint, "datasets", "show", dataset_id)
+    # And every object of the dataset is tagged for the data bucket's policy
+    dataset = json.loads(cli(endpoint, "datasets", "show", dataset_id, "--json"))
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+    def object_tags() -> list[dict]:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=dataset["bucket"], Prefix=dataset["prefix"])["Contents"]]
+        assert len(keys) == len(dataset["files"]) + 2  # with SHA256SUMS and provenance.json
+        return [{t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=dataset["bucket"], Key=key)["TagSet"]}
+                for key in keys]
+
+    assert object_tags() == [{"proposal_id": "pid_1_23", "release_date": release, "embargoed": "true"}] * (
+        len(dataset["files"]) + 2)
+    # When the daily release job runs the day before, then on the release date
+    the_day_before = (dt.date.fromisoformat(release) - dt.timedelta(days=1)).isoformat()
+    assert "released 0 dataset(s): -; 1 still under embargo" in cli(endpoint, "release", "--now", the_day_before)
+    said = cli(endpoint, "release", "--now", f"{release}T00:00:00+00:00")
+    # Then the dataset is released: public tags on every object, and nothing is listed as under embargo
+    assert f"released 1 dataset(s): {dataset_id}; 0 still under embargo" in said
+    assert object_tags() == [{"proposal_id": "pid_1_23", "release_date": release, "embargoed": "false"}] * (
+        len(dataset["files"]) + 2)
+    assert json.loads(cli(endpoint, "datasets", "list", "--embargoed", "--json")) == []
+    assert f"public since {release}" in cli(endpoint, "datasets", "show", dataset_id)

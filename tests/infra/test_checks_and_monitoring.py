@@ -88,12 +88,13 @@ def test_alarms_watch_dead_letters_failed_runs_and_ingest_errors_and_tell_the_op
     dev.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
-def test_schedules_run_the_submitter_every_minute_and_the_backstop_daily(dev):
-    rules = {r["Properties"]["ScheduleExpression"]: r["Properties"]["Targets"][0]["Arn"]
-             for r in dev.resources("AWS::Events::Rule").values()}
+def test_schedules_run_the_submitter_every_minute_and_the_backstop_and_release_jobs_daily(dev):
+    rules = sorted((r["Properties"]["ScheduleExpression"], r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0])
+                   for r in dev.resources("AWS::Events::Rule").values())
     functions = dev.stack.functions
-    assert rules == {"rate(1 minute)": {"Fn::GetAtt": [dev.logical_id(functions["submitter"].function), "Arn"]},
-                     "rate(1 day)": {"Fn::GetAtt": [dev.logical_id(functions["backstop"].function), "Arn"]}}
+    assert rules == sorted([("rate(1 minute)", dev.logical_id(functions["submitter"].function)),
+                            ("rate(1 day)", dev.logical_id(functions["backstop"].function)),
+                            ("rate(1 day)", dev.logical_id(functions["release"].function))])
 
 
 def test_the_stage_records_its_resources_for_the_cli(dev):

@@ -123,13 +123,16 @@ EXPECTED_ACTIONS = {
     "submitter": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "ssm:GetParameter", "sns:Publish",
                   "kms:GenerateDataKey", "kms:Decrypt"},
     "start-run": {"s3:GetObject"},
-    "catalog": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "catalog": {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:ListBucket", "sns:Publish",
+                "kms:GenerateDataKey", "kms:Decrypt"},
     "finish-run": {"s3:GetObject", "lambda:InvokeFunction"},
     "fail-run": {"lambda:InvokeFunction", "s3:GetObject", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "open-ticket": {"logs:GetLogEvents", "batch:ListJobs", "batch:DescribeJobs", "sns:Publish", "kms:GenerateDataKey",
                     "kms:Decrypt"},
     "backstop": {"lambda:InvokeFunction", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "s3:DeleteObject",
                  "s3:ListBucket", "s3:GetObject"},
+    # Opens datasets whose embargo has ended: their objects' tags, never their bytes.
+    "release": {"s3:PutObjectTagging", "s3:ListBucket"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
     "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",
                          *LOG_DELIVERY},
@@ -252,9 +255,10 @@ def test_with_a_jira_secret_only_the_ticket_filers_may_read_it(tmp_path):
         assert variables["OBSFLOW_JIRA_SECRET_ID"] == "obsflow/jira"
 
 
-def test_the_task_role_reads_raw_frames_and_uses_the_work_bucket_only(dev):
+def test_the_task_role_reads_raw_frames_and_products_and_uses_the_work_bucket(dev):
     statements = dev.statements(dev.stack.compute.job_role)
     assert _actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
-    text = json.dumps(statements)
-    assert dev.logical_id(dev.stack.storage.buckets["data"]) not in text
-    assert '"/raw/*"' in text
+    assert '"/raw/*"' in json.dumps(statements)
+    # The data bucket is read only (upstream datasets' products: a science run reads its master calibrations)
+    data = dev.logical_id(dev.stack.storage.buckets["data"])
+    assert [s["Action"] for s in statements if data in json.dumps(s["Resource"])] == ["s3:GetObject"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import datetime as dt
 from dataclasses import dataclass, field
 
 from obsflow.errors import NotFound, Rejected, TransientError
@@ -12,12 +13,15 @@ from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
 from obsflow.runs.domain import HistoryEntry
 
+FIRST_WRITE = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
 
 class FakeBucket:
     """ObjectReader over a dict of key -> bytes; counts the bytes handed out."""
 
     def __init__(self, objects: dict[str, bytes] | None = None):
         self.objects = dict(objects or {})
+        self.modified: dict[str, dt.datetime] = {}  # key -> its LastModified (else FIRST_WRITE)
         self.bytes_read = 0
         self.requests = 0
 
@@ -30,6 +34,9 @@ class FakeBucket:
 
     def current_version(self, bucket, key):
         return "v1" if key in self.objects else None
+
+    def modified_at(self, bucket, key, version_id):
+        return self.modified.get(key, FIRST_WRITE) if key in self.objects else None
 
     def read_all(self, bucket, key, version_id, limit):
         self.requests += 1
@@ -70,6 +77,17 @@ class FakeStore:
     ready_marks: int = 0
     events: dict = field(default_factory=dict)  # ("op" | "candidate", id) -> [(kind, detail)]
     late_frames: dict = field(default_factory=dict)
+    proposals: dict = field(default_factory=dict)  # id -> (document, modified_at)
+
+    def record_proposal(self, proposal, key, version_id, modified_at, now):
+        current = self.proposals.get(proposal.proposal_id)
+        if current is not None and modified_at < current[1]:
+            return None
+        self.proposals[proposal.proposal_id] = (proposal, modified_at)
+        if current is None or current[0] == proposal:
+            return []
+        return [f"{name} from {getattr(current[0], name)} to {getattr(proposal, name)}"
+                for name in ("pi", "release_date", "embargo_days") if getattr(current[0], name) != getattr(proposal, name)]
 
     def _state(self, op_id):
         if op_id not in self.expected and op_id not in self.received:
@@ -156,6 +174,7 @@ class FakeRunStore:
         self.slots: dict[str, set[str]] = {}
         self.conflicts: dict[str, list] = {}  # candidate id -> Conflict events, as ingest records them
         self.reviewed: dict[str, int] = {}
+        self.known_proposals: dict = {}  # id -> embargo.Proposal
 
     # candidates
     def candidates_with_status(self, status):
@@ -352,6 +371,12 @@ class FakeRunStore:
         for name, value in changes.items():
             setattr(self.datasets[dataset_id], name, value)
 
+    def datasets_under_embargo(self):
+        return sorted((copy.deepcopy(d) for d in self.datasets.values() if d.embargo), key=lambda d: d.release_date)
+
+    def proposals(self, proposal_ids):
+        return {p: self.known_proposals[p] for p in proposal_ids if p in self.known_proposals}
+
     @staticmethod
     def _create(records, key, value):
         if key in records:
@@ -365,12 +390,14 @@ class FakeDocuments:
 
     def __init__(self):
         self.buckets: dict[str, dict] = {"work": {}, "data": {}}
+        self.tags: dict[tuple[str, str], dict] = {}  # (bucket, key) -> object tags
 
     def location(self, bucket):
         return f"obsflow-test-{bucket}"
 
-    def put_json(self, bucket, key, document):
+    def put_json(self, bucket, key, document, tags=None):
         self.buckets[bucket][key] = copy.deepcopy(document)
+        self._tag(bucket, key, tags)
         return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
     def get_json(self, bucket, key):
@@ -378,11 +405,22 @@ class FakeDocuments:
             raise NotFound(f"{bucket}/{key} does not exist")
         return copy.deepcopy(self.buckets[bucket][key])
 
-    def put_text(self, bucket, key, text):
+    def put_text(self, bucket, key, text, tags=None):
         self.buckets[bucket][key] = text
+        self._tag(bucket, key, tags)
 
-    def copy(self, source_bucket, source_key, bucket, key):
+    def copy(self, source_bucket, source_key, bucket, key, tags=None):
         self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")
+        self._tag(bucket, key, tags)
+
+    def _tag(self, bucket, key, tags):
+        self.tags[(bucket, key)] = dict(tags or {})
+
+    def tag_prefix(self, bucket, prefix, tags):
+        keys = [key for key in self.buckets[bucket] if key.startswith(prefix)]
+        for key in keys:
+            self._tag(bucket, key, tags)
+        return len(keys)
 
     def exists(self, bucket, key):
         return key in self.buckets[bucket]

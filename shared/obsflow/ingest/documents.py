@@ -1,9 +1,9 @@
-"""The JSON documents the summit sends: transfer manifests and processing candidates."""
+"""The JSON documents the summit sends: transfer manifests, processing candidates and proposals."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,6 +65,33 @@ class ProcessingCandidate(BaseModel):
     @property
     def op_ids(self) -> list[str]:
         return [self.observe_op, *self.calibration_ops]
+
+
+class PrincipalInvestigator(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# Longer than any proprietary period: a typo (36500 for 365) is caught, not obeyed for a century.
+MAX_EMBARGO_DAYS = 10 * 366
+
+
+class ProposalDocument(BaseModel):
+    """Its PI, and when its data become public: on a release date, or embargo days after each observation;
+    neither means the configured default embargo."""
+
+    model_config = ConfigDict(extra="forbid")
+    proposal_id: Id
+    pi: PrincipalInvestigator
+    release_date: dt.date | None = None
+    embargo_days: int | None = Field(default=None, ge=0, le=MAX_EMBARGO_DAYS)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ProposalDocument":
+        if self.release_date is not None and self.embargo_days is not None:
+            raise ValueError("give release_date or embargo_days, not both: which one would apply is unclear")
+        return self
 
 
 def parse_document(model: type[BaseModel], body: bytes, key: str, id_field: str) -> BaseModel:

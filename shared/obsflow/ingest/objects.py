@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,17 @@ class S3ObjectReader:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code", "") in GONE:
                 return None
+            raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
+
+    def modified_at(self, bucket: str, key: str, version_id: str | None) -> dt.datetime | None:
+        try:
+            return self._s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))[
+                "LastModified"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in GONE:
+                return None
+            raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
+        except BotoCoreError as exc:
             raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
 
     def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:

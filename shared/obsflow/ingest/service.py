@@ -13,7 +13,7 @@ from typing import Protocol
 from urllib.parse import unquote_plus
 
 from obsflow.errors import Rejected
-from obsflow.ingest.documents import ProcessingCandidate, TransferManifest, parse_document
+from obsflow.ingest.documents import ProcessingCandidate, ProposalDocument, TransferManifest, parse_document
 from obsflow.ingest.fits_header import RangeReader, read_header_values
 from obsflow.ingest.frames import Frame, frame_from_header
 from obsflow.ingest.readiness import OpState, completed_by_change, missing
@@ -42,6 +42,9 @@ class ObjectReader(RangeReader, Protocol):
     def current_version(self, bucket: str, key: str) -> str | None:
         """The object's current version id."""
 
+    def modified_at(self, bucket: str, key: str, version_id: str | None) -> dt.datetime | None:
+        """When the object (version) was written to S3; None if it is gone."""
+
 
 class IngestStore(Protocol):
     def record_frames(self, frames: list[Frame], now: dt.datetime): ...
@@ -51,6 +54,10 @@ class IngestStore(Protocol):
         """A CandidateOutcome: new, or what a differing re-upload changed (not recorded)."""
     def record_op_event(self, op_id: str, kind: str, detail: str, now: dt.datetime, late_frames: int = 0) -> None: ...
     def record_candidate_event(self, candidate_id: str, kind: str, detail: str, now: dt.datetime) -> None: ...
+    def record_proposal(self, proposal: ProposalDocument, key: str, version_id: str | None, modified_at: dt.datetime,
+                        now: dt.datetime) -> list[str] | None:
+        """Record the document if none newer (by ``modified_at``) is in force: what it changed ([] for a first or
+        the same again); None if a newer one is in force (this one is ignored)."""
     def candidate(self, candidate_id: str): ...
     def op_states(self, op_ids: list[str]) -> dict[str, OpState]: ...
     def mark_ready(self, candidate_id: str, reason: str, detail: dict, now: dt.datetime) -> bool: ...
@@ -194,12 +201,14 @@ class IngestService:
                 size=size,
                 header_bytes=read,
             )
-        if prefix in ("manifests", "candidates") and len(parts) == 2 and ref.key.endswith(".json"):
+        if prefix in ("manifests", "candidates", "proposals") and len(parts) == 2 and ref.key.endswith(".json"):
             body = self.reader.read_all(ref.bucket, ref.key, ref.version_id, MAX_DOCUMENT_BYTES)
             if prefix == "manifests":
                 self._accept_manifest(parse_document(TransferManifest, body, ref.key, "manifest_id"), ref, report)
-            else:
+            elif prefix == "candidates":
                 self._accept_candidate(parse_document(ProcessingCandidate, body, ref.key, "candidate_id"), ref, report)
+            else:
+                self._accept_proposal(parse_document(ProposalDocument, body, ref.key, "proposal_id"), ref)
             report.documents += 1
             return None
         if prefix == "raw" and ref.key.lower().endswith(COMPRESSED_CONTAINERS):
@@ -209,8 +218,8 @@ class IngestService:
                                                    "DKIST stores frames")
         raise Rejected(
             "unknown-prefix",
-            "unexpected key: obsflow accepts raw/<op_id>/<name>.fits, manifests/<manifest_id>.json "
-            "and candidates/<candidate_id>.json",
+            "unexpected key: obsflow accepts raw/<op_id>/<name>.fits, manifests/<manifest_id>.json, "
+            "candidates/<candidate_id>.json and proposals/<proposal_id>.json",
         )
 
     def _accept_manifest(self, manifest: TransferManifest, ref: ObjectRef, report: BatchReport) -> None:
@@ -241,6 +250,16 @@ class IngestService:
                     "version stays the one processed", self.clock())
             return
         self._evaluate_all({candidate.candidate_id}, report)
+
+    def _accept_proposal(self, proposal: ProposalDocument, ref: ObjectRef) -> None:
+        """The document written last to S3 is in force, whatever order its notifications come in."""
+        modified_at = self.reader.modified_at(ref.bucket, ref.key, ref.version_id) or self.clock()
+        changes = self.store.record_proposal(proposal, ref.key, ref.version_id, modified_at, self.clock())
+        if changes is None:
+            logger.info("older proposal document ignored: a newer one is in force",
+                        extra={"key": ref.key, "version_id": ref.version_id, "modified_at": modified_at.isoformat()})
+        elif changes:
+            logger.info("proposal revised", extra={"proposal_id": proposal.proposal_id, "changes": changes})
 
     def _released(self, candidate_ids: set[str]) -> list[str]:
         """The candidates past WAITING: what they were processed with is settled."""

@@ -21,16 +21,17 @@ from pynamodb.transactions import TransactWrite
 from obsflow.aws import AWS_ERRORS, transient
 from obsflow.errors import TransientError
 from obsflow.settings import Settings
-from obsflow.ingest.documents import ProcessingCandidate, TransferManifest
+from obsflow.ingest.documents import ProcessingCandidate, ProposalDocument, TransferManifest
 from obsflow.ingest.frames import Frame
 from obsflow.ingest.readiness import OpState
 from obsflow.tables import candidates as candidates_table
-from obsflow.tables import conflicts, observing_programs
-from obsflow.tables.base import CONDITION_FAILED, save_if_new, update_if
+from obsflow.tables import conflicts, observing_programs, proposals
+from obsflow.tables.base import CONDITION_FAILED, changes_to_actions, save_if_new, update_if
 from obsflow.tables.candidates import WAITING, CandidateItem
 from obsflow.tables.frames import FrameItem
 from obsflow.tables.manifests import ManifestItem
 from obsflow.tables.observing_programs import ObservingProgramItem as Op
+from obsflow.tables.proposals import ProposalItem
 from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
 
 MAX_TRANSACTION_ATTEMPTS = 8
@@ -240,6 +241,39 @@ class DynamoIngestStore:
         with transient(f"could not record an event of candidate {candidate_id}"):
             conflicts.append(CandidateItem(candidate_id), kind, detail, now,
                              (CandidateItem.review.set(candidates_table.PENDING),))
+
+    def record_proposal(self, proposal: ProposalDocument, key: str, version_id: str | None,
+                        modified_at: dt.datetime, now: dt.datetime) -> list[str] | None:
+        """The proposal as this document says, if no document written later is in force: what it changed, each
+        revision an event in the proposal's history ([] for a first document or the same again); None if a
+        newer one is in force."""
+        values = {"pi_name": proposal.pi.name, "pi_email": proposal.pi.email,
+                  "release_date": proposal.release_date.isoformat() if proposal.release_date else None,
+                  "embargo_days": proposal.embargo_days}
+        where = {"key": key, "version_id": version_id, "modified_at": modified_at}
+        for _attempt in range(MAX_TRANSACTION_ATTEMPTS):
+            with transient(f"could not record proposal {proposal.proposal_id}"):
+                current = proposals.get_item(proposal.proposal_id)
+                if current is None:
+                    if save_if_new(ProposalItem(proposal.proposal_id, **values, **where, received_at=now)):
+                        return []
+                    continue
+                if modified_at < current.modified_at:
+                    return None
+                changes = [f"{name} from {getattr(current, name)} to {value}" for name, value in values.items()
+                           if getattr(current, name) != value]
+                if not changes:
+                    return []
+                try:
+                    conflicts.append(ProposalItem(proposal.proposal_id), "revised",
+                                     f"{key} (version {version_id}) changed {'; '.join(changes)}", now,
+                                     tuple(changes_to_actions(ProposalItem, {**values, **where})),
+                                     condition=ProposalItem.modified_at == current.modified_at)
+                    return changes
+                except UpdateError as exc:
+                    if exc.cause_response_code != CONDITION_FAILED:
+                        raise  # else another document was recorded meanwhile: read it again
+        raise TransientError(f"could not record proposal {proposal.proposal_id}: it keeps changing")
 
     # -- readiness ------------------------------------------------------------
     def candidate(self, candidate_id: str) -> CandidateItem | None:

@@ -124,7 +124,7 @@ def overview(data: dict) -> str:
         "<h2>Datasets</h2>",
         table(data["datasets"], [("dataset_id", "dataset"), ("kind", "kind"), ("proposal_id", "proposal"),
                                  ("status", "status"), ("frame_count", "frames"), ("recipe", "recipe"),
-                                 ("created_at", "created")],
+                                 ("release_date", "public from"), ("created_at", "created")],
               "no datasets yet", {"dataset_id": lambda r: link("datasets", r["dataset_id"]),
                                   "status": lambda r: badge(r["status"])}, "datasets"),
         "<h2>Processing catalogue</h2>",
@@ -251,7 +251,8 @@ def line_chart(title: str, y_label: str, series: dict[str, list[float | None]], 
 def dataset_page(detail: dict, metrics: dict | None) -> str:
     fields = [("kind", detail.get("kind")), ("proposal", detail.get("proposal_id")), ("product", detail.get("product_id")),
               ("version", detail.get("version_key")), ("recipe", detail.get("recipe")), ("frames", detail.get("frame_count")),
-              ("created", detail.get("created_at")), ("location", f"s3://{detail.get('bucket')}/{detail.get('prefix')}")]
+              ("created", detail.get("created_at")), ("location", f"s3://{detail.get('bucket')}/{detail.get('prefix')}"),
+              ("access", detail.get("access"))]
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_text(v))}</td></tr>" for k, v in fields if v is not None)
     run = f"<tr><th>run</th><td>{link('runs', detail['run_id'])}</td></tr>" if detail.get("run_id") else ""
     quality = '<p class="muted">no quality metrics in this dataset</p>'

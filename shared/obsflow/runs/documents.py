@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -15,14 +16,30 @@ def encode(document: Any) -> bytes:
     return json.dumps(document, indent=2, sort_keys=True, default=str).encode()
 
 
-def put_json(s3, bucket: str, key: str, document: Any) -> str:
-    """Write ``document``; returns the SHA-256 of the bytes written."""
+def put_json(s3, bucket: str, key: str, document: Any, tags: dict[str, str] | None = None) -> str:
+    """Write ``document`` (with ``tags`` as object tags); returns the SHA-256 of the bytes written."""
     body = encode(document)
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **tagging(tags))
     except (ClientError, BotoCoreError) as exc:
         raise TransientError(f"could not write s3://{bucket}/{key}: {exc}") from exc
     return hashlib.sha256(body).hexdigest()
+
+
+def tagging(tags: dict[str, str] | None) -> dict:
+    """PutObject's and CopyObject's arguments that set object tags."""
+    return {"Tagging": urlencode(tags)} if tags else {}
+
+
+def tag_prefix(s3, bucket: str, prefix: str, tags: dict[str, str]) -> int:
+    """Set ``tags`` on every object under ``prefix`` (their current versions); returns how many."""
+    tag_set = {"TagSet": [{"Key": key, "Value": value} for key, value in tags.items()]}
+    tagged = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            s3.put_object_tagging(Bucket=bucket, Key=item["Key"], Tagging=tag_set)
+            tagged += 1
+    return tagged
 
 
 def get_json(s3, bucket: str, key: str) -> Any:

@@ -280,6 +280,10 @@ class Dataset:
     cost: dict | None = None  # what the run that made it cost (``runs.costs``)
     campaign: str | None = None
     expires_at: dt.datetime | None = None  # a developer dataset's end of retention
+    release_date: str | None = None  # ISO date: public from then, private to its proposal before (obsflow.embargo)
+    release_basis: dict = field(default_factory=dict)  # proposal id -> latest observation date among its inputs
+    embargo: str | None = None  # EMBARGOED until the release job releases it
+    released_at: dt.datetime | None = None
 
 
 # Campaign statuses: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.

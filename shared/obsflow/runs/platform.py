@@ -34,8 +34,8 @@ class S3Documents:
     def location(self, bucket: str) -> str:
         return self.settings.bucket_name(bucket)
 
-    def put_json(self, bucket: str, key: str, document) -> str:
-        return documents.put_json(self.s3, self.location(bucket), key, document)
+    def put_json(self, bucket: str, key: str, document, tags: dict[str, str] | None = None) -> str:
+        return documents.put_json(self.s3, self.location(bucket), key, document, tags)
 
     def get_json(self, bucket: str, key: str):
         return documents.get_json(self.s3, self.location(bucket), key)
@@ -43,14 +43,22 @@ class S3Documents:
     def exists(self, bucket: str, key: str) -> bool:
         return documents.exists(self.s3, self.location(bucket), key)
 
-    def put_text(self, bucket: str, key: str, text: str) -> None:
+    def put_text(self, bucket: str, key: str, text: str, tags: dict[str, str] | None = None) -> None:
         with aws.transient(f"could not write s3://{self.location(bucket)}/{key}"):
-            self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=text.encode(), ContentType="text/plain")
+            self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=text.encode(), ContentType="text/plain",
+                               **documents.tagging(tags))
 
-    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str,
+             tags: dict[str, str] | None = None) -> None:
+        # The copy's tags replace the source's (task outputs carry none that products should keep).
         with aws.transient(f"could not copy {source_key} to s3://{self.location(bucket)}/{key}"):
             self.s3.copy_object(Bucket=self.location(bucket), Key=key,
-                                CopySource={"Bucket": self.location(source_bucket), "Key": source_key})
+                                CopySource={"Bucket": self.location(source_bucket), "Key": source_key},
+                                **({"TaggingDirective": "REPLACE", **documents.tagging(tags)} if tags else {}))
+
+    def tag_prefix(self, bucket: str, prefix: str, tags: dict[str, str]) -> int:
+        with aws.transient(f"could not tag s3://{self.location(bucket)}/{prefix}"):
+            return documents.tag_prefix(self.s3, self.location(bucket), prefix, tags)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         with aws.transient(f"could not remove s3://{self.location(bucket)}/{prefix}"):

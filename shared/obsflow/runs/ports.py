@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Protocol
 
+from obsflow.embargo import Proposal
 from obsflow.recipes.model import Recipe
 from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs.domain import Campaign, Candidate, Dataset, FrameRef, Instance, InstanceInput, OpProgress, Run, Ticket
@@ -80,6 +81,10 @@ class RunStore(Protocol):
     def datasets_of_recipe(self, name: str) -> list[Dataset]: ...
     def datasets_with_status(self, status: str) -> list[Dataset]: ...
     def update_dataset(self, dataset_id: str, **changes: Any) -> None: ...
+    def datasets_under_embargo(self) -> list[Dataset]:
+        """Soonest release first."""
+    def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
+        """The proposals with a document among ``proposal_ids``."""
 
     # -- campaigns -------------------------------------------------------------------
     def create_campaign(self, campaign: Campaign) -> bool:
@@ -98,13 +103,17 @@ class RunStore(Protocol):
 class Documents(Protocol):
     """JSON documents and products in the stage's buckets, by role."""
 
-    def put_json(self, bucket: str, key: str, document: Any) -> str:
-        """Write; returns the SHA-256 of the bytes written."""
+    def put_json(self, bucket: str, key: str, document: Any, tags: dict[str, str] | None = None) -> str:
+        """Write (with ``tags`` as object tags); returns the SHA-256 of the bytes written."""
     def get_json(self, bucket: str, key: str) -> Any:
         """NotFound if there is none."""
     def exists(self, bucket: str, key: str) -> bool: ...
-    def put_text(self, bucket: str, key: str, text: str) -> None: ...
-    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None: ...
+    def put_text(self, bucket: str, key: str, text: str, tags: dict[str, str] | None = None) -> None: ...
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str,
+             tags: dict[str, str] | None = None) -> None:
+        """Copy with ``tags`` as the copy's object tags (S3 tags it as it writes: never untagged)."""
+    def tag_prefix(self, bucket: str, prefix: str, tags: dict[str, str]) -> int:
+        """Set ``tags`` on every object under ``prefix``; returns how many."""
     def delete_prefix(self, bucket: str, prefix: str) -> int: ...
     def location(self, bucket: str) -> str:
         """The bucket's name, for records and messages."""

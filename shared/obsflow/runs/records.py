@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from obsflow import embargo
+from obsflow.embargo import Proposal
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout
 from obsflow.runs.domain import Campaign, Dataset, FrameRef, Instance, Run
@@ -32,6 +34,7 @@ def input_dataset(instance: Instance, recipe: Recipe, frames: list[tuple[FrameRe
                 "role": role,
                 "task_type": f.task_type,
                 "date_obs": f.date_obs,
+                "proposal_id": f.proposal_id,
                 "bucket": f.bucket,
                 "key": f.key,
                 "version_id": f.version_id,
@@ -49,6 +52,7 @@ def upstream_entry(role: str, dataset: Dataset) -> dict:
     (the intermediates a developer's dataset keeps are no one's input)."""
     return {"role": role, "instance_id": dataset.instance_id, "dataset_id": dataset.dataset_id, "recipe": dataset.recipe,
             "kind": dataset.kind, "product_id": dataset.product_id, "version_key": dataset.version_key,
+            "release_basis": dataset.release_basis,
             "files": [{"name": f["name"], "bucket": dataset.bucket, "key": f["key"], "sha256": f["sha256"],
                        "tags": f["tags"], "size": f["size"]} for f in dataset.files if "product" in f["tags"]]}
 
@@ -100,9 +104,19 @@ def provenance(run: Run, input_dataset: dict, records: list[dict]) -> dict:
     }
 
 
+def release_sentence(proposal_id: str, release: dt.date, today: dt.date, proposal: Proposal | None) -> str:
+    """What the PI is told about access to the dataset."""
+    if not embargo.is_embargoed(release, today):
+        return f"Public since {release.isoformat()}: the archive serves it to everyone."
+    rule = proposal.rule if proposal else "no proposal document received: the default embargo applies"
+    return (f"Under embargo until {release.isoformat()} ({rule}): until then only principals of proposal "
+            f"{proposal_id} can read it.")
+
+
 def availability_message(dataset_id: str, product_id: str, version: str, run: Run, location: str,
-                         files: list[dict]) -> tuple[str, dict]:
-    """The PI's notification: a subject and a JSON body."""
+                         files: list[dict], release: dt.date, today: dt.date,
+                         proposal: Proposal | None) -> tuple[str, dict]:
+    """The PI's notification: a subject and a JSON body, stating when the dataset becomes public."""
     l1_count = sum("l1" in f["tags"] for f in files)
     names = [f["name"] for f in files if "l1" not in f["tags"]]
     summary = f"{len(files)} file(s) under {location}" + (f": {l1_count} L1 frames" if l1_count else "") + \
@@ -111,5 +125,8 @@ def availability_message(dataset_id: str, product_id: str, version: str, run: Ru
     return subject, {
         "dataset_id": dataset_id, "product_id": product_id, "version": version, "proposal_id": run.proposal_id,
         "candidate_id": run.candidate_id, "recipe": run.recipe_key, "location": location, "l1_frames": l1_count,
-        "files": names, "summary": summary,
+        "files": names, "summary": summary, "release_date": release.isoformat(),
+        "embargoed": embargo.is_embargoed(release, today),
+        "access": release_sentence(run.proposal_id, release, today, proposal),
+        "pi": {"name": proposal.pi_name, "email": proposal.pi_email} if proposal else None,
     }

@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from obsflow import embargo
+from obsflow.embargo import EMBARGOED, Proposal
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.ingest.readiness import OpState, missing
 from obsflow.observability import logger
@@ -607,6 +609,9 @@ class RunService:
         cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True, notify_pi=not developer)
         input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
         product_id = layout.product_id_of(input_dataset)
+        today = self.clock().date()
+        release_basis, release, proposal = self._release(run, instance, input_dataset)
+        tags = embargo.tags(run.proposal_id, release, today)
         files = []
         keep_all = campaign is not None and campaign.keep_intermediates
         for record in task_records:
@@ -615,13 +620,14 @@ class RunService:
                 if intermediate and not keep_all:
                     continue
                 key = prefix + (f"intermediates/{record['task']}/" if intermediate else "") + output["name"]
-                self.documents.copy("work", output["key"], "data", key)
+                self.documents.copy("work", output["key"], "data", key, tags)
                 files.append({"name": output["name"], "key": key, "sha256": output["sha256"], "size": output["size"],
                               "task": record["task"], "tags": output["tags"], "content_type": output.get("content_type")})
         self.documents.put_text("data", prefix + "SHA256SUMS",
-                                "".join(f"{f['sha256']}  {f['name']}\n" for f in sorted(files, key=lambda f: f["name"])))
+                                "".join(f"{f['sha256']}  {f['name']}\n" for f in sorted(files, key=lambda f: f["name"])),
+                                tags)
         provenance = records.provenance(run, input_dataset, task_records)
-        self.documents.put_json("data", prefix + "provenance.json", provenance)
+        self.documents.put_json("data", prefix + "provenance.json", provenance, tags)
         key = records.version_key(input_dataset, run, task_records, recipe)
         self.store.create_dataset(Dataset(
             dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
@@ -632,6 +638,8 @@ class RunService:
             code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
             campaign=run.campaign, status=DEVELOPMENT if developer else ACTIVE,
             expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
+            release_date=release.isoformat(), release_basis=release_basis,
+            embargo=EMBARGOED if embargo.is_embargoed(release, today) else None,
         ))
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
@@ -641,12 +649,26 @@ class RunService:
         self.store.update_instance(run.instance_id, dataset_id=dataset_id)
         self._downstream_of_new_dataset(run.instance_id, dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
-        subject, message = records.availability_message(dataset_id, product_id, key, run, location, files)
+        subject, message = records.availability_message(dataset_id, product_id, key, run, location, files, release,
+                                                        today, proposal)
         logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files),
                                                  "kind": recipe.kind})
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
                 "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
                 "notify_pi": recipe.kind == "science" and not developer}
+
+    def _release(self, run: Run, instance: Instance, input_dataset: dict) -> tuple[dict, dt.date, Proposal | None]:
+        """A new dataset's release basis, its release date (the latest of its inputs') and its proposal."""
+        upstream = []
+        for entry in input_dataset.get("upstream", []):
+            if "release_basis" not in entry:  # planned before release dates were kept
+                entry["release_basis"] = getattr(self.store.dataset(entry["dataset_id"]), "release_basis", {})
+            upstream.append(entry["release_basis"])
+        release_basis = embargo.basis(run.proposal_id, instance.observed_on,
+                                      ((f.get("proposal_id"), f["date_obs"]) for f in input_dataset["frames"]), upstream)
+        proposals = self.store.proposals(set(release_basis))
+        release = embargo.release_of(release_basis, proposals, self.settings.default_embargo_days)
+        return release_basis, release, proposals.get(run.proposal_id)
 
     def _ask_for_decision(self, dataset_id: str, product_id: str, kind: str, run: Run) -> None:
         """A new version of a product that has an ACTIVE one: both stay ACTIVE, and data quality decides."""

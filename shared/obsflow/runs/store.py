@@ -9,6 +9,7 @@ from typing import Any
 from pynamodb.connection import Connection
 
 from obsflow.aws import transient
+from obsflow.embargo import Proposal
 from obsflow.runs.domain import (
     Campaign,
     Candidate,
@@ -31,6 +32,7 @@ from obsflow.tables import (
     datasets,
     frames,
     observing_programs,
+    proposals,
     recipe_instances,
     recipe_measurements,
     runs,
@@ -117,7 +119,7 @@ def ticket_of(item: TicketItem) -> Ticket:
 def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
                       "provenance": item.provenance, "kind": item.kind or "science",
-                      "decisions": list(item.decisions or [])})
+                      "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {})})
 
 
 def campaign_of(item: CampaignItem) -> Campaign:
@@ -371,6 +373,14 @@ class DynamoRunStore:
     def tagged(self, tag: str) -> list[str]:
         with transient(f"could not read tag {tag}"):
             return [item.target_id for item in tags.tagged(tag)]
+
+    def datasets_under_embargo(self) -> list[Dataset]:
+        with transient("could not list the datasets under embargo"):
+            return [dataset_of(item) for item in datasets.under_embargo()]
+
+    def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
+        with transient(f"could not read proposals {', '.join(sorted(proposal_ids))}"):
+            return proposals.get_many(proposal_ids)
 
     def update_dataset(self, dataset_id: str, **changes: Any) -> None:
         with transient(f"could not update dataset {dataset_id}"):

@@ -10,6 +10,7 @@ from obsflow.tables import (  # noqa: F401  (registers models)
     manifests,
     observing_programs,
     parameter_values,
+    proposals,
     quarantine,
     recipe_instances,
     recipe_measurements,

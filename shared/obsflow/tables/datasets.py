@@ -9,6 +9,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from obsflow import aws
+from obsflow.embargo import EMBARGOED
 from obsflow.tables.base import bound_settings, get_or_none, table
 
 ACTIVE = "ACTIVE"
@@ -86,6 +87,18 @@ class DatasetsByCampaign(GlobalSecondaryIndex):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
+class DatasetsUnderEmbargo(GlobalSecondaryIndex):
+    """Sparse: only datasets still under embargo carry ``embargo``, so the release job and `obsflow datasets
+    list --embargoed` read those alone, by release date."""
+
+    class Meta:
+        index_name = "under-embargo"
+        projection = AllProjection()
+
+    embargo = UnicodeAttribute(hash_key=True)  # embargo.EMBARGOED
+    release_date = UnicodeAttribute(range_key=True)
+
+
 @table("datasets")
 class DatasetItem(Model):
     class Meta:
@@ -118,6 +131,10 @@ class DatasetItem(Model):
     cost = JSONAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
+    release_date = UnicodeAttribute(null=True)  # ISO date: public from then (obsflow.embargo)
+    release_basis = JSONAttribute(null=True)  # proposal id -> latest observation date among its inputs
+    embargo = UnicodeAttribute(null=True)  # EMBARGOED until released
+    released_at = UTCDateTimeAttribute(null=True)
 
     @property
     def files(self) -> list[dict]:
@@ -142,6 +159,7 @@ class DatasetItem(Model):
     by_code_version = DatasetsByCodeVersion()
     by_instance = DatasetsByInstance()
     by_campaign = DatasetsByCampaign()
+    under_embargo = DatasetsUnderEmbargo()
 
 
 SPILL_BYTES = 64 * 1024
@@ -179,7 +197,8 @@ def of_code_version(version: str) -> list[DatasetItem]:
 # What a listing shows: the large JSON attributes (files, provenance, decisions, cost) stay behind,
 # so a listing of thousands of datasets reads and transfers a fraction of each item.
 LISTED_ATTRIBUTES = ("dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count",
-                     "recipe", "code_version", "campaign", "created_at", "run_id", "instance_id", "bucket", "prefix")
+                     "recipe", "code_version", "campaign", "created_at", "run_id", "instance_id", "bucket", "prefix",
+                     "release_date", "embargo")
 
 
 def listed_where(index: str, value: str) -> list[DatasetItem]:
@@ -202,13 +221,17 @@ def listed_all() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(attributes_to_get=list(LISTED_ATTRIBUTES)), key=lambda d: d.created_at)
 
 
+def under_embargo() -> list[DatasetItem]:
+    """The datasets still under embargo, soonest release first."""
+    return list(DatasetItem.under_embargo.query(EMBARGOED))
+
+
 def of_instance(instance_id: str) -> list[DatasetItem]:
     return list(DatasetItem.by_instance.query(instance_id))
 
 
 def of_campaign(campaign: str) -> list[DatasetItem]:
     return list(DatasetItem.by_campaign.query(campaign))
-
 
 
 def of_kind(kind: str) -> list[DatasetItem]:

@@ -1,0 +1,19 @@
+"""Release Lambda (daily schedule): datasets whose embargo has ended are re-tagged public, and those still
+under embargo are dated again from the proposal documents in force."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from obsflow.aws import scheduled_time
+from obsflow.observability import logger, metrics, tracer
+from obsflow.services import release_service
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    now = scheduled_time(event)  # an operator's "now" runs it as of that time
+    report = release_service().release(now)
+    metrics.add_metric(name="DatasetsReleased", unit="Count", value=len(report.released))
+    metrics.add_metric(name="DatasetsUnderEmbargo", unit="Count", value=report.under_embargo)
+    return report.__dict__
