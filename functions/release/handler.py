@@ -4,6 +4,7 @@ under embargo are dated again from the proposal documents in force."""
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.aws import scheduled_time
+from obsflow.errors import TransientError
 from obsflow.observability import logger, metrics, tracer
 from obsflow.services import release_service
 
@@ -16,4 +17,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     report = release_service().release(now)
     metrics.add_metric(name="DatasetsReleased", unit="Count", value=len(report.released))
     metrics.add_metric(name="DatasetsUnderEmbargo", unit="Count", value=report.under_embargo)
+    metrics.add_metric(name="DatasetReleasesFailed", unit="Count", value=len(report.failed))
+    if report.failed:  # an invocation error: retried, and seen by the function's error alarm
+        raise TransientError(f"{len(report.failed)} dataset(s) could not be released, the rest were: "
+                             + "; ".join(f"{f['dataset_id']}: {f['error']}" for f in report.failed))
     return report.__dict__

@@ -33,31 +33,31 @@ class Monitoring(Construct):
         )
         function_errors = {name: f.function.metric_errors(period=PERIOD, statistic="Sum") for name, f in functions.items()}
 
+        def alarm(metric, construct_id: str, name: str, description: str, **periods) -> cloudwatch.Alarm:
+            """Any one in the period (or ``periods``) alarms; no data is no alarm."""
+            return metric.create_alarm(
+                self, construct_id, alarm_name=f"obsflow-{config.stage}-{name}",
+                alarm_description=description, threshold=1, **({"evaluation_periods": 1} | periods),
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+
         self.alarms = {
-            "dead-letters": dead_letters.create_alarm(
-                self, "DeadLetters", alarm_name=f"obsflow-{config.stage}-ingest-dead-letters",
-                alarm_description="Ingest notifications failed 3 times and wait in the dead-letter queue. "
-                                  "Read them, fix the cause, then redrive them to the ingest queue.",
-                threshold=1, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
-            "ingest-errors": ingest_errors.create_alarm(
-                self, "IngestErrors", alarm_name=f"obsflow-{config.stage}-ingest-errors",
-                alarm_description="The ingest Lambda failed whole invocations (not single frames, which are "
-                                  "retried or quarantined). Check its logs.",
-                threshold=1, evaluation_periods=3, datapoints_to_alarm=2,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
-            "failed-runs": failed_runs.create_alarm(
-                self, "FailedRuns", alarm_name=f"obsflow-{config.stage}-failed-runs",
-                alarm_description="A recipe run failed; its ticket says what to do (`obsflow tickets list`).",
-                threshold=1, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
+            "dead-letters": alarm(dead_letters, "DeadLetters", "ingest-dead-letters",
+                                  "Ingest notifications failed 3 times and wait in the dead-letter queue. "
+                                  "Read them, fix the cause, then redrive them to the ingest queue."),
+            "ingest-errors": alarm(ingest_errors, "IngestErrors", "ingest-errors",
+                                   "The ingest Lambda failed whole invocations (not single frames, which are "
+                                   "retried or quarantined). Check its logs.", evaluation_periods=3,
+                                   datapoints_to_alarm=2),
+            "failed-runs": alarm(failed_runs, "FailedRuns", "failed-runs",
+                                 "A recipe run failed; its ticket says what to do (`obsflow tickets list`)."),
+            "release-errors": alarm(function_errors["release"], "ReleaseErrors", "release-errors",
+                                    "The daily release job could not release every dataset whose embargo ended (they "
+                                    "stay private). Check its logs, then `obsflow release` runs it again."),
         }
-        for alarm in self.alarms.values():
-            alarm.add_alarm_action(actions.SnsAction(operators))
-            alarm.add_ok_action(actions.SnsAction(operators))
+        for each in self.alarms.values():
+            each.add_alarm_action(actions.SnsAction(operators))
+            each.add_ok_action(actions.SnsAction(operators))
 
         def custom(name: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace=SERVICE, metric_name=name, dimensions_map={"service": SERVICE},

@@ -27,6 +27,7 @@ def instance_row(item) -> dict:
         "reference": item.reference, "state": item.state, "state_reason": item.state_reason,
         "candidates": sorted(item.candidate_ids or ()), "runs": len(item.run_ids or ()),
         "estimated_cpu_s": item.estimated_cpu_s, "estimated_bytes": item.estimated_bytes,
+        "release_date": item.release_date,
         "date_processed": item.date_processed, "dataset_id": item.dataset_id, "created_at": item.created_at,
     }
 

@@ -432,8 +432,8 @@ def ops_show(op_id, as_json):
     _history(detail["events"])
 
 
-def _history(events: list[dict]) -> None:
-    click.echo("history:" if events else "history: no conflicts")
+def _history(events: list[dict], none: str = "no conflicts") -> None:
+    click.echo("history:" if events else f"history: {none}")
     console.table(events, ["at", "kind", "detail"], "")
 
 
@@ -470,8 +470,7 @@ def proposals_show(ctx, proposal_id, as_json):
     console.fields(detail, ("proposal_id", "pi_name", "pi_email", "rule", "key", "version_id", "modified_at"), 12)
     click.echo("under embargo:" if detail["under_embargo"] else "under embargo: none")
     console.table(detail["under_embargo"], ["dataset_id", "kind", "release_date"], "")
-    click.echo("history:" if detail["events"] else "history: no revisions")
-    console.table(detail["events"], ["at", "kind", "detail"], "")
+    _history(detail["events"], "no revisions")
 
 
 @main.group()
@@ -1309,7 +1308,8 @@ def catalogue_show(instance_id, as_json):
         click.echo(console.to_json(detail))
         return
     console.fields(detail, ("instance_id", "recipe", "rule", "reference", "state", "state_reason", "candidates",
-                            "estimated_cpu_s", "estimated_bytes", "date_processed", "dataset_id", "input_dataset"), 16)
+                            "estimated_cpu_s", "estimated_bytes", "release_date", "date_processed", "dataset_id",
+                            "input_dataset"), 16)
     click.echo("\ninputs:")
     for role, refs in detail["inputs"].items():
         click.echo(f"  {role:<12} {', '.join(refs)}")
@@ -1456,6 +1456,11 @@ def release(ctx, as_of):
                f"{', '.join(report.released) or '-'}; {report.under_embargo} still under embargo"
                + "".join(f"\n  {r['dataset_id']}: release date {r['was']} -> {r['now']} (its proposal changed)"
                          for r in report.redated))
+    if report.failed:
+        raise click.ClickException(
+            f"{len(report.failed)} dataset(s) stay under embargo, their objects could not all be tagged: "
+            + "; ".join(f"{f['dataset_id']} ({f['error']})" for f in report.failed)
+            + "; run `obsflow release` again (tagging twice is harmless)")
 
 
 @main.command()

@@ -25,7 +25,7 @@ from obsflow.tables import (
 )
 
 
-def frame_rows(op_id: str | None = None, default_embargo_days: int = 365) -> list[dict]:
+def frame_rows(op_id: str | None, default_embargo_days: int) -> list[dict]:
     """The frames, each with its release date (from its proposal's document in force, read now)."""
     items = frames.frames_of_op(op_id) if op_id else sorted(frames.all_frames(), key=lambda f: (f.op_id, f.date_obs))
     known = proposals.get_many({item.proposal_id for item in items})

@@ -111,8 +111,9 @@ def test_a_task_process_killed_mid_run_fails_its_run_with_one_ticket_and_a_redri
     [run] = failed
     [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
     assert ticket.kind == "failure:infrastructure" and "redrive" in ticket.suggested_action
-    # When the processes run again undisturbed and the run is redriven
-    os.environ.update(faults.environment(RATE, seed=20261122))
+    # When the processes run again undisturbed (no faults: at 5 % a task of the redrive could be killed again) and
+    # the run is redriven
+    os.environ.pop(faults.ENV)
     service.redrive(run.run_id)
     while (current := runs.get(run.run_id)).status != "SUCCEEDED":
         assert time.monotonic() < deadline + 120 and current.status != "FAILED", current.status

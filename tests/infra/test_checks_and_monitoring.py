@@ -63,10 +63,10 @@ def test_cfn_lint_finds_no_errors(synthesized, stage):
     assert [str(m) for m in matches] == []
 
 
-def test_alarms_watch_dead_letters_failed_runs_and_ingest_errors_and_tell_the_operators(dev):
+def test_alarms_watch_dead_letters_failed_runs_ingest_and_release_errors_and_tell_the_operators(dev):
     monitoring, operators = dev.stack.monitoring, dev.stack.operations.topics["operators"]
     alarms = {name: dev.resource(alarm)["Properties"] for name, alarm in monitoring.alarms.items()}
-    assert set(alarms) == {"dead-letters", "failed-runs", "ingest-errors"}
+    assert set(alarms) == {"dead-letters", "failed-runs", "ingest-errors", "release-errors"}
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": dev.logical_id(operators)}]
         assert alarm["OKActions"] == [{"Ref": dev.logical_id(operators)}]
@@ -78,6 +78,7 @@ def test_alarms_watch_dead_letters_failed_runs_and_ingest_errors_and_tell_the_op
                                                                      "QueueName"]}
     assert alarms["ingest-errors"]["MetricName"] == "Errors"
     assert alarms["ingest-errors"]["Dimensions"][0]["Value"] == {"Ref": dev.logical_id(dev.stack.ingest.handler.function)}
+    assert alarms["release-errors"]["Dimensions"][0]["Value"] == {"Ref": dev.logical_id(dev.stack.embargo.release.function)}
     # Failed runs: the sum over every recipe's state machine
     failed = [m for m in alarms["failed-runs"]["Metrics"] if "MetricStat" in m]
     assert len(failed) == len(RECIPES)

@@ -115,3 +115,28 @@ def test_datasets_under_embargo_are_listed_from_their_sparse_index_soonest_relea
     # And a released dataset leaves the index
     store.update_dataset("ds-2", embargo=None, released_at=DAY)
     assert [d.dataset_id for d in store.datasets_under_embargo()] == ["ds-0"]
+
+
+def test_a_table_kept_from_an_earlier_version_gets_the_indexes_declared_since(bound):
+    # Given the datasets table as an earlier obsflow made it, without the under-embargo index, holding a dataset
+    settings, _ = bound
+    dynamodb = boto3.client("dynamodb", region_name=settings.region)
+    name = settings.table_name("datasets")
+    dynamodb.delete_table(TableName=name)
+    schema = tables.datasets.DatasetItem._get_schema()
+    older = [i for i in schema["global_secondary_indexes"] if i["index_name"] != "under-embargo"]
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema["key_schema"],
+        AttributeDefinitions=[d for d in schema["attribute_definitions"] if d["AttributeName"] not in ("embargo", "release_date")],
+        GlobalSecondaryIndexes=[{"IndexName": i["index_name"], "KeySchema": i["key_schema"],
+                                 "Projection": i["projection"]} for i in older])
+    tables.datasets.DatasetItem(
+        "ds-old", run_id="r", proposal_id="p", candidate_id="c", recipe="r@1", bucket="b", prefix="p/ds-old/",
+        product_id="p", version_key="v", created_at=DAY, release_date="2027-01-01", embargo=EMBARGOED).save()
+    # When the local stack starts on it (creating what is missing)
+    tables.create_tables()
+    # Then the index exists and lists what the table holds
+    indexes = {i["IndexName"] for i in dynamodb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]}
+    assert "under-embargo" in indexes
+    assert [d.dataset_id for d in tables.datasets.under_embargo()] == ["ds-old"]
+    assert tables.base.add_missing_indexes(tables.datasets.DatasetItem) == []

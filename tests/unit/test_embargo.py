@@ -12,6 +12,7 @@ import json
 import pytest
 
 from obsflow import embargo
+from obsflow.errors import TransientError
 from obsflow.embargo import Proposal
 from obsflow.runs import layout
 from obsflow.runs.releases import ReleaseService
@@ -122,6 +123,7 @@ def test_catalog_tags_every_product_with_its_release_date_and_tells_the_pi():
     # Then the dataset is under embargo until 30 days after its frames, and so is every object written for it
     assert (dataset.release_date, dataset.embargo) == ("2026-12-20", embargo.EMBARGOED)
     assert dataset.release_basis == {"pid_1_23": "2026-11-20"}
+    assert service.store.instances[dataset.instance_id].release_date == "2026-12-20"  # known since planning
     written = {key: tags for (bucket, key), tags in service.documents.tags.items() if bucket == "data"}
     assert set(written) == {dataset.prefix + name for name in ("census.json", "SHA256SUMS", "provenance.json")}
     assert set(map(json.dumps, written.values())) == {json.dumps(
@@ -177,3 +179,30 @@ def test_the_release_job_opens_due_datasets_once_and_redates_the_others_from_rev
             if key.startswith(released.prefix)} == {"false"}
     # And a second run the same day releases nothing again
     assert job.release(now).released == []
+
+
+def test_a_dataset_whose_objects_cannot_be_tagged_stays_private_and_the_others_are_released():
+    # Given two datasets due for release, and S3 failing to tag the first one's objects
+    service = make_service()
+    service.store.known_proposals["pid_1_23"] = Proposal("pid_1_23", embargo_days=400)
+    first, second = catalogued(service, "c1")["dataset_id"], catalogued(service, "c2")["dataset_id"]
+    service.store.known_proposals["pid_1_23"] = Proposal("pid_1_23", embargo_days=0)
+    tag_prefix, failing = service.documents.tag_prefix, service.store.datasets[first].prefix
+
+    def flaky(bucket, prefix, tags):
+        if prefix == failing:
+            raise TransientError("S3 PutObjectTagging: SlowDown")
+        return tag_prefix(bucket, prefix, tags)
+
+    service.documents.tag_prefix = flaky
+    job = ReleaseService(service.store, service.documents, service.settings)
+    now = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    # When the release job runs
+    report = job.release(now)
+    # Then the other is released, and the failing one stays under embargo, named with the error
+    assert report.released == [second]
+    assert report.failed == [{"dataset_id": first, "error": "S3 PutObjectTagging: SlowDown"}]
+    assert service.store.datasets[first].embargo == embargo.EMBARGOED
+    # And the next run, with S3 back, releases it
+    service.documents.tag_prefix = tag_prefix
+    assert job.release(now).released == [first]

@@ -253,11 +253,12 @@ class IngestService:
 
     def _accept_proposal(self, proposal: ProposalDocument, ref: ObjectRef) -> None:
         """The document written last to S3 is in force, whatever order its notifications come in."""
-        modified_at = self.reader.modified_at(ref.bucket, ref.key, ref.version_id) or self.clock()
-        changes = self.store.record_proposal(proposal, ref.key, ref.version_id, modified_at, self.clock())
+        version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)
+        modified_at = self.reader.modified_at(ref.bucket, ref.key, version_id) or self.clock()
+        changes = self.store.record_proposal(proposal, ref.key, version_id, modified_at, self.clock())
         if changes is None:
             logger.info("older proposal document ignored: a newer one is in force",
-                        extra={"key": ref.key, "version_id": ref.version_id, "modified_at": modified_at.isoformat()})
+                        extra={"key": ref.key, "version_id": version_id, "modified_at": modified_at.isoformat()})
         elif changes:
             logger.info("proposal revised", extra={"proposal_id": proposal.proposal_id, "changes": changes})
 

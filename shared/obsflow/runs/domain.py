@@ -144,6 +144,7 @@ class Instance:
     date_processed: dt.datetime | None = None  # when its latest run ended, successfully or not
     estimated_cpu_s: float | None = None
     estimated_bytes: int | None = None
+    release_date: str | None = None  # the latest of its inputs' release dates at planning (its dataset's decides)
     run_ids: set[str] = field(default_factory=set)
     campaign: str | None = None  # the campaign that made this copy of an instance (reprocessing)
     overrides: dict[str, Any] | None = None  # the campaign's configuration overrides

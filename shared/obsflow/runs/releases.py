@@ -2,8 +2,9 @@
 
 Every dataset still under embargo is dated again from its release basis and the proposal documents in
 force (one that came, or changed, after the dataset was catalogued moves its date either way). One that
-is due is re-tagged ``embargoed=false`` object by object, then marked released: a job stopped half-way
-leaves the dataset under embargo, and the next run tags it again (tagging is idempotent). A released
+is due is re-tagged ``embargoed=false`` object by object, then marked released: a job stopped half-way, or
+a dataset whose tagging failed, stays under embargo, and the next run tags it again (tagging is
+idempotent); the other datasets go on. A released
 dataset stays released: a proposal revised later to a later date changes nothing for it.
 """
 
@@ -13,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from obsflow import embargo
+from obsflow.errors import TransientError
 from obsflow.observability import logger
 from obsflow.runs.domain import Dataset
 from obsflow.runs.ports import Documents, RunStore
@@ -24,6 +26,7 @@ class ReleaseReport:
     released: list[str] = field(default_factory=list)
     redated: list[dict] = field(default_factory=list)  # dataset_id, was, now
     under_embargo: int = 0  # after this run
+    failed: list[dict] = field(default_factory=list)  # dataset_id, error: still under embargo, tried again next run
     objects_tagged: int = 0
 
 
@@ -32,26 +35,33 @@ class ReleaseService:
         self.store, self.documents, self.settings = store, documents, settings
 
     def release(self, now: dt.datetime) -> ReleaseReport:
-        report, today = ReleaseReport(), now.date()
+        report = ReleaseReport()
         embargoed = self.store.datasets_under_embargo()
         proposals = self.store.proposals({p for d in embargoed for p in d.release_basis})
         for dataset in embargoed:
-            release = embargo.release_of(dataset.release_basis, proposals, self.settings.default_embargo_days)
-            if not embargo.is_embargoed(release, today):
-                # The objects first: a dataset is marked released only once every object says so.
-                self._tag(dataset, release, today, report, embargo=None, released_at=now)
-                report.released.append(dataset.dataset_id)
-                logger.info("dataset released", extra={"dataset_id": dataset.dataset_id,
-                                                       "release_date": release.isoformat()})
-                continue
-            report.under_embargo += 1
-            if release.isoformat() != dataset.release_date:
-                self._tag(dataset, release, today, report)
-                report.redated.append({"dataset_id": dataset.dataset_id, "was": dataset.release_date,
-                                       "now": release.isoformat()})
+            try:
+                self._release_or_redate(dataset, proposals, now, report)
+            except TransientError as exc:  # this dataset stays under embargo until a later run; the others go on
+                report.failed.append({"dataset_id": dataset.dataset_id, "error": str(exc)})
+                logger.error("dataset not released", extra={"dataset_id": dataset.dataset_id, "error": str(exc)})
         logger.info("release job", extra={"released": report.released, "redated": report.redated,
-                                          "under_embargo": report.under_embargo})
+                                          "under_embargo": report.under_embargo, "failed": report.failed})
         return report
+
+    def _release_or_redate(self, dataset: Dataset, proposals: dict, now: dt.datetime, report: ReleaseReport) -> None:
+        today = now.date()
+        release = embargo.release_of(dataset.release_basis, proposals, self.settings.default_embargo_days)
+        if not embargo.is_embargoed(release, today):
+            # The objects first: a dataset is marked released only once every object says so.
+            self._tag(dataset, release, today, report, embargo=None, released_at=now)
+            report.released.append(dataset.dataset_id)
+            logger.info("dataset released", extra={"dataset_id": dataset.dataset_id, "release_date": release.isoformat()})
+            return
+        report.under_embargo += 1
+        if release.isoformat() != dataset.release_date:
+            self._tag(dataset, release, today, report)
+            report.redated.append({"dataset_id": dataset.dataset_id, "was": dataset.release_date,
+                                   "now": release.isoformat()})
 
     def _tag(self, dataset: Dataset, release: dt.date, today: dt.date, report: ReleaseReport, **changes) -> None:
         report.objects_tagged += self.documents.tag_prefix("data", dataset.prefix,

@@ -379,8 +379,9 @@ class RunService:
         key = layout.input_dataset_key(instance.instance_id, digest if instance.run_ids else None)
         sha256 = self.documents.put_json("work", key, document)
         estimated_cpu_s, estimated_bytes = self.estimate(recipe, len(frames) + len(upstream))
+        _, release, _ = self._release(instance.proposal_id, instance.observed_on, document)
         plan = dict(input_dataset_key=key, input_dataset_sha256=sha256, planned_upstream=planned_upstream,
-                    estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes)
+                    estimated_cpu_s=estimated_cpu_s, estimated_bytes=estimated_bytes, release_date=release.isoformat())
         self.store.update_instance(instance.instance_id, inputs_changed=None, **plan)
         reexecution = digest if instance.run_ids else ""
         instance = dataclasses.replace(instance, **plan)
@@ -610,7 +611,7 @@ class RunService:
         input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
         product_id = layout.product_id_of(input_dataset)
         today = self.clock().date()
-        release_basis, release, proposal = self._release(run, instance, input_dataset)
+        release_basis, release, proposal = self._release(run.proposal_id, instance.observed_on, input_dataset)
         tags = embargo.tags(run.proposal_id, release, today)
         files = []
         keep_all = campaign is not None and campaign.keep_intermediates
@@ -657,18 +658,17 @@ class RunService:
                 "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
                 "notify_pi": recipe.kind == "science" and not developer}
 
-    def _release(self, run: Run, instance: Instance, input_dataset: dict) -> tuple[dict, dt.date, Proposal | None]:
-        """A new dataset's release basis, its release date (the latest of its inputs') and its proposal."""
-        upstream = []
-        for entry in input_dataset.get("upstream", []):
-            if "release_basis" not in entry:  # planned before release dates were kept
-                entry["release_basis"] = getattr(self.store.dataset(entry["dataset_id"]), "release_basis", {})
-            upstream.append(entry["release_basis"])
-        release_basis = embargo.basis(run.proposal_id, instance.observed_on,
+    def _release(self, proposal_id: str, observed_on: str, input_dataset: dict) -> tuple[dict, dt.date, Proposal | None]:
+        """The release basis of what an input dataset makes, its release date (the latest of its inputs') and its
+        proposal, from the proposal documents in force."""
+        upstream = [entry["release_basis"] if "release_basis" in entry  # else planned before they were kept
+                    else getattr(self.store.dataset(entry["dataset_id"]), "release_basis", {})
+                    for entry in input_dataset.get("upstream", [])]
+        release_basis = embargo.basis(proposal_id, observed_on,
                                       ((f.get("proposal_id"), f["date_obs"]) for f in input_dataset["frames"]), upstream)
         proposals = self.store.proposals(set(release_basis))
         release = embargo.release_of(release_basis, proposals, self.settings.default_embargo_days)
-        return release_basis, release, proposals.get(run.proposal_id)
+        return release_basis, release, proposals.get(proposal_id)
 
     def _ask_for_decision(self, dataset_id: str, product_id: str, kind: str, run: Run) -> None:
         """A new version of a product that has an ACTIVE one: both stay ACTIVE, and data quality decides."""

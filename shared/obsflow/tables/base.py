@@ -6,6 +6,7 @@ from pynamodb.connection import base as pynamodb_connection
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
+from obsflow import aws
 from obsflow.aws import botocore_session
 from obsflow.settings import Settings
 
@@ -49,10 +50,31 @@ def bind(settings: Settings) -> None:
 
 
 def create_tables() -> None:
-    """Create every table with the keys and indexes its model declares (local stack, tests)."""
+    """Create every table with the keys and indexes its model declares (local stack, tests); a table kept from an
+    earlier version (the local stack's saved state) gets the indexes declared since, as a deployment adds them."""
     for model in _MODELS.values():
         if not model.exists():
             model.create_table(wait=True)
+        else:
+            add_missing_indexes(model)
+
+
+def add_missing_indexes(model: type[Model]) -> list[str]:
+    """Create the model's global secondary indexes that its table lacks (one per UpdateTable, as DynamoDB
+    allows); their names."""
+    dynamodb = aws.client(bound_settings(), "dynamodb")
+    table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
+    present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    added = []
+    for index in model._get_schema()["global_secondary_indexes"]:
+        if index["index_name"] in present:
+            continue
+        dynamodb.update_table(
+            TableName=model.Meta.table_name, AttributeDefinitions=index["attribute_definitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": {"IndexName": index["index_name"], "KeySchema": index["key_schema"],
+                                                     "Projection": index["projection"]}}])
+        added.append(index["index_name"])
+    return added
 
 
 def models() -> dict[str, type[Model]]:

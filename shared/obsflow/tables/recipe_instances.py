@@ -63,6 +63,7 @@ class RecipeInstanceItem(Model):
     date_processed = UTCDateTimeAttribute(null=True)
     estimated_cpu_s = NumberAttribute(null=True)
     estimated_bytes = NumberAttribute(null=True)
+    release_date = UnicodeAttribute(null=True)
     run_ids = UnicodeSetAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
     overrides = JSONAttribute(null=True)
