@@ -13,6 +13,7 @@ def test_concurrent_invocations_write_every_metric_to_the_file_and_never_fail(tm
     sink = tmp_path / "metrics.jsonl"
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setenv("OBSFLOW_METRICS_FILE", str(sink))
+    metrics.clear_metrics()  # the process's metric set is shared: drop what an earlier test's handlers left
     errors = []
 
     def invocation(count: int) -> None:
@@ -34,7 +35,9 @@ def test_concurrent_invocations_write_every_metric_to_the_file_and_never_fail(tm
     assert errors == []
     lines = [json.loads(line) for line in sink.read_text().splitlines()]
     assert all(line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "obsflow" for line in lines)
-    assert sum(len(v) if isinstance(v := line["FramesCounted"], list) else 1 for line in lines) == 1600
+    # (a handler of a local stack that another test of this process left running may flush its own metrics too)
+    assert sum(len(v) if isinstance(v := line["FramesCounted"], list) else 1
+               for line in lines if "FramesCounted" in line) == 1600
 
 
 def test_disabled_metrics_are_dropped_at_each_flush_and_never_printed(monkeypatch, capsys):
