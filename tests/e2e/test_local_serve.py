@@ -239,13 +239,26 @@ def embargo_is_kept_until_the_release_job_opens_the_dataset(endpoint: str, datas
 
     assert object_tags() == [{"proposal_id": "pid_1_23", "release_date": release, "embargoed": "true"}] * (
         len(dataset["files"]) + 2)
-    # When the daily release job runs the day before, then on the release date
+    # When the daily release job runs the day before the release date, nothing is released
     the_day_before = (dt.date.fromisoformat(release) - dt.timedelta(days=1)).isoformat()
     assert "released 0 dataset(s): -; 1 still under embargo" in cli(endpoint, "release", "--now", the_day_before)
-    said = cli(endpoint, "release", "--now", f"{release}T00:00:00+00:00")
-    # Then the dataset is released: public tags on every object, and nothing is listed as under embargo
-    assert f"released 1 dataset(s): {dataset_id}; 0 still under embargo" in said
-    assert object_tags() == [{"proposal_id": "pid_1_23", "release_date": release, "embargoed": "false"}] * (
+    # When the summit sends a revised proposal document, making the data public from today, and the job runs
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    revised = {"proposal_id": "pid_1_23", "pi": {"name": "Simulated PI", "email": "pi@example.org"},
+               "release_date": today}
+    s3.put_object(Bucket=json.loads(cli(endpoint, "info", "--json"))["buckets"]["ingest"],
+                  Key="proposals/pid_1_23.json", Body=json.dumps(revised).encode())
+    deadline = time.monotonic() + 30
+    while (shown := json.loads(cli(endpoint, "proposals", "show", "pid_1_23", "--json")))["rule"] != \
+            f"public from {today}":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.5)
+    cli(endpoint, "release")  # (the stack's own schedule may have released it already: the outcome is the same)
+    # Then the dataset is released: public tags with its new date on every object, and nothing is under embargo
+    assert object_tags() == [{"proposal_id": "pid_1_23", "release_date": today, "embargoed": "false"}] * (
         len(dataset["files"]) + 2)
     assert json.loads(cli(endpoint, "datasets", "list", "--embargoed", "--json")) == []
-    assert f"public since {release}" in cli(endpoint, "datasets", "show", dataset_id)
+    assert f"public since {today}" in cli(endpoint, "datasets", "show", dataset_id)
+    # And the proposal's history holds the revision
+    assert [e["kind"] for e in shown["events"]] == ["revised"]
+    assert "embargo_days from 365 to None" in shown["events"][0]["detail"]
