@@ -4,8 +4,8 @@ Every dataset still under embargo is dated again from its release basis and the 
 force (one that came, or changed, after the dataset was catalogued moves its date either way). One that
 is due is re-tagged ``embargoed=false`` object by object, then marked released: a job stopped half-way, or
 a dataset whose tagging failed, stays under embargo, and the next run tags it again (tagging is
-idempotent); the other datasets go on. A released
-dataset stays released: a proposal revised later to a later date changes nothing for it.
+idempotent); the other datasets go on. A released dataset stays released: a proposal revised later to a
+later date changes nothing for it.
 """
 
 from __future__ import annotations
