@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,14 +32,21 @@ def tagging(tags: dict[str, str] | None) -> dict:
     return {"Tagging": urlencode(tags)} if tags else {}
 
 
+# Tagging is one request per object, bound by latency: side by side, as many as botocore's connection pool holds,
+# a dataset of 100,000 files is re-tagged in minutes, inside one Lambda invocation.
+TAGGING_THREADS = 10
+
+
 def tag_prefix(s3, bucket: str, prefix: str, tags: dict[str, str]) -> int:
     """Set ``tags`` on every object under ``prefix`` (their current versions); returns how many."""
     tag_set = {"TagSet": [{"Key": key, "Value": value} for key, value in tags.items()]}
     tagged = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            s3.put_object_tagging(Bucket=bucket, Key=item["Key"], Tagging=tag_set)
-            tagged += 1
+    with ThreadPoolExecutor(TAGGING_THREADS) as pool:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [item["Key"] for item in page.get("Contents", [])]
+            # list() waits for the page and raises the first failure
+            list(pool.map(lambda key: s3.put_object_tagging(Bucket=bucket, Key=key, Tagging=tag_set), keys))
+            tagged += len(keys)
     return tagged
 
 
