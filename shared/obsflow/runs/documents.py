@@ -32,8 +32,8 @@ def tagging(tags: dict[str, str] | None) -> dict:
     return {"Tagging": urlencode(tags)} if tags else {}
 
 
-# Tagging is one request per object, bound by latency: side by side, as many as botocore's connection pool holds,
-# a dataset of 100,000 files is re-tagged in minutes, inside one Lambda invocation.
+# Tagging is one request per object, bound on AWS by each request's latency: they go side by side, as many as
+# botocore's connection pool holds. (On moto the server's CPU bounds it, so the local stack gains nothing.)
 TAGGING_THREADS = 10
 
 
