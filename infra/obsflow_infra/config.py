@@ -25,7 +25,8 @@ class StageConfig(BaseModel):
     spot: bool  # dev runs tasks on Fargate Spot first, prod on on-demand Fargate only
     max_vcpus: int = Field(ge=4)
     jira_secret_name: str | None = None  # Secrets Manager secret of the Jira adapter, if any
-    default_embargo_days: int = Field(default=365, ge=0, le=36500)  # for proposals without a document saying
+    # for proposals whose document names no embargo (checked where the stage's Settings are made)
+    default_embargo_days: int = Settings.model_fields["default_embargo_days"].default
     # IAM role ARNs of the data center's staff who may read products under embargo (besides the stage's own roles)
     data_stewards: tuple[str, ...] = ()
 
@@ -47,9 +48,10 @@ class StageConfig(BaseModel):
             "prod": {"log_retention_days": 365, "retain_data": True, "spot": False, "max_vcpus": 256},
         }[stage]
         stewards = app.node.try_get_context("dataStewards") or ()
+        embargo_days = app.node.try_get_context("defaultEmbargoDays")
         return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"),
-                   default_embargo_days=int(app.node.try_get_context("defaultEmbargoDays") or 365),
-                   data_stewards=tuple(stewards.split(",") if isinstance(stewards, str) else stewards), **defaults)
+                   data_stewards=tuple(stewards.split(",") if isinstance(stewards, str) else stewards),
+                   **({"default_embargo_days": int(embargo_days)} if embargo_days is not None else {}), **defaults)
 
     @property
     def logs_retention(self) -> logs.RetentionDays:

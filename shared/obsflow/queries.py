@@ -42,7 +42,7 @@ def proposal_detail(proposal_id: str, default_embargo_days: int) -> dict:
     """One proposal: its PI, its embargo rule, its datasets still under embargo and its document's history."""
     item = proposals.get_item(proposal_id)
     under = [{"dataset_id": d.dataset_id, "kind": d.kind, "release_date": d.release_date}
-             for d in datasets.under_embargo() if d.proposal_id == proposal_id]
+             for d in datasets.listed_where("under_embargo", embargo.EMBARGOED) if d.proposal_id == proposal_id]
     if item is None:
         if not under:
             raise NotFound(f"no proposal document {proposal_id!r} and no dataset of it under embargo; `obsflow "

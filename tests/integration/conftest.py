@@ -6,6 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from obsflow import tables
 from obsflow.ingest.batch import build_service, process_batch
 from obsflow.local import moto_patches
 from obsflow.local.poller import QueuePoller
@@ -46,3 +47,17 @@ def stack():
         poller = QueuePoller(sqs, urls["queue_url"], lambda event, context: process_batch(service, event, context)[0],
                              window_s=0.05, retry_after_s=0)
         yield IngestStack(settings, session.client("s3"), sqs, urls["queue_url"], urls["dlq_url"], poller)
+
+
+@pytest.fixture
+def catalog():
+    """Given the stage's tables and its work and data buckets on moto (no queues, no functions): (settings, s3)."""
+    moto_patches.apply()
+    with mock_aws():
+        settings = Settings(stage="catalog")
+        tables.bind(settings)
+        tables.create_tables()
+        s3 = boto3.client("s3", region_name=settings.region)
+        for bucket in ("work", "data"):
+            s3.create_bucket(Bucket=settings.bucket_name(bucket))
+        yield settings, s3

@@ -6,15 +6,10 @@ import datetime as dt
 import json
 import time
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from obsflow import tables
-from obsflow.local import moto_patches
 from obsflow.runs.domain import Dataset
 from obsflow.runs.store import DynamoRunStore
-from obsflow.settings import Settings
 from obsflow.tables.datasets import SPILL_BYTES, DatasetItem
 
 FRAMES = 20_000
@@ -22,14 +17,8 @@ ITEM_LIMIT = 400 * 1024  # DynamoDB's, which moto enforces too
 
 
 @pytest.fixture
-def store():
-    moto_patches.apply()
-    with mock_aws():
-        settings = Settings(stage="big")
-        tables.bind(settings)
-        tables.create_tables()
-        boto3.client("s3", region_name=settings.region).create_bucket(Bucket=settings.bucket_name("work"))
-        yield DynamoRunStore(settings)
+def store(catalog):
+    return DynamoRunStore(catalog[0])
 
 
 def item_bytes(item: DatasetItem) -> int:

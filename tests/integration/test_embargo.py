@@ -7,18 +7,14 @@ import datetime as dt
 import json
 
 import boto3
-import pytest
-from moto import mock_aws
 
 from obsflow import provenance, tables
 from obsflow.embargo import EMBARGOED
 from obsflow.ingest.documents import ProposalDocument
 from obsflow.ingest.store import DynamoIngestStore
-from obsflow.local import moto_patches
 from obsflow.runs.domain import Dataset
 from obsflow.runs.platform import S3Documents
 from obsflow.runs.store import DynamoRunStore
-from obsflow.settings import Settings
 from obsflow.tables import conflicts, proposals
 
 DAY = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
@@ -39,21 +35,8 @@ def test_a_proposal_document_uploaded_to_the_ingest_bucket_is_recorded_and_a_bro
     assert quarantined == {"proposals/pid_2_1.json": "malformed-json"}
 
 
-@pytest.fixture
-def bound():
-    moto_patches.apply()
-    with mock_aws():
-        settings = Settings(stage="embargo")
-        tables.bind(settings)
-        tables.create_tables()
-        s3 = boto3.client("s3", region_name=settings.region)
-        for bucket in ("work", "data"):
-            s3.create_bucket(Bucket=settings.bucket_name(bucket))
-        yield settings, s3
-
-
-def test_the_document_written_last_is_in_force_and_each_revision_is_in_the_history(bound):
-    settings, _ = bound
+def test_the_document_written_last_is_in_force_and_each_revision_is_in_the_history(catalog):
+    settings, _ = catalog
     store = DynamoIngestStore(settings)
     first = ProposalDocument.model_validate(document(embargo_days=365))
     revised = ProposalDocument.model_validate(document(release_date="2027-03-01"))
@@ -75,8 +58,8 @@ def test_the_document_written_last_is_in_force_and_each_revision_is_in_the_histo
     assert len(conflicts.history(proposals.get_item("pid_1_23"))) == 1
 
 
-def test_products_are_written_with_their_tags_and_re_tagged_by_prefix(bound):
-    settings, s3 = bound
+def test_products_are_written_with_their_tags_and_re_tagged_by_prefix(catalog):
+    settings, s3 = catalog
     documents = S3Documents(settings)
     tags = {"proposal_id": "pid_1_23", "release_date": "2027-11-20", "embargoed": "true"}
     documents.put_json("work", "task-outputs/r/a.json", {"a": 1})
@@ -98,8 +81,8 @@ def test_products_are_written_with_their_tags_and_re_tagged_by_prefix(bound):
     assert tagged("pid_1_23/ds-10/provenance.json")["embargoed"] == "true"
 
 
-def test_datasets_under_embargo_are_listed_from_their_sparse_index_soonest_release_first(bound):
-    store = DynamoRunStore(bound[0])
+def test_datasets_under_embargo_are_listed_from_their_sparse_index_soonest_release_first(catalog):
+    store = DynamoRunStore(catalog[0])
     for number, (release, status) in enumerate([("2027-11-20", EMBARGOED), ("2026-11-01", None),
                                                 ("2027-01-05", EMBARGOED)]):
         store.create_dataset(Dataset(
@@ -117,9 +100,9 @@ def test_datasets_under_embargo_are_listed_from_their_sparse_index_soonest_relea
     assert [d.dataset_id for d in store.datasets_under_embargo()] == ["ds-0"]
 
 
-def test_a_table_kept_from_an_earlier_version_gets_the_indexes_declared_since(bound):
+def test_a_table_kept_from_an_earlier_version_gets_the_indexes_declared_since(catalog):
     # Given the datasets table as an earlier obsflow made it, without the under-embargo index, holding a dataset
-    settings, _ = bound
+    settings, _ = catalog
     dynamodb = boto3.client("dynamodb", region_name=settings.region)
     name = settings.table_name("datasets")
     dynamodb.delete_table(TableName=name)

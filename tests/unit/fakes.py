@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import json
-import datetime as dt
 from dataclasses import dataclass, field
 
 from obsflow.errors import NotFound, Rejected, TransientError
+from obsflow.ingest.documents import StoredDocument
 from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
 from obsflow.runs.domain import HistoryEntry
@@ -35,16 +36,13 @@ class FakeBucket:
     def current_version(self, bucket, key):
         return "v1" if key in self.objects else None
 
-    def modified_at(self, bucket, key, version_id):
-        return self.modified.get(key, FIRST_WRITE) if key in self.objects else None
-
-    def read_all(self, bucket, key, version_id, limit):
+    def read_document(self, bucket, key, version_id, limit):
         self.requests += 1
         body = self.objects[key]
         if len(body) > limit:
             raise Rejected("too-large", "too large")
         self.bytes_read += len(body)
-        return body
+        return StoredDocument(body, version_id or "v1", self.modified.get(key, FIRST_WRITE))
 
 
 @dataclass

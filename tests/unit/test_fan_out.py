@@ -80,7 +80,7 @@ def test_a_run_of_1_or_100000_frames_stays_inside_step_functions_limits(frames):
     run = SimpleNamespace(proposal_id="pid_1_23", candidate_id="cand", recipe_key=VBI.key)
     subject, message = records.availability_message("ds-0123456789ab", "prod-0123456789ab", "0" * 16, run,
                                                     "s3://bucket/pid_1_23/ds-0123456789ab/", files,
-                                                    dt.date(2027, 11, 20), dt.date(2026, 11, 20), None)
+                                                    dt.date(2027, 11, 20), True, None)
     state_input = {"run_id": "run-0123456789ab", "recipe": "vbi-l1", "version": VBI.version, "proposal_id": "pid_1_23",
                    "start": {"result": start_result(chunks)},
                    "catalog": {"result": {"dataset_id": "ds-0123456789ab", "proposal_id": "pid_1_23", "subject": subject,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -92,6 +93,15 @@ class ProposalDocument(BaseModel):
         if self.release_date is not None and self.embargo_days is not None:
             raise ValueError("give release_date or embargo_days, not both: which one would apply is unclear")
         return self
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as S3 holds it: its bytes, the version read and when that version was written."""
+
+    body: bytes
+    version_id: str | None
+    modified_at: dt.datetime
 
 
 def parse_document(model: type[BaseModel], body: bytes, key: str, id_field: str) -> BaseModel:

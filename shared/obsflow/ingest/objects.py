@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from obsflow.errors import Rejected, TransientError
+from obsflow.ingest.documents import StoredDocument
 
 GONE = {"NoSuchKey", "NoSuchVersion", "404"}
 
@@ -50,23 +50,12 @@ class S3ObjectReader:
                 return None
             raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
 
-    def modified_at(self, bucket: str, key: str, version_id: str | None) -> dt.datetime | None:
-        try:
-            return self._s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))[
-                "LastModified"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code", "") in GONE:
-                return None
-            raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise TransientError(f"S3 HeadObject s3://{bucket}/{key} failed: {exc}") from exc
-
-    def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:
+    def read_document(self, bucket: str, key: str, version_id: str | None, limit: int) -> StoredDocument:
         response = self._get(bucket, key, version_id)
         if response.get("ContentLength", 0) > limit:
             response["Body"].close()
             raise Rejected("too-large", f"the document is {response['ContentLength']} bytes; at most {limit} are accepted")
-        return response["Body"].read()
+        return StoredDocument(response["Body"].read(), response.get("VersionId") or version_id, response["LastModified"])
 
 
 class PrefetchingReader:

@@ -13,7 +13,13 @@ from typing import Protocol
 from urllib.parse import unquote_plus
 
 from obsflow.errors import Rejected
-from obsflow.ingest.documents import ProcessingCandidate, ProposalDocument, TransferManifest, parse_document
+from obsflow.ingest.documents import (
+    ProcessingCandidate,
+    ProposalDocument,
+    StoredDocument,
+    TransferManifest,
+    parse_document,
+)
 from obsflow.ingest.fits_header import RangeReader, read_header_values
 from obsflow.ingest.frames import Frame, frame_from_header
 from obsflow.ingest.readiness import OpState, completed_by_change, missing
@@ -36,14 +42,11 @@ class ObjectRef:
 
 
 class ObjectReader(RangeReader, Protocol):
-    def read_all(self, bucket: str, key: str, version_id: str | None, limit: int) -> bytes:
-        """The whole object; Rejected if it is larger than ``limit``."""
+    def read_document(self, bucket: str, key: str, version_id: str | None, limit: int) -> StoredDocument:
+        """The whole object (the given version, else the current one); Rejected if larger than ``limit``."""
 
     def current_version(self, bucket: str, key: str) -> str | None:
         """The object's current version id."""
-
-    def modified_at(self, bucket: str, key: str, version_id: str | None) -> dt.datetime | None:
-        """When the object (version) was written to S3; None if it is gone."""
 
 
 class IngestStore(Protocol):
@@ -202,13 +205,15 @@ class IngestService:
                 header_bytes=read,
             )
         if prefix in ("manifests", "candidates", "proposals") and len(parts) == 2 and ref.key.endswith(".json"):
-            body = self.reader.read_all(ref.bucket, ref.key, ref.version_id, MAX_DOCUMENT_BYTES)
+            stored = self.reader.read_document(ref.bucket, ref.key, ref.version_id, MAX_DOCUMENT_BYTES)
             if prefix == "manifests":
-                self._accept_manifest(parse_document(TransferManifest, body, ref.key, "manifest_id"), ref, report)
+                self._accept_manifest(parse_document(TransferManifest, stored.body, ref.key, "manifest_id"), ref, report)
             elif prefix == "candidates":
-                self._accept_candidate(parse_document(ProcessingCandidate, body, ref.key, "candidate_id"), ref, report)
+                self._accept_candidate(parse_document(ProcessingCandidate, stored.body, ref.key, "candidate_id"), ref,
+                                       stored, report)
             else:
-                self._accept_proposal(parse_document(ProposalDocument, body, ref.key, "proposal_id"), ref)
+                self._accept_proposal(parse_document(ProposalDocument, stored.body, ref.key, "proposal_id"), ref,
+                                      stored)
             report.documents += 1
             return None
         if prefix == "raw" and ref.key.lower().endswith(COMPRESSED_CONTAINERS):
@@ -234,11 +239,12 @@ class IngestService:
             if state.complete:
                 self._evaluate_all(candidate_ids, report)
 
-    def _accept_candidate(self, candidate: ProcessingCandidate, ref: ObjectRef, report: BatchReport) -> None:
+    def _accept_candidate(self, candidate: ProcessingCandidate, ref: ObjectRef, stored: StoredDocument,
+                          report: BatchReport) -> None:
         outcome = self.store.record_candidate(candidate, ref.key, ref.version_id, self.clock())
         if outcome.differences:
             what = ", ".join(outcome.differences)
-            version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)
+            version_id = ref.version_id or stored.version_id
             reason = (f"candidate {candidate.candidate_id} was received before with another {what}; the first "
                       "version stays the one processed. To process this one, upload it under a new candidate id")
             report.quarantined += 1
@@ -251,14 +257,13 @@ class IngestService:
             return
         self._evaluate_all({candidate.candidate_id}, report)
 
-    def _accept_proposal(self, proposal: ProposalDocument, ref: ObjectRef) -> None:
+    def _accept_proposal(self, proposal: ProposalDocument, ref: ObjectRef, stored: StoredDocument) -> None:
         """The document written last to S3 is in force, whatever order its notifications come in."""
-        version_id = ref.version_id or self.reader.current_version(ref.bucket, ref.key)
-        modified_at = self.reader.modified_at(ref.bucket, ref.key, version_id) or self.clock()
-        changes = self.store.record_proposal(proposal, ref.key, version_id, modified_at, self.clock())
+        changes = self.store.record_proposal(proposal, ref.key, stored.version_id, stored.modified_at, self.clock())
         if changes is None:
             logger.info("older proposal document ignored: a newer one is in force",
-                        extra={"key": ref.key, "version_id": version_id, "modified_at": modified_at.isoformat()})
+                        extra={"key": ref.key, "version_id": stored.version_id,
+                               "modified_at": stored.modified_at.isoformat()})
         elif changes:
             logger.info("proposal revised", extra={"proposal_id": proposal.proposal_id, "changes": changes})
 

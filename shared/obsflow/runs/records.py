@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from obsflow import embargo
 from obsflow.embargo import Proposal
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout
@@ -104,9 +103,9 @@ def provenance(run: Run, input_dataset: dict, records: list[dict]) -> dict:
     }
 
 
-def release_sentence(proposal_id: str, release: dt.date, today: dt.date, proposal: Proposal | None) -> str:
+def release_sentence(proposal_id: str, release: dt.date, embargoed: bool, proposal: Proposal | None) -> str:
     """What the PI is told about access to the dataset."""
-    if not embargo.is_embargoed(release, today):
+    if not embargoed:
         return f"Public since {release.isoformat()}: the archive serves it to everyone."
     rule = proposal.rule if proposal else "no proposal document received: the default embargo applies"
     return (f"Under embargo until {release.isoformat()} ({rule}): until then only principals of proposal "
@@ -114,7 +113,7 @@ def release_sentence(proposal_id: str, release: dt.date, today: dt.date, proposa
 
 
 def availability_message(dataset_id: str, product_id: str, version: str, run: Run, location: str,
-                         files: list[dict], release: dt.date, today: dt.date,
+                         files: list[dict], release: dt.date, embargoed: bool,
                          proposal: Proposal | None) -> tuple[str, dict]:
     """The PI's notification: a subject and a JSON body, stating when the dataset becomes public."""
     l1_count = sum("l1" in f["tags"] for f in files)
@@ -126,7 +125,6 @@ def availability_message(dataset_id: str, product_id: str, version: str, run: Ru
         "dataset_id": dataset_id, "product_id": product_id, "version": version, "proposal_id": run.proposal_id,
         "candidate_id": run.candidate_id, "recipe": run.recipe_key, "location": location, "l1_frames": l1_count,
         "files": names, "summary": summary, "release_date": release.isoformat(),
-        "embargoed": embargo.is_embargoed(release, today),
-        "access": release_sentence(run.proposal_id, release, today, proposal),
+        "embargoed": embargoed, "access": release_sentence(run.proposal_id, release, embargoed, proposal),
         "pi": {"name": proposal.pi_name, "email": proposal.pi_email} if proposal else None,
     }

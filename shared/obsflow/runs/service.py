@@ -612,7 +612,7 @@ class RunService:
         product_id = layout.product_id_of(input_dataset)
         today = self.clock().date()
         release_basis, release, proposal = self._release(run.proposal_id, instance.observed_on, input_dataset)
-        tags = embargo.tags(run.proposal_id, release, today)
+        embargoed, tags = embargo.is_embargoed(release, today), embargo.tags(run.proposal_id, release, today)
         files = []
         keep_all = campaign is not None and campaign.keep_intermediates
         for record in task_records:
@@ -640,7 +640,7 @@ class RunService:
             campaign=run.campaign, status=DEVELOPMENT if developer else ACTIVE,
             expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
             release_date=release.isoformat(), release_basis=release_basis,
-            embargo=EMBARGOED if embargo.is_embargoed(release, today) else None,
+            embargo=EMBARGOED if embargoed else None,
         ))
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
@@ -651,7 +651,7 @@ class RunService:
         self._downstream_of_new_dataset(run.instance_id, dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
         subject, message = records.availability_message(dataset_id, product_id, key, run, location, files, release,
-                                                        today, proposal)
+                                                        embargoed, proposal)
         logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files),
                                                  "kind": recipe.kind})
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,

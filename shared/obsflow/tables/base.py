@@ -52,18 +52,21 @@ def bind(settings: Settings) -> None:
 def create_tables() -> None:
     """Create every table with the keys and indexes its model declares (local stack, tests); a table kept from an
     earlier version (the local stack's saved state) gets the indexes declared since, as a deployment adds them."""
+    dynamodb = aws.client(bound_settings(), "dynamodb")
     for model in _MODELS.values():
-        if not model.exists():
+        try:
+            table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
+        except dynamodb.exceptions.ResourceNotFoundException:
             model.create_table(wait=True)
         else:
-            add_missing_indexes(model)
+            add_missing_indexes(model, table)
 
 
-def add_missing_indexes(model: type[Model]) -> list[str]:
-    """Create the model's global secondary indexes that its table lacks (one per UpdateTable, as DynamoDB
-    allows); their names."""
+def add_missing_indexes(model: type[Model], table: dict | None = None) -> list[str]:
+    """Create the model's global secondary indexes that its table (as DescribeTable gave it) lacks, one per
+    UpdateTable, as DynamoDB allows; their names."""
     dynamodb = aws.client(bound_settings(), "dynamodb")
-    table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
+    table = table or dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
     present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
     added = []
     for index in model._get_schema()["global_secondary_indexes"]:
