@@ -172,3 +172,10 @@ def test_the_release_job_runs_daily_and_may_only_tag_products(dev):
     assert on_data == {"s3:PutObjectTagging", "s3:ListBucket"}
     variables = dev.resource(release.function)["Properties"]["Environment"]["Variables"]
     assert variables["OBSFLOW_DEFAULT_EMBARGO_DAYS"] == "365"
+
+
+def test_the_default_embargo_named_at_synthesis_reaches_every_function(tmp_path):
+    synthesized = synthesize("dev", tmp_path, defaultEmbargoDays=90)
+    for function in synthesized.stack.functions.values():
+        variables = synthesized.resource(function.function)["Properties"]["Environment"]["Variables"]
+        assert variables["OBSFLOW_DEFAULT_EMBARGO_DAYS"] == "90"
