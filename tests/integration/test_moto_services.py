@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -133,3 +135,36 @@ def test_the_patches_refuse_a_moto_release_they_were_not_written_for():
     # And the pinned one passes
     moto_patches.check_version(moto_patches.PINNED_MOTO)
     assert sys.modules["moto"].__version__ == moto_patches.PINNED_MOTO
+
+
+
+def test_jobs_are_described_while_an_array_job_adds_its_children(aws):
+    # Given moto's Batch backend holding jobs, and a request adding an array job's children one by one
+    from moto.batch.models import batch_backends
+
+    backend = batch_backends["123456789012"][REGION]
+    job = SimpleNamespace(arn="arn:aws:batch:job/0", describe=dict, status="SUCCEEDED")
+    for index in range(2000):
+        backend._jobs[f"job-{index}"] = job
+    errors = []
+
+    def add_children():
+        for index in range(20_000):
+            backend._jobs[f"child-{index}"] = job
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as under load
+    try:
+        adding = threading.Thread(target=add_children)
+        adding.start()
+        # When another request describes jobs meanwhile (as Step Functions polls a submitJob.sync job)
+        while adding.is_alive():
+            try:
+                backend.describe_jobs(["job-1"])
+            except RuntimeError as exc:  # "dictionary changed size during iteration"
+                errors.append(exc)
+        adding.join()
+    finally:
+        sys.setswitchinterval(interval)
+    # Then every description succeeds
+    assert errors == []

@@ -108,10 +108,39 @@ def _start_job(self, include_start_attempt: bool, job) -> None:
                      daemon=True).start()
 
 
+class _JobRegistry(dict):
+    """moto's jobs by id, iterated as a snapshot: DescribeJobs walks the jobs in one request thread while
+    SubmitJob adds an array job's children in another (CPython copies a dict into a list without letting
+    another thread in)."""
+
+    def items(self):
+        return list(dict.items(self))
+
+    def values(self):
+        return list(dict.values(self))
+
+    def keys(self):
+        return list(dict.keys(self))
+
+    def __iter__(self):
+        return iter(list(dict.keys(self)))
+
+
+def _with_job_registry(init):
+    def made(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._jobs = _JobRegistry()
+
+    made.patched = True
+    return made
+
+
 def apply() -> None:
-    from moto.batch.models import Job
+    from moto.batch.models import BatchBackend, Job
     from moto.batch_simple.models import BatchSimpleBackend
 
     BatchSimpleBackend._mark_job_as_finished = _start_job
     if not getattr(Job.describe, "patched", False):
         Job.describe = _describe_job_with_exit_code(Job.describe)
+    if not getattr(BatchBackend.__init__, "patched", False):
+        BatchBackend.__init__ = _with_job_registry(BatchBackend.__init__)
