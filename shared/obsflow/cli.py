@@ -578,9 +578,6 @@ def recipes_register(ctx, file):
     candidates that name it, and discovery rules that name the recipe, get its latest version.
     Without FILE: register this release's shipped recipes (deployments do this).
     """
-    import getpass
-
-    from obsflow import aws
     from obsflow.recipes import registry
     from obsflow.recipes.definitions import parse_recipe
     from obsflow.recipes.model import RecipeError
@@ -599,6 +596,17 @@ def recipes_register(ctx, file):
         raise click.ClickException(f"{recipe.key} names task entrypoints the task image does not have: "
                                    f"{', '.join(unknown)}; a file can only use registered tasks")
     click.echo(f"registering {recipe.key} ({len(recipe.tasks)} tasks) ...")
+    result = _register_recipe(settings, recipe)
+    click.echo(f"{recipe.key} {'registered' if result['new'] else 'was already registered (same definition)'}; "
+               f"state machine {result['state_machine']}")
+
+
+def _register_recipe(settings: Settings, recipe) -> dict:
+    """Record a recipe version and make its state machine, through the stage's register-recipes function."""
+    import getpass
+
+    from obsflow import aws
+
     response = aws.client(settings, "lambda").invoke(
         FunctionName=settings.function_name("register-recipes"), InvocationType="RequestResponse",
         Payload=console.to_json({"definition": recipe.model_dump(mode="json"), "registered_by": getpass.getuser()}),
@@ -606,8 +614,7 @@ def recipes_register(ctx, file):
     result = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
         raise click.ClickException(f"{recipe.key} was not registered: {result.get('errorMessage', result)}")
-    click.echo(f"{recipe.key} {'registered' if result['new'] else 'was already registered (same definition)'}; "
-               f"state machine {result['state_machine']}")
+    return result
 
 
 def _unknown_entrypoints(recipe) -> list[str]:
@@ -616,6 +623,9 @@ def _unknown_entrypoints(recipe) -> list[str]:
 
     unknown = []
     for task in recipe.tasks:
+        if task.pipeline_task:
+            unknown.append(f"{task.pipeline_task} (a pipeline's task: `obsflow pipelines add` registers those)")
+            continue
         module, _, name = task.entrypoint.partition(":")
         try:
             found = hasattr(importlib.import_module(module), name)
@@ -1484,6 +1494,74 @@ def resume(ctx):
     _runs(ctx).resume()
     waiting = len(queries.run_rows("READY"))
     click.echo(f"automated submission resumed for stage '{settings.stage}'; {waiting} run(s) waiting to start")
+
+
+@main.group()
+def pipelines():
+    """Instrument teams' published pipelines (DKIST's dkist-processing-vbi, -visp, -test, ...), run unchanged.
+
+    \b
+    `add PACKAGE==VERSION` builds the pipeline's own environment (a venv from the package's pinned set,
+    never obsflow's own; on AWS a task image per pipeline version) and registers each of its workflows as
+    a recipe version, named after the workflow and versioned as the package. A candidate names one in its
+    "recipe" field, or a discovery rule chooses it. obsflow hosts its tasks: scratch, Redis, the metadata
+    store, staging from S3 and collecting the outputs into the catalogue.
+    """
+
+
+def _pipelines(ctx):
+    from obsflow import aws
+    from obsflow.pipelines.service import PipelineService
+
+    settings = _settings(ctx)
+    return PipelineService(settings, aws.client(settings, "s3"), lambda recipe: _register_recipe(settings, recipe))
+
+
+@pipelines.command("add")
+@click.argument("requirement", metavar="PACKAGE==VERSION")
+@operator_command
+@click.pass_context
+def pipelines_add(ctx, requirement):
+    """Build PACKAGE==VERSION's environment (once) and register its workflows as recipes."""
+    import getpass
+
+    from obsflow.pipelines.environments import EnvironmentError_
+
+    try:
+        record = _pipelines(ctx).add(requirement, getpass.getuser(), log=click.echo)
+    except EnvironmentError_ as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{record['name']}: {len(record['workflows'])} workflow(s) registered as recipes; "
+               f"`obsflow pipelines show {record['package']}` lists them")
+
+
+@pipelines.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+@click.pass_context
+def pipelines_list(ctx, as_json):
+    """Pipelines added to this stage, with their environments and workflows."""
+    rows = [{**p, "workflows": len(p["workflows"]), "size_gb": round((p.get("size_bytes") or 0) / 1e9, 2)}
+            for p in _pipelines(ctx).list()]
+    console.emit(rows, ["package", "version", "workflows", "size_gb", "build_seconds", "added_by", "added_at"], as_json,
+                 "no pipelines added; `obsflow pipelines add dkist-processing-vbi==1.23.4` adds DKIST's VBI pipeline")
+
+
+@pipelines.command("show")
+@click.argument("name", metavar="PACKAGE[==VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+@click.pass_context
+def pipelines_show(ctx, name, as_json):
+    """One pipeline: its environment and each workflow's recipe."""
+    record = _pipelines(ctx).show(name)
+    if as_json:
+        click.echo(console.to_json(record))
+        return
+    console.fields(record, ("name", "environment", "python", "build_seconds", "size_bytes", "parameters", "added_by",
+                            "added_at"), 14)
+    click.echo("\nworkflows (each a recipe; `obsflow recipes show RECIPE` draws its DAG):")
+    console.table(record["workflows"], ["workflow", "recipe", "version", "instrument", "tasks", "resource_classes"], "")
 
 
 if __name__ == "__main__":

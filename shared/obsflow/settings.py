@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     state_machine_role_arn: str | None = None
     state_machine_log_group_arn: str | None = None
     prices: Prices = Prices()
+    # Hosted pipelines (obsflow.pipelines): where their environments are (a venv each, locally; the task image's
+    # on AWS), the scratch their tasks share (a directory locally, EFS on AWS) and where the services they call
+    # answer (host:port of "metadata-store" and "scratch-inventory", Redis), as the local stack or the stage sets.
+    pipelines_dir: str | None = None
+    scratch_dir: str | None = None
+    pipeline_services: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("stage", "region")
     @classmethod

@@ -159,7 +159,7 @@ def plausible_vbi_header(task_type: str, index: int, n_frames: int, when: dt.dat
         # polarimetric calibration optics out of the beam
         "PAC__005": "0.0", "PAC__007": "0.0",
         # VBI: one field position, every frame an output frame, r0 in cm
-        "VBI__001": G_BAND_FWHM_NM, "VBI__003": 1, "VBI__004": 1, "VBI__007": n_frames, "VBI__008": index + 1,
+        "VBI__001": G_BAND_FWHM_NM, "VBI__002": "1", "VBI__003": 1, "VBI__004": 1, "VBI__007": n_frames, "VBI__008": index + 1,
         "VBI__009": round(fried_parameter * 100, 3),
     }
     # one software and one hardware region of interest, centred on the chip; the others unused

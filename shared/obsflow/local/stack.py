@@ -70,6 +70,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.poller: QueuePoller | None = None
+        self.pipeline_services = None
 
     @property
     def endpoint_url(self) -> str:
@@ -142,8 +143,9 @@ class LocalStack:
         )
         urllib.request.urlopen(request, timeout=10).read()
 
+        session = boto3.Session(region_name=self.settings_now().region)
+        self._start_pipeline_services(session)
         self.settings = settings_module.get_settings()
-        session = boto3.Session(region_name=self.settings.region)
         if self.state is not None:
             self.restored = self.state.restore()  # before the resources: those restored are kept, not made anew
             if self.restored is not None:  # published again once every resource exists, as at a first start
@@ -163,6 +165,26 @@ class LocalStack:
         if self.state is not None:
             self._start_thread("state-snapshots", self.state.keep_saving)
         return self
+
+    @staticmethod
+    def settings_now():
+        settings_module.get_settings.cache_clear()
+        return settings_module.get_settings()
+
+    def _start_pipeline_services(self, session) -> None:
+        """Redis and the metadata store for hosted pipelines' tasks (obsflow.pipelines), and their scratch."""
+        from obsflow.local.pipeline_services import PipelineServices
+
+        settings = self.settings_now()
+        s3 = session.client("s3", endpoint_url=self.endpoint_url)
+        self.pipeline_services = PipelineServices(s3, settings.bucket_name("work")).start()
+        scratch = (self.state.directory if self.state is not None else self.side_logs) / "scratch"
+        variables = {"OBSFLOW_PIPELINE_SERVICES": json.dumps(self.pipeline_services.addresses),
+                     "OBSFLOW_SCRATCH_DIR": os.environ.get("OBSFLOW_SCRATCH_DIR") or str(scratch)}
+        for name, value in variables.items():
+            self._saved_environment.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        settings_module.get_settings.cache_clear()
 
     def _fail_interrupted_runs(self) -> None:
         """Runs that were running when the stack stopped: their executions and jobs did not survive the
@@ -213,6 +235,9 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.pipeline_services is not None:
+            self.pipeline_services.stop()
+            self.pipeline_services = None
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)

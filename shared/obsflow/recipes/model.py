@@ -123,6 +123,23 @@ class TaskSpec(BaseModel):
     # (a Batch array job; the run option ``chunk_frames`` sets the chunk size), and a gather job then records
     # the chunks' outputs as the task's. Run by hand, it is one job over every frame.
     data_parallel: bool = False
+    # A node of a hosted pipeline's workflow: the pipeline's own task class (module:Class), run unchanged in the
+    # pipeline's environment by ``entrypoint`` (obsflow's host task); its retries are the node's own.
+    pipeline_task: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_delay_s: int = Field(default=60, ge=1, le=3600)
+
+
+class PipelineSource(BaseModel):
+    """Where a hosted pipeline's recipe comes from: a workflow of an instrument team's published package."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    package: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    workflow: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="the workflow's own name")
+    module: str = Field(pattern=r"^[\w.]+$", description="the module that defines the workflow")
+    source_url: str = ""
 
 
 class Estimates(BaseModel):
@@ -141,7 +158,7 @@ class Estimates(BaseModel):
 class Recipe(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     instrument: str
     modes: tuple[str, ...] = ()
@@ -155,6 +172,7 @@ class Recipe(BaseModel):
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     parameters: tuple[Parameter, ...] = ()
     run_configuration: tuple[Option, ...] = ()
+    pipeline: PipelineSource | None = None  # a hosted pipeline's workflow (`obsflow pipelines add`)
 
     @model_validator(mode="after")
     def _valid(self) -> "Recipe":
@@ -180,6 +198,10 @@ class Recipe(BaseModel):
             if task.data_parallel and task.uses is not None and CHUNK_OPTION not in task.uses:
                 raise RecipeError(f"{where}: task {task.name} is data-parallel: list {CHUNK_OPTION} in its uses "
                                   "(its outputs are made per chunk)")
+        hosted = [t.name for t in self.tasks if (t.pipeline_task is None) == (self.pipeline is not None)]
+        if hosted:
+            raise RecipeError(f"{where}: a pipeline's recipe runs pipeline tasks only, and only a pipeline's recipe "
+                              f"does: see task(s) {', '.join(hosted)}")
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")

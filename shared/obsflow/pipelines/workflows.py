@@ -1,0 +1,81 @@
+"""A pipeline's workflows as obsflow recipes: one recipe version per workflow, versioned as the package.
+
+Each node becomes a task run by obsflow's host task (``obsflow_tasks.pipeline:PipelineNode``) with the
+pipeline's own class; the node's resource queue becomes a resource class and its retries the task's.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import yaml
+
+from obsflow.recipes.model import Option, Parameter, PipelineSource, Recipe, RecipeError, TaskSpec
+
+HOST_TASK = "obsflow_tasks.pipeline:PipelineNode"
+RESOURCE_CLASSES = {"default": "default", "high_memory": "high-memory"}
+# DKIST's recipe run configuration (RecipeRunConfiguration), as run options.
+RUN_CONFIGURATION = (
+    Option(name="validate_l1_on_write", type="bool", default=True,
+           description="validate each L1 frame against SPEC-0214 as it is written"),
+    Option(name="teardown_enabled", type="bool", default=True,
+           description="Teardown removes the run's scratch and scratch inventory"),
+)
+
+
+def task_name(class_name: str) -> str:
+    """``TransferL0Data`` -> ``transfer_l0_data``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name)
+    return words.lower()[:48]
+
+
+def recipe_name(workflow_name: str) -> str:
+    """``l0_to_l1_vbi_no-speckle`` -> ``l0-to-l1-vbi-no-speckle``."""
+    name = re.sub(r"[^a-z0-9-]+", "-", workflow_name.lower()).strip("-")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", name):
+        raise RecipeError(f"workflow {workflow_name!r} gives no recipe name (a letter, then up to 62 of a-z, 0-9, -)")
+    return name
+
+
+def known_parameters(package: str) -> tuple[Parameter, ...]:
+    """The science parameters obsflow knows a package's tasks read, with dated values (``parameters/``)."""
+    document = resources.files("obsflow.pipelines") / "parameters" / f"{package}.yaml"
+    if not document.is_file():
+        return ()
+    return tuple(Parameter.model_validate(p) for p in yaml.safe_load(document.read_text()) or [])
+
+
+def source_url(package: str, version: str) -> str:
+    return f"https://pypi.org/project/{package}/{version}/"
+
+
+def documentation_url(package: str, version: str) -> str:
+    """DKIST publishes each pipeline's documentation (workflows, tasks, parameters) on Read the Docs."""
+    return f"https://docs.dkist.nso.edu/projects/{package.removeprefix('dkist-processing-')}/en/v{version}/"
+
+
+def recipe_of(package: str, version: str, workflow: dict, parameters: tuple[Parameter, ...] = ()) -> Recipe:
+    """The recipe version of one workflow, as ``host/read_workflows.py`` describes it."""
+    names = {node["name"]: task_name(node["name"]) for node in workflow["nodes"]}
+    tasks = []
+    for node in workflow["nodes"]:
+        queue = node.get("resource_queue") or "default"
+        if queue not in RESOURCE_CLASSES:
+            raise RecipeError(f"{package} {version} workflow {workflow['workflow_name']}: node {node['name']} asks "
+                              f"for resource queue {queue!r}; obsflow maps {', '.join(RESOURCE_CLASSES)}")
+        tasks.append(TaskSpec(
+            name=names[node["name"]], entrypoint=HOST_TASK, pipeline_task=node["task"],
+            upstreams=tuple(names[u] for u in node["upstreams"]), resource_class=RESOURCE_CLASSES[queue],
+            description=node.get("description") or node["name"], retries=node.get("retries", 0),
+            retry_delay_s=max(1, min(3600, node.get("retry_delay_seconds") or 60)),
+        ))
+    category = workflow.get("category") or package.removeprefix("dkist-processing-")
+    return Recipe(
+        name=recipe_name(workflow["workflow_name"]), version=version, instrument=category.upper(),
+        description=(workflow.get("description") or f"{package} workflow {workflow['workflow_name']}").split("\n\n")[0],
+        documentation_url=documentation_url(package, version), tasks=tuple(tasks), parameters=parameters,
+        run_configuration=RUN_CONFIGURATION,
+        pipeline=PipelineSource(package=package, version=version, workflow=workflow["workflow_name"],
+                                module=workflow["module"], source_url=source_url(package, version)),
+    )
