@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from obsflow.pipelines import environments
 from obsflow.pipelines.records import S3PipelineRecords
+from obsflow.pipelines.workflows import DOCS_BASE_URL
 from obsflow.settings import get_settings
 
 from obsflow_tasks.base import ConfigurationFailure, InfrastructureFailure, Task, TaskFailure
@@ -69,6 +71,8 @@ class PipelineNode(Task):
         configuration = scratch_dir() / ".obsflow-host" / "config"
         (configuration / "astropy").mkdir(parents=True, exist_ok=True)
         (configuration / "astropy" / "astropy.cfg").write_text(ASTROPY_CONFIGURATION)
+        if not spec.upstreams:
+            self._fresh_scratch(scratch_dir() / str(recipe_run))
         handed_over = host / f"{spec.name}.jsonl"
         handed_over.unlink(missing_ok=True)
         environment_variables = {
@@ -79,6 +83,7 @@ class PipelineNode(Task):
             "OBSFLOW_COLLECT_TO": str(handed_over),
             "PYTHONUNBUFFERED": "1",
             "XDG_CONFIG_HOME": str(configuration),
+            "DOCS_BASE_URL": DOCS_BASE_URL,  # the L1 headers' INFO_URL, HEAD_URL and CAL_URL
         }
         command = [str(environment.python), str(environments.host_script("run_node.py")), spec.pipeline_task,
                    "--recipe-run-id", str(recipe_run), "--workflow-name", source.workflow,
@@ -97,6 +102,15 @@ class PipelineNode(Task):
             raise TaskFailure(f"{spec.pipeline_task} of {source.package} {source.version} failed (exit code "
                               f"{process.returncode}): {last[:300]}")
         self._collect(handed_over)
+
+    def _fresh_scratch(self, scratch: Path) -> None:
+        """A run starts on an empty scratch: what a run of the same id left there (a stack restarted without
+        its state) is removed before the run's first task. A redrive keeps it: the tasks that succeeded did."""
+        records = self.context.s3.list_objects_v2(Bucket=self.context.work_bucket,
+                                                  Prefix=f"runs/{self.run_id}/tasks/", MaxKeys=1)
+        if scratch.exists() and not records.get("KeyCount"):
+            print(f"obsflow host: removing {scratch}, left by an earlier run of the same id", flush=True)
+            shutil.rmtree(scratch)
 
     def _collect(self, handed_over: Path) -> None:
         """What the node handed over: its files as this task's outputs (products), its messages as a record."""

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from obsflow.pipelines.metadata_store import MetadataStore, MetadataStoreServer
 from obsflow.pipelines.records import S3PipelineRecords
@@ -40,8 +41,10 @@ def _answers(port: int, timeout_s: float) -> bool:
 
 
 class PipelineServices:
-    def __init__(self, s3, work_bucket: str):
-        self.s3, self.work_bucket = s3, work_bucket
+    def __init__(self, s3, work_bucket: str, state_dir=None):
+        """``state_dir``: where Redis keeps its data across restarts (an append-only file), so a run redriven
+        after a restart finds its tags; None: in memory only."""
+        self.s3, self.work_bucket, self.state_dir = s3, work_bucket, state_dir
         self.redis_kind = ""
         self._redis_process: subprocess.Popen | None = None
         self._fake_redis = None
@@ -57,9 +60,13 @@ class PipelineServices:
         self.redis_port = _free_port()
         server = shutil.which("redis-server")
         if server:
+            if self.state_dir is not None:
+                Path(self.state_dir).mkdir(parents=True, exist_ok=True)
+            persistence = ["--appendonly", "yes", "--dir", str(self.state_dir)] if self.state_dir is not None else \
+                ["--appendonly", "no", "--dir", tempfile.gettempdir()]
             self._redis_process = subprocess.Popen(
-                [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", tempfile.gettempdir(), "--databases", "16", "--loglevel", "warning"],
+                [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", *persistence,
+                 "--databases", "16", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if _answers(self.redis_port, 10):
                 self.redis_kind = f"redis-server ({server})"

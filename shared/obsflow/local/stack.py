@@ -177,7 +177,8 @@ class LocalStack:
 
         settings = self.settings_now()
         s3 = session.client("s3", endpoint_url=self.endpoint_url)
-        self.pipeline_services = PipelineServices(s3, settings.bucket_name("work")).start()
+        redis_dir = self.state.directory / "redis" if self.state is not None else None
+        self.pipeline_services = PipelineServices(s3, settings.bucket_name("work"), redis_dir).start()
         scratch = (self.state.directory if self.state is not None else self.side_logs) / "scratch"
         variables = {"OBSFLOW_PIPELINE_SERVICES": json.dumps(self.pipeline_services.addresses),
                      "OBSFLOW_SCRATCH_DIR": os.environ.get("OBSFLOW_SCRATCH_DIR") or str(scratch)}

@@ -50,7 +50,15 @@ def quality_prefix(dataset_id: str) -> str:
     return f"pipelines/qualities/{dataset_id}/"
 
 
-def input_dataset_parts(input_dataset: dict, configuration: dict, observed_on: str) -> dict[str, list]:
+def with_bucket(value, bucket: str):
+    """A file parameter's value (``{"__file__": {"objectKey": ...}}``) names the bucket obsflow keeps it in."""
+    if isinstance(value, dict) and isinstance(value.get("__file__"), dict):
+        return {"__file__": {"bucket": bucket, **value["__file__"]}}
+    return value
+
+
+def input_dataset_parts(input_dataset: dict, configuration: dict, observed_on: str,
+                        file_bucket: str = "") -> dict[str, list]:
     """DKIST's input dataset parts of an obsflow input dataset: the observe frames, every other frame (and the
     files of upstream datasets) as calibration frames, and each parameter's as-run value."""
 
@@ -67,7 +75,7 @@ def input_dataset_parts(input_dataset: dict, configuration: dict, observed_on: s
         calibration.extend((file.get("bucket") or upstream.get("bucket"), file["key"]) for file in upstream["files"])
     parameters = [{"parameterName": name, "parameterValues": [{
         "parameterValueId": _integer(f"{name}={value!r}") % 2**31,
-        "parameterValue": json.dumps(value),
+        "parameterValue": json.dumps(with_bucket(value, file_bucket)),
         "parameterValueStartDate": f"{observed_on}T00:00:00"}]}
         for name, value in sorted(configuration.get("parameters", {}).items())]
     return {"observe_frames": by_bucket(observe), "calibration_frames": by_bucket(calibration),
@@ -107,8 +115,7 @@ class S3PipelineRecords:
         options = run["configuration"].get("options", {})
         return {
             "configuration": {key: options[key] for key in DKIST_CONFIGURATION if key in options},
-            "parts": input_dataset_parts(input_dataset, run["configuration"], run.get("observed_on") or
-                                         input_dataset.get("observed_on") or "2000-01-01"),
+            "parts": input_dataset_parts(input_dataset, run["configuration"], input_dataset["observed_on"], self.work),
             "input_dataset_id": _integer(run["input_dataset"]["key"]) % 2**31,
             "recipe_instance_id": _integer(run.get("instance_id") or run["run_id"]) % 2**31,
         }

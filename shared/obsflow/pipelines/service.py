@@ -8,7 +8,7 @@ from typing import Callable
 
 from obsflow.errors import NotFound
 from obsflow.pipelines import environments
-from obsflow.pipelines.workflows import known_parameters, recipe_of
+from obsflow.pipelines.workflows import known_parameters, parameter_files, recipe_of
 from obsflow.recipes.model import Recipe
 from obsflow.runs import documents
 
@@ -31,6 +31,8 @@ class PipelineService:
         package, version = environments.parse_requirement(requirement)
         environment = environments.build(self.settings, package, version, log)
         parameters = known_parameters(package)
+        for key, content in parameter_files(package):
+            self.s3.put_object(Bucket=self.work, Key=key, Body=content)
         workflows = []
         for workflow in environment.workflows:
             recipe = recipe_of(package, version, workflow, parameters)

@@ -46,13 +46,29 @@ def known_parameters(package: str) -> tuple[Parameter, ...]:
     return tuple(Parameter.model_validate(p) for p in yaml.safe_load(document.read_text()) or [])
 
 
+PARAMETER_FILES = "pipelines/parameter-files/"
+
+
+def parameter_files(package: str) -> list[tuple[str, bytes]]:
+    """The files a package's file parameters name: (key in the work bucket, content)."""
+    folder = resources.files("obsflow.pipelines") / "parameters" / package
+    if not folder.is_dir():
+        return []
+    return [(f"{PARAMETER_FILES}{package}/{f.name}", f.read_bytes()) for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.is_file()]
+
+
 def source_url(package: str, version: str) -> str:
     return f"https://pypi.org/project/{package}/{version}/"
 
 
-def documentation_url(package: str, version: str) -> str:
-    """DKIST publishes each pipeline's documentation (workflows, tasks, parameters) on Read the Docs."""
-    return f"https://docs.dkist.nso.edu/projects/{package.removeprefix('dkist-processing-')}/en/v{version}/"
+DOCS_BASE_URL = "https://docs.dkist.nso.edu"
+
+
+def documentation_url(category: str, version: str, workflow_name: str) -> str:
+    """The workflow's page of the exact version, where DKIST publishes it (and where its L1 headers' CAL_URL
+    points: dkist-processing-common's WriteL1Frame)."""
+    return f"{DOCS_BASE_URL}/projects/{category.lower()}/en/v{version}/{workflow_name}.html"
 
 
 def recipe_of(package: str, version: str, workflow: dict, parameters: tuple[Parameter, ...] = ()) -> Recipe:
@@ -74,7 +90,7 @@ def recipe_of(package: str, version: str, workflow: dict, parameters: tuple[Para
     return Recipe(
         name=recipe_name(workflow["workflow_name"]), version=version, instrument=category.upper(),
         description=(workflow.get("description") or f"{package} workflow {workflow['workflow_name']}").split("\n\n")[0],
-        documentation_url=documentation_url(package, version), tasks=tuple(tasks), parameters=parameters,
+        documentation_url=documentation_url(category, version, workflow["workflow_name"]), tasks=tuple(tasks), parameters=parameters,
         run_configuration=RUN_CONFIGURATION,
         pipeline=PipelineSource(package=package, version=version, workflow=workflow["workflow_name"],
                                 module=workflow["module"], source_url=source_url(package, version)),

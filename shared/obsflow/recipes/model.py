@@ -7,6 +7,7 @@ valid values) fails validation with a message that names the culprit.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,7 +16,8 @@ RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
 ResourceClass = Literal["default", "high-memory", "multi-core"]
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool,
+                                               "json": (dict, list)}
 
 
 CHUNK_OPTION = "chunk_frames"
@@ -47,7 +49,7 @@ class Option(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=IDENTIFIER)
-    type: Literal["int", "float", "str", "bool"]
+    type: Literal["int", "float", "str", "bool", "json"]  # json: an object or array (a hosted pipeline's)
     description: str = ""
     minimum: float | None = None
     maximum: float | None = None
@@ -74,8 +76,10 @@ class Option(BaseModel):
         try:
             if self.type == "bool":
                 return {"true": True, "false": False}[value.lower()]
+            if self.type == "json":
+                return json.loads(value)
             return int(value) if self.type == "int" else float(value)
-        except (KeyError, ValueError):
+        except (KeyError, ValueError):  # json.JSONDecodeError is a ValueError
             raise RecipeError(f"{self.name}: {value!r} is not of type {self.type}") from None
 
 

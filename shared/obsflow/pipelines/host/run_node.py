@@ -42,13 +42,14 @@ def _bucket_and_key(path) -> tuple[str, str]:
 
 
 def _as_spec214_l0(path: Path) -> None:
-    """A raw frame's header in SPEC-0214 L0 form (a frame already in it is left as it is)."""
+    """A raw frame's header in SPEC-0214 L0 form; a frame already in it, and any other FITS file (a parameter's),
+    are left as they are."""
     from astropy.io import fits
     from dkist_header_validator.translator import translate_spec122_to_spec214_l0
 
     with fits.open(path) as hdus:
         hdu = next(h for h in hdus if h.data is not None)
-        if "ELEV_ANG" in hdu.header:
+        if "ELEV_ANG" in hdu.header or "DKIST004" not in hdu.header:
             return
         translated = translate_spec122_to_spec214_l0(fits.HDUList([fits.PrimaryHDU(hdu.data, hdu.header)]))
         translated.writeto(path, overwrite=True, checksum=True)
