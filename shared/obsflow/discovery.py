@@ -59,6 +59,10 @@ def discover(settings: Settings) -> Settings:
             "or pick another --stage / --region / --endpoint-url."
         ) from exc
     recorded = json.loads(value)
+    pipelines = recorded.get("pipelines") or {}
     return settings.model_copy(update={
         "buckets": recorded.get("buckets", {}),
-        "default_embargo_days": recorded.get("default_embargo_days", settings.default_embargo_days)})
+        "default_embargo_days": recorded.get("default_embargo_days", settings.default_embargo_days),
+        "pipelines_dir": settings.pipelines_dir or pipelines.get("environments"),
+        "scratch_dir": settings.scratch_dir or pipelines.get("scratch_dir"),
+        "pipeline_services": settings.pipeline_services or pipelines.get("services") or {}})

@@ -54,7 +54,7 @@ def run_service(settings: Settings | None = None) -> RunService:
     return _cached("runs", settings, lambda: RunService(
         DynamoRunStore(settings), S3Documents(settings), StepFunctionsExecutions(settings), SnsNotifier(settings),
         SsmSubmissionSwitch(settings), RegisteredRecipes(), settings,
-        service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(),
+        service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(settings),
     ))
 
 

@@ -187,9 +187,11 @@ class Settings(BaseSettings):
             variables["OBSFLOW_ACCOUNT_ID"] = self.account_id
         if self.jira_secret_id:
             variables["OBSFLOW_JIRA_SECRET_ID"] = self.jira_secret_id
-        for name in ("state_machine_role_arn", "state_machine_log_group_arn"):
+        for name in ("state_machine_role_arn", "state_machine_log_group_arn", "pipelines_dir", "scratch_dir"):
             if getattr(self, name):
                 variables[f"OBSFLOW_{name.upper()}"] = getattr(self, name)
+        if self.pipeline_services:
+            variables["OBSFLOW_PIPELINE_SERVICES"] = json.dumps(self.pipeline_services, sort_keys=True)
         return variables
 
     def describe(self) -> dict:
@@ -205,6 +207,9 @@ class Settings(BaseSettings):
             "task_log_group": self.task_log_group,
             "capacity": {rc: self.capacity(rc) for rc in ("default", "high-memory", "multi-core")},
             "default_embargo_days": self.default_embargo_days,
+            # where a hosted pipeline's task finds its environment, scratch and services (obsflow.pipelines)
+            "pipelines": {"environments": self.pipelines_dir, "scratch_dir": self.scratch_dir,
+                          "services": self.pipeline_services},
         }
 
 

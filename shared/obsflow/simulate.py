@@ -143,9 +143,11 @@ def plausible_vbi_header(task_type: str, index: int, n_frames: int, when: dt.dat
         "CAM__001": "VBI-BLUE-CAM-1", "CAM__002": "Andor Balor", "CAM__003": 16, "CAM__005": exposure,
         "CAM__006": 30.0, "CAM__007": 4096, "CAM__008": 4096, "CAM__009": 1, "CAM__010": 1, "CAM__011": 1,
         "CAM__012": 1, "CAM__014": 1, "CAM__016": 1, "CAM__033": 1, "CAM__042": 16,
-        # the observation and the data source
+        # the observation and the data source; each frame one repeat of the data set parameters (DKIST008 repeats,
+        # DKIST009 this one): a VBI time series at one field position
         "WAVELNTH": G_BAND_NM, "OBJECT": "quietsun", "OBSERVER": "DKIST resident scientist",
-        "DKIST005": "VBI-BLUE-G-BAND", "DKIST006": "Good", "DKIST008": 1, "DKIST009": 1, "DKIST010": light_level,
+        "DKIST005": "VBI-BLUE-G-BAND", "DKIST006": "Good", "DKIST008": n_frames, "DKIST009": index + 1,
+        "DKIST010": light_level,
         "ID___003": "dsp_vbi_g_band_1x1", "ID___005": "ip_vbi_2026_11", "ID___014": "ICS 4.2.0",
         # the telescope, pointing at the Sun, and the coude table following it
         "TELEVATN": elevation, "TAZIMUTH": azimuth, "TTBLANGL": round(azimuth - elevation, 3) % 360,
@@ -158,8 +160,8 @@ def plausible_vbi_header(task_type: str, index: int, n_frames: int, when: dt.dat
         "AO___003": 0.0, "AO___004": 0.0, "AO___005": 0.0, "AO___006": 0.0, "AO___007": 0.0, "AO___008": 0.0,
         # polarimetric calibration optics out of the beam
         "PAC__005": "0.0", "PAC__007": "0.0",
-        # VBI: one field position, every frame an output frame, r0 in cm
-        "VBI__001": G_BAND_FWHM_NM, "VBI__002": "1", "VBI__003": 1, "VBI__004": 1, "VBI__007": n_frames, "VBI__008": index + 1,
+        # VBI: one field position, one frame per repeat (the repeats make the time series), r0 in cm
+        "VBI__001": G_BAND_FWHM_NM, "VBI__002": "1", "VBI__003": 1, "VBI__004": 1, "VBI__007": 1, "VBI__008": 1,
         "VBI__009": round(fried_parameter * 100, 3),
     }
     # one software and one hardware region of interest, centred on the chip; the others unused

@@ -13,9 +13,9 @@ from obsflow.pipelines import environments
 from obsflow.pipelines.environments import EnvironmentError_, parse_requirement
 from obsflow.pipelines.metadata_store import MetadataStore
 from obsflow.pipelines.records import UnknownRecipeRun, input_dataset_parts
-from obsflow.pipelines.workflows import HOST_TASK, known_parameters, recipe_name, recipe_of, task_name
+from obsflow.pipelines.workflows import HOST_TASK, PRODUCTS_TASK, known_parameters, recipe_name, recipe_of, task_name
 from obsflow.recipes.asl import build_definition
-from obsflow.recipes.model import RecipeError
+from obsflow.recipes.model import Recipe, RecipeError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WORKFLOWS = json.loads((FIXTURES / "dkist_processing_test_workflows.json").read_text())
@@ -36,16 +36,35 @@ def test_a_workflow_becomes_a_recipe_version_of_the_package_with_its_dag_and_res
     # Then every node is a task run by the host task with the pipeline's own class, in the same DAG
     assert recipe.key == "input-to-output-test-management-processes-e2e@1.34.4"
     assert recipe.instrument == "TEST" and recipe.pipeline.workflow == e2e["workflow_name"]
-    assert len(recipe.tasks) == len(e2e["nodes"]) == 13
-    assert {t.entrypoint for t in recipe.tasks} == {HOST_TASK}
+    nodes = [t for t in recipe.tasks if t.pipeline_task]
+    assert len(nodes) == len(e2e["nodes"]) == 13 and {t.entrypoint for t in nodes} == {HOST_TASK}
     generate = recipe.task("generate_calibrated_data")
     assert generate.pipeline_task == "dkist_processing_test.tasks.fake_science:GenerateCalibratedData"
     assert generate.resource_class == "high-memory" and generate.upstreams == ("parse_l0_test_input_data",)
     assert recipe.task("teardown").upstreams == ("publish_catalog_and_quality_messages",)
     assert [t.name for t in recipe.levels()[0]] == ["transfer_l0_data"]
+    # and after the L1 data is handed over, obsflow's host makes the inventory, ASDF and quality report
+    products = recipe.task("dataset_products")
+    assert products.entrypoint == PRODUCTS_TASK and products.pipeline_task is None
+    assert set(products.upstreams) == {"transfer_l1_data", "submit_dataset_metadata"}
     # and its state machine is generated as for any recipe, the high-memory node on its own job queue
     definition = json.dumps(build_definition(recipe))
     assert "JobQueueHighMemory" in definition and "generate_calibrated_data" in definition
+
+
+def test_a_workflow_that_hands_nothing_over_gets_no_products_task():
+    assert [t.name for t in recipe_of("dkist-processing-test", "1.34.4", workflow("input_to_output_test_fail")).tasks] \
+        == ["fail_task"]
+
+
+def test_only_a_pipelines_recipe_runs_pipeline_tasks_and_nothing_of_obsflows_but_its_host_tasks():
+    recipe = recipe_of("dkist-processing-test", "1.34.4", workflow("input_to_output_test_fail"))
+    stranger = recipe.tasks[0].model_copy(update={"name": "census", "pipeline_task": None,
+                                                  "entrypoint": "obsflow_tasks.census:Summary"})
+    with pytest.raises(ValueError, match="host tasks"):
+        Recipe.model_validate({**recipe.model_dump(), "tasks": [recipe.tasks[0].model_dump(), stranger.model_dump()]})
+    with pytest.raises(ValueError, match="only a pipeline's recipe runs pipeline tasks"):
+        Recipe.model_validate({**recipe.model_dump(), "pipeline": None})
 
 
 def test_a_node_that_retries_keeps_its_retries():

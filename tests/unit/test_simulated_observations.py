@@ -39,10 +39,12 @@ def test_every_keyword_that_reaches_level_1_has_a_plausible_value(observe_frames
     assert (header["LINEWAV"], header["WAVEMIN"], header["WAVEMAX"]) == (430.52, 430.27, 430.77)
     assert 30 < header["ELEV_ANG"] < 50 and 90 < header["TAZIMUTH"] < 180
     assert header["DSHEALTH"] == "Good" and header["OBJECT"] == "quietsun"
-    # And the exposure times agree, the frame counters count, r0 is the AO's in cm, the weather is Haleakala's
-    assert header["TEXPOSUR"] == header["XPOSURE"] == 4.0 and header["VBINFRAM"] == 2 and header["VBICFRAM"] == 1
+    # And the exposure times agree, the repeats count (one frame each: a time series), r0 is the AO's in cm, the
+    # weather is Haleakala's
+    assert header["TEXPOSUR"] == header["XPOSURE"] == 4.0 and header["VBINFRAM"] == header["VBICFRAM"] == 1
+    assert (header["DSPSREPS"], header["DSPSNUM"]) == (2, 1)
     assert header["VBIFRIED"] == 10.0 and 600 < header["WS_PRESS"] < 800 and -20 < header["WS_TEMP"] < 25
-    assert l1(headers[1])["VBICFRAM"] == 2
+    assert l1(headers[1])["DSPSNUM"] == 2
     # And nothing left is the simulator's filler: no random strings, no six-digit numbers outside the ids
     ids = {"RRUNID", "RECIPEID", "RINSTID", "IDSOBSID", "IDSCALID", "IDSPARID", "OBSGEO-X", "OBSGEO-Y", "OBSGEO-Z",
            "FILE_ID", "LIGHTLVL", "FRMRATE", "CHIPDIM1", "CHIPDIM2", "BZERO"}

@@ -129,3 +129,81 @@ class PipelineNode(Task):
                        entry.get("content_type") or CONTENT_TYPES.get(suffix, "application/octet-stream"))
         if messages:
             self.write_json("pipeline-messages.json", messages, ("pipeline-messages",))
+
+
+# The quality data a pipeline recorded (createQuality), in the form dkist-quality's report reads.
+QUALITY_FIELDS = {"metricCode": "metric_code", "facet": "facet", "name": "name", "description": "description",
+                  "statement": "statement", "warnings": "warnings", "plotData": "plot_data",
+                  "multiPlotData": "multi_plot_data", "tableData": "table_data", "histogramData": "histogram_data",
+                  "modmatData": "modmat_data", "raincloudData": "raincloud_data", "efficiencyData": "efficiency_data"}
+JSON_FIELDS = {"warnings", "plotData", "multiPlotData", "tableData", "histogramData", "modmatData", "raincloudData",
+               "efficiencyData"}
+
+
+def quality_data(recorded: list[dict]) -> list[dict]:
+    """The metrics as dkist-quality reads them: JSON fields decoded, dates (``{"iso_date": ...}``) as datetimes."""
+    from dkist_quality.json_encoder import datetime_json_object_hook
+
+    metrics = []
+    for record in sorted(recorded, key=lambda r: r.get("recorded_at") or ""):
+        metrics.append({snake: (json.loads(record[camel], object_hook=datetime_json_object_hook)
+                                if camel in JSON_FIELDS and record.get(camel) else record.get(camel))
+                        for camel, snake in QUALITY_FIELDS.items()})
+    return metrics
+
+
+class DatasetProducts(Task):
+    """What DKIST's data center makes of a pipeline's output after it transferred it: the dataset inventory and
+    ASDF file (dkist-inventory) from the L1 frames' headers, and the quality report (dkist-quality) from the
+    quality data the pipeline recorded in the metadata store; the quality data too, as a product."""
+
+    def run(self) -> None:
+        from dkist_inventory.asdf_generator import asdf_tree_from_filenames, make_asdf_file_object
+        from dkist_inventory.inventory import (generate_asdf_filename, generate_inventory_from_frame_inventory,
+                                               generate_quality_report_filename)
+        from dkist_quality.report import format_report
+        from astropy.io import fits
+        import datetime as dt
+        import importlib.metadata
+        import io
+
+        frames = self.upstream_outputs("l1")
+        if not frames:
+            raise TaskFailure("the pipeline handed over no L1 frames: nothing to describe")
+        bucket = get_settings().bucket_name("data")
+        with tempfile.TemporaryDirectory(prefix="obsflow-products-") as directory:
+            paths, json_headers = [], []
+            for frame in frames:
+                path = Path(directory) / frame["name"]
+                path.write_bytes(self.read_output(frame))
+                paths.append(path)
+                with fits.open(path) as hdus:
+                    header_hdu = 1 if len(hdus) > 1 else 0
+                    header = dict(hdus[header_hdu].header)
+                header.pop("COMMENT", None), header.pop("HISTORY", None)
+                json_headers.append({**{k: v for k, v in header.items() if k}, "objectKey": frame["name"],
+                                     "bucket": bucket, "headerHDU": header_hdu})
+            first = json_headers[0]
+            dataset_id, instrument = first.get("DSETID"), first.get("INSTRUME") or self.context.recipe.instrument
+            inventory = generate_inventory_from_frame_inventory(bucket=bucket, json_headers=json_headers)
+            self.write_json(f"{dataset_id}_inventory.json", inventory, ("product", "inventory"))
+            tree = asdf_tree_from_filenames(paths, hdu=header_hdu, relative_to=Path(directory))
+            history = [("Written by obsflow's pipeline host with dkist-inventory", {
+                "name": "dkist-inventory", "author": "DKIST Data Center", "homepage": "https://pypi.org/project/dkist-inventory/",
+                "version": importlib.metadata.version("dkist-inventory")})]
+            start = dt.datetime.fromisoformat(str(first.get("DATE-BEG") or first.get("DATE-OBS")))
+            with make_asdf_file_object(tree, extra_history=history) as asdf_file:
+                buffer = io.BytesIO()
+                asdf_file.write_to(buffer, all_array_storage="internal", all_array_compression="zlib")
+            self.write(generate_asdf_filename(instrument=instrument, start_time=start, dataset_id=dataset_id),
+                       buffer.getvalue(), ("product", "asdf"), "application/asdf")
+        records = S3PipelineRecords(self.context.s3, self.context.work_bucket)
+        metrics = quality_data(records.recorded(None, "quality", dataset_id))
+        if metrics:
+            quality_json = [{camel: record.get(camel) for camel in QUALITY_FIELDS} for record in
+                            records.recorded(None, "quality", dataset_id)]
+            self.write_json(f"{dataset_id}_quality_data.json", quality_json, ("product", "quality-data"))
+            self.write(generate_quality_report_filename(dataset_id), format_report(metrics, dataset_id),
+                       ("product", "quality-report"), "application/pdf")
+        print(f"obsflow host: {len(frames)} L1 frame(s) of dataset {dataset_id}: inventory, ASDF and "
+              f"{'a quality report of ' + str(len(metrics)) + ' metric(s)' if metrics else 'no quality data'}")

@@ -174,6 +174,7 @@ class LocalStack:
     def _start_pipeline_services(self, session) -> None:
         """Redis and the metadata store for hosted pipelines' tasks (obsflow.pipelines), and their scratch."""
         from obsflow.local.pipeline_services import PipelineServices
+        from obsflow.pipelines import environments
 
         settings = self.settings_now()
         s3 = session.client("s3", endpoint_url=self.endpoint_url)
@@ -181,7 +182,8 @@ class LocalStack:
         self.pipeline_services = PipelineServices(s3, settings.bucket_name("work"), redis_dir).start()
         scratch = (self.state.directory if self.state is not None else self.side_logs) / "scratch"
         variables = {"OBSFLOW_PIPELINE_SERVICES": json.dumps(self.pipeline_services.addresses),
-                     "OBSFLOW_SCRATCH_DIR": os.environ.get("OBSFLOW_SCRATCH_DIR") or str(scratch)}
+                     "OBSFLOW_SCRATCH_DIR": os.environ.get("OBSFLOW_SCRATCH_DIR") or str(scratch),
+                     "OBSFLOW_PIPELINES_DIR": str(environments.pipelines_dir(settings))}
         for name, value in variables.items():
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value

@@ -14,6 +14,10 @@ import yaml
 from obsflow.recipes.model import Option, Parameter, PipelineSource, Recipe, RecipeError, TaskSpec
 
 HOST_TASK = "obsflow_tasks.pipeline:PipelineNode"
+# After a production workflow has handed its L1 data over: the inventory, ASDF and quality report, as DKIST's data
+# center makes them from it (dkist-inventory, dkist-quality).
+PRODUCTS_TASK = "obsflow_tasks.pipeline:DatasetProducts"
+PRODUCTS_AFTER = ("TransferL1Data", "SubmitDatasetMetadata")
 RESOURCE_CLASSES = {"default": "default", "high_memory": "high-memory"}
 # DKIST's recipe run configuration (RecipeRunConfiguration), as run options.
 RUN_CONFIGURATION = (
@@ -86,6 +90,11 @@ def recipe_of(package: str, version: str, workflow: dict, parameters: tuple[Para
             description=node.get("description") or node["name"], retries=node.get("retries", 0),
             retry_delay_s=max(1, min(3600, node.get("retry_delay_seconds") or 60)),
         ))
+    handing_over = [names[n["name"]] for n in workflow["nodes"] if n["name"] in PRODUCTS_AFTER]
+    if "transfer_l1_data" in handing_over:
+        tasks.append(TaskSpec(name="dataset_products", entrypoint=PRODUCTS_TASK, upstreams=tuple(handing_over),
+                              description="obsflow: the dataset inventory and ASDF (dkist-inventory) and the quality "
+                                          "report (dkist-quality) of the L1 data the workflow handed over"))
     category = workflow.get("category") or package.removeprefix("dkist-processing-")
     return Recipe(
         name=recipe_name(workflow["workflow_name"]), version=version, instrument=category.upper(),

@@ -21,6 +21,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float),
 
 
 CHUNK_OPTION = "chunk_frames"
+HOST_TASKS = "obsflow_tasks.pipeline:"  # the tasks that host a pipeline's
 MAX_CHUNKS = 10_000  # the largest AWS Batch array job
 
 
@@ -202,10 +203,12 @@ class Recipe(BaseModel):
             if task.data_parallel and task.uses is not None and CHUNK_OPTION not in task.uses:
                 raise RecipeError(f"{where}: task {task.name} is data-parallel: list {CHUNK_OPTION} in its uses "
                                   "(its outputs are made per chunk)")
-        hosted = [t.name for t in self.tasks if (t.pipeline_task is None) == (self.pipeline is not None)]
-        if hosted:
-            raise RecipeError(f"{where}: a pipeline's recipe runs pipeline tasks only, and only a pipeline's recipe "
-                              f"does: see task(s) {', '.join(hosted)}")
+        misplaced = [t.name for t in self.tasks if (t.pipeline_task is not None and self.pipeline is None)
+                     or (self.pipeline is not None and t.pipeline_task is None
+                         and not t.entrypoint.startswith(HOST_TASKS))]
+        if misplaced:
+            raise RecipeError(f"{where}: only a pipeline's recipe runs pipeline tasks, and it runs nothing else but "
+                              f"obsflow's host tasks ({HOST_TASKS}...): see task(s) {', '.join(misplaced)}")
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")

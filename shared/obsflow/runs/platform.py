@@ -6,6 +6,7 @@ The local stack serves the same calls (moto on loopback), so these adapters are 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -294,12 +295,17 @@ class StateMachines:
 
 
 class SubprocessTaskRunner:
-    """A task run by hand: the task entrypoint as a process of this interpreter, against the stage's buckets."""
+    """A task run by hand: the task entrypoint as a process of this interpreter, against the stage's buckets (and,
+    for a hosted pipeline's task, its services and scratch), as the stage's discovery document names them."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings
 
     def run(self, recipe: Recipe, task: str, run_id: str, operator: str, note: str) -> tuple[int, str, str]:
         command = [sys.executable, *TASK_COMMAND[1:], recipe.name, task, "--run-id", run_id,
                    "--manual", "--operator", operator, "--note", note]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        environment = {**os.environ, **(self.settings.environment() if self.settings else {})}
+        completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
         return completed.returncode, completed.stdout, completed.stderr
 
 
