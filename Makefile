@@ -27,12 +27,19 @@ $(BROWSER):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium (install it to run the monitor's browser test)"; fi
 
+# Debian's redis-server: the scratch inventory of hosted pipelines (obsflow falls back to fakeredis's server).
+REDIS := /usr/bin/redis-server
+$(REDIS):
+	-@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else echo "no redis-server (hosted pipelines use fakeredis's server instead)"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/obsflow demo
 
 # In parallel (pytest-xdist), a test file per worker: each file brings up its own local stack on free ports,
 # once. Three workers on two cores: the end-to-end tests spend much of their time waiting on the stack.
-test: $(STAMP) $(CDK) $(BROWSER)
+test: $(STAMP) $(CDK) $(BROWSER) $(REDIS)
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
@@ -40,6 +47,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/local_ingest.py
 	$(VENV)/bin/python bench/orchestration.py
+	$(VENV)/bin/python bench/pipelines.py
 	$(VENV)/bin/python bench/provenance.py
 	$(VENV)/bin/python bench/recipe_scale.py
 	$(VENV)/bin/python bench/reprocessing.py

@@ -335,6 +335,8 @@ def local_serve(ctx, port, log_level, state_dir, no_state):
                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
     click.echo("       obsflow candidates list")
     click.echo(f"  obsflow's log lines follow here; metrics (EMF) and moto's own log are in {stack.side_logs}")
+    click.echo(f"  hosted pipelines (`obsflow pipelines add`): scratch inventory {stack.pipeline_services.redis_kind}, "
+               f"metadata store at {stack.pipeline_services.addresses['metadata-store']}")
     click.echo("Ctrl-C stops it.", err=False)
     sys.stdout.flush()
     stopped = threading.Event()
@@ -538,10 +540,15 @@ def recipes_show(name, as_json):
         return
     console.fields(detail, ("name", "version", "versions", "instrument", "modes", "automated", "priority", "state_machine",
                             "documentation_url", "description"), 17)
+    if detail.get("pipeline"):
+        source = detail["pipeline"]
+        click.echo(f"pipeline          {source['package']}=={source['version']}, workflow {source['workflow']} "
+                   f"({source['module']}), run unchanged; code: {source['source_url']}")
     click.echo("\ntasks (in dependency order; a group runs side by side):")
     for i, level in enumerate(detail["levels"], 1):
         click.echo(f"  {i}. {' | '.join(level)}")
-    console.table(detail["tasks"], ["name", "upstreams", "resource_class", "entrypoint"], "")
+    console.table([{**t, "code": t.get("pipeline_task") or t["entrypoint"]} for t in detail["tasks"]],
+                  ["name", "upstreams", "resource_class", "code"], "")
     click.echo("\nparameters:")
     console.table(
         [{**p, "valid": _valid_values(p), "values": ", ".join(f"{v['value']} from {v['effective_from']}" for v in p["values"])}
@@ -1562,6 +1569,32 @@ def pipelines_show(ctx, name, as_json):
                             "added_at"), 14)
     click.echo("\nworkflows (each a recipe; `obsflow recipes show RECIPE` draws its DAG):")
     console.table(record["workflows"], ["workflow", "recipe", "version", "instrument", "tasks", "resource_classes"], "")
+
+
+@main.group()
+def docs():
+    """Algorithm documentation of the registered recipes."""
+
+
+@docs.command("build")
+@click.argument("directory", type=click.Path(file_okay=False))
+@operator_command
+def docs_build(directory):
+    """Write static pages to DIRECTORY: one per recipe version and one per task, each task documented once and
+    linked from every recipe version that runs it (a hosted pipeline's task links to DKIST's documentation and the
+    package version's source; obsflow's carry their documentation and code)."""
+    from obsflow import __version__, docs as documentation
+    from obsflow.recipes import registry
+    from obsflow.tables import recipes
+
+    versions = [registry.registered(item.name, item.version) for item in recipes.all_recipes()]
+    files = documentation.build(versions, __version__)
+    root = Path(directory)
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    tasks = sum(p.startswith("tasks/") for p in files)
+    click.echo(f"{len(versions)} recipe version(s) and {tasks} task(s) documented in {root}/ (open {root}/index.html)")
 
 
 if __name__ == "__main__":

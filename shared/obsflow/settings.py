@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     pipelines_dir: str | None = None
     scratch_dir: str | None = None
     pipeline_services: dict[str, str] = Field(default_factory=dict)
+    # Fork each node from a warm server of its environment (the local stack) instead of starting it cold.
+    pipeline_node_server: bool = False
 
     @field_validator("stage", "region")
     @classmethod

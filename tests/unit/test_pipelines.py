@@ -270,3 +270,40 @@ def test_globus_paths_name_a_bucket_and_a_key():
     run_node = run_node_module()
     assert run_node._bucket_and_key("/obsflow-local-ingest/raw/op/f.fits") == ("obsflow-local-ingest", "raw/op/f.fits")
     assert run_node._bucket_and_key("data/pid_1_23/DS/f.fits") == ("data", "pid_1_23/DS/f.fits")
+
+
+# -- the warm node server's protocol --------------------------------------------------------------------------
+def answered_by(answer: bytes):
+    """A connection whose other end reads the request and answers ``answer``, then closes."""
+    import socket
+    import threading
+
+    ours, theirs = socket.socketpair()
+    requests = []
+
+    def serve():
+        with theirs:
+            requests.append(json.loads(theirs.makefile("rb").readline()))
+            theirs.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ours, requests
+
+
+def test_a_forked_node_streams_its_output_and_then_its_exit_code():
+    from obsflow.pipelines import node_servers
+
+    connection, requests = answered_by(b"line one\nTraceback: boom\n\x00exit 3\n")
+    written = []
+    code = node_servers.run_node(connection, ["Mod:Task", "--recipe-run-id", "7"], {"A": "1"}, written.append)
+    assert code == 3 and written == ["line one\n", "Traceback: boom\n"]
+    assert requests == [{"argv": ["Mod:Task", "--recipe-run-id", "7"], "env": {"A": "1"}}]
+
+
+def test_a_node_that_ends_without_an_exit_code_failed_and_says_so():
+    from obsflow.pipelines import node_servers
+
+    connection, _ = answered_by(b"half a line")
+    written = []
+    assert node_servers.run_node(connection, [], {}, written.append) == 1
+    assert written[0] == "half a line" and "without an exit code" in written[-1]

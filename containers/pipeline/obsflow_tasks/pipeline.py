@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from obsflow.pipelines import environments
+from obsflow.pipelines import environments, node_servers
 from obsflow.pipelines.records import S3PipelineRecords
 from obsflow.pipelines.workflows import DOCS_BASE_URL
 from obsflow.settings import get_settings
@@ -55,6 +55,18 @@ def mesh_config(services: dict[str, str]) -> dict:
     return config
 
 
+class _LastLine:
+    """Writes the node's output to this job's log, keeping its last line for the failure's message."""
+
+    def __init__(self):
+        self.last = ""
+
+    def __call__(self, text: str) -> None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        if text.strip():
+            self.last = text.strip().splitlines()[-1]
+
+
 class PipelineNode(Task):
     def run(self) -> None:
         settings = get_settings()
@@ -75,32 +87,36 @@ class PipelineNode(Task):
             self._fresh_scratch(scratch_dir() / str(recipe_run))
         handed_over = host / f"{spec.name}.jsonl"
         handed_over.unlink(missing_ok=True)
-        environment_variables = {
-            **os.environ,
+        # What the framework reads when it is imported (the same for every node of this host), then per node.
+        host_environment = {
             "SCRATCH_BASE_PATH": str(scratch_dir()),
-            "MESH_CONFIG": json.dumps(mesh_config(settings.pipeline_services)),
+            "MESH_CONFIG": json.dumps(mesh_config(settings.pipeline_services), sort_keys=True),
             "BUILD_VERSION": source.version,
-            "OBSFLOW_COLLECT_TO": str(handed_over),
             "PYTHONUNBUFFERED": "1",
             "XDG_CONFIG_HOME": str(configuration),
             "DOCS_BASE_URL": DOCS_BASE_URL,  # the L1 headers' INFO_URL, HEAD_URL and CAL_URL
         }
-        command = [str(environment.python), str(environments.host_script("run_node.py")), spec.pipeline_task,
-                   "--recipe-run-id", str(recipe_run), "--workflow-name", source.workflow,
-                   "--workflow-version", source.version, *(["--manual"] if self.context.manual else [])]
+        node_environment = {**os.environ, **host_environment, "OBSFLOW_COLLECT_TO": str(handed_over)}
+        argv = [spec.pipeline_task, "--recipe-run-id", str(recipe_run), "--workflow-name", source.workflow,
+                "--workflow-version", source.version, *(["--manual"] if self.context.manual else [])]
         print(f"{source.package} {source.version} {spec.pipeline_task}: recipe run {recipe_run}, scratch "
               f"{scratch_dir() / str(recipe_run)}", flush=True)
-        last = ""
-        with subprocess.Popen(command, env=environment_variables, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace") as process:
-            for line in process.stdout:
-                sys.stdout.write(line)
-                if line.strip():
-                    last = line.strip()
+        output = _LastLine()
+        connection = node_servers.connect(environment, host_environment, output) \
+            if settings.pipeline_node_server else None
+        if connection is not None:
+            returncode = node_servers.run_node(connection, argv, node_environment, output)
+        else:
+            command = [str(environment.python), str(environments.host_script("run_node.py")), *argv]
+            with subprocess.Popen(command, env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace") as process:
+                for line in process.stdout:
+                    output(line)
+            returncode = process.returncode
         sys.stdout.flush()
-        if process.returncode != 0:
+        if returncode != 0:
             raise TaskFailure(f"{spec.pipeline_task} of {source.package} {source.version} failed (exit code "
-                              f"{process.returncode}): {last[:300]}")
+                              f"{returncode}): {output.last[:300]}")
         self._collect(handed_over)
 
     def _fresh_scratch(self, scratch: Path) -> None:
@@ -155,7 +171,8 @@ def quality_data(recorded: list[dict]) -> list[dict]:
 class DatasetProducts(Task):
     """What DKIST's data center makes of a pipeline's output after it transferred it: the dataset inventory and
     ASDF file (dkist-inventory) from the L1 frames' headers, and the quality report (dkist-quality) from the
-    quality data the pipeline recorded in the metadata store; the quality data too, as a product."""
+    quality data the pipeline recorded in the metadata store; the quality data and the provenance the pipeline
+    recorded (task by task, manual or not), as products too."""
 
     def run(self) -> None:
         from dkist_inventory.asdf_generator import asdf_tree_from_filenames, make_asdf_file_object
@@ -171,18 +188,29 @@ class DatasetProducts(Task):
         if not frames:
             raise TaskFailure("the pipeline handed over no L1 frames: nothing to describe")
         bucket = get_settings().bucket_name("data")
+        # The dataset is the observe OP's frames (a pipeline may hand over L1 frames of its calibration OPs too)
+        observe_ops = {f["op_id"] for f in self.context.input_dataset["frames"] if f["role"] == "observe"}
         with tempfile.TemporaryDirectory(prefix="obsflow-products-") as directory:
-            paths, json_headers = [], []
+            paths, json_headers, others = [], [], []
             for frame in frames:
                 path = Path(directory) / frame["name"]
                 path.write_bytes(self.read_output(frame))
-                paths.append(path)
                 with fits.open(path) as hdus:
                     header_hdu = 1 if len(hdus) > 1 else 0
                     header = dict(hdus[header_hdu].header)
+                if observe_ops and header.get("OBSPR_ID") not in observe_ops:
+                    others.append(frame["name"])
+                    continue
+                paths.append(path)
                 header.pop("COMMENT", None), header.pop("HISTORY", None)
                 json_headers.append({**{k: v for k, v in header.items() if k}, "objectKey": frame["name"],
                                      "bucket": bucket, "headerHDU": header_hdu})
+            if others:
+                print(f"obsflow host: {len(others)} L1 frame(s) of other OPs than the observe OP "
+                      f"{', '.join(sorted(observe_ops))} are kept but not described: {', '.join(others[:5])}...")
+            if not json_headers:
+                raise TaskFailure(f"none of the {len(frames)} L1 frames is of the observe OP "
+                                  f"{', '.join(sorted(observe_ops))} (OBSPR_ID): nothing to describe")
             first = json_headers[0]
             dataset_id, instrument = first.get("DSETID"), first.get("INSTRUME") or self.context.recipe.instrument
             inventory = generate_inventory_from_frame_inventory(bucket=bucket, json_headers=json_headers)
@@ -198,6 +226,8 @@ class DatasetProducts(Task):
             self.write(generate_asdf_filename(instrument=instrument, start_time=start, dataset_id=dataset_id),
                        buffer.getvalue(), ("product", "asdf"), "application/asdf")
         records = S3PipelineRecords(self.context.s3, self.context.work_bucket)
+        provenance = sorted(records.recorded(records.link(self.run_id), "provenance"), key=lambda p: p["recorded_at"])
+        self.write_json(f"{dataset_id}_pipeline_provenance.json", provenance, ("product", "pipeline-provenance"))
         metrics = quality_data(records.recorded(None, "quality", dataset_id))
         if metrics:
             quality_json = [{camel: record.get(camel) for camel in QUALITY_FIELDS} for record in
@@ -205,5 +235,5 @@ class DatasetProducts(Task):
             self.write_json(f"{dataset_id}_quality_data.json", quality_json, ("product", "quality-data"))
             self.write(generate_quality_report_filename(dataset_id), format_report(metrics, dataset_id),
                        ("product", "quality-report"), "application/pdf")
-        print(f"obsflow host: {len(frames)} L1 frame(s) of dataset {dataset_id}: inventory, ASDF and "
+        print(f"obsflow host: {len(json_headers)} L1 frame(s) of dataset {dataset_id}: inventory, ASDF and "
               f"{'a quality report of ' + str(len(metrics)) + ' metric(s)' if metrics else 'no quality data'}")

@@ -183,7 +183,9 @@ class LocalStack:
         scratch = (self.state.directory if self.state is not None else self.side_logs) / "scratch"
         variables = {"OBSFLOW_PIPELINE_SERVICES": json.dumps(self.pipeline_services.addresses),
                      "OBSFLOW_SCRATCH_DIR": os.environ.get("OBSFLOW_SCRATCH_DIR") or str(scratch),
-                     "OBSFLOW_PIPELINES_DIR": str(environments.pipelines_dir(settings))}
+                     "OBSFLOW_PIPELINES_DIR": str(environments.pipelines_dir(settings)),
+                     "OBSFLOW_PIPELINE_NODE_SERVER": os.environ.get("OBSFLOW_PIPELINE_NODE_SERVER", "true"),
+                     "OBSFLOW_STACK_PID": str(os.getpid())}  # a warm node server leaves with the stack
         for name, value in variables.items():
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value
