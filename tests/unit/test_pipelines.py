@@ -70,8 +70,15 @@ def test_only_a_pipelines_recipe_runs_pipeline_tasks_and_nothing_of_obsflows_but
 def test_a_node_that_retries_keeps_its_retries():
     retrying = {**workflow("input_to_output_test_fail")}
     retrying["nodes"] = [{**retrying["nodes"][0], "retries": 2, "retry_delay_seconds": 5}]
-    task = recipe_of("dkist-processing-test", "1.34.4", retrying).tasks[0]
-    assert (task.retries, task.retry_delay_s) == (2, 5)
+    recipe = recipe_of("dkist-processing-test", "1.34.4", retrying)
+    assert (recipe.tasks[0].retries, recipe.tasks[0].retry_delay_s) == (2, 5)
+    # and its state retries a failed job as Airflow would, after the Batch service's own errors
+    state = build_definition(recipe)["States"]["fail_task"]
+    assert state["Retry"][-1] == {"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 5, "MaxAttempts": 2,
+                                  "BackoffRate": 1.0}
+    assert all(r["ErrorEquals"] != ["States.TaskFailed"] for r in
+               build_definition(recipe_of("dkist-processing-test", "1.34.4", workflow("input_to_output_test_fail")))
+               ["States"]["fail_task"]["Retry"])
 
 
 def test_a_resource_queue_obsflow_does_not_know_is_refused_by_name():

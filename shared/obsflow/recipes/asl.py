@@ -110,6 +110,10 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
     }
     if chunks:
         parameters["ArrayProperties"] = {"Size.$": f"$.start.result.chunks.{task.name}"}
+    retry = _retry(BATCH_TRANSIENT)
+    if task.retries:  # a hosted pipeline node's own retries (DKIST's Airflow retries the node after its delay)
+        retry.append({"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": task.retry_delay_s,
+                      "MaxAttempts": task.retries, "BackoffRate": 1.0})
     return {
         "Type": "Task",
         "Comment": ("its chunks, side by side: " if chunks else "the chunks' outputs as the task's: " if gather else "")
@@ -117,7 +121,7 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
         "Resource": "arn:aws:states:::batch:submitJob.sync",
         "Parameters": parameters,
         "ResultPath": None,
-        "Retry": _retry(BATCH_TRANSIENT),
+        "Retry": retry,
     }
 
 
