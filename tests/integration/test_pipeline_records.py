@@ -87,3 +87,19 @@ def test_dkists_requests_are_answered_over_http(records):
             post(REQUESTS["status"], "/other")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Content-Type": "application/json", "Host": "attacker.example.com"}, 421),  # a rebound DNS name
+    ({"Content-Type": "text/plain"}, 415),  # what a cross-site form can send
+])
+def test_only_json_addressed_to_the_server_itself_is_answered(records, headers, status):
+    server = MetadataStoreServer(MetadataStore(records)).start()
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/graphql", method="POST",
+                                         data=json.dumps(REQUESTS["status"]).encode(), headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == status
+    finally:
+        server.stop()

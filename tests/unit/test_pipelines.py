@@ -314,3 +314,15 @@ def test_a_node_that_ends_without_an_exit_code_failed_and_says_so():
     written = []
     assert node_servers.run_node(connection, [], {}, written.append) == 1
     assert written[0] == "half a line" and "without an exit code" in written[-1]
+
+
+def test_an_object_key_that_climbs_out_of_scratch_is_not_staged(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    run_node = run_node_module()
+    monkeypatch.setenv("SCRATCH_BASE_PATH", str(tmp_path / "scratch"))
+    climbing = SimpleNamespace(source_path="/ingest/raw/op/../../../../etc/cron.d/x.fits",
+                               destination_path=str(tmp_path / "scratch" / "7" / ".." / ".." / "x.fits"))
+    with pytest.raises(ValueError, match="outside the scratch"):
+        run_node.ObsflowHost().globus_transfer_object_store_to_scratch([climbing], "staging")
+    assert not (tmp_path / "x.fits").exists()

@@ -261,13 +261,20 @@ class MetadataStore:
         return {"datasetCatalogReceiptAccountId": document["id"], **createParams}
 
 
+MAX_REQUEST_BYTES = 16 * 2**20  # a createQuality with a big plot is a few hundred KiB
+
+
 class MetadataStoreServer:
-    """The API over HTTP on loopback (``POST /graphql``), as the pipeline's ``internal-api-gateway``."""
+    """The API over HTTP on loopback (``POST /graphql``), as the pipeline's ``internal-api-gateway``.
+
+    It answers JSON requests addressed to its own host name only: a web page the operator opens cannot make a
+    browser post to it (a cross-site form cannot send JSON, and a rebound DNS name is not its host)."""
 
     def __init__(self, store: MetadataStore, host: str = "127.0.0.1", port: int = 0):
         self.store = store
-        handler = _handler(store)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = ThreadingHTTPServer((host, port), None)
+        bound = self._server.server_address[1]
+        self._server.RequestHandlerClass = _handler(store, {f"{name}:{bound}" for name in (host, "localhost")})
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -285,13 +292,20 @@ class MetadataStoreServer:
         self._server.server_close()
 
 
-def _handler(store: MetadataStore):
+def _handler(store: MetadataStore, hosts: set[str]):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
+            if self.headers.get("Host") not in hosts:
+                return self._answer(421, {"errors": [{"message": f"this server answers {', '.join(sorted(hosts))} only"}]})
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                return self._answer(415, {"errors": [{"message": "a GraphQL request is application/json"}]})
             if self.path.rstrip("/") != "/graphql":
                 return self._answer(404, {"errors": [{"message": f"no {self.path}: the API is at /graphql"}]})
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_REQUEST_BYTES:
+                return self._answer(413, {"errors": [{"message": f"a request has 1 to {MAX_REQUEST_BYTES} bytes"}]})
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                body = json.loads(self.rfile.read(length))
                 if not isinstance(body, dict):
                     raise ValueError("a GraphQL request is a JSON object with a query")
             except ValueError as exc:

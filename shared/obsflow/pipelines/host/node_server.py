@@ -79,8 +79,11 @@ def main(socket_path: str, module: str, owner: int | None = None) -> None:
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(socket_path)
-    os.chmod(socket_path, 0o600)
+    previous = os.umask(0o177)  # the socket is its owner's only from the start: a request carries an environment
+    try:
+        server.bind(socket_path)
+    finally:
+        os.umask(previous)
     server.listen(16)
     server.settimeout(POLL_S)
     print(f"serving {module} on {socket_path}", flush=True)

@@ -60,9 +60,12 @@ class ObsflowHost:
 
     def globus_transfer_object_store_to_scratch(self, transfer_items, label: str) -> None:
         s3 = _s3()
+        scratch = Path(os.environ["SCRATCH_BASE_PATH"]).resolve()
         for item in transfer_items:
             bucket, key = _bucket_and_key(item.source_path)
-            destination = Path(item.destination_path)
+            destination = Path(item.destination_path).resolve()
+            if scratch not in destination.parents:  # an object key with '..' in it
+                raise ValueError(f"s3://{bucket}/{key} would be staged outside the scratch {scratch}: refused")
             destination.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(destination))
             if destination.suffix.lower() == ".fits":
