@@ -1534,6 +1534,12 @@ def pipelines_add(ctx, requirement):
 
     from obsflow.pipelines.environments import EnvironmentError_
 
+    settings = _settings(ctx)
+    if not settings.local_endpoint:
+        raise click.ClickException(
+            f"stage '{settings.stage}' is deployed: its jobs cannot use an environment built on this machine. A "
+            "deployed stage's pipelines are task images its CDK app builds, which is not done yet (see the README, "
+            "\"Running DKIST's pipelines\"); add pipelines to a local stack (`obsflow local serve`)")
     try:
         record = _pipelines(ctx).add(requirement, getpass.getuser(), log=click.echo)
     except EnvironmentError_ as exc:
