@@ -109,6 +109,13 @@ def test_vbi_parameters_come_with_dated_values():
     assert known_parameters("dkist-processing-unknown") == ()
 
 
+def test_visps_parameters_are_its_own_names_and_wavelength_tables():
+    visp = {p.name: p for p in known_parameters("dkist-processing-visp")}
+    assert len(visp) == 33 and "visp_pac_remove_linear_I_trend" in visp
+    assert visp["visp_beam_border"].values[0].value == 1000
+    assert visp["visp_background_num_spatial_bins"].values[0].value["wavelength"] == [397.0, 588.0, 630.0, 854.0]
+
+
 # -- what a pipeline is added by ------------------------------------------------------------------------------
 def test_a_pipeline_is_an_exact_published_version():
     assert parse_requirement("dkist-processing-vbi==1.23.4") == ("dkist-processing-vbi", "1.23.4")
@@ -304,7 +311,7 @@ def test_a_forked_node_streams_its_output_and_then_its_exit_code():
     written = []
     code = node_servers.run_node(connection, ["Mod:Task", "--recipe-run-id", "7"], {"A": "1"}, written.append)
     assert code == 3 and written == ["line one\n", "Traceback: boom\n"]
-    assert requests == [{"argv": ["Mod:Task", "--recipe-run-id", "7"], "env": {"A": "1"}}]
+    assert requests == [{"argv": ["Mod:Task", "--recipe-run-id", "7"], "env": {"A": "1"}, "cwd": None}]
 
 
 def test_a_node_that_ends_without_an_exit_code_failed_and_says_so():

@@ -104,12 +104,13 @@ class PipelineNode(Task):
         output = _LastLine()
         connection = node_servers.connect(environment, host_environment, output) \
             if settings.pipeline_node_server else None
+        # A node's working directory is its run's (ViSP's background-light step writes a file into it)
         if connection is not None:
-            returncode = node_servers.run_node(connection, argv, node_environment, output)
+            returncode = node_servers.run_node(connection, argv, node_environment, output, cwd=str(host))
         else:
             command = [str(environment.python), str(environments.host_script("run_node.py")), *argv]
             with subprocess.Popen(command, env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, errors="replace") as process:
+                                  text=True, errors="replace", cwd=host) as process:
                 for line in process.stdout:
                     output(line)
             returncode = process.returncode

@@ -65,10 +65,10 @@ def connect(environment: Environment, host_environment: dict[str, str], log: Cal
 
 
 def run_node(connection: socket.socket, argv: list[str], node_environment: dict[str, str],
-             write: Callable[[str], None]) -> int:
+             write: Callable[[str], None], cwd: str | None = None) -> int:
     """Send the request and stream the node's output to ``write``; its exit code (1 if it ended without one)."""
     with connection:
-        connection.sendall(json.dumps({"argv": argv, "env": node_environment}).encode() + b"\n")
+        connection.sendall(json.dumps({"argv": argv, "env": node_environment, "cwd": cwd}).encode() + b"\n")
         code, pending = None, b""
         while chunk := connection.recv(65536):
             pending += chunk

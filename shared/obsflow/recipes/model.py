@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
 ResourceClass = Literal["default", "high-memory", "multi-core"]
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+# A parameter or option: obsflow's are identifiers; a hosted pipeline's are its own (DKIST's ViSP reads
+# visp_pac_remove_linear_I_trend and a 58-character name).
+PARAMETER_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
 
 _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool,
                                                "json": (dict, list)}
@@ -49,7 +52,7 @@ class Option(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=IDENTIFIER)
+    name: str = Field(pattern=PARAMETER_NAME)
     type: Literal["int", "float", "str", "bool", "json"]  # json: an object or array (a hosted pipeline's)
     description: str = ""
     minimum: float | None = None

@@ -8,7 +8,7 @@ job of the pipeline's image, unchanged.
 
 The framework reads its configuration (MESH_CONFIG, SCRATCH_BASE_PATH, ...) when it is imported, so a server
 serves one set of those: obsflow names the socket after them. A request is one JSON line
-``{"argv": [...], "env": {...}}``; the answer is the node's output, then a last line ``\\0exit <code>``.
+``{"argv": [...], "env": {...}, "cwd": DIR}``; the answer is the node's output, then a last line ``\\0exit <code>``.
 The server leaves when no request has come for ``IDLE_S``, or when the process it serves (the local stack,
 ``--owner PID``) has ended.
 """
@@ -42,6 +42,8 @@ def serve_one(connection: socket.socket) -> None:
 
     request = json.loads(connection.makefile("rb").readline())
     os.environ.update(request["env"])
+    if request.get("cwd"):
+        os.chdir(request["cwd"])
     os.dup2(connection.fileno(), 1)
     os.dup2(connection.fileno(), 2)
     code = 1
