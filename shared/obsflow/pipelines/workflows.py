@@ -18,6 +18,7 @@ HOST_TASK = "obsflow_tasks.pipeline:PipelineNode"
 # center makes them from it (dkist-inventory, dkist-quality).
 PRODUCTS_TASK = "obsflow_tasks.pipeline:DatasetProducts"
 PRODUCTS_AFTER = ("TransferL1Data", "SubmitDatasetMetadata")
+LAST_NODE = "Teardown"  # the products follow it: they read what the run handed over, not its scratch
 RESOURCE_CLASSES = {"default": "default", "high_memory": "high-memory"}
 # DKIST's recipe run configuration (RecipeRunConfiguration), as run options.
 RUN_CONFIGURATION = (
@@ -92,7 +93,9 @@ def recipe_of(package: str, version: str, workflow: dict, parameters: tuple[Para
         ))
     handing_over = [names[n["name"]] for n in workflow["nodes"] if n["name"] in PRODUCTS_AFTER]
     if "transfer_l1_data" in handing_over:
-        tasks.append(TaskSpec(name="dataset_products", entrypoint=PRODUCTS_TASK, upstreams=tuple(handing_over),
+        # After the last node when there is one: a task beside it would hold it back (a level waits for its slowest)
+        after = [names[LAST_NODE]] if LAST_NODE in names else handing_over
+        tasks.append(TaskSpec(name="dataset_products", entrypoint=PRODUCTS_TASK, upstreams=tuple(after),
                               description="obsflow: the dataset inventory and ASDF (dkist-inventory) and the quality "
                                           "report (dkist-quality) of the L1 data the workflow handed over"))
     category = workflow.get("category") or package.removeprefix("dkist-processing-")

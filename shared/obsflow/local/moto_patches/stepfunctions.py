@@ -4,12 +4,19 @@ Step Functions -> Batch: the interpreter's parameter normalisation is a no-op fo
 Batch, so ``batch:submitJob.sync`` sends PascalCase names to a camelCase API. Here it
 maps them through botocore's operation model, as AWS does.
 
+A ``.sync`` task: the interpreter looks at the job every 0.5 s; here every 0.1 s, so a chain of short jobs (a
+hosted pipeline's 16 nodes) does not wait a quarter of a second on average after each (AWS's own wait is the
+service's: Fargate's start-up dwarfs it).
+
 Parallel states: a branch failing with a States.* error (a failed Batch job is
 States.TaskFailed) crashes the interpreter, which rewraps it as a custom error name;
 here it is re-raised under its own States.* name, so a Catch on the Parallel works.
 """
 
 from __future__ import annotations
+
+
+SYNC_CHECK_S = 0.1
 
 
 def _operation_model(service: str, action: str):
@@ -46,6 +53,9 @@ def apply() -> None:
         StateTaskServiceBatch,
     )
 
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
+
+    state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_CHECK_S
     StateTaskServiceBatch._normalise_parameters = _normalise_batch_parameters
     StateTaskServiceBatch._normalise_response = _normalise_batch_response
     branches_decl.CustomErrorName = _branch_error_name
