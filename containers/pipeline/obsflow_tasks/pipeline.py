@@ -9,6 +9,9 @@ over (the files TransferL1Data would have sent away) as this task's outputs: the
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.metadata
+import io
 import json
 import os
 import shutil
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from astropy.io import fits
 
 from obsflow.pipelines import environments, node_servers
 from obsflow.pipelines.records import S3PipelineRecords
@@ -176,14 +181,11 @@ class DatasetProducts(Task):
     recorded (task by task, manual or not), as products too."""
 
     def run(self) -> None:
+        # DKIST's data center libraries: the obsflow[dkist] extra, imported by this task only
         from dkist_inventory.asdf_generator import asdf_tree_from_filenames, make_asdf_file_object
         from dkist_inventory.inventory import (generate_asdf_filename, generate_inventory_from_frame_inventory,
                                                generate_quality_report_filename)
         from dkist_quality.report import format_report
-        from astropy.io import fits
-        import datetime as dt
-        import importlib.metadata
-        import io
 
         frames = self.upstream_outputs("l1")
         if not frames:

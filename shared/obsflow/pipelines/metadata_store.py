@@ -142,12 +142,6 @@ def _parse_long(node, _variables=None):
     raise TypeError("a Long is an integer")
 
 
-def _serialize_long(value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a Long is an integer, not {value!r}")
-    return value
-
-
 def _long(value):
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"a Long is an integer, not {value!r}")
@@ -157,7 +151,7 @@ def _long(value):
 def make_schema():
     schema = build_schema(SCHEMA)
     long: GraphQLScalarType = schema.type_map["Long"]  # DKIST's ids; obsflow's recipe run ids exceed 32 bits
-    long.serialize, long.parse_value, long.parse_literal = _serialize_long, _long, _parse_long
+    long.serialize, long.parse_value, long.parse_literal = _long, _long, _parse_long
     return schema
 
 
