@@ -161,6 +161,13 @@ def test_a_vbi_candidate_is_processed_by_dkists_own_code_and_judged_by_dkists_ow
     report = pypdfium2.PdfDocument(next(folder.glob("*_quality_report.pdf")))
     text = "".join(report[i].get_textpage().get_text_range() for i in range(len(report)))
     assert len(report) >= 2 and "Fried" in text
+    # And Teardown left nothing of the run in scratch: neither the pipeline's files nor the host's
+    from obsflow.pipelines.records import recipe_run_id
+
+    scratch = Path(stack.settings.scratch_dir)
+    assert (scratch / ".obsflow-host").is_dir()  # where the host keeps what each run's nodes hand over
+    assert not (scratch / str(recipe_run_id(run.run_id))).exists()
+    assert not (scratch / ".obsflow-host" / str(recipe_run_id(run.run_id))).exists()
     # And the provenance names the pipeline's package version and every task the workflow ran
     provenance = json.loads((folder / "provenance.json").read_text())
     assert len(provenance["tasks"]) == 17 and provenance["recipe_version"] == "1.23.4"

@@ -124,6 +124,8 @@ class PipelineNode(Task):
             raise TaskFailure(f"{spec.pipeline_task} of {source.package} {source.version} failed (exit code "
                               f"{returncode}): {output.last[:300]}")
         self._collect(handed_over)
+        if spec.pipeline_task.endswith(":Teardown"):  # the pipeline removed its scratch; the host's goes with it
+            shutil.rmtree(host, ignore_errors=True)
 
     def _fresh_scratch(self, scratch: Path) -> None:
         """A run starts on an empty scratch: what a run of the same id left there (a stack restarted without
