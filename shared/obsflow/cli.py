@@ -1578,6 +1578,62 @@ def pipelines_show(ctx, name, as_json):
 
 
 @main.group()
+def rules():
+    """The discovery rules in force: which recipe applies to which candidate, with the role of each input.
+
+    \b
+    obsflow ships rules for its own recipes; `register FILE` puts a stage's own in force instead (for example
+    rules that choose a hosted pipeline's recipe for an instrument), `register --shipped` goes back.
+    """
+
+
+@rules.command("show")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+@click.pass_context
+def rules_show(ctx, as_json):
+    """The rules in force, in dependency order, and where they come from."""
+    recipes = _runs(ctx).recipes
+    registered = recipes.registered_rules()
+    rows = [{"name": r.name, "instrument": r.instrument, "task_types": ",".join(r.task_types), "recipe": r.recipe,
+             "group_by": r.group_by, "inputs": ", ".join(i.rule or i.source for i in r.inputs)} for r in recipes.rules()]
+    if not as_json:
+        click.echo("registered by " + f"{registered['registered_by']} at {registered['registered_at']}"
+                   if registered else "the rules obsflow ships (none registered)")
+    console.emit(rows, ["name", "instrument", "task_types", "recipe", "group_by", "inputs"], as_json, "no rules")
+
+
+@rules.command("register")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--shipped", is_flag=True, help="Put the shipped rules back in force.")
+@operator_command
+@click.pass_context
+def rules_register(ctx, file, shipped):
+    """Put the rules of FILE (YAML or JSON, as shared/obsflow/recipes/shipped/discovery-rules.yaml) in force
+    instead of the shipped ones, for candidates that become READY from now on; every recipe a rule names must be
+    registered."""
+    import datetime as dt
+    import getpass
+
+    from obsflow.recipes.definitions import parse_rules
+    from obsflow.recipes.model import RecipeError
+
+    recipes = _runs(ctx).recipes
+    if shipped == bool(file):
+        raise click.UsageError("give FILE, or --shipped")
+    if shipped:
+        recipes.shipped_rules_again()
+        click.echo("the shipped discovery rules are in force")
+        return
+    try:
+        parsed = parse_rules(Path(file).read_text(), file)
+    except RecipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    recipes.register_rules(parsed, getpass.getuser(), dt.datetime.now(dt.timezone.utc).isoformat())
+    click.echo(f"{len(parsed)} discovery rule(s) of {file} in force: {', '.join(r.name for r in parsed)}")
+
+
+@main.group()
 def docs():
     """Algorithm documentation of the registered recipes."""
 

@@ -51,11 +51,14 @@ def bound_settings(settings: Settings | None = None) -> Settings:
 def run_service(settings: Settings | None = None) -> RunService:
     """The run service of the stage."""
     settings = bound_settings(settings)
-    return _cached("runs", settings, lambda: RunService(
-        DynamoRunStore(settings), S3Documents(settings), StepFunctionsExecutions(settings), SnsNotifier(settings),
-        SsmSubmissionSwitch(settings), RegisteredRecipes(), settings,
-        service_desk=lambda: JiraServiceDesk.from_settings(settings), task_runner=SubprocessTaskRunner(settings),
-    ))
+    def service() -> RunService:
+        work = S3Documents(settings)
+        return RunService(DynamoRunStore(settings), work, StepFunctionsExecutions(settings), SnsNotifier(settings),
+                          SsmSubmissionSwitch(settings), RegisteredRecipes(work), settings,
+                          service_desk=lambda: JiraServiceDesk.from_settings(settings),
+                          task_runner=SubprocessTaskRunner(settings))
+
+    return _cached("runs", settings, service)
 
 
 def campaign_service(settings: Settings | None = None) -> "CampaignService":

@@ -222,3 +222,43 @@ def test_a_pipeline_run_executed_by_hand_shows_the_manual_influence_in_its_produ
     recorded = {p["taskName"]: p["isTaskManual"] for p in
                 json.loads(next(folder.glob("*_pipeline_provenance.json")).read_text())}
     assert recorded["GenerateCalibratedData"] is True and recorded["WriteL1Data"] is True
+
+
+RULES = """
+- name: dkist-vbi
+  description: VBI from L0 to L1 by DKIST's own pipeline, on the candidate's own darks and gains
+  instrument: VBI
+  task_types: [observe]
+  recipe: l0-to-l1-vbi-no-speckle
+  group_by: candidate
+  inputs:
+  - {source: observe_op, role: observe}
+  - {source: calibration_ops}
+"""
+
+
+def test_discovery_rules_registered_as_data_choose_the_pipelines_recipe_for_an_instrument(stack, tmp_path):
+    # Given rules that choose DKIST's VBI pipeline for VBI, put in force instead of the shipped ones
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    assert "1 discovery rule(s)" in cli_run(stack, "rules", "register", str(rules))
+    assert "dkist-vbi" in cli_run(stack, "rules", "show") and "registered by" in cli_run(stack, "rules", "show")
+    try:
+        # When a VBI candidate that names no recipe becomes READY
+        upload(stack, candidate("dkist_rule", None, seed=15, frames=4))
+        run = finished("dkist_rule")
+        # Then the rule chose the pipeline's recipe, which processed it
+        assert (run.recipe, run.status) == (VBI, "SUCCEEDED")
+        assert datasets.get(run.dataset_id).frame_count == 4
+    finally:
+        assert "shipped" in cli_run(stack, "rules", "register", "--shipped")
+    assert "vbi-science" in cli_run(stack, "rules", "show")
+
+
+def test_rules_that_name_a_recipe_nobody_registered_are_refused(stack, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.replace("l0-to-l1-vbi-no-speckle", "l0-to-l1-vbi-imaginary"))
+    result = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage,
+                                      "rules", "register", str(rules)])
+    assert result.exit_code == 1 and "l0-to-l1-vbi-imaginary" in result.output
+    assert "vbi-science" in cli_run(stack, "rules", "show")  # the shipped rules stay in force

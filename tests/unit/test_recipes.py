@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -143,3 +144,15 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
                          "$.start.result.share_identifier", "$.start.result.scheduling_priority",
                          *(f"$.start.result.job_definitions.{rc.replace('-', '_')}" for rc in RESOURCE_CLASSES),
                          *(f"$.start.result.chunks.{task.name}" for task in shipped.tasks if task.data_parallel)}
+
+
+def test_discovery_rules_as_data_are_checked_like_the_shipped_ones():
+    from obsflow.recipes.definitions import RULES, parse_rules
+
+    shipped = (Path(registry.__file__).parent / "shipped" / "discovery-rules.yaml").read_text()
+    assert parse_rules(shipped, "shipped") == RULES
+    for text, reason in [("{}", "a list of rules"), ("[", "not YAML"),
+                         ("- {name: a, instrument: VBI, recipe: r, group_by: candidate, inputs: [{source: rule, "
+                          "rule: nowhere, role: x}]}", "unknown rule 'nowhere'")]:
+        with pytest.raises(RecipeError, match=reason):
+            parse_rules(text, "rules.yaml")

@@ -35,9 +35,22 @@ def _load_recipes() -> tuple[Recipe, ...]:
     return tuple(parse_recipe(f.read_text(), f.name) for f in files if f.name.endswith(".yaml"))
 
 
+def parse_rules(text: str, source: str) -> tuple[DiscoveryRule, ...]:
+    """Discovery rules from YAML or JSON text (a list), in dependency order; RecipeError naming ``source``."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not YAML or JSON: {exc}") from None
+    if not isinstance(document, list) or not document:
+        raise RecipeError(f"{source}: discovery rules are a list of rules (name, instrument, recipe, group_by, inputs)")
+    try:
+        return tuple(in_dependency_order(tuple(DiscoveryRule.model_validate(rule) for rule in document)))
+    except ValueError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+
+
 def _load_rules() -> tuple[DiscoveryRule, ...]:
-    document = yaml.safe_load((_SHIPPED / "discovery-rules.yaml").read_text())
-    return tuple(in_dependency_order(tuple(DiscoveryRule.model_validate(rule) for rule in document)))
+    return parse_rules((_SHIPPED / "discovery-rules.yaml").read_text(), "discovery-rules.yaml")
 
 
 RECIPES: tuple[Recipe, ...] = _load_recipes()

@@ -87,6 +87,9 @@ def task_output_record_key(digest: str) -> str:
     return f"{task_output_prefix(digest)}_record.json"
 
 
+DISCOVERY_RULES_KEY = "discovery-rules.json"  # rules registered as data: in force instead of the shipped ones
+
+
 def fault_key(run_id: str, task: str) -> str:
     """A fault injected into one task of one run (tests, demos and game days): the task fails as told."""
     return f"faults/{run_id}/{task}.json"

@@ -21,6 +21,7 @@ from obsflow.recipes.definitions import RULES
 from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs import documents
+from obsflow.runs.layout import DISCOVERY_RULES_KEY
 from obsflow.runs.domain import Run, Ticket
 from obsflow.runs.tickets import describe
 from obsflow.settings import Settings
@@ -216,7 +217,11 @@ class ShippedRecipes:
 
 class RegisteredRecipes:
     """The recipes registered in the stage's recipes table (shipped or registered as data), with the
-    parameter values set as data; the shipped discovery rules."""
+    parameter values set as data; the discovery rules registered as data (`obsflow rules register`: a document in
+    the work bucket), else the shipped ones."""
+
+    def __init__(self, documents: "S3Documents | None" = None):
+        self.documents = documents
 
     def get(self, name: str, version: str | None = None) -> Recipe:
         with aws.transient(f"could not read recipe {name}"):
@@ -228,7 +233,26 @@ class RegisteredRecipes:
         return self.get(recipe)
 
     def rules(self) -> tuple[DiscoveryRule, ...]:
-        return RULES
+        registered = self.registered_rules()
+        return RULES if registered is None else tuple(DiscoveryRule.model_validate(r) for r in registered["rules"])
+
+    def registered_rules(self) -> dict | None:
+        if self.documents is None:
+            return None
+        try:
+            return self.documents.get_json("work", DISCOVERY_RULES_KEY)
+        except NotFound:
+            return None
+
+    def register_rules(self, rules: tuple[DiscoveryRule, ...], by: str, at: str) -> None:
+        """Put ``rules`` in force instead of the shipped ones; every recipe they name must be registered."""
+        for rule in rules:
+            self.get(rule.recipe)  # NotFound names the recipe and what to do
+        self.documents.put_json("work", DISCOVERY_RULES_KEY, {
+            "registered_by": by, "registered_at": at, "rules": [r.model_dump(mode="json") for r in rules]})
+
+    def shipped_rules_again(self) -> None:
+        self.documents.delete_prefix("work", DISCOVERY_RULES_KEY)
 
 
 class BatchJobDefinitions:
