@@ -1,4 +1,7 @@
-"""The host task: one node of a hosted pipeline's workflow, run unchanged with the pipeline's own Python.
+"""The host's tasks: a node of a hosted pipeline's workflow (PipelineNode), and what DKIST's data center makes of
+the workflow's output after it (DatasetProducts).
+
+PipelineNode: one node, run unchanged with the pipeline's own Python.
 
 obsflow's task runtime runs it like any task (records, provenance, tickets). It links the run to its DKIST
 recipe run id (the metadata store answers for it from obsflow's records), gives the node the run's scratch at
