@@ -49,12 +49,13 @@ def connect(environment: Environment, host_environment: dict[str, str], log: Cal
         if (connection := _connect(path)) is not None:
             return connection
         log(f"obsflow host: starting a warm node server for {environment.package} {environment.version}")
-        server_log = open(f"{path}.log", "ab")
-        server = subprocess.Popen(
-            [str(environment.python), str(host_script("node_server.py")), str(path),
-             environment.package.replace("-", "_"), *([owner] if (owner := os.environ.get("OBSFLOW_STACK_PID")) else [])],
-            env={**os.environ, **host_environment}, stdout=server_log, stderr=server_log, stdin=subprocess.DEVNULL,
-            start_new_session=True)  # it outlives this task: the next node uses it
+        with open(f"{path}.log", "ab") as server_log:  # the server keeps its own descriptor of it
+            server = subprocess.Popen(
+                [str(environment.python), str(host_script("node_server.py")), str(path),
+                 environment.package.replace("-", "_"),
+                 *([owner] if (owner := os.environ.get("OBSFLOW_STACK_PID")) else [])],
+                env={**os.environ, **host_environment}, stdout=server_log, stderr=server_log,
+                stdin=subprocess.DEVNULL, start_new_session=True)  # it outlives this task: the next node uses it
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and server.poll() is None:
             if (connection := _connect(path)) is not None:
