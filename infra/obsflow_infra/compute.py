@@ -43,12 +43,15 @@ class RecipeCompute(Construct):
                  buckets: dict[str, s3.Bucket]) -> None:
         super().__init__(scope, id)
         self.vpc = self._network(config)
+        # Every job's network interface: what the hosted pipelines' scratch, Redis and metadata store admit.
+        self.jobs_security_group = ec2.SecurityGroup(self, "Jobs", vpc=self.vpc, allow_all_outbound=True,
+                                                     description=f"obsflow {config.stage}: recipe tasks")
         environments = [
             batch.FargateComputeEnvironment(
                 self, f"Fargate{'Spot' if spot else ''}",
                 compute_environment_name=settings.resource("tasks-spot" if spot else "tasks"),
                 vpc=self.vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
-                spot=spot, maxv_cpus=config.max_vcpus,
+                spot=spot, maxv_cpus=config.max_vcpus, security_groups=[self.jobs_security_group],
             )
             for spot in ([True, False] if config.spot else [False])
         ]
@@ -67,31 +70,36 @@ class RecipeCompute(Construct):
         self.job_queues: dict[str, batch.JobQueue] = {}
         self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
         for resource_class in RESOURCE_CLASSES:
-            vcpu, memory = RESOURCES[resource_class]
             self.job_queues[resource_class] = batch.JobQueue(
                 self, f"Queue{camel(resource_class)}", job_queue_name=settings.job_queue_name(resource_class),
                 priority=QUEUE_PRIORITY[resource_class], scheduling_policy=self.scheduling_policy,
                 compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=order)
                                       for order, env in enumerate(environments, 1)],
             )
-            self.job_definitions[resource_class] = batch.EcsJobDefinition(
-                self, f"Job{camel(resource_class)}",
-                job_definition_name=settings.job_definition_name(resource_class),
-                container=batch.EcsFargateContainerDefinition(
-                    self, f"Container{camel(resource_class)}",
-                    image=image, cpu=float(vcpu), memory=cdk.Size.mebibytes(int(memory)),
-                    command=DEFAULT_COMMAND,
-                    environment={**job_environment(settings, resource_class), "AWS_DEFAULT_REGION": cdk.Aws.REGION,
-                                 "OBSFLOW_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID},
-                    job_role=self.job_role, execution_role=self.execution_role,
-                    logging=ecs.LogDriver.aws_logs(stream_prefix=resource_class, log_group=self.log_group),
-                    fargate_cpu_architecture=ecs.CpuArchitecture.ARM64,
-                    fargate_operating_system_family=ecs.OperatingSystemFamily.LINUX,
-                    assign_public_ip=False,
-                ),
-                retry_attempts=3, retry_strategies=retry_strategies(),
-                timeout=cdk.Duration.seconds(JOB_TIMEOUT_S), propagate_tags=True,
-            )
+            self.job_definitions[resource_class] = self.job_definition(
+                self, camel(resource_class), settings.job_definition_name(resource_class), image, resource_class,
+                job_environment(settings, resource_class))
+
+    def job_definition(self, scope: Construct, id: str, name: str, image: ecs.ContainerImage, resource_class: str,
+                       environment: dict[str, str], volumes: tuple[batch.EcsVolume, ...] = ()) -> batch.EcsJobDefinition:
+        """A job definition of the resource class: its Fargate size, this stage's roles, logs, retries and timeout."""
+        vcpu, memory = RESOURCES[resource_class]
+        return batch.EcsJobDefinition(
+            scope, f"Job{id}", job_definition_name=name,
+            container=batch.EcsFargateContainerDefinition(
+                scope, f"Container{id}",
+                image=image, cpu=float(vcpu), memory=cdk.Size.mebibytes(int(memory)),
+                command=DEFAULT_COMMAND,
+                environment={**environment, "AWS_DEFAULT_REGION": cdk.Aws.REGION, "OBSFLOW_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID},
+                job_role=self.job_role, execution_role=self.execution_role,
+                logging=ecs.LogDriver.aws_logs(stream_prefix=resource_class, log_group=self.log_group),
+                fargate_cpu_architecture=ecs.CpuArchitecture.ARM64,
+                fargate_operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                assign_public_ip=False, volumes=list(volumes),
+            ),
+            retry_attempts=3, retry_strategies=retry_strategies(),
+            timeout=cdk.Duration.seconds(JOB_TIMEOUT_S), propagate_tags=True,
+        )
 
     def _network(self, config: StageConfig) -> ec2.Vpc:
         vpc = ec2.Vpc(

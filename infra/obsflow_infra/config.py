@@ -9,9 +9,15 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from obsflow.pipelines.environments import EnvironmentError_, parse_requirement
 from obsflow.settings import BUCKETS, Settings
 
 STAGES = ("dev", "prod")
+
+
+def _listed(value) -> tuple[str, ...]:
+    """A context value given as "a,b" on the command line, or as a list in cdk.json."""
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else tuple(value)
 
 
 class StageConfig(BaseModel):
@@ -29,6 +35,19 @@ class StageConfig(BaseModel):
     default_embargo_days: int = Settings.model_fields["default_embargo_days"].default
     # IAM role ARNs of the data center's staff who may read products under embargo (besides the stage's own roles)
     data_stewards: tuple[str, ...] = ()
+    # Hosted pipelines (PACKAGE==VERSION): a task image and job definitions each (-c pipelines=a==1.2.3,b==4.5.6)
+    pipelines: tuple[str, ...] = ()
+
+    @field_validator("pipelines")
+    @classmethod
+    def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            names = ["{}=={}".format(*parse_requirement(requirement)) for requirement in value]
+        except EnvironmentError_ as exc:
+            raise ValueError(f"{exc} (-c pipelines=PACKAGE==VERSION,...)") from None
+        if len(set(names)) != len(names):
+            raise ValueError(f"a pipeline version is listed twice in {', '.join(value)}")
+        return tuple(names)
 
     @field_validator("data_stewards")
     @classmethod
@@ -48,9 +67,10 @@ class StageConfig(BaseModel):
             "prod": {"log_retention_days": 365, "retain_data": True, "spot": False, "max_vcpus": 256},
         }[stage]
         stewards = app.node.try_get_context("dataStewards") or ()
+        pipelines = app.node.try_get_context("pipelines") or ()
         embargo_days = app.node.try_get_context("defaultEmbargoDays")
         return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"),
-                   data_stewards=tuple(stewards.split(",") if isinstance(stewards, str) else stewards),
+                   data_stewards=_listed(stewards), pipelines=_listed(pipelines),
                    **({"default_embargo_days": int(embargo_days)} if embargo_days is not None else {}), **defaults)
 
     @property

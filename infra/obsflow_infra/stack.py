@@ -17,6 +17,7 @@ from obsflow_infra.ingest import Ingest
 from obsflow_infra.monitoring import Monitoring
 from obsflow_infra.operations import Operations
 from obsflow_infra.orchestration import Orchestration
+from obsflow_infra.pipelines import HostedPipelines
 from obsflow_infra.storage import Storage
 
 
@@ -36,6 +37,7 @@ class ObsflowStack(cdk.Stack):
         self.operations.allow_nudge(self.ingest.handler)
         self.orchestration = Orchestration(self, "Orchestration", config=config, settings=settings, catalog=self.catalog,
                                            buckets=buckets, compute=self.compute, operations=self.operations)
+        self.pipelines = HostedPipelines(self, "Pipelines", config=config, settings=settings, compute=self.compute)
         self.embargo = Embargo(self, "Embargo", config=config, settings=settings, catalog=self.catalog,
                                data=buckets["data"], stage_readers=[self.compute.job_role, self.orchestration.catalog.role])
         self.functions = {
@@ -54,4 +56,5 @@ class ObsflowStack(cdk.Stack):
                             string_value=json.dumps(discovery.document(settings), sort_keys=True),
                             description=f"obsflow stage {config.stage}: resource names")
         discovery_document.node.add_dependency(self.storage, self.catalog, self.ingest, self.compute, self.operations,
-                                               self.orchestration, self.embargo, self.monitoring)
+                                               self.orchestration, self.embargo, self.monitoring,
+                                               self.pipelines)

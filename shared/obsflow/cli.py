@@ -1459,20 +1459,33 @@ def backstop(ctx, as_of):
 
 
 @main.command()
-@click.option("--now", "as_of", metavar="ISO-8601", help="Run the job as of this time (default: now).")
+@click.option("--now", "as_of", metavar="ISO-8601",
+              help="Run the job as of this time (default: now). A day still to come is a dry run: nothing changes.")
+@click.option("--release-early", "reason", metavar="REASON",
+              help="With a --now still to come: release what is due by then now, recorded on each dataset with your "
+                   "name and this reason (embargo is the PI's: have their agreement).")
 @operator_command
 @click.pass_context
-def release(ctx, as_of):
+def release(ctx, as_of, reason):
     """Run the daily release job: datasets whose embargo has ended are re-tagged public (the archive's public
     role may read them), and those still under embargo are dated again from the proposal documents in force."""
+    import getpass
+
+    from obsflow.runs.releases import EarlyRelease
     from obsflow.services import release_service
 
     now = _as_of(as_of)
-    report = release_service(_settings(ctx)).release(now)
-    click.echo(f"as of {now.date().isoformat()}: released {len(report.released)} dataset(s): "
+    if reason is not None and not reason.strip():
+        raise click.BadParameter("say why the datasets are released before their release date", param_hint="--release-early")
+    report = release_service(_settings(ctx)).release(now, EarlyRelease(getpass.getuser(), reason) if reason else None)
+    click.echo(f"as of {now.date().isoformat()}: {'would release' if report.dry_run else 'released'} "
+               f"{len(report.released)} dataset(s): "
                f"{', '.join(report.released) or '-'}; {report.under_embargo} still under embargo"
                + "".join(f"\n  {r['dataset_id']}: release date {r['was']} -> {r['now']} (its proposal changed)"
                          for r in report.redated))
+    if report.dry_run:
+        click.echo(f"dry run: {now.date().isoformat()} is still to come, so nothing was changed. "
+                   "`--release-early REASON` releases them now, recorded with your name and the reason")
     if report.failed:
         raise click.ClickException(
             f"{len(report.failed)} dataset(s) stay under embargo, their objects could not all be tagged: "
@@ -1519,9 +1532,11 @@ def pipelines():
 def _pipelines(ctx):
     from obsflow import aws
     from obsflow.pipelines.service import PipelineService
+    from obsflow.runs.platform import BatchJobDefinitions
 
     settings = _settings(ctx)
-    return PipelineService(settings, aws.client(settings, "s3"), lambda recipe: _register_recipe(settings, recipe))
+    return PipelineService(settings, aws.client(settings, "s3"), lambda recipe: _register_recipe(settings, recipe),
+                           BatchJobDefinitions(settings).for_pipeline)
 
 
 @pipelines.command("add")
@@ -1532,17 +1547,12 @@ def pipelines_add(ctx, requirement):
     """Build PACKAGE==VERSION's environment (once) and register its workflows as recipes."""
     import getpass
 
+    from obsflow.errors import NotFound
     from obsflow.pipelines.environments import EnvironmentError_
 
-    settings = _settings(ctx)
-    if not settings.local_endpoint:
-        raise click.ClickException(
-            f"stage '{settings.stage}' is deployed: its jobs cannot use an environment built on this machine. A "
-            "deployed stage's pipelines are task images its CDK app builds, which is not done yet (see the README, "
-            "\"Running DKIST's pipelines\"); add pipelines to a local stack (`obsflow local serve`)")
     try:
         record = _pipelines(ctx).add(requirement, getpass.getuser(), log=click.echo)
-    except EnvironmentError_ as exc:
+    except (EnvironmentError_, NotFound) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{record['name']}: {len(record['workflows'])} workflow(s) registered as recipes; "
                f"`obsflow pipelines show {record['package']}` lists them")

@@ -246,13 +246,25 @@ def _dataset(dataset_id: str):
     return item
 
 
+def _access(item) -> str:
+    """Who may read the dataset, from the recorded facts: its release date, and when and how it was released."""
+    if item.embargo:
+        return f"under embargo until {item.release_date}: private to proposal {item.proposal_id}"
+    early = next((d for d in reversed(item.decisions or []) if d.get("decision") == "release-early"), None)
+    if early:
+        return (f"public since {early['at'][:10]}, released before its release date {early['release_date']} by "
+                f"{early['by']}: {early['reason']}")
+    if item.released_at and item.released_at.date().isoformat() < item.release_date:  # never by the job: say so
+        return f"public since {item.released_at.date()} although its release date is {item.release_date}: check it"
+    return f"public since {item.release_date}"
+
+
 def dataset_detail(dataset_id: str) -> dict:
     item = _dataset(dataset_id)
     detail = {k: v for k, v in item.attribute_values.items() if k not in ("files_inline", "provenance_inline", "spilled")}
     detail["files"] = item.files
     if item.release_date:
-        detail["access"] = (f"under embargo until {item.release_date}: private to proposal {item.proposal_id}"
-                            if item.embargo else f"public since {item.release_date}")
+        detail["access"] = _access(item)
     detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,
                            "created_at": d.created_at} for d in datasets.of_product(item.product_id)]
     return detail

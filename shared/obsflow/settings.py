@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     def job_definition_name(self, resource_class: str) -> str:
         return self.resource(f"task-{resource_class}")
 
+    def pipeline_job_definition_name(self, package: str, version: str, resource_class: str) -> str:
+        """A hosted pipeline version's job definition: its own task image (on AWS), one per resource class."""
+        return self.resource(f"task-{package}-{version.replace('.', '-')}-{resource_class}")
+
     def state_machine_name(self, recipe: str, version: str) -> str:
         return self.resource(f"{recipe}-v{version.replace('.', '-')}")
 

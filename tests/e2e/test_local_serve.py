@@ -241,7 +241,7 @@ def embargo_is_kept_until_the_release_job_opens_the_dataset(endpoint: str, datas
         len(dataset["files"]) + 2)
     # When the daily release job runs the day before the release date, nothing is released
     the_day_before = (dt.date.fromisoformat(release) - dt.timedelta(days=1)).isoformat()
-    assert "released 0 dataset(s): -; 1 still under embargo" in cli(endpoint, "release", "--now", the_day_before)
+    assert "would release 0 dataset(s): -; 1 still under embargo" in cli(endpoint, "release", "--now", the_day_before)
     # When the summit sends a revised proposal document, making the data public from today, and the job runs
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     revised = {"proposal_id": "pid_1_23", "pi": {"name": "Simulated PI", "email": "pi@example.org"},

@@ -204,6 +204,32 @@ def test_a_redrive_resumes_from_the_failed_task_on_the_scratch_and_inventory_the
     assert datasets.get(done.dataset_id).frame_count == 14  # every L1 frame; 10 of them in the ASDF
 
 
+def tags_of(stack, recipe_run: int) -> list[bytes]:
+    """The keys DKIST's framework keeps in the scratch inventory for a recipe run, in any database."""
+    import redis
+
+    host, _, port = stack.settings.pipeline_services["scratch-inventory"].rpartition(":")
+    return [key for db in range(16) for key in redis.Redis(host=host, port=int(port), db=db).keys(f"{recipe_run}:*")]
+
+
+def test_a_retry_gives_up_the_failed_run_and_the_pipelines_own_purge_removes_its_scratch_and_tags(stack):
+    from obsflow.pipelines.records import recipe_run_id
+
+    # Given a run that failed in write_l1_data, its calibrated frames in scratch and their tags in Redis
+    run = planned_with_fault(stack, "dkist_given_up", 15, "write_l1_data")
+    earlier, scratch = recipe_run_id(run.run_id), Path(stack.settings.scratch_dir)
+    assert (scratch / str(earlier)).is_dir() and tags_of(stack, earlier)
+    # When the operator retries it (a new run) instead of redriving it
+    retry = run_service(stack.settings).retry(run.run_id, {})
+    done = wait_for(lambda: (r := runs.get(retry.run_id)).status in ("SUCCEEDED", "FAILED") and r, "the retry", 300)
+    # Then the retry succeeds, and nothing of the given-up run is left in scratch or in Redis
+    assert done.status == "SUCCEEDED", "\n".join(run_service(stack.settings).failure(done.run_id)["task_log"])
+    assert not (scratch / str(earlier)).exists() and not (scratch / ".obsflow-host" / str(earlier)).exists()
+    assert tags_of(stack, earlier) == []
+    # And the given-up run is still shown as it ended
+    assert runs.get(run.run_id).status == "FAILED"
+
+
 def test_a_pipeline_run_executed_by_hand_shows_the_manual_influence_in_its_products(stack, tmp_path):
     # Given a run of the test pipeline that failed in generate_calibrated_data
     run = planned_with_fault(stack, "dkist_manual", 14, "generate_calibrated_data")

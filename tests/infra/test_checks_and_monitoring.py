@@ -137,7 +137,7 @@ def test_cdk_synth_works_offline_without_docker_or_credentials(tmp_path):
     completed = subprocess.run([str(CDK_CLI), "synth", "-c", "stage=prod", "-o", str(tmp_path / "out"), "--quiet",
                                 "--no-notices"], cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
                                timeout=300)
-    # Then it succeeds (cdk-nag included) and writes the template and both image assets
+    # Then it succeeds (cdk-nag included) and writes the template and the image assets
     assert completed.returncode == 0, completed.stdout + completed.stderr
     template = json.loads((tmp_path / "out" / "obsflow-prod.template.json").read_text())
     assert len(template["Resources"]) > 100
@@ -147,9 +147,10 @@ def test_cdk_synth_works_offline_without_docker_or_credentials(tmp_path):
 
 
 def test_each_image_asset_holds_what_its_dockerfile_copies(dev):
-    # Given the staged build contexts of both images (the repository, filtered by .dockerignore)
+    # Given the staged build contexts of the images (the repository, filtered by .dockerignore): the functions',
+    # the tasks', and a hosted pipeline's per pipeline version
     assets = json.loads((dev.outdir / f"{dev.stack.stack_name}.assets.json").read_text())["dockerImages"]
-    assert len(assets) == 2
+    assert len(assets) == 2 + len(dev.stack.config.pipelines)
     for asset in assets.values():
         context = dev.outdir / asset["source"]["directory"]
         dockerfile = (context / asset["source"]["dockerFile"]).read_text()

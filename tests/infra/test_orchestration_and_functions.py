@@ -257,7 +257,8 @@ def test_with_a_jira_secret_only_the_ticket_filers_may_read_it(tmp_path):
 
 def test_the_task_role_reads_raw_frames_and_products_and_uses_the_work_bucket(dev):
     statements = dev.statements(dev.stack.compute.job_role)
-    assert _actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
+    assert _actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket",
+                                    "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}  # hosted scratch
     assert '"/raw/*"' in json.dumps(statements)
     # The data bucket is read only (upstream datasets' products: a science run reads its master calibrations)
     data = dev.logical_id(dev.stack.storage.buckets["data"])

@@ -103,3 +103,55 @@ def test_only_json_addressed_to_the_server_itself_is_answered(records, headers, 
         assert refused.value.code == status
     finally:
         server.stop()
+
+
+def test_a_job_on_a_stage_without_a_metadata_store_serves_its_own_on_loopback(records):
+    # Given a deployed stage's pipeline services (the scratch inventory only) and a job of a linked run
+    from types import SimpleNamespace
+
+    from obsflow_tasks.pipeline import PipelineNode
+
+    documents.put_json(records.s3, WORK, link_key(123456789012345), {"run_id": "run-1"})
+    job = SimpleNamespace(context=SimpleNamespace(s3=records.s3, work_bucket=WORK))
+    # When the node's services are made
+    with PipelineNode._metadata_store(job, {"scratch-inventory": "redis.internal:6390"}) as services:
+        host, _, port = services["metadata-store"].rpartition(":")
+        request = urllib.request.Request(f"http://{host}:{port}/graphql", data=json.dumps(REQUESTS["input_dataset"]).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        # Then DKIST's request is answered there from the run's records, and the stage's Redis is kept
+        answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        assert "errors" not in answer and answer["data"]["recipeRuns"]
+        assert host == "127.0.0.1" and services["scratch-inventory"] == "redis.internal:6390"
+    # And it stops with the node
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(request, timeout=2)
+    # And a stage that names a metadata store keeps it
+    with PipelineNode._metadata_store(job, {"metadata-store": "127.0.0.1:1", "scratch-inventory": "x:1"}) as services:
+        assert services["metadata-store"] == "127.0.0.1:1"
+
+
+def test_a_deployed_stage_runs_a_pipeline_only_with_the_job_definitions_its_cdk_app_made():
+    from obsflow.errors import NotFound
+    from obsflow.recipes.jobs import job_definitions
+    from obsflow.recipes.model import RESOURCE_CLASSES
+    from obsflow.runs.platform import BatchJobDefinitions
+    from obsflow.settings import Settings
+
+    with mock_aws():
+        # Given a deployed stage (no local endpoint) whose CDK app built no image for the pipeline
+        settings = Settings(stage="deployed")
+        batch = boto3.client("batch", region_name=settings.region)
+        # When the pipeline is added, then it is refused before any build, saying how the stage gets it
+        with pytest.raises(NotFound, match=r"-c pipelines=.*dkist-processing-vbi==1.23.4"):
+            BatchJobDefinitions(settings).for_pipeline("dkist-processing-vbi", "1.23.4")
+        # Given the job definitions the CDK app makes for it
+        for resource_class in RESOURCE_CLASSES:
+            batch.register_job_definition(
+                jobDefinitionName=settings.pipeline_job_definition_name("dkist-processing-vbi", "1.23.4", resource_class),
+                type="container", containerProperties={"image": "hosted-vbi", "vcpus": 1, "memory": 4096})
+        # Then they are the ones StartRun names for its recipe's runs, and nothing is registered from here
+        names = BatchJobDefinitions(settings).for_pipeline("dkist-processing-vbi", "1.23.4")
+        source = type("Recipe", (), {"pipeline": type("Source", (), {"package": "dkist-processing-vbi",
+                                                                     "version": "1.23.4"})})
+        assert {rc.replace("-", "_"): name for rc, name in names.items()} == job_definitions(settings, source, {})
+        assert all(d["revision"] == 1 for d in batch.describe_job_definitions()["jobDefinitions"])

@@ -160,8 +160,8 @@ def test_the_release_job_opens_due_datasets_once_and_redates_the_others_from_rev
     service = make_service()
     first = catalogued(service, "c1")["dataset_id"]
     second = catalogued(service, "c2", date_obs="2026-11-21T03:00:00")["dataset_id"]
-    job = ReleaseService(service.store, service.documents, service.settings)
     now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc)
+    job = ReleaseService(service.store, service.documents, service.settings, clock=lambda: now)
     # When nothing is due, the job changes nothing
     quiet = job.release(now)
     assert (quiet.released, quiet.redated, quiet.under_embargo, quiet.objects_tagged) == ([], [], 2, 0)

@@ -81,6 +81,22 @@ def test_a_node_that_retries_keeps_its_retries():
                ["States"]["fail_task"]["Retry"])
 
 
+def test_a_pipeline_recipes_jobs_run_on_its_own_job_definitions_unless_a_developer_image_is_named():
+    from obsflow.recipes.definitions import RECIPES
+    from obsflow.recipes.jobs import job_definitions
+    from obsflow.settings import Settings
+
+    settings = Settings(stage="dev")
+    # Given a recipe of DKIST's test pipeline and one of obsflow's own
+    hosted = recipe_of("dkist-processing-test", "1.34.4", workflow("input_to_output_test_fail"))
+    # Then a run of the pipeline's uses its version's job definitions, obsflow's the stage's
+    assert job_definitions(settings, hosted, {})["high_memory"] == "obsflow-dev-task-dkist-processing-test-1-34-4-high-memory"
+    assert job_definitions(settings, RECIPES[0], {})["default"] == settings.job_definition_name("default")
+    # And a developer campaign's image wins over both
+    assert job_definitions(settings, hosted, {"default": "obsflow-dev-task-default-dev:7"})["default"] == \
+        "obsflow-dev-task-default-dev:7"
+
+
 def test_a_resource_queue_obsflow_does_not_know_is_refused_by_name():
     odd = {**workflow("input_to_output_test_fail")}
     odd["nodes"] = [{**odd["nodes"][0], "resource_queue": "gpu"}]

@@ -50,12 +50,26 @@ def test_the_image_installs_its_requirements_then_obsflow_without_dependencies()
     dockerfile = (ROOT / "containers/pipeline/Dockerfile").read_text()
     commands = [line.strip() for line in dockerfile.splitlines() if "pip install" in line]
     assert commands == ["RUN pip install --no-compile -r requirements.txt",
-                        "RUN pip install --no-compile --no-deps . \\"]
+                        "RUN pip install --no-compile --no-deps . \\",
+                        "RUN pip install --no-compile -c requirements.txt -r requirements-dkist.txt"]
     # And every requirement is pinned as pyproject.toml pins it
     lines = [line for line in REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
     pinned = _pins(lines)
     project = _pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert len(pinned) == len(lines) and {name: project.get(name) for name in pinned} == pinned
+
+
+def test_a_hosted_pipelines_image_adds_the_dkist_extra_as_pyproject_pins_it():
+    # Given the hosted pipeline's stage of the Dockerfile and the project's `dkist` extra
+    dockerfile = (ROOT / "containers/pipeline/Dockerfile").read_text()
+    extra = _pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dkist"])
+    lines = [line for line in (REQUIREMENTS.parent / "requirements-dkist.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    # Then it installs exactly the extra's pins, builds the pipeline's own venv, and the task image stays the default
+    assert _pins(lines) == extra and len(lines) == len(extra)
+    hosted = dockerfile.split("FROM tasks AS hosted-pipeline", 1)[1]
+    assert 'RUN python -m obsflow.pipelines.environments "${PIPELINE}"' in hosted
+    assert dockerfile.rstrip().splitlines()[-1] == "FROM tasks"
 
 
 def test_the_image_leaves_out_the_local_stack_the_simulator_and_the_cdk():

@@ -12,6 +12,7 @@ over (the files TransferL1Data would have sent away) as this task's outputs: the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import io
@@ -26,12 +27,15 @@ from pathlib import Path
 from astropy.io import fits
 
 from obsflow.pipelines import environments, node_servers
-from obsflow.pipelines.records import S3PipelineRecords
+from obsflow.pipelines.metadata_store import MetadataStore, MetadataStoreServer
+from obsflow.pipelines.records import S3PipelineRecords, UnknownRecipeRun, recipe_run_id
 from obsflow.pipelines.workflows import DOCS_BASE_URL
 from obsflow.settings import get_settings
 
 from obsflow_tasks.base import ConfigurationFailure, InfrastructureFailure, Task, TaskFailure
 
+# The framework's Teardown, whose purge removes a run given up when its workflow has no Teardown of its own.
+FRAMEWORK_TEARDOWN = "dkist_processing_common.tasks.teardown:Teardown"
 # MESH_CONFIG's service names, as dkist-processing-common reads them.
 MESH_NAMES = {"metadata-store": "internal-api-gateway", "scratch-inventory": "automated-processing-scratch-inventory"}
 # The host's astropy configuration for the pipeline's processes (XDG_CONFIG_HOME): jobs have no internet, so
@@ -55,7 +59,8 @@ def mesh_config(services: dict[str, str]) -> dict:
     missing = sorted(set(MESH_NAMES) - set(services))
     if missing:
         raise InfrastructureFailure(f"the pipeline services {', '.join(missing)} are not configured "
-                                    "(OBSFLOW_PIPELINE_SERVICES): the local stack starts them; on AWS the stage sets them")
+                                    "(OBSFLOW_PIPELINE_SERVICES): the local stack starts them; on AWS the stage sets "
+                                    "the scratch inventory and each job serves the metadata store itself")
     config = {}
     for name, address in services.items():
         host, _, port = address.rpartition(":")
@@ -93,42 +98,93 @@ class PipelineNode(Task):
         (configuration / "astropy" / "astropy.cfg").write_text(ASTROPY_CONFIGURATION)
         if not spec.upstreams:
             self._fresh_scratch(scratch_dir() / str(recipe_run))
-        handed_over = host / f"{spec.name}.jsonl"
-        handed_over.unlink(missing_ok=True)
-        # What the framework reads when it is imported (the same for every node of this host), then per node.
-        host_environment = {
-            "SCRATCH_BASE_PATH": str(scratch_dir()),
-            "MESH_CONFIG": json.dumps(mesh_config(settings.pipeline_services), sort_keys=True),
-            "BUILD_VERSION": source.version,
-            "PYTHONUNBUFFERED": "1",
-            "XDG_CONFIG_HOME": str(configuration),
-            "DOCS_BASE_URL": DOCS_BASE_URL,  # the L1 headers' INFO_URL, HEAD_URL and CAL_URL
-        }
-        node_environment = {**os.environ, **host_environment, "OBSFLOW_COLLECT_TO": str(handed_over)}
-        argv = [spec.pipeline_task, "--recipe-run-id", str(recipe_run), "--workflow-name", source.workflow,
-                "--workflow-version", source.version, *(["--manual"] if self.context.manual else [])]
-        print(f"{source.package} {source.version} {spec.pipeline_task}: recipe run {recipe_run}, scratch "
-              f"{scratch_dir() / str(recipe_run)}", flush=True)
-        output = _LastLine()
-        connection = node_servers.connect(environment, host_environment, output) \
-            if settings.pipeline_node_server else None
-        # A node's working directory is its run's (ViSP's background-light step writes a file into it)
-        if connection is not None:
-            returncode = node_servers.run_node(connection, argv, node_environment, output, cwd=str(host))
-        else:
-            command = [str(environment.python), str(environments.host_script("run_node.py")), *argv]
-            with subprocess.Popen(command, env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, errors="replace", cwd=host) as process:
-                for line in process.stdout:
-                    output(line)
-            returncode = process.returncode
-        sys.stdout.flush()
+        with self._metadata_store(settings.pipeline_services) as services:
+            # What the framework reads when it is imported (the same for every node of this host), then per node.
+            host_environment = {
+                "SCRATCH_BASE_PATH": str(scratch_dir()),
+                "MESH_CONFIG": json.dumps(mesh_config(services), sort_keys=True),
+                "BUILD_VERSION": source.version,
+                "PYTHONUNBUFFERED": "1",
+                "XDG_CONFIG_HOME": str(configuration),
+                "DOCS_BASE_URL": DOCS_BASE_URL,  # the L1 headers' INFO_URL, HEAD_URL and CAL_URL
+            }
+            if not spec.upstreams and self.context.run.get("retry_of"):
+                self._purge_given_up(self.context.run["retry_of"], environment, host_environment)
+            handed_over = host / f"{spec.name}.jsonl"
+            handed_over.unlink(missing_ok=True)
+            print(f"{source.package} {source.version} {spec.pipeline_task}: recipe run {recipe_run}, scratch "
+                  f"{scratch_dir() / str(recipe_run)}", flush=True)
+            output = _LastLine()
+            returncode = self._node(environment, host_environment, recipe_run, spec.pipeline_task, output, host,
+                                    {"OBSFLOW_COLLECT_TO": str(handed_over)},
+                                    ["--manual"] if self.context.manual else [])
         if returncode != 0:
             raise TaskFailure(f"{spec.pipeline_task} of {source.package} {source.version} failed (exit code "
                               f"{returncode}): {output.last[:300]}")
         self._collect(handed_over)
         if spec.pipeline_task.endswith(":Teardown"):  # the pipeline removed its scratch; the host's goes with it
             shutil.rmtree(host, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _metadata_store(self, services: dict[str, str]):
+        """The pipeline services, with a metadata store of this job's own on loopback where the stage names none
+        (on AWS: reachable from this job only, over the same run records in the work bucket)."""
+        if "metadata-store" in services:
+            yield services
+            return
+        server = MetadataStoreServer(MetadataStore(S3PipelineRecords(self.context.s3, self.context.work_bucket)))
+        server.start()
+        try:
+            yield {**services, "metadata-store": f"127.0.0.1:{server.port}"}
+        finally:
+            server.stop()
+
+    def _node(self, environment, host_environment: dict, recipe_run: int, task: str, output, cwd: Path,
+              extra_environment: dict, options: list[str]) -> int:
+        """Run one of the pipeline's task classes for a recipe run, in its environment; the exit code."""
+        source = self.context.recipe.pipeline
+        argv = [task, "--recipe-run-id", str(recipe_run), "--workflow-name", source.workflow,
+                "--workflow-version", source.version, *options]
+        node_environment = {**os.environ, **host_environment, **extra_environment}
+        connection = node_servers.connect(environment, host_environment, output) \
+            if get_settings().pipeline_node_server else None
+        # A node's working directory is its run's (ViSP's background-light step writes a file into it)
+        if connection is not None:
+            returncode = node_servers.run_node(connection, argv, node_environment, output, cwd=str(cwd))
+        else:
+            command = [str(environment.python), str(environments.host_script("run_node.py")), *argv]
+            with subprocess.Popen(command, env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace", cwd=cwd) as process:
+                for line in process.stdout:
+                    output(line)
+            returncode = process.returncode
+        sys.stdout.flush()
+        return returncode
+
+    def _purge_given_up(self, earlier_run_id: str, environment, host_environment: dict) -> None:
+        """The run this one retries is given up: its scratch files and Redis tags go, removed by the pipeline's
+        own Teardown code (its purge only: the earlier run's recorded status stays as it ended)."""
+        records = S3PipelineRecords(self.context.s3, self.context.work_bucket)
+        earlier = recipe_run_id(earlier_run_id)
+        teardown = next((t.pipeline_task for t in self.context.recipe.tasks
+                         if (t.pipeline_task or "").endswith(":Teardown")), FRAMEWORK_TEARDOWN)
+        scratch = scratch_dir() / str(earlier)
+        try:
+            linked = records.run_id(earlier) == earlier_run_id
+        except UnknownRecipeRun:
+            linked = False  # it never started a node: nothing of it is in scratch
+        if not linked or not scratch.exists():
+            return
+        print(f"obsflow host: run {earlier_run_id} is given up (this run retries it): removing its scratch and tags "
+              f"(recipe run {earlier}) with {teardown}'s purge", flush=True)
+        output = _LastLine()
+        host = scratch_dir() / ".obsflow-host" / str(earlier)
+        host.mkdir(parents=True, exist_ok=True)
+        if self._node(environment, host_environment, earlier, teardown, output, host, {}, ["--purge"]) != 0:
+            print(f"obsflow host: the purge of recipe run {earlier} failed ({output.last[:200]}); its scratch "
+                  f"stays in {scratch}", flush=True)
+            return
+        shutil.rmtree(host, ignore_errors=True)
 
     def _fresh_scratch(self, scratch: Path) -> None:
         """A run starts on an empty scratch: what a run of the same id left there (a stack restarted without

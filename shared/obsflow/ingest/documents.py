@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from obsflow.errors import Rejected
 from obsflow.ids import ID_RULE, is_id
@@ -87,6 +88,22 @@ class ProposalDocument(BaseModel):
     pi: PrincipalInvestigator
     release_date: dt.date | None = None
     embargo_days: int | None = Field(default=None, ge=0, le=MAX_EMBARGO_DAYS)
+
+    @field_validator("release_date", mode="before")
+    @classmethod
+    def _calendar_date(cls, value: Any) -> Any:
+        """An ISO calendar date (YYYY-MM-DD) and nothing else: pydantic would read 0 or "0" as 1970-01-01, and
+        an embargo that fails open cannot be taken back."""
+        if value is None:
+            return value
+        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is not an ISO calendar date (YYYY-MM-DD)")
+        date = dt.date.fromisoformat(value)
+        today = dt.datetime.now(dt.timezone.utc).date()
+        if abs((date - today).days) > MAX_EMBARGO_DAYS:
+            raise ValueError(f"{value} is more than {MAX_EMBARGO_DAYS} days from today ({today}), the bound of "
+                             "embargo_days too: a typo is caught, not obeyed")
+        return date
 
     @model_validator(mode="after")
     def _one_rule(self) -> "ProposalDocument":

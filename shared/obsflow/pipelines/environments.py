@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from obsflow.errors import ObsflowError
-from obsflow.settings import Settings
+from obsflow.settings import Settings, get_settings
 
 REQUIREMENT = re.compile(r"^(?P<package>[A-Za-z0-9][A-Za-z0-9._-]{0,99})==(?P<version>\d+\.\d+\.\d+)$")
 MARKER = "environment.json"
@@ -136,3 +136,19 @@ def build(settings: Settings, package: str, version: str, log=print) -> Environm
         (path / MARKER).write_text(json.dumps(description, indent=1))
         log(f"built in {installed:.0f} s, {description['size_bytes'] / 1e9:.2f} GB; {len(workflows)} workflow(s)")
         return Environment(package, version, path, description)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m obsflow.pipelines.environments PACKAGE==VERSION``: build the environment where the settings say
+    (OBSFLOW_PIPELINES_DIR); a hosted pipeline's task image runs it when it is built."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if len(arguments) != 1:
+        raise SystemExit("usage: python -m obsflow.pipelines.environments PACKAGE==VERSION")
+    try:
+        build(get_settings(), *parse_requirement(arguments[0]))
+    except EnvironmentError_ as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -21,14 +21,22 @@ def record_key(package: str, version: str) -> str:
 
 class PipelineService:
     """``register`` records a recipe version and makes its state machine (the register-recipes function on a
-    stage): it answers ``{"new": bool, "state_machine": str}``."""
+    stage): it answers ``{"new": bool, "state_machine": str}``. ``job_definitions`` are the pipeline version's
+    (runs.platform.BatchJobDefinitions.for_pipeline: a deployed stage's CDK app made them, or it refuses)."""
 
-    def __init__(self, settings, s3, register: Callable[[Recipe], dict], clock=lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(self, settings, s3, register: Callable[[Recipe], dict],
+                 job_definitions: Callable[[str, str], dict[str, str]],
+                 clock=lambda: dt.datetime.now(dt.timezone.utc)):
         self.settings, self.s3, self.register, self.clock = settings, s3, register, clock
+        self.job_definitions = job_definitions
         self.work = settings.bucket_name("work")
 
     def add(self, requirement: str, added_by: str, log=print) -> dict:
         package, version = environments.parse_requirement(requirement)
+        job_definitions = self.job_definitions(package, version)  # before a build of minutes: the stage can run it
+        if not self.settings.local_endpoint:
+            log(f"stage '{self.settings.stage}' runs {package}=={version} in its task image; the same environment is "
+                "built here to read its workflows")
         environment = environments.build(self.settings, package, version, log)
         parameters = known_parameters(package)
         for key, content in parameter_files(package):
@@ -47,6 +55,7 @@ class PipelineService:
                   "build_seconds": environment.description.get("build_seconds"),
                   "size_bytes": environment.description.get("size_bytes"),
                   "parameters": [p.name for p in parameters], "workflows": workflows,
+                  "job_definitions": job_definitions,
                   "added_by": added_by, "added_at": self.clock().isoformat()}
         documents.put_json(self.s3, self.work, record_key(package, version), record)
         return record

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from obsflow.recipes.asl import job_definition_field
+from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.settings import Settings
 
 # Fargate sizes (vCPU, MiB): valid Fargate combinations.
@@ -16,6 +18,15 @@ JOB_TIMEOUT_S = 4 * 3600
 
 # Each state machine task overrides it with the whole command line.
 DEFAULT_COMMAND = ["python", "-m", "obsflow_tasks", "--help"]
+
+
+def job_definitions(settings: Settings, recipe: Recipe, developer_images: dict[str, str]) -> dict[str, str]:
+    """The job definition of each resource class for a run of ``recipe``: a developer campaign's image, else the
+    hosted pipeline's own image, else the stage's task image (keyed as StartRun's result names them)."""
+    source = recipe.pipeline
+    return {job_definition_field(rc): developer_images.get(rc) or (
+        settings.pipeline_job_definition_name(source.package, source.version, rc) if source
+        else settings.job_definition_name(rc)) for rc in RESOURCE_CLASSES}
 
 
 def job_environment(settings: Settings, resource_class: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -60,12 +61,21 @@ class Option(BaseModel):
     choices: tuple[Any, ...] | None = None
     default: Any = None
 
+    @field_validator("minimum", "maximum")
+    @classmethod
+    def _finite_bound(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"a bound is a finite number, not {value!r}")
+        return value
+
     def check(self, value: Any) -> Any:
         """``value`` if it is valid, converted from text where needed; else RecipeError."""
         value = self._coerce(value)
         expected = _TYPES[self.type]
         if not isinstance(value, expected) or (self.type != "bool" and isinstance(value, bool)):
             raise RecipeError(f"{self.name}: {value!r} is not of type {self.type}")
+        if not _finite(value):  # NaN passes every comparison below, and infinities are no measurement
+            raise RecipeError(f"{self.name}: {value!r} is not finite: NaN and infinities are refused")
         if self.minimum is not None and value < self.minimum:
             raise RecipeError(f"{self.name}: {value!r} is below the minimum {self.minimum}")
         if self.maximum is not None and value > self.maximum:
@@ -85,6 +95,17 @@ class Option(BaseModel):
             return int(value) if self.type == "int" else float(value)
         except (KeyError, ValueError):  # json.JSONDecodeError is a ValueError
             raise RecipeError(f"{self.name}: {value!r} is not of type {self.type}") from None
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in ``value`` (a number, or a json option's object or array)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
 
 
 class DatedValue(BaseModel):

@@ -263,21 +263,41 @@ class BatchJobDefinitions:
         self.settings = settings
 
     def register_image(self, image: str, resource_classes: list[str]) -> dict[str, str]:
-        batch = aws.client(self.settings, "batch")
         registered = {}
         for resource_class in resource_classes:
             name = self.settings.job_definition_name(resource_class)
-            found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
-            if not found:
-                raise NotFound(f"the stage has no job definition {name} to base the task image {image} on")
-            base = max(found, key=lambda d: d["revision"])
-            options = {k: base[k] for k in ("retryStrategy", "timeout", "platformCapabilities", "propagateTags")
-                       if k in base}
-            response = batch.register_job_definition(
-                jobDefinitionName=f"{name}-dev", type=base["type"],
-                containerProperties={**base["containerProperties"], "image": image}, **options)
-            registered[resource_class] = f"{response['jobDefinitionName']}:{response['revision']}"
+            registered[resource_class] = self._register_like(name, f"{name}-dev", image)
         return registered
+
+    def for_pipeline(self, package: str, version: str) -> dict[str, str]:
+        """The job definitions of a hosted pipeline version, by resource class. A deployed stage's come from its
+        CDK app (with the pipeline's task image, EFS scratch and services); the local stack registers them here
+        as copies of its own (its jobs find the pipeline's venv by the recipe)."""
+        batch = aws.client(self.settings, "batch")
+        names = {rc: self.settings.pipeline_job_definition_name(package, version, rc) for rc in RESOURCE_CLASSES}
+        for resource_class, name in names.items():
+            if batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]:
+                continue
+            if not self.settings.local_endpoint:
+                raise NotFound(f"stage '{self.settings.stage}' has no job definition {name}: its CDK app builds a "
+                               f"task image for {package}=={version} only when deployed with "
+                               f"`-c pipelines=...,{package}=={version}` (cdk.json lists the stage's pipelines)")
+            self._register_like(self.settings.job_definition_name(resource_class), name,
+                                f"obsflow-pipeline-{package}-{version}:local")
+        return names
+
+    def _register_like(self, base_name: str, name: str, image: str) -> str:
+        """A revision of ``name``: the stage's job definition ``base_name`` with another image; 'name:revision'."""
+        batch = aws.client(self.settings, "batch")
+        found = batch.describe_job_definitions(jobDefinitionName=base_name, status="ACTIVE")["jobDefinitions"]
+        if not found:
+            raise NotFound(f"the stage has no job definition {base_name} to base the task image {image} on")
+        base = max(found, key=lambda d: d["revision"])
+        options = {k: base[k] for k in ("retryStrategy", "timeout", "platformCapabilities", "propagateTags") if k in base}
+        response = batch.register_job_definition(
+            jobDefinitionName=name, type=base["type"], containerProperties={**base["containerProperties"], "image": image},
+            **options)
+        return f"{response['jobDefinitionName']}:{response['revision']}"
 
 
 class StateMachines:

@@ -62,6 +62,7 @@ def run_document(run: Run, instance: Instance, work_bucket: str, recipe: Recipe,
     chunks each data-parallel task runs in."""
     return {
         "run_id": run.run_id,
+        "retry_of": run.retry_of,  # the run this one replaces (a hosted pipeline removes its scratch)
         "instance_id": instance.instance_id,
         "candidate_id": instance.candidate_id,
         "proposal_id": instance.proposal_id,

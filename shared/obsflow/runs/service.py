@@ -21,7 +21,7 @@ from obsflow.embargo import EMBARGOED, Proposal
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.ingest.readiness import OpState, missing
 from obsflow.observability import logger
-from obsflow.recipes.asl import job_definition_field
+from obsflow.recipes.jobs import job_definitions
 from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.costs import run_cost
@@ -550,8 +550,7 @@ class RunService:
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
                 "chunks": chunks,
                 "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority),
-                "job_definitions": {job_definition_field(rc): developer_images.get(rc) or self.settings.job_definition_name(rc)
-                                    for rc in RESOURCE_CLASSES}}
+                "job_definitions": job_definitions(self.settings, recipe, developer_images)}
 
     def run_outputs(self, run_id: str) -> list[dict]:
         """What each task of the run wrote (or reused): name, tags, size, SHA-256, where it is, and where its

@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workflow-name", required=True)
     parser.add_argument("--workflow-version", required=True)
     parser.add_argument("--manual", action="store_true", help="a person runs this task by hand")
+    parser.add_argument("--purge", action="store_true",
+                        help="a Teardown class: remove the recipe run's scratch files and tags only (a run given up)")
     args = parser.parse_args(argv)
     module, _, name = args.task.partition(":")
     task_class = hosted(getattr(importlib.import_module(module), name))
@@ -112,7 +114,10 @@ def main(argv=None) -> int:
                     workflow_version=args.workflow_version) as task:
         if args.manual:
             task.is_task_manual = True
-        task()
+        if args.purge:
+            task.teardown()
+        else:
+            task()
     return 0
 
 

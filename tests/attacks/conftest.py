@@ -1,0 +1,3 @@
+"""The attacks reuse the unit tests' fakes and fixtures."""
+
+from tests.unit.conftest import world  # noqa: F401 (a fixture)
