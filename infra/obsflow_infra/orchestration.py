@@ -17,6 +17,7 @@ from constructs import Construct
 
 from obsflow.recipes.asl import build_definition, camel, placeholders, substitutions
 from obsflow.recipes.definitions import RECIPES
+from obsflow.pipelines.service import PREFIX as PIPELINE_RECORDS
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.settings import Settings
 from obsflow.tables.datasets import RECORDS_PREFIX
@@ -115,9 +116,10 @@ class Orchestration(Construct):
                 tracing_enabled=True,
                 logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             )
-        self._register_recipes_after_deployment(config, settings, catalog)
+        self._register_recipes_after_deployment(config, settings, catalog, work)
 
-    def _register_recipes_after_deployment(self, config: StageConfig, settings: Settings, catalog: CatalogTables) -> None:
+    def _register_recipes_after_deployment(self, config: StageConfig, settings: Settings, catalog: CatalogTables,
+                                           work: s3.IBucket) -> None:
         """`obsflow recipes list` shows what this deployment runs: the image changes with the recipes, and so
         the trigger runs again. `obsflow recipes register FILE` calls the same function with a definition:
         it records that version and creates its state machine, with this stack's role, logs and tracing."""
@@ -126,6 +128,8 @@ class Orchestration(Construct):
             description="Records recipe versions in the recipes table and creates the state machine of a new one")
         function = self.register_recipes
         function.allow_tables(catalog.arns("recipes"), write=True)
+        # A hosted pipeline's recipe is accepted with the task classes `obsflow pipelines add` recorded only.
+        function.allow_objects(work, ["s3:GetObject"], PIPELINE_RECORDS)
         function.function.add_environment("OBSFLOW_STATE_MACHINE_ROLE_ARN", self.role.role_arn)
         function.function.add_environment("OBSFLOW_STATE_MACHINE_LOG_GROUP_ARN", self.log_group.log_group_arn)
         function.allow(["states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource"],

@@ -228,9 +228,17 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
             if part != asl.GATHER:
                 progress[task] = {"status": "running", "started": event["timestamp"], "ended": None}
         elif kind == "TaskStateExited":
+            # A state also exits after a failure that a Catch turns into the failure path: it stays failed.
             task, part = asl.task_of_state(event["stateExitedEventDetails"]["name"])
-            if part != asl.CHUNKS:
-                progress.setdefault(task, {"started": None}).update(status="succeeded", ended=event["timestamp"])
+            entry = progress.setdefault(task, {"status": "running", "started": None})
+            if entry["status"] == "failed":
+                entry["ended"] = event["timestamp"]
+            elif part != asl.CHUNKS:
+                entry.update(status="succeeded", ended=event["timestamp"])
+        elif kind == "TaskSucceeded":  # a Retry that succeeded after a failed attempt: running again, not failed
+            task, _ = asl.task_of_state(state_of(event) or "")
+            if progress.get(task, {}).get("status") == "failed":
+                progress[task]["status"] = "running"
         elif kind in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
             task, _ = asl.task_of_state(state_of(event) or "")
             if task in progress:

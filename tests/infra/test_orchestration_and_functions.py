@@ -133,9 +133,10 @@ EXPECTED_ACTIONS = {
                  "s3:ListBucket", "s3:GetObject"},
     # Opens datasets whose embargo has ended: their objects' tags, never their bytes.
     "release": {"s3:PutObjectTagging", "s3:ListBucket"},
-    # Creates the state machine of a version registered as data, with the stack's role, logs and tracing.
+    # Creates the state machine of a version registered as data, with the stack's role, logs and tracing; reads
+    # the records of added pipelines (a pipeline's recipe names only its workflow's task classes).
     "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",
-                         *LOG_DELIVERY},
+                         "s3:GetObject", *LOG_DELIVERY},
 }
 COMMON = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -179,6 +180,7 @@ def test_only_catalog_writes_the_data_bucket_and_no_function_deletes_task_output
 
 def test_register_recipes_creates_state_machines_of_the_stage_only_with_the_stage_role(dev):
     function = dev.stack.functions["register-recipes"]
+    assert json.dumps(_resources_of(dev, function.role, "s3:GetObject")).count("/pipelines/packages/*") == 1
     machines = json.dumps(_resources_of(dev, function.role, "states:CreateStateMachine"))
     assert f":stateMachine:obsflow-{dev.stack.settings.stage}-*" in machines
     passed = _resources_of(dev, function.role, "iam:PassRole")

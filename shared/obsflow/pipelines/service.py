@@ -9,7 +9,7 @@ from typing import Callable
 from obsflow.errors import NotFound
 from obsflow.pipelines import environments
 from obsflow.pipelines.workflows import known_parameters, parameter_files, recipe_of
-from obsflow.recipes.model import Recipe
+from obsflow.recipes.model import Recipe, RecipeError
 from obsflow.runs import documents
 
 PREFIX = "pipelines/packages/"
@@ -41,22 +41,25 @@ class PipelineService:
         parameters = known_parameters(package)
         for key, content in parameter_files(package):
             self.s3.put_object(Bucket=self.work, Key=key, Body=content)
-        workflows = []
-        for workflow in environment.workflows:
-            recipe = recipe_of(package, version, workflow, parameters)
-            result = self.register(recipe)
-            log(f"  {recipe.key}: {'registered' if result['new'] else 'already registered'} "
-                f"({len(recipe.tasks)} tasks; workflow {workflow['workflow_name']})")
-            workflows.append({"workflow": workflow["workflow_name"], "recipe": recipe.name, "version": version,
-                              "tasks": len(recipe.tasks), "instrument": recipe.instrument,
-                              "resource_classes": recipe.resource_classes(), "state_machine": result["state_machine"]})
+        recipes = [(workflow["workflow_name"], recipe_of(package, version, workflow, parameters))
+                   for workflow in environment.workflows]
         record = {"package": package, "version": version, "name": f"{package}=={version}",
                   "environment": str(environment.path), "python": str(environment.python),
                   "build_seconds": environment.description.get("build_seconds"),
                   "size_bytes": environment.description.get("size_bytes"),
-                  "parameters": [p.name for p in parameters], "workflows": workflows,
-                  "job_definitions": job_definitions,
-                  "added_by": added_by, "added_at": self.clock().isoformat()}
+                  "parameters": [p.name for p in parameters],
+                  "workflows": [{"workflow": name, "recipe": recipe.name, "version": version, "tasks": len(recipe.tasks),
+                                 "task_classes": sorted({t.pipeline_task for t in recipe.tasks if t.pipeline_task}),
+                                 "instrument": recipe.instrument, "resource_classes": recipe.resource_classes()}
+                                for name, recipe in recipes],
+                  "job_definitions": job_definitions, "added_by": added_by, "added_at": self.clock().isoformat()}
+        # Recorded first: the register function accepts a pipeline's recipe only with the task classes recorded here.
+        documents.put_json(self.s3, self.work, record_key(package, version), record)
+        for (name, recipe), entry in zip(recipes, record["workflows"]):
+            result = self.register(recipe)
+            log(f"  {recipe.key}: {'registered' if result['new'] else 'already registered'} "
+                f"({len(recipe.tasks)} tasks; workflow {name})")
+            entry["state_machine"] = result["state_machine"]
         documents.put_json(self.s3, self.work, record_key(package, version), record)
         return record
 
@@ -75,3 +78,21 @@ class PipelineService:
             known = ", ".join(p["name"] for p in self.list()) or "none yet"
             raise NotFound(f"no pipeline {name!r} has been added ({known}); `obsflow pipelines add PACKAGE==VERSION`")
         return max(versions, key=lambda p: tuple(int(x) for x in p["version"].split(".")))
+
+
+def check_added(s3, work_bucket: str, recipe: Recipe) -> None:
+    """A hosted pipeline's recipe is registered only for a pipeline this stage has added, naming only the task
+    classes its workflow has: a definition sent to the register function cannot name other code."""
+    source = recipe.pipeline
+    if source is None:
+        return
+    try:
+        record = documents.get_json(s3, work_bucket, record_key(source.package, source.version))
+    except NotFound:
+        raise RecipeError(f"{recipe.key} is a workflow of {source.package}=={source.version}, which this stage has "
+                          f"not added: `obsflow pipelines add {source.package}=={source.version}`") from None
+    classes = next((set(w.get("task_classes", ())) for w in record["workflows"] if w["recipe"] == recipe.name), set())
+    foreign = sorted({t.pipeline_task for t in recipe.tasks if t.pipeline_task} - classes)
+    if foreign:
+        raise RecipeError(f"{recipe.key} names task classes that workflow {source.workflow} of {source.package}=="
+                          f"{source.version} does not have: {', '.join(foreign)}")

@@ -10,7 +10,7 @@ from importlib import resources
 
 import yaml
 
-from obsflow.recipes.model import Recipe, RecipeError
+from obsflow.recipes.model import MAX_TASKS, Recipe, RecipeError
 from obsflow.recipes.rules import DiscoveryRule, in_dependency_order
 
 _SHIPPED = resources.files("obsflow.recipes") / "shipped"
@@ -18,6 +18,9 @@ _SHIPPED = resources.files("obsflow.recipes") / "shipped"
 
 def parse_recipe(text: str, source: str) -> Recipe:
     """A recipe from YAML or JSON text; RecipeError naming ``source`` if it is not a valid recipe."""
+    if len(text) > MAX_RECIPE_CHARACTERS:  # before parsing: a huge file is refused at once, not after minutes
+        raise RecipeError(f"{source}: {len(text):,} characters; a recipe has at most {MAX_RECIPE_CHARACTERS:,} "
+                          f"(and at most {MAX_TASKS} tasks)")
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -28,6 +31,9 @@ def parse_recipe(text: str, source: str) -> Recipe:
         return Recipe.model_validate(document)
     except ValueError as exc:
         raise RecipeError(f"{source}: {exc}") from None
+
+
+MAX_RECIPE_CHARACTERS = 256 * 1024  # a recipe is one DynamoDB item: 400 KB at most
 
 
 def _load_recipes() -> tuple[Recipe, ...]:

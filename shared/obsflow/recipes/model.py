@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RESOURCE_CLASSES = ("default", "high-memory", "multi-core")
 ResourceClass = Literal["default", "high-memory", "multi-core"]
@@ -26,6 +27,21 @@ _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float),
 
 CHUNK_OPTION = "chunk_frames"
 HOST_TASKS = "obsflow_tasks.pipeline:"  # the tasks that host a pipeline's
+TASK_ENTRYPOINT = r"^obsflow_tasks(\.[a-z_][a-z0-9_]*)*:[A-Za-z_]\w*$"
+# MAJOR.MINOR.PATCH without leading zeros: 01.0.0 would be a second name for 1.0.0 (and sort as "latest")
+SEMANTIC_VERSION = r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$"
+# A recipe is one DynamoDB item (400 KB) and one state machine: far more than any workflow has (ViSP's 21)
+MAX_TASKS, MAX_VALUES = 300, 200
+
+
+def _semantic_version(value: str) -> str:
+    if not re.fullmatch(SEMANTIC_VERSION, value):
+        raise ValueError(f"version {value!r} is not MAJOR.MINOR.PATCH without leading zeros (e.g. 1.0.0)")
+    return value
+
+
+Version = Annotated[str, AfterValidator(_semantic_version)]
+
 MAX_CHUNKS = 10_000  # the largest AWS Batch array job
 
 
@@ -139,7 +155,7 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=IDENTIFIER)
-    entrypoint: str = Field(pattern=r"^[\w.]+:\w+$", description="module:Class of the task")
+    entrypoint: str = Field(description="module:Class of the task, in obsflow_tasks")
     upstreams: tuple[str, ...] = ()
     resource_class: ResourceClass = "default"
     description: str = ""
@@ -158,6 +174,14 @@ class TaskSpec(BaseModel):
     retries: int = Field(default=0, ge=0, le=10)
     retry_delay_s: int = Field(default=60, ge=1, le=3600)
 
+    @field_validator("entrypoint")
+    @classmethod
+    def _in_the_task_package(cls, value: str) -> str:
+        # A recipe is data, and data must not name code elsewhere (os:system, or a module imported to check it)
+        if not re.fullmatch(TASK_ENTRYPOINT, value):
+            raise ValueError(f"{value!r} is not a task of obsflow's task package (obsflow_tasks.<module>:<Class>)")
+        return value
+
 
 class PipelineSource(BaseModel):
     """Where a hosted pipeline's recipe comes from: a workflow of an instrument team's published package."""
@@ -165,7 +189,7 @@ class PipelineSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     package: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    version: Version
     workflow: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="the workflow's own name")
     module: str = Field(pattern=r"^[\w.]+$", description="the module that defines the workflow")
     source_url: str = ""
@@ -188,7 +212,7 @@ class Recipe(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    version: Version
     instrument: str
     modes: tuple[str, ...] = ()
     description: str
@@ -198,9 +222,9 @@ class Recipe(BaseModel):
     # What its datasets are: science (the PI is notified), calibration (masters others use) or summary.
     kind: Literal["science", "calibration", "summary"] = "science"
     estimates: Estimates = Estimates()
-    tasks: tuple[TaskSpec, ...] = Field(min_length=1)
-    parameters: tuple[Parameter, ...] = ()
-    run_configuration: tuple[Option, ...] = ()
+    tasks: tuple[TaskSpec, ...] = Field(min_length=1, max_length=MAX_TASKS)
+    parameters: tuple[Parameter, ...] = Field(default=(), max_length=MAX_VALUES)
+    run_configuration: tuple[Option, ...] = Field(default=(), max_length=MAX_VALUES)
     pipeline: PipelineSource | None = None  # a hosted pipeline's workflow (`obsflow pipelines add`)
 
     @model_validator(mode="after")
