@@ -45,6 +45,10 @@ def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
 
     where = settings.endpoint_url or f"AWS region {settings.region}"
     cause = getattr(exc, "cause", None) or exc
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+    if code.endswith(("ValidationException", "ValidationError")):  # it answered: the request was wrong, not the stage
+        return click.ClickException(f"stage '{settings.stage}' refused the request ({code}): "
+                                    f"{cause.response['Error'].get('Message', cause)}; check the values given")
     if settings.endpoint_url and isinstance(cause, EndpointConnectionError):
         return click.ClickException(
             f"nothing answers at {settings.endpoint_url}: start `obsflow local serve` (it prints its endpoint), "
@@ -121,12 +125,16 @@ def main(ctx, endpoint_url, stage, region):
     """
     from pydantic import ValidationError
 
+    from obsflow import faults
     from obsflow.settings import Settings
 
     try:
         settings = Settings(stage=stage, AWS_DEFAULT_REGION=region, AWS_ENDPOINT_URL=endpoint_url)
+        faults.plan()  # a malformed fault plan is said here, in one line, not as a traceback in some AWS call
     except ValidationError as exc:
         raise click.UsageError("; ".join(_readable(error) for error in exc.errors())) from exc
+    except faults.MalformedFaults as exc:
+        raise click.UsageError(f"{exc}; unset it, or fix it") from exc
     if settings.local_endpoint and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
         # the local stack accepts any credentials; a newcomer should not need to invent some
         os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
@@ -625,20 +633,15 @@ def _register_recipe(settings: Settings, recipe) -> dict:
 
 
 def _unknown_entrypoints(recipe) -> list[str]:
-    """The tasks' module:Class entrypoints that the task package (as installed here) does not define."""
-    import importlib
+    """The tasks' module:Class entrypoints that the task package (as installed here) does not define (read from
+    its source: nothing is imported to check)."""
+    from obsflow.recipes import task_package
 
     unknown = []
     for task in recipe.tasks:
         if task.pipeline_task:
             unknown.append(f"{task.pipeline_task} (a pipeline's task: `obsflow pipelines add` registers those)")
-            continue
-        module, _, name = task.entrypoint.partition(":")
-        try:
-            found = hasattr(importlib.import_module(module), name)
-        except ImportError:
-            found = False
-        if not found:
+        elif not task_package.defines(task.entrypoint):
             unknown.append(task.entrypoint)
     return unknown
 
@@ -1338,6 +1341,23 @@ def catalogue_show(instance_id, as_json):
                                    "dataset_id", "finished_at"], "  none yet")
 
 
+@catalogue.command("replan")
+@click.argument("instance_id", callback=_an_id)
+@operator_command
+@click.pass_context
+def catalogue_replan(ctx, instance_id):
+    """Plan again an instance that could not be planned (state ERROR, with a "planning" ticket saying why), once
+    what its ticket names is fixed: the next submitter pass plans it."""
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        instance = _runs(ctx).replan(instance_id)
+    except NotAllowed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{instance_id} is {instance.state} again: the next submitter pass plans it "
+               f"(`obsflow catalogue show {instance_id}`)")
+
+
 @catalogue.command("tree")
 @click.argument("identifier", metavar="ID", callback=_an_id)
 @operator_command
@@ -1423,22 +1443,34 @@ def tickets_resolve(ticket_id, note):
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to serve on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; the monitor has no login of its own, so keep it on loopback "
-                   "unless something in front of it checks who is asking.")
+              help="Name or address to listen on; requests must name it (Host: HOST:PORT). The monitor has no "
+                   "authentication: on anything but loopback it must sit behind a proxy with authentication.")
 @operator_command
 @click.pass_context
 def monitor(ctx, port, host):
     """A read-only web page of the stage, refreshing itself: OPs filling up, candidates and why they wait,
     runs with each recipe's DAG, task states and durations, tickets with what to do, datasets with their
-    quality plots and QC values, the processing catalogue and campaigns. Ctrl-C stops it."""
+    quality plots and QC values, the processing catalogue and campaigns. Ctrl-C stops it.
+
+    The monitor has no authentication: whoever reaches it reads the stage with your credentials. It answers
+    only requests addressed to its own host name and port (421 otherwise, so a web page cannot read it by DNS
+    rebinding); with a --host other than loopback it must sit behind a proxy with authentication."""
+    import errno
+
     from obsflow.monitor.reads import StageReads
-    from obsflow.monitor.server import Monitor
+    from obsflow.monitor.server import Monitor, is_loopback
 
     settings = _settings(ctx)
+    if not is_loopback(host):
+        click.echo(f"warning: the monitor has no authentication: on {host} it lets anyone who reaches it read stage "
+                   f"'{settings.stage}' (tickets, proposals, datasets) with your credentials. It must sit behind a "
+                   f"proxy with authentication (one that sends Host: {host}:<port>), or keep --host on loopback.",
+                   err=True)
     try:
         served = Monitor(StageReads(settings), settings.stage, port=port, host=host)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from exc
+        advice = "choose another --port" if exc.errno == errno.EADDRINUSE else "is --host an address of this machine?"
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; {advice}") from exc
     click.echo(f"obsflow monitor of stage '{settings.stage}' at {served.url} (read-only; Ctrl-C stops it)")
     try:
         served.serve_forever()

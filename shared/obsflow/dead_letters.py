@@ -2,7 +2,7 @@
 
 A notification lands there after MAX_RECEIVE_COUNT failed deliveries (a transient failure that outlasted the
 retries; bad content is quarantined, not dead-lettered). Listing does not consume: each message is received
-with a zero visibility timeout. A redrive sends each message back to the ingest queue, then deletes it here;
+hidden while the others are read, then shown again. A redrive sends each message back to the ingest queue, then deletes it here;
 ingest is idempotent, so a message sent twice counts its frames once.
 """
 
@@ -37,16 +37,29 @@ def _letter(message: dict) -> DeadLetter:
                       sent.isoformat(timespec="seconds"))
 
 
+# How long a listed message stays hidden while the rest are read (then made visible again at once).
+PEEK_HIDDEN_S = 60
+
+
 def peek(sqs, dlq_url: str, limit: int = 1000) -> list[DeadLetter]:
-    """Up to ``limit`` messages of the queue, oldest first, left in place."""
+    """Up to ``limit`` messages of the queue, oldest first, left in place. Each is hidden while the others are
+    read (a receive returns at most 10, and without hiding them, the same 10 again), then shown again."""
     seen: dict[str, DeadLetter] = {}
-    while len(seen) < limit:
-        messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                       AttributeNames=["All"]).get("Messages", [])
-        new = [m for m in messages if m["MessageId"] not in seen]
-        if not new:
-            break
-        seen.update((m["MessageId"], _letter(m)) for m in new)
+    handles: list[str] = []
+    try:
+        while len(seen) < limit:
+            messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=PEEK_HIDDEN_S,
+                                           WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                seen[message["MessageId"]] = _letter(message)
+                handles.append(message["ReceiptHandle"])
+    finally:
+        for start in range(0, len(handles), 10):
+            sqs.change_message_visibility_batch(QueueUrl=dlq_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(handles[start:start + 10])])
     return sorted(seen.values(), key=lambda letter: letter.sent_at)[:limit]
 
 

@@ -19,6 +19,8 @@ from functools import lru_cache
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError
 
+from obsflow.errors import ObsflowError
+
 ENV = "OBSFLOW_FAULTS"
 AWS_SERVICES = ("s3", "dynamodb", "sqs", "sns", "sfn")
 AWS_KINDS = ("throttling", "server-error", "timeout")
@@ -32,11 +34,27 @@ def plan() -> dict | None:
     return _parsed(text) if text else None
 
 
+class MalformedFaults(ObsflowError):
+    """OBSFLOW_FAULTS does not say rate=R,seed=S[,log=PATH][,only=aws|lambda|task]."""
+
+
+ONLY = ("aws", "lambda", "task")
+
+
 @lru_cache(maxsize=8)
 def _parsed(text: str) -> dict:
-    values = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-    return {"rate": float(values.get("rate", 0)), "seed": int(values.get("seed", 0)), "log": values.get("log"),
-            "only": values.get("only")}
+    usage = f"{ENV}={text!r} is not rate=R,seed=S[,log=PATH][,only={'|'.join(ONLY)}] (R from 0 to 1)"
+    parts = [part.split("=", 1) for part in text.split(",")]
+    if any(len(part) != 2 for part in parts) or not {key for key, _ in parts} <= {"rate", "seed", "log", "only"}:
+        raise MalformedFaults(usage)
+    values = dict(parts)
+    try:
+        rate, seed = float(values.get("rate", 0)), int(values.get("seed", 0))
+    except ValueError:
+        raise MalformedFaults(usage) from None
+    if not 0 <= rate <= 1 or values.get("only", "aws") not in ONLY:
+        raise MalformedFaults(usage)
+    return {"rate": rate, "seed": seed, "log": values.get("log"), "only": values.get("only")}
 
 
 def environment(rate: float, seed: int, log: str | None = None, only: str | None = None) -> dict[str, str]:

@@ -170,6 +170,18 @@ def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
     return 0
 
 
+def failure_of(exc: Exception) -> tuple[int, str]:
+    """A task's exception as its exit code and recorded error: what kind of failure it is decides what to do."""
+    if isinstance(exc, TaskFailure):
+        return exc.exit_code, f"{exc.kind}: {exc}"
+    if isinstance(exc, (ClientError, BotoCoreError, TransientError)):
+        return EXIT_INFRASTRUCTURE, f"infrastructure: {exc}"
+    traceback.print_exc()
+    if isinstance(exc, ImportError):  # the task's code, or a library it needs, is not in this image: not the science
+        return EXIT_INFRASTRUCTURE, f"infrastructure: {type(exc).__name__}: {exc} (the task image lacks code it needs)"
+    return 1, f"science: {type(exc).__name__}: {exc}"  # an unexpected error in task code
+
+
 def run_task(args: argparse.Namespace, log=print) -> int:
     settings = get_settings()
     s3 = aws.client(settings, "s3")
@@ -235,13 +247,8 @@ def run_task(args: argparse.Namespace, log=print) -> int:
             context.outputs = earlier["outputs"]
         else:
             load_task_class(spec.entrypoint)(context).run()
-    except TaskFailure as exc:
-        status, exit_code, error = "failed", exc.exit_code, f"{exc.kind}: {exc}"
-    except (ClientError, BotoCoreError, TransientError) as exc:
-        status, exit_code, error = "failed", EXIT_INFRASTRUCTURE, f"infrastructure: {exc}"
-    except Exception as exc:  # noqa: BLE001  (an unexpected error in task code is a science-code failure)
-        traceback.print_exc()
-        status, exit_code, error = "failed", 1, f"science: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001  (classified: every failure of a task is recorded and said)
+        status, (exit_code, error) = "failed", failure_of(exc)
     record.update(
         status=status,
         error=error,

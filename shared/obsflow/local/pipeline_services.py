@@ -61,13 +61,13 @@ class PipelineServices:
         server = shutil.which("redis-server")
         if server:
             if self.state_dir is not None:
-                Path(self.state_dir).mkdir(parents=True, exist_ok=True)
+                Path(self.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
             persistence = ["--appendonly", "yes", "--dir", str(self.state_dir)] if self.state_dir is not None else \
                 ["--appendonly", "no", "--dir", tempfile.gettempdir()]
             self._redis_process = subprocess.Popen(
                 [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", *persistence,
                  "--databases", "16", "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=0o077)  # its files the user's alone
             if _answers(self.redis_port, 10):
                 self.redis_kind = f"redis-server ({server})"
                 return

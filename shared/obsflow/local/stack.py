@@ -18,6 +18,7 @@ from obsflow import aws, discovery
 from obsflow import settings as settings_module
 from obsflow.local.lambda_runtime import invoke_local, load_handler
 from obsflow.local.poller import QueuePoller
+from obsflow.local.private import private_directory, private_file
 from obsflow.local.resources import create_resources, local_role_name
 from obsflow.local.state import Restored, StateDirectory, record_start
 from obsflow.observability import logger
@@ -29,6 +30,7 @@ MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)
     "stepfunctions": {"execute_state_machine": True},
 }
+_SIDE_LOGS_ELSEWHERE = "remove it, or choose another --port"  # what to do when the log folder is not private
 
 
 def free_port() -> int:
@@ -40,6 +42,15 @@ def free_port() -> int:
 def port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class _PrivateLog(logging.FileHandler):
+    """A log file only its user can read (0600), never opened through a symbolic link."""
+
+    def _open(self):
+        descriptor = private_file(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT, "log file",
+                                  instead=_SIDE_LOGS_ELSEWHERE)
+        return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
 
 
 class LocalStack:
@@ -58,7 +69,8 @@ class LocalStack:
         self.state = StateDirectory(state_dir) if state_dir else None
         self.restored: Restored | None = None
         self.ingest_concurrency = ingest_concurrency
-        # Where what is not obsflow's own log goes: the metrics (EMF lines) and moto's log.
+        # Where what is not obsflow's own log goes: the metrics (EMF lines) and moto's log, in a folder of the
+        # user's alone.
         self.side_logs = side_logs or Path(tempfile.gettempdir()) / f"obsflow-{stage}-{self.port}"
         self.log_level = log_level
         self.stage = stage
@@ -85,9 +97,12 @@ class LocalStack:
         return self.side_logs / "moto.log"
 
     def _side_logs_out_of_the_terminal(self) -> None:
-        """moto's own log (interpreter dumps of every failed execution) to a file, beside the metrics."""
-        self.side_logs.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.moto_log, encoding="utf-8")
+        """moto's own log (interpreter dumps of every failed execution) to a file, beside the metrics: in a folder
+        and files only this user can read, made without following a link someone planted in the temp directory."""
+        private_directory(self.side_logs, "log folder", instead=_SIDE_LOGS_ELSEWHERE)
+        os.close(private_file(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "log file",
+                              instead=_SIDE_LOGS_ELSEWHERE))
+        handler = _PrivateLog(self.moto_log, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         moto_logger = logging.getLogger("moto")
         moto_logger.handlers = [handler]
@@ -122,6 +137,11 @@ class LocalStack:
                 f"port {self.port} on 127.0.0.1 is already in use: stop the other local stack "
                 "or choose another port with --port"
             )
+        # What is kept and logged on disk first: a state or a folder that cannot be used stops it here, before
+        # anything has started or changed
+        if self.state is not None:
+            self.state.prepare()
+        self._side_logs_out_of_the_terminal()
         # The in-process Lambdas and the task subprocesses read their settings from the
         # environment, as on AWS; stop() puts the caller's environment back.
         environment = self._environment()
@@ -132,7 +152,6 @@ class LocalStack:
         settings_module.get_settings.cache_clear()
         logger.setLevel(self.log_level)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self._side_logs_out_of_the_terminal()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         request = urllib.request.Request(

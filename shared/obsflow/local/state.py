@@ -6,6 +6,11 @@ and their executions' history, task logs) are pickled to ``DIR/state.pickle`` ev
 seconds and when the stack stops, and put back when it starts again. Not kept, because the
 stack makes them again at every start from the code: Lambda functions, Batch queues and job
 definitions. A Batch job does not outlive the process that ran it.
+
+Loading a pickle runs whatever code it names, so the state is loaded only from a directory and a file of the
+user's own that no other user may change (obsflow.local.private), and both are private (0700, 0600): they hold
+every object's body. A state that cannot be read stops the stack with one line saying what to do; nothing is
+deleted.
 """
 
 from __future__ import annotations
@@ -15,16 +20,25 @@ import io
 import json
 import os
 import pickle
+import tempfile
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from obsflow.errors import ObsflowError
+from obsflow.local.private import private_directory, private_file
+
 KEPT_SERVICES = ("s3", "dynamodb", "sqs", "sns", "ssm", "iam", "stepfunctions", "logs")
 SNAPSHOT_INTERVAL_S = 5.0
 FILE_NAME = "state.pickle"
 FORMAT = 2
+_LOADED_AS_CODE = ", and the state in it is loaded as code"
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
+
+
+class UnusableState(ObsflowError, RuntimeError):
+    """A saved state this release cannot load, and what to do (a RuntimeError: `local serve` says it in one line)."""
 
 
 def _tags_of_a_resource() -> defaultdict:
@@ -97,16 +111,50 @@ class StateDirectory:
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
         self._lock = threading.Lock()
+        self._prepared = False
+        self._snapshot: dict | None = None
+
+    def prepare(self) -> None:
+        """Make the directory private, or refuse it, and read what was saved: the stack does this before it starts
+        anything, so a state it cannot use stops it there, with one line, and nothing changed."""
+        self._private_directory()
+        self._snapshot = self._load()
+        self._prepared = True
+
+    def _private_directory(self) -> None:
+        private_directory(self.directory, "state directory", why=_LOADED_AS_CODE,
+                          instead="use a directory of your own that only you can write to (--state-dir DIR)")
+
+    def _load(self) -> dict | None:
+        try:
+            descriptor = private_file(self.path, os.O_RDONLY, "state file", why=_LOADED_AS_CODE,
+                                      instead="move it away to start empty")
+        except FileNotFoundError:
+            return None
+
+        def unreadable(reason: str) -> UnusableState:
+            return UnusableState(f"state file {self.path} is unreadable ({reason}): move it away to start empty, or "
+                                 "put back a copy of it")
+
+        with open(descriptor, "rb") as saved:
+            try:
+                snapshot = pickle.load(saved)
+            except Exception as exc:  # noqa: BLE001  (truncated, not a pickle, or naming what this release lacks)
+                raise unreadable(f"{type(exc).__name__}: truncated?") from exc
+        if not isinstance(snapshot, dict):
+            raise unreadable("not a state obsflow saved")
+        if snapshot.get("format") != FORMAT:
+            raise UnusableState(f"{self.path} was written by another obsflow release (format "
+                                f"{snapshot.get('format')}, this one reads {FORMAT}): move it away to start empty")
+        return snapshot
 
     def restore(self) -> Restored | None:
         """Put the saved backends in place (before any resource is created); None when nothing was saved."""
-        if not self.path.exists():
+        if not self._prepared:
+            self.prepare()
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is None:
             return None
-        with self.path.open("rb") as saved:
-            snapshot = pickle.load(saved)
-        if snapshot.get("format") != FORMAT:
-            raise RuntimeError(f"{self.path} was written by another obsflow release (format "
-                               f"{snapshot.get('format')}, this one reads {FORMAT}): move it away to start empty")
         live = _backend_dicts()
         for service, backends in live.items():
             for account, regions in snapshot["backends"].get(service, {}).items():
@@ -127,10 +175,17 @@ class StateDirectory:
                     continue
             else:
                 return
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".partial")
-            partial.write_bytes(payload)
-            os.replace(partial, self.path)
+            if not self.directory.is_dir():
+                self._private_directory()
+            # a new file only its user can read (0600), beside the state, never through a link; then in its place
+            descriptor, partial = tempfile.mkstemp(prefix="state.", suffix=".partial", dir=self.directory)
+            try:
+                with open(descriptor, "wb") as written:
+                    written.write(payload)
+                os.replace(partial, self.path)
+            except BaseException:
+                os.unlink(partial)
+                raise
 
     def _pickled(self, clean: bool) -> bytes:
         live = _backend_dicts()

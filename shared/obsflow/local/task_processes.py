@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -79,9 +80,11 @@ def _task_main(arguments: list[str], environment: dict[str, str], output_path: s
 
 def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[int, str]:
     """Run ``python -m obsflow_tasks ARGS`` in a process forked from the warm server: (exit code, output)."""
-    with tempfile.NamedTemporaryFile(prefix="obsflow-job-", suffix=".log", delete=False) as output:
-        output_path = output.name
+    # In a folder of the job's own that only this user can enter (0700): nobody can plant a link where it writes
+    folder = tempfile.mkdtemp(prefix="obsflow-job-")
+    output_path = os.path.join(folder, "output.log")
     try:
+        open(output_path, "xb").close()  # there even for a job killed before it writes
         process = _forkserver().Process(target=_task_main, args=(command[3:], environment, output_path), daemon=False)
         process.start()
         killer = None
@@ -94,9 +97,7 @@ def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[i
         with open(output_path, encoding="utf-8", errors="replace") as output:
             return _exit_code(process, output_path), output.read()
     finally:
-        for path in (output_path, output_path + ".code"):
-            if os.path.exists(path):
-                os.unlink(path)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exit_code(process, output_path: str) -> int:

@@ -3,16 +3,61 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import Counter
 
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as NoConnection
+
 from obsflow import aws, catalogue, provenance, queries, services
-from obsflow.errors import NotFound
+from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.recipes.model import Recipe
 from obsflow.settings import Settings
 from obsflow.tables import recipes, tickets
 
 LISTED = 50  # the newest rows of each kind on the overview; the CLI lists them all
+# What "nothing answers" looks like from botocore: no connection (a stopped local stack, no network), or no
+# credentials, or credentials AWS does not take. Anything else is a fault of its own and is reported as one.
+_NO_ANSWER = (NoConnection, HTTPClientError, NoCredentialsError)
+_CREDENTIALS_REFUSED = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"}
+
+
+class StageNotAnswering(ObsflowError):
+    """The stage cannot be read at all: its endpoint does not answer, or AWS does not take the credentials."""
+
+
+def _nothing_answers(exc: BaseException | None) -> bool:
+    while exc is not None:  # pynamodb keeps botocore's error as its cause
+        if isinstance(exc, _NO_ANSWER):
+            return True
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _CREDENTIALS_REFUSED:
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return False
+
+
+def _not_answering_message(settings: Settings) -> str:
+    if settings.endpoint_url:
+        return (f"the stack is not answering at {settings.endpoint_url}: start it with `obsflow local serve` "
+                "(or check AWS credentials)")
+    return (f"stage '{settings.stage}' is not answering in AWS region {settings.region}: check AWS credentials "
+            "(a local stack? start it with `obsflow local serve`)")
+
+
+def _reads_the_stage(read):
+    """A read that raises StageNotAnswering when nothing answers, so the page can say so instead of a traceback."""
+
+    @functools.wraps(read)
+    def reading(self: "StageReads", *args):
+        try:
+            return read(self, *args)
+        except (*aws.AWS_ERRORS, TransientError) as exc:
+            if not _nothing_answers(exc):
+                raise
+            raise StageNotAnswering(_not_answering_message(self.settings)) from exc
+
+    return reading
 
 
 def _newest(rows: list[dict], key: str = "created_at") -> list[dict]:
@@ -35,6 +80,7 @@ class StageReads:
         self.sfn = aws.client(self.settings, "stepfunctions")
         self.s3 = aws.client(self.settings, "s3")
 
+    @_reads_the_stage
     def overview(self) -> dict:
         run_rows = queries.run_rows()
         candidates = _newest(queries.candidate_rows())
@@ -52,6 +98,7 @@ class StageReads:
                                   for c in services.campaign_service(self.settings).store.all_campaigns()]),
         }
 
+    @_reads_the_stage
     def run(self, run_id: str) -> tuple[dict, Recipe]:
         detail = queries.ended_run_detail(run_id, self.sfn, self.runs)
         for task in detail["tasks"]:
@@ -60,6 +107,7 @@ class StageReads:
         recipe = Recipe.model_validate(recipes.RecipeItem.get(detail["recipe"], detail["version"]).definition)
         return detail, recipe
 
+    @_reads_the_stage
     def dataset(self, dataset_id: str) -> tuple[dict, dict | None]:
         detail = queries.dataset_detail(dataset_id)
         names = {f["name"] for f in detail.get("files", [])}

@@ -3,11 +3,15 @@
 Every page is read afresh from the stage's tables, Step Functions and S3 with the
 operator's credentials (the same read models as the CLI); nothing is written. Each page
 fetches its own content again every few seconds, so a screen left open follows the night.
+
+It has no authentication. It answers only requests addressed to the name it is bound to
+(421 otherwise): a page on another site that rebinds its DNS name to this address reaches
+the socket, but under its own name, so it cannot read the stage with the operator's credentials.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,21 +19,44 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from obsflow.errors import NotFound
 from obsflow.monitor import views
-from obsflow.monitor.reads import StageReads
+from obsflow.monitor.reads import StageNotAnswering, StageReads
 from obsflow.observability import logger
 
 _ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
+_JSON = "application/json"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost may resolve anywhere)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def answered_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host headers the monitor answers: its bound name with its port (on loopback, 127.0.0.1 and localhost too)."""
+    names = {host.lower(), *(LOOPBACK_NAMES if is_loopback(host) else ())}
+    hosts = {f"{name}:{port}" for name in names}
+    return frozenset(hosts | names if port == 80 else hosts)  # a browser leaves the default port out
 
 
 class _Handler(BaseHTTPRequestHandler):
     reads: StageReads
     stage: str
+    hosts: frozenset[str]
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's name)
         url = urlsplit(self.path)
         fragment = "fragment" in parse_qs(url.query)
+        if not self._addressed_to_me():
+            self._refuse_misdirected(url.path)
+            return
         if url.path == "/api/overview.json":
-            self._send(200, json.dumps(self.reads.overview(), default=str), "application/json")
+            self._overview_json()
             return
         route = _ROUTE.match(unquote(url.path))
         if route is None:
@@ -46,11 +73,34 @@ class _Handler(BaseHTTPRequestHandler):
         except NotFound as exc:
             self._page(404, "not found", views.not_found(str(exc)), fragment)
             return
+        except StageNotAnswering as exc:
+            self._page(503, "stack not answering", views.not_answering(str(exc)), fragment)
+            return
         except Exception as exc:  # noqa: BLE001  (the page says what failed; the monitor keeps serving)
             logger.exception("monitor page failed", extra={"path": url.path})
             self._page(500, "error", views.not_found(f"cannot read the stage: {type(exc).__name__}: {exc}"), fragment)
             return
         self._page(200, title, body, fragment)
+
+    def _addressed_to_me(self) -> bool:
+        named = self.headers.get_all("Host") or []
+        return len(named) == 1 and named[0].strip().lower() in self.hosts
+
+    def _refuse_misdirected(self, path: str) -> None:
+        reason = f"this monitor answers requests for {' or '.join(sorted(self.hosts))} only"
+        if path.startswith("/api/"):
+            self._send(421, views.api_json({"error": reason}), _JSON)
+        else:
+            self._send(421, reason + "\n", "text/plain; charset=utf-8")
+
+    def _overview_json(self) -> None:
+        try:
+            self._send(200, views.api_json(self.reads.overview()), _JSON)
+        except StageNotAnswering as exc:
+            self._send(503, views.api_json({"error": str(exc)}), _JSON)
+        except Exception as exc:  # noqa: BLE001  (a script gets the reason as JSON; the monitor keeps serving)
+            logger.exception("monitor API failed", extra={"path": self.path})
+            self._send(500, views.api_json({"error": f"cannot read the stage: {type(exc).__name__}: {exc}"}), _JSON)
 
     def _page(self, status: int, title: str, body: str, fragment: bool) -> None:
         self._send(status, body if fragment else views.page(title, body, self.stage), "text/html; charset=utf-8")
@@ -75,11 +125,12 @@ class Monitor:
         handler = type("Handler", (_Handler,), {"reads": reads, "stage": stage})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
+        self.host, self.port = host, self.server.server_address[1]  # port 0: the one the system chose
+        handler.hosts = answered_hosts(host, self.port)
 
     @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/"
+    def url(self) -> str:  # by the bound name: the address it resolved to is not a name the monitor answers
+        return f"http://{self.host}:{self.port}/"
 
     def start(self) -> "Monitor":
         threading.Thread(target=self.server.serve_forever, name="monitor", daemon=True).start()

@@ -1,8 +1,9 @@
-"""HTML and SVG of the monitor's pages, from plain dicts (no I/O here)."""
+"""HTML and SVG of the monitor's pages, and the JSON of its API, from plain dicts (no I/O here)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from html import escape
 from urllib.parse import quote
@@ -24,6 +25,7 @@ text-align:left;vertical-align:top}th{background:#eef0f3;font-weight:600}
 .bar{background:#e4e7eb;width:120px;height:10px;display:inline-block;border-radius:5px;overflow:hidden}
 .bar span{display:block;height:10px;background:#3a9d5d}.muted{color:#6b7280}.counts span{margin-right:14px}
 .panel{background:#fff;padding:8px;margin:6px 0;display:inline-block}
+.stale{background:#fde68a;color:#7c2d12;padding:8px 20px;font-weight:600}.stale-content{opacity:.55}
 """
 _BADGE = {"SUCCEEDED": "#3a9d5d", "ACTIVE": "#3a9d5d", "READY": "#2f7ed8", "RUNNING": "#2f7ed8",
           "SUBMITTED": "#2f7ed8", "QUEUED": "#2f7ed8", "WAITING": "#c28a00", "MANUAL": "#7d4fc2",
@@ -68,21 +70,39 @@ def table(rows: list[dict], columns: list[tuple[str, str]], empty: str, cells: d
 
 
 def page(title: str, body: str, stage: str) -> str:
-    """A whole page; its <main> is fetched again every REFRESH_S seconds and swapped in place."""
+    """A whole page; its <main> is fetched again every REFRESH_S seconds and swapped in place. A refresh that
+    fails keeps the last picture but says, in a banner, since when it is stale and why; the next good one clears it."""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{escape(title)} - obsflow monitor</title>
 <style>{_STYLE}</style></head><body>
 <header><strong>obsflow monitor</strong><span>stage {escape(stage)}</span><a href="/">overview</a>
 <span class="muted" id="refreshed">refreshes every {REFRESH_S} s</span></header>
+<div id="stale" class="stale" role="alert" hidden></div>
 <main id="content">{body}</main>
 <script>
+const content = document.getElementById("content"), stale = document.getElementById("stale");
+const clock = time => time.toTimeString().slice(0, 8);  // HH:MM:SS, local time
+let freshAt = new Date();
+function markStale(reason) {{
+  stale.textContent = "stale since " + clock(freshAt) + " \u2014 last refresh failed: " + reason;
+  stale.hidden = false;
+  content.classList.add("stale-content");
+}}
+async function problemOf(response) {{  // the sentence an error page gives in its [data-problem] element
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const problem = page.querySelector("[data-problem]");
+  return problem ? problem.textContent : "HTTP " + response.status;
+}}
 setInterval(async () => {{
   try {{
     const response = await fetch(location.pathname + "?fragment=1", {{cache: "no-store"}});
-    if (!response.ok) return;
-    document.getElementById("content").innerHTML = await response.text();
-    document.getElementById("refreshed").textContent = "refreshed " + new Date().toLocaleTimeString();
+    if (!response.ok) return markStale(await problemOf(response));
+    content.innerHTML = await response.text();
+    freshAt = new Date();
+    stale.hidden = true;
+    content.classList.remove("stale-content");
+    document.getElementById("refreshed").textContent = "refreshed " + clock(freshAt);
   }} catch (error) {{
-    document.getElementById("refreshed").textContent = "cannot reach the monitor: " + error;
+    markStale("cannot reach the monitor (" + error.message + ")");
   }}
 }}, {REFRESH_S * 1000});
 </script></body></html>"""
@@ -290,4 +310,22 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
 
 
 def not_found(message: str) -> str:
-    return f'<h2>Not found</h2><p id="not-found">{escape(message)}</p>'
+    return f'<h2>Not found</h2><p id="not-found" data-problem>{escape(message)}</p>'
+
+
+def not_answering(message: str) -> str:
+    return f'<h2>The stack is not answering</h2><p id="not-answering" data-problem>{escape(message)}</p>'
+
+
+def _json_value(value):
+    """What the tables give that JSON has no type for: times as ISO 8601, string sets as sorted lists. Anything
+    else is an error here rather than a Python repr in a string that a script would have to parse."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    raise TypeError(f"the monitor's API has no JSON form for a value of type {type(value).__name__}")
+
+
+def api_json(data: dict) -> str:
+    return json.dumps(data, default=_json_value)

@@ -346,7 +346,8 @@ class SubprocessTaskRunner:
         self.settings = settings
 
     def run(self, recipe: Recipe, task: str, run_id: str, operator: str, note: str) -> tuple[int, str, str]:
-        command = [sys.executable, *TASK_COMMAND[1:], recipe.name, task, "--run-id", run_id,
+        # -P: the current directory is not on the task's import path (an `obsflow/` folder there would shadow it)
+        command = [sys.executable, "-P", *TASK_COMMAND[1:], recipe.name, task, "--run-id", run_id,
                    "--manual", "--operator", operator, "--note", note]
         environment = {**os.environ, **(self.settings.environment() if self.settings else {})}
         completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)

@@ -323,13 +323,38 @@ class RunService:
                 try:
                     run_id = self.plan_instance(instance)
                 except (NotFound, ValueError) as exc:
-                    # This instance needs a person; the others keep flowing.
-                    self.store.update_instance(instance.instance_id, state=ERROR, state_reason=f"cannot plan: {exc}")
-                    logger.error("instance cannot be planned", extra={"instance_id": instance.instance_id,
-                                                                      "reason": str(exc)})
+                    # This instance needs a person, who is told; the others keep flowing.
+                    self._cannot_plan(instance, exc)
                     continue
                 if run_id:
                     report.planned.append(run_id)
+
+    def _cannot_plan(self, instance: Instance, exc: Exception) -> None:
+        self.store.update_instance(instance.instance_id, state=ERROR, state_reason=f"cannot plan: {exc}")
+        logger.error("instance cannot be planned", extra={"instance_id": instance.instance_id, "reason": str(exc)})
+        self.file_ticket(Ticket(
+            f"TKT-{instance.instance_id}-plan", kind="planning", created_at=self.clock(),
+            summary=f"{instance.recipe} {instance.version} for {instance.reference} cannot be planned: {exc}",
+            candidate_id=min(instance.candidate_ids, default=None), proposal_id=instance.proposal_id,
+            recipe=f"{instance.recipe}@{instance.version}", error_message=str(exc),
+            suggested_action=("fix what the message names (a parameter without a value effective on "
+                              f"{instance.observed_on}: `obsflow recipes set-value {instance.recipe} PARAMETER VALUE "
+                              f"--effective-from DATE --reason TEXT`), then `obsflow catalogue replan "
+                              f"{instance.instance_id}`")))
+
+    def replan(self, instance_id: str) -> Instance:
+        """Plan an instance that could not be planned again, at the next submitter pass."""
+        instance = self.store.instance(instance_id)
+        if instance is None:
+            raise NotFound(f"no recipe instance {instance_id!r}; `obsflow catalogue list --state ERROR` lists them")
+        if instance.state != ERROR or instance.input_dataset_key is not None:
+            raise NotAllowed(f"instance {instance_id} is {instance.state}"
+                             + (" and planned" if instance.input_dataset_key else "")
+                             + "; only one that could not be planned is planned again")
+        self.store.update_instance(instance_id, state=NEVER_EXECUTED, state_reason="re-planned by an operator")
+        self.refresh_instance(instance_id)
+        self.notifier.nudge(f"re-plan of {instance_id}")
+        return self.store.instance(instance_id)
 
     def _waiting_for(self, instance: Instance) -> str | None:
         """Why the instance cannot be planned yet: the upstream instances that have not succeeded."""

@@ -26,7 +26,8 @@ def _job_command_and_environment(job) -> tuple[list[str], dict[str, str]]:
     command = list(overrides.get("command") or properties.get("command") or [])
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable  # the image's python is this virtualenv's
-    environment = dict(os.environ)
+    # A job's code comes from the image (this environment), never from the directory the stack was started in
+    environment = {**os.environ, "PYTHONSAFEPATH": "1"}
     environment.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
     for variable in [*properties.get("environment", []), *overrides.get("environment", [])]:
         environment[variable["name"]] = variable["value"]

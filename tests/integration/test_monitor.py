@@ -1,0 +1,278 @@
+"""The monitor over a stage on moto: it answers its own host name only, its API is plain JSON, and a stage
+that does not answer is said so, on the page, in the API and on a page left open."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+from html import escape
+
+import pytest
+from click.testing import CliRunner
+
+from obsflow import tables
+from obsflow.cli import main
+from obsflow.monitor.reads import StageReads
+from obsflow.monitor.server import Monitor
+from obsflow.runs.domain import Campaign, Dataset, HistoryEntry, Instance, Run, Ticket
+from obsflow.runs.store import DynamoRunStore
+from obsflow.settings import Settings
+from obsflow.tables import candidates
+
+NIGHT = dt.datetime(2026, 11, 21, 21, 4, 5, tzinfo=dt.timezone.utc)
+SECTIONS = ("ops", "candidates", "runs", "tickets", "datasets", "instances", "campaigns")
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)?$")
+STR_OF_A_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # what str(datetime) gives: not ISO 8601
+
+
+def seed_a_night(stack, candidate) -> None:
+    """A candidate's frames ingested, then a failed run of it with its ticket, instance, dataset and campaign."""
+    for key, body in candidate.frame_objects():
+        stack.put(key, body)
+    stack.put(*candidate.candidate_object())
+    stack.put(*candidate.manifest_object())
+    stack.drain()
+    proposal = candidates.get(candidate.candidate_id).proposal_id
+    store, later = DynamoRunStore(stack.settings), NIGHT + dt.timedelta(minutes=3)
+    store.create_instance(Instance("ri-mon", candidate.candidate_id, proposal, "frame-census", "1", "2026-11-21", NIGHT,
+                                   reference=f"2026-11-21/{proposal}", candidate_ids={candidate.candidate_id},
+                                   state="ERROR", state_reason="its run failed", date_processed=later,
+                                   run_ids={"run-mon-1"}))
+    store.create_run(Run("run-mon-1", "ri-mon", candidate.candidate_id, proposal, "frame-census", "1", 10, ["small"],
+                         {"parameters": {"dark_level": {"tolerance": 0.2}}}, NIGHT, status="FAILED",
+                         history=[HistoryEntry("READY", NIGHT), HistoryEntry("FAILED", later, "dark_level failed")],
+                         started_at=NIGHT, finished_at=later, error={"task": "dark_level", "kind": "configuration"}))
+    store.create_ticket(Ticket("TKT-run-mon-1-1", "failure:configuration", "run run-mon-1 failed in task dark_level",
+                               later, run_id="run-mon-1", links={"run": "/runs/run-mon-1"}, attempts=[1],
+                               suggested_action="obsflow runs retry run-mon-1"))
+    store.create_dataset(Dataset("ds-mon", "run-mon-1", proposal, candidate.candidate_id, "frame-census@1", "data",
+                                 f"{proposal}/ds-mon/", "prod-mon", "v1", 4, [], {"tasks": []}, later,
+                                 release_date="2027-11-21"))
+    store.create_campaign(Campaign("reprocess-mon", "reprocessing", "ops", "new darks", later,
+                                   selection={"recipe": "frame-census"}, instance_ids=["ri-mon"],
+                                   history=[{"status": "DRAFT", "at": later.isoformat()}]))
+
+
+@pytest.fixture
+def monitor(stack, small_candidate):
+    """Given a night on the stage and the monitor over it, bound to 127.0.0.1 on a free port."""
+    seed_a_night(stack, small_candidate)
+    served = Monitor(StageReads(stack.settings), stack.settings.stage, port=0).start()
+    yield served
+    served.stop()
+
+
+def ask(monitor: Monitor, path: str, host: str | None = "") -> tuple[int, str, str]:
+    """GET ``path`` naming ``host`` in the Host header ("" names the monitor itself, None leaves Host out)."""
+    port = monitor.server.server_port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection.putrequest("GET", path, skip_host=True)
+    if host is not None:
+        connection.putheader("Host", host or f"127.0.0.1:{port}")
+    connection.endheaders()
+    response = connection.getresponse()
+    answer = (response.status, response.getheader("Content-Type"), response.read().decode())
+    connection.close()
+    return answer
+
+
+def a_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_only_the_names_the_monitor_is_bound_to_are_answered_and_any_other_host_gets_421(monitor):
+    # Given a monitor bound to 127.0.0.1 on PORT, over a night on the stage
+    port = monitor.server.server_port
+    # When the operator's browser asks by either loopback name, with the monitor's port
+    for name in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        status, _, body = ask(monitor, "/api/overview.json", name)
+        # Then the overview is answered
+        assert status == 200 and json.loads(body)["runs"][0]["run_id"] == "run-mon-1", name
+    # When a page whose DNS name was rebound to 127.0.0.1 has the browser ask under its own name, or a request
+    # names the wrong port or no host at all
+    for host in ("attacker.example.com", f"attacker.example.com:{port}", "127.0.0.1:1", f"127.0.0.1:{port}.evil", None):
+        for path in ("/api/overview.json", "/", "/runs/run-mon-1", "/datasets/ds-mon"):
+            status, content_type, body = ask(monitor, path, host)
+            # Then it is refused with 421 and a one-line reason, and nothing of the stage is in the answer
+            assert status == 421, (host, path)
+            assert body.strip().count("\n") == 0 and f"127.0.0.1:{port} or localhost:{port}" in body
+            if path.startswith("/api/"):
+                assert content_type == "application/json" and "error" in json.loads(body)
+            assert "run-mon-1" not in body and "cand_small" not in body and "pid_" not in body
+
+
+def strings(value, path: str = ""):
+    """Every string in a JSON document, with where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from strings(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def is_a_python_repr(text: str) -> bool:
+    if " object at 0x" in text:
+        return True
+    if not text.startswith(("[", "{", "(")):
+        return False
+    try:
+        return isinstance(ast.literal_eval(text), (list, dict, set, tuple))
+    except (ValueError, SyntaxError):
+        return False
+
+
+def test_the_overview_api_is_plain_json_with_lists_and_iso_8601_times(monitor):
+    # Given a night with an OP, a candidate, a failed run, its ticket, instance, dataset and campaign
+    # When a script asks the API for the overview
+    status, content_type, body = ask(monitor, "/api/overview.json")
+    overview = json.loads(body)
+    # Then every section has rows, so every field it emits is looked at below
+    assert status == 200 and content_type == "application/json"
+    assert all(overview[section] for section in SECTIONS), {s: len(overview[s]) for s in SECTIONS}
+    # And no string holds a Python repr (of a list, set, dict or object) or a datetime's str()
+    for where, text in strings(overview):
+        assert not is_a_python_repr(text), (where, text)
+        assert not STR_OF_A_DATETIME.search(text), (where, text)
+    # And every time is an ISO 8601 string
+    times = {where: text for where, text in strings(overview)
+             if re.search(r"(_at|\.at|date_processed)$", where)}
+    assert len(times) >= 10 and all(ISO_TIME.match(text) for text in times.values()), times
+    # And the sets the tables hold are JSON lists
+    [op] = [op for op in overview["ops"] if op["task_type"] == "observe"]
+    assert op["candidate_ids"] == ["cand_small"] and isinstance(op["manifest_ids"], list)
+    assert overview["instances"][0]["candidates"] == ["cand_small"]
+    assert overview["runs"][0]["history"][1] == {"status": "FAILED", "at": "2026-11-21T21:07:05+00:00",
+                                                 "detail": "dark_level failed"}
+
+
+@pytest.fixture
+def stopped_stack_monitor():
+    """Given the monitor of a local stack that has been stopped: nothing listens at its endpoint."""
+    settings = Settings(stage="stopped", endpoint_url=f"http://127.0.0.1:{a_closed_port()}")
+    served = Monitor(StageReads(settings), settings.stage, port=0).start()
+    yield served, settings.endpoint_url
+    served.stop()
+
+
+def test_a_stopped_stack_is_said_on_the_page_and_by_the_api_with_503(stopped_stack_monitor):
+    # Given the monitor of a local stack that was stopped
+    monitor, endpoint = stopped_stack_monitor
+    # When the operator opens the overview, and a script asks the API
+    page_status, _, page = ask(monitor, "/")
+    api_status, content_type, api = ask(monitor, "/api/overview.json")
+    # Then both say the stack is not answering and how to start it, with 503, instead of a traceback
+    said = f"the stack is not answering at {endpoint}: start it with `obsflow local serve` (or check AWS credentials)"
+    assert page_status == 503 and "The stack is not answering" in page and escape(said) in page
+    assert "Traceback" not in page
+    assert api_status == 503 and content_type == "application/json" and json.loads(api) == {"error": said}
+
+
+def test_a_monitor_off_loopback_warns_on_stderr_that_it_has_no_authentication_and_one_on_loopback_does_not(stack):
+    # Given a stage the CLI finds (the ingest stack on moto)
+    # When the operator asks for the monitor on an address other than loopback (here one this machine lacks)
+    result = CliRunner().invoke(main, ["--stage", "test", "monitor", "--host", "192.0.2.1", "--port", "0"])
+    # Then, before it listens, stderr warns that it has no authentication and needs a proxy with authentication
+    warning = " ".join(result.stderr.split())
+    assert "no authentication" in warning and "proxy with authentication" in warning and "192.0.2.1" in warning
+    assert result.exit_code == 1 and "is --host an address of this machine?" in result.stderr
+    # When it is asked for on loopback (on a port that is taken, so the command ends after its start-up)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(main, ["--stage", "test", "monitor", "--port", str(taken.getsockname()[1])])
+    # Then there is no warning, only that the port is taken
+    assert result.exit_code == 1 and "choose another --port" in result.stderr
+    assert "authentication" not in result.stderr
+
+
+# -- a page left open while the stack stops and starts again (a real browser) -------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class MotoEndpoint:
+    """The stage's endpoint as `obsflow local serve` gives it (moto over HTTP), which a test stops and starts again
+    on the same port. Moto keeps its state in this process; one connection per request, so a stop is a stop."""
+
+    def __init__(self):
+        self.port = 0
+
+    def start(self) -> "MotoEndpoint":
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        one_request_each = type("OneRequestEach", (WSGIRequestHandler,),
+                                {"protocol_version": "HTTP/1.0", "log_request": lambda *args, **kwargs: None})
+        self._server = make_server("127.0.0.1", self.port, DomainDispatcherApplication(create_backend_app),
+                                   threaded=True, request_handler=one_request_each)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def watched_stage():
+    """Given a stage's tables on a moto endpoint, one run on it, and the monitor over it."""
+    endpoint = MotoEndpoint().start()
+    settings = Settings(stage="watched", endpoint_url=f"http://127.0.0.1:{endpoint.port}")
+    tables.bind(settings)
+    tables.create_tables()
+    DynamoRunStore(settings).create_run(Run("run-watched", "ri-watched", "cand_watched", "pid_1_2", "frame-census", "1",
+                                            10, ["small"], {}, NIGHT, status="RUNNING"))
+    served = Monitor(StageReads(settings), settings.stage, port=0).start()
+    yield endpoint, served
+    served.stop()
+    endpoint.stop()
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("OBSFLOW_REQUIRE_BROWSER"):  # CI installs it: a missing browser must fail there, not skip
+            raise RuntimeError("OBSFLOW_REQUIRE_BROWSER is set but no chromium is installed: apt-get install chromium")
+        pytest.skip("no chromium to drive (`apt-get install chromium`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        yield launched
+        launched.close()
+
+
+def test_an_open_page_says_since_when_it_is_stale_while_the_stack_is_stopped_and_clears_when_it_answers(
+        watched_stage, browser):
+    endpoint, monitor = watched_stage
+    # Given the operator has had the overview open since 21:04:05 (the page's clock), showing the running run
+    page = browser.new_page(timezone_id="UTC")
+    page.clock.set_fixed_time(NIGHT)  # the page's refreshes still come every few seconds
+    page.goto(monitor.url)
+    assert "run-watched" in page.inner_text("#runs") and page.is_hidden("#stale")
+    # When the stack stops, and the page's next refresh comes
+    endpoint.stop()
+    # Then a banner says since when the page is stale and why, over the last picture, which stays
+    page.wait_for_selector("#stale", state="visible", timeout=15_000)
+    assert page.inner_text("#stale") == (
+        "stale since 21:04:05 — last refresh failed: "
+        f"the stack is not answering at http://127.0.0.1:{endpoint.port}: "
+        "start it with `obsflow local serve` (or check AWS credentials)")
+    assert "run-watched" in page.inner_text("#runs")
+    # When the stack answers again, Then the next refresh clears the banner
+    endpoint.start()
+    page.wait_for_selector("#stale", state="hidden", timeout=15_000)
+    assert "run-watched" in page.inner_text("#runs") and page.inner_text("#refreshed") == "refreshed 21:04:05"
