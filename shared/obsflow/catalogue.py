@@ -113,6 +113,13 @@ def instances_of(identifier: str) -> list[str]:
     return list(candidate.instance_ids or [candidate.instance_id])
 
 
+def processing_of(candidate_id: str) -> list[dict]:
+    """What became of a candidate: its recipe instances, their state and dataset (none before it is planned)."""
+    candidate = candidates.get(candidate_id)
+    ids = list(candidate.instance_ids or ([candidate.instance_id] if candidate.instance_id else [])) if candidate else []
+    return sorted((instance_row(_instance(i)) for i in ids), key=lambda row: row["created_at"])
+
+
 def tree(identifier: str) -> list[str]:
     """The dependency tree around ``identifier``, as lines: roots first, each consumer indented below its input."""
     start = instances_of(identifier)

@@ -158,11 +158,14 @@ def _readable(error: dict) -> str:
 def demo(port, seed, output):
     """Run the whole system locally on generated data, and summarise what happened.
 
-    Starts the embedded local stack, generates a small night (two VBI candidates of
-    64 SPEC-0122 frames of 512x512: darks, gains, observe frames), uploads it as the
-    summit would (out of order, some twice, one broken, manifests last), processes each
-    candidate with the reference recipe vbi-l1, downloads the products to --output and
-    summarises the runs, datasets, files and PI notifications.
+    Starts the embedded local stack (stage 'demo', stopped at the end), generates a small night (three VBI
+    candidates of two proposals, 48 observe frames of 512x512 each, and calibration sets of 8 darks and 8
+    gains, one set shared by two candidates) as SPEC-0122 frames, and uploads it as the summit would (out of
+    order, some twice, one broken, manifests last). The discovery rules plan the master calibrations once
+    (vbi-calibration), the science after them (vbi-l1) and a night summary (vbi-night-summary). It downloads
+    the products to --output, and summarises the runs, the processing catalogue, the datasets and their
+    files, the PI notifications and the embargo (one proposal's data are public at once). Last, the second
+    day as a dry run: a parameter changes and the reprocessing plan says what that means.
     """
     from obsflow.demo import run_demo
 
@@ -505,16 +508,20 @@ def candidates_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
 def candidates_show(candidate_id, as_json):
-    """One candidate, OP by OP: what has arrived and what is missing."""
-    from obsflow import queries
+    """One candidate, OP by OP: what has arrived and what is missing; then its processing: each recipe instance
+    planned for it, its state (and why) and its dataset."""
+    from obsflow import catalogue, queries
 
-    detail = queries.candidate_detail(candidate_id)
+    detail = {**queries.candidate_detail(candidate_id), "instances": catalogue.processing_of(candidate_id)}
     if as_json:
         click.echo(console.to_json(detail))
         return
     console.fields(detail, ("candidate_id", "proposal_id", "instrument", "recipe", "priority", "status", "created_at",
-                            "ready_at", "ready_reason"), 13)
+                            "ready_at", "ready_reason", "processing", "run_ids"), 13)
     console.table(detail["ops"], ["op_id", "role", "task_type", "expected", "received", "complete", "missing"], "")
+    click.echo("\nprocessing (`obsflow catalogue tree " + candidate_id + "` draws it):")
+    console.table(detail["instances"], ["instance_id", "recipe", "state", "state_reason", "dataset_id"],
+                  "  nothing planned yet" + ("" if detail["status"] != "WAITING" else ": it waits for frames"))
     _history(detail["events"])
 
 
@@ -771,7 +778,9 @@ def runs_retry(ctx, run_id, settings_):
         run = _runs(ctx).retry(run_id, _key_values(settings_))
     except (RecipeError, NotAllowed) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"run {run.run_id} (retry of {run_id}) is {run.status} with {console.cell(run.overrides)}; "
+    as_run = {**run.configuration.get("options", {}), **run.configuration.get("parameters", {})}
+    checked = {name: as_run.get(name, value) for name, value in (run.overrides or {}).items()}  # typed, as it runs
+    click.echo(f"run {run.run_id} (retry of {run_id}) is {run.status} with {json.dumps(checked)}; "
                f"`obsflow runs show {run.run_id}` follows it")
 
 
@@ -887,7 +896,7 @@ def datasets_show(dataset_id, as_json):
         click.echo(console.to_json(detail))
         return
     console.fields(detail, ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
-                            "run_id", "candidate_id", "frame_count", "created_at", "access"), 14)
+                            "run_id", "candidate_id", "frame_count", "input_frames", "created_at", "access"), 14)
     click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
     if detail.get("cost"):
         click.echo(f"cost           {console.cost(detail['cost'])}")
@@ -1028,7 +1037,7 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, ov
     """Print and save what a change would reprocess, running nothing.
 
     Each affected dataset, the copy of its instance updated to the change, the tasks that re-run
-    and those whose outputs are reused, and the estimated CPU-hours, output size and cost (price
+    and those whose outputs are reused, and the estimated CPU time, output size and cost (price
     table: OBSFLOW_PRICES). Several selectors narrow each other. Start it with `reprocess start`.
     """
     import getpass
@@ -1050,7 +1059,7 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, ov
                   ["dataset_id", "proposal_id", "recipe_from", "recipe_to", "changes", "rerun", "reused", "cpu_s", "usd"],
                   "no ACTIVE dataset is affected")
     click.echo(f"\n{totals['datasets']} dataset(s); {totals['tasks_rerun']} task run(s), {totals['tasks_reused']} reused; "
-               f"estimated {totals['cpu_hours']:g} CPU-hours, {totals['output_bytes'] / 1e6:.1f} MB, "
+               f"estimated {console.cpu_time(totals['cpu_seconds'])}, {totals['output_bytes'] / 1e6:.1f} MB, "
                f"${totals['usd']:.4f}. Nothing has run.")
     if plan["items"]:
         click.echo(f"start it: obsflow reprocess start {plan['plan_id']} --name NAME --reason TEXT")

@@ -67,3 +67,12 @@ def emit(rows: list[dict], columns: Sequence[str], as_json: bool, empty: str) ->
         click.echo(to_json(rows))
     else:
         table(rows, columns, empty)
+
+
+def cpu_time(seconds: float) -> str:
+    """CPU time in the unit that shows it: a small plan is never "0 CPU-hours"."""
+    if seconds < 120:
+        return f"{seconds:.1f} CPU-seconds"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} CPU-minutes"
+    return f"{seconds / 3600:.1f} CPU-hours"

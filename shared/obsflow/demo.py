@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boto3
 
-from obsflow import aws, catalogue, products, queries
+from obsflow import aws, catalogue, console, products, queries
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
@@ -194,7 +194,8 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
         echo(f"  {len(embargoed)} dataset(s) under embargo, readable only by their proposal's principals until their "
              "release date (`obsflow datasets list --embargoed`); the daily release job opens them (`obsflow release`)")
         plan = second_day(echo, stack.settings)
-        echo(f"done in {time.monotonic() - started:.1f} s")
+        echo(f"done in {time.monotonic() - started:.1f} s; the demo's stack stops with it. The commands above work on "
+             "a stack that keeps running: `obsflow local serve` (README, \"Using it\")")
         return {"candidates": ready, "uploads": sent, "runs": summary, "notifications": notifications, "plan": plan}
 
 
@@ -216,7 +217,7 @@ def second_day(echo: Echo, settings) -> dict:
     for item in plan["items"]:
         echo(f"  {item['dataset_id']} ({item['proposal_id']}): re-run {', '.join(item['tasks_rerun'])}; "
              f"reuse {', '.join(item['tasks_reused']) or 'nothing'}")
-    echo(f"  {totals['datasets']} dataset(s), about {totals['cpu_hours'] * 3600:.0f} CPU-seconds, "
+    echo(f"  {totals['datasets']} dataset(s), about {console.cpu_time(totals['cpu_seconds'])}, "
          f"{totals['output_bytes'] / 1e6:.1f} MB, ${totals['usd']:.4f}; plan {plan['plan_id']} "
          "(`obsflow reprocess start` would run it as a campaign)")
     return plan

@@ -9,6 +9,7 @@ of stdout.
 
 import json
 import os
+import sys
 import threading
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -48,6 +49,7 @@ class _EmfProvider(AmazonCloudWatchEMFProvider):
             sink.write(line + "\n")
 
 
-logger = Logger(service=SERVICE)
+# stderr: a command's stdout is its answer (a table, JSON), never a log line; on Lambda both reach CloudWatch.
+logger = Logger(service=SERVICE, stream=sys.stderr)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(provider=_EmfProvider(namespace="obsflow", service=SERVICE))

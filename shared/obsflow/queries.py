@@ -271,6 +271,8 @@ def dataset_detail(dataset_id: str) -> dict:
     item = _dataset(dataset_id)
     detail = {k: v for k, v in item.attribute_values.items() if k not in ("files_inline", "provenance_inline", "spilled")}
     detail["files"] = item.files
+    # frame_count counts the L1 frames it holds (none for master calibrations or summaries); this, what it came from
+    detail["input_frames"] = len((item.provenance or {}).get("input_frames", []))
     if item.release_date:
         detail["access"] = _access(item)
     detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,

@@ -293,6 +293,9 @@ def test_catalog_records_the_dataset_and_a_new_version_waits_for_a_data_quality_
         service.decide(newer, "keep-both", " ", "dq-scientist")
     with pytest.raises(NotAllowed, match="only an ACTIVE dataset"):
         service.decide(dataset.dataset_id, "deprecate", "oops", "dq", newer)
+    # And keeping both after one replaced the other contradicts it: refused, saying which decision stands
+    with pytest.raises(NotAllowed, match=f"already replaced {dataset.dataset_id} .*keeping both contradicts it"):
+        service.decide(newer, "keep-both", "changed my mind", "dq-scientist")
 
 
 def test_rejecting_the_newest_dataset_sends_its_consumers_back_to_the_previous_one():

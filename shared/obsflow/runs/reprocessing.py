@@ -129,6 +129,7 @@ class Planner:
                 "datasets": len(items),
                 "tasks_rerun": sum(len(i["tasks_rerun"]) for i in items),
                 "tasks_reused": sum(len(i["tasks_reused"]) for i in items),
+                "cpu_seconds": round(sum(i["estimated_cpu_s"] for i in items), 1),
                 "cpu_hours": round(sum(i["estimated_cpu_s"] for i in items) / 3600, 3),
                 "output_bytes": sum(i["estimated_bytes"] for i in items),
                 "usd": round(sum(i["estimated_usd"] for i in items), 4),

@@ -733,6 +733,9 @@ class RunService:
                                       decisions=[*old.decisions, decision])
         elif any(d["decision"] == action for d in new.decisions):
             return new
+        elif action == "keep-both" and (deprecated := [d for d in new.decisions if d["decision"] == "deprecate"]):
+            raise NotAllowed(f"dataset {dataset_id} already replaced {deprecated[-1]['deprecated']} (deprecated by "
+                             f"{deprecated[-1]['by']} at {deprecated[-1]['at']}): keeping both contradicts it")
         elif new.status != ACTIVE:
             raise NotAllowed(f"dataset {dataset_id} is {new.status}; a decision applies to an ACTIVE dataset")
         status = REJECTED if action == "reject" else new.status
