@@ -1081,8 +1081,15 @@ def reprocess_start(ctx, plan_id, name, reason, max_concurrent, pause_after, pri
     until `obsflow datasets decide`."""
     import getpass
 
+    import datetime as dt
+
+    asked = dt.datetime.now(dt.timezone.utc).isoformat()
     campaign = _campaigns(ctx).start_plan(plan_id, name, getpass.getuser(), reason, max_concurrent=max_concurrent,
                                           pause_after_failures=pause_after, priority=priority)
+    started = next((e for e in campaign.history if e["status"] == "RUNNING"), None)
+    if started and started["at"] < asked:  # the same start twice: one campaign, and the second is told
+        click.echo(f"plan {plan_id} was already started as campaign {campaign.name} by {started['by']} at "
+                   f"{started['at']}: nothing more was started")
     click.echo(f"campaign {campaign.name} is {campaign.status}: {len(campaign.instance_ids)} instance(s); "
                f"`obsflow campaigns show {campaign.name}` follows it")
 
@@ -1172,7 +1179,8 @@ CAMPAIGN_MOVES = {
     "start": "Insert a DRAFT campaign's instances and let the submitter run them.",
     "pause": "Start none of its runs until it is resumed (runs already going finish).",
     "resume": "Let a PAUSED campaign's runs start again.",
-    "cancel": "Start none of its runs, ever (runs already going finish).",
+    "cancel": "Start none of its runs, ever: the unstarted ones end CANCELLED with who and why (runs already "
+              "going finish).",
 }
 
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Days a proposal's data stay private after observation when its document names neither a release date
     # nor embargo days, or when no document has come (obsflow.embargo).
     default_embargo_days: int = Field(default=365, ge=0, le=36500)
+    # Observatory calibration programs: proposals whose calibrations may serve any proposal's data while under
+    # embargo (OBSFLOW_CALIBRATION_PROGRAMS='["pid_cal"]'); any other proposal's, only once released.
+    calibration_programs: tuple[str, ...] = ()
     # Secrets Manager secret of the Jira Service Management adapter (unset: no Jira).
     jira_secret_id: str | None = None
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
@@ -198,6 +201,8 @@ class Settings(BaseSettings):
                 variables[f"OBSFLOW_{name.upper()}"] = getattr(self, name)
         if self.pipeline_services:
             variables["OBSFLOW_PIPELINE_SERVICES"] = json.dumps(self.pipeline_services, sort_keys=True)
+        if self.calibration_programs:
+            variables["OBSFLOW_CALIBRATION_PROGRAMS"] = json.dumps(list(self.calibration_programs))
         return variables
 
     def describe(self) -> dict:

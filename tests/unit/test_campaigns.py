@@ -158,9 +158,10 @@ def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_
         campaigns.create("../x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": ["c1"]})
     with pytest.raises(ValueError, match="needs a reason"):
         campaigns.create("x", "commissioning", "me", " ", recipe="frame-census", selection={"ids": ["c1"]})
-    campaigns.create("x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": {"ids": ["nope"]}})
+    # A DRAFT that could not start is refused when it is created, with the reason, and not recorded
     with pytest.raises(Exception, match="no frame, OP, candidate or dataset: nope"):
-        campaigns.start("x", "me")
+        campaigns.create("x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": {"ids": ["nope"]}})
+    assert service.store.campaign("x") is None
     campaigns.create("y", "commissioning", "me", "why", recipe="frame-census", selection={"ids": {"ids": ["c1"]}})
     campaigns.start("y", "me")
     with pytest.raises(NotAllowed, match="pause it first"):

@@ -17,9 +17,11 @@ import statistics
 from collections import Counter
 
 from obsflow.errors import NotFound
+from obsflow.ids import ID_RULE, is_id
 from obsflow.observability import logger
 from obsflow.runs import layout
 from obsflow.runs.domain import (
+    ACTIVE,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     CAMPAIGN_TYPES,
@@ -27,7 +29,10 @@ from obsflow.runs.domain import (
     DEVELOPMENT,
     DRAFT,
     EXPIRED,
+    MANUAL,
     MAX_PRIORITY,
+    READY,
+    RUN_CANCELLED,
     Campaign,
     FrameRef,
     Instance,
@@ -44,6 +49,7 @@ DEFAULT_RETENTION_DAYS = 14
 FIXED_ONCE_STARTED = ("selection", "recipe", "overrides", "priority")  # copied into its instances at start
 QUERY_FILTERS = ("uses_frame", "recipe", "code_version", "calibration", "status", "campaign")
 ID_KINDS = ("frames", "ops", "candidates", "datasets")
+MAX_ID_SET = 100_000  # ids in one campaign's ID set (a DKIST day is of this order)
 
 
 def check_name(name: str) -> str:
@@ -55,13 +61,21 @@ def check_name(name: str) -> str:
 
 def read_id_set(document) -> dict[str, list[str]]:
     """An uploaded ID set: {"frames": [...], "ops": [...], "candidates": [...], "datasets": [...]} (any of them),
-    or a plain list of ids of any kind (kept under "ids": dataset ids start with ``ds-``, the others are looked up)."""
+    or a plain list of ids of any kind (kept under "ids": dataset ids start with ``ds-``, the others are looked up).
+    Every entry is an id (the one rule of obsflow.ids), and a set holds at most MAX_ID_SET."""
     if isinstance(document, list):
-        return {"ids": [str(i) for i in document]}
+        document = {"ids": document}
     if not isinstance(document, dict) or not set(document) <= {*ID_KINDS, "ids"} or not all(
             isinstance(v, list) for v in document.values()):
         raise ValueError(f"an ID set is a JSON list of ids, or an object with lists under {', '.join(ID_KINDS)}")
-    return {kind: [str(i) for i in ids] for kind, ids in document.items()}
+    entries = [i for ids in document.values() for i in ids]
+    if len(entries) > MAX_ID_SET:
+        raise ValueError(f"the ID set holds {len(entries):,} ids; at most {MAX_ID_SET:,} (split the campaign)")
+    bad = [i for i in entries if not isinstance(i, str) or not is_id(i)]
+    if bad:
+        raise ValueError(f"the ID set holds {len(bad)} entr(y/ies) that are no id ({ID_RULE}): "
+                         f"{', '.join(repr(b) for b in bad[:3])}")
+    return {kind: list(ids) for kind, ids in document.items()}
 
 
 class CampaignService:
@@ -76,6 +90,10 @@ class CampaignService:
 
     # -- definition ------------------------------------------------------------------------------
     def create(self, name: str, campaign_type: str, definer: str, reason: str, **definition) -> Campaign:
+        return self._create(name, campaign_type, definer, reason, **definition)[0]
+
+    def _create(self, name: str, campaign_type: str, definer: str, reason: str, **definition) -> tuple[Campaign, bool]:
+        """The campaign, and whether this call created it."""
         check_name(name)
         if campaign_type not in CAMPAIGN_TYPES:
             raise ValueError(f"unknown campaign type {campaign_type!r}: one of {', '.join(CAMPAIGN_TYPES)}")
@@ -83,6 +101,8 @@ class CampaignService:
             raise ValueError("a campaign needs a reason (--reason TEXT)")
         campaign = Campaign(name, campaign_type, definer, reason, self.runs.clock(), **definition)
         self._check(campaign)
+        if not self._instances(campaign):  # a DRAFT that could not start is refused now, with the reason
+            raise ValueError(f"campaign {name} selects nothing to process")
         campaign.history = [self._event(DRAFT, definer, "created")]
         if not self.store.create_campaign(campaign):
             existing = self.require(name)
@@ -90,8 +110,8 @@ class CampaignService:
                                                                           campaign.recipe):
                 raise NotAllowed(f"campaign {name} exists with another definition (by {existing.definer}); "
                                  "choose another name or `obsflow campaigns edit` it")
-            return existing
-        return self.require(name)
+            return existing, False
+        return self.require(name), True
 
     def _check(self, campaign: Campaign) -> None:
         developer_only = [name for name in ("task_image", "retention_days", "rerun_from_task")
@@ -107,6 +127,11 @@ class CampaignService:
             if calibration is None or calibration.kind != "calibration":
                 raise ValueError(f"{campaign.calibration!r} is no calibration dataset; `obsflow calibrations list` "
                                  "shows them")
+            usable = (ACTIVE, DEVELOPMENT) if campaign.developer else (ACTIVE,)
+            if calibration.status not in usable:
+                raise ValueError(f"calibration {calibration.dataset_id} is {calibration.status}: a {campaign.campaign_type} "
+                                 f"campaign uses {' or '.join(usable)} calibrations only (a DEVELOPMENT one only in a "
+                                 "developer campaign, whose datasets never become products)")
         if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
             raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
                              "(--ids FILE, --include-tag TAG, --where FILTER=VALUE)")
@@ -143,8 +168,16 @@ class CampaignService:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start_plan(self, plan_id: str, name: str, definer: str, reason: str, **limits) -> Campaign:
+        """One campaign per plan: the same start again (at the same time, or later) gives that campaign, whose
+        history says who started it when; a start under another name is refused, naming the campaign."""
         self.planner.load(plan_id)  # NotFound for an unknown plan, before anything is recorded
-        self.create(name, "reprocessing", definer, reason, plan_id=plan_id, **limits)
+        running = [c for c in self.store.all_campaigns() if c.plan_id == plan_id and c.name != name]
+        if running:
+            raise NotAllowed(f"plan {plan_id} is already run by campaign {running[0].name} ({running[0].status}, "
+                             f"by {running[0].definer}); `obsflow campaigns show {running[0].name}`")
+        campaign, created = self._create(name, "reprocessing", definer, reason, plan_id=plan_id, **limits)
+        if not created and campaign.status != DRAFT:  # started before (or at the same time): nothing more
+            return campaign
         return self.start(name, definer)
 
     def start(self, name: str, by: str) -> Campaign:
@@ -182,8 +215,17 @@ class CampaignService:
         return campaign
 
     def cancel(self, name: str, by: str, why: str) -> Campaign:
-        """Runs already going finish; the others never start (they say why)."""
-        return self._move(name, (DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED, by, why or "cancelled")
+        """Runs already going finish; the unstarted ones end CANCELLED, saying who cancelled the campaign and why."""
+        campaign = self._move(name, (DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED, by, why or "cancelled")
+        reason = f"campaign {name} cancelled by {by}: {why or 'cancelled'}"
+        for instance_id in campaign.instance_ids or ():
+            instance = self.store.instance(instance_id)
+            for run in self.store.runs_of(instance) if instance else ():
+                self.store.transition(run.run_id, RUN_CANCELLED, (READY, MANUAL), self.runs.clock(), reason,
+                                      waiting_reason=reason, finished_at=self.runs.clock())
+            if instance:
+                self.runs.refresh_instance(instance_id)
+        return campaign
 
     def _move(self, name: str, allowed: tuple[str, ...], to: str, by: str, why: str) -> Campaign:
         campaign = self.require(name)
@@ -205,6 +247,8 @@ class CampaignService:
             return self.planner.copies(self.planner.load(campaign.plan_id), campaign.name, campaign.priority)
         frames, dataset_ids = self.selected(campaign.selection or {})
         instances = []
+        for dataset_id in dataset_ids if campaign.calibration else ():
+            self._calibration_may_serve(campaign, self.runs.require_dataset(dataset_id).proposal_id)
         if dataset_ids:
             change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {},
                             calibration=campaign.calibration)
@@ -255,6 +299,19 @@ class CampaignService:
         return sorted(chosen, key=lambda f: (f.proposal_id, f.op_id, f.date_obs, f.file_id)), \
             [d for d in dict.fromkeys(datasets) if d not in excluded]
 
+    def _calibration_may_serve(self, campaign: Campaign, proposal_id: str) -> None:
+        """Nothing crosses proposals: another proposal's calibration serves this one's data only once it is public,
+        or when it belongs to an observatory calibration program (Settings.calibration_programs)."""
+        if not campaign.calibration:
+            return
+        calibration = self.store.dataset(campaign.calibration)
+        if calibration.proposal_id == proposal_id or calibration.embargo is None \
+                or calibration.proposal_id in self.runs.settings.calibration_programs:
+            return
+        raise NotAllowed(f"calibration {calibration.dataset_id} belongs to proposal {calibration.proposal_id} and is "
+                         f"under embargo until {calibration.release_date}: it cannot serve proposal {proposal_id}'s data "
+                         "(choose one of that proposal's, a released one, or one of an observatory calibration program)")
+
     def _frame_instances(self, campaign: Campaign, frames: list[FrameRef]) -> list[Instance]:
         """One instance per proposal (nothing crosses proposals), its frames as frame inputs."""
         if not frames:
@@ -265,6 +322,7 @@ class CampaignService:
             by_proposal.setdefault(frame.proposal_id, []).append(frame)
         instances = []
         for proposal_id, chosen in sorted(by_proposal.items()):
+            self._calibration_may_serve(campaign, proposal_id)
             night = min(f.date_obs for f in chosen)[:10]
             instances.append(Instance(
                 layout.group_instance_id(f"campaign:{campaign.name}", recipe.name, recipe.version, proposal_id),

@@ -17,7 +17,8 @@ CANDIDATE_STATUSES = (WAITING, READY, PLANNED, HELD)
 # Run statuses.
 SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
 MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
-RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED)
+RUN_CANCELLED = "CANCELLED"  # never started: its campaign was cancelled
+RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED, RUN_CANCELLED)
 MAX_PRIORITY = 99
 
 # Recipe instance states, after the Gemini archive's processing catalogue; derived from its runs.
@@ -344,4 +345,7 @@ def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str 
         return INSTANCE_RUNNING, f"run {latest.run_id}"
     if latest.status == SUCCEEDED:
         return INSTANCE_SUCCEEDED, f"dataset {latest.dataset_id}"
+    if latest.status == RUN_CANCELLED:  # nothing ran: what the instance was before this run, and why not again
+        why = f"run {latest.run_id} cancelled: {latest.waiting_reason or 'its campaign was cancelled'}"
+        return (INSTANCE_SUCCEEDED if succeeded_before else NEVER_EXECUTED), why
     return ERROR, f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"
