@@ -1,0 +1,176 @@
+"""Cataloguing: a run's products become a versioned dataset, and data quality decides between versions.
+
+A new version of a product that has an ACTIVE one asks for a decision (both stay ACTIVE until then); a
+decision deprecates, keeps both or rejects, and a rejected dataset's consumers fall back to the newest
+ACTIVE one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from obsflow import embargo
+from obsflow.embargo import EMBARGOED
+from obsflow.errors import NotFound
+from obsflow.observability import logger
+from obsflow.runs import layout, records
+from obsflow.runs.context import NotAllowed, Part
+from obsflow.runs.costs import run_cost
+from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, REJECTED, Dataset, Run, Ticket
+from obsflow.runs.planning import Planning
+from obsflow.runs.ticketing import Tickets
+
+DECISIONS = ("keep-both", "deprecate", "reject")
+
+
+class Cataloguing(Part):
+    def __init__(self, ctx, planning: Planning, tickets: Tickets):
+        super().__init__(ctx)
+        self.planning, self.tickets = planning, tickets
+
+    def catalog(self, run_id: str) -> dict:
+        """Copy the run's products to the data bucket and record the dataset; instances that consumed an
+        earlier dataset of the same instance are queued for re-execution."""
+        run = self.require_run(run_id)
+        recipe = self.recipes.get(run.recipe, run.version)
+        instance = self.instance_of(run)
+        campaign = self.store.campaign(run.campaign) if run.campaign else None
+        developer = campaign is not None and campaign.developer
+        dataset_id = layout.dataset_id(run_id)
+        prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind, campaign.name if developer else None)
+        task_records = self.task_records(run)
+        cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True, notify_pi=not developer)
+        input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
+        product_id = layout.product_id_of(input_dataset)
+        today = self.clock().date()
+        release_basis, release, proposal = self.planning.release(run.proposal_id, instance.observed_on, input_dataset)
+        embargoed, tags = embargo.is_embargoed(release, today), embargo.tags(run.proposal_id, release, today)
+        files = []
+        keep_all = campaign is not None and campaign.keep_intermediates
+        for record in task_records:
+            for output in record.get("outputs", []):
+                intermediate = "product" not in output["tags"]
+                if intermediate and not keep_all:
+                    continue
+                key = prefix + (f"intermediates/{record['task']}/" if intermediate else "") + output["name"]
+                self.documents.copy("work", output["key"], "data", key, tags)
+                files.append({"name": output["name"], "key": key, "sha256": output["sha256"], "size": output["size"],
+                              "task": record["task"], "tags": output["tags"], "content_type": output.get("content_type")})
+        self.documents.put_text("data", prefix + "SHA256SUMS",
+                                "".join(f"{f['sha256']}  {f['name']}\n" for f in sorted(files, key=lambda f: f["name"])),
+                                tags)
+        provenance = records.provenance(run, input_dataset, task_records)
+        self.documents.put_json("data", prefix + "provenance.json", provenance, tags)
+        key = records.version_key(input_dataset, run, task_records, recipe)
+        self.store.create_dataset(Dataset(
+            dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
+            recipe=run.recipe_key, bucket=self.documents.location("data"), prefix=prefix, product_id=product_id,
+            version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
+            provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
+            reference=instance.reference, recipe_name=run.recipe,
+            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
+            campaign=run.campaign, status=DEVELOPMENT if developer else ACTIVE,
+            expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
+            release_date=release.isoformat(), release_basis=release_basis,
+            embargo=EMBARGOED if embargoed else None,
+        ))
+        if not developer:  # a developer's dataset is no version of the product: it never competes
+            self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
+        output_bytes = sum(f["size"] for f in files)
+        self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
+                              measured_cpu_s=cost["batch_vcpu_s"], cost=cost)
+        self.store.update_instance(run.instance_id, dataset_id=dataset_id)
+        self.downstream_of_new_dataset(run.instance_id, dataset_id)
+        location = f"s3://{self.documents.location('data')}/{prefix}"
+        subject, message = records.availability_message(dataset_id, product_id, key, run, location, files, release,
+                                                        embargoed, proposal)
+        logger.info("dataset catalogued", extra={"run_id": run_id, "dataset_id": dataset_id, "files": len(files),
+                                                 "kind": recipe.kind})
+        return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
+                "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
+                "notify_pi": recipe.kind == "science" and not developer}
+
+    def task_records(self, run: Run) -> list[dict]:
+        """The provenance record of every task of the run, in the order they finished."""
+        found = []
+        for task in self.recipes.get(run.recipe, run.version).tasks:
+            try:
+                found.append(self.documents.get_json("work", layout.task_record_key(run.run_id, task.name)))
+            except NotFound:
+                continue
+        return sorted(found, key=lambda r: r.get("finished_at") or "")
+
+    def _ask_for_decision(self, dataset_id: str, product_id: str, kind: str, run: Run) -> None:
+        """A new version of a product that has an ACTIVE one: both stay ACTIVE, and data quality decides."""
+        active = sorted(d.dataset_id for d in self.store.datasets_of_product(product_id)
+                        if d.dataset_id != dataset_id and d.status == ACTIVE and d.kind == kind)
+        if not active:
+            return
+        self.tickets.file(Ticket(
+            layout.decision_ticket_id(dataset_id), kind="review:decision", created_at=self.clock(),
+            summary=f"dataset {dataset_id} is a new version of product {product_id}, which has ACTIVE "
+                    f"{', '.join(active)}: decide which to keep",
+            run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
+            suggested_action=f"compare them (`obsflow datasets show ID`), then `obsflow datasets decide {dataset_id} "
+                             f"--deprecate {active[0]} | --keep-both | --reject --reason TEXT`",
+        ))
+
+    def decide(self, dataset_id: str, action: str, reason: str, by: str, old_id: str | None = None) -> Dataset:
+        """Record a data-quality decision on a new version: keep both ACTIVE, deprecate an older version of
+        its product in its favour, or reject it. Asking the same decision again changes nothing."""
+        new = self.require_dataset(dataset_id)
+        if action not in DECISIONS:
+            raise ValueError(f"unknown decision {action!r}: one of {', '.join(DECISIONS)}")
+        if not reason.strip():
+            raise ValueError("a decision needs a reason (--reason TEXT): it is kept with the dataset")
+        decision = {"decision": action, "by": by, "at": self.clock().isoformat(), "reason": reason}
+        if action == "deprecate":
+            old = self.require_dataset(old_id or "")
+            if old.product_id != new.product_id or old.dataset_id == new.dataset_id:
+                raise NotAllowed(f"dataset {old.dataset_id} is not another version of product {new.product_id} "
+                                 f"(it is of {old.product_id}); `obsflow datasets show {dataset_id}` lists its versions")
+            if old.status == DEPRECATED and old.superseded_by == dataset_id:
+                return new
+            if old.status != ACTIVE or new.status != ACTIVE:
+                raise NotAllowed(f"only an ACTIVE dataset can be deprecated in favour of an ACTIVE one: {old.dataset_id} "
+                                 f"is {old.status}, {dataset_id} is {new.status}")
+            decision["deprecated"] = old.dataset_id
+            self.store.update_dataset(old.dataset_id, status=DEPRECATED, superseded_by=dataset_id,
+                                      decisions=[*old.decisions, decision])
+        elif any(d["decision"] == action for d in new.decisions):
+            return new
+        elif action == "keep-both" and (deprecated := [d for d in new.decisions if d["decision"] == "deprecate"]):
+            raise NotAllowed(f"dataset {dataset_id} already replaced {deprecated[-1]['deprecated']} (deprecated by "
+                             f"{deprecated[-1]['by']} at {deprecated[-1]['at']}): keeping both contradicts it")
+        elif new.status != ACTIVE:
+            raise NotAllowed(f"dataset {dataset_id} is {new.status}; a decision applies to an ACTIVE dataset")
+        status = REJECTED if action == "reject" else new.status
+        self.store.update_dataset(dataset_id, status=status, decisions=[*new.decisions, decision])
+        if action == "reject":
+            self._fall_back_from(new)
+        ticket = self.store.ticket(layout.decision_ticket_id(dataset_id))
+        if ticket is not None and ticket.status == "OPEN":
+            self.tickets.resolve(ticket.ticket_id, f"{action}: {reason}", by)
+        logger.info("dataset decision", extra={"dataset_id": dataset_id, **decision})
+        return self.store.dataset(dataset_id)
+
+    def _fall_back_from(self, rejected: Dataset) -> None:
+        """A rejected dataset is no input: its instance's consumers go back to its newest ACTIVE dataset."""
+        instance = self.store.instance(rejected.instance_id) if rejected.instance_id else None
+        if instance is None or instance.dataset_id != rejected.dataset_id:
+            return
+        others = [d for d in self.store.datasets_of_instance(instance.instance_id) if d.status == ACTIVE]
+        if others:
+            newest = max(others, key=lambda d: d.created_at).dataset_id
+            self.store.update_instance(instance.instance_id, dataset_id=newest)
+            self.downstream_of_new_dataset(instance.instance_id, newest)
+
+    def downstream_of_new_dataset(self, instance_id: str, dataset_id: str) -> None:
+        """The discovery agent on a catalogued dataset: a consumer that was planned on another dataset of
+        this instance runs again; one not yet planned will take this one."""
+        for user_id in self.store.users_of(f"instance:{instance_id}"):
+            user = self.store.instance(user_id)
+            used = user.planned_upstream.get(instance_id) if user else None
+            if used is not None and used != dataset_id:
+                self.planning.inputs_changed(user, f"input {instance_id} has a new dataset {dataset_id} (was {used})")

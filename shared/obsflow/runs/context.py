@@ -1,0 +1,93 @@
+"""What every part of the runs layer works with, and the errors they say.
+
+The parts (planning, submission, the run lifecycle, cataloguing, tickets, the backstop) share one RunContext:
+the store, the platform's ports, the recipes, the settings and the clock. A test that swaps one of them swaps
+it for every part.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from obsflow.errors import NotFound, ObsflowError
+from obsflow.runs.domain import Dataset, Instance, Run, utcnow
+from obsflow.runs.ports import Documents, Executions, Notifier, RecipeBook, RunStore, ServiceDesk, SubmissionSwitch, TaskRunner
+from obsflow.settings import Settings
+
+
+class NotAllowed(ObsflowError):
+    """The run (or dataset, instance, campaign) is not in a state that allows this operation."""
+
+
+class ManualRunFailed(ObsflowError):
+    pass
+
+
+@dataclass
+class SubmitReport:
+    """What one submitter pass did."""
+
+    paused: bool = False
+    discovered: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)
+    manual: list[str] = field(default_factory=list)
+    reviews: list[str] = field(default_factory=list)  # candidates whose conflicts got a review ticket
+
+
+@dataclass
+class RunContext:
+    store: RunStore
+    documents: Documents
+    executions: Executions
+    notifier: Notifier
+    switch: SubmissionSwitch
+    recipes: RecipeBook
+    settings: Settings
+    service_desk: Callable[[], ServiceDesk | None] = lambda: None
+    task_runner: TaskRunner | None = None
+    clock: Callable[[], dt.datetime] = utcnow
+
+
+def _shared(name: str) -> property:
+    return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value))
+
+
+class Part:
+    """A part of the runs layer: its collaborators are the shared context's."""
+
+    store = _shared("store")
+    documents = _shared("documents")
+    executions = _shared("executions")
+    notifier = _shared("notifier")
+    switch = _shared("switch")
+    recipes = _shared("recipes")
+    settings = _shared("settings")
+    service_desk = _shared("service_desk")
+    task_runner = _shared("task_runner")
+    clock = _shared("clock")
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def require_run(self, run_id: str) -> Run:
+        run = self.store.run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}; `obsflow runs list` shows the known ones")
+        return run
+
+    def instance_of(self, run: Run) -> Instance:
+        instance = self.store.instance(run.instance_id)
+        if instance is None:
+            raise NotFound(f"the recipe instance {run.instance_id} of run {run.run_id} is gone")
+        return instance
+
+    def require_dataset(self, dataset_id: str) -> Dataset:
+        dataset = self.store.dataset(dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows them")
+        return dataset

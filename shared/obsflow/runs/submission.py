@@ -1,0 +1,149 @@
+"""Submission: start READY runs by priority within the run slots, the campaigns' limits and the global switch.
+
+Slots are taken in one transaction with the run's start, so two submitters never start one run twice or
+overfill a resource class; a manual-by-definition recipe's run waits for an operator instead.
+"""
+
+from __future__ import annotations
+
+from obsflow.errors import TransientError
+from obsflow.observability import logger
+from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.runs.context import Part, SubmitReport
+from obsflow.runs.domain import CAMPAIGN_RUNNING, MANUAL, READY, SUBMITTED, Run, Ticket, campaign_slot
+from obsflow.runs.planning import Planning
+from obsflow.runs.ports import RunStore
+from obsflow.runs.ticketing import Tickets
+
+PAUSED, ACTIVE_SUBMISSION = "paused", "active"
+
+
+class CampaignGate:
+    """Within one submitter pass: whether a campaign's run may start. A campaign's concurrency is a slot taken
+    with the run's resource-class slots in one transaction, so two submitters cannot both take its last one."""
+
+    def __init__(self, store: RunStore):
+        self.store, self.campaigns, self.active = store, {}, {}
+
+    def holds(self, run: Run, fresh: bool = False) -> str | None:
+        """Why the campaign's run may not start now; ``fresh``: read the campaign again (just before starting
+        it, so a campaign paused meanwhile starts nothing more)."""
+        if not run.campaign:
+            return None
+        name, slot = run.campaign, campaign_slot(run.campaign)
+        if fresh or name not in self.campaigns:
+            self.campaigns[name] = self.store.campaign(name)
+            self.active[name] = len(self.store.slots_in_use([slot])[slot])
+        campaign = self.campaigns[name]
+        if campaign is None:
+            return f"campaign {name} is not recorded"
+        if campaign.status != CAMPAIGN_RUNNING:
+            return f"campaign {name} is {campaign.status}" + (f": {campaign.status_reason}" if campaign.status_reason else "")
+        if self.active[name] >= campaign.max_concurrent:
+            return f"campaign {name} has {self.active[name]} of at most {campaign.max_concurrent} runs going"
+        return None
+
+    def limits(self, run: Run) -> dict[str, int]:
+        return {campaign_slot(run.campaign): self.campaigns[run.campaign].max_concurrent} if run.campaign else {}
+
+    def started(self, run: Run) -> None:
+        if run.campaign:
+            self.active[run.campaign] += 1
+
+
+class Submission(Part):
+    def __init__(self, ctx, planning: Planning, tickets: Tickets):
+        super().__init__(ctx)
+        self.planning, self.tickets = planning, tickets
+
+    def submit(self) -> SubmitReport:
+        """File the review tickets conflicts owe, plan READY candidates, then start READY runs by priority within
+        the run slots."""
+        report = SubmitReport()
+        self.planning.file_conflict_reviews(report)
+        self.planning.discover_ready_candidates(report)
+        self.planning.plan_pending_instances(report)
+        if self.switch.is_paused():
+            report.paused = True
+            return report
+        self._resume_unlaunched(report)
+        self._start_ready_runs(report)
+        return report
+
+    def _capacity(self) -> dict[str, int]:
+        return {rc: self.settings.capacity(rc) for rc in RESOURCE_CLASSES}
+
+    def _waiting_reason(self, run: Run, in_use: dict[str, set[str]]) -> str | None:
+        capacity = self._capacity()
+        full = [f"{rc} {len(in_use[rc])}/{capacity[rc]}" for rc in run.resource_classes if len(in_use[rc]) >= capacity[rc]]
+        return f"waiting for a run slot: {', '.join(full)} in use" if full else None
+
+    def _start_ready_runs(self, report: SubmitReport) -> None:
+        in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
+        automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
+        campaigns = CampaignGate(self.store)
+        for run in self.store.runs_with_status(READY):
+            if run.recipe_key not in automated:
+                automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
+            if not automated[run.recipe_key]:
+                self._hold_for_operator(run)
+                report.manual.append(run.run_id)
+                continue
+            reason = campaigns.holds(run) or self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
+            if reason is None and not self.store.take_slots(run, {**self._capacity(), **campaigns.limits(run)},
+                                                            self.clock()):
+                in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
+                reason = self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
+                if reason is None:
+                    continue  # another submitter started it
+            if reason is not None:
+                report.waiting[run.run_id] = reason
+                if run.waiting_reason != reason:
+                    self.store.note_waiting(run.run_id, reason)
+                continue
+            for rc in run.resource_classes:
+                in_use[rc].add(run.run_id)
+            campaigns.started(run)
+            self._launch(run, report)
+
+    def _launch(self, run: Run, report: SubmitReport) -> None:
+        try:
+            execution_arn = self.executions.start(run)
+        except TransientError:
+            # Undo, so the run is picked up again on the next call.
+            self.store.transition(run.run_id, READY, (SUBMITTED,), self.clock(), "execution could not be started")
+            self.store.give_back_slots(run)
+            raise
+        self.store.update_run(run.run_id, execution_arn=execution_arn)
+        self.planning.refresh_instance(run.instance_id)
+        report.started.append(run.run_id)
+        logger.info("run started", extra={"run_id": run.run_id, "execution_arn": execution_arn})
+
+    def _resume_unlaunched(self, report: SubmitReport) -> None:
+        """A submitter that stopped between taking slots and starting the execution left these."""
+        for run in self.store.runs_with_status(SUBMITTED):
+            if run.execution_arn is None:
+                self._launch(run, report)
+
+    def _hold_for_operator(self, run: Run) -> None:
+        """READY -> MANUAL with one ticket that says how to run it (filed first, once: whoever sees the run
+        MANUAL finds it)."""
+        self.tickets.file(Ticket(
+            f"TKT-{run.run_id}-manual", kind="manual", created_at=self.clock(),
+            summary=f"run {run.run_id} of {run.recipe_key} is manual by definition",
+            run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
+            suggested_action=f"`obsflow runs execute {run.run_id} --manual --note TEXT` on an operator machine",
+        ))
+        if self.store.transition(run.run_id, MANUAL, (READY,), self.clock(), "manual by definition"):
+            self.planning.refresh_instance(run.instance_id)
+
+    def nudge(self, reason: str) -> None:
+        """Ask the submitter to run soon (work has appeared)."""
+        self.notifier.nudge(reason)
+
+    def pause(self, reason: str = "") -> None:
+        self.switch.set(PAUSED, reason)
+
+    def resume(self) -> None:
+        self.switch.set(ACTIVE_SUBMISSION)
+        self.notifier.nudge("resumed")
