@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from obsflow import __version__, console
+from obsflow import __version__, console, statuses
 from obsflow.errors import NotFound, TransientError
 from obsflow.runs.domain import INSTANCE_STATES
 
@@ -521,7 +521,7 @@ def candidates_show(candidate_id, as_json):
     console.table(detail["ops"], ["op_id", "role", "task_type", "expected", "received", "complete", "missing"], "")
     click.echo("\nprocessing (`obsflow catalogue tree " + candidate_id + "` draws it):")
     console.table(detail["instances"], ["instance_id", "recipe", "state", "state_reason", "dataset_id"],
-                  "  nothing planned yet" + ("" if detail["status"] != "WAITING" else ": it waits for frames"))
+                  "  nothing planned yet" + ("" if detail["status"] != statuses.WAITING else ": it waits for frames"))
     _history(detail["events"])
 
 
@@ -686,7 +686,7 @@ def runs():
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice(["READY", "SUBMITTED", "RUNNING", "MANUAL", "SUCCEEDED", "FAILED"]),
+@click.option("--status", type=click.Choice(statuses.RUN_STATUSES),
               help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
@@ -865,7 +865,7 @@ def datasets():
 @click.option("--recipe", metavar="NAME[@VERSION]", help="Made by this recipe (version).")
 @click.option("--code-version", metavar="V", help="Made by tasks of this obsflow code version.")
 @click.option("--calibration", metavar="DATASET", help="Made on this calibration dataset.")
-@click.option("--status", type=click.Choice(["ACTIVE", "DEPRECATED", "REJECTED"]), help="Only datasets with this status.")
+@click.option("--status", type=click.Choice(statuses.DATASET_STATUSES), help="Only datasets with this status.")
 @click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
 @click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
@@ -1086,7 +1086,7 @@ def reprocess_start(ctx, plan_id, name, reason, max_concurrent, pause_after, pri
     asked = dt.datetime.now(dt.timezone.utc).isoformat()
     campaign = _campaigns(ctx).start_plan(plan_id, name, getpass.getuser(), reason, max_concurrent=max_concurrent,
                                           pause_after_failures=pause_after, priority=priority)
-    started = next((e for e in campaign.history if e["status"] == "RUNNING"), None)
+    started = next((e for e in campaign.history if e["status"] == statuses.CAMPAIGN_RUNNING), None)
     if started and started["at"] < asked:  # the same start twice: one campaign, and the second is told
         click.echo(f"plan {plan_id} was already started as campaign {campaign.name} by {started['by']} at "
                    f"{started['at']}: nothing more was started")
@@ -1431,7 +1431,7 @@ def tickets():
 
 
 @tickets.command("list")
-@click.option("--status", type=click.Choice(["OPEN", "RESOLVED"]), help="Only tickets with this status.")
+@click.option("--status", type=click.Choice(statuses.TICKET_STATUSES), help="Only tickets with this status.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 def tickets_list(status, as_json):
@@ -1561,7 +1561,7 @@ def resume(ctx):
 
     settings = _settings(ctx)
     _runs(ctx).resume()
-    waiting = len(queries.run_rows("READY"))
+    waiting = len(queries.run_rows(statuses.READY))
     click.echo(f"automated submission resumed for stage '{settings.stage}'; {waiting} run(s) waiting to start")
 
 

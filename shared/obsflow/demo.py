@@ -16,6 +16,7 @@ from obsflow import aws, catalogue, console, products, queries
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
+from obsflow.statuses import ERROR, FAILED, INSTANCE_SUCCEEDED, SUCCEEDED
 from obsflow.tables import datasets
 
 Echo = Callable[..., None]  # click.echo
@@ -118,8 +119,8 @@ def follow_runs(echo: Echo, sfn, timeout_s: float = 600) -> list[dict]:
                          f"{task['task']:<16} {task['status']:<10} ({task['resource_class']})")
         instances = catalogue.instance_rows()
         # Ended: every run ended, every instance succeeded or failed, or waits on one that failed (an ERROR upstream)
-        if instances and all(i["state"] in ("SUCCEEDED", "ERROR") or "ERROR" in (i.get("state_reason") or "")
-                             for i in instances) and all(r["status"] in ("SUCCEEDED", "FAILED") for r in rows):
+        if instances and all(i["state"] in (INSTANCE_SUCCEEDED, ERROR) or ERROR in (i.get("state_reason") or "")
+                             for i in instances) and all(r["status"] in (SUCCEEDED, FAILED) for r in rows):
             return [queries.run_detail(r["run_id"]) for r in rows]
         time.sleep(0.5)
     raise TimeoutError(f"the night's runs did not end within {timeout_s:.0f} s; "

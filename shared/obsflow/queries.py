@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from obsflow import embargo
+from obsflow.statuses import FAILED, SUCCEEDED
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import op_state
@@ -189,7 +190,7 @@ def run_detail(run_id: str, sfn=None, console_links: bool = False) -> dict:
 def ended_run_detail(run_id: str, sfn, run_service, console_links: bool = False) -> dict:
     """``run_detail``, and for an ended run each task's real final state and why it failed (if it did)."""
     detail = run_detail(run_id, sfn, console_links)
-    if detail["status"] in ("FAILED", "SUCCEEDED"):
+    if detail["status"] in (FAILED, SUCCEEDED):
         _settle_task_states(detail, run_service.finished_tasks(run_id))
         detail["failure"] = run_service.failure(run_id)
     return detail

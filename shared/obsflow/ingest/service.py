@@ -25,6 +25,7 @@ from obsflow.ingest.frames import Frame, frame_from_header
 from obsflow.ingest.readiness import OpState, completed_by_change, missing
 from obsflow.observability import logger
 from obsflow.settings import Settings
+from obsflow.statuses import WAITING
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 
@@ -270,7 +271,7 @@ class IngestService:
     def _released(self, candidate_ids: set[str]) -> list[str]:
         """The candidates past WAITING: what they were processed with is settled."""
         return [cid for cid in sorted(candidate_ids)
-                if (candidate := self.store.candidate(cid)) is not None and candidate.status != "WAITING"]
+                if (candidate := self.store.candidate(cid)) is not None and candidate.status != WAITING]
 
     # -- the batch ----------------------------------------------------------
     def commit_frames(self, frames: list[Frame], report: BatchReport) -> None:
@@ -323,7 +324,7 @@ class IngestService:
     def evaluate(self, candidate_id: str) -> bool:
         """Make the candidate READY if all its OPs are complete; True only for the call that did."""
         candidate = self.store.candidate(candidate_id)
-        if candidate is None or candidate.status != "WAITING":
+        if candidate is None or candidate.status != WAITING:
             return False
         states = self.store.op_states(candidate.op_ids)
         if missing(candidate.op_ids, states):

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as NoConnection
 
 from obsflow import aws, catalogue, provenance, queries, services
+from obsflow.statuses import WAITING
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.recipes.model import Recipe
 from obsflow.settings import Settings
@@ -65,7 +66,7 @@ def _newest(rows: list[dict], key: str = "created_at") -> list[dict]:
 
 
 def _waiting_reason(candidate: dict) -> str:
-    if candidate["status"] != "WAITING":
+    if candidate["status"] != WAITING:
         return candidate.get("held_reason") or candidate.get("ready_reason") or ""
     detail = queries.candidate_detail(candidate["candidate_id"])
     lacking = [f"{op['op_id']}: {op['received']} of {op['expected'] or '?'} frames"

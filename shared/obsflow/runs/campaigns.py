@@ -28,11 +28,11 @@ from obsflow.runs.domain import (
     CANCELLED,
     DEVELOPMENT,
     DRAFT,
+    ERROR,
     EXPIRED,
-    MANUAL,
+    INSTANCE_SUCCEEDED,
     MAX_PRIORITY,
-    READY,
-    RUN_CANCELLED,
+    REJECTED,
     Campaign,
     FrameRef,
     Instance,
@@ -41,6 +41,7 @@ from obsflow.runs.domain import (
 from obsflow.runs.ports import JobDefinitions
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.service import NotAllowed, RunService
+from obsflow.runs.transitions import CAMPAIGN_MOVES
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 EDITABLE = ("reason", "max_concurrent", "pause_after_failures", "priority", "overrides", "selection", "recipe",
@@ -207,32 +208,33 @@ class CampaignService:
         return self.require(name)
 
     def pause(self, name: str, by: str, why: str) -> Campaign:
-        return self._move(name, (CAMPAIGN_RUNNING,), CAMPAIGN_PAUSED, by, why or "paused")
+        return self._move(name, "pause", by, why or "paused")
 
     def resume(self, name: str, by: str) -> Campaign:
-        campaign = self._move(name, (CAMPAIGN_PAUSED,), CAMPAIGN_RUNNING, by, "resumed")
+        campaign = self._move(name, "resume", by, "resumed")
         self.runs.nudge(f"campaign {name} resumed")
         return campaign
 
     def cancel(self, name: str, by: str, why: str) -> Campaign:
         """Runs already going finish; the unstarted ones end CANCELLED, saying who cancelled the campaign and why."""
-        campaign = self._move(name, (DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED, by, why or "cancelled")
+        campaign = self._move(name, "cancel", by, why or "cancelled")
         reason = f"campaign {name} cancelled by {by}: {why or 'cancelled'}"
         for instance_id in campaign.instance_ids or ():
             instance = self.store.instance(instance_id)
             for run in self.store.runs_of(instance) if instance else ():
-                self.store.transition(run.run_id, RUN_CANCELLED, (READY, MANUAL), self.runs.clock(), reason,
-                                      waiting_reason=reason, finished_at=self.runs.clock())
+                self.runs.move_run(run.run_id, "cancel", reason, waiting_reason=reason, finished_at=self.runs.clock())
             if instance:
                 self.runs.refresh_instance(instance_id)
         return campaign
 
-    def _move(self, name: str, allowed: tuple[str, ...], to: str, by: str, why: str) -> Campaign:
-        campaign = self.require(name)
+    def _move(self, name: str, move: str, by: str, why: str) -> Campaign:
+        """A named move of the campaign's state machine (transitions.CAMPAIGN_MOVES), recorded in its history."""
+        campaign, step = self.require(name), CAMPAIGN_MOVES[move]
+        to = step.to
         if campaign.status == to:
             return campaign
-        if campaign.status not in allowed:
-            raise NotAllowed(f"campaign {name} is {campaign.status}; only a {' or '.join(allowed)} campaign can be "
+        if campaign.status not in step.sources:
+            raise NotAllowed(f"campaign {name} is {campaign.status}; only a {' or '.join(step.sources)} campaign can be "
                              f"made {to}")
         self.store.update_campaign(name, status=to, status_reason=why,
                                    history=[*campaign.history, self._event(to, by, why)])
@@ -386,10 +388,10 @@ class CampaignService:
 
     def _done_with(self, user: Instance) -> bool:
         """A user is done with its inputs once it has ended and its own dataset has expired or was rejected."""
-        if user.state not in ("SUCCEEDED", "ERROR") or user.dataset_id is None:
+        if user.state not in (INSTANCE_SUCCEEDED, ERROR) or user.dataset_id is None:
             return False
         made = self.store.dataset(user.dataset_id)
-        return made is not None and made.status in (EXPIRED, "REJECTED")
+        return made is not None and made.status in (EXPIRED, REJECTED)
 
     # -- what it did ---------------------------------------------------------------------------------
     def detail(self, name: str) -> dict:

@@ -17,7 +17,7 @@ from obsflow.observability import logger
 from obsflow.runs import layout, records
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
-from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, REJECTED, Dataset, Run, Ticket
+from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, Dataset, Run, Ticket
 from obsflow.runs.planning import Planning
 from obsflow.runs.ticketing import Tickets
 
@@ -150,7 +150,7 @@ class Cataloguing(Part):
         if action == "reject":
             self._fall_back_from(new)
         ticket = self.store.ticket(layout.decision_ticket_id(dataset_id))
-        if ticket is not None and ticket.status == "OPEN":
+        if ticket is not None and ticket.status == OPEN:
             self.tickets.resolve(ticket.ticket_id, f"{action}: {reason}", by)
         logger.info("dataset decision", extra={"dataset_id": dataset_id, **decision})
         return self.store.dataset(dataset_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from obsflow.errors import NotFound, ObsflowError
 from obsflow.runs.domain import Dataset, Instance, Run, utcnow
 from obsflow.runs.ports import Documents, Executions, Notifier, RecipeBook, RunStore, ServiceDesk, SubmissionSwitch, TaskRunner
+from obsflow.runs.transitions import RUN_MOVES
 from obsflow.settings import Settings
 
 
@@ -73,6 +74,12 @@ class Part:
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
+
+    def move_run(self, run_id: str, move: str, detail: str | None = None, **changes) -> bool:
+        """Make a named move of the run's state machine (transitions.RUN_MOVES); False if the run was not in a
+        status the move starts from."""
+        step = RUN_MOVES[move]
+        return self.store.transition(run_id, step.to, step.sources, self.clock(), detail, **changes)
 
     def require_run(self, run_id: str) -> Run:
         run = self.store.run(run_id)

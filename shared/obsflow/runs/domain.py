@@ -10,30 +10,42 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-# Candidate statuses (ingest makes it READY; the runs layer plans it).
-WAITING, READY, PLANNED, HELD = "WAITING", "READY", "PLANNED", "HELD"
-CANDIDATE_STATUSES = (WAITING, READY, PLANNED, HELD)
+from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-exported)
+    ACTIVE,
+    CAMPAIGN_PAUSED,
+    CAMPAIGN_RUNNING,
+    CANCELLED,
+    CANDIDATE_STATUSES,
+    DATASET_STATUSES,
+    DEPRECATED,
+    DEVELOPMENT,
+    DRAFT,
+    ERROR,
+    EXPIRED,
+    FAILED,
+    HELD,
+    INSTANCE_RUNNING,
+    INSTANCE_STATES,
+    INSTANCE_SUCCEEDED,
+    MANUAL,
+    NEVER_EXECUTED,
+    OPEN,
+    PLANNED,
+    QUEUED,
+    QUEUED_FOR_REEXECUTION,
+    READY,
+    REJECTED,
+    RESOLVED,
+    RUN_CANCELLED,
+    RUN_STATUSES,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    WAITING,
+    WAITING_FOR_INPUT,
+)
 
-# Run statuses.
-SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
-MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
-RUN_CANCELLED = "CANCELLED"  # never started: its campaign was cancelled
-RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED, RUN_CANCELLED)
 MAX_PRIORITY = 99
-
-# Recipe instance states, after the Gemini archive's processing catalogue; derived from its runs.
-NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED = "NEVER_EXECUTED", "WAITING", "QUEUED"
-QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING = "QUEUED_FOR_REEXECUTION", "RUNNING"
-INSTANCE_SUCCEEDED, ERROR = "SUCCEEDED", "ERROR"  # ERROR: an error expected to persist until someone acts
-INSTANCE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED, QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING,
-                   INSTANCE_SUCCEEDED, ERROR)
-
-# Ticket and dataset statuses.
-OPEN, RESOLVED = "OPEN", "RESOLVED"
-ACTIVE, DEPRECATED, REJECTED = "ACTIVE", "DEPRECATED", "REJECTED"
-# A developer campaign's dataset: isolated, never a product version, deleted after its retention (EXPIRED).
-DEVELOPMENT, EXPIRED = "DEVELOPMENT", "EXPIRED"
-DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED, DEVELOPMENT, EXPIRED)
 
 
 def utcnow() -> dt.datetime:
@@ -288,8 +300,6 @@ class Dataset:
     released_at: dt.datetime | None = None
 
 
-# Campaign statuses: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.
-DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")
 
 

@@ -22,8 +22,6 @@ from obsflow.runs.domain import (
     CAMPAIGN_RUNNING,
     ERROR,
     FAILED,
-    MANUAL,
-    READY,
     RUNNING,
     SUBMITTED,
     SUCCEEDED,
@@ -45,8 +43,7 @@ class Lifecycle(Part):
     def start_run(self, run_id: str, execution_arn: str) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        self.store.transition(run_id, RUNNING, (SUBMITTED,), at, execution_arn,
-                              started_at=at, execution_arn=execution_arn, error=None)
+        self.move_run(run_id, "start", execution_arn, started_at=at, execution_arn=execution_arn, error=None)
         self.planning.refresh_instance(run.instance_id)
         campaign = self.store.campaign(run.campaign) if run.campaign else None
         developer_images = (campaign.job_definitions if campaign else None) or {}
@@ -61,7 +58,7 @@ class Lifecycle(Part):
     def finish_run(self, run_id: str) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        if self.store.transition(run_id, SUCCEEDED, (RUNNING,), at, finished_at=at):
+        if self.move_run(run_id, "finish", finished_at=at):
             self._record_cost(self.require_run(run_id))
         self.store.give_back_slots(run)
         self.planning.refresh_instance(run.instance_id)
@@ -77,8 +74,7 @@ class Lifecycle(Part):
         if run.campaign and run.status in (SUBMITTED, RUNNING):
             # Before the run ends: a submitter then never sees the campaign's slot free while it should pause.
             self._pause_campaign_after_failures(run.campaign, run.instance_id)
-        self.store.transition(run_id, FAILED, (SUBMITTED, RUNNING), at, error.get("Error"), finished_at=at, error=error,
-                              cost=cost)
+        self.move_run(run_id, "fail", error.get("Error"), finished_at=at, error=error, cost=cost)
         self.store.give_back_slots(run)
         self.planning.refresh_instance(run.instance_id)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
@@ -184,8 +180,7 @@ class Lifecycle(Part):
             kind = ticket.kind.split(":")[1]
             raise NotAllowed(f"run {run_id} failed on its {kind} (task {ticket.failed_task}: {ticket.error_message}); "
                              f"a redrive would run it the same way again. Instead: {ticket.suggested_action}")
-        self.store.transition(run_id, READY, (FAILED,), self.clock(), "redrive",
-                              redrives=run.redrives + 1, execution_arn=None, finished_at=None)
+        self.move_run(run_id, "redrive", "redrive", redrives=run.redrives + 1, execution_arn=None, finished_at=None)
         self.planning.refresh_instance(run.instance_id)
         self.notifier.nudge(f"redrive of {run_id}")
         return self.store.run(run_id)
@@ -196,8 +191,8 @@ class Lifecycle(Part):
             raise ManualRunFailed("manual execution needs a machine that can run the task entrypoint")
         run = self.require_run(run_id)
         recipe = self.recipes.get(run.recipe, run.version)
-        if not self.store.transition(run_id, RUNNING, (MANUAL, FAILED), self.clock(),
-                                     f"manual execution by {operator}: {note}", started_at=self.clock(), error=None):
+        if not self.move_run(run_id, "execute", f"manual execution by {operator}: {note}", started_at=self.clock(),
+                             error=None):
             raise ManualRunFailed(f"run {run_id} is {run.status}; only a MANUAL or FAILED run can be executed by hand")
         for level in recipe.levels():
             for task in level:

@@ -10,7 +10,7 @@ from obsflow.errors import TransientError
 from obsflow.observability import logger
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs.context import Part, SubmitReport
-from obsflow.runs.domain import CAMPAIGN_RUNNING, MANUAL, READY, SUBMITTED, Run, Ticket, campaign_slot
+from obsflow.runs.domain import CAMPAIGN_RUNNING, READY, SUBMITTED, Run, Ticket, campaign_slot
 from obsflow.runs.planning import Planning
 from obsflow.runs.ports import RunStore
 from obsflow.runs.ticketing import Tickets
@@ -111,7 +111,7 @@ class Submission(Part):
             execution_arn = self.executions.start(run)
         except TransientError:
             # Undo, so the run is picked up again on the next call.
-            self.store.transition(run.run_id, READY, (SUBMITTED,), self.clock(), "execution could not be started")
+            self.move_run(run.run_id, "unlaunch", "execution could not be started")
             self.store.give_back_slots(run)
             raise
         self.store.update_run(run.run_id, execution_arn=execution_arn)
@@ -134,7 +134,7 @@ class Submission(Part):
             run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
             suggested_action=f"`obsflow runs execute {run.run_id} --manual --note TEXT` on an operator machine",
         ))
-        if self.store.transition(run.run_id, MANUAL, (READY,), self.clock(), "manual by definition"):
+        if self.move_run(run.run_id, "hold", "manual by definition"):
             self.planning.refresh_instance(run.instance_id)
 
     def nudge(self, reason: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs.context import Part
-from obsflow.runs.domain import Run, Ticket
+from obsflow.runs.domain import OPEN, RESOLVED, Run, Ticket
 from obsflow.runs.tickets import ACTIONS, describe_failure, with_failed_chunk
 
 
@@ -52,7 +52,7 @@ class Tickets(Part):
         if earlier is not None and (earlier.failed_task, earlier.error_type, earlier.error_message,
                                     earlier.exit_code) == cause:
             attempts = [*(earlier.attempts or [run.attempt - 1]), run.attempt]
-            self.store.update_ticket(earlier.ticket_id, attempts=attempts, status="OPEN", resolved_at=None,
+            self.store.update_ticket(earlier.ticket_id, attempts=attempts, status=OPEN, resolved_at=None,
                                      resolution=None, resolved_by=None)
             logger.warning("the same failure again: no second ticket",
                            extra={"ticket_id": earlier.ticket_id, "run_id": run_id, "attempts": attempts})
@@ -81,6 +81,6 @@ class Tickets(Part):
     def resolve(self, ticket_id: str, note: str, operator: str) -> Ticket:
         if self.store.ticket(ticket_id) is None:
             raise NotFound(f"no ticket {ticket_id!r}; `obsflow tickets list` shows the open ones")
-        self.store.update_ticket(ticket_id, status="RESOLVED", resolution=note, resolved_by=operator,
+        self.store.update_ticket(ticket_id, status=RESOLVED, resolution=note, resolved_by=operator,
                                  resolved_at=self.clock())
         return self.store.ticket(ticket_id)

@@ -16,14 +16,10 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from obsflow.statuses import CANDIDATE_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
+from obsflow.statuses import HELD, PLANNED, READY, WAITING  # noqa: F401
 from obsflow.tables.base import get_or_none, table, update_if
 from obsflow.tables.conflicts import ConflictEvent
-
-WAITING = "WAITING"
-READY = "READY"
-PLANNED = "PLANNED"  # its recipe instance and first run exist
-HELD = "HELD"  # READY, but no run can be planned (see held_reason)
-STATUSES = (WAITING, READY, PLANNED, HELD)
 
 
 class CandidatesByStatus(GlobalSecondaryIndex):

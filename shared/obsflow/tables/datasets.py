@@ -10,9 +10,8 @@ from pynamodb.models import Model
 
 from obsflow import aws
 from obsflow.embargo import EMBARGOED
+from obsflow.statuses import ACTIVE
 from obsflow.tables.base import bound_settings, get_or_none, table
-
-ACTIVE = "ACTIVE"
 
 
 class DatasetsByRecipeName(GlobalSecondaryIndex):

@@ -20,11 +20,9 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from obsflow.statuses import FAILED, MANUAL, READY, RUNNING, SUBMITTED, SUCCEEDED  # noqa: F401
+from obsflow.statuses import RUN_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
 from obsflow.tables.base import changes_to_actions, get_or_none, table, update_if
-
-READY, SUBMITTED, RUNNING, SUCCEEDED, FAILED = "READY", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
-MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
-STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED)
 
 
 class RunsByStatus(GlobalSecondaryIndex):

@@ -6,9 +6,8 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from obsflow.statuses import OPEN, RESOLVED  # noqa: F401
 from obsflow.tables.base import get_or_none, table
-
-OPEN, RESOLVED = "OPEN", "RESOLVED"
 
 
 class TicketsByStatus(GlobalSecondaryIndex):

@@ -1,0 +1,79 @@
+"""The state machines of the runs layer, as tables: every move of a run, a candidate and a campaign, what makes it,
+and from which statuses it is allowed. The services move an entity only by a named move of its table, and the
+store makes each move conditional on the status it comes from, so a re-delivered event moves nothing twice.
+
+Recipe instances have no moves of their own: their state is derived from their runs (domain.derive_instance_state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from obsflow.statuses import (
+    CAMPAIGN_PAUSED,
+    CAMPAIGN_RUNNING,
+    CAMPAIGN_STATUSES,
+    CANCELLED,
+    CANDIDATE_STATUSES,
+    DRAFT,
+    FAILED,
+    HELD,
+    MANUAL,
+    PLANNED,
+    READY,
+    RUN_CANCELLED,
+    RUN_STATUSES,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    WAITING,
+)
+
+
+@dataclass(frozen=True)
+class Move:
+    sources: tuple[str, ...]
+    to: str
+    by: str  # what makes it
+
+
+RUN_MOVES = {
+    "submit": Move((READY,), SUBMITTED, "the submitter, taking the run's slots in one transaction (tables.capacity)"),
+    "unlaunch": Move((SUBMITTED,), READY, "the submitter, when the execution could not be started (slots given back)"),
+    "start": Move((SUBMITTED,), RUNNING, "StartRun, the state machine's first step"),
+    "finish": Move((RUNNING,), SUCCEEDED, "FinishRun, after Catalog (slots given back; its cost recorded)"),
+    "fail": Move((SUBMITTED, RUNNING), FAILED, "FailRun, after a task failed and its ticket was opened"),
+    "redrive": Move((FAILED,), READY, "`obsflow runs redrive`, for a failure of infrastructure"),
+    "hold": Move((READY,), MANUAL, "the submitter, for a manual-by-definition recipe (with a ticket)"),
+    "execute": Move((MANUAL, FAILED), RUNNING, "`obsflow runs execute --manual`, on an operator's machine"),
+    "cancel": Move((READY, MANUAL), RUN_CANCELLED, "`obsflow campaigns cancel`, for its runs not yet started"),
+}
+
+CANDIDATE_MOVES = {
+    "ready": Move((WAITING,), READY, "ingest, once every OP is complete; or the backstop, days after its first frame"),
+    "plan": Move((READY,), PLANNED, "the submitter, once its recipe instances exist"),
+    "hold": Move((READY,), HELD, "the submitter, when nothing can be planned for it (with a reason; some with a "
+                                 "ticket)"),
+}
+
+CAMPAIGN_MOVES = {
+    "start": Move((DRAFT,), CAMPAIGN_RUNNING, "`obsflow campaigns start` (or `reprocess start`), its instances inserted"),
+    "pause": Move((CAMPAIGN_RUNNING,), CAMPAIGN_PAUSED, "`obsflow campaigns pause`, or itself after too many failures"),
+    "resume": Move((CAMPAIGN_PAUSED,), CAMPAIGN_RUNNING, "`obsflow campaigns resume`"),
+    "cancel": Move((DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED,
+                   "`obsflow campaigns cancel` (its unstarted runs are cancelled)"),
+}
+
+MACHINES = {"run": (RUN_MOVES, RUN_STATUSES), "candidate": (CANDIDATE_MOVES, CANDIDATE_STATUSES),
+            "campaign": (CAMPAIGN_MOVES, CAMPAIGN_STATUSES)}
+
+
+def document(entity: str) -> list[str]:
+    """The entity's state machine, node by node: for each status, the moves into it and out of it."""
+    moves, statuses = MACHINES[entity]
+    lines = []
+    for status in statuses:
+        into = [f"{name} (from {' | '.join(m.sources)}): {m.by}" for name, m in moves.items() if m.to == status]
+        out = [f"{name} -> {m.to}" for name, m in moves.items() if status in m.sources]
+        lines.append(f"{status}: in by {'; '.join(into) or 'creation'}; out by {', '.join(out) or 'nothing (final)'}")
+    return lines

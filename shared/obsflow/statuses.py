@@ -1,0 +1,35 @@
+"""Every status obsflow records, once: the domain objects, the table models and the views import them from here.
+
+Each entity's statuses, and (for runs, candidates and campaigns) the moves between them, are the ones in
+obsflow.runs.transitions, where each move is documented.
+"""
+
+# Candidates: ingest makes one READY (complete, or released by the backstop); the runs layer plans it.
+WAITING, READY, PLANNED, HELD = "WAITING", "READY", "PLANNED", "HELD"  # HELD: READY, but nothing can be planned
+CANDIDATE_STATUSES = (WAITING, READY, PLANNED, HELD)
+
+# Runs.
+SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
+MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
+RUN_CANCELLED = "CANCELLED"  # never started: its campaign was cancelled
+RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED, RUN_CANCELLED)
+
+# Recipe instances, after the Gemini archive's processing catalogue: derived from their runs.
+NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED = "NEVER_EXECUTED", "WAITING", "QUEUED"
+QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING = "QUEUED_FOR_REEXECUTION", "RUNNING"
+INSTANCE_SUCCEEDED, ERROR = "SUCCEEDED", "ERROR"  # ERROR: an error expected to persist until someone acts
+INSTANCE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED, QUEUED_FOR_REEXECUTION, INSTANCE_RUNNING,
+                   INSTANCE_SUCCEEDED, ERROR)
+
+# Tickets.
+OPEN, RESOLVED = "OPEN", "RESOLVED"
+TICKET_STATUSES = (OPEN, RESOLVED)
+
+# Datasets. A developer campaign's: isolated, never a product version, deleted after its retention (EXPIRED).
+ACTIVE, DEPRECATED, REJECTED = "ACTIVE", "DEPRECATED", "REJECTED"
+DEVELOPMENT, EXPIRED = "DEVELOPMENT", "EXPIRED"
+DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED, DEVELOPMENT, EXPIRED)
+
+# Campaigns: DRAFT -> RUNNING <-> PAUSED; any but CANCELLED -> CANCELLED.
+DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"
+CAMPAIGN_STATUSES = (DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED, CANCELLED)
