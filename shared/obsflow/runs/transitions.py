@@ -1,6 +1,8 @@
 """The state machines of the runs layer, as tables: every move of a run, a candidate and a campaign, what makes it,
-and from which statuses it is allowed. The services move an entity only by a named move of its table, and the
-store makes each move conditional on the status it comes from, so a re-delivered event moves nothing twice.
+and from which statuses it is allowed. Runs and campaigns move only by a named move of their table
+(Part.move_run, CampaignService._move); a candidate's moves are its store's conditional updates
+(mark_candidate_ready, mark_candidate_planned, hold_candidate), listed here. Every move is conditional on the
+status it comes from, so a re-delivered event moves nothing twice.
 
 Recipe instances have no moves of their own: their state is derived from their runs (domain.derive_instance_state).
 """
