@@ -1,6 +1,7 @@
-"""What the run service needs from the outside: a store and the platform's ports.
+"""What the runs layer needs from the outside: a port per aggregate (candidates, instances, runs, tickets,
+datasets, campaigns) and the platform's ports.
 
-One DynamoDB store and one AWS adapter per port (``runs/store.py``, ``runs/platform.py``);
+One DynamoDB adapter for the aggregates and one AWS adapter per platform port (``runs/store.py``, ``runs/platform.py``);
 in-memory fakes in the unit tests. Buckets are named by role ("work", "data").
 """
 
@@ -15,8 +16,9 @@ from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs.domain import Campaign, Candidate, Dataset, FrameRef, Instance, InstanceInput, OpProgress, Run, Ticket
 
 
-class RunStore(Protocol):
-    # -- candidates ----------------------------------------------------------
+class CandidateStore(Protocol):
+    """Candidates, and the OPs and frames ingest recorded for them."""
+
     def candidates_with_status(self, status: str) -> list[Candidate]: ...
     def candidate(self, candidate_id: str) -> Candidate | None: ...
     def mark_candidate_ready(self, candidate_id: str, reason: str, detail: dict, at: dt.datetime) -> bool:
@@ -31,7 +33,11 @@ class RunStore(Protocol):
     def observed_on(self, op_id: str) -> str | None:
         """The date (YYYY-MM-DD) of the OP's first frame; None if it has none."""
 
-    # -- instances and their input edges ------------------------------------------------
+
+
+class InstanceStore(Protocol):
+    """Recipe instances (the processing catalogue), their input edges, and what their recipes' runs measured."""
+
     def create_instance(self, instance: Instance) -> bool:
         """Put the instance and its input edges if its id is new; False if it existed."""
     def instance(self, instance_id: str) -> Instance | None: ...
@@ -48,7 +54,11 @@ class RunStore(Protocol):
     def record_measurement(self, recipe_key: str, frames_count: int, cpu_seconds: float, output_bytes: int) -> None: ...
     def measurement(self, recipe_key: str) -> dict | None: ...
 
-    # -- runs --------------------------------------------------------------------
+
+
+class RunRecords(Protocol):
+    """Runs, their conditional moves (runs.transitions) and the run slots they take."""
+
     def create_run(self, run: Run) -> bool:
         """Put the run if its id is new; False if it existed."""
     def run(self, run_id: str) -> Run | None: ...
@@ -67,10 +77,17 @@ class RunStore(Protocol):
     def give_back_slots(self, run: Run) -> None:
         """Idempotent: giving back a slot the run does not hold changes nothing."""
 
-    # -- tickets and datasets ------------------------------------------------------
+
+
+class TicketStore(Protocol):
     def create_ticket(self, ticket: Ticket) -> bool: ...
     def ticket(self, ticket_id: str) -> Ticket | None: ...
     def update_ticket(self, ticket_id: str, **changes: Any) -> None: ...
+
+
+class DatasetStore(Protocol):
+    """Datasets, and the proposal documents that date their release."""
+
     def create_dataset(self, dataset: Dataset) -> bool: ...
     def dataset(self, dataset_id: str) -> Dataset | None: ...
     def datasets_of_product(self, product_id: str) -> list[Dataset]: ...
@@ -86,7 +103,11 @@ class RunStore(Protocol):
     def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
         """The proposals with a document among ``proposal_ids``."""
 
-    # -- campaigns -------------------------------------------------------------------
+
+
+class CampaignStore(Protocol):
+    """Campaigns, and the tags their selections use."""
+
     def create_campaign(self, campaign: Campaign) -> bool:
         """False if a campaign of that name exists."""
     def campaign(self, name: str) -> Campaign | None: ...
@@ -94,10 +115,13 @@ class RunStore(Protocol):
     def update_campaign(self, name: str, **changes: Any) -> None: ...
     def datasets_of_campaign(self, name: str) -> list[Dataset]: ...
 
-    # -- tags ------------------------------------------------------------------------
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
         """Idempotent per (tag, id); returns how many were new."""
     def tagged(self, tag: str) -> list[str]: ...
+
+
+class RunStore(CandidateStore, InstanceStore, RunRecords, TicketStore, DatasetStore, CampaignStore, Protocol):
+    """Every aggregate's port: what one adapter (runs.store.DynamoRunStore) and one fake implement."""
 
 
 class Documents(Protocol):
