@@ -143,6 +143,7 @@ def test_jobs_are_described_while_an_array_job_adds_its_children(aws):
     from moto.batch.models import batch_backends
 
     backend = batch_backends["123456789012"][REGION]
+    assert type(backend._jobs).__name__ == "_JobRegistry"  # the patched registry, not moto's plain dict
     job = SimpleNamespace(arn="arn:aws:batch:job/0", describe=dict, status="SUCCEEDED")
     for index in range(2000):
         backend._jobs[f"job-{index}"] = job

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from obsflow.recipes.jobs import job_definitions
 from obsflow.observability import logger
+from obsflow.recipes.jobs import job_definitions
 from obsflow.runs import layout
 from obsflow.runs.cataloguing import Cataloguing
 from obsflow.runs.context import ManualRunFailed, NotAllowed, Part

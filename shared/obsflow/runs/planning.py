@@ -12,7 +12,7 @@ import json
 
 from obsflow import embargo
 from obsflow.embargo import Proposal
-from obsflow.errors import NotFound
+from obsflow.errors import NotFound, ObsflowError
 from obsflow.observability import logger
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
@@ -33,7 +33,6 @@ from obsflow.runs.domain import (
     derive_instance_state,
 )
 from obsflow.runs.ticketing import Tickets
-from obsflow.errors import ObsflowError
 
 
 class ProposalMismatch(ObsflowError):
