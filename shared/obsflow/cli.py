@@ -1181,6 +1181,8 @@ CAMPAIGN_MOVES = {
     "resume": "Let a PAUSED campaign's runs start again.",
     "cancel": "Start none of its runs, ever: the unstarted ones end CANCELLED with who and why (runs already "
               "going finish).",
+    "accept": "Data quality keeps what a COMPLETED campaign (every instance ended) made.",
+    "reject": "Data quality does not keep what a COMPLETED campaign made (decide its datasets one by one).",
 }
 
 
@@ -1196,14 +1198,17 @@ def _campaign_move(verb: str, needs_reason: bool):
 
         service, who = _campaigns(ctx), getpass.getuser()
         campaign = {"start": lambda: service.start(name, who), "pause": lambda: service.pause(name, who, reason),
-                    "resume": lambda: service.resume(name, who), "cancel": lambda: service.cancel(name, who, reason)}[verb]()
+                    "resume": lambda: service.resume(name, who), "cancel": lambda: service.cancel(name, who, reason),
+                    "accept": lambda: service.accept(name, who, reason),
+                    "reject": lambda: service.reject(name, who, reason)}[verb]()
         click.echo(f"campaign {campaign.name} is {campaign.status}" +
                    (f" ({len(campaign.instance_ids)} instance(s))" if verb == "start" else ""))
 
     return command
 
 
-for _verb, _reason in (("start", False), ("pause", False), ("resume", False), ("cancel", True)):
+for _verb, _reason in (("start", False), ("pause", False), ("resume", False), ("cancel", True), ("accept", True),
+                       ("reject", True)):
     _campaign_move(_verb, _reason)
 
 

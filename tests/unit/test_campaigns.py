@@ -276,3 +276,29 @@ def test_a_developer_task_image_runs_on_its_own_job_definition_revisions_and_pro
     add_candidate(service, "fresh")
     [production] = service.submit().started
     assert service.start_run(production, "arn-2")["job_definitions"]["default"] == "obsflow-unit-task-default"
+
+
+def test_a_campaign_whose_instances_have_all_ended_is_completed_and_then_accepted_or_rejected_by_data_quality():
+    # Given a campaign over two proposals' frames, both runs started
+    service = make_service(capacity=4)
+    for index in range(2):
+        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
+    campaigns = CampaignService(service)
+    campaigns.create("census-two", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
+                     selection={"ids": {"ops": ["old0_obs", "old1_obs"]}})
+    campaigns.start("census-two", "ops")
+    first, second = service.submit().started
+    # When one succeeds, it is still RUNNING; when the other fails for good, it is COMPLETED, saying how each ended
+    complete(service, first)
+    assert service.store.campaign("census-two").status == "RUNNING"
+    service.start_run(second, "arn")
+    service.fail_run(second, {"Error": "States.TaskFailed"})
+    campaign = service.store.campaign("census-two")
+    assert campaign.status == "COMPLETED" and campaign.status_reason == "every instance ended: 1 ERROR, 1 SUCCEEDED"
+    # And data quality accepts it, with a reason; a reason is required, and an accepted campaign is not rejected
+    with pytest.raises(ValueError, match="say why"):
+        campaigns.accept("census-two", "dq", " ")
+    accepted = campaigns.accept("census-two", "dq", "census matches the logbook")
+    assert accepted.status == "ACCEPTED" and accepted.history[-1]["why"] == "census matches the logbook"
+    with pytest.raises(NotAllowed, match="only a COMPLETED campaign can be made REJECTED"):
+        campaigns.reject("census-two", "dq", "changed my mind")

@@ -227,6 +227,20 @@ class CampaignService:
                 self.runs.refresh_instance(instance_id)
         return campaign
 
+    def accept(self, name: str, by: str, why: str) -> Campaign:
+        """Data quality keeps what a COMPLETED campaign made."""
+        return self._move(name, "accept", by, self._reason(why, "accepted"))
+
+    def reject(self, name: str, by: str, why: str) -> Campaign:
+        """Data quality does not keep what a COMPLETED campaign made (its datasets are decided one by one)."""
+        return self._move(name, "reject", by, self._reason(why, "rejected"))
+
+    @staticmethod
+    def _reason(why: str, verb: str) -> str:
+        if not (why or "").strip():
+            raise ValueError(f"say why the campaign is {verb} (--reason TEXT): it is kept in its history")
+        return why
+
     def _move(self, name: str, move: str, by: str, why: str) -> Campaign:
         """A named move of the campaign's state machine (transitions.CAMPAIGN_MOVES), recorded in its history."""
         campaign, step = self.require(name), CAMPAIGN_MOVES[move]

@@ -16,6 +16,7 @@ from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-export
     CAMPAIGN_RUNNING,
     CANCELLED,
     CANDIDATE_STATUSES,
+    COMPLETED,
     DATASET_STATUSES,
     DEPRECATED,
     DEVELOPMENT,

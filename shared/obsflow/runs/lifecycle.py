@@ -9,6 +9,7 @@ Every step is conditional, so a re-delivered event changes nothing.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 
 from obsflow.observability import logger
@@ -22,6 +23,7 @@ from obsflow.runs.domain import (
     CAMPAIGN_RUNNING,
     ERROR,
     FAILED,
+    RUN_CANCELLED,
     RUNNING,
     SUBMITTED,
     SUCCEEDED,
@@ -31,6 +33,7 @@ from obsflow.runs.domain import (
 from obsflow.runs.planning import Planning
 from obsflow.runs.ticketing import Tickets
 from obsflow.runs.tickets import ACTIONS, describe_failure
+from obsflow.runs.transitions import CAMPAIGN_MOVES
 
 FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`
 
@@ -62,6 +65,7 @@ class Lifecycle(Part):
             self._record_cost(self.require_run(run_id))
         self.store.give_back_slots(run)
         self.planning.refresh_instance(run.instance_id)
+        self.complete_campaign_if_done(run.campaign)
         logger.info("run succeeded", extra={"run_id": run_id})
         self.notifier.nudge(f"run {run_id} finished")
         return {"run_id": run_id, "status": SUCCEEDED}
@@ -77,9 +81,34 @@ class Lifecycle(Part):
         self.move_run(run_id, "fail", error.get("Error"), finished_at=at, error=error, cost=cost)
         self.store.give_back_slots(run)
         self.planning.refresh_instance(run.instance_id)
+        self.complete_campaign_if_done(run.campaign)
         logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
         self.notifier.nudge(f"run {run_id} failed")
         return {"run_id": run_id, "status": FAILED}
+
+    def complete_campaign_if_done(self, name: str | None) -> None:
+        """A RUNNING campaign whose instances have all ended (succeeded, failed for good, or cancelled) is
+        COMPLETED: data quality then accepts or rejects it."""
+        campaign = self.store.campaign(name) if name else None
+        if campaign is None or campaign.status != CAMPAIGN_RUNNING:
+            return
+        instances = [self.store.instance(i) for i in campaign.instance_ids or ()]
+        if not instances or not all(instance and self._ended_for_good(instance) for instance in instances):
+            return
+        step = CAMPAIGN_MOVES["complete"]
+        outcome = Counter(i.state for i in instances)
+        why = "every instance ended: " + ", ".join(f"{n} {state}" for state, n in sorted(outcome.items()))
+        self.store.update_campaign(name, status=step.to, status_reason=why, history=[
+            *campaign.history, {"at": self.clock().isoformat(), "status": step.to, "by": "obsflow", "why": why}])
+        logger.info("campaign completed", extra={"campaign": name, "instances": dict(outcome)})
+
+    def _ended_for_good(self, instance) -> bool:
+        """Nothing more runs for it: its latest run succeeded, was cancelled, or failed with the instance in ERROR."""
+        runs = self.store.runs_of(instance)
+        if not runs:
+            return False
+        latest = max(runs, key=lambda r: r.created_at).status
+        return latest in (SUCCEEDED, RUN_CANCELLED) or (latest == FAILED and instance.state == ERROR)
 
     def _pause_campaign_after_failures(self, name: str, failing_instance: str) -> None:
         """The blast radius: a campaign whose instances failed ``pause_after_failures`` times pauses itself,

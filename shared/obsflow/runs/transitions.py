@@ -12,11 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from obsflow.statuses import (
+    ACCEPTED,
     CAMPAIGN_PAUSED,
+    CAMPAIGN_REJECTED,
     CAMPAIGN_RUNNING,
     CAMPAIGN_STATUSES,
     CANCELLED,
     CANDIDATE_STATUSES,
+    COMPLETED,
     DRAFT,
     FAILED,
     HELD,
@@ -62,6 +65,9 @@ CAMPAIGN_MOVES = {
     "start": Move((DRAFT,), CAMPAIGN_RUNNING, "`obsflow campaigns start` (or `reprocess start`), its instances inserted"),
     "pause": Move((CAMPAIGN_RUNNING,), CAMPAIGN_PAUSED, "`obsflow campaigns pause`, or itself after too many failures"),
     "resume": Move((CAMPAIGN_PAUSED,), CAMPAIGN_RUNNING, "`obsflow campaigns resume`"),
+    "complete": Move((CAMPAIGN_RUNNING,), COMPLETED, "the run lifecycle, when the last of its instances has ended"),
+    "accept": Move((COMPLETED,), ACCEPTED, "`obsflow campaigns accept --reason`: data quality keeps what it made"),
+    "reject": Move((COMPLETED,), CAMPAIGN_REJECTED, "`obsflow campaigns reject --reason`: data quality does not"),
     "cancel": Move((DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED,
                    "`obsflow campaigns cancel` (its unstarted runs are cancelled)"),
 }
