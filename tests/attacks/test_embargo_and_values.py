@@ -117,7 +117,7 @@ def test_the_release_command_dry_runs_a_future_day_and_asks_for_a_reason_to_rele
             return ReleaseReport(released=["ds-1"], dry_run=early is None)
 
     monkeypatch.setattr(services, "release_service", lambda settings=None: Job())
-    monkeypatch.setattr(cli, "_discover", lambda settings: settings)
+    monkeypatch.setattr(cli.common, "_discover", lambda settings: settings)
     runner = CliRunner()
     # When run as of a day still to come, it says it would release and changed nothing
     dry = runner.invoke(cli.main, ["release", "--now", "2099-01-01"])

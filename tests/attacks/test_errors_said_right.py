@@ -81,7 +81,7 @@ def test_a_malformed_fault_plan_is_said_in_one_line(monkeypatch, plan):
 def test_a_dynamodb_validation_error_is_not_reported_as_an_unreachable_stack():
     from botocore.exceptions import ClientError
 
-    from obsflow.cli import _unreachable
+    from obsflow.cli.common import _unreachable
     from obsflow.settings import Settings
 
     refused = ClientError({"Error": {"Code": "ValidationException", "Message": "One or more parameter values were "

@@ -27,8 +27,8 @@ def test_a_retry_echoes_its_values_as_they_will_run_typed(monkeypatch):
     # Given a retry whose override was typed on the command line as text
     run = SimpleNamespace(run_id="run-2", status="READY", overrides={"saturation_level": "61000", "movie_fps": "4"},
                           configuration={"parameters": {"saturation_level": 61000}, "options": {"movie_fps": 4}})
-    monkeypatch.setattr(cli, "_runs", lambda ctx: SimpleNamespace(retry=lambda run_id, values: run))
-    monkeypatch.setattr(cli, "_discover", lambda settings: settings)
+    monkeypatch.setattr(cli.runs, "_runs", lambda ctx: SimpleNamespace(retry=lambda run_id, values: run))
+    monkeypatch.setattr(cli.common, "_discover", lambda settings: settings)
     # Then it echoes the checked values, numbers as numbers
     result = CliRunner().invoke(cli.main, ["runs", "retry", "run-1", "--set", "saturation_level=61000",
                                            "--set", "movie_fps=4"])
@@ -45,7 +45,7 @@ def test_candidates_show_shows_the_candidates_processing(monkeypatch):
     monkeypatch.setattr(catalogue, "processing_of", lambda candidate_id: [
         {"instance_id": "ri-1", "recipe": "vbi-l1@1.2.0", "state": "SUCCEEDED", "state_reason": None,
          "dataset_id": "ds-1"}])
-    monkeypatch.setattr(cli, "_discover", lambda settings: settings)
+    monkeypatch.setattr(cli.common, "_discover", lambda settings: settings)
     result = CliRunner().invoke(cli.main, ["candidates", "show", "sim_0001"])
     assert result.exit_code == 0, result.output
     assert "SUCCEEDED" in result.output and "run-1" in result.output and "ri-1" in result.output

@@ -1,0 +1,314 @@
+"""Reprocessing plans, campaigns and tags."""
+
+from __future__ import annotations
+
+
+import click
+
+from obsflow import console, statuses
+from obsflow.cli.app import main
+from obsflow.cli.common import (
+    JSON_HELP,
+    _an_id,
+    _as_of,
+    _campaign_errors,
+    _campaigns,
+    _key_values,
+    _read_json_file,
+    operator_command,
+)
+
+
+@main.group()
+def reprocess():
+    """Reprocessing, plan first: what a change affects, what re-runs, what it costs; then run it as a campaign."""
+
+
+@reprocess.command("plan")
+@click.option("--recipe", metavar="NAME@VERSION", help="A new recipe version: its ACTIVE datasets of other versions.")
+@click.option("--parameter", metavar="P", help="A changed parameter value: ACTIVE datasets made with another value "
+              "than the one now effective for their observation date.")
+@click.option("--calibration", metavar="DATASET", help="A new calibration: ACTIVE datasets made on another version "
+              "of its product (their copies use this one).")
+@click.option("--frame", metavar="FILE_ID", help="A new version of an input frame: ACTIVE datasets made from an older one.")
+@click.option("--datasets", "datasets_file", metavar="FILE.json", help="An explicit list: a JSON list of dataset ids.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides for the copies.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, overrides, as_json):
+    """Print and save what a change would reprocess, running nothing.
+
+    Each affected dataset, the copy of its instance updated to the change, the tasks that re-run
+    and those whose outputs are reused, and the estimated CPU time, output size and cost (price
+    table: OBSFLOW_PRICES). Several selectors narrow each other. Start it with `reprocess start`.
+    """
+    import getpass
+
+    from obsflow.runs.reprocessing import Change
+
+    listed = tuple(_read_json_file(datasets_file, "the dataset list")) if datasets_file else ()
+    change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, datasets=listed,
+                    overrides=_key_values(overrides))
+    plan = _campaigns(ctx).planner.plan(change, getpass.getuser())
+    if as_json:
+        click.echo(console.to_json(plan))
+        return
+    totals = plan["totals"]
+    click.echo(f"plan {plan['plan_id']}: {console.cell(plan['change'])}")
+    console.table([{**i, "rerun": ",".join(i["tasks_rerun"]), "reused": ",".join(i["tasks_reused"]) or "-",
+                    "changes": i["configuration_changes"] or "-", "cpu_s": i["estimated_cpu_s"],
+                    "usd": f"{i['estimated_usd']:.4f}"} for i in plan["items"]],
+                  ["dataset_id", "proposal_id", "recipe_from", "recipe_to", "changes", "rerun", "reused", "cpu_s", "usd"],
+                  "no ACTIVE dataset is affected")
+    click.echo(f"\n{totals['datasets']} dataset(s); {totals['tasks_rerun']} task run(s), {totals['tasks_reused']} reused; "
+               f"estimated {console.cpu_time(totals['cpu_seconds'])}, {totals['output_bytes'] / 1e6:.1f} MB, "
+               f"${totals['usd']:.4f}. Nothing has run.")
+    if plan["items"]:
+        click.echo(f"start it: obsflow reprocess start {plan['plan_id']} --name NAME --reason TEXT")
+
+
+@reprocess.command("start")
+@click.argument("plan_id", callback=_an_id)
+@click.option("--name", required=True, help="The campaign's name (lower-case letters, digits, '-').")
+@click.option("--reason", required=True, help="Why (kept with the campaign).")
+@click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
+@click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
+@click.option("--priority", default=0, show_default=True,
+              help="Run priority (0-99); the shipped recipes run new observations at 10-60.")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def reprocess_start(ctx, plan_id, name, reason, max_concurrent, pause_after, priority):
+    """Run a saved plan as a reprocessing campaign: new datasets of the same products; the old stay ACTIVE
+    until `obsflow datasets decide`."""
+    import getpass
+
+    import datetime as dt
+
+    asked = dt.datetime.now(dt.timezone.utc).isoformat()
+    campaign = _campaigns(ctx).start_plan(plan_id, name, getpass.getuser(), reason, max_concurrent=max_concurrent,
+                                          pause_after_failures=pause_after, priority=priority)
+    started = next((e for e in campaign.history if e["status"] == statuses.CAMPAIGN_RUNNING), None)
+    if started and started["at"] < asked:  # the same start twice: one campaign, and the second is told
+        click.echo(f"plan {plan_id} was already started as campaign {campaign.name} by {started['by']} at "
+                   f"{started['at']}: nothing more was started")
+    click.echo(f"campaign {campaign.name} is {campaign.status}: {len(campaign.instance_ids)} instance(s); "
+               f"`obsflow campaigns show {campaign.name}` follows it")
+
+
+@main.group()
+def campaigns():
+    """Campaigns: named groups of runs with a definer, a reason, a selection and a blast radius."""
+
+
+@campaigns.command("create")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (kept with the campaign).")
+@click.option("--type", "campaign_type", default="commissioning", show_default=True,
+              type=click.Choice(["reprocessing", "developer", "commissioning", "calibration", "test"]))
+@click.option("--definer", default=None, help="Who defines it (default: the login name).")
+@click.option("--recipe", metavar="NAME[@VERSION]", required=True, help="The recipe (version) to run.")
+@click.option("--ids", "ids_file", metavar="FILE.json", help="An ID set: a JSON list of frame, OP, candidate or "
+              "dataset ids, or an object with lists under frames, ops, candidates, datasets.")
+@click.option("--include-tag", multiple=True, metavar="TAG", help="Add what carries this tag.")
+@click.option("--exclude-tag", multiple=True, metavar="TAG", help="Leave out what carries this tag.")
+@click.option("--where", multiple=True, metavar="FILTER=VALUE", help="A catalogue query: the datasets `obsflow datasets "
+              "list` gives for these filters (uses_frame, recipe, code_version, calibration, status, campaign).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides.")
+@click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
+@click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
+@click.option("--priority", default=0, show_default=True, help="Run priority (0-99); new observations run at 10-60.")
+@click.option("--calibration", metavar="DATASET", help="An experimental calibration dataset the runs use instead.")
+@click.option("--task-image", metavar="IMAGE", help="Developer: another task image (on AWS a job definition revision; "
+              "locally path:DIR, a directory holding an obsflow_tasks package).")
+@click.option("--retention-days", type=int, help="Developer: keep its outputs this long (default 14), then the sweep "
+              "deletes them unless something uses them.")
+@click.option("--keep-intermediates", is_flag=True, help="Developer: keep every task output in its datasets.")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file, include_tag, exclude_tag, where,
+                     overrides, max_concurrent, pause_after, priority, calibration, task_image, retention_days,
+                     keep_intermediates):
+    """Define a campaign (DRAFT); `campaigns start NAME` runs it.
+
+    A developer campaign (--type developer) writes under dev/<name>/ in the data bucket,
+    never touches or deprecates production datasets, never notifies a PI, and is swept
+    after its retention.
+    """
+    import getpass
+
+    from obsflow.runs.campaigns import read_id_set
+
+    selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
+                 "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
+                 "query": {k.replace("-", "_"): v for k, v in _key_values(where, "--where").items()}}
+    campaign = _campaigns(ctx).create(name, campaign_type, definer or getpass.getuser(), reason, recipe=recipe,
+                                      selection=selection, overrides=_key_values(overrides) or None,
+                                      max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,
+                                      calibration=calibration, task_image=task_image, retention_days=retention_days,
+                                      keep_intermediates=keep_intermediates)
+    click.echo(f"campaign {campaign.name} ({campaign.campaign_type}, {campaign.recipe}) is {campaign.status}; "
+               f"`obsflow campaigns start {campaign.name}` runs it")
+
+
+@campaigns.command("edit")
+@click.argument("name")
+@click.option("--reason", help="A new reason.")
+@click.option("--max-concurrent", type=int, help="At most this many of its runs at once.")
+@click.option("--pause-after", type=int, help="Pause itself after this many failed instances.")
+@click.option("--priority", type=int, help="Run priority (0-99); a DRAFT's only.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Configuration overrides (replace them); a DRAFT's only.")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def campaigns_edit(ctx, name, reason, max_concurrent, pause_after, priority, overrides):
+    """Change a DRAFT or PAUSED campaign (pause a running one first). Once started, its reason and blast radius
+    can change; its inputs, recipe, overrides and priority are in its instances."""
+    import getpass
+
+    changes = {k: v for k, v in (("reason", reason), ("max_concurrent", max_concurrent),
+                                 ("pause_after_failures", pause_after), ("priority", priority),
+                                 ("overrides", _key_values(overrides) or None if overrides else None)) if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to change: give --reason, --max-concurrent, --pause-after, --priority or --set")
+    campaign = _campaigns(ctx).edit(name, getpass.getuser(), **changes)
+    click.echo(f"campaign {campaign.name} edited ({', '.join(sorted(changes))}); it is {campaign.status}")
+
+
+CAMPAIGN_MOVES = {
+    "start": "Insert a DRAFT campaign's instances and let the submitter run them.",
+    "pause": "Start none of its runs until it is resumed (runs already going finish).",
+    "resume": "Let a PAUSED campaign's runs start again.",
+    "cancel": "Start none of its runs, ever: the unstarted ones end CANCELLED with who and why (runs already "
+              "going finish).",
+    "accept": "Data quality keeps what a COMPLETED campaign (every instance ended) made.",
+    "reject": "Data quality does not keep what a COMPLETED campaign made (decide its datasets one by one).",
+}
+
+
+def _campaign_move(verb: str, needs_reason: bool):
+    @campaigns.command(verb, help=CAMPAIGN_MOVES[verb])
+    @click.argument("name")
+    @click.option("--reason", default="", required=needs_reason, help="Why (kept in the campaign's history).")
+    @operator_command
+    @click.pass_context
+    @_campaign_errors
+    def command(ctx, name, reason):
+        import getpass
+
+        service, who = _campaigns(ctx), getpass.getuser()
+        campaign = {"start": lambda: service.start(name, who), "pause": lambda: service.pause(name, who, reason),
+                    "resume": lambda: service.resume(name, who), "cancel": lambda: service.cancel(name, who, reason),
+                    "accept": lambda: service.accept(name, who, reason),
+                    "reject": lambda: service.reject(name, who, reason)}[verb]()
+        click.echo(f"campaign {campaign.name} is {campaign.status}" +
+                   (f" ({len(campaign.instance_ids)} instance(s))" if verb == "start" else ""))
+
+    return command
+
+
+for _verb, _reason in (("start", False), ("pause", False), ("resume", False), ("cancel", True), ("accept", True),
+                       ("reject", True)):
+    _campaign_move(_verb, _reason)
+
+
+@campaigns.command("sweep")
+@click.option("--now", "as_of", metavar="ISO-8601", help="Sweep as of this time (default: now).")
+@operator_command
+@click.pass_context
+def campaigns_sweep(ctx, as_of):
+    """Delete developer datasets past their retention; one still used by another campaign or dataset is kept,
+    and the user is named. The backstop's schedule runs it too."""
+    report = _campaigns(ctx).sweep(_as_of(as_of))
+    click.echo(f"checked {report['checked']} developer dataset(s); deleted {len(report['deleted'])}: "
+               f"{', '.join(report['deleted']) or '-'}")
+    for dataset_id, users in report["refused"].items():
+        click.echo(f"refused to delete {dataset_id}: in use by {'; '.join(users)}")
+
+
+@campaigns.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+@click.pass_context
+def campaigns_list(ctx, as_json):
+    """Every campaign, oldest first."""
+    import dataclasses
+
+    rows = [{**dataclasses.asdict(c), "instances": len(c.instance_ids)} for c in _campaigns(ctx).store.all_campaigns()]
+    console.emit(rows, ["name", "campaign_type", "status", "recipe", "plan_id", "instances", "definer", "reason",
+                        "created_at"], as_json, "no campaigns")
+
+
+@campaigns.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+@click.pass_context
+def campaigns_show(ctx, name, as_json):
+    """One campaign: definition, progress (instances by state), outputs, QC metrics and cost."""
+    detail = _campaigns(ctx).detail(name)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("name", "campaign_type", "status", "status_reason", "definer", "reason", "created_at", "plan_id",
+                  "recipe", "overrides", "selection", "max_concurrent", "pause_after_failures", "priority", "progress"):
+        if detail.get(field) not in (None, {}, []):
+            click.echo(f"{field:<21} {console.cell(detail[field])}")
+    cost = detail["cost"]
+    click.echo(f"{'cost':<21} ${cost['usd']:.6f} over {cost['runs']} run(s) ({cost['batch_vcpu_s']:g} vCPU-s of Batch, "
+               f"{cost['tasks_reused']} task(s) reused)")
+    click.echo("\ninstances:")
+    console.table(detail["instances"], ["instance_id", "recipe", "proposal_id", "state", "state_reason"], "")
+    click.echo("\noutputs:")
+    console.table(detail["outputs"], ["dataset_id", "kind", "product_id", "status", "location"], "none yet")
+    click.echo("\nQC metrics over its datasets:")
+    console.table([{"value": k, **v} for k, v in detail["metrics"].items()],
+                  ["value", "datasets", "min", "median", "max"], "none yet")
+    click.echo("\nhistory:")
+    console.table(detail["history"], ["at", "status", "by", "why"], "")
+
+
+@main.group()
+def tags():
+    """Tags: human statements about frames, OPs, candidates or datasets (who, when, why) that select campaign inputs."""
+
+
+@tags.command("add")
+@click.argument("tag")
+@click.option("--ids", "ids_file", metavar="FILE.json", required=True, help="A JSON list of the ids to tag.")
+@click.option("--reason", required=True, help="Why, e.g. 'bad seeing' (kept with each statement).")
+@operator_command
+@click.pass_context
+def tags_add(ctx, tag, ids_file, reason):
+    """Tag ids (idempotent: an id tagged before keeps its first statement)."""
+    import getpass
+
+    from obsflow.runs.campaigns import check_name
+
+    try:
+        check_name(tag)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("campaign name", "tag"), param_hint="TAG") from exc
+    ids = _read_json_file(ids_file, "the ID list")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.strip() for i in ids):
+        raise click.BadParameter(f"{ids_file} is not a JSON list of ids", param_hint="--ids")
+    service = _campaigns(ctx)
+    added = service.store.add_tags(tag, ids, getpass.getuser(), reason, service.runs.clock())
+    click.echo(f"tagged {added} id(s) {tag!r}" + (f" ({len(set(ids)) - added} were already)" if added < len(set(ids)) else ""))
+
+
+@tags.command("list")
+@click.argument("tag", required=False)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def tags_list(tag, as_json):
+    """Tag statements: what is tagged, by whom, when and why (one TAG, or all)."""
+    from obsflow.tables import tags as tags_table
+
+    items = tags_table.tagged(tag) if tag else tags_table.all_tags()
+    console.emit([t.attribute_values for t in items], ["tag", "target_id", "tagged_by", "tagged_at", "reason"],
+                 as_json, "no tags")

@@ -1,0 +1,181 @@
+"""What every command shares: the chosen stage's settings and services, the error advice, id checks."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from obsflow import console
+from obsflow.errors import NotFound, TransientError
+
+if TYPE_CHECKING:
+    from obsflow.settings import Settings
+
+
+# A command imports what it uses when it runs (AWS clients, the catalogue, FITS): `--help` stays instant.
+
+JSON_HELP = "Print a JSON array on stdout (for scripts)."
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_object(dict)["settings"]
+
+
+def _runs(ctx: click.Context):
+    """The run service of the chosen stage (after operator_command has found it)."""
+    from obsflow.services import run_service
+
+    return run_service(_settings(ctx))
+
+
+def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
+    from botocore.exceptions import EndpointConnectionError
+
+    where = settings.endpoint_url or f"AWS region {settings.region}"
+    cause = getattr(exc, "cause", None) or exc
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+    if code.endswith(("ValidationException", "ValidationError")):  # it answered: the request was wrong, not the stage
+        return click.ClickException(f"stage '{settings.stage}' refused the request ({code}): "
+                                    f"{cause.response['Error'].get('Message', cause)}; check the values given")
+    if settings.endpoint_url and isinstance(cause, EndpointConnectionError):
+        return click.ClickException(
+            f"nothing answers at {settings.endpoint_url}: start `obsflow local serve` (it prints its endpoint), "
+            "or pass the --endpoint-url it printed"
+        )
+    return click.ClickException(
+        f"cannot read obsflow stage '{settings.stage}' at {where}: {cause}\n"
+        "Is `obsflow local serve` running (then pass --endpoint-url), or are your AWS "
+        "credentials and --stage right?"
+    )
+
+
+def _discover(settings: Settings) -> Settings:
+    from botocore.exceptions import ClientError
+
+    from obsflow import discovery
+
+    try:
+        return discovery.discover(settings)
+    except ClientError as exc:  # e.g. no permission to read the stage's parameter
+        raise _unreachable(settings, exc) from exc
+
+
+def _with_local_state(settings: Settings, message: str) -> str:
+    """On a local stack, why what is asked for may be missing: it started empty, or from a snapshot."""
+    if not settings.local_endpoint:
+        return message
+    from obsflow import aws
+    from obsflow.local.state import empty_stack_note
+
+    note = empty_stack_note(settings, aws.client(settings, "ssm"))
+    return f"{message}\n{note}" if note else message
+
+
+def operator_command(func):
+    """Find the chosen stage's resources, bind the tables to them and turn AWS failures into advice."""
+
+    @functools.wraps(func)
+    @click.pass_context
+    def wrapper(ctx, *args, **kwargs):
+        from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+        from pynamodb.exceptions import PynamoDBException
+
+        from obsflow import tables
+
+        settings = _settings(ctx)
+        try:
+            settings = _discover(settings)
+            ctx.find_object(dict)["settings"] = settings
+            tables.bind(settings)
+            return ctx.invoke(func, *args, **kwargs)
+        except NotFound as exc:
+            raise click.ClickException(_with_local_state(settings, str(exc))) from exc
+        except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
+            raise _unreachable(settings, exc) from exc
+
+    return wrapper
+
+
+def _an_id(ctx, param, value: str | None) -> str | None:
+    """An id that becomes part of a key and a file name (obsflow.ids)."""
+    from obsflow.ids import ID_RULE, is_id
+
+    if value is not None and not is_id(value):
+        raise click.BadParameter(f"{value!r} is not an id ({ID_RULE})")
+    return value
+
+
+def _history(events: list[dict], none: str = "no conflicts") -> None:
+    click.echo("history:" if events else f"history: {none}")
+    console.table(events, ["at", "kind", "detail"], "")
+
+
+def _register_recipe(settings: Settings, recipe) -> dict:
+    """Record a recipe version and make its state machine, through the stage's register-recipes function."""
+    import getpass
+
+    from obsflow import aws
+
+    response = aws.client(settings, "lambda").invoke(
+        FunctionName=settings.function_name("register-recipes"), InvocationType="RequestResponse",
+        Payload=console.to_json({"definition": recipe.model_dump(mode="json"), "registered_by": getpass.getuser()}),
+    )
+    result = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError"):
+        raise click.ClickException(f"{recipe.key} was not registered: {result.get('errorMessage', result)}")
+    return result
+
+
+def _as_of(as_of: str | None):
+    """--now: an ISO-8601 time (UTC unless it says), or now."""
+    import datetime as dt
+
+    try:
+        now = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
+    except ValueError as exc:
+        raise click.BadParameter(f"{as_of!r} is not an ISO-8601 time, e.g. 2026-12-04T00:00:00+00:00",
+                                 param_hint="--now") from exc
+    return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+
+
+def _key_values(pairs: tuple[str, ...], option: str = "--set") -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        values[key] = value
+    return values
+
+
+def _campaigns(ctx: click.Context):
+    from obsflow.services import campaign_service
+
+    return campaign_service(_settings(ctx))
+
+
+def _read_json_file(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {what} {path}: {exc}") from exc
+
+
+def _campaign_errors(func):
+    """A refused campaign or plan operation is one readable line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from obsflow.recipes.model import RecipeError
+        from obsflow.runs.service import NotAllowed
+
+        try:
+            return func(*args, **kwargs)
+        except (NotAllowed, RecipeError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper

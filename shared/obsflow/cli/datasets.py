@@ -1,0 +1,298 @@
+"""Datasets, data-quality decisions, the processing catalogue, master calibrations and the release job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from obsflow import console, statuses
+from obsflow.cli.app import main
+from obsflow.cli.common import JSON_HELP, _an_id, _as_of, _runs, _settings, operator_command
+from obsflow.errors import NotFound
+from obsflow.runs.domain import INSTANCE_STATES
+
+
+@main.group()
+def datasets():
+    """Catalogued datasets: Level 1 products, their versions and provenance."""
+
+
+@datasets.command("list")
+@click.option("--uses-frame", metavar="FILE_ID", help="Made from this raw frame (directly, or from a dataset that was).")
+@click.option("--recipe", metavar="NAME[@VERSION]", help="Made by this recipe (version).")
+@click.option("--code-version", metavar="V", help="Made by tasks of this obsflow code version.")
+@click.option("--calibration", metavar="DATASET", help="Made on this calibration dataset.")
+@click.option("--status", type=click.Choice(statuses.DATASET_STATUSES), help="Only datasets with this status.")
+@click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
+@click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def datasets_list(uses_frame, recipe, code_version, calibration, status, campaign, embargoed, as_json):
+    """Datasets, oldest first, with kind, product, version, status and release date; filters combine (each is an
+    index query)."""
+    from obsflow import provenance
+    from obsflow.embargo import EMBARGOED
+
+    filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
+    console.emit(provenance.dataset_rows(*filters),
+                 ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
+                  "campaign", "release_date", "created_at"], as_json,
+                 "no datasets" + (" match" if any(filters) else " yet"))
+
+
+@datasets.command("show")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def datasets_show(dataset_id, as_json):
+    """One dataset: where it is, its files with SHA-256, and the other versions of its product."""
+    from obsflow import queries
+
+    detail = queries.dataset_detail(dataset_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    console.fields(detail, ("dataset_id", "proposal_id", "product_id", "version_key", "status", "superseded_by", "recipe",
+                            "run_id", "candidate_id", "frame_count", "input_frames", "created_at", "access"), 14)
+    click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
+    if detail.get("cost"):
+        click.echo(f"cost           {console.cost(detail['cost'])}")
+    console.table(detail["files"], ["name", "size", "sha256", "task"], "")
+    click.echo("\nversions of this product:")
+    console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")
+    if detail.get("decisions"):
+        click.echo("\ndata-quality decisions:")
+        console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
+
+
+@datasets.command("download")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--to", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder to download into (the dataset lands under its S3 prefix there).")
+@operator_command
+@click.pass_context
+def datasets_download(ctx, dataset_id, folder):
+    """Download a dataset's files, SHA256SUMS and provenance.json, each checked against its recorded SHA-256."""
+    from obsflow import aws, products
+    from obsflow.tables import datasets as datasets_table
+
+    dataset = datasets_table.get(dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows the catalogued ones")
+    click.echo(f"downloading {len(dataset.files) + 2} files of {dataset_id} ...", err=True)
+    try:
+        target = products.download(aws.client(_settings(ctx), "s3"), dataset, folder)
+    except products.ChecksumMismatch as exc:
+        raise click.ClickException(f"{exc}: download it again; if it differs again, open a ticket") from exc
+    except products.MissingFile as exc:
+        raise click.ClickException(f"{exc}: check its run's outputs (`obsflow runs outputs {dataset.run_id}`) and "
+                                   f"reprocess it (`obsflow runs retry {dataset.run_id}`) if they are gone") from exc
+    click.echo(f"{target}: {', '.join(sorted(p.name for p in target.iterdir()))}")
+
+
+@datasets.command("decide")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--keep-both", "action", flag_value="keep-both", help="Keep this version and the others ACTIVE.")
+@click.option("--deprecate", "old_id", metavar="OLD", help="DEPRECATE the older version OLD in favour of this one.")
+@click.option("--reject", "action", flag_value="reject", help="REJECT this version (its consumers go back to the "
+              "previous ACTIVE one).")
+@click.option("--reason", required=True, help="Why (kept with the dataset, with who and when).")
+@operator_command
+@click.pass_context
+def datasets_decide(ctx, dataset_id, action, old_id, reason):
+    """Record the data-quality decision on a new version of a product.
+
+    A new version never replaces an ACTIVE one by itself: both stay ACTIVE and a review
+    ticket asks for this decision.
+    """
+    import getpass
+
+    from obsflow.runs.service import NotAllowed
+
+    if bool(action) == bool(old_id):
+        raise click.UsageError("give exactly one of --keep-both, --deprecate OLD, --reject")
+    try:
+        dataset = _runs(ctx).decide(dataset_id, action or "deprecate", reason, getpass.getuser(), old_id)
+    except (NotAllowed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"dataset {dataset_id} is {dataset.status}" + (f"; {old_id} is DEPRECATED" if old_id else ""))
+
+
+@datasets.command("provenance")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def datasets_provenance(dataset_id, as_json):
+    """How a dataset was made: runs, tasks with code versions and manual influence, input frames."""
+    from obsflow import queries
+
+    detail = queries.dataset_provenance(dataset_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    for field in ("dataset_id", "product_id", "version_key", "recipe", "configuration"):
+        click.echo(f"{field:<13} {console.cell(detail[field])}")
+    click.echo("\nruns (newest first):")
+    console.table(detail["runs"], ["run_id", "status", "retry_of", "overrides", "created_at"], "")
+    click.echo("\ntasks:")
+    console.table([{**t, "numpy": t["libraries"].get("numpy"), "astropy": t["libraries"].get("astropy")}
+                   for t in detail["tasks"]],
+                  ["task", "code_version", "numpy", "astropy", "started_at", "finished_at", "manual", "operator"], "")
+    click.echo(f"\ninput frames: {len(detail['input_frames'])}")
+    console.table(detail["input_frames"], ["file_id", "op_id", "task_type", "key"], "")
+
+
+@main.group()
+def catalogue():
+    """The processing catalogue: recipe instances as a dependency graph, and their states."""
+
+
+@catalogue.command("list")
+@click.option("--state", type=click.Choice(INSTANCE_STATES), help="Only instances in this state.")
+@click.option("--reference", metavar="NIGHT/PROPOSAL", help="Only the instances of this reference, e.g. 2026-11-20/pid_1_23.")
+@click.option("--uses", metavar="ID", help="Only the instances that use this frame (file id), OP, dataset or instance.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def catalogue_list(state, reference, uses, as_json):
+    """Recipe instances, oldest first, with their state and why, estimates and when last processed.
+
+    \b
+    States (derived from each instance's runs, after the Gemini archive's catalogue):
+      NEVER_EXECUTED, WAITING (for an upstream instance, named in the reason),
+      QUEUED, QUEUED_FOR_REEXECUTION (an input changed after it succeeded), RUNNING,
+      SUCCEEDED (at least once), ERROR (an error expected to persist until someone acts).
+    """
+    from obsflow import catalogue as read
+
+    console.emit(read.instance_rows(state, reference, uses),
+                 ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
+                  "date_processed"], as_json, "no recipe instances" + (f" in state {state}" if state else ""))
+
+
+@catalogue.command("show")
+@click.argument("instance_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@operator_command
+def catalogue_show(instance_id, as_json):
+    """One instance: inputs by role, upstream and downstream instances, runs with estimates and actuals."""
+    from obsflow import catalogue as read
+
+    detail = read.instance_detail(instance_id)
+    if as_json:
+        click.echo(console.to_json(detail))
+        return
+    console.fields(detail, ("instance_id", "recipe", "rule", "reference", "state", "state_reason", "candidates",
+                            "estimated_cpu_s", "estimated_bytes", "release_date", "date_processed", "dataset_id",
+                            "input_dataset"), 16)
+    click.echo("\ninputs:")
+    for role, refs in detail["inputs"].items():
+        click.echo(f"  {role:<12} {', '.join(refs)}")
+    for direction in ("upstream", "downstream"):
+        click.echo(f"\n{direction}:")
+        console.table(detail[direction], ["instance_id", "recipe", "state", "dataset_id"], "  none")
+    click.echo("\nruns:")
+    console.table(detail["runs"], ["run_id", "status", "estimated_cpu_s", "measured_cpu_s", "output_bytes",
+                                   "dataset_id", "finished_at"], "  none yet")
+
+
+@catalogue.command("replan")
+@click.argument("instance_id", callback=_an_id)
+@operator_command
+@click.pass_context
+def catalogue_replan(ctx, instance_id):
+    """Plan again an instance that could not be planned (state ERROR, with a "planning" ticket saying why), once
+    what its ticket names is fixed: the next submitter pass plans it."""
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        instance = _runs(ctx).replan(instance_id)
+    except NotAllowed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{instance_id} is {instance.state} again: the next submitter pass plans it "
+               f"(`obsflow catalogue show {instance_id}`)")
+
+
+@catalogue.command("tree")
+@click.argument("identifier", metavar="ID", callback=_an_id)
+@operator_command
+def catalogue_tree(identifier):
+    """The dependency tree of a candidate, instance (ri-...) or dataset (ds-...), drawn as text.
+
+    Inputs at the top, each consumer indented below what it consumes; * marks the instances ID names.
+    """
+    from obsflow import catalogue as read
+
+    for line in read.tree(identifier):
+        click.echo(line)
+
+
+@main.group()
+def calibrations():
+    """Master calibrations: made once per calibration set and shared by the science that needs them."""
+
+
+@calibrations.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def calibrations_list(as_json):
+    """Calibration datasets, oldest first: master darks per exposure time, gain and bad-pixel mask."""
+    from obsflow import catalogue as read
+
+    console.emit(read.calibration_rows(), ["dataset_id", "proposal_id", "reference", "status", "recipe", "files",
+                                           "created_at"], as_json, "no calibration datasets yet")
+
+
+@calibrations.command("for")
+@click.argument("candidate_id", callback=_an_id)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@operator_command
+def calibrations_for(candidate_id, as_json):
+    """Which calibration files a candidate's datasets need, and whether they exist yet."""
+    from obsflow import catalogue as read
+
+    needed = read.calibrations_for(candidate_id)
+    if as_json:
+        click.echo(console.to_json(needed))
+        return
+    if not needed:
+        click.echo(f"candidate {candidate_id} uses no calibration instance")
+    for entry in needed:
+        click.echo(f"{entry['instance_id']} ({entry['recipe']}) {entry['state']} from "
+                   f"{', '.join(entry['calibration_inputs'])}; needed by {entry['for_instance']}")
+        console.table(entry["files"], ["name", "key", "sha256"], "  no dataset yet")
+
+
+@main.command()
+@click.option("--now", "as_of", metavar="ISO-8601",
+              help="Run the job as of this time (default: now). A day still to come is a dry run: nothing changes.")
+@click.option("--release-early", "reason", metavar="REASON",
+              help="With a --now still to come: release what is due by then now, recorded on each dataset with your "
+                   "name and this reason (embargo is the PI's: have their agreement).")
+@operator_command
+@click.pass_context
+def release(ctx, as_of, reason):
+    """Run the daily release job: datasets whose embargo has ended are re-tagged public (the archive's public
+    role may read them), and those still under embargo are dated again from the proposal documents in force."""
+    import getpass
+
+    from obsflow.runs.releases import EarlyRelease
+    from obsflow.services import release_service
+
+    now = _as_of(as_of)
+    if reason is not None and not reason.strip():
+        raise click.BadParameter("say why the datasets are released before their release date", param_hint="--release-early")
+    report = release_service(_settings(ctx)).release(now, EarlyRelease(getpass.getuser(), reason) if reason else None)
+    click.echo(f"as of {now.date().isoformat()}: {'would release' if report.dry_run else 'released'} "
+               f"{len(report.released)} dataset(s): "
+               f"{', '.join(report.released) or '-'}; {report.under_embargo} still under embargo"
+               + "".join(f"\n  {r['dataset_id']}: release date {r['was']} -> {r['now']} (its proposal changed)"
+                         for r in report.redated))
+    if report.dry_run:
+        click.echo(f"dry run: {now.date().isoformat()} is still to come, so nothing was changed. "
+                   "`--release-early REASON` releases them now, recorded with your name and the reason")
+    if report.failed:
+        raise click.ClickException(
+            f"{len(report.failed)} dataset(s) stay under embargo, their objects could not all be tagged: "
+            + "; ".join(f"{f['dataset_id']} ({f['error']})" for f in report.failed)
+            + "; run `obsflow release` again (tagging twice is harmless)")
