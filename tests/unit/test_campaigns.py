@@ -302,3 +302,24 @@ def test_a_campaign_whose_instances_have_all_ended_is_completed_and_then_accepte
     assert accepted.status == "ACCEPTED" and accepted.history[-1]["why"] == "census matches the logbook"
     with pytest.raises(NotAllowed, match="only a COMPLETED campaign can be made REJECTED"):
         campaigns.reject("census-two", "dq", "changed my mind")
+
+
+def test_a_draft_shows_what_it_would_run_and_estimates_it():
+    # Given a DRAFT over two proposals' OPs
+    service = make_service(capacity=4)
+    for index in range(2):
+        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}", observe_frames=3)
+    campaigns = CampaignService(service)
+    campaigns.create("preview-me", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
+                     selection={"ids": {"ops": ["old0_obs", "old1_obs"]}})
+    # When it is shown
+    detail = campaigns.detail("preview-me")
+    # Then it previews one instance per proposal with its inputs and estimate, and nothing has been inserted
+    preview = detail["preview"]
+    assert [(i["proposal_id"], i["inputs"]) for i in preview["instances"]] == [("pid_9_0", 3), ("pid_9_1", 3)]
+    assert preview["estimated_cpu_s"] == pytest.approx(sum(i["estimated_cpu_s"] for i in preview["instances"]))
+    assert preview["estimated_cpu_s"] > 0 and detail["instances"] == []
+    assert not any(i.campaign == "preview-me" for i in service.store.instances.values())
+    # And once started, there is no preview
+    campaigns.start("preview-me", "ops")
+    assert "preview" not in campaigns.detail("preview-me")

@@ -261,6 +261,12 @@ def campaigns_show(ctx, name, as_json):
     cost = detail["cost"]
     click.echo(f"{'cost':<21} ${cost['usd']:.6f} over {cost['runs']} run(s) ({cost['batch_vcpu_s']:g} vCPU-s of Batch, "
                f"{cost['tasks_reused']} task(s) reused)")
+    if "preview" in detail:  # a DRAFT: what starting it would run
+        preview = detail["preview"]
+        click.echo(f"\nif started now: {len(preview['instances'])} instance(s), about "
+                   f"{console.cpu_time(preview['estimated_cpu_s'])}, {preview['estimated_bytes'] / 1e6:.1f} MB")
+        console.table(preview["instances"], ["instance_id", "recipe", "proposal_id", "inputs", "estimated_cpu_s",
+                                             "estimated_bytes"], "")
     click.echo("\ninstances:")
     console.table(detail["instances"], ["instance_id", "recipe", "proposal_id", "state", "state_reason"], "")
     click.echo("\noutputs:")

@@ -426,7 +426,22 @@ class CampaignService:
             "cost": {"runs": len(runs), "usd": round(sum((r.cost or {}).get("usd", 0) for r in runs), 6),
                      "batch_vcpu_s": round(sum((r.cost or {}).get("batch_vcpu_s", 0) for r in runs), 1),
                      "tasks_reused": sum((r.cost or {}).get("tasks_reused", 0) for r in runs)},
+            **({"preview": self.preview(campaign)} if campaign.status == DRAFT else {}),
         }
+
+    def preview(self, campaign: Campaign) -> dict:
+        """What a DRAFT would run if started now: its instances (one per proposal, or a copy per dataset), their
+        inputs, and the estimated CPU time and output (its recipe's measurements, else its estimates)."""
+        rows = []
+        for instance in self._instances(campaign):
+            recipe = self.runs.recipes.get(instance.recipe, instance.version)
+            inputs = len(instance.inputs)
+            cpu_s, size = self.runs.estimate(recipe, inputs)
+            rows.append({"instance_id": instance.instance_id, "recipe": f"{instance.recipe}@{instance.version}",
+                         "proposal_id": instance.proposal_id, "inputs": inputs, "estimated_cpu_s": cpu_s,
+                         "estimated_bytes": size})
+        return {"instances": rows, "estimated_cpu_s": round(sum(r["estimated_cpu_s"] for r in rows), 1),
+                "estimated_bytes": sum(r["estimated_bytes"] for r in rows)}
 
     def _qc_values(self, dataset) -> dict[str, float]:
         values: dict[str, float] = {}
