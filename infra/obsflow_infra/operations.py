@@ -112,6 +112,29 @@ class Operations(Construct):
         events.Rule(self, "BackstopSchedule", schedule=events.Schedule.rate(BACKSTOP_RATE),
                     description="Processes candidates that never completed",
                     targets=[targets.LambdaFunction(self.backstop.function)])
+        self.run_control = self._run_control(config, settings, catalog)
+
+    def _run_control(self, config: StageConfig, settings: Settings, catalog: CatalogTables) -> iam.ManagedPolicy:
+        """What `obsflow runs cancel` and `runs prioritize` do, for the operators' roles to attach: this stage's
+        runs and their executions and jobs, nothing of another stage."""
+        tables = catalog.arns("runs", "recipe-instances", "capacity", "campaigns", "recipes")
+        policy = iam.ManagedPolicy(
+            self, "RunControl", managed_policy_name=settings.resource("run-control"),
+            description=f"obsflow {config.stage}: cancel and re-prioritize runs (obsflow runs cancel|prioritize)",
+            statements=[
+                iam.PolicyStatement(actions=["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Query",
+                                             "dynamodb:UpdateItem", "dynamodb:BatchGetItem"], resources=tables),
+                iam.PolicyStatement(actions=["states:StopExecution"],
+                                    resources=[arn("states", f"execution:{settings.resource('')}*:*")]),
+                iam.PolicyStatement(actions=["batch:ListJobs", "batch:TerminateJob"], resources=["*"]),
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function_arn(settings, "submitter")]),
+            ])
+        acknowledge(policy, wildcard_resource("*"), "Batch's ListJobs and TerminateJob take no job queue as a resource "
+                    "(a job's ARN is only known once it runs); the CLI terminates only jobs named after the run.")
+        acknowledge(policy, wildcard_resource(
+            f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{settings.resource('')}*:*"),
+            "A run's execution is named after the run, under this stage's state machines only.")
+        return policy
 
     def allow_publish(self, role: iam.IRole, topic: str) -> None:
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topics[topic].topic_arn]))

@@ -162,3 +162,17 @@ def test_each_image_asset_holds_what_its_dockerfile_copies(dev):
             for source in sources:
                 assert (context / source).exists(), f"{asset['source']['dockerFile']}: {source} is not in the context"
         assert not (context / ".venv").exists() and not (context / "tests").exists() and not (context / "infra").exists()
+
+
+def test_operators_may_cancel_and_reprioritize_this_stages_runs_only(dev):
+    # Given the run-control policy an operator's role attaches
+    policy = dev.resource(dev.stack.operations.run_control)["Properties"]
+    assert policy["ManagedPolicyName"] == "obsflow-dev-run-control"
+    statements = {tuple(sorted(s["Action"])) if isinstance(s["Action"], list) else (s["Action"],): s["Resource"]
+                  for s in policy["PolicyDocument"]["Statement"]}
+    # Then it stops executions of this stage's state machines only, and writes this stage's runs tables only
+    assert "execution:obsflow-dev-*:*" in json.dumps(statements[("states:StopExecution",)])
+    tables = statements[("dynamodb:BatchGetItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Query",
+                         "dynamodb:UpdateItem")]
+    assert all("Catalog" in json.dumps(t) for t in tables)
+    assert statements[("batch:ListJobs", "batch:TerminateJob")] == "*"

@@ -4,6 +4,7 @@ failed one inside a Parallel; an invocation runs the deployed handler in this pr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import threading
@@ -169,3 +170,31 @@ def test_jobs_are_described_while_an_array_job_adds_its_children(aws):
         sys.setswitchinterval(interval)
     # Then every description succeeds
     assert errors == []
+
+
+def test_a_cancelled_run_has_its_execution_stopped_and_its_running_job_terminated(aws, batch):
+    from obsflow.runs.domain import Run
+    from obsflow.runs.platform import StepFunctionsExecutions
+    from obsflow.settings import Settings
+
+    # Given a run's execution waiting in a state, and its job running in its queue (a minute's sleep)
+    settings = Settings(stage="stop", AWS_DEFAULT_REGION=REGION, account_id="123456789012")
+    sfn = aws.client("stepfunctions")
+    machine = sfn.create_state_machine(name="m", roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}))["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="run-x")["executionArn"]
+    environment = batch.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
+    batch.create_job_queue(jobQueueName=settings.job_queue_name("default"), state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}])
+    job = batch.submit_job(jobName="run-x-inventory", jobQueue=settings.job_queue_name("default"),
+                           jobDefinition="python", containerOverrides={"command": run_code("import time; time.sleep(60)")})
+    run = Run("run-x", "ri-x", "c1", "p", "frame-census", "1.0.0", 0, ["default"], {}, dt.datetime.now(dt.timezone.utc),
+              execution_arn=execution)
+    time.sleep(0.5)
+    started = time.monotonic()
+    # When it is cancelled
+    terminated = StepFunctionsExecutions(settings).stop(run, "cancelled by ana: wrong set")
+    # Then its execution is stopped, and its job terminated at once, not after its minute
+    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    assert terminated == ["run-x-inventory"]
+    assert finished(batch, job["jobId"])["status"] == "FAILED" and time.monotonic() - started < 20

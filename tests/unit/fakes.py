@@ -433,6 +433,7 @@ class FakeDocuments:
 class FakeExecutions:
     def __init__(self, failing: bool = False):
         self.started: list[str] = []
+        self.stopped: list[tuple[str, str]] = []
         self.failing = failing
 
     def start(self, run):
@@ -446,6 +447,10 @@ class FakeExecutions:
 
     def log_excerpt(self, log_stream):
         return f"last lines of {log_stream}" if log_stream else None
+
+    def stop(self, run, reason):
+        self.stopped.append((run.run_id, reason))
+        return [f"{run.run_id}-inventory"]
 
     def failed_chunk(self, array_job_id):
         return {"index": 2, "exit_code": 1, "log_stream": f"{array_job_id}:2/log", "reason": "Essential container in task exited"}

@@ -366,3 +366,51 @@ def test_a_service_desk_outage_keeps_the_ticket_and_records_why():
     assert service.file_ticket(ticket) and not service.file_ticket(ticket)
     assert service.store.tickets["TKT-x-1"].external_error == "OSError: connection refused"
     assert service.notifier.operators == ["TKT-x-1"]
+
+
+def test_an_operator_cancels_a_run_with_who_and_why_and_nothing_of_it_is_catalogued():
+    # Given a running run and a queued one
+    service = make_service(capacity=1)
+    add_candidate(service, "c1")
+    add_candidate(service, "c2")
+    running = service.submit().started[0]
+    service.start_run(running, "arn-1")
+    [queued] = [r.run_id for r in service.store.runs.values() if r.status == "READY"]
+    # When the running one is cancelled (twice: the second stops what may be left and changes nothing else)
+    for _ in range(2):
+        cancelled = service.cancel(running, "ana", "wrong calibration set")
+    # Then it is CANCELLED with who and why, its execution and jobs were stopped, its slot is free
+    assert cancelled.status == "CANCELLED" and cancelled.waiting_reason == "cancelled by ana: wrong calibration set"
+    assert service.executions.stopped[0] == (running, "cancelled by ana: wrong calibration set")
+    assert service.submit().started == [queued]
+    # And its instance says so; a late failure opens no ticket and nothing is catalogued
+    instance = service.store.instances[cancelled.instance_id]
+    assert instance.state == "NEVER_EXECUTED" and "cancelled by ana" in instance.state_reason
+    assert service.open_ticket_for_failure(running, {"Error": "States.TaskFailed"}, "arn-1")["created"] is False
+    with pytest.raises(NotAllowed, match="was cancelled: nothing of it is catalogued"):
+        service.catalog(running)
+    assert service.finish_run(running) and service.store.runs[running].status == "CANCELLED"
+    # And a reason is required, and a SUCCEEDED run cannot be cancelled
+    with pytest.raises(ValueError, match="say why"):
+        service.cancel(queued, "ana", " ")
+
+
+def test_a_queued_runs_priority_changes_the_submitters_order_with_who_and_why():
+    # Given three queued runs of equal priority, one slot
+    service = make_service(capacity=1)
+    for candidate_id in ("c1", "c2", "c3"):
+        add_candidate(service, candidate_id, priority=10)
+    service.pause()
+    service.submit()
+    queued = [r.run_id for r in service.store.runs_with_status("READY")]
+    # When the last one is raised above the others
+    raised = service.prioritize(queued[-1], 50, "ana", "the PI's deadline")
+    # Then it starts first, and its history says who changed what and why
+    assert raised.priority == 50 and raised.history[-1].detail == "priority 10 -> 50 by ana: the PI's deadline"
+    service.resume()
+    assert service.submit().started == [queued[-1]]
+    # And only a queued run is re-prioritized, within 0-99
+    with pytest.raises(NotAllowed, match="only a queued"):
+        service.prioritize(queued[-1], 60, "ana", "again")
+    with pytest.raises(ValueError, match="0-99"):
+        service.prioritize(queued[0], 100, "ana", "too much")

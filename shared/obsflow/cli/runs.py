@@ -109,6 +109,46 @@ def runs_redrive(ctx, run_id):
     click.echo(f"run {run_id} is {run.status} again (redrive {run.redrives}); it starts when a run slot is free")
 
 
+@runs.command("cancel")
+@click.argument("run_id", callback=_an_id)
+@click.option("--reason", required=True, help="Why (kept in the run's history, with your name).")
+@operator_command
+@click.pass_context
+def runs_cancel(ctx, run_id, reason):
+    """Stop a run for good: its execution and Batch jobs are stopped, its slots freed, nothing is catalogued. The
+    run ends CANCELLED; its instance and candidate say so. A queued (READY or MANUAL) run simply never starts."""
+    import getpass
+
+    from obsflow.errors import TransientError
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        run = _runs(ctx).cancel(run_id, getpass.getuser(), reason)
+    except (NotAllowed, ValueError, TransientError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run {run_id} is {run.status}: {run.waiting_reason}")
+
+
+@runs.command("prioritize")
+@click.argument("run_id", callback=_an_id)
+@click.argument("priority", type=click.IntRange(0, 99))
+@click.option("--reason", required=True, help="Why (kept in the run's history, with your name).")
+@operator_command
+@click.pass_context
+def runs_prioritize(ctx, run_id, priority, reason):
+    """Change a queued (READY) run's priority, 0-99 (higher starts first): the submitter's order follows."""
+    import getpass
+
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        run = _runs(ctx).prioritize(run_id, priority, getpass.getuser(), reason)
+    except (NotAllowed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run {run_id} is READY at priority {run.priority}; `obsflow runs list --status READY` shows the "
+               "order they start in")
+
+
 @runs.command("execute")
 @click.argument("run_id", callback=_an_id)
 @click.option("--manual", is_flag=True, required=True, help="Run the tasks here, by hand (required: says you mean it).")

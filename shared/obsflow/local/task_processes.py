@@ -78,7 +78,19 @@ def _task_main(arguments: list[str], environment: dict[str, str], output_path: s
     sys.exit(code)
 
 
-def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[int, str]:
+_running: dict[str, multiprocessing.process.BaseProcess] = {}  # by Batch job id, while it runs
+
+
+def kill(job_id: str) -> bool:
+    """Stop a job's task process (TerminateJob of a running job); False if none runs."""
+    process = _running.get(job_id)
+    if process is None:
+        return False
+    process.kill()
+    return True
+
+
+def run_task_command(command: list[str], environment: dict[str, str], job_id: str = "") -> tuple[int, str]:
     """Run ``python -m obsflow_tasks ARGS`` in a process forked from the warm server: (exit code, output)."""
     # In a folder of the job's own that only this user can enter (0700): nobody can plant a link where it writes
     folder = tempfile.mkdtemp(prefix="obsflow-job-")
@@ -87,6 +99,7 @@ def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[i
         open(output_path, "xb").close()  # there even for a job killed before it writes
         process = _forkserver().Process(target=_task_main, args=(command[3:], environment, output_path), daemon=False)
         process.start()
+        _running[job_id] = process
         killer = None
         if faults.strike("task:killed-mid-run"):  # as a lost Fargate task: the job fails, the run gets a ticket
             killer = threading.Timer(random.uniform(0.01, 0.05), process.kill)
@@ -97,6 +110,7 @@ def run_task_command(command: list[str], environment: dict[str, str]) -> tuple[i
         with open(output_path, encoding="utf-8", errors="replace") as output:
             return _exit_code(process, output_path), output.read()
     finally:
+        _running.pop(job_id, None)
         shutil.rmtree(folder, ignore_errors=True)
 
 

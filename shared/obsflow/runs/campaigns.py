@@ -222,7 +222,7 @@ class CampaignService:
         for instance_id in campaign.instance_ids or ():
             instance = self.store.instance(instance_id)
             for run in self.store.runs_of(instance) if instance else ():
-                self.runs.move_run(run.run_id, "cancel", reason, waiting_reason=reason, finished_at=self.runs.clock())
+                self.runs.move_run(run.run_id, "withdraw", reason, waiting_reason=reason, finished_at=self.runs.clock())
             if instance:
                 self.runs.refresh_instance(instance_id)
         return campaign

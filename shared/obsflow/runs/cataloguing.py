@@ -17,7 +17,7 @@ from obsflow.observability import logger
 from obsflow.runs import layout, records
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
-from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, Dataset, Run, Ticket
+from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
 from obsflow.runs.planning import Planning
 from obsflow.runs.ticketing import Tickets
 
@@ -33,6 +33,8 @@ class Cataloguing(Part):
         """Copy the run's products to the data bucket and record the dataset; instances that consumed an
         earlier dataset of the same instance are queued for re-execution."""
         run = self.require_run(run_id)
+        if run.status == RUN_CANCELLED:
+            raise NotAllowed(f"run {run_id} was cancelled: nothing of it is catalogued")
         recipe = self.recipes.get(run.recipe, run.version)
         instance = self.instance_of(run)
         campaign = self.store.campaign(run.campaign) if run.campaign else None

@@ -23,6 +23,7 @@ from obsflow.runs.domain import (
     CAMPAIGN_RUNNING,
     ERROR,
     FAILED,
+    MAX_PRIORITY,
     RUN_CANCELLED,
     RUNNING,
     SUBMITTED,
@@ -33,7 +34,7 @@ from obsflow.runs.domain import (
 from obsflow.runs.planning import Planning
 from obsflow.runs.ticketing import Tickets
 from obsflow.runs.tickets import ACTIONS, describe_failure
-from obsflow.runs.transitions import CAMPAIGN_MOVES
+from obsflow.runs.transitions import CAMPAIGN_MOVES, RUN_MOVES
 
 FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`
 
@@ -240,6 +241,38 @@ class Lifecycle(Part):
             self.notifier.notify_pi(result["proposal_id"], result["dataset_id"], result["subject"], result["message"])
         self.finish_run(run_id)
         return self.store.run(run_id)
+
+    def cancel(self, run_id: str, by: str, reason: str) -> Run:
+        """Stop the run for good, with who and why: its execution and Batch jobs are stopped, its slots given back,
+        and nothing of it is catalogued. Cancelling it again stops what may still be going, and changes nothing else."""
+        if not (reason or "").strip():
+            raise ValueError("say why the run is cancelled (--reason TEXT): it is kept in its history")
+        run = self.require_run(run_id)
+        why = f"cancelled by {by}: {reason}"
+        if run.status != RUN_CANCELLED and not self.move_run(run_id, "cancel", why, waiting_reason=why,
+                                                             finished_at=self.clock()):
+            raise NotAllowed(f"run {run_id} is {run.status}; only a {' or '.join(RUN_MOVES['cancel'].sources)} run "
+                             "can be cancelled")
+        if run.execution_arn or run.status in (SUBMITTED, RUNNING):
+            self.executions.stop(run, why)
+            self.store.give_back_slots(run)
+        self.planning.refresh_instance(run.instance_id)
+        logger.warning("run cancelled", extra={"run_id": run_id, "by": by, "reason": reason})
+        self.notifier.nudge(f"run {run_id} cancelled")
+        return self.require_run(run_id)
+
+    def prioritize(self, run_id: str, priority: int, by: str, reason: str) -> Run:
+        """Move a queued run in the submitter's order (higher starts first), with who and why."""
+        if not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"a priority is 0-{MAX_PRIORITY}, not {priority}")
+        if not (reason or "").strip():
+            raise ValueError("say why the run's priority changes (--reason TEXT): it is kept in its history")
+        run = self.require_run(run_id)
+        if not self.move_run(run_id, "prioritize", f"priority {run.priority} -> {priority} by {by}: {reason}",
+                             priority=priority):
+            raise NotAllowed(f"run {run_id} is {run.status}; only a queued (READY) run is re-prioritized")
+        self.notifier.nudge(f"run {run_id} re-prioritized")
+        return self.require_run(run_id)
 
     def inject_fault(self, run_id: str, task: str, kind: str, chunk: int | None = None) -> None:
         """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once);

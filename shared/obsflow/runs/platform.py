@@ -77,6 +77,9 @@ def _array_index(job: dict) -> int:
     return int(index) if index is not None else int(job["jobId"].rsplit(":", 1)[-1])
 
 
+BATCH_JOB_ENDED = ("SUCCEEDED", "FAILED")  # AWS Batch's own job statuses, not obsflow's
+
+
 class StepFunctionsExecutions:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -112,6 +115,27 @@ class StepFunctionsExecutions:
                 f"{_console_escape(log_group)}/log-events/{_console_escape(log_stream)}"
             )
         return result
+
+    def stop(self, run: Run, reason: str) -> list[str]:
+        """StopExecution, then TerminateJob for each of the run's jobs (named ``<run>-<task>``) not yet ended in
+        the queues its tasks use: a job that is not running is cancelled, a running one stopped."""
+        try:
+            if run.execution_arn:
+                aws.client(self.settings, "stepfunctions").stop_execution(
+                    executionArn=run.execution_arn, error="Obsflow.Cancelled", cause=reason[:32768])
+            batch = aws.client(self.settings, "batch")
+            terminated = []
+            for resource_class in sorted({*run.resource_classes, "default"}):  # a gather job runs on default
+                listed = batch.list_jobs(jobQueue=self.settings.job_queue_name(resource_class),
+                                         filters=[{"name": "JOB_NAME", "values": [f"{run.run_id}-*"]}])
+                for job in listed["jobSummaryList"]:
+                    if job["status"] not in BATCH_JOB_ENDED:
+                        batch.terminate_job(jobId=job["jobId"], reason=reason[:1024])
+                        terminated.append(job["jobName"])
+            return terminated
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"run {run.run_id} is cancelled, but its execution or jobs could not all be stopped "
+                                 f"({exc}): `obsflow runs cancel {run.run_id}` again stops what is left") from exc
 
     def failed_chunk(self, array_job_id: str) -> dict | None:
         batch = aws.client(self.settings, "batch")

@@ -151,6 +151,8 @@ class Executions(Protocol):
     def log_excerpt(self, log_stream: str | None) -> str | None: ...
     def failed_chunk(self, array_job_id: str) -> dict | None:
         """The first failed child of an array job (a data-parallel task's chunk): index, exit_code, log_stream, reason."""
+    def stop(self, run: Run, reason: str) -> list[str]:
+        """Stop the run's execution and terminate its Batch jobs that have not ended; the jobs terminated."""
 
 
 class Notifier(Protocol):

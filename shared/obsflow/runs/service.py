@@ -102,6 +102,12 @@ class RunService(Part):
     def execute_manually(self, run_id: str, note: str, operator: str, echo: Callable[[str], None] = print) -> Run:
         return self.lifecycle.execute_manually(run_id, note, operator, echo)
 
+    def cancel(self, run_id: str, by: str, reason: str) -> Run:
+        return self.lifecycle.cancel(run_id, by, reason)
+
+    def prioritize(self, run_id: str, priority: int, by: str, reason: str) -> Run:
+        return self.lifecycle.prioritize(run_id, priority, by, reason)
+
     def inject_fault(self, run_id: str, task: str, kind: str, chunk: int | None = None) -> None:
         self.lifecycle.inject_fault(run_id, task, kind, chunk)
 

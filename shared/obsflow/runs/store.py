@@ -22,6 +22,7 @@ from obsflow.runs.domain import (
     OpProgress,
     Run,
     Ticket,
+    queue_key,
 )
 from obsflow.settings import Settings
 from obsflow.tables import (
@@ -270,11 +271,18 @@ class DynamoRunStore:
     def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                    detail: str | None = None, **changes: Any) -> bool:
         with transient(f"could not update run {run_id}"):
-            return runs.transition(run_id, to, allowed_from, at, detail, changes)
+            return runs.transition(run_id, to, allowed_from, at, detail, self._with_queue_key(run_id, changes))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         with transient(f"could not update run {run_id}"):
-            RunItem(run_id).update(actions=changes_to_actions(RunItem, changes))
+            RunItem(run_id).update(actions=changes_to_actions(RunItem, self._with_queue_key(run_id, changes)))
+
+    def _with_queue_key(self, run_id: str, changes: dict) -> dict:
+        """A new priority moves the run in the by-status index, which orders by ``queue_key``."""
+        if "priority" not in changes:
+            return changes
+        run = self.run(run_id)
+        return {**changes, "queue_key": queue_key(changes["priority"], run.estimated_cpu_s, run.created_at, run_id)}
 
     def note_waiting(self, run_id: str, reason: str) -> None:
         with transient(f"could not update run {run_id}"):

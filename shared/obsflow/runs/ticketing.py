@@ -9,7 +9,7 @@ from __future__ import annotations
 from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs.context import Part
-from obsflow.runs.domain import OPEN, RESOLVED, Run, Ticket
+from obsflow.runs.domain import OPEN, RESOLVED, RUN_CANCELLED, Run, Ticket
 from obsflow.runs.tickets import ACTIONS, describe_failure, with_failed_chunk
 
 
@@ -41,6 +41,8 @@ class Tickets(Part):
         fails of the same cause (task, error, exit code) as the attempt before is added to that ticket, which is
         reopened, instead of opening a second one."""
         run = self.require_run(run_id)
+        if run.status == RUN_CANCELLED:  # an execution stopped by a cancel fails on its way out: no ticket
+            return {"ticket_id": None, "created": False}
         current = self.of_attempt(run_id, run.attempt)
         if current is not None:
             return {"ticket_id": current.ticket_id, "created": False}

@@ -51,7 +51,10 @@ RUN_MOVES = {
     "redrive": Move((FAILED,), READY, "`obsflow runs redrive`, for a failure of infrastructure"),
     "hold": Move((READY,), MANUAL, "the submitter, for a manual-by-definition recipe (with a ticket)"),
     "execute": Move((MANUAL, FAILED), RUNNING, "`obsflow runs execute --manual`, on an operator's machine"),
-    "cancel": Move((READY, MANUAL), RUN_CANCELLED, "`obsflow campaigns cancel`, for its runs not yet started"),
+    "prioritize": Move((READY,), READY, "`obsflow runs prioritize RUN N --reason`: its place in the queue changes"),
+    "cancel": Move((READY, MANUAL, SUBMITTED, RUNNING), RUN_CANCELLED,
+                   "`obsflow runs cancel --reason`: its execution and Batch jobs are stopped, nothing is catalogued"),
+    "withdraw": Move((READY, MANUAL), RUN_CANCELLED, "`obsflow campaigns cancel`, for its runs not yet started"),
 }
 
 CANDIDATE_MOVES = {

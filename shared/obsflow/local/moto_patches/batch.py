@@ -60,15 +60,22 @@ def _watch_array(job) -> None:
     job._mark_stopped(success=not failed)
 
 
+_commands: dict[str, subprocess.Popen] = {}  # a job's process that is no task command, while it runs
+
+
 def _run_command(job) -> None:
     command, environment = _job_command_and_environment(job)
     started = time.time()
     try:
         if task_processes.is_task_command(command):
-            exit_code, output = task_processes.run_task_command(command, environment)
+            exit_code, output = task_processes.run_task_command(command, environment, job.job_id)
         else:
-            completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-            exit_code, output = completed.returncode, completed.stdout + completed.stderr
+            with subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) as process:
+                _commands[job.job_id] = process
+                output = process.communicate()[0]
+            _commands.pop(job.job_id, None)
+            exit_code = process.returncode
     except OSError as exc:
         exit_code, output = 127, f"cannot start {command!r}: {exc}"
     job.exit_code = exit_code
@@ -83,6 +90,18 @@ def _run_command(job) -> None:
     if events:
         logs.put_log_events(job._log_group, job._stream_name, events)
     job._mark_stopped(success=exit_code == 0)
+
+
+def _terminate_with_its_process(original):
+    """TerminateJob also stops the job's task process (moto only marks the job)."""
+
+    def terminate(self, reason: str) -> None:
+        original(self, reason)
+        if not task_processes.kill(self.job_id) and (process := _commands.get(self.job_id)) is not None:
+            process.kill()
+
+    terminate.patched = True
+    return terminate
 
 
 def _describe_job_with_exit_code(original):
@@ -162,5 +181,7 @@ def apply() -> None:
     BatchSimpleBackend._mark_job_as_finished = _start_job
     if not getattr(Job.describe, "patched", False):
         Job.describe = _describe_job_with_exit_code(Job.describe)
+    if not getattr(Job.terminate, "patched", False):
+        Job.terminate = _terminate_with_its_process(Job.terminate)
     if not getattr(BatchBackend.__init__, "patched", False):
         BatchBackend.__init__ = _with_job_registry(BatchBackend.__init__)
