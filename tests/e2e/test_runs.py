@@ -196,6 +196,37 @@ def test_a_failing_task_fails_the_run_and_opens_one_ticket(stack, capfd):
     assert "FailureEventException" not in printed.out + printed.err and '"_aws"' not in printed.out
 
 
+def test_an_operator_cancels_a_stuck_run_its_job_is_stopped_and_nothing_of_it_is_catalogued(stack):
+    # Given a run whose inventory task hangs (as a stuck task would), running
+    run = planned_run_with_fault(stack, "cand_stuck", 21, "inventory", "hang")
+    wait_for(lambda: runs.get(run.run_id).status == "RUNNING" and runs.get(run.run_id), "the run to be RUNNING")
+    batch = client(stack, "batch")
+    queue = stack.settings.job_queue_name("default")
+
+    def inventory_job():
+        listed = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [f"{run.run_id}-inventory"]}])
+        return next(iter(listed["jobSummaryList"]), None)
+
+    wait_for(lambda: (job := inventory_job()) and job["status"] not in ("SUCCEEDED", "FAILED"), "its inventory job")
+    time.sleep(1)  # its task process started (it hangs for ten minutes)
+    # When the operator cancels it with the CLI
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    said = CliRunner().invoke(cli, [*base, "runs", "cancel", run.run_id, "--reason", "stuck in inventory"])
+    assert said.exit_code == 0, said.output
+    # Then the run is CANCELLED with who and why, its execution stopped and its job terminated long before its hang ends
+    cancelled = runs.get(run.run_id)
+    assert cancelled.status == "CANCELLED" and "stuck in inventory" in cancelled.waiting_reason
+    execution = client(stack, "stepfunctions").describe_execution(executionArn=cancelled.execution_arn)
+    assert execution["status"] == "ABORTED"
+    wait_for(lambda: inventory_job()["status"] == "FAILED", "the job to be terminated", 30)
+    # And no ticket, no dataset; its slot is free for the next run
+    time.sleep(1.5)
+    assert not [t for t in tickets.all_tickets() if t.run_id == run.run_id]
+    assert runs.get(run.run_id).dataset_id is None
+    upload(stack, census("cand_after_stuck", seed=22))
+    assert finished_run("cand_after_stuck").status == "SUCCEEDED"
+
+
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
     # Given a run that failed because of its configuration
     failed = planned_run_with_fault(stack, "cand_retry", 17, "summary", "configuration")

@@ -69,15 +69,21 @@ def load_task_class(entrypoint: str) -> type[Task]:
     return getattr(importlib.import_module(module), name)
 
 
+HANG_S = 600  # how long a task with an injected hang waits before it goes on
+
+
 def injected_fault(context: TaskContext, run_id: str) -> None:
     """Fail as a fault injected for this task of this run says (``layout.fault_key``): a configuration
-    error every time, or an outage once (a redrive then succeeds)."""
+    error every time, an outage once (a redrive then succeeds), or a hang (the task waits ten minutes, as a
+    stuck one would: for cancelling, timeouts and game days)."""
     key = layout.fault_key(run_id, context.task.name)
     if not documents.exists(context.s3, context.work_bucket, key):
         return
     fault = documents.get_json(context.s3, context.work_bucket, key)
     if fault.get("chunk") is not None and fault["chunk"] != context.chunk[0]:
         return  # a fault of another chunk
+    if fault.get("kind") == "hang":
+        time.sleep(HANG_S)
     if fault.get("kind") == "configuration":
         raise ConfigurationFailure(f"failing on purpose: a configuration fault is injected into {context.task.name} "
                                    f"of run {run_id}; retry the run (a new run has no fault)")

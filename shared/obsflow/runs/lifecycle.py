@@ -275,10 +275,10 @@ class Lifecycle(Part):
         return self.require_run(run_id)
 
     def inject_fault(self, run_id: str, task: str, kind: str, chunk: int | None = None) -> None:
-        """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once);
-        ``chunk``: only that chunk of a data-parallel task."""
+        """Make ``task`` of the run fail: ``configuration`` (exit 2, every time) or ``outage`` (exit 3, once), or
+        ``hang`` (wait ten minutes, then go on); ``chunk``: only that chunk of a data-parallel task."""
         run = self.require_run(run_id)
         self.recipes.get(run.recipe, run.version).task(task)  # RecipeError for an unknown task
-        if kind not in ("configuration", "outage"):
-            raise ValueError(f"unknown fault kind {kind!r}: configuration or outage")
+        if kind not in ("configuration", "outage", "hang"):
+            raise ValueError(f"unknown fault kind {kind!r}: configuration, outage or hang")
         self.documents.put_json("work", layout.fault_key(run_id, task), {"kind": kind, "task": task, "chunk": chunk})
