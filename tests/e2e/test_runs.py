@@ -227,6 +227,30 @@ def test_an_operator_cancels_a_stuck_run_its_job_is_stopped_and_nothing_of_it_is
     assert finished_run("cand_after_stuck").status == "SUCCEEDED"
 
 
+def test_a_frame_marked_bad_with_the_cli_is_left_out_of_the_run_that_follows(stack):
+    # Given a candidate received while submission is paused, one of its observe frames found bad
+    service = run_service(stack.settings)
+    service.pause()
+    candidate = census("cand_bad_frame", seed=23)
+    upload(stack, candidate)
+    wait_for(lambda: (c := candidates.get("cand_bad_frame")) and c.status == "READY", "the candidate to be READY")
+    observe = [op.op_id for op in candidate.ops if op.op_id.endswith("observe")]
+    bad = sorted(f.file_id for f in service.store.frames_of_ops(observe))[0]
+    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
+    said = CliRunner().invoke(cli, [*base, "frames", "mark-bad", bad, "--reason", "satellite trail"])
+    assert said.exit_code == 0 and "1 frame(s) marked bad" in said.output, said.output
+    # When it is processed
+    service.resume()
+    run = finished_run("cand_bad_frame")
+    # Then its input dataset left the frame out, saying so, and `frames list --bad` says who marked it and why
+    assert run.status == "SUCCEEDED"
+    document = json.loads(client(stack, "s3").get_object(Bucket=stack.settings.bucket_name("work"),
+                                                          Key=run.input_dataset_key)["Body"].read())
+    assert bad not in [f["file_id"] for f in document["frames"]] and document["bad_frames_left_out"] == [bad]
+    listed = json.loads(CliRunner().invoke(cli, [*base, "frames", "list", "--bad", "--json"]).output)
+    assert [(row["target_id"], row["reason"]) for row in listed] == [(bad, "satellite trail")]
+
+
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
     # Given a run that failed because of its configuration
     failed = planned_run_with_fault(stack, "cand_retry", 17, "summary", "configuration")

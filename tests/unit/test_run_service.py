@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from obsflow.errors import TransientError
+from obsflow.errors import NotFound, TransientError
 from obsflow.recipes.model import RecipeError
 from obsflow.runs import layout
 from obsflow.runs.domain import Candidate, Dataset, FrameRef, OpProgress, Ticket
@@ -414,3 +414,23 @@ def test_a_queued_runs_priority_changes_the_submitters_order_with_who_and_why():
         service.prioritize(queued[-1], 60, "ana", "again")
     with pytest.raises(ValueError, match="0-99"):
         service.prioritize(queued[0], 100, "ana", "too much")
+
+
+def test_a_frame_marked_bad_is_left_out_of_every_input_dataset_planned_after_and_the_dataset_says_so():
+    # Given a candidate of three observe frames, one found bad after ingest
+    service = make_service()
+    add_candidate(service, "c1", observe_frames=3)
+    frames = sorted(f.file_id for f in service.store.frames_of_ops(["c1_obs"]))
+    # When it is marked bad (twice: the second changes nothing) and the candidate is planned
+    assert service.mark_bad_frames([frames[1]], "dq", "satellite trail") == 1
+    assert service.mark_bad_frames([frames[1]], "dq", "satellite trail") == 0
+    [run_id] = service.submit().planned
+    # Then its input dataset leaves it out, and says so
+    dataset = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]
+    assert frames[1] not in [f["file_id"] for f in dataset["frames"]]
+    assert dataset["bad_frames_left_out"] == [frames[1]]
+    # And an id that is no frame, or no reason, is refused
+    with pytest.raises(NotFound, match="no frame in the inventory: nope"):
+        service.mark_bad_frames(["nope"], "dq", "why")
+    with pytest.raises(ValueError, match="say why"):
+        service.mark_bad_frames([frames[0]], "dq", " ")

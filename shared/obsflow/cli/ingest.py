@@ -7,7 +7,7 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _history, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _an_id, _history, _read_json_file, _runs, _settings, operator_command
 
 
 @main.group()
@@ -61,15 +61,23 @@ def frames():
 @frames.command("list")
 @click.option("--op", "op_id", help="Only the frames of this observing program.")
 @click.option("--quarantined", is_flag=True, help="List quarantined objects and why, instead of frames.")
+@click.option("--bad", is_flag=True, help="List the frames marked bad (who, when, why), instead of all frames.")
 @click.option("--used-by", "used_by", metavar="DATASET",
               help="The raw frames a dataset was made from, with those of the datasets it consumed (calibrations).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def frames_list(op_id, quarantined, used_by, as_json):
-    """List frames (optionally of one OP or used by a dataset), or the quarantined objects with their reasons."""
+def frames_list(op_id, quarantined, bad, used_by, as_json):
+    """List frames (optionally of one OP or used by a dataset), the frames marked bad, or the quarantined objects
+    with their reasons."""
     from obsflow import queries
 
-    if used_by:
+    if bad:
+        from obsflow.runs.planning import BAD_FRAME
+        from obsflow.tables import tags as tags_table
+
+        console.emit([t.attribute_values for t in tags_table.tagged(BAD_FRAME)],
+                     ["target_id", "tagged_by", "tagged_at", "reason"], as_json, "no frames are marked bad")
+    elif used_by:
         from obsflow import provenance
 
         console.emit(provenance.frames_used_by(used_by), ["file_id", "op_id", "role", "task_type", "dataset_id", "via"],
@@ -81,6 +89,34 @@ def frames_list(op_id, quarantined, used_by, as_json):
         rows = queries.frame_rows(op_id, _settings(click.get_current_context()).default_embargo_days)
         console.emit(rows, ["file_id", "op_id", "task_type", "date_obs", "release_date", "key", "size"], as_json,
                      "no frames" + (f" for OP {op_id}" if op_id else ""))
+
+
+@frames.command("mark-bad")
+@click.argument("file_ids", nargs=-1, callback=lambda ctx, param, ids: [_an_id(ctx, param, i) for i in ids])
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False),
+              help="A JSON list of file ids (for many).")
+@click.option("--reason", required=True, help="Why they are bad (kept with each, with your name and the time).")
+@operator_command
+@click.pass_context
+def frames_mark_bad(ctx, file_ids, ids_file, reason):
+    """Mark frames found bad after ingest: every input dataset planned from now on leaves them out (and says so).
+    Datasets already made keep them: `obsflow datasets list --uses-frame FILE_ID` finds those."""
+    import getpass
+
+    from obsflow.errors import NotFound
+
+    listed = _read_json_file(ids_file, "the ID list") if ids_file else []
+    if not isinstance(listed, list):
+        raise click.BadParameter(f"{ids_file} is not a JSON list of file ids", param_hint="--ids")
+    ids = list(file_ids) + listed
+    if not ids or not all(isinstance(i, str) for i in ids):
+        raise click.UsageError("name the frames: FILE_ID... or --ids FILE.json (a JSON list of file ids)")
+    try:
+        added = _runs(ctx).mark_bad_frames(ids, getpass.getuser(), reason)
+    except (NotFound, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{added} frame(s) marked bad" + (f" ({len(set(ids)) - added} were already)" if added < len(set(ids)) else "")
+               + "; `obsflow frames list --bad` lists them")
 
 
 @main.group()

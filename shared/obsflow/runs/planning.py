@@ -35,6 +35,10 @@ from obsflow.runs.domain import (
 from obsflow.runs.ticketing import Tickets
 
 
+# The tag a person puts on a frame found bad after ingest: it is left out of every input dataset planned after.
+BAD_FRAME = "bad-frame"
+
+
 class ProposalMismatch(ObsflowError):
     """A candidate's proposal is not its observe frames' (ID___013): processing it would file one proposal's
     data under another and tell the wrong PI."""
@@ -220,6 +224,17 @@ class Planning(Part):
                               f"--effective-from DATE --reason TEXT`), then `obsflow catalogue replan "
                               f"{instance.instance_id}`")))
 
+    def mark_bad_frames(self, file_ids: list[str], by: str, reason: str) -> int:
+        """Record frames as bad, with who, when and why (a tag statement); how many were not marked before."""
+        if not (reason or "").strip():
+            raise ValueError("say why the frames are bad (--reason TEXT): it is kept with each")
+        known = {frame.file_id for frame in self.store.frames_by_id(sorted(set(file_ids)))}
+        unknown = sorted(set(file_ids) - known)
+        if unknown:
+            raise NotFound(f"{len(unknown)} id(s) are no frame in the inventory: {', '.join(unknown[:5])}; "
+                           "`obsflow frames list` shows them")
+        return self.store.add_tags(BAD_FRAME, sorted(known), by, reason, self.clock())
+
     def replan(self, instance_id: str) -> Instance:
         """Plan an instance that could not be planned again, at the next submitter pass."""
         instance = self.store.instance(instance_id)
@@ -266,6 +281,9 @@ class Planning(Part):
             unknown = sorted(set(frame_roles) - {f.file_id for f in chosen})
             raise NotFound(f"instance {instance.instance_id} names frame(s) not in the inventory: {', '.join(unknown[:5])}")
         frames += [(frame, frame_roles[frame.file_id]) for frame in chosen if frame.op_id not in op_roles]
+        bad = set(self.store.tagged(BAD_FRAME))
+        left_out = sorted(frame.file_id for frame, _ in frames if frame.file_id in bad)
+        frames = [(frame, role) for frame, role in frames if frame.file_id not in bad]
         for edge in instance.inputs:
             if edge.kind in ("instance", "dataset"):
                 dataset_id = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref
@@ -278,6 +296,8 @@ class Planning(Part):
         if not frames and not upstream:
             raise ValueError(f"instance {instance.instance_id} has no input frames and no upstream datasets")
         document = records.input_dataset(instance, recipe, frames, upstream, recipe.instrument)
+        if left_out:  # marked bad by a person (`obsflow frames mark-bad`): said, so provenance shows it
+            document["bad_frames_left_out"] = left_out
         digest = layout.digest_of(document)
         key = layout.input_dataset_key(instance.instance_id, digest if instance.run_ids else None)
         sha256 = self.documents.put_json("work", key, document)
