@@ -18,7 +18,7 @@ from obsflow.runs.service import NotAllowed
 from tests.unit.test_run_service import add_candidate, make_service
 
 
-def test_a_task_whose_own_code_cannot_be_imported_is_an_infrastructure_failure(tmp_path):
+def test_a_task_whose_own_code_cannot_be_imported_is_an_infrastructure_failure(tmp_path, monkeypatch):
     # Given a directory holding an `obsflow/` folder that shadows the real package when it is on the import path
     (tmp_path / "obsflow").mkdir()
     (tmp_path / "obsflow" / "__init__.py").write_text("raise ImportError('a folder named obsflow in the way')\n")
@@ -28,16 +28,13 @@ def test_a_task_whose_own_code_cannot_be_imported_is_an_infrastructure_failure(t
     # Then it is an infrastructure failure (exit 3: redrive once fixed), saying what happened, not "science"
     assert shadowed.returncode == 3 and "obsflow_tasks cannot start: ImportError" in shadowed.stderr
     # And the task runner's command line never takes its code from the current directory
-    from obsflow.runs.platform import SubprocessTaskRunner
+    from obsflow.runs import platform
 
     recorded = {}
-    SubprocessTaskRunner.run.__globals__["subprocess"].run, real = (
-        lambda command, **kw: recorded.setdefault("command", command) and subprocess.CompletedProcess(command, 0, "", ""),
-        subprocess.run)
-    try:
-        SubprocessTaskRunner().run(type("R", (), {"name": "frame-census"}), "inventory", "run-1", "ana", "")
-    finally:
-        SubprocessTaskRunner.run.__globals__["subprocess"].run = real
+    monkeypatch.setattr(platform.subprocess, "run", lambda command, **kw: recorded.setdefault("command", command)
+                        and subprocess.CompletedProcess(command, 0, "", ""))
+    platform.SubprocessTaskRunner().run(type("R", (), {"name": "frame-census"}), "inventory", "run-1", "ana", "")
+    monkeypatch.undo()
     assert recorded["command"][1:4] == ["-P", "-m", "obsflow_tasks"]
     unshadowed = subprocess.run([sys.executable, *recorded["command"][1:4], "frame-census", "inventory", "--run-id",
                                  "run-1"], cwd=tmp_path, capture_output=True, text=True)

@@ -280,9 +280,11 @@ def release(ctx, as_of, reason):
     from obsflow.services import release_service
 
     now = _as_of(as_of)
-    if reason is not None and not reason.strip():
-        raise click.BadParameter("say why the datasets are released before their release date", param_hint="--release-early")
-    report = release_service(_settings(ctx)).release(now, EarlyRelease(getpass.getuser(), reason) if reason else None)
+    try:
+        early = EarlyRelease(getpass.getuser(), reason) if reason is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--release-early") from exc
+    report = release_service(_settings(ctx)).release(now, early)
     click.echo(f"as of {now.date().isoformat()}: {'would release' if report.dry_run else 'released'} "
                f"{len(report.released)} dataset(s): "
                f"{', '.join(report.released) or '-'}; {report.under_embargo} still under embargo"

@@ -102,7 +102,7 @@ class CampaignService:
             raise ValueError("a campaign needs a reason (--reason TEXT)")
         campaign = Campaign(name, campaign_type, definer, reason, self.runs.clock(), **definition)
         self._check(campaign)
-        if not self._instances(campaign):  # a DRAFT that could not start is refused now, with the reason
+        if not self._instances(campaign, save=False):  # a DRAFT that could not start is refused now, with the reason
             raise ValueError(f"campaign {name} selects nothing to process")
         campaign.history = [self._event(DRAFT, definer, "created")]
         if not self.store.create_campaign(campaign):
@@ -258,7 +258,9 @@ class CampaignService:
         return {"at": self.runs.clock().isoformat(), "status": status, "by": by, "why": why}
 
     # -- what it selects ---------------------------------------------------------------------------
-    def _instances(self, campaign: Campaign) -> list[Instance]:
+    def _instances(self, campaign: Campaign, save: bool = True) -> list[Instance]:
+        """The instances the campaign inserts when it starts; ``save=False``: what it would insert, recording nothing
+        (a DRAFT's check at create and its preview)."""
         if campaign.plan_id:
             return self.planner.copies(self.planner.load(campaign.plan_id), campaign.name, campaign.priority)
         frames, dataset_ids = self.selected(campaign.selection or {})
@@ -268,7 +270,7 @@ class CampaignService:
         if dataset_ids:
             change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {},
                             calibration=campaign.calibration)
-            plan = self.planner.plan(change, campaign.definer)
+            plan = self.planner.plan(change, campaign.definer, save=save)
             instances += self.planner.copies(plan, campaign.name, campaign.priority)
         return instances + self._frame_instances(campaign, frames)
 
@@ -433,7 +435,7 @@ class CampaignService:
         """What a DRAFT would run if started now: its instances (one per proposal, or a copy per dataset), their
         inputs, and the estimated CPU time and output (its recipe's measurements, else its estimates)."""
         rows = []
-        for instance in self._instances(campaign):
+        for instance in self._instances(campaign, save=False):  # a preview is a read: it saves no plan
             recipe = self.runs.recipes.get(instance.recipe, instance.version)
             inputs = len(instance.inputs)
             cpu_s, size = self.runs.estimate(recipe, inputs)

@@ -23,6 +23,8 @@ from obsflow.runs.domain import (
     CAMPAIGN_RUNNING,
     ERROR,
     FAILED,
+    INSTANCE_SUCCEEDED,
+    NEVER_EXECUTED,
     MAX_PRIORITY,
     RUN_CANCELLED,
     RUNNING,
@@ -93,11 +95,15 @@ class Lifecycle(Part):
         campaign = self.store.campaign(name) if name else None
         if campaign is None or campaign.status != CAMPAIGN_RUNNING:
             return
-        instances = [self.store.instance(i) for i in campaign.instance_ids or ()]
-        if not instances or not all(instance and self._ended_for_good(instance) for instance in instances):
+        outcome = Counter()
+        for instance_id in campaign.instance_ids or ():  # every run's end asks: stop at the first still going
+            instance = self.store.instance(instance_id)
+            if instance is None or not self._ended_for_good(instance):
+                return
+            outcome[instance.state] += 1
+        if not outcome:
             return
         step = CAMPAIGN_MOVES["complete"]
-        outcome = Counter(i.state for i in instances)
         why = "every instance ended: " + ", ".join(f"{n} {state}" for state, n in sorted(outcome.items()))
         self.store.update_campaign(name, status=step.to, status_reason=why, history=[
             *campaign.history, {"at": self.clock().isoformat(), "status": step.to, "by": "obsflow", "why": why}])
@@ -105,6 +111,8 @@ class Lifecycle(Part):
 
     def _ended_for_good(self, instance) -> bool:
         """Nothing more runs for it: its latest run succeeded, was cancelled, or failed with the instance in ERROR."""
+        if instance.state not in (INSTANCE_SUCCEEDED, ERROR, NEVER_EXECUTED):  # queued or running: no need to read
+            return False
         runs = self.store.runs_of(instance)
         if not runs:
             return False

@@ -117,7 +117,8 @@ class Planner:
                        for f in d.provenance.get("input_frames", []))]
 
     # -- the plan ------------------------------------------------------------------------------
-    def plan(self, change: Change, by: str) -> dict:
+    def plan(self, change: Change, by: str, save: bool = True) -> dict:
+        """What the change affects and what re-running it costs; saved under its id unless ``save`` is False."""
         affected = self.affected(change)
         plan_id = "plan-" + layout.digest_of({"change": change.describe(),
                                               "datasets": [d.dataset_id for d in affected]})[:12]
@@ -135,7 +136,8 @@ class Planner:
                 "usd": round(sum(i["estimated_usd"] for i in items), 4),
             },
         }
-        self.documents.put_json("work", plan_key(plan_id), plan)
+        if save:
+            self.documents.put_json("work", plan_key(plan_id), plan)
         return plan
 
     def _item(self, dataset: Dataset, change: Change, plan_id: str) -> dict:
