@@ -107,13 +107,9 @@ def test_a_plan_started_twice_makes_one_campaign_and_a_second_name_is_refused(ni
 
 def test_cancelling_a_campaign_cancels_its_unstarted_runs_and_lets_the_started_one_finish():
     # Given a campaign over three proposals' frames, one run at a time, the first started
-    service = make_service(capacity=4)
-    for index in range(3):
-        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
-    campaigns = CampaignService(service)
-    campaigns.create("census-all", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
-                     selection={"ids": {"ops": [f"old{index}_obs" for index in range(3)]}}, max_concurrent=1)
-    campaign = campaigns.start("census-all", "ops")
+    from tests.unit.test_campaigns import census_campaign
+
+    service, campaigns = census_campaign("census-all", proposals=3, max_concurrent=1)
     [started] = service.submit().started
     # When it is cancelled
     campaigns.cancel("census-all", "ana", "wrong selection")
@@ -127,4 +123,4 @@ def test_cancelling_a_campaign_cancels_its_unstarted_runs_and_lets_the_started_o
         instance = service.store.instances[run.instance_id]
         assert instance.state == "NEVER_EXECUTED" and "cancelled by ana" in instance.state_reason
     assert service.submit().started == []
-    assert len(campaign.instance_ids) == 3
+    assert len(campaigns.require("census-all").instance_ids) == 3

@@ -280,13 +280,7 @@ def test_a_developer_task_image_runs_on_its_own_job_definition_revisions_and_pro
 
 def test_a_campaign_whose_instances_have_all_ended_is_completed_and_then_accepted_or_rejected_by_data_quality():
     # Given a campaign over two proposals' frames, both runs started
-    service = make_service(capacity=4)
-    for index in range(2):
-        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
-    campaigns = CampaignService(service)
-    campaigns.create("census-two", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
-                     selection={"ids": {"ops": ["old0_obs", "old1_obs"]}})
-    campaigns.start("census-two", "ops")
+    service, campaigns = census_campaign("census-two", proposals=2)
     first, second = service.submit().started
     # When one succeeds, it is still RUNNING; when the other fails for good, it is COMPLETED, saying how each ended
     complete(service, first)
@@ -323,3 +317,15 @@ def test_a_draft_shows_what_it_would_run_and_estimates_it():
     # And once started, there is no preview
     campaigns.start("preview-me", "ops")
     assert "preview" not in campaigns.detail("preview-me")
+
+
+def census_campaign(name: str, proposals: int, **limits):
+    """A started frame-census campaign over one observe OP of each of ``proposals`` proposals: (service, campaigns)."""
+    service = make_service(capacity=4)
+    for index in range(proposals):
+        add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
+    campaigns = CampaignService(service)
+    campaigns.create(name, "commissioning", "ops", "census", recipe="frame-census@1.0.0",
+                     selection={"ids": {"ops": [f"old{index}_obs" for index in range(proposals)]}}, **limits)
+    campaigns.start(name, "ops")
+    return service, campaigns
