@@ -124,3 +124,21 @@ def test_cancelling_a_campaign_cancels_its_unstarted_runs_and_lets_the_started_o
         assert instance.state == "NEVER_EXECUTED" and "cancelled by ana" in instance.state_reason
     assert service.submit().started == []
     assert len(campaigns.require("census-all").instance_ids) == 3
+
+
+def test_tagging_and_marking_bad_take_ids_only(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from obsflow.cli import common, main
+
+    monkeypatch.setattr(common, "_discover", lambda settings: settings)  # no stage is asked anything
+
+    # Given ID lists with an entry that is no id (a path, an empty string)
+    for listed in (["c1_obs-f1", "../../etc/passwd"], [""]):
+        ids = tmp_path / "ids.json"
+        ids.write_text(__import__("json").dumps(listed))
+        # Then tagging and marking frames bad refuse them, naming the rule
+        for command in (["tags", "add", "bad-seeing", "--ids", str(ids), "--reason", "r"],
+                        ["frames", "mark-bad", "--ids", str(ids), "--reason", "r"]):
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 2 and "no id" in result.output, (command, result.output)

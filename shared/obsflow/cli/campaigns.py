@@ -14,6 +14,7 @@ from obsflow.cli.common import (
     _campaign_errors,
     _campaigns,
     _key_values,
+    _read_id_list,
     _read_json_file,
     operator_command,
 )
@@ -299,9 +300,7 @@ def tags_add(ctx, tag, ids_file, reason):
         check_name(tag)
     except ValueError as exc:
         raise click.BadParameter(str(exc).replace("campaign name", "tag"), param_hint="TAG") from exc
-    ids = _read_json_file(ids_file, "the ID list")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.strip() for i in ids):
-        raise click.BadParameter(f"{ids_file} is not a JSON list of ids", param_hint="--ids")
+    ids = _read_id_list(ids_file)
     service = _campaigns(ctx)
     added = service.store.add_tags(tag, ids, getpass.getuser(), reason, service.runs.clock())
     click.echo(f"tagged {added} id(s) {tag!r}" + (f" ({len(set(ids)) - added} were already)" if added < len(set(ids)) else ""))

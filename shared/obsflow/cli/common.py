@@ -157,6 +157,19 @@ def _campaigns(ctx: click.Context):
     return campaign_service(_settings(ctx))
 
 
+def _read_id_list(path: str) -> list[str]:
+    """--ids FILE.json: a JSON list of ids, each following the one id rule, at most as many as an ID set holds."""
+    from obsflow.runs.campaigns import read_id_set
+
+    listed = _read_json_file(path, "the ID list")
+    if not isinstance(listed, list) or not listed:
+        raise click.BadParameter(f"{path} is not a JSON list of ids", param_hint="--ids")
+    try:
+        return read_id_set(listed)["ids"]
+    except ValueError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--ids") from exc
+
+
 def _read_json_file(path: str, what: str):
     try:
         with open(path, encoding="utf-8") as handle:

@@ -7,7 +7,7 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _history, _read_json_file, _runs, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _an_id, _history, _read_id_list, _runs, _settings, operator_command
 
 
 @main.group()
@@ -105,11 +105,8 @@ def frames_mark_bad(ctx, file_ids, ids_file, reason):
 
     from obsflow.errors import NotFound
 
-    listed = _read_json_file(ids_file, "the ID list") if ids_file else []
-    if not isinstance(listed, list):
-        raise click.BadParameter(f"{ids_file} is not a JSON list of file ids", param_hint="--ids")
-    ids = list(file_ids) + listed
-    if not ids or not all(isinstance(i, str) for i in ids):
+    ids = list(file_ids) + (_read_id_list(ids_file) if ids_file else [])
+    if not ids:
         raise click.UsageError("name the frames: FILE_ID... or --ids FILE.json (a JSON list of file ids)")
     try:
         added = _runs(ctx).mark_bad_frames(ids, getpass.getuser(), reason)
