@@ -35,6 +35,7 @@ SIZES = {
     "backstop": (300, 512),
     "register-recipes": (60, 512),
     "release": (900, 512),  # re-tags every object of each dataset released
+    "campaign-schedule": (300, 1024),  # evaluates each due campaign's selection
 }
 
 # DynamoDB actions by access level; pynamodb describes a table before its first use.

@@ -1,4 +1,4 @@
-"""Operations: the SNS topics, the ticket Lambda, the submitter and backstop with their schedules.
+"""Operations: the SNS topics, the ticket Lambda, the submitter, backstop and campaign schedule with their schedules.
 
 Permissions that point at functions or state machines use ARNs built from their
 conventional names, because those resources in turn point back (a finished run nudges
@@ -28,6 +28,7 @@ from obsflow_infra.nag import acknowledge, wildcard_resource
 
 SUBMITTER_RATE = cdk.Duration.minutes(1)
 BACKSTOP_RATE = cdk.Duration.days(1)
+CAMPAIGN_SCHEDULE_RATE = cdk.Duration.minutes(5)
 
 
 def arn(service: str, resource: str, sep: str = ":") -> str:
@@ -112,7 +113,27 @@ class Operations(Construct):
         events.Rule(self, "BackstopSchedule", schedule=events.Schedule.rate(BACKSTOP_RATE),
                     description="Processes candidates that never completed",
                     targets=[targets.LambdaFunction(self.backstop.function)])
+        self.campaign_schedule = self._campaign_schedule(config, settings, catalog, buckets)
         self.run_control = self._run_control(config, settings, catalog)
+
+    def _campaign_schedule(self, config: StageConfig, settings: Settings, catalog: CatalogTables,
+                           buckets: dict[str, s3.Bucket]) -> ObsflowFunction:
+        """Recurring campaigns: every few minutes, each one whose next occurrence is due selects what is new and
+        inserts its instances (the submitter runs them)."""
+        function = ObsflowFunction(self, "CampaignSchedule", function="campaign-schedule", config=config,
+                                   settings=settings, description="Runs the occurrences of recurring campaigns that are due")
+        function.allow_tables(catalog.arns("campaigns", "recipe-instances", "catalogue-edges"), write=True)
+        # The selection (ID sets, tags, catalogue queries) and the plan of a dataset selection.
+        function.allow_tables(catalog.arns("frames", "observing-programs", "candidates", "tags", "datasets", "runs",
+                                           "recipes", "parameter-values", "recipe-measurements"), write=False)
+        function.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], "campaigns/")  # each occurrence
+        function.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], "plans/")
+        function.allow_objects(buckets["work"], ["s3:GetObject"], RECORDS_PREFIX)
+        self.allow_nudge(function)
+        events.Rule(self, "CampaignScheduleRate", schedule=events.Schedule.rate(CAMPAIGN_SCHEDULE_RATE),
+                    description="Recurring campaigns: occurrences that are due",
+                    targets=[targets.LambdaFunction(function.function)])
+        return function
 
     def _run_control(self, config: StageConfig, settings: Settings, catalog: CatalogTables) -> iam.ManagedPolicy:
         """What `obsflow runs cancel` and `runs prioritize` do, for the operators' roles to attach: this stage's

@@ -45,7 +45,7 @@ class ObsflowStack(cdk.Stack):
             "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,
             "catalog": self.orchestration.catalog, "finish-run": self.orchestration.finish_run,
             "fail-run": self.orchestration.fail_run, "register-recipes": self.orchestration.register_recipes,
-            "release": self.embargo.release,
+            "release": self.embargo.release, "campaign-schedule": self.operations.campaign_schedule,
         }
         self.monitoring = Monitoring(self, "Monitoring", config=config, ingest=self.ingest,
                                      state_machines=self.orchestration.state_machines, functions=self.functions,

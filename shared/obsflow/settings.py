@@ -25,7 +25,7 @@ MAX_RECEIVE_COUNT = 3  # deliveries of an ingest notification before it goes to 
 TASK_OUTPUT_RETENTION_DAYS = 14  # task outputs stay reusable this long (then expire), products live on in datasets
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
 FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
-             "register-recipes", "release")
+             "register-recipes", "release", "campaign-schedule")
 
 
 class Prices(BaseModel):

@@ -1,4 +1,5 @@
-"""Operations control on the local stack, through the CLI: resuming without the backlog, processing windows."""
+"""Operations control on the local stack, through the CLI: resuming without the backlog, processing windows,
+recurring campaigns."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from obsflow import tables
 from obsflow.cli import main as cli
+from obsflow.local.lambda_runtime import invoke_local
 from obsflow.local.stack import LocalStack
 from obsflow.services import run_service
 from obsflow.simulate import simulate_candidate
@@ -113,3 +115,38 @@ def test_a_science_run_waits_for_its_window_while_its_calibration_runs(stack):
     [row] = json.loads(obsflow(stack, "windows", "show", "--json"))
     assert (row["key"], row["open"], row["runs_waiting"]) == ("vbi-l1", False, 1)
     assert "vbi-l1" in obsflow(stack, "windows", "show") and "closed" in obsflow(stack, "windows", "show")
+
+
+def test_a_recurring_campaign_runs_only_the_new_data_at_its_second_occurrence(stack, tmp_path):
+    # Given a census campaign over what carries the tag season-flats, every 14 days, with one candidate's OPs tagged
+    for index, name in enumerate(("cand_season_1", "cand_season_2")):
+        upload(stack, simulate_candidate(name, n_dark=1, n_gain=1, n_observe=2, shape=(16, 16), seed=50 + index,
+                                         recipe="frame-census"))
+    wait_for(lambda: all((c := candidates.get(n)) and c.status == "PLANNED" for n in ("cand_season_1", "cand_season_2")),
+             "both candidates planned")
+    (tmp_path / "first.json").write_text(json.dumps(["cand_season_1"]))
+    obsflow(stack, "tags", "add", "season-flats", "--ids", str(tmp_path / "first.json"), "--reason", "season 1")
+    obsflow(stack, "campaigns", "create", "season", "--recipe", "frame-census", "--include-tag", "season-flats",
+            "--every", "14d", "--reason", "the season's census, every two weeks", "--type", "calibration")
+    # When it starts: its first occurrence runs the tagged candidate's four frames
+    obsflow(stack, "campaigns", "start", "season")
+    shown = json.loads(obsflow(stack, "campaigns", "show", "season", "--json"))
+    assert [(o["number"], o["frames"], o["instances"]) for o in shown["occurrences"]] == [(1, 4, 1)]
+    wait_for(lambda: json.loads(obsflow(stack, "campaigns", "show", "season", "--json"))["progress"] == {"SUCCEEDED": 1},
+             "the first occurrence to run")
+    # When the second candidate is tagged and the schedule fires when the next occurrence is due (as EventBridge would)
+    (tmp_path / "second.json").write_text(json.dumps(["cand_season_2"]))
+    obsflow(stack, "tags", "add", "season-flats", "--ids", str(tmp_path / "second.json"), "--reason", "season 2")
+    due = dt.datetime.fromisoformat(shown["next_occurrence_at"])
+    tick = (due + dt.timedelta(minutes=1)).isoformat()  # the first 5-minute tick after it
+    result, errored = invoke_local(stack.settings.function_name("campaign-schedule"), {"time": tick})
+    assert not errored, result
+    # Then occurrence 2 ran only the new candidate's frames, and the campaign goes on RUNNING
+    [occurred] = result["occurred"]
+    assert (occurred["campaign"], occurred["number"], occurred["frames"], occurred["instances"]) == ("season", 2, 4, 1)
+    shown = wait_for(lambda: (s := json.loads(obsflow(stack, "campaigns", "show", "season", "--json")))["progress"]
+                     == {"SUCCEEDED": 2} and s, "the second occurrence to run")
+    assert shown["status"] == "RUNNING" and "occurrences:" in obsflow(stack, "campaigns", "show", "season")
+    second = [i for i in shown["instances"] if i["instance_id"] == shown["instance_ids"][1]]
+    [dataset] = [d for d in shown["outputs"] if d["dataset_id"] == second[0]["dataset_id"]]
+    assert dataset["status"] == "ACTIVE"

@@ -89,13 +89,14 @@ def test_alarms_watch_dead_letters_failed_runs_ingest_and_release_errors_and_tel
     dev.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
-def test_schedules_run_the_submitter_every_minute_and_the_backstop_and_release_jobs_daily(dev):
+def test_schedules_run_the_submitter_every_minute_recurring_campaigns_every_5_and_the_daily_jobs(dev):
     rules = sorted((r["Properties"]["ScheduleExpression"], r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0])
                    for r in dev.resources("AWS::Events::Rule").values())
     functions = dev.stack.functions
     assert rules == sorted([("rate(1 minute)", dev.logical_id(functions["submitter"].function)),
                             ("rate(1 day)", dev.logical_id(functions["backstop"].function)),
-                            ("rate(1 day)", dev.logical_id(functions["release"].function))])
+                            ("rate(1 day)", dev.logical_id(functions["release"].function)),
+                            ("rate(5 minutes)", dev.logical_id(functions["campaign-schedule"].function))])
 
 
 def test_the_stage_records_its_resources_for_the_cli(dev):

@@ -133,6 +133,8 @@ EXPECTED_ACTIONS = {
                  "s3:ListBucket", "s3:GetObject"},
     # Opens datasets whose embargo has ended: their objects' tags, never their bytes.
     "release": {"s3:PutObjectTagging", "s3:ListBucket"},
+    # Recurring campaigns: what each occurrence selected (campaigns/), the plan of a dataset selection (plans/).
+    "campaign-schedule": {"s3:GetObject", "s3:PutObject", "lambda:InvokeFunction"},
     # Creates the state machine of a version registered as data, with the stack's role, logs and tracing; reads
     # the records of added pipelines (a pipeline's recipe names only its workflow's task classes).
     "register-recipes": {"states:CreateStateMachine", "states:UpdateStateMachine", "states:TagResource", "iam:PassRole",

@@ -354,6 +354,12 @@ class FakeRunStore:
         for key, value in changes.items():
             setattr(self.campaigns[name], key, value)
 
+    def record_occurrence(self, name, number, **changes):
+        if len(self.campaigns[name].occurrences) != number - 1:
+            return False
+        self.update_campaign(name, **changes)
+        return True
+
     def datasets_of_campaign(self, name):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.campaign == name]
 

@@ -329,3 +329,66 @@ def census_campaign(name: str, proposals: int, **limits):
                      selection={"ids": {"ops": [f"old{index}_obs" for index in range(proposals)]}}, **limits)
     campaigns.start(name, "ops")
     return service, campaigns
+
+
+def test_a_recurring_campaign_runs_only_what_is_new_at_each_occurrence_and_records_what_it_selected():
+    # Given a campaign over what carries the tag flat-season, recurring every 14 days, and one OP tagged
+    service = make_service(capacity=4)
+    add_candidate(service, "c1", status="PLANNED", observe_frames=2)
+    service.store.add_tags("flat-season", ["c1_obs"], "dq", "flats of the season", service.clock())
+    campaigns = CampaignService(service)
+    campaigns.create("flats", "calibration", "dq", "flats every two weeks", recipe="frame-census",
+                     selection={"include_tags": ["flat-season"]}, schedule="every 14d")
+    # When it starts: its first occurrence runs what the selection matches now
+    started = campaigns.start("flats", "dq")
+    [first] = started.instance_ids
+    assert started.status == "RUNNING" and [o["frames"] for o in started.occurrences] == [2]
+    [run_id] = service.submit().started
+    complete(service, run_id)
+    # Then it stays RUNNING when its instances have ended (it recurs), and nothing is due before its next occurrence
+    assert campaigns.require("flats").status == "RUNNING"
+    due = campaigns.require("flats").next_occurrence_at
+    assert due == dt.datetime.fromisoformat(started.occurrences[0]["at"]) + dt.timedelta(days=14)
+    assert campaigns.run_due_occurrences(due - dt.timedelta(minutes=1)) == []
+    # When another OP is tagged, and the schedule fires when due (twice, as a redelivered event would)
+    add_candidate(service, "c2", status="PLANNED", observe_frames=3)
+    service.store.add_tags("flat-season", ["c2_obs"], "dq", "flats of the season", service.clock())
+    [occurred] = campaigns.run_due_occurrences(due)
+    assert campaigns.run_due_occurrences(due) == []
+    # Then occurrence 2 selected only the new OP's three frames, into one new instance, recorded once
+    campaign = campaigns.require("flats")
+    assert (occurred["number"], occurred["frames"], occurred["instances"]) == (2, 3, 1)
+    assert [o["number"] for o in campaign.occurrences] == [1, 2] and campaign.instance_ids[0] == first
+    [second] = campaign.instance_ids[1:]
+    document = service.documents.buckets["work"][layout.occurrence_key("flats", 2)]
+    assert sorted(document["frames"]) == ["c2_obs-f0", "c2_obs-f1", "c2_obs-f2"]
+    [run_id] = service.submit().started
+    assert service.store.runs[run_id].instance_id == second
+    frames = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]["frames"]
+    assert sorted(f["file_id"] for f in frames) == ["c2_obs-f0", "c2_obs-f1", "c2_obs-f2"]
+    assert campaign.next_occurrence_at == due + dt.timedelta(days=14)
+
+
+def test_a_recurring_campaign_is_defined_on_a_schedule_that_can_be_meant_and_an_operator_can_run_it_now():
+    service = make_service()
+    add_candidate(service, "c1", status="PLANNED")
+    campaigns = CampaignService(service)
+    selection = {"ids": {"ids": ["c1_obs"]}}
+    # Given schedules too frequent, malformed, or on a reprocessing plan: each is refused with what is meant
+    for schedule in ("every 10m", "every 0d", "every 400d", "cron 0 3 * *", "cron * * * * * *", "cron rm -rf"):
+        with pytest.raises(ValueError, match="--every|--cron"):
+            campaigns.create("x", "calibration", "dq", "why", recipe="frame-census", selection=selection,
+                             schedule=schedule)
+    # And a campaign that does not recur cannot be made to occur
+    campaigns.create("once", "calibration", "dq", "why", recipe="frame-census", selection=selection)
+    campaigns.start("once", "dq")
+    with pytest.raises(NotAllowed, match="does not recur"):
+        campaigns.occur_now("once", "dq")
+    # When a recurring one on Mondays at 03:00 UTC is started, and an operator runs its next occurrence now
+    campaigns.create("weekly", "calibration", "dq", "why", recipe="frame-census", selection=selection,
+                     schedule="cron 0 3 * * 1")
+    started = campaigns.start("weekly", "dq")
+    assert started.next_occurrence_at == dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)  # T0: a Friday
+    record = campaigns.occur_now("weekly", "ops")
+    # Then it is recorded, selecting nothing new (its frames went into the first occurrence)
+    assert (record["number"], record["frames"], record["instances"], record["by"]) == (2, 0, 0, "ops")

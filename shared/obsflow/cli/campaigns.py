@@ -127,21 +127,31 @@ def campaigns():
 @click.option("--retention-days", type=int, help="Developer: keep its outputs this long (default 14), then the sweep "
               "deletes them unless something uses them.")
 @click.option("--keep-intermediates", is_flag=True, help="Developer: keep every task output in its datasets.")
+@click.option("--every", metavar="INTERVAL", help="Recur: evaluate the selection again every 12h, 14d, 2w ... and run "
+              "what no earlier occurrence selected (until cancelled).")
+@click.option("--cron", metavar="EXPRESSION", help="Recur on a five-field cron expression in UTC instead "
+              "('0 3 * * 1': Mondays at 03:00).")
 @operator_command
 @click.pass_context
 @_campaign_errors
 def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file, include_tag, exclude_tag, where,
                      overrides, max_concurrent, pause_after, priority, calibration, task_image, retention_days,
-                     keep_intermediates):
+                     keep_intermediates, every, cron):
     """Define a campaign (DRAFT); `campaigns start NAME` runs it.
 
     A developer campaign (--type developer) writes under dev/<name>/ in the data bucket,
     never touches or deprecates production datasets, never notifies a PI, and is swept
     after its retention.
+
+    A recurring campaign (--every or --cron) has its first occurrence when started; at each
+    later one (the campaign-schedule function, every 5 minutes on AWS) it evaluates its
+    selection again and runs only what is new. Each occurrence is recorded with what it
+    selected (`campaigns show`); `campaigns occur NAME` runs the next one now.
     """
     import getpass
 
     from obsflow.runs.campaigns import read_id_set
+    from obsflow.runs.schedules import schedule_of
 
     selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
                  "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
@@ -150,8 +160,9 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
                                       selection=selection, overrides=_key_values(overrides) or None,
                                       max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,
                                       calibration=calibration, task_image=task_image, retention_days=retention_days,
-                                      keep_intermediates=keep_intermediates)
-    click.echo(f"campaign {campaign.name} ({campaign.campaign_type}, {campaign.recipe}) is {campaign.status}; "
+                                      keep_intermediates=keep_intermediates, schedule=schedule_of(every, cron))
+    recurs = f", recurring {campaign.schedule}" if campaign.schedule else ""
+    click.echo(f"campaign {campaign.name} ({campaign.campaign_type}, {campaign.recipe}{recurs}) is {campaign.status}; "
                f"`obsflow campaigns start {campaign.name}` runs it")
 
 
@@ -256,7 +267,8 @@ def campaigns_show(ctx, name, as_json):
         click.echo(console.to_json(detail))
         return
     for field in ("name", "campaign_type", "status", "status_reason", "definer", "reason", "created_at", "plan_id",
-                  "recipe", "overrides", "selection", "max_concurrent", "pause_after_failures", "priority", "progress"):
+                  "recipe", "overrides", "selection", "max_concurrent", "pause_after_failures", "priority", "schedule",
+                  "next_occurrence_at", "progress"):
         if detail.get(field) not in (None, {}, []):
             click.echo(f"{field:<21} {console.cell(detail[field])}")
     cost = detail["cost"]
@@ -268,6 +280,10 @@ def campaigns_show(ctx, name, as_json):
                    f"{console.cpu_time(preview['estimated_cpu_s'])}, {preview['estimated_bytes'] / 1e6:.1f} MB")
         console.table(preview["instances"], ["instance_id", "recipe", "proposal_id", "inputs", "estimated_cpu_s",
                                              "estimated_bytes"], "")
+    if detail.get("schedule"):
+        click.echo("\noccurrences:")
+        console.table(detail["occurrences"], ["number", "at", "by", "frames", "datasets", "instances", "document"],
+                      "none yet")
     click.echo("\ninstances:")
     console.table(detail["instances"], ["instance_id", "recipe", "proposal_id", "state", "state_reason"], "")
     click.echo("\noutputs:")
@@ -277,6 +293,25 @@ def campaigns_show(ctx, name, as_json):
                   ["value", "datasets", "min", "median", "max"], "none yet")
     click.echo("\nhistory:")
     console.table(detail["history"], ["at", "status", "by", "why"], "")
+
+
+@campaigns.command("occur")
+@click.argument("name")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def campaigns_occur(ctx, name):
+    """Run a recurring campaign's next occurrence now: what its selection matches that no earlier occurrence
+    selected. Its schedule goes on from now."""
+    import getpass
+
+    record = _campaigns(ctx).occur_now(name, getpass.getuser())
+    if record is None:
+        click.echo(f"campaign {name}: another caller ran that occurrence at the same time; `obsflow campaigns show "
+                   f"{name}` has it")
+        return
+    click.echo(f"campaign {name} occurrence {record['number']}: {record['instances']} instance(s) for "
+               f"{record['frames']} new frame(s) and {record['datasets']} new dataset(s)")
 
 
 @main.group()

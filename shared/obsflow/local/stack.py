@@ -24,7 +24,7 @@ from obsflow.local.state import Restored, StateDirectory, record_start
 from obsflow.observability import logger
 
 DEFAULT_PORT = 4566
-DAILY_JOBS_INTERVAL_S = 60.0  # the backstop and release jobs: daily on AWS
+DAILY_JOBS_INTERVAL_S = 60.0  # the backstop and release jobs (daily on AWS), recurring campaigns (every 5 minutes)
 INGEST_CONCURRENCY = 8  # concurrent ingest invocations (each a thread polling the queue), as Lambda scales out on SQS
 MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)
@@ -181,6 +181,7 @@ class LocalStack:
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
         self._start_thread("backstop-schedule", self._schedule("backstop", DAILY_JOBS_INTERVAL_S))
         self._start_thread("release-schedule", self._schedule("release", DAILY_JOBS_INTERVAL_S))
+        self._start_thread("campaign-schedule", self._schedule("campaign-schedule", DAILY_JOBS_INTERVAL_S))
         if self.state is not None:
             self._start_thread("state-snapshots", self.state.keep_saving)
         return self

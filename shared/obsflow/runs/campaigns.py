@@ -6,6 +6,8 @@ is raised, at most ``max_concurrent`` at once), paused by a person or by itself 
 ``pause_after_failures`` failed instances (with a ticket), resumed or cancelled.
 Its inputs are a reprocessing plan, or a selection: an ID set of frame, OP, candidate
 or dataset ids, human tags to include or exclude, and a recipe version to run on them.
+A recurring campaign (``schedule``) evaluates its selection again at each occurrence and runs
+what no earlier occurrence selected; it runs until cancelled.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from obsflow.runs.domain import (
 )
 from obsflow.runs.ports import JobDefinitions
 from obsflow.runs.reprocessing import Change, Planner
+from obsflow.runs.schedules import check_schedule, next_occurrence
 from obsflow.runs.service import NotAllowed, RunService
 from obsflow.runs.transitions import CAMPAIGN_MOVES
 
@@ -102,7 +105,8 @@ class CampaignService:
             raise ValueError("a campaign needs a reason (--reason TEXT)")
         campaign = Campaign(name, campaign_type, definer, reason, self.runs.clock(), **definition)
         self._check(campaign)
-        if not self._instances(campaign, save=False):  # a DRAFT that could not start is refused now, with the reason
+        selects = self._instances(campaign, save=False)  # a DRAFT that could not start is refused now, with the reason
+        if not selects and not campaign.schedule:  # a recurring one may wait for data to come
             raise ValueError(f"campaign {name} selects nothing to process")
         campaign.history = [self._event(DRAFT, definer, "created")]
         if not self.store.create_campaign(campaign):
@@ -133,6 +137,11 @@ class CampaignService:
                 raise ValueError(f"calibration {calibration.dataset_id} is {calibration.status}: a {campaign.campaign_type} "
                                  f"campaign uses {' or '.join(usable)} calibrations only (a DEVELOPMENT one only in a "
                                  "developer campaign, whose datasets never become products)")
+        if campaign.schedule:
+            check_schedule(campaign.schedule)
+            if campaign.plan_id or campaign.task_image:
+                raise ValueError("a recurring campaign runs a recipe on a selection with the stage's task image (a "
+                                 "reprocessing plan or a developer image runs once)")
         if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
             raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
                              "(--ids FILE, --include-tag TAG, --where FILTER=VALUE)")
@@ -188,6 +197,9 @@ class CampaignService:
             raise NotAllowed(f"campaign {name} is CANCELLED")
         if campaign.status != DRAFT:
             return campaign  # started before: nothing more to insert
+        if campaign.schedule:  # its first occurrence now (once, if two start it at the same time)
+            self._occur(campaign, self.runs.clock(), by, status=CAMPAIGN_RUNNING)
+            return self.require(name)
         instances = self._instances(campaign)
         if not instances:
             raise ValueError(f"campaign {name} selects nothing to process")
@@ -206,6 +218,68 @@ class CampaignService:
                                                                            f"started: {len(instances)} instance(s)")])
         self.runs.nudge(f"campaign {name} started")
         return self.require(name)
+
+    # -- recurrence ----------------------------------------------------------------------------------
+    def run_due_occurrences(self, now: dt.datetime) -> list[dict]:
+        """Each RUNNING recurring campaign whose next occurrence is due runs it (the campaign-schedule function, every
+        few minutes; a PAUSED one's waits until it resumes). The occurrences recorded."""
+        recorded = []
+        for campaign in self.store.all_campaigns():
+            due = campaign.next_occurrence_at
+            if campaign.schedule and campaign.status == CAMPAIGN_RUNNING and due is not None and due <= now:
+                record = self._occur(campaign, now, "schedule")
+                if record is not None:
+                    recorded.append({"campaign": campaign.name, **record})
+        return recorded
+
+    def occur_now(self, name: str, by: str) -> dict | None:
+        """An operator runs a recurring campaign's next occurrence now (its schedule goes on from now)."""
+        campaign = self.require(name)
+        if not campaign.schedule:
+            raise NotAllowed(f"campaign {name} does not recur (create one with --every or --cron)")
+        if campaign.status != CAMPAIGN_RUNNING:
+            raise NotAllowed(f"campaign {name} is {campaign.status}; only a RUNNING campaign occurs")
+        return self._occur(campaign, self.runs.clock(), by)
+
+    def _occur(self, campaign: Campaign, now: dt.datetime, by: str, **changes) -> dict | None:
+        """Occurrence N: what the selection matches now that no earlier occurrence selected, kept under the campaign
+        before anything is inserted, so a repeated call (at-least-once delivery, two callers) inserts the same
+        instances and records it once. The record, or None if another caller recorded it."""
+        number, documents = len(campaign.occurrences) + 1, self.runs.documents
+        key = layout.occurrence_key(campaign.name, number)
+        try:
+            chosen = documents.get_json("work", key)
+        except NotFound:
+            earlier = self._selected_before(campaign.name, number)
+            frames, dataset_ids = self.selected(campaign.selection or {})
+            chosen = {"number": number, "at": now.isoformat(), "by": by,
+                      "frames": [f.file_id for f in frames if f.file_id not in earlier],
+                      "datasets": [d for d in dataset_ids if d not in earlier]}
+            documents.put_json("work", key, chosen)
+        instances = self._selection_instances(campaign, self.store.frames_by_id(chosen["frames"]), chosen["datasets"],
+                                              occurrence=number)
+        for instance in instances:
+            if self.store.create_instance(instance):
+                self.runs.refresh_instance(instance.instance_id)
+        record = {"number": number, "at": chosen["at"], "by": chosen["by"], "frames": len(chosen["frames"]),
+                  "datasets": len(chosen["datasets"]), "instances": len(instances), "document": key}
+        what = f"occurrence {number}: {len(instances)} instance(s) for {record['frames']} new frame(s) and " \
+               f"{record['datasets']} new dataset(s)"
+        if not self.store.record_occurrence(
+                campaign.name, number, **changes, occurrences=[*campaign.occurrences, record],
+                instance_ids=list(dict.fromkeys([*campaign.instance_ids, *(i.instance_id for i in instances)])),
+                next_occurrence_at=next_occurrence(campaign.schedule, now),
+                history=[*campaign.history, self._event(changes.get("status", campaign.status), by, what)]):
+            return None
+        logger.info("campaign occurred", extra={"campaign": campaign.name, **record})
+        if instances:
+            self.runs.nudge(f"campaign {campaign.name} {what}")
+        return record
+
+    def _selected_before(self, name: str, number: int) -> set[str]:
+        return {some_id for earlier in range(1, number)
+                for document in [self.runs.documents.get_json("work", layout.occurrence_key(name, earlier))]
+                for some_id in (*document["frames"], *document["datasets"])}
 
     def pause(self, name: str, by: str, why: str) -> Campaign:
         return self._move(name, "pause", by, why or "paused")
@@ -264,6 +338,10 @@ class CampaignService:
         if campaign.plan_id:
             return self.planner.copies(self.planner.load(campaign.plan_id), campaign.name, campaign.priority)
         frames, dataset_ids = self.selected(campaign.selection or {})
+        return self._selection_instances(campaign, frames, dataset_ids, save)
+
+    def _selection_instances(self, campaign: Campaign, frames: list[FrameRef], dataset_ids: list[str],
+                             save: bool = True, occurrence: int = 1) -> list[Instance]:
         instances = []
         for dataset_id in dataset_ids if campaign.calibration else ():
             self._calibration_may_serve(campaign, self.runs.require_dataset(dataset_id).proposal_id)
@@ -272,7 +350,7 @@ class CampaignService:
                             calibration=campaign.calibration)
             plan = self.planner.plan(change, campaign.definer, save=save)
             instances += self.planner.copies(plan, campaign.name, campaign.priority)
-        return instances + self._frame_instances(campaign, frames)
+        return instances + self._frame_instances(campaign, frames, occurrence)
 
     def selected(self, selection: dict) -> tuple[list[FrameRef], list[str]]:
         """The frames and datasets a selection names: its ID set, included tags and catalogue query (the filters
@@ -330,8 +408,8 @@ class CampaignService:
                          f"under embargo until {calibration.release_date}: it cannot serve proposal {proposal_id}'s data "
                          "(choose one of that proposal's, a released one, or one of an observatory calibration program)")
 
-    def _frame_instances(self, campaign: Campaign, frames: list[FrameRef]) -> list[Instance]:
-        """One instance per proposal (nothing crosses proposals), its frames as frame inputs."""
+    def _frame_instances(self, campaign: Campaign, frames: list[FrameRef], occurrence: int = 1) -> list[Instance]:
+        """One instance per proposal (nothing crosses proposals) and occurrence, its frames as frame inputs."""
         if not frames:
             return []
         recipe = self.runs.recipes.get(*campaign.recipe.split("@"))
@@ -343,7 +421,8 @@ class CampaignService:
             self._calibration_may_serve(campaign, proposal_id)
             night = min(f.date_obs for f in chosen)[:10]
             instances.append(Instance(
-                layout.group_instance_id(f"campaign:{campaign.name}", recipe.name, recipe.version, proposal_id),
+                layout.group_instance_id(f"campaign:{campaign.name}" + (f"#{occurrence}" if occurrence > 1 else ""),
+                                         recipe.name, recipe.version, proposal_id),
                 candidate_id=f"campaign:{campaign.name}", proposal_id=proposal_id, recipe=recipe.name,
                 version=recipe.version, observed_on=night, created_at=self.runs.clock(),
                 inputs=[InstanceInput(_role(f), "frame", f.file_id) for f in chosen]

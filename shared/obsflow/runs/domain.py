@@ -333,6 +333,11 @@ class Campaign:
     keep_intermediates: bool = False
     rerun_from_task: str | None = None
     job_definitions: dict[str, str] | None = None  # resource class -> the job definition revision with task_image
+    # A recurring campaign (runs.schedules): its selection is evaluated again at each occurrence, which runs only
+    # what no earlier occurrence selected; each occurrence is recorded with what it selected.
+    schedule: str | None = None
+    next_occurrence_at: dt.datetime | None = None
+    occurrences: list[dict] = field(default_factory=list)
 
     @property
     def developer(self) -> bool:

@@ -103,6 +103,11 @@ def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science", dev
     return f"calibrations/{proposal_id}/{dataset_id}/" if kind == "calibration" else f"{proposal_id}/{dataset_id}/"
 
 
+def occurrence_key(campaign: str, number: int) -> str:
+    """What occurrence ``number`` of a recurring campaign selected (work bucket)."""
+    return f"campaigns/{campaign}/occurrences/{number:05d}.json"
+
+
 def decision_ticket_id(dataset_id: str) -> str:
     """The review ticket that asks data quality to decide on a new version of a product."""
     return f"TKT-{dataset_id}-decision"

@@ -93,7 +93,7 @@ class Lifecycle(Part):
         """A RUNNING campaign whose instances have all ended (succeeded, failed for good, or cancelled) is
         COMPLETED: data quality then accepts or rejects it."""
         campaign = self.store.campaign(name) if name else None
-        if campaign is None or campaign.status != CAMPAIGN_RUNNING:
+        if campaign is None or campaign.status != CAMPAIGN_RUNNING or campaign.schedule:  # a recurring one goes on
             return
         outcome = Counter()
         for instance_id in campaign.instance_ids or ():  # every run's end asks: stop at the first still going

@@ -43,7 +43,7 @@ from obsflow.tables import (
 from obsflow.tables.campaigns import CampaignItem
 from obsflow.tables.tags import TagItem
 from obsflow.tables.catalogue_edges import InputEdgeItem
-from obsflow.tables.base import changes_to_actions, save_if_new
+from obsflow.tables.base import changes_to_actions, save_if_new, update_if
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.datasets import DatasetItem
 from obsflow.tables.recipe_instances import RecipeInstanceItem
@@ -125,7 +125,8 @@ def dataset_of(item: DatasetItem) -> Dataset:
 
 def campaign_of(item: CampaignItem) -> Campaign:
     return Campaign(**{**_fields(Campaign, item), "instance_ids": list(item.instance_ids or []),
-                       "history": list(item.history or []), "max_concurrent": int(item.max_concurrent),
+                       "history": list(item.history or []), "occurrences": list(item.occurrences or []),
+                       "max_concurrent": int(item.max_concurrent),
                        "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority),
                        "retention_days": None if item.retention_days is None else int(item.retention_days)})
 
@@ -364,6 +365,11 @@ class DynamoRunStore:
     def update_campaign(self, name: str, **changes: Any) -> None:
         with transient(f"could not update campaign {name}"):
             CampaignItem(name).update(actions=changes_to_actions(CampaignItem, changes))
+
+    def record_occurrence(self, name: str, number: int, **changes: Any) -> bool:
+        with transient(f"could not record occurrence {number} of campaign {name}"):
+            return update_if(CampaignItem(name), changes_to_actions(CampaignItem, {**changes, "occurrence_count": number}),
+                             campaigns.has_occurrences(number - 1))
 
     def datasets_of_campaign(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of campaign {name}"):

@@ -35,6 +35,17 @@ class CampaignItem(Model):
     keep_intermediates = BooleanAttribute(default=False)
     rerun_from_task = UnicodeAttribute(null=True)
     job_definitions = JSONAttribute(null=True)
+    schedule = UnicodeAttribute(null=True)
+    next_occurrence_at = UTCDateTimeAttribute(null=True)
+    occurrences = JSONAttribute(null=True)
+    occurrence_count = NumberAttribute(default=0)  # len(occurrences), for the condition that records the next
+
+
+def has_occurrences(count: int):
+    """The condition that a campaign has recorded ``count`` occurrences."""
+    if count == 0:
+        return CampaignItem.occurrence_count.does_not_exist() | (CampaignItem.occurrence_count == 0)
+    return CampaignItem.occurrence_count == count
 
 
 def get(name: str) -> CampaignItem | None:
