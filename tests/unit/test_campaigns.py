@@ -97,6 +97,29 @@ def test_starting_a_plan_makes_a_new_dataset_of_the_same_product_and_both_stay_a
     assert service.store.instances[copy_id].campaign == "sat-63000"
 
 
+def test_a_plan_for_bad_frames_names_the_datasets_made_from_one_and_its_copies_leave_them_out(night):
+    service, datasets = night
+    campaigns = CampaignService(service)
+    # Given nothing marked bad, a plan for bad frames is empty
+    assert campaigns.planner.plan(Change(bad_frames=True), "dq")["items"] == []
+    # When one of the November observe frames is marked bad after it was processed, and the plan is made
+    service.mark_bad_frames(["c_nov_obs-f1"], "dq", "satellite trail")
+    plan = campaigns.planner.plan(Change(bad_frames=True), "dq")
+    # Then it names the November dataset only, with the bad frame it used
+    [item] = plan["items"]
+    assert (item["dataset_id"], item["bad_frames"]) == (datasets["c_nov"], ["c_nov_obs-f1"])
+    assert plan["change"] == {"bad_frames": True}
+    # And started, the copy's input dataset leaves the frame out and says so
+    campaign = campaigns.start_plan(plan["plan_id"], "bad-frames-1", "dq", "satellite trail")
+    [run_id] = service.submit().started
+    document = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]
+    assert sorted(f["file_id"] for f in document["frames"] if f["role"] == "observe") == ["c_nov_obs-f0", "c_nov_obs-f2"]
+    assert document["bad_frames_left_out"] == ["c_nov_obs-f1"] and campaign.instance_ids
+    # And another frame of the same dataset marked later makes another plan, not the one started
+    service.mark_bad_frames(["c_nov_obs-f2"], "dq", "satellite trail")
+    assert campaigns.planner.plan(Change(bad_frames=True), "dq")["plan_id"] != plan["plan_id"]
+
+
 def test_a_campaign_runs_below_new_observations_at_most_n_at_once_and_pauses_itself_after_m_failures():
     # Given frames of three proposals, and a campaign over them: 1 run at once, paused after 2 failures
     service = make_service(capacity=4)

@@ -49,6 +49,9 @@ from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-export
 
 MAX_PRIORITY = 99
 
+# The tag a person puts on a frame found bad after ingest: it is left out of every input dataset planned after.
+BAD_FRAME = "bad-frame"
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)

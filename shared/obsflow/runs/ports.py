@@ -116,8 +116,11 @@ class CampaignStore(Protocol):
     def datasets_of_campaign(self, name: str) -> list[Dataset]: ...
 
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
-        """Idempotent per (tag, id); returns how many were new."""
-    def tagged(self, tag: str) -> list[str]: ...
+        """Idempotent per (tag, id) while in force (a withdrawn statement is made again); returns how many were new."""
+    def withdraw_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
+        """Withdraw the statements in force (kept, with who, when and why); returns how many there were."""
+    def tagged(self, tag: str) -> list[str]:
+        """The ids the statements in force name."""
 
 
 class RunStore(CandidateStore, InstanceStore, RunRecords, TicketStore, DatasetStore, CampaignStore, Protocol):

@@ -43,7 +43,7 @@ from obsflow.tables import (
 from obsflow.tables.campaigns import CampaignItem
 from obsflow.tables.tags import TagItem
 from obsflow.tables.catalogue_edges import InputEdgeItem
-from obsflow.tables.base import changes_to_actions, save_if_new
+from obsflow.tables.base import changes_to_actions, get_or_none, save_if_new, update_if
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.datasets import DatasetItem
 from obsflow.tables.recipe_instances import RecipeInstanceItem
@@ -371,12 +371,36 @@ class DynamoRunStore:
 
     # -- tags ------------------------------------------------------------------------------------
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
-        """Tag each id once (a second statement of the same tag on an id keeps the first); how many were new."""
+        """Tag each id once (a second statement of the same tag on an id keeps the first; one withdrawn before is
+        made again, the withdrawn one kept in ``earlier``); how many were new."""
         added = 0
         with transient(f"could not record tag {tag}"):
             for target_id in dict.fromkeys(target_ids):
-                added += save_if_new(TagItem(tag, target_id, tagged_by=by, tagged_at=at, reason=reason))
+                added += save_if_new(TagItem(tag, target_id, tagged_by=by, tagged_at=at, reason=reason)) \
+                    or self._restate(tag, target_id, by, reason, at)
         return added
+
+    @staticmethod
+    def _restate(tag: str, target_id: str, by: str, reason: str, at: dt.datetime) -> bool:
+        item = get_or_none(TagItem, tag, target_id)
+        if item is None or item.withdrawn_at is None:
+            return False
+        actions = [TagItem.tagged_by.set(by), TagItem.tagged_at.set(at), TagItem.reason.set(reason),
+                   TagItem.earlier.set([*(item.earlier or []), item.statement()]), TagItem.withdrawn_by.remove(),
+                   TagItem.withdrawn_at.remove(), TagItem.withdrawn_reason.remove()]
+        # Only the withdrawn statement read above is moved into `earlier` (two at once: one of them restates it).
+        return update_if(item, actions, TagItem.withdrawn_at == item.withdrawn_at)
+
+    def withdraw_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
+        """Withdraw the statements in force of ``tag`` on these ids, keeping them; how many there were."""
+        withdrawn = 0
+        with transient(f"could not withdraw tag {tag}"):
+            for target_id in dict.fromkeys(target_ids):
+                withdrawn += update_if(
+                    TagItem(tag, target_id),
+                    [TagItem.withdrawn_by.set(by), TagItem.withdrawn_at.set(at), TagItem.withdrawn_reason.set(reason)],
+                    TagItem.tagged_at.exists() & TagItem.withdrawn_at.does_not_exist())
+        return withdrawn
 
     def tagged(self, tag: str) -> list[str]:
         with transient(f"could not read tag {tag}"):
