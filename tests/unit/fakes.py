@@ -354,6 +354,12 @@ class FakeRunStore:
         for key, value in changes.items():
             setattr(self.campaigns[name], key, value)
 
+    def add_campaign_document(self, name, document, after):
+        if name not in self.campaigns or self.campaigns[name].documents != after:
+            return False
+        self.campaigns[name].documents = [*after, copy.deepcopy(document)]
+        return True
+
     def datasets_of_campaign(self, name):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.campaign == name]
 
@@ -415,6 +421,14 @@ class FakeDocuments:
     def put_text(self, bucket, key, text, tags=None):
         self.buckets[bucket][key] = text
         self._tag(bucket, key, tags)
+
+    def put_bytes(self, bucket, key, body, content_type):
+        self.buckets[bucket][key] = bytes(body)
+
+    def get_bytes(self, bucket, key):
+        if key not in self.buckets[bucket]:
+            raise NotFound(f"{bucket}/{key} does not exist")
+        return self.buckets[bucket][key]
 
     def copy(self, source_bucket, source_key, bucket, key, tags=None):
         self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")

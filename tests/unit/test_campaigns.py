@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
+from obsflow.errors import NotFound
 from obsflow.recipes.model import DatedValue
 from obsflow.runs import layout
 from obsflow.runs.campaigns import CampaignService
@@ -352,3 +354,24 @@ def census_campaign(name: str, proposals: int, **limits):
                      selection={"ids": {"ops": [f"old{index}_obs" for index in range(proposals)]}}, **limits)
     campaigns.start(name, "ops")
     return service, campaigns
+
+
+def test_a_document_is_kept_with_its_campaign_once_and_another_of_the_same_name_beside_it():
+    # Given a started campaign
+    service, campaigns = census_campaign("census-docs", 1)
+    # When a test plan is attached (twice: the second changes nothing), then a revised plan of the same name
+    first, new = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v1", "the plan we run", "ana")
+    again, new_again = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v1", "once more", "bo")
+    revised, revised_new = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v2", "exposure fixed", "bo")
+    # Then the campaign records both versions, with who, when, why, size, digest and type, oldest first
+    assert (new, new_again, revised_new) == (True, False, True) and again == first
+    documents = campaigns.detail("census-docs")["documents"]
+    assert [(d["name"], d["version"], d["by"], d["note"]) for d in documents] == [
+        ("test-plan.pdf", 1, "ana", "the plan we run"), ("test-plan.pdf", 2, "bo", "exposure fixed")]
+    assert documents[0]["size"] == len(b"%PDF plan v1") and documents[0]["content_type"] == "application/pdf"
+    assert documents[0]["sha256"] == hashlib.sha256(b"%PDF plan v1").hexdigest() and documents[0]["at"]
+    # And each is in the work bucket under the campaign, neither over the other, and read back by its place
+    assert documents[0]["key"].startswith("campaigns/census-docs/documents/") and documents[0]["key"] != documents[1]["key"]
+    assert campaigns.document("census-docs", 2) == (revised, b"%PDF plan v2")
+    with pytest.raises(NotFound, match="has no document 3: it has 2"):
+        campaigns.document("census-docs", 3)

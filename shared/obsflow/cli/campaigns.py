@@ -280,6 +280,40 @@ def campaigns_show(ctx, name, as_json):
                   ["value", "datasets", "min", "median", "max"], "none yet")
     click.echo("\nhistory:")
     console.table(detail["history"], ["at", "status", "by", "why"], "")
+    click.echo("\ndocuments:")
+    console.table(detail["documents"], ["name", "version", "size", "by", "at", "note"],
+                  f"none (`obsflow campaigns attach {name} FILE --note TEXT` keeps one)")
+
+
+@campaigns.command("attach")
+@click.argument("name")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--note", required=True, help="What the document is and why it is kept (kept with it, with your name "
+              "and the time).")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def campaigns_attach(ctx, name, path, note):
+    """Keep a document (a plan, a test report, minutes; at most 50 MiB) with a campaign, in the work bucket under
+    campaigns/NAME/documents/, under FILE's own name (letters, digits, ' ', '.', '_', '-', '+', '(', ')').
+    The same file again changes nothing; another file of the same name is kept beside it as its next version.
+    `campaigns show NAME` and the monitor list them."""
+    import getpass
+    import os
+
+    from obsflow.runs.campaigns import MAX_DOCUMENT_BYTES
+
+    with open(path, "rb") as handle:
+        body = handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte more tells a file too large without reading it all
+    service = _campaigns(ctx)
+    record, new = service.attach(name, os.path.basename(path), body, note, getpass.getuser())
+    if not new:
+        click.echo(f"{record['name']} is already kept with campaign {name} (version {record['version']}, by "
+                   f"{record['by']} at {record['at']}): nothing changed")
+        return
+    earlier = f"; the earlier version(s) of {record['name']} stay" if record["version"] > 1 else ""
+    click.echo(f"kept {record['name']} (version {record['version']}, {record['size']} bytes) with campaign {name} at "
+               f"s3://{service.runs.documents.location('work')}/{record['key']}{earlier}")
 
 
 @main.group()

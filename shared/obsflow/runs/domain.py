@@ -336,6 +336,7 @@ class Campaign:
     keep_intermediates: bool = False
     rerun_from_task: str | None = None
     job_definitions: dict[str, str] | None = None  # resource class -> the job definition revision with task_image
+    documents: list[dict] = field(default_factory=list)  # kept with it (`campaigns attach`), oldest first
 
     @property
     def developer(self) -> bool:

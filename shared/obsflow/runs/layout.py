@@ -103,6 +103,12 @@ def dataset_prefix(proposal_id: str, dataset_id: str, kind: str = "science", dev
     return f"calibrations/{proposal_id}/{dataset_id}/" if kind == "calibration" else f"{proposal_id}/{dataset_id}/"
 
 
+def campaign_document_key(campaign: str, sha256: str, name: str) -> str:
+    """A document kept with a campaign (in the work bucket), addressed by its content: the same file attached twice
+    is one object, and another file of the same name is kept beside it, never over it."""
+    return f"campaigns/{campaign}/documents/{sha256[:16]}/{name}"
+
+
 def decision_ticket_id(dataset_id: str) -> str:
     """The review ticket that asks data quality to decide on a new version of a product."""
     return f"TKT-{dataset_id}-decision"

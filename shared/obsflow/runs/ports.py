@@ -114,6 +114,9 @@ class CampaignStore(Protocol):
     def all_campaigns(self) -> list[Campaign]: ...
     def update_campaign(self, name: str, **changes: Any) -> None: ...
     def datasets_of_campaign(self, name: str) -> list[Dataset]: ...
+    def add_campaign_document(self, name: str, document: dict, after: list[dict]) -> bool:
+        """Append the document's record while the campaign's documents are still ``after``; False if they are not
+        (another was attached meanwhile) or there is no such campaign."""
 
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
         """Idempotent per (tag, id) while in force (a withdrawn statement is made again); returns how many were new."""
@@ -136,6 +139,9 @@ class Documents(Protocol):
         """NotFound if there is none."""
     def exists(self, bucket: str, key: str) -> bool: ...
     def put_text(self, bucket: str, key: str, text: str, tags: dict[str, str] | None = None) -> None: ...
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None: ...
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """NotFound if there is none."""
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str,
              tags: dict[str, str] | None = None) -> None:
         """Copy with ``tags`` as the copy's object tags (S3 tags it as it writes: never untagged)."""

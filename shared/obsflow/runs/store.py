@@ -125,7 +125,8 @@ def dataset_of(item: DatasetItem) -> Dataset:
 
 def campaign_of(item: CampaignItem) -> Campaign:
     return Campaign(**{**_fields(Campaign, item), "instance_ids": list(item.instance_ids or []),
-                       "history": list(item.history or []), "max_concurrent": int(item.max_concurrent),
+                       "history": list(item.history or []), "documents": list(item.documents or []),
+                       "max_concurrent": int(item.max_concurrent),
                        "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority),
                        "retention_days": None if item.retention_days is None else int(item.retention_days)})
 
@@ -364,6 +365,14 @@ class DynamoRunStore:
     def update_campaign(self, name: str, **changes: Any) -> None:
         with transient(f"could not update campaign {name}"):
             CampaignItem(name).update(actions=changes_to_actions(CampaignItem, changes))
+
+    def add_campaign_document(self, name: str, document: dict, after: list[dict]) -> bool:
+        with transient(f"could not record a document of campaign {name}"):
+            # The list as read (JSON compares as its text): an attach at the same time makes this one count again.
+            unchanged = CampaignItem.documents == after if after else (
+                CampaignItem.documents.does_not_exist() | (CampaignItem.documents == []))
+            return update_if(CampaignItem(name), [CampaignItem.documents.set([*after, document])],
+                             CampaignItem.name.exists() & unchanged)
 
     def datasets_of_campaign(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of campaign {name}"):

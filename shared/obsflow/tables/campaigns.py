@@ -35,6 +35,7 @@ class CampaignItem(Model):
     keep_intermediates = BooleanAttribute(default=False)
     rerun_from_task = UnicodeAttribute(null=True)
     job_definitions = JSONAttribute(null=True)
+    documents = JSONAttribute(null=True)  # name, version, key, size, sha256, content_type, note, by, at
 
 
 def get(name: str) -> CampaignItem | None:
