@@ -107,7 +107,7 @@ def _frame_ids_and_reason(reason_help: str):
         command = click.option("--reason", required=True, help=reason_help)(command)
         command = click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False),
                                help="A JSON list of file ids (for many).")(command)
-        return click.argument("file_ids", nargs=-1, metavar="FILE_ID",
+        return click.argument("file_ids", nargs=-1, metavar="[FILE_ID]...",
                               callback=lambda ctx, param, ids: [_an_id(ctx, param, i) for i in ids])(command)
 
     return decorate
