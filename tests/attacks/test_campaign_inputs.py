@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 import pytest
 
-from obsflow.runs.campaigns import MAX_ID_SET, CampaignService, read_id_set
+from obsflow.errors import NotFound
+from obsflow.runs.campaigns import MAX_DOCUMENT_BYTES, MAX_ID_SET, CampaignService, read_id_set
 from obsflow.runs.domain import Dataset
 from obsflow.runs.service import NotAllowed
 from tests.unit.test_run_service import add_candidate, make_service
@@ -142,3 +144,47 @@ def test_tagging_and_marking_bad_take_ids_only(tmp_path, monkeypatch):
                         ["frames", "mark-bad", "--ids", str(ids), "--reason", "r"]):
             result = CliRunner().invoke(main, command)
             assert result.exit_code == 2 and "no id" in result.output, (command, result.output)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("../../plans/plan-x.json", "is a path, not a file name"), ("a\\b.pdf", "is a path, not a file name"),
+    ("notes..pdf", "holds '..'"), ("..", "holds '..'"), ("plan\n.pdf", "control character (U+000A)"),
+    ("plan\u202egdp.exe", "control character (U+202E)"), (".hidden", "not a document name"),
+    ("x" * 129, "not a document name"), ("plan.pdf ", "not a document name"), ('say"hi".pdf', "not a document name"),
+    ("", "no file name")])
+def test_a_campaign_document_with_a_planted_name_is_refused_with_the_reason(world, name, reason):
+    service, campaigns = world
+    create(campaigns, "docs", "commissioning", None)
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        campaigns.attach("docs", name, b"text", "a note", "mallory")
+    assert campaigns.require("docs").documents == []
+    assert not [key for key in service.documents.buckets["work"] if key.startswith("campaigns/")]
+
+
+def test_a_campaign_document_too_large_empty_without_a_note_or_for_no_campaign_is_refused_saying_what_to_do(world):
+    service, campaigns = world
+    create(campaigns, "docs", "commissioning", None)
+    refusals = [(("docs", "big.fits", b"\0" * (MAX_DOCUMENT_BYTES + 1), "a note"), ValueError, "larger than 50 MiB"),
+                (("docs", "empty.txt", b"", "a note"), ValueError, "empty"),
+                (("docs", "plan.pdf", b"x", "  "), ValueError, r"say what the document is \(--note TEXT\)"),
+                (("docs", "plan.pdf", b"x", "n" * 2001), ValueError, "at most 2000"),
+                (("nosuch", "plan.pdf", b"x", "a note"), NotFound, "`obsflow campaigns create` makes one")]
+    for arguments, error, reason in refusals:
+        with pytest.raises(error, match=reason):
+            campaigns.attach(*arguments, "mallory")
+    assert campaigns.require("docs").documents == []
+
+
+def test_the_attach_command_refuses_a_file_larger_than_the_limit_before_anything_is_written(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from obsflow.cli import common, main
+
+    monkeypatch.setattr(common, "_discover", lambda settings: settings)  # no stage is asked anything
+    # Given a file far over the limit (sparse: nothing is written to disk); it is read only to one byte past the limit
+    huge = tmp_path / "huge.fits"
+    with open(huge, "wb") as handle:
+        handle.truncate(4 * MAX_DOCUMENT_BYTES)
+    # When it is attached, Then it is refused with what to do instead
+    result = CliRunner().invoke(main, ["campaigns", "attach", "docs", str(huge), "--note", "n"])
+    assert result.exit_code == 1 and "huge.fits is larger than 50 MiB: keep it elsewhere" in result.output

@@ -4,6 +4,7 @@ every Batch job a subprocess of the task entrypoint. Run slots: one per resource
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import os
 import threading
@@ -59,6 +60,21 @@ def wait_for(predicate, what: str, timeout_s: float = 180):
     state = [(r.candidate_id, r.run_id, r.status, r.waiting_reason, (r.error or {}).get("Cause", "")[-600:])
              for r in runs.all_runs()]
     raise AssertionError(f"timed out waiting for {what}; runs: {state}")
+
+
+def obsflow(stack, *args) -> str:
+    result = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def input_dataset(stack, run: RunItem) -> dict:
+    return json.loads(client(stack, "s3").get_object(Bucket=stack.settings.bucket_name("work"),
+                                                     Key=run.input_dataset_key)["Body"].read())
+
+
+def frame_ids(stack, run: RunItem) -> list[str]:
+    return [f["file_id"] for f in input_dataset(stack, run)["frames"]]
 
 
 def runs_of(candidate_id: str) -> list[RunItem]:
@@ -227,7 +243,8 @@ def test_an_operator_cancels_a_stuck_run_its_job_is_stopped_and_nothing_of_it_is
     assert finished_run("cand_after_stuck").status == "SUCCEEDED"
 
 
-def test_a_frame_marked_bad_with_the_cli_is_left_out_of_the_run_that_follows(stack):
+def test_a_frame_marked_bad_is_left_out_then_unmarked_used_again_and_the_datasets_made_from_it_are_planned(
+        stack, tmp_path):
     # Given a candidate received while submission is paused, one of its observe frames found bad
     service = run_service(stack.settings)
     service.pause()
@@ -236,19 +253,43 @@ def test_a_frame_marked_bad_with_the_cli_is_left_out_of_the_run_that_follows(sta
     wait_for(lambda: (c := candidates.get("cand_bad_frame")) and c.status == "READY", "the candidate to be READY")
     observe = [op.op_id for op in candidate.ops if op.op_id.endswith("observe")]
     bad = sorted(f.file_id for f in service.store.frames_of_ops(observe))[0]
-    base = ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage]
-    said = CliRunner().invoke(cli, [*base, "frames", "mark-bad", bad, "--reason", "satellite trail"])
-    assert said.exit_code == 0 and "1 frame(s) marked bad" in said.output, said.output
+    assert "1 frame(s) marked bad" in obsflow(stack, "frames", "mark-bad", bad, "--reason", "satellite trail")
     # When it is processed
     service.resume()
     run = finished_run("cand_bad_frame")
     # Then its input dataset left the frame out, saying so, and `frames list --bad` says who marked it and why
     assert run.status == "SUCCEEDED"
-    document = json.loads(client(stack, "s3").get_object(Bucket=stack.settings.bucket_name("work"),
-                                                          Key=run.input_dataset_key)["Body"].read())
-    assert bad not in [f["file_id"] for f in document["frames"]] and document["bad_frames_left_out"] == [bad]
-    listed = json.loads(CliRunner().invoke(cli, [*base, "frames", "list", "--bad", "--json"]).output)
+    assert bad not in frame_ids(stack, run) and input_dataset(stack, run)["bad_frames_left_out"] == [bad]
+    listed = json.loads(obsflow(stack, "frames", "list", "--bad", "--json"))
     assert [(row["target_id"], row["reason"]) for row in listed] == [(bad, "satellite trail")]
+    # When the mark is taken back and the dataset that left the frame out is reprocessed
+    assert "1 frame(s) unmarked" in obsflow(stack, "frames", "unmark-bad", bad, "--reason", "trail was a reflection")
+    listed = tmp_path / "datasets.json"
+    listed.write_text(json.dumps([run.dataset_id]))
+    plan = json.loads(obsflow(stack, "reprocess", "plan", "--datasets", str(listed), "--json"))
+    obsflow(stack, "reprocess", "start", plan["plan_id"], "--name", "with-the-frame", "--reason", "frame is good")
+    copy = wait_for(lambda: next((r for r in runs_of("cand_bad_frame") if r.campaign == "with-the-frame"
+                                  and r.status in ("SUCCEEDED", "FAILED")), None), "the reprocessed run")
+    # Then the copy uses the frame again, and the mark stays on record, taken back by whom and why
+    assert copy.status == "SUCCEEDED" and bad in frame_ids(stack, copy)
+    assert "bad_frames_left_out" not in input_dataset(stack, copy)
+    history = json.loads(obsflow(stack, "frames", "list", "--bad", "--history", "--json"))
+    assert [(r["target_id"], r["withdrawn_by"], r["withdrawn_reason"]) for r in history] == [
+        (bad, getpass.getuser(), "trail was a reflection")]
+    assert json.loads(obsflow(stack, "frames", "list", "--bad", "--json")) == []
+    # When it is marked bad again, Then a plan for bad frames names the dataset made from it, not the one without it
+    obsflow(stack, "frames", "mark-bad", bad, "--reason", "a trail after all")
+    plan = json.loads(obsflow(stack, "reprocess", "plan", "--bad-frames", "--json"))
+    assert [(i["dataset_id"], i["bad_frames"]) for i in plan["items"]] == [(copy.dataset_id, [bad])]
+    # When the review that decided it is attached to the campaign, Then the campaign shows it
+    review = tmp_path / "frame-review.txt"
+    review.write_text("the trail is on frames 1-3 of the observe OP\n")
+    assert "kept frame-review.txt (version 1" in obsflow(stack, "campaigns", "attach", "with-the-frame", str(review),
+                                                         "--note", "data quality review")
+    [document] = json.loads(obsflow(stack, "campaigns", "show", "with-the-frame", "--json"))["documents"]
+    assert (document["name"], document["note"], document["size"]) == ("frame-review.txt", "data quality review",
+                                                                      review.stat().st_size)
+    assert "frame-review.txt" in obsflow(stack, "campaigns", "show", "with-the-frame")
 
 
 def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):

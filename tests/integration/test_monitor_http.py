@@ -23,6 +23,7 @@ from obsflow.monitor.reads import StageReads
 from obsflow.monitor.server import Monitor
 from obsflow.runs.domain import Campaign, Dataset, HistoryEntry, Instance, Run, Ticket
 from obsflow.runs.store import DynamoRunStore
+from obsflow.services import campaign_service
 from obsflow.settings import Settings
 from obsflow.tables import candidates
 
@@ -131,6 +132,42 @@ def is_a_python_repr(text: str) -> bool:
         return isinstance(ast.literal_eval(text), (list, dict, set, tuple))
     except (ValueError, SyntaxError):
         return False
+
+
+def download(monitor: Monitor, path: str, host: str | None = "") -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` as ``ask`` does: the status, the headers and the bytes."""
+    port = monitor.server.server_port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection.request("GET", path, headers={"Host": host or f"127.0.0.1:{port}"})
+    response = connection.getresponse()
+    answer = (response.status, dict(response.getheaders()), response.read())
+    connection.close()
+    return answer
+
+
+def test_a_campaign_page_lists_its_documents_and_serves_only_those_as_downloads(monitor, stack):
+    # Given a campaign with a report attached, one that holds a script
+    planted = b"<script>fetch('/api/overview.json').then(r => r.text()).then(leak)</script>"
+    stack.s3.create_bucket(Bucket=stack.settings.bucket_name("work"))  # this stack ingests only: no work bucket yet
+    campaign_service(stack.settings).attach("reprocess-mon", "report.html", planted, "the night's report", "ana")
+    # When its page is asked for
+    status, _, page = ask(monitor, "/campaigns/reprocess-mon")
+    # Then it lists the document with who and why, linked to the monitor's download of it; the overview links the page
+    assert status == 200 and "report.html" in page and "the night&#x27;s report" in page
+    assert 'href="/campaigns/reprocess-mon/documents/1"' in page
+    assert 'href="/campaigns/reprocess-mon"' in ask(monitor, "/")[2]
+    # When it is downloaded, Then it comes as an attachment that never runs as a page of the monitor
+    status, headers, body = download(monitor, "/campaigns/reprocess-mon/documents/1")
+    assert status == 200 and body == planted and headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == 'attachment; filename="report.html"'
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Content-Security-Policy"] == "sandbox"
+    # And nothing but a recorded document is served: another number, a key, another campaign, another host
+    for path in ("/campaigns/reprocess-mon/documents/2", "/campaigns/reprocess-mon/documents/0",
+                 "/campaigns/reprocess-mon/documents/..%2F..%2Fplans", "/campaigns/nosuch/documents/1",
+                 "/campaigns/reprocess-mon/documents/%2E%2E/1"):
+        status, _, body = download(monitor, path)
+        assert status == 404 and planted not in body, path
+    assert download(monitor, "/campaigns/reprocess-mon/documents/1", "attacker.example.com")[0] == 421
 
 
 def test_the_overview_api_is_plain_json_with_lists_and_iso_8601_times(monitor):

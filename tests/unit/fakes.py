@@ -360,16 +360,31 @@ class FakeRunStore:
         self.update_campaign(name, **changes)
         return True
 
+    def add_campaign_document(self, name, document, after):
+        if name not in self.campaigns or self.campaigns[name].documents != after:
+            return False
+        self.campaigns[name].documents = [*after, copy.deepcopy(document)]
+        return True
+
     def datasets_of_campaign(self, name):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.campaign == name]
 
     def add_tags(self, tag, target_ids, by, reason, at):
-        new = [i for i in dict.fromkeys(target_ids) if (tag, i) not in self.tags]
-        self.tags.update({(tag, i): {"by": by, "reason": reason, "at": at} for i in new})
+        new = [i for i in dict.fromkeys(target_ids) if (tag, i) not in self.tags or self.tags[tag, i].get("withdrawn")]
+        for i in new:
+            before = self.tags.get((tag, i))
+            earlier = [*before["earlier"], {k: v for k, v in before.items() if k != "earlier"}] if before else []
+            self.tags[tag, i] = {"by": by, "reason": reason, "at": at, "earlier": earlier}
         return len(new)
 
+    def withdraw_tags(self, tag, target_ids, by, reason, at):
+        in_force = [i for i in dict.fromkeys(target_ids) if (tag, i) in self.tags and not self.tags[tag, i].get("withdrawn")]
+        for i in in_force:
+            self.tags[tag, i]["withdrawn"] = {"by": by, "reason": reason, "at": at}
+        return len(in_force)
+
     def tagged(self, tag):
-        return [i for (t, i) in self.tags if t == tag]
+        return [i for (t, i), statement in self.tags.items() if t == tag and not statement.get("withdrawn")]
 
     def update_dataset(self, dataset_id, **changes):
         for name, value in changes.items():
@@ -412,6 +427,14 @@ class FakeDocuments:
     def put_text(self, bucket, key, text, tags=None):
         self.buckets[bucket][key] = text
         self._tag(bucket, key, tags)
+
+    def put_bytes(self, bucket, key, body, content_type):
+        self.buckets[bucket][key] = bytes(body)
+
+    def get_bytes(self, bucket, key):
+        if key not in self.buckets[bucket]:
+            raise NotFound(f"{bucket}/{key} does not exist")
+        return self.buckets[bucket][key]
 
     def copy(self, source_bucket, source_key, bucket, key, tags=None):
         self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
+from obsflow.errors import NotFound
 from obsflow.recipes.model import DatedValue
 from obsflow.runs import layout
 from obsflow.runs.campaigns import CampaignService
@@ -95,6 +97,29 @@ def test_starting_a_plan_makes_a_new_dataset_of_the_same_product_and_both_stay_a
     detail = campaigns.detail("sat-63000")
     assert detail["progress"] == {"SUCCEEDED": 1} and [o["dataset_id"] for o in detail["outputs"]] == [new]
     assert service.store.instances[copy_id].campaign == "sat-63000"
+
+
+def test_a_plan_for_bad_frames_names_the_datasets_made_from_one_and_its_copies_leave_them_out(night):
+    service, datasets = night
+    campaigns = CampaignService(service)
+    # Given nothing marked bad, a plan for bad frames is empty
+    assert campaigns.planner.plan(Change(bad_frames=True), "dq")["items"] == []
+    # When one of the November observe frames is marked bad after it was processed, and the plan is made
+    service.mark_bad_frames(["c_nov_obs-f1"], "dq", "satellite trail")
+    plan = campaigns.planner.plan(Change(bad_frames=True), "dq")
+    # Then it names the November dataset only, with the bad frame it used
+    [item] = plan["items"]
+    assert (item["dataset_id"], item["bad_frames"]) == (datasets["c_nov"], ["c_nov_obs-f1"])
+    assert plan["change"] == {"bad_frames": True}
+    # And started, the copy's input dataset leaves the frame out and says so
+    campaign = campaigns.start_plan(plan["plan_id"], "bad-frames-1", "dq", "satellite trail")
+    [run_id] = service.submit().started
+    document = service.documents.buckets["work"][service.store.runs[run_id].input_dataset_key]
+    assert sorted(f["file_id"] for f in document["frames"] if f["role"] == "observe") == ["c_nov_obs-f0", "c_nov_obs-f2"]
+    assert document["bad_frames_left_out"] == ["c_nov_obs-f1"] and campaign.instance_ids
+    # And another frame of the same dataset marked later makes another plan, not the one started
+    service.mark_bad_frames(["c_nov_obs-f2"], "dq", "satellite trail")
+    assert campaigns.planner.plan(Change(bad_frames=True), "dq")["plan_id"] != plan["plan_id"]
 
 
 def test_a_campaign_runs_below_new_observations_at_most_n_at_once_and_pauses_itself_after_m_failures():
@@ -392,3 +417,23 @@ def test_a_recurring_campaign_is_defined_on_a_schedule_that_can_be_meant_and_an_
     record = campaigns.occur_now("weekly", "ops")
     # Then it is recorded, selecting nothing new (its frames went into the first occurrence)
     assert (record["number"], record["frames"], record["instances"], record["by"]) == (2, 0, 0, "ops")
+
+def test_a_document_is_kept_with_its_campaign_once_and_another_of_the_same_name_beside_it():
+    # Given a started campaign
+    service, campaigns = census_campaign("census-docs", 1)
+    # When a test plan is attached (twice: the second changes nothing), then a revised plan of the same name
+    first, new = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v1", "the plan we run", "ana")
+    again, new_again = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v1", "once more", "bo")
+    revised, revised_new = campaigns.attach("census-docs", "test-plan.pdf", b"%PDF plan v2", "exposure fixed", "bo")
+    # Then the campaign records both versions, with who, when, why, size, digest and type, oldest first
+    assert (new, new_again, revised_new) == (True, False, True) and again == first
+    documents = campaigns.detail("census-docs")["documents"]
+    assert [(d["name"], d["version"], d["by"], d["note"]) for d in documents] == [
+        ("test-plan.pdf", 1, "ana", "the plan we run"), ("test-plan.pdf", 2, "bo", "exposure fixed")]
+    assert documents[0]["size"] == len(b"%PDF plan v1") and documents[0]["content_type"] == "application/pdf"
+    assert documents[0]["sha256"] == hashlib.sha256(b"%PDF plan v1").hexdigest() and documents[0]["at"]
+    # And each is in the work bucket under the campaign, neither over the other, and read back by its place
+    assert documents[0]["key"].startswith("campaigns/census-docs/documents/") and documents[0]["key"] != documents[1]["key"]
+    assert campaigns.document("census-docs", 2) == (revised, b"%PDF plan v2")
+    with pytest.raises(NotFound, match="has no document 3: it has 2"):
+        campaigns.document("census-docs", 3)

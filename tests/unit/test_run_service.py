@@ -434,3 +434,29 @@ def test_a_frame_marked_bad_is_left_out_of_every_input_dataset_planned_after_and
         service.mark_bad_frames(["nope"], "dq", "why")
     with pytest.raises(ValueError, match="say why"):
         service.mark_bad_frames([frames[0]], "dq", " ")
+
+
+def test_a_frame_unmarked_is_used_again_by_what_is_planned_after_and_its_marks_are_kept():
+    # Given a candidate planned while its dark was marked bad
+    service = make_service()
+    add_candidate(service, "c1", calibration=("shared_dark",))
+    service.mark_bad_frames(["shared_dark-f0"], "dq", "shutter fault")
+    [first] = service.submit().planned
+    # When the mark is taken back (twice: the second finds nothing marked) and a candidate with the same dark is planned
+    assert service.unmark_bad_frames(["shared_dark-f0"], "ana", "the fault was in the log, not the frame") == 1
+    assert service.unmark_bad_frames(["shared_dark-f0"], "ana", "again") == 0
+    add_candidate(service, "c2", calibration=("shared_dark",))
+    planned_after = [r for r in service.submit().planned if r != first]
+    # Then the run planned before left it out, the one planned after uses it again
+    work = service.documents.buckets["work"]
+    assert work[service.store.runs[first].input_dataset_key]["bad_frames_left_out"] == ["shared_dark-f0"]
+    [after] = [work[service.store.runs[r].input_dataset_key] for r in planned_after]
+    assert "shared_dark-f0" in [f["file_id"] for f in after["frames"]] and "bad_frames_left_out" not in after
+    # And the mark is kept, withdrawn with who and why; marked again, the withdrawn mark stays on record
+    statement = service.store.tags["bad-frame", "shared_dark-f0"]
+    assert (statement["by"], statement["withdrawn"]["by"], statement["withdrawn"]["reason"]) == (
+        "dq", "ana", "the fault was in the log, not the frame")
+    assert service.mark_bad_frames(["shared_dark-f0"], "dq", "it is bad after all") == 1
+    assert [e["reason"] for e in service.store.tags["bad-frame", "shared_dark-f0"]["earlier"]] == ["shutter fault"]
+    with pytest.raises(ValueError, match="say why the frames are no longer bad"):
+        service.unmark_bad_frames(["shared_dark-f0"], "ana", "")

@@ -32,13 +32,15 @@ def reprocess():
 @click.option("--calibration", metavar="DATASET", help="A new calibration: ACTIVE datasets made on another version "
               "of its product (their copies use this one).")
 @click.option("--frame", metavar="FILE_ID", help="A new version of an input frame: ACTIVE datasets made from an older one.")
+@click.option("--bad-frames", is_flag=True, help="Frames marked bad (`obsflow frames mark-bad`): ACTIVE datasets made "
+              "from one, each with the bad frames it used; their copies leave them out.")
 @click.option("--datasets", "datasets_file", metavar="FILE.json", help="An explicit list: a JSON list of dataset ids.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides for the copies.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @operator_command
 @click.pass_context
 @_campaign_errors
-def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, overrides, as_json):
+def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, datasets_file, overrides, as_json):
     """Print and save what a change would reprocess, running nothing.
 
     Each affected dataset, the copy of its instance updated to the change, the tasks that re-run
@@ -50,8 +52,8 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, ov
     from obsflow.runs.reprocessing import Change
 
     listed = tuple(_read_json_file(datasets_file, "the dataset list")) if datasets_file else ()
-    change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, datasets=listed,
-                    overrides=_key_values(overrides))
+    change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, bad_frames=bad_frames,
+                    datasets=listed, overrides=_key_values(overrides))
     plan = _campaigns(ctx).planner.plan(change, getpass.getuser())
     if as_json:
         click.echo(console.to_json(plan))
@@ -61,7 +63,8 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, datasets_file, ov
     console.table([{**i, "rerun": ",".join(i["tasks_rerun"]), "reused": ",".join(i["tasks_reused"]) or "-",
                     "changes": i["configuration_changes"] or "-", "cpu_s": i["estimated_cpu_s"],
                     "usd": f"{i['estimated_usd']:.4f}"} for i in plan["items"]],
-                  ["dataset_id", "proposal_id", "recipe_from", "recipe_to", "changes", "rerun", "reused", "cpu_s", "usd"],
+                  ["dataset_id", "proposal_id", "recipe_from", "recipe_to", "changes", *(["bad_frames"] if bad_frames else []),
+                   "rerun", "reused", "cpu_s", "usd"],
                   "no ACTIVE dataset is affected")
     click.echo(f"\n{totals['datasets']} dataset(s); {totals['tasks_rerun']} task run(s), {totals['tasks_reused']} reused; "
                f"estimated {console.cpu_time(totals['cpu_seconds'])}, {totals['output_bytes'] / 1e6:.1f} MB, "
@@ -293,6 +296,40 @@ def campaigns_show(ctx, name, as_json):
                   ["value", "datasets", "min", "median", "max"], "none yet")
     click.echo("\nhistory:")
     console.table(detail["history"], ["at", "status", "by", "why"], "")
+    click.echo("\ndocuments:")
+    console.table(detail["documents"], ["name", "version", "size", "by", "at", "note"],
+                  f"none (`obsflow campaigns attach {name} FILE --note TEXT` keeps one)")
+
+
+@campaigns.command("attach")
+@click.argument("name")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--note", required=True, help="What the document is and why it is kept (kept with it, with your name "
+              "and the time).")
+@operator_command
+@click.pass_context
+@_campaign_errors
+def campaigns_attach(ctx, name, path, note):
+    """Keep a document (a plan, a test report, minutes; at most 50 MiB) with a campaign, in the work bucket under
+    campaigns/NAME/documents/, under FILE's own name (letters, digits, ' ', '.', '_', '-', '+', '(', ')').
+    The same file again changes nothing; another file of the same name is kept beside it as its next version.
+    `campaigns show NAME` and the monitor list them."""
+    import getpass
+    import os
+
+    from obsflow.runs.campaigns import MAX_DOCUMENT_BYTES
+
+    with open(path, "rb") as handle:
+        body = handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte more tells a file too large without reading it all
+    service = _campaigns(ctx)
+    record, new = service.attach(name, os.path.basename(path), body, note, getpass.getuser())
+    if not new:
+        click.echo(f"{record['name']} is already kept with campaign {name} (version {record['version']}, by "
+                   f"{record['by']} at {record['at']}): nothing changed")
+        return
+    earlier = f"; the earlier version(s) of {record['name']} stay" if record["version"] > 1 else ""
+    click.echo(f"kept {record['name']} (version {record['version']}, {record['size']} bytes) with campaign {name} at "
+               f"s3://{service.runs.documents.location('work')}/{record['key']}{earlier}")
 
 
 @campaigns.command("occur")

@@ -62,21 +62,30 @@ def frames():
 @click.option("--op", "op_id", help="Only the frames of this observing program.")
 @click.option("--quarantined", is_flag=True, help="List quarantined objects and why, instead of frames.")
 @click.option("--bad", is_flag=True, help="List the frames marked bad (who, when, why), instead of all frames.")
+@click.option("--history", is_flag=True, help="With --bad: every mark ever made, those taken back too (who, when, "
+              "why they were unmarked).")
 @click.option("--used-by", "used_by", metavar="DATASET",
               help="The raw frames a dataset was made from, with those of the datasets it consumed (calibrations).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def frames_list(op_id, quarantined, bad, used_by, as_json):
+def frames_list(op_id, quarantined, bad, history, used_by, as_json):
     """List frames (optionally of one OP or used by a dataset), the frames marked bad, or the quarantined objects
     with their reasons."""
     from obsflow import queries
 
+    if history and not bad:
+        raise click.UsageError("--history goes with --bad: `obsflow frames list --bad --history`")
     if bad:
-        from obsflow.runs.planning import BAD_FRAME
+        from obsflow.runs.domain import BAD_FRAME
         from obsflow.tables import tags as tags_table
 
-        console.emit([t.attribute_values for t in tags_table.tagged(BAD_FRAME)],
-                     ["target_id", "tagged_by", "tagged_at", "reason"], as_json, "no frames are marked bad")
+        marked = ["target_id", "tagged_by", "tagged_at", "reason"]
+        if history:
+            console.emit(tags_table.history(BAD_FRAME), [*marked, "withdrawn_by", "withdrawn_at", "withdrawn_reason"],
+                         as_json, "no frame was ever marked bad")
+        else:
+            console.emit([t.attribute_values for t in tags_table.tagged(BAD_FRAME)], marked, as_json,
+                         "no frames are marked bad")
     elif used_by:
         from obsflow import provenance
 
@@ -91,16 +100,21 @@ def frames_list(op_id, quarantined, bad, used_by, as_json):
                      "no frames" + (f" for OP {op_id}" if op_id else ""))
 
 
-@frames.command("mark-bad")
-@click.argument("file_ids", nargs=-1, callback=lambda ctx, param, ids: [_an_id(ctx, param, i) for i in ids])
-@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False),
-              help="A JSON list of file ids (for many).")
-@click.option("--reason", required=True, help="Why they are bad (kept with each, with your name and the time).")
-@operator_command
-@click.pass_context
-def frames_mark_bad(ctx, file_ids, ids_file, reason):
-    """Mark frames found bad after ingest: every input dataset planned from now on leaves them out (and says so).
-    Datasets already made keep them: `obsflow datasets list --uses-frame FILE_ID` finds those."""
+def _frame_ids_and_reason(reason_help: str):
+    """FILE_ID... | --ids FILE.json, and --reason: what marking and unmarking frames take."""
+
+    def decorate(command):
+        command = click.option("--reason", required=True, help=reason_help)(command)
+        command = click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False),
+                               help="A JSON list of file ids (for many).")(command)
+        return click.argument("file_ids", nargs=-1, metavar="[FILE_ID]...",
+                              callback=lambda ctx, param, ids: [_an_id(ctx, param, i) for i in ids])(command)
+
+    return decorate
+
+
+def _change_bad_marks(ctx, file_ids, ids_file, reason, change: str) -> tuple[int, int]:
+    """Mark or unmark (``change``: the RunService method) the named frames as who runs this; (changed, named)."""
     import getpass
 
     from obsflow.errors import NotFound
@@ -109,11 +123,33 @@ def frames_mark_bad(ctx, file_ids, ids_file, reason):
     if not ids:
         raise click.UsageError("name the frames: FILE_ID... or --ids FILE.json (a JSON list of file ids)")
     try:
-        added = _runs(ctx).mark_bad_frames(ids, getpass.getuser(), reason)
+        return getattr(_runs(ctx), change)(ids, getpass.getuser(), reason), len(set(ids))
     except (NotFound, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{added} frame(s) marked bad" + (f" ({len(set(ids)) - added} were already)" if added < len(set(ids)) else "")
+
+
+@frames.command("mark-bad")
+@_frame_ids_and_reason("Why they are bad (kept with each, with your name and the time).")
+@operator_command
+@click.pass_context
+def frames_mark_bad(ctx, file_ids, ids_file, reason):
+    """Mark frames found bad after ingest: every input dataset planned from now on leaves them out (and says so).
+    Datasets already made keep them: `obsflow reprocess plan --bad-frames` plans their reprocessing."""
+    added, named = _change_bad_marks(ctx, file_ids, ids_file, reason, "mark_bad_frames")
+    click.echo(f"{added} frame(s) marked bad" + (f" ({named - added} were already)" if added < named else "")
                + "; `obsflow frames list --bad` lists them")
+
+
+@frames.command("unmark-bad")
+@_frame_ids_and_reason("Why they are no longer bad (kept with each mark, with your name and the time).")
+@operator_command
+@click.pass_context
+def frames_unmark_bad(ctx, file_ids, ids_file, reason):
+    """Take back marks of frames as bad: input datasets planned from now on use them again. The marks are kept,
+    taken back with who, when and why: `obsflow frames list --bad --history` shows them."""
+    unmarked, named = _change_bad_marks(ctx, file_ids, ids_file, reason, "unmark_bad_frames")
+    click.echo(f"{unmarked} frame(s) unmarked" + (f" ({named - unmarked} were not marked bad)" if unmarked < named else "")
+               + "; `obsflow frames list --bad --history` shows every mark")
 
 
 @main.group()

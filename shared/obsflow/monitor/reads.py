@@ -111,6 +111,14 @@ class StageReads:
         return detail, recipe
 
     @_reads_the_stage
+    def campaign(self, name: str) -> dict:
+        return services.campaign_service(self.settings).detail(name)
+
+    @_reads_the_stage
+    def campaign_document(self, name: str, number: int) -> tuple[dict, bytes]:
+        return services.campaign_service(self.settings).document(name, number)
+
+    @_reads_the_stage
     def dataset(self, dataset_id: str) -> tuple[dict, dict | None]:
         detail = queries.dataset_detail(dataset_id)
         names = {f["name"] for f in detail.get("files", [])}

@@ -22,7 +22,8 @@ from obsflow.monitor import views
 from obsflow.monitor.reads import StageNotAnswering, StageReads
 from obsflow.observability import logger
 
-_ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
+_ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets|campaigns)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
+_DOCUMENT = re.compile(r"^/campaigns/(?P<name>[a-z0-9-]{1,48})/documents/(?P<number>[1-9][0-9]{0,3})$")
 _JSON = "application/json"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
@@ -58,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/api/overview.json":
             self._overview_json()
             return
+        if document := _DOCUMENT.match(unquote(url.path)):
+            self._document(document.group("name"), int(document.group("number")))
+            return
         route = _ROUTE.match(unquote(url.path))
         if route is None:
             self._page(404, "not found", views.not_found(f"no page {url.path}; start from the overview at /"), fragment)
@@ -68,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
                 title, body = f"run {identifier}", views.run_page(*self.reads.run(identifier))
             elif kind == "datasets":
                 title, body = f"dataset {identifier}", views.dataset_page(*self.reads.dataset(identifier))
+            elif kind == "campaigns":
+                title, body = f"campaign {identifier}", views.campaign_page(self.reads.campaign(identifier))
             else:
                 title, body = "overview", views.overview(self.reads.overview())
         except NotFound as exc:
@@ -102,13 +108,35 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("monitor API failed", extra={"path": self.path})
             self._send(500, views.api_json({"error": f"cannot read the stage: {type(exc).__name__}: {exc}"}), _JSON)
 
+    def _document(self, campaign: str, number: int) -> None:
+        """A campaign's document, as a download: whatever it holds (HTML, SVG, script) never runs as a page of the
+        monitor, whose pages read the stage with the operator's credentials."""
+        try:
+            record, body = self.reads.campaign_document(campaign, number)
+        except NotFound as exc:
+            self._send(404, str(exc) + "\n", "text/plain; charset=utf-8")
+            return
+        except StageNotAnswering as exc:
+            self._send(503, str(exc) + "\n", "text/plain; charset=utf-8")
+            return
+        except Exception as exc:  # noqa: BLE001  (the reason, in one line; the monitor keeps serving)
+            logger.exception("monitor download failed", extra={"path": self.path})
+            self._send(500, f"cannot read the document: {type(exc).__name__}: {exc}\n", "text/plain; charset=utf-8")
+            return
+        # check_document_name allows no quote, backslash or control character: the name is safe in the header.
+        self._send(200, body, "application/octet-stream",
+                   {"Content-Disposition": f'attachment; filename="{record["name"]}"', "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "sandbox"})
+
     def _page(self, status: int, title: str, body: str, fragment: bool) -> None:
         self._send(status, body if fragment else views.page(title, body, self.stage), "text/html; charset=utf-8")
 
-    def _send(self, status: int, text: str, content_type: str) -> None:
-        payload = text.encode()
+    def _send(self, status: int, content: str | bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        payload = content.encode() if isinstance(content, str) else content
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()

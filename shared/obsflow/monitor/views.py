@@ -162,7 +162,8 @@ def overview(data: dict) -> str:
         "<h2>Campaigns</h2>",
         table(data["campaigns"], [("name", "campaign"), ("campaign_type", "type"), ("status", "status"),
                                   ("recipe", "recipe"), ("instances", "instances"), ("reason", "reason")],
-              "no campaigns", {"status": lambda r: badge(r["status"])}, "campaigns"),
+              "no campaigns", {"name": lambda r: link("campaigns", r["name"]), "status": lambda r: badge(r["status"])},
+              "campaigns"),
     ])
 
 
@@ -312,6 +313,33 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
         table(detail.get("versions", []), [("dataset_id", "dataset"), ("status", "status"), ("version_key", "version"),
                                            ("created_at", "created")], "",
               {"dataset_id": lambda r: link("datasets", r["dataset_id"]), "status": lambda r: badge(r["status"])}),
+    ])
+
+
+def document_path(campaign: str, number: int) -> str:
+    """Where the monitor serves a campaign's document: by its place in the campaign's record, never by a key."""
+    return f"/campaigns/{quote(campaign, safe='')}/documents/{number}"
+
+
+def campaign_page(detail: dict) -> str:
+    fields = [("type", detail.get("campaign_type")), ("definer", detail.get("definer")), ("reason", detail.get("reason")),
+              ("created", detail.get("created_at")), ("recipe", detail.get("recipe")), ("plan", detail.get("plan_id")),
+              ("why now", detail.get("status_reason")), ("progress", detail.get("progress") or None)]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_text(v))}</td></tr>" for k, v in fields if v is not None)
+    documents = [{**d, "number": n} for n, d in enumerate(detail.get("documents", []), start=1)]
+    return "".join([
+        f"<h2>Campaign {escape(detail['name'])} {badge(detail.get('status'))}</h2>", f"<table>{rows}</table>",
+        "<h2>Documents</h2>",
+        table(documents, [("name", "document"), ("version", "version"), ("size", "bytes"), ("by", "by"), ("at", "at"),
+                          ("note", "note"), ("sha256", "SHA-256")], "no documents",
+              {"name": lambda d: f'<a href="{document_path(detail["name"], d["number"])}" download>'
+                                 f'{escape(d["name"])}</a>'}, "documents"),
+        "<h2>Instances</h2>",
+        table(detail.get("instances", []), [("instance_id", "instance"), ("recipe", "recipe"), ("state", "state"),
+                                            ("state_reason", "why"), ("dataset_id", "dataset")], "none yet",
+              {"state": lambda r: badge(r["state"]), "dataset_id": lambda r: link("datasets", r.get("dataset_id"))}),
+        "<h2>History</h2>", table(detail.get("history", []), [("at", "at"), ("status", "status"), ("by", "by"),
+                                                              ("why", "why")], ""),
     ])
 
 

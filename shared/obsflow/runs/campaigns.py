@@ -8,17 +8,21 @@ Its inputs are a reprocessing plan, or a selection: an ID set of frame, OP, cand
 or dataset ids, human tags to include or exclude, and a recipe version to run on them.
 A recurring campaign (``schedule``) evaluates its selection again at each occurrence and runs
 what no earlier occurrence selected; it runs until cancelled.
+Documents (a plan, a test report, minutes) are kept with it in S3, recorded with who, when and why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import mimetypes
 import re
 import statistics
+import unicodedata
 from collections import Counter
 
-from obsflow.errors import NotFound
+from obsflow.errors import NotFound, TransientError
 from obsflow.ids import ID_RULE, is_id
 from obsflow.observability import logger
 from obsflow.runs import layout
@@ -54,6 +58,11 @@ FIXED_ONCE_STARTED = ("selection", "recipe", "overrides", "priority")  # copied 
 QUERY_FILTERS = ("uses_frame", "recipe", "code_version", "calibration", "status", "campaign")
 ID_KINDS = ("frames", "ops", "candidates", "datasets")
 MAX_ID_SET = 100_000  # ids in one campaign's ID set (a DKIST day is of this order)
+MAX_DOCUMENT_BYTES = 50 * 2**20  # a campaign's document is a plan or a report; data belong in the data bucket
+MAX_NOTE = 2000
+# Safe as the last part of an S3 key, in a download's Content-Disposition and on a page, on every file system.
+DOCUMENT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+() -]{0,126}[A-Za-z0-9._+()-])?$")
+ATTACH_ATTEMPTS = 5  # tries to record a document while others are attached to the same campaign at the same time
 
 
 def check_name(name: str) -> str:
@@ -80,6 +89,22 @@ def read_id_set(document) -> dict[str, list[str]]:
         raise ValueError(f"the ID set holds {len(bad)} entr(y/ies) that are no id ({ID_RULE}): "
                          f"{', '.join(repr(b) for b in bad[:3])}")
     return {kind: list(ids) for kind, ids in document.items()}
+
+
+def check_document_name(name: str) -> str:
+    if not name:
+        raise ValueError("the document has no file name")
+    if "/" in name or "\\" in name:
+        raise ValueError(f"{name!r} is a path, not a file name: attach the file itself (its own name is kept)")
+    if ".." in name:
+        raise ValueError(f"{name!r} holds '..': rename the file")
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if control is not None:
+        raise ValueError(f"{name!r} holds a control character (U+{ord(control):04X}): rename the file")
+    if not DOCUMENT_NAME.match(name):
+        raise ValueError(f"{name!r} is not a document name: at most 128 of letters, digits, ' ', '.', '_', '-', '+', "
+                         "'(' and ')', beginning with a letter or digit and not ending in a space; rename the file")
+    return name
 
 
 class CampaignService:
@@ -487,6 +512,53 @@ class CampaignService:
             return False
         made = self.store.dataset(user.dataset_id)
         return made is not None and made.status in (EXPIRED, REJECTED)
+
+    # -- documents -----------------------------------------------------------------------------------
+    def attach(self, name: str, filename: str, body: bytes, note: str, by: str) -> tuple[dict, bool]:
+        """Keep a document with the campaign, recorded with who, when and why: the same file again changes nothing;
+        another file of the same name is kept beside it as its next version. The record, and whether it is new."""
+        check_document_name(filename)
+        note = (note or "").strip()
+        if not note:
+            raise ValueError("say what the document is (--note TEXT): it is kept with it")
+        if len(note) > MAX_NOTE:
+            raise ValueError(f"the note has {len(note)} characters; at most {MAX_NOTE} (attach the text as a file)")
+        if not body:
+            raise ValueError(f"{filename} is empty: there is nothing to keep")
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise ValueError(f"{filename} is larger than {MAX_DOCUMENT_BYTES // 2**20} MiB: keep it elsewhere (the data "
+                             "bucket, a wiki) and attach a short file that says where")
+        campaign = self.store.campaign(name)
+        if campaign is None:
+            raise NotFound(f"no campaign {name!r} to attach to; `obsflow campaigns list` shows them, "
+                           "`obsflow campaigns create` makes one")
+        sha256 = hashlib.sha256(body).hexdigest()
+        key = layout.campaign_document_key(name, sha256, filename)
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        written = False
+        for _ in range(ATTACH_ATTEMPTS):
+            same_name = [d for d in campaign.documents if d["name"] == filename]
+            kept = next((d for d in same_name if d["sha256"] == sha256), None)
+            if kept is not None:
+                return kept, False
+            if not written:
+                self.runs.documents.put_bytes("work", key, body, content_type)
+                written = True
+            record = {"name": filename, "version": len(same_name) + 1, "key": key, "size": len(body), "sha256": sha256,
+                      "content_type": content_type, "note": note, "by": by, "at": self.runs.clock().isoformat()}
+            if self.store.add_campaign_document(name, record, campaign.documents):
+                return record, True
+            campaign = self.require(name)  # another was attached meanwhile: compare and count again
+        raise TransientError(f"campaign {name}'s documents kept changing while {filename} was attached; try again")
+
+    def document(self, name: str, number: int) -> tuple[dict, bytes]:
+        """The campaign's ``number``-th document (1: the first attached) and its bytes: only keys a campaign records
+        are read."""
+        documents = self.require(name).documents
+        if not 1 <= number <= len(documents):
+            raise NotFound(f"campaign {name} has no document {number}: it has {len(documents)}")
+        record = documents[number - 1]
+        return record, self.runs.documents.get_bytes("work", record["key"])
 
     # -- what it did ---------------------------------------------------------------------------------
     def detail(self, name: str) -> dict:

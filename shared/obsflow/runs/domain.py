@@ -49,6 +49,9 @@ from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-export
 
 MAX_PRIORITY = 99
 
+# The tag a person puts on a frame found bad after ingest: it is left out of every input dataset planned after.
+BAD_FRAME = "bad-frame"
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -338,6 +341,7 @@ class Campaign:
     schedule: str | None = None
     next_occurrence_at: dt.datetime | None = None
     occurrences: list[dict] = field(default_factory=list)
+    documents: list[dict] = field(default_factory=list)  # kept with it (`campaigns attach`), oldest first
 
     @property
     def developer(self) -> bool:

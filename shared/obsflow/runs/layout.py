@@ -108,6 +108,12 @@ def occurrence_key(campaign: str, number: int) -> str:
     return f"campaigns/{campaign}/occurrences/{number:05d}.json"
 
 
+def campaign_document_key(campaign: str, sha256: str, name: str) -> str:
+    """A document kept with a campaign (in the work bucket), addressed by its content: the same file attached twice
+    is one object, and another file of the same name is kept beside it, never over it."""
+    return f"campaigns/{campaign}/documents/{sha256[:16]}/{name}"
+
+
 def decision_ticket_id(dataset_id: str) -> str:
     """The review ticket that asks data quality to decide on a new version of a product."""
     return f"TKT-{dataset_id}-decision"

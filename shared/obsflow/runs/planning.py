@@ -18,6 +18,7 @@ from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.context import NotAllowed, Part, SubmitReport
 from obsflow.runs.domain import (
+    BAD_FRAME,
     ERROR,
     INSTANCE_SUCCEEDED,
     NEVER_EXECUTED,
@@ -33,10 +34,6 @@ from obsflow.runs.domain import (
     derive_instance_state,
 )
 from obsflow.runs.ticketing import Tickets
-
-
-# The tag a person puts on a frame found bad after ingest: it is left out of every input dataset planned after.
-BAD_FRAME = "bad-frame"
 
 
 class ProposalMismatch(ObsflowError):
@@ -226,14 +223,19 @@ class Planning(Part):
 
     def mark_bad_frames(self, file_ids: list[str], by: str, reason: str) -> int:
         """Record frames as bad, with who, when and why (a tag statement); how many were not marked before."""
-        if not (reason or "").strip():
-            raise ValueError("say why the frames are bad (--reason TEXT): it is kept with each")
+        _require_reason(reason, "the frames are bad")
         known = {frame.file_id for frame in self.store.frames_by_id(sorted(set(file_ids)))}
         unknown = sorted(set(file_ids) - known)
         if unknown:
             raise NotFound(f"{len(unknown)} id(s) are no frame in the inventory: {', '.join(unknown[:5])}; "
                            "`obsflow frames list` shows them")
         return self.store.add_tags(BAD_FRAME, sorted(known), by, reason, self.clock())
+
+    def unmark_bad_frames(self, file_ids: list[str], by: str, reason: str) -> int:
+        """Take marks back, with who, when and why (the mark is kept, withdrawn): input datasets planned after use
+        the frames again. How many were marked."""
+        _require_reason(reason, "the frames are no longer bad")
+        return self.store.withdraw_tags(BAD_FRAME, sorted(set(file_ids)), by, reason, self.clock())
 
     def replan(self, instance_id: str) -> Instance:
         """Plan an instance that could not be planned again, at the next submitter pass."""
@@ -388,3 +390,8 @@ class Planning(Part):
         if changes:
             self.store.update_instance(instance_id, **changes)
         return state
+
+
+def _require_reason(reason: str, what: str) -> None:
+    if not (reason or "").strip():
+        raise ValueError(f"say why {what} (--reason TEXT): it is kept with each")

@@ -50,6 +50,13 @@ class S3Documents:
             self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=text.encode(), ContentType="text/plain",
                                **documents.tagging(tags))
 
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        with aws.transient(f"could not write s3://{self.location(bucket)}/{key}"):
+            self.s3.put_object(Bucket=self.location(bucket), Key=key, Body=body, ContentType=content_type)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        return documents.get_bytes(self.s3, self.location(bucket), key)
+
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str,
              tags: dict[str, str] | None = None) -> None:
         # The copy's tags replace the source's (task outputs carry none that products should keep).

@@ -117,10 +117,16 @@ class CampaignStore(Protocol):
         """Update while the campaign has recorded ``number - 1`` occurrences (``changes`` record the next); False if
         another caller recorded it first."""
     def datasets_of_campaign(self, name: str) -> list[Dataset]: ...
+    def add_campaign_document(self, name: str, document: dict, after: list[dict]) -> bool:
+        """Append the document's record while the campaign's documents are still ``after``; False if they are not
+        (another was attached meanwhile) or there is no such campaign."""
 
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
-        """Idempotent per (tag, id); returns how many were new."""
-    def tagged(self, tag: str) -> list[str]: ...
+        """Idempotent per (tag, id) while in force (a withdrawn statement is made again); returns how many were new."""
+    def withdraw_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
+        """Withdraw the statements in force (kept, with who, when and why); returns how many there were."""
+    def tagged(self, tag: str) -> list[str]:
+        """The ids the statements in force name."""
 
 
 class RunStore(CandidateStore, InstanceStore, RunRecords, TicketStore, DatasetStore, CampaignStore, Protocol):
@@ -136,6 +142,9 @@ class Documents(Protocol):
         """NotFound if there is none."""
     def exists(self, bucket: str, key: str) -> bool: ...
     def put_text(self, bucket: str, key: str, text: str, tags: dict[str, str] | None = None) -> None: ...
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None: ...
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """NotFound if there is none."""
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str,
              tags: dict[str, str] | None = None) -> None:
         """Copy with ``tags`` as the copy's object tags (S3 tags it as it writes: never untagged)."""

@@ -1,7 +1,7 @@
 """Reprocessing, plan first: what a change affects, what it would re-run and reuse, and what it would cost.
 
 A plan selects the ACTIVE datasets a change affects (a new recipe version, a changed
-parameter value, a new calibration, a new version of an input frame, or a list), copies
+parameter value, a new calibration, a new version of an input frame, frames marked bad, or a list), copies
 each dataset's recipe instance updated to the change, predicts every task's digest to
 tell the tasks that re-run from those whose outputs are reused, and estimates CPU-hours,
 output size and cost. Planning runs nothing; the plan is saved under an id derived from
@@ -21,7 +21,7 @@ from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.costs import estimated_usd
 from obsflow.runs.digests import inputs_digest, task_digests
-from obsflow.runs.domain import ACTIVE, Dataset, Instance, InstanceInput
+from obsflow.runs.domain import ACTIVE, BAD_FRAME, Dataset, Instance, InstanceInput
 
 PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run: they always re-run
 
@@ -36,6 +36,7 @@ class Change:
     parameter: str | None = None
     calibration: str | None = None  # the new calibration dataset
     frame: str | None = None  # a frame id whose object has a new version
+    bad_frames: bool = False  # the frames marked bad now: their copies leave them out (planning does)
     datasets: tuple[str, ...] = ()
     overrides: dict = field(default_factory=dict)
 
@@ -70,11 +71,15 @@ class Planner:
                 selections.append(self._on_other_calibrations(calibration))
         if change.frame:
             selections.append(self._using_older_frame(change.frame))
+        if change.bad_frames:
+            bad = self._bad_frame_ids()
+            selections.append([d for d in self.store.datasets_with_status(ACTIVE) if _frames_used(d, bad)])
         if not selections:
             if change.overrides:
-                raise ValueError("--set needs a selection: --datasets FILE, --recipe, --parameter, --calibration or --frame")
+                raise ValueError("--set needs a selection: --datasets FILE, --recipe, --parameter, --calibration, "
+                                 "--frame or --bad-frames")
             raise ValueError("say what changed: --recipe NAME@VERSION, --parameter P, --calibration DATASET, "
-                             "--frame FILE_ID or --datasets FILE")
+                             "--frame FILE_ID, --bad-frames or --datasets FILE")
         chosen = {d.dataset_id: d for d in selections[0]}
         for selection in selections[1:]:
             chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
@@ -116,13 +121,19 @@ class Planner:
                 if any(f["file_id"] == file_id and (f.get("version_id") or "", f.get("etag") or "") != current
                        for f in d.provenance.get("input_frames", []))]
 
+    def _bad_frame_ids(self) -> set[str]:
+        return set(self.store.tagged(BAD_FRAME))
+
     # -- the plan ------------------------------------------------------------------------------
     def plan(self, change: Change, by: str, save: bool = True) -> dict:
         """What the change affects and what re-running it costs; saved under its id unless ``save`` is False."""
         affected = self.affected(change)
-        plan_id = "plan-" + layout.digest_of({"change": change.describe(),
-                                              "datasets": [d.dataset_id for d in affected]})[:12]
-        items = [self._item(dataset, change, plan_id) for dataset in affected]
+        bad = self._bad_frame_ids() if change.bad_frames else set()
+        # Frames marked bad since a plan was started make another plan (the same datasets, other frames left out).
+        left_out = sorted({f for d in affected for f in _frames_used(d, bad)})
+        plan_id = "plan-" + layout.digest_of({"change": change.describe(), "datasets": [d.dataset_id for d in affected],
+                                              **({"bad_frames": left_out} if left_out else {})})[:12]
+        items = [self._item(dataset, change, plan_id, bad) for dataset in affected]
         plan = {
             "plan_id": plan_id, "change": change.describe(), "planned_by": by,
             "planned_at": self.runs.clock().isoformat(), "code_version": obsflow.__version__, "items": items,
@@ -140,7 +151,7 @@ class Planner:
             self.documents.put_json("work", plan_key(plan_id), plan)
         return plan
 
-    def _item(self, dataset: Dataset, change: Change, plan_id: str) -> dict:
+    def _item(self, dataset: Dataset, change: Change, plan_id: str, bad: set[str]) -> dict:
         instance = self.store.instance(dataset.instance_id) if dataset.instance_id else None
         run = self.store.run(dataset.run_id)
         if instance is None or run is None or not run.input_dataset_key:
@@ -154,6 +165,8 @@ class Planner:
         document = self.documents.get_json("work", run.input_dataset_key)
         if upstream is not None:
             document = {**document, "upstream": upstream}
+        if bad:  # planning leaves them out of the copy's input dataset: predict from the frames it will read
+            document = {**document, "frames": [f for f in document["frames"] if f["file_id"] not in bad]}
         digests = task_digests(recipe, configuration, inputs_digest(document), obsflow.__version__, PLANNED_RUN)
         reused = [t.name for t in recipe.tasks
                   if t.reuse and self.documents.exists("work", layout.task_output_record_key(digests[t.name]))]
@@ -170,6 +183,7 @@ class Planner:
             "tasks_rerun": [t.name for t in recipe.tasks if t.name not in reused], "tasks_reused": reused,
             "estimated_cpu_s": cpu_s, "estimated_bytes": size,
             "estimated_usd": estimated_usd(cpu_s, size, recipe, self.runs.settings.prices),
+            **({"bad_frames": _frames_used(dataset, bad)} if change.bad_frames else {}),
         }
 
     def _on_new_calibration(self, instance: Instance, dataset: Dataset, calibration: Dataset):
@@ -212,6 +226,11 @@ def _split(key: str) -> tuple[str, str]:
     if not sep or not name or not version:
         raise ValueError(f"{key!r} is not NAME@VERSION")
     return name, version
+
+
+def _frames_used(dataset: Dataset, file_ids: set[str]) -> list[str]:
+    """Which of ``file_ids`` the dataset was made from (its own input frames)."""
+    return sorted({f["file_id"] for f in dataset.provenance.get("input_frames", [])} & file_ids)
 
 
 def _rerun_share(recipe: Recipe, reused: set[str]) -> float:

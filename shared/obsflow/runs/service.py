@@ -67,6 +67,9 @@ class RunService(Part):
     def mark_bad_frames(self, file_ids: list[str], by: str, reason: str) -> int:
         return self.planning.mark_bad_frames(file_ids, by, reason)
 
+    def unmark_bad_frames(self, file_ids: list[str], by: str, reason: str) -> int:
+        return self.planning.unmark_bad_frames(file_ids, by, reason)
+
     def refresh_instance(self, instance_id: str, waiting_for: str | None = None) -> str:
         return self.planning.refresh_instance(instance_id, waiting_for)
 

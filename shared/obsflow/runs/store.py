@@ -43,7 +43,7 @@ from obsflow.tables import (
 from obsflow.tables.campaigns import CampaignItem
 from obsflow.tables.tags import TagItem
 from obsflow.tables.catalogue_edges import InputEdgeItem
-from obsflow.tables.base import changes_to_actions, save_if_new, update_if
+from obsflow.tables.base import changes_to_actions, get_or_none, save_if_new, update_if
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.datasets import DatasetItem
 from obsflow.tables.recipe_instances import RecipeInstanceItem
@@ -126,6 +126,7 @@ def dataset_of(item: DatasetItem) -> Dataset:
 def campaign_of(item: CampaignItem) -> Campaign:
     return Campaign(**{**_fields(Campaign, item), "instance_ids": list(item.instance_ids or []),
                        "history": list(item.history or []), "occurrences": list(item.occurrences or []),
+                       "documents": list(item.documents or []),
                        "max_concurrent": int(item.max_concurrent),
                        "pause_after_failures": int(item.pause_after_failures), "priority": int(item.priority),
                        "retention_days": None if item.retention_days is None else int(item.retention_days)})
@@ -371,18 +372,50 @@ class DynamoRunStore:
             return update_if(CampaignItem(name), changes_to_actions(CampaignItem, {**changes, "occurrence_count": number}),
                              campaigns.has_occurrences(number - 1))
 
+    def add_campaign_document(self, name: str, document: dict, after: list[dict]) -> bool:
+        with transient(f"could not record a document of campaign {name}"):
+            # The list as read (JSON compares as its text): an attach at the same time makes this one count again.
+            unchanged = CampaignItem.documents == after if after else (
+                CampaignItem.documents.does_not_exist() | (CampaignItem.documents == []))
+            return update_if(CampaignItem(name), [CampaignItem.documents.set([*after, document])],
+                             CampaignItem.name.exists() & unchanged)
+
     def datasets_of_campaign(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of campaign {name}"):
             return [dataset_of(item) for item in datasets.of_campaign(name)]
 
     # -- tags ------------------------------------------------------------------------------------
     def add_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
-        """Tag each id once (a second statement of the same tag on an id keeps the first); how many were new."""
+        """Tag each id once (a second statement of the same tag on an id keeps the first; one withdrawn before is
+        made again, the withdrawn one kept in ``earlier``); how many were new."""
         added = 0
         with transient(f"could not record tag {tag}"):
             for target_id in dict.fromkeys(target_ids):
-                added += save_if_new(TagItem(tag, target_id, tagged_by=by, tagged_at=at, reason=reason))
+                added += save_if_new(TagItem(tag, target_id, tagged_by=by, tagged_at=at, reason=reason)) \
+                    or self._restate(tag, target_id, by, reason, at)
         return added
+
+    @staticmethod
+    def _restate(tag: str, target_id: str, by: str, reason: str, at: dt.datetime) -> bool:
+        item = get_or_none(TagItem, tag, target_id)
+        if item is None or item.withdrawn_at is None:
+            return False
+        actions = [TagItem.tagged_by.set(by), TagItem.tagged_at.set(at), TagItem.reason.set(reason),
+                   TagItem.earlier.set([*(item.earlier or []), item.statement()]), TagItem.withdrawn_by.remove(),
+                   TagItem.withdrawn_at.remove(), TagItem.withdrawn_reason.remove()]
+        # Only the withdrawn statement read above is moved into `earlier` (two at once: one of them restates it).
+        return update_if(item, actions, TagItem.withdrawn_at == item.withdrawn_at)
+
+    def withdraw_tags(self, tag: str, target_ids: list[str], by: str, reason: str, at: dt.datetime) -> int:
+        """Withdraw the statements in force of ``tag`` on these ids, keeping them; how many there were."""
+        withdrawn = 0
+        with transient(f"could not withdraw tag {tag}"):
+            for target_id in dict.fromkeys(target_ids):
+                withdrawn += update_if(
+                    TagItem(tag, target_id),
+                    [TagItem.withdrawn_by.set(by), TagItem.withdrawn_at.set(at), TagItem.withdrawn_reason.set(reason)],
+                    TagItem.tagged_at.exists() & TagItem.withdrawn_at.does_not_exist())
+        return withdrawn
 
     def tagged(self, tag: str) -> list[str]:
         with transient(f"could not read tag {tag}"):

@@ -39,6 +39,7 @@ class CampaignItem(Model):
     next_occurrence_at = UTCDateTimeAttribute(null=True)
     occurrences = JSONAttribute(null=True)
     occurrence_count = NumberAttribute(default=0)  # len(occurrences), for the condition that records the next
+    documents = JSONAttribute(null=True)  # name, version, key, size, sha256, content_type, note, by, at
 
 
 def has_occurrences(count: int):
