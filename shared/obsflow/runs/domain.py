@@ -12,6 +12,7 @@ from typing import Any
 
 from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-exported)
     ACTIVE,
+    AWAITING_APPROVAL,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     CANCELLED,
@@ -332,6 +333,9 @@ class Campaign:
     keep_intermediates: bool = False
     rerun_from_task: str | None = None
     job_definitions: dict[str, str] | None = None  # resource class -> the job definition revision with task_image
+    # A large campaign's approval: why it needed one (its estimate against the sizes), then who approved it, when,
+    # as which role and why. None: it needed none.
+    approval: dict[str, Any] | None = None
 
     @property
     def developer(self) -> bool:

@@ -35,6 +35,7 @@ class CampaignItem(Model):
     keep_intermediates = BooleanAttribute(default=False)
     rerun_from_task = UnicodeAttribute(null=True)
     job_definitions = JSONAttribute(null=True)
+    approval = JSONAttribute(null=True)  # a large campaign's: needed because, approved by, at, as, why
 
 
 def get(name: str) -> CampaignItem | None:
