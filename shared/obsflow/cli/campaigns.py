@@ -108,6 +108,12 @@ def _say_if_awaiting(campaign) -> None:
         click.echo(f"no run of it starts until it is approved: {campaign.status_reason}")
 
 
+def _type_for_role(ctx, campaign_type: str) -> str:
+    """A developer creates developer campaigns only: refused as the option is read, before the stage is touched."""
+    _refused(_actor(ctx).check_campaign, "campaigns create", campaign_type)
+    return campaign_type
+
+
 def _campaign_as_role(ctx, action: str, name: str) -> None:
     """A developer's campaign actions are for developer campaigns only: refuse before anything changes."""
     actor = _actor(ctx)
@@ -124,7 +130,9 @@ def campaigns():
 @click.argument("name")
 @click.option("--reason", required=True, help="Why (kept with the campaign).")
 @click.option("--type", "campaign_type", default="commissioning", show_default=True,
-              type=click.Choice(["reprocessing", "developer", "commissioning", "calibration", "test"]))
+              type=click.Choice(["reprocessing", "developer", "commissioning", "calibration", "test"]),
+              callback=lambda ctx, param, value: _type_for_role(ctx, value),
+              help="The developer role creates developer campaigns only.")
 @click.option("--definer", default=None, help="Who defines it (default: the login name).")
 @click.option("--recipe", metavar="NAME[@VERSION]", required=True, help="The recipe (version) to run.")
 @click.option("--ids", "ids_file", metavar="FILE.json", help="An ID set: a JSON list of frame, OP, candidate or "
@@ -159,7 +167,6 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
 
     from obsflow.runs.campaigns import read_id_set
 
-    _refused(_actor(ctx).check_campaign, "campaigns create", campaign_type)
     selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
                  "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
                  "query": {k.replace("-", "_"): v for k, v in _key_values(where, "--where").items()}}

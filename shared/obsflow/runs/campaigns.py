@@ -254,11 +254,11 @@ class CampaignService:
         if campaign.status != AWAITING_APPROVAL:
             raise NotAllowed(f"campaign {name} needs no approval: it is {campaign.status}, and its estimate was within "
                              "the stage's approval size when it started")
-        why = self._reason(why, "approved")
-        approval = {**campaign.approval, "approved_by": by, "approved_at": self.runs.clock().isoformat(),
+        why, at = self._reason(why, "approved"), self.runs.clock()
+        approval = {**campaign.approval, "approved_by": by, "approved_at": at.isoformat(),
                     "approved_as": role or "operator (no role set: the local stack's single operator)",
                     "reason": why}
-        approved = self._move(name, "approve", by, f"approved: {why}", approval=approval)
+        approved = self._move(name, "approve", by, f"approved: {why}", at=at, approval=approval)
         self.runs.nudge(f"campaign {name} approved")
         return approved
 
@@ -296,7 +296,7 @@ class CampaignService:
             raise ValueError(f"say why the campaign is {verb} (--reason TEXT): it is kept in its history")
         return why
 
-    def _move(self, name: str, move: str, by: str, why: str, **changes) -> Campaign:
+    def _move(self, name: str, move: str, by: str, why: str, at: dt.datetime | None = None, **changes) -> Campaign:
         """A named move of the campaign's state machine (transitions.CAMPAIGN_MOVES), recorded in its history
         with ``changes`` made in the same update."""
         campaign, step = self.require(name), CAMPAIGN_MOVES[move]
@@ -307,11 +307,11 @@ class CampaignService:
             raise NotAllowed(f"campaign {name} is {campaign.status}; only a {' or '.join(step.sources)} campaign can be "
                              f"made {to}")
         self.store.update_campaign(name, status=to, status_reason=why,
-                                   history=[*campaign.history, self._event(to, by, why)], **changes)
+                                   history=[*campaign.history, self._event(to, by, why, at)], **changes)
         return self.require(name)
 
-    def _event(self, status: str, by: str, why: str) -> dict:
-        return {"at": self.runs.clock().isoformat(), "status": status, "by": by, "why": why}
+    def _event(self, status: str, by: str, why: str, at: dt.datetime | None = None) -> dict:
+        return {"at": (at or self.runs.clock()).isoformat(), "status": status, "by": by, "why": why}
 
     # -- what it selects ---------------------------------------------------------------------------
     def _instances(self, campaign: Campaign, save: bool = True) -> list[Instance]:
