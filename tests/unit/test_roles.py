@@ -226,3 +226,23 @@ def test_a_campaign_above_the_output_size_waits_too_and_one_waiting_can_be_cance
     assert cancelled.status == "CANCELLED"
     assert {r.status for r in service.store.runs.values()} == {"CANCELLED"}
     assert approval_note(cancelled) == "cancelled while waiting for approval"
+
+
+def test_the_monitor_shows_campaigns_awaiting_approval_and_who_approved():
+    # Given one campaign waiting for approval and one approved
+    from obsflow.monitor import views
+
+    service, campaigns = census("waiting", cpu_hours=0)
+    campaigns.start("waiting", "ops")
+    campaigns.create("approved", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
+                     selection={"ids": {"ops": ["old0_obs"]}})
+    campaigns.start("approved", "ops")
+    campaigns.approve("approved", "dana", "worth it", "data-quality")
+    rows = [{**c.__dict__, "instances": len(c.instance_ids), "approval_note": approval_note(c)}
+            for c in campaigns.store.all_campaigns()]
+    empty = {"run_counts": {}, "ops": [], "candidates": [], "runs": [], "tickets": [], "datasets": [], "instances": []}
+    # When the overview is drawn
+    html = views.overview({**empty, "campaigns": rows})
+    # Then it shows the waiting one with its reason and how to approve it, and who approved the other
+    assert "AWAITING_APPROVAL</span>" in html and "campaigns approve waiting --reason TEXT" in html
+    assert "approved by dana (data-quality) at 2026-" in html
