@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Literal
 
@@ -10,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from obsflow.pipelines.environments import EnvironmentError_, parse_requirement
-from obsflow.settings import BUCKETS, Settings
+from obsflow.settings import BUCKETS, Settings, SiteSettings
 
 STAGES = ("dev", "prod")
 
@@ -18,6 +19,11 @@ STAGES = ("dev", "prod")
 def _listed(value) -> tuple[str, ...]:
     """A context value given as "a,b" on the command line, or as a list in cdk.json."""
     return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else tuple(value)
+
+
+def _json(value):
+    """A context value given as JSON on the command line, or as an object in cdk.json."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 class StageConfig(BaseModel):
@@ -35,6 +41,10 @@ class StageConfig(BaseModel):
     default_embargo_days: int = Settings.model_fields["default_embargo_days"].default
     # IAM role ARNs of the data center's staff who may read products under embargo (besides the stage's own roles)
     data_stewards: tuple[str, ...] = ()
+    # Processing windows by recipe name or resource class, and the site they follow (obsflow.windows):
+    # -c windows='{"vbi-l1": "night"}' or "windows" in cdk.json; -c site='{"name": ..., "timezone": ...}'
+    windows: dict[str, str] = Field(default_factory=dict)
+    site: SiteSettings = SiteSettings()
     # Hosted pipelines (PACKAGE==VERSION): a task image and job definitions each (-c pipelines=a==1.2.3,b==4.5.6)
     pipelines: tuple[str, ...] = ()
 
@@ -69,8 +79,10 @@ class StageConfig(BaseModel):
         stewards = app.node.try_get_context("dataStewards") or ()
         pipelines = app.node.try_get_context("pipelines") or ()
         embargo_days = app.node.try_get_context("defaultEmbargoDays")
+        windows, site = (_json(app.node.try_get_context(name)) for name in ("windows", "site"))
         return cls(stage=stage, jira_secret_name=app.node.try_get_context("jiraSecretName"),
                    data_stewards=_listed(stewards), pipelines=_listed(pipelines),
+                   **({"windows": windows} if windows else {}), **({"site": site} if site else {}),
                    **({"default_embargo_days": int(embargo_days)} if embargo_days is not None else {}), **defaults)
 
     @property
@@ -88,4 +100,6 @@ class StageConfig(BaseModel):
             buckets={b: f"obsflow-{self.stage}-{b}-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}" for b in BUCKETS},
             jira_secret_id=self.jira_secret_name,
             default_embargo_days=self.default_embargo_days,
+            windows=self.windows,
+            site=self.site,
         )

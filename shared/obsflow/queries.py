@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from obsflow import embargo
-from obsflow.statuses import FAILED, SUCCEEDED
+from obsflow.statuses import FAILED, READY, SUCCEEDED
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import missing
 from obsflow.ingest.store import op_state
@@ -24,6 +24,7 @@ from obsflow.tables import (
     recipes,
     runs,
 )
+from obsflow.windows import Windows, closed_reason_prefix
 
 
 def frame_rows(op_id: str | None, default_embargo_days: int) -> list[dict]:
@@ -299,3 +300,12 @@ def dataset_provenance(dataset_id: str) -> dict:
                   for t in provenance["tasks"]],
         "input_frames": provenance.get("input_frames", []),
     }
+
+
+def window_rows(windows: Windows, at: dt.datetime) -> list[dict]:
+    """Each processing window: open or not at ``at``, its next change, and the queued runs waiting for it."""
+    reasons = [item.waiting_reason or "" for item in runs.with_status(READY)]
+    return [{"key": state.key, "window": state.window.spec, "when": state.window.describe(windows.site),
+             "open": state.open, "next_change": state.next_change,
+             "runs_waiting": sum(reason.startswith(closed_reason_prefix(state.key)) for reason in reasons)}
+            for state in windows.states(at)]

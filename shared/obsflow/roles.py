@@ -53,6 +53,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "upload": (OPERATOR,), "dlq redrive": (OPERATOR,), "backstop": (OPERATOR,), "release": (OPERATOR,),
     "pause": (OPERATOR,), "resume": (OPERATOR,),
     "runs retry": (OPERATOR,), "runs redrive": (OPERATOR,), "runs cancel": (OPERATOR,), "runs prioritize": (OPERATOR,),
+    "runs requeue": (OPERATOR,),
     "runs execute": (OPERATOR,), "tickets resolve": (OPERATOR, DATA_QUALITY), "catalogue replan": (OPERATOR,),
     # campaigns: a developer's are developer campaigns only (LIMITS)
     "reprocess plan": (OPERATOR, DATA_QUALITY, DEVELOPER), "reprocess start": (OPERATOR,),

@@ -6,12 +6,14 @@ import json
 import re
 from functools import lru_cache
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from obsflow.ids import ID_RULE, is_id
 from obsflow.roles import check_role
+from obsflow.windows import Site, Windows, check_window
 
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
@@ -43,6 +45,29 @@ class Prices(BaseModel):
     def run_cost(self, vcpu_s: float, gib_s: float, lambda_invocations: int, transitions: int) -> float:
         return (vcpu_s / 3600 * self.fargate_vcpu_hour + gib_s / 3600 * self.fargate_gib_hour
                 + lambda_invocations * self.lambda_request + transitions * self.state_transition)
+
+
+class SiteSettings(BaseModel):
+    """Where the telescope is: processing windows (obsflow.windows) follow its sky and its clock."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(default="DKIST, Haleakala", min_length=1, max_length=80)
+    latitude: float = Field(default=20.7067, ge=-66, le=66, allow_inf_nan=False)  # below the polar circles
+    longitude: float = Field(default=-156.2569, ge=-180, le=180, allow_inf_nan=False)
+    timezone: str = "Pacific/Honolulu"
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is no IANA time zone (like Pacific/Honolulu)") from exc
+        return value
+
+    def site(self) -> Site:
+        return Site(self.name, self.latitude, self.longitude, self.timezone)
 
 
 # Names a setting must match (each becomes part of resource names or endpoints), and how to say so.
@@ -99,6 +124,11 @@ class Settings(BaseSettings):
     pipelines_dir: str | None = None
     scratch_dir: str | None = None
     pipeline_services: dict[str, str] = Field(default_factory=dict)
+    # Processing windows, by recipe name or resource class: any, night, day or local hours HH:MM-HH:MM at the site
+    # (OBSFLOW_WINDOWS='{"vbi-l1": "night"}'; unset: anything starts any time). OBSFLOW_SITE='{"name": ...,
+    # "latitude": ..., "longitude": ..., "timezone": ...}' places the site (default DKIST's).
+    windows: dict[str, str] = Field(default_factory=dict)
+    site: SiteSettings = SiteSettings()
     # Fork each node from a warm server of its environment (the local stack) instead of starting it cold.
     pipeline_node_server: bool = False
     # A campaign estimated above either size waits, once started, for `obsflow campaigns approve` by the
@@ -118,6 +148,18 @@ class Settings(BaseSettings):
         if not re.fullmatch(pattern, value):
             raise ValueError(f"{value!r} is not {what}")
         return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, spec in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", key):
+                raise ValueError(f"{key!r} is no recipe name or resource class")
+            check_window(spec)
+        return value
+
+    def processing_windows(self) -> Windows:
+        return Windows(self.site.site(), self.windows)
 
     @field_validator("endpoint_url")
     @classmethod
@@ -227,6 +269,10 @@ class Settings(BaseSettings):
             variables["OBSFLOW_PIPELINE_SERVICES"] = json.dumps(self.pipeline_services, sort_keys=True)
         if self.calibration_programs:
             variables["OBSFLOW_CALIBRATION_PROGRAMS"] = json.dumps(list(self.calibration_programs))
+        if self.windows:
+            variables["OBSFLOW_WINDOWS"] = json.dumps(self.windows, sort_keys=True)
+        if self.site != SiteSettings():
+            variables["OBSFLOW_SITE"] = self.site.model_dump_json()
         return variables
 
     def describe(self) -> dict:

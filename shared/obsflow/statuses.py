@@ -11,8 +11,9 @@ CANDIDATE_STATUSES = (WAITING, READY, PLANNED, HELD)
 # Runs.
 SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
 MANUAL = "MANUAL"  # a manual-by-definition recipe: waits for `obsflow runs execute ID --manual`
-RUN_CANCELLED = "CANCELLED"  # never started: its campaign was cancelled
-RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED, RUN_CANCELLED)
+RUN_CANCELLED = "CANCELLED"  # stopped for good by an operator, or never started: its campaign was cancelled
+SKIPPED = "SKIPPED"  # queued when submission resumed without its backlog: waits for `obsflow runs requeue`
+RUN_STATUSES = (READY, SUBMITTED, RUNNING, MANUAL, SUCCEEDED, FAILED, RUN_CANCELLED, SKIPPED)
 
 # Recipe instances, after the Gemini archive's processing catalogue: derived from their runs.
 NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED = "NEVER_EXECUTED", "WAITING", "QUEUED"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -11,8 +13,10 @@ from obsflow import roles
 from obsflow.cli import main as cli
 from obsflow.roles import Actor, Refused
 from obsflow.runs.campaigns import CampaignService, approval_note
+from obsflow.runs.reprocessing import Change
 from obsflow.runs.service import NotAllowed
 from obsflow.settings import Settings
+from tests.unit.test_campaigns import ChangedValue, night  # noqa: F401 (night: a fixture)
 from tests.unit.test_catalogue import complete
 from tests.unit.test_run_service import add_candidate, make_service
 
@@ -246,3 +250,21 @@ def test_the_monitor_shows_campaigns_awaiting_approval_and_who_approved():
     # Then it shows the waiting one with its reason and how to approve it, and who approved the other
     assert "AWAITING_APPROVAL</span>" in html and "campaigns approve waiting --reason TEXT" in html
     assert "approved by dana (data-quality) at 2026-" in html
+
+
+def test_a_reprocessing_plan_estimated_above_the_approval_size_waits_by_its_plans_totals(night):
+    # Given a plan for a changed parameter, on a stage whose approval size is below the plan's CPU time
+    service, datasets = night
+    service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
+    campaigns = CampaignService(service)
+    plan = campaigns.planner.plan(Change(parameter="saturation_level"), "dq")
+    hours = plan["totals"]["cpu_seconds"] / 3600
+    service.settings = service.settings.model_copy(update={"campaign_approval_cpu_hours": hours * 0.99})
+    # When it is started as a campaign
+    campaign = campaigns.start_plan(plan["plan_id"], "sat-63000", "ops", "firmware")
+    # Then it waits for approval, with the plan's own totals as its estimate, and none of its runs starts
+    assert campaign.status == "AWAITING_APPROVAL"
+    assert campaign.approval["estimated_cpu_s"] == plan["totals"]["cpu_seconds"]
+    assert service.submit().started == []
+    # And the same start again changes nothing
+    assert campaigns.start_plan(plan["plan_id"], "sat-63000", "ops", "firmware").status == "AWAITING_APPROVAL"

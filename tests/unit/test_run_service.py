@@ -37,9 +37,9 @@ class FakeTaskRunner:
         return (2, "", "boom: bad configuration") if task == self.failing_task else (0, f"{task} done", "")
 
 
-def make_service(capacity=1, executions=None, runner=None, desk=None) -> RunService:
+def make_service(capacity=1, executions=None, runner=None, desk=None, **more_settings) -> RunService:
     settings = Settings(stage="unit", capacity_default=capacity, capacity_multi_core=capacity,
-                        capacity_high_memory=capacity)
+                        capacity_high_memory=capacity, **more_settings)
     return RunService(FakeRunStore(), FakeDocuments(), executions or FakeExecutions(), FakeNotifier(), FakeSwitch(),
                       ShippedRecipes(), settings, service_desk=lambda: desk, task_runner=runner, clock=Clock())
 

@@ -32,6 +32,13 @@ def test_every_status_of_an_entity_is_reached_and_every_move_says_what_makes_it(
     assert [line.split(":")[0] for line in document] == list(vocabulary)
 
 
+@pytest.mark.parametrize("entity", sorted(transitions.MACHINES))
+def test_the_readme_shows_each_state_machine_as_its_table_says(entity):
+    # Given the README, When its "State machines" section is read, Then it holds the table as the code has it
+    readme = (SHARED.parents[1] / "README.md").read_text()
+    assert transitions.markdown(entity) in readme, f"regenerate with obsflow.runs.transitions.markdown({entity!r})"
+
+
 def test_a_run_moves_only_by_its_table():
     # Given a READY run
     service = make_service()

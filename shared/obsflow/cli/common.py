@@ -138,6 +138,10 @@ def _an_id(ctx, param, value: str | None) -> str | None:
     return value
 
 
+def _ids(ctx, param, values: tuple[str, ...]) -> list[str]:
+    return [_an_id(ctx, param, value) for value in values]
+
+
 def _history(events: list[dict], none: str = "no conflicts") -> None:
     click.echo("history:" if events else f"history: {none}")
     console.table(events, ["at", "kind", "detail"], "")

@@ -9,7 +9,7 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _as_of, _campaigns, _key_values, _runs, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _an_id, _as_of, _ids, _campaigns, _key_values, _runs, _settings, operator_command
 
 
 @main.group()
@@ -149,6 +149,28 @@ def runs_prioritize(ctx, run_id, priority, reason):
                "order they start in")
 
 
+@runs.command("requeue")
+@click.argument("run_ids", nargs=-1, callback=_ids)
+@click.option("--skipped", "every_skipped", is_flag=True, help="Every SKIPPED run (instead of naming runs).")
+@click.option("--reason", required=True, help="Why (kept in each run's history, with your name).")
+@operator_command
+@click.pass_context
+def runs_requeue(ctx, run_ids, every_skipped, reason):
+    """Queue SKIPPED runs again (skipped with the backlog by `obsflow resume --skip-backlog`): they start in
+    priority order, within the run slots and their windows."""
+    import getpass
+
+    from obsflow.runs.service import NotAllowed
+
+    if bool(run_ids) == every_skipped:
+        raise click.UsageError("name the runs (RUN...) or give --skipped, not both")
+    try:
+        moved = _runs(ctx).requeue(None if every_skipped else list(run_ids), getpass.getuser(), reason)
+    except (NotAllowed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"queued {len(moved)} run(s) again: {', '.join(moved) or '-'}")
+
+
 @runs.command("execute")
 @click.argument("run_id", callback=_an_id)
 @click.option("--manual", is_flag=True, required=True, help="Run the tasks here, by hand (required: says you mean it).")
@@ -259,13 +281,25 @@ def pause(ctx, reason):
 
 
 @main.command()
+@click.option("--skip-backlog", is_flag=True, help="Do not process the backlog: the runs queued now (READY, of no "
+              "campaign) end SKIPPED, listed on one ticket, until `obsflow runs requeue`.")
+@click.option("--reason", default=None, help="Why the backlog is skipped (required with --skip-backlog; kept with "
+              "each run and on the ticket).")
 @operator_command
 @click.pass_context
-def resume(ctx):
-    """Start runs again: the waiting READY runs start in priority order, within the run slots."""
+def resume(ctx, skip_backlog, reason):
+    """Start runs again: the waiting READY runs start in priority order, within the run slots and their windows."""
+    import getpass
+
     from obsflow import queries
 
+    if skip_backlog and not (reason or "").strip():
+        raise click.UsageError("--skip-backlog needs --reason TEXT (kept with each skipped run)")
     settings = _settings(ctx)
-    _runs(ctx).resume()
+    skipped = _runs(ctx).resume(getpass.getuser(), reason if skip_backlog else None)
+    if skip_backlog:
+        click.echo(f"skipped {len(skipped)} queued run(s)" + ("; `obsflow tickets list` has the ticket that lists "
+                                                               "them, `obsflow runs requeue --skipped` queues them again"
+                                                               if skipped else ""))
     waiting = len(queries.run_rows(statuses.READY))
     click.echo(f"automated submission resumed for stage '{settings.stage}'; {waiting} run(s) waiting to start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import json
 from collections import Counter
@@ -96,6 +97,7 @@ class StageReads:
             "tickets": _newest([t.attribute_values for t in tickets.all_tickets()]),
             "datasets": _newest(provenance.dataset_rows()),
             "instances": _newest(catalogue.instance_rows()),
+            "windows": queries.window_rows(self.settings.processing_windows(), dt.datetime.now(dt.timezone.utc)),
             "campaigns": _newest([{**dataclasses.asdict(c), "instances": len(c.instance_ids),
                                    "approval_note": approval_note(c)}
                                   for c in services.campaign_service(self.settings).store.all_campaigns()]),

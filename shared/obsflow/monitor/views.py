@@ -30,7 +30,8 @@ text-align:left;vertical-align:top}th{background:#eef0f3;font-weight:600}
 _BADGE = {"SUCCEEDED": "#3a9d5d", "ACTIVE": "#3a9d5d", "READY": "#2f7ed8", "RUNNING": "#2f7ed8",
           "SUBMITTED": "#2f7ed8", "QUEUED": "#2f7ed8", "WAITING": "#c28a00", "MANUAL": "#7d4fc2",
           "FAILED": "#d64541", "ERROR": "#d64541", "OPEN": "#d64541", "HELD": "#d64541", "RESOLVED": "#6b7280",
-          "DEPRECATED": "#6b7280", "REJECTED": "#6b7280", "AWAITING_APPROVAL": "#c28a00"}
+          "DEPRECATED": "#6b7280", "REJECTED": "#6b7280",
+          "CANCELLED": "#6b7280", "SKIPPED": "#c28a00", "AWAITING_APPROVAL": "#c28a00"}
 
 
 def _text(value) -> str:
@@ -121,6 +122,11 @@ def overview(data: dict) -> str:
     summary = "".join(f"<span>{badge(status)} {n}</span>" for status, n in counts.items()) or "no runs yet"
     return "".join([
         f'<p class="counts" id="run-counts">runs: {summary}</p>',
+        "<h2>Processing windows</h2>",
+        table(data.get("windows", []), [("key", "recipe / resource class"), ("when", "runs"), ("open", "now"),
+                                        ("next_change", "changes at (UTC)"), ("runs_waiting", "runs waiting")],
+              "none declared: every run may start any time", {"open": lambda r: "open" if r["open"] else "closed"},
+              "windows"),
         "<h2>Observing programs filling up</h2>",
         table(data["ops"], [("op_id", "OP"), ("task_type", "task type"), ("proposal_id", "proposal"),
                             ("progress", "frames"), ("candidate_ids", "candidates")],

@@ -41,6 +41,7 @@ from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-export
     RUN_CANCELLED,
     RUN_STATUSES,
     RUNNING,
+    SKIPPED,
     SUBMITTED,
     SUCCEEDED,
     WAITING,
@@ -360,7 +361,7 @@ def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str 
         return INSTANCE_RUNNING, f"run {latest.run_id}"
     if latest.status == SUCCEEDED:
         return INSTANCE_SUCCEEDED, f"dataset {latest.dataset_id}"
-    if latest.status == RUN_CANCELLED:  # nothing ran: what the instance was before this run, and why not again
-        why = f"run {latest.run_id} cancelled: {latest.waiting_reason or 'its campaign was cancelled'}"
+    if latest.status in (RUN_CANCELLED, SKIPPED):  # nothing ran: what the instance was before, and why not now
+        why = f"run {latest.run_id} {latest.status.lower()}: {latest.waiting_reason or 'its campaign was cancelled'}"
         return (INSTANCE_SUCCEEDED if succeeded_before else NEVER_EXECUTED), why
     return ERROR, f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"

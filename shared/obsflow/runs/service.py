@@ -83,8 +83,11 @@ class RunService(Part):
     def pause(self, reason: str = "") -> None:
         self.submission.pause(reason)
 
-    def resume(self) -> None:
-        self.submission.resume()
+    def resume(self, by: str = "", skip_backlog: str | None = None) -> list[str]:
+        return self.submission.resume(by, skip_backlog)
+
+    def requeue(self, run_ids: list[str] | None, by: str, reason: str) -> list[str]:
+        return self.submission.requeue(run_ids, by, reason)
 
     # -- the run lifecycle
     def start_run(self, run_id: str, execution_arn: str) -> dict:

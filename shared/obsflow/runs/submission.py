@@ -9,8 +9,8 @@ from __future__ import annotations
 from obsflow.errors import TransientError
 from obsflow.observability import logger
 from obsflow.recipes.model import RESOURCE_CLASSES
-from obsflow.runs.context import Part, SubmitReport
-from obsflow.runs.domain import CAMPAIGN_RUNNING, READY, SUBMITTED, Run, Ticket, campaign_slot
+from obsflow.runs.context import NotAllowed, Part, SubmitReport
+from obsflow.runs.domain import CAMPAIGN_RUNNING, READY, SKIPPED, SUBMITTED, Run, Ticket, campaign_slot
 from obsflow.runs.planning import Planning
 from obsflow.runs.ports import RunStore
 from obsflow.runs.ticketing import Tickets
@@ -84,6 +84,7 @@ class Submission(Part):
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
         automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
         campaigns = CampaignGate(self.store)
+        windows, now = self.settings.processing_windows(), self.clock()
         for run in self.store.runs_with_status(READY):
             if run.recipe_key not in automated:
                 automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
@@ -91,7 +92,8 @@ class Submission(Part):
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
-            reason = campaigns.holds(run) or self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
+            reason = (windows.closed_for([run.recipe, *run.resource_classes], now) or campaigns.holds(run)
+                      or self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True))
             if reason is None and not self.store.take_slots(run, {**self._capacity(), **campaigns.limits(run)},
                                                             self.clock()):
                 in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
@@ -146,6 +148,45 @@ class Submission(Part):
     def pause(self, reason: str = "") -> None:
         self.switch.set(PAUSED, reason)
 
-    def resume(self) -> None:
+    def resume(self, by: str = "", skip_backlog: str | None = None) -> list[str]:
+        """Start runs again; ``skip_backlog`` (why): first mark the runs then queued SKIPPED, with one ticket that
+        lists them. A campaign's runs are left queued: its own pause and cancel govern them. The runs skipped."""
+        skipped = self._skip_backlog(by, skip_backlog) if skip_backlog is not None else []
         self.switch.set(ACTIVE_SUBMISSION)
         self.notifier.nudge("resumed")
+        return skipped
+
+    def _skip_backlog(self, by: str, why: str) -> list[str]:
+        if not why.strip():
+            raise ValueError("say why the backlog is skipped (--reason TEXT): it is kept with each run and on the ticket")
+        now, detail = self.clock(), f"skipped with the backlog by {by}: {why}"
+        skipped = [run for run in self.store.runs_with_status(READY)
+                   if not run.campaign and self.move_run(run.run_id, "skip", detail, waiting_reason=detail)]
+        for run in skipped:
+            self.planning.refresh_instance(run.instance_id)
+        if skipped:
+            self.tickets.file(Ticket(
+                f"TKT-backlog-{now:%Y%m%dT%H%M%S}", kind="skipped-backlog", created_at=now,
+                summary=f"{len(skipped)} queued run(s) skipped when submission resumed (by {by}: {why})",
+                log_excerpt="\n".join(f"{r.run_id}  {r.recipe_key}  {r.proposal_id}  {r.candidate_id or '-'}"
+                                       for r in skipped),
+                suggested_action="`obsflow runs requeue --skipped --reason TEXT` queues them all again (or name runs: "
+                                 "`obsflow runs requeue RUN... --reason TEXT`)"))
+        logger.warning("backlog skipped", extra={"runs": len(skipped), "by": by, "reason": why})
+        return [run.run_id for run in skipped]
+
+    def requeue(self, run_ids: list[str] | None, by: str, why: str) -> list[str]:
+        """SKIPPED runs back in the queue (``run_ids`` None: every SKIPPED run); the ones that moved."""
+        if not (why or "").strip():
+            raise ValueError("say why the runs are queued again (--reason TEXT): it is kept in their history")
+        runs = self.store.runs_with_status(SKIPPED) if run_ids is None else [self.require_run(r) for r in run_ids]
+        not_skipped = [f"{run.run_id} ({run.status})" for run in runs if run.status != SKIPPED]
+        if not_skipped:
+            raise NotAllowed(f"only a SKIPPED run is queued again: {', '.join(not_skipped[:5])}")
+        moved = [run for run in runs if self.move_run(run.run_id, "requeue", f"queued again by {by}: {why}",
+                                                      waiting_reason=None)]
+        for run in moved:
+            self.planning.refresh_instance(run.instance_id)
+        if moved:
+            self.notifier.nudge(f"{len(moved)} run(s) queued again")
+        return [run.run_id for run in moved]

@@ -30,6 +30,7 @@ from obsflow.statuses import (
     RUN_CANCELLED,
     RUN_STATUSES,
     RUNNING,
+    SKIPPED,
     SUBMITTED,
     SUCCEEDED,
     WAITING,
@@ -56,6 +57,9 @@ RUN_MOVES = {
     "cancel": Move((READY, MANUAL, SUBMITTED, RUNNING), RUN_CANCELLED,
                    "`obsflow runs cancel --reason`: its execution and Batch jobs are stopped, nothing is catalogued"),
     "withdraw": Move((READY, MANUAL), RUN_CANCELLED, "`obsflow campaigns cancel`, for its runs not yet started"),
+    "skip": Move((READY,), SKIPPED, "`obsflow resume --skip-backlog --reason`, for a queued run of no campaign "
+                                   "(one ticket lists them)"),
+    "requeue": Move((SKIPPED,), READY, "`obsflow runs requeue --reason`: it waits its turn again"),
 }
 
 CANDIDATE_MOVES = {
@@ -84,6 +88,17 @@ CAMPAIGN_MOVES = {
 
 MACHINES = {"run": (RUN_MOVES, RUN_STATUSES), "candidate": (CANDIDATE_MOVES, CANDIDATE_STATUSES),
             "campaign": (CAMPAIGN_MOVES, CAMPAIGN_STATUSES)}
+
+
+def markdown(entity: str) -> str:
+    """The entity's state machine as the README's table: each status, the moves into it and the moves out."""
+    moves, statuses = MACHINES[entity]
+    rows = [f"| {entity} status | moved in by | moves out |", "| --- | --- | --- |"]
+    for status in statuses:
+        into = [f"`{name}` from {' or '.join(m.sources)}: {m.by}" for name, m in moves.items() if m.to == status]
+        out = [f"`{name}` -> {m.to}" for name, m in moves.items() if status in m.sources]
+        rows.append(f"| {status} | {'; '.join(into) or 'created so'} | {', '.join(out) or 'final'} |")
+    return "\n".join(rows)
 
 
 def document(entity: str) -> list[str]:
