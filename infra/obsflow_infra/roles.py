@@ -63,7 +63,8 @@ class PeopleRoles(Construct):
                 max_session_duration=SESSION,
                 description=f"obsflow {config.stage} {role}: {roles.DUTIES[role]}"[:1000])
             # The CLI finds the stage's resources in one parameter.
-            self._allow(role, ["ssm:GetParameter"], [arn("ssm", f"parameter{discovery.parameter_name(settings.stage)}")])
+            self._allow(role, ["ssm:GetParameter"],
+                        [arn("ssm", f"parameter{discovery.parameter_name(settings.stage)}")])
             readable = PI_TABLES if role == roles.PI_READ else TABLES
             self._allow(role, TABLE_READ + ["dynamodb:Scan"], catalog.arns(*readable))
             if WRITES[role]:

@@ -44,8 +44,9 @@ class ObsflowStack(cdk.Stack):
                                  run_control=self.operations.run_control)
         # The developer role reads developer datasets under embargo: its own policy limits it to dev/.
         self.embargo = Embargo(self, "Embargo", config=config, settings=settings, catalog=self.catalog,
-                               data=buckets["data"], stage_readers=[self.compute.job_role, self.orchestration.catalog.role,
-                                                                    self.roles.roles["developer"]])
+                               data=buckets["data"],
+                               stage_readers=[self.compute.job_role, self.orchestration.catalog.role,
+                                              self.roles.roles["developer"]])
         self.functions = {
             "ingest": self.ingest.handler, "submitter": self.operations.submitter, "backstop": self.operations.backstop,
             "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,

@@ -294,7 +294,8 @@ def campaigns_show(ctx, name, as_json):
         click.echo(console.to_json(detail))
         return
     for field in ("name", "campaign_type", "status", "status_reason", "approval_note", "definer", "reason",
-                  "created_at", "plan_id", "recipe", "overrides", "selection", "max_concurrent", "pause_after_failures", "priority", "progress"):
+                  "created_at", "plan_id", "recipe", "overrides", "selection", "max_concurrent",
+                  "pause_after_failures", "priority", "progress"):
         if detail.get(field) not in (None, {}, [], ""):
             click.echo(f"{field:<21} {console.cell(detail[field])}")
     cost = detail["cost"]
