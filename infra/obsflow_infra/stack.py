@@ -18,6 +18,7 @@ from obsflow_infra.monitoring import Monitoring
 from obsflow_infra.operations import Operations
 from obsflow_infra.orchestration import Orchestration
 from obsflow_infra.pipelines import HostedPipelines
+from obsflow_infra.roles import PeopleRoles
 from obsflow_infra.storage import Storage
 
 
@@ -38,8 +39,14 @@ class ObsflowStack(cdk.Stack):
         self.orchestration = Orchestration(self, "Orchestration", config=config, settings=settings, catalog=self.catalog,
                                            buckets=buckets, compute=self.compute, operations=self.operations)
         self.pipelines = HostedPipelines(self, "Pipelines", config=config, settings=settings, compute=self.compute)
+        # Who may do what: the people's roles, granted by the account's administrators.
+        self.roles = PeopleRoles(self, "Roles", config=config, settings=settings, catalog=self.catalog, buckets=buckets,
+                                 run_control=self.operations.run_control)
+        # The developer role reads developer datasets under embargo: its own policy limits it to dev/.
         self.embargo = Embargo(self, "Embargo", config=config, settings=settings, catalog=self.catalog,
-                               data=buckets["data"], stage_readers=[self.compute.job_role, self.orchestration.catalog.role])
+                               data=buckets["data"],
+                               stage_readers=[self.compute.job_role, self.orchestration.catalog.role,
+                                              self.roles.roles["developer"]])
         self.functions = {
             "ingest": self.ingest.handler, "submitter": self.operations.submitter, "backstop": self.operations.backstop,
             "open-ticket": self.operations.ticket, "start-run": self.orchestration.start_run,

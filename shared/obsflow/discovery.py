@@ -45,7 +45,7 @@ def withdraw(settings: Settings, ssm) -> None:
 
 
 def discover(settings: Settings) -> Settings:
-    """``settings`` with the bucket names and default embargo the stage recorded; NotFound if the stage has none."""
+    """``settings`` with the bucket names, default embargo and campaign approval sizes the stage recorded; NotFound if the stage has none."""
     name = parameter_name(settings.stage)
     try:
         value = aws.client(settings, "ssm").get_parameter(Name=name)["Parameter"]["Value"]
@@ -60,7 +60,10 @@ def discover(settings: Settings) -> Settings:
         ) from exc
     recorded = json.loads(value)
     pipelines = recorded.get("pipelines") or {}
+    approval = recorded.get("campaign_approval") or {}
     return settings.model_copy(update={
+        "campaign_approval_cpu_hours": approval.get("cpu_hours", settings.campaign_approval_cpu_hours),
+        "campaign_approval_output_bytes": approval.get("output_bytes", settings.campaign_approval_output_bytes),
         "buckets": recorded.get("buckets", {}),
         "default_embargo_days": recorded.get("default_embargo_days", settings.default_embargo_days),
         "pipelines_dir": settings.pipelines_dir or pipelines.get("environments"),

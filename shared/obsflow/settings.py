@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from obsflow.ids import ID_RULE, is_id
+from obsflow.roles import check_role
 from obsflow.windows import Site, Windows, check_window
 
 TABLES = (
@@ -129,6 +131,15 @@ class Settings(BaseSettings):
     site: SiteSettings = SiteSettings()
     # Fork each node from a warm server of its environment (the local stack) instead of starting it cold.
     pipeline_node_server: bool = False
+    # A campaign estimated above either size waits, once started, for `obsflow campaigns approve` by the
+    # data-quality or operator role before any of its runs starts. The stage's values rule (the discovery
+    # document records them), not the caller's environment.
+    campaign_approval_cpu_hours: float = Field(default=100, ge=0)
+    campaign_approval_output_bytes: int = Field(default=500 * 10**9, ge=0)
+    # Who the command acts as (obsflow.roles): OBSFLOW_ROLE, and for the pi-read role its proposal. Unset: the
+    # single operator of a local stack, who may do everything.
+    role: str | None = None
+    proposal: str | None = None
 
     @field_validator("stage", "region")
     @classmethod
@@ -163,6 +174,18 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"{value!r} has no valid port") from exc
         return value.rstrip("/")
+
+    @field_validator("role")
+    @classmethod
+    def _a_role(cls, value: str | None) -> str | None:
+        return check_role(value)
+
+    @field_validator("proposal")
+    @classmethod
+    def _a_proposal(cls, value: str | None) -> str | None:
+        if value and not is_id(value):
+            raise ValueError(f"{value[:40]!r} is not a proposal id ({ID_RULE})")
+        return value or None
 
     @property
     def local_endpoint(self) -> bool:
@@ -265,6 +288,8 @@ class Settings(BaseSettings):
             "task_log_group": self.task_log_group,
             "capacity": {rc: self.capacity(rc) for rc in ("default", "high-memory", "multi-core")},
             "default_embargo_days": self.default_embargo_days,
+            "campaign_approval": {"cpu_hours": self.campaign_approval_cpu_hours,
+                                  "output_bytes": self.campaign_approval_output_bytes},
             # where a hosted pipeline's task finds its environment, scratch and services (obsflow.pipelines)
             "pipelines": {"environments": self.pipelines_dir, "scratch_dir": self.scratch_dir,
                           "services": self.pipeline_services},

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from obsflow import tables
+from obsflow import discovery, tables
 from obsflow.cli import main as cli
 from obsflow.local.stack import LocalStack
 from obsflow.runs import documents, layout
@@ -236,3 +236,103 @@ def test_a_developer_task_image_runs_its_jobs_on_a_revision_of_its_own(stack, tm
         "registry.example/obsflow-tasks:dev-42"
     assert definitions[stack.settings.job_definition_name("default")]["containerProperties"]["image"] != \
         "registry.example/obsflow-tasks:dev-42"
+
+
+def as_role(stack, role: str, *args, proposal: str | None = None):
+    """The CLI as the person holding ``role`` (OBSFLOW_ROLE) would run it."""
+    environment = {"OBSFLOW_ROLE": role, "OBSFLOW_PROPOSAL": proposal}
+    return CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage, *args],
+                              env=environment)
+
+
+def test_a_developer_is_refused_a_production_decision_and_production_campaigns(stack, tmp_path):
+    # Given two versions' worth of ACTIVE datasets, and a commissioning campaign an operator defined
+    nov, may = dataset_of("rp_nov"), dataset_of("rp_may")
+    before = {d: (datasets.get(d).status, datasets.get(d).decisions) for d in (nov.dataset_id, may.dataset_id)}
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(["rp_other_observe", "rp_other_dark"]))
+    obsflow(stack, "campaigns", "create", "ops-census", "--recipe", "frame-census", "--ids", str(ids), "--reason", "x")
+    # When a developer decides a production dataset
+    refused = as_role(stack, "developer", "datasets", "decide", nov.dataset_id, "--deprecate", may.dataset_id,
+                      "--reason", "mine is better")
+    # Then it is refused, naming the role and who may, and nothing changed
+    assert refused.exit_code == 1, refused.output
+    assert "role developer may not `obsflow datasets decide`: only data-quality may" in refused.output
+    assert {d: (datasets.get(d).status, datasets.get(d).decisions) for d in before} == before
+    # And a developer may neither create nor start a production campaign, but may create a developer one
+    refused = as_role(stack, "developer", "campaigns", "create", "not-mine", "--type", "reprocessing", "--recipe",
+                      "frame-census", "--ids", str(ids), "--reason", "x")
+    assert refused.exit_code == 1 and "developer campaigns only (--type developer)" in refused.output
+    assert campaigns.get("not-mine") is None
+    refused = as_role(stack, "developer", "campaigns", "start", "ops-census")
+    assert refused.exit_code == 1 and "campaign ops-census is a commissioning campaign" in refused.output
+    assert campaigns.get("ops-census").status == "DRAFT"
+    made = as_role(stack, "developer", "campaigns", "create", "my-census", "--type", "developer", "--recipe",
+                   "frame-census", "--ids", str(ids), "--reason", "trying the census")
+    assert made.exit_code == 0 and campaigns.get("my-census").campaign_type == "developer"
+    obsflow(stack, "campaigns", "cancel", "ops-census", "--reason", "only for this test")
+    obsflow(stack, "campaigns", "cancel", "my-census", "--reason", "only for this test")
+
+
+def test_a_pi_lists_and_shows_its_own_proposals_and_released_datasets_only(stack):
+    # Given datasets of pid_1_23 (rp_nov, rp_may) and of pid_7_7 (rp_other)
+    nov, other = dataset_of("rp_nov"), dataset_of("rp_other")
+    # When pid_7_7's PI lists the datasets
+    listed = as_role(stack, "pi-read", "datasets", "list", "--json", proposal="pid_7_7")
+    # Then each is its proposal's or released, and rp_other's is there
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert other.dataset_id in {r["dataset_id"] for r in rows}
+    assert all(r["proposal_id"] == "pid_7_7" or not r.get("embargo") for r in rows)
+    # And another proposal's dataset under embargo is neither listed nor shown
+    shown = as_role(stack, "pi-read", "datasets", "show", nov.dataset_id, proposal="pid_7_7")
+    if datasets.get(nov.dataset_id).embargo:
+        assert nov.dataset_id not in {r["dataset_id"] for r in rows}
+        assert shown.exit_code == 1 and f"{nov.dataset_id} is proposal pid_1_23's, under embargo" in shown.output
+    else:
+        assert shown.exit_code == 0
+    # And a PI may not look at runs at all
+    refused = as_role(stack, "pi-read", "runs", "list", proposal="pid_7_7")
+    assert refused.exit_code == 1 and "role pi-read may not `obsflow runs list`" in refused.output
+
+
+def test_a_large_campaign_waits_for_approval_then_runs(stack, tmp_path):
+    ssm = client(stack, "ssm")
+    # Given the stage sets its approval size at 0 CPU-hours (as a deployment would, in its settings)
+    discovery.publish(stack.settings.model_copy(update={"campaign_approval_cpu_hours": 0.0}), ssm)
+    try:
+        ids = tmp_path / "ids.json"
+        ids.write_text(json.dumps(["rp_may_observe", "rp_may_dark"]))
+        obsflow(stack, "campaigns", "create", "big-census", "--recipe", "frame-census@1.0.0", "--ids", str(ids),
+                "--reason", "a census over the May frames")
+        # When it is started
+        printed = obsflow(stack, "campaigns", "start", "big-census")
+        # Then it waits for approval, saying why and how, and its runs are held with the reason
+        assert "campaign big-census is AWAITING_APPROVAL" in printed and "no run of it starts until" in printed
+        held = wait_for(lambda: next((r for r in runs.all_runs() if r.campaign == "big-census" and
+                                      "is AWAITING_APPROVAL" in (r.waiting_reason or "")), None),
+                        "its run held for approval")
+        assert held.status == "READY" and "CPU-hours, above the 0 set" in held.waiting_reason
+        assert "`obsflow campaigns approve big-census --reason TEXT`" in held.waiting_reason
+        [row] = [c for c in json.loads(obsflow(stack, "campaigns", "list", "--json")) if c["name"] == "big-census"]
+        assert row["status"] == "AWAITING_APPROVAL" and "data-quality or operator role" in row["approval_note"]
+        time.sleep(1.5)  # a few submitter passes
+        assert runs.get(held.run_id).status == "READY"
+        # When a developer tries to approve it, Then it is refused
+        refused = as_role(stack, "developer", "campaigns", "approve", "big-census", "--reason", "go")
+        assert refused.exit_code == 1 and "only data-quality or operator may" in refused.output
+        # When data quality approves it
+        approved = as_role(stack, "data-quality", "campaigns", "approve", "big-census", "--reason", "worth the hours")
+        assert approved.exit_code == 0, approved.output
+        assert "campaign big-census is RUNNING" in approved.output and "(data-quality) at " in approved.output
+        # Then it runs to the end, and who approved it, when and why are kept and shown
+        campaign_done("big-census")
+        shown = json.loads(obsflow(stack, "campaigns", "show", "big-census", "--json"))
+        assert shown["approval"]["approved_as"] == "data-quality" and shown["approval"]["reason"] == "worth the hours"
+        assert shown["approval_note"].startswith(f"approved by {shown['approval']['approved_by']} (data-quality)")
+        assert [e["status"] for e in shown["history"]][:3] == ["DRAFT", "AWAITING_APPROVAL", "RUNNING"]
+        # And approving it again changes nothing
+        again = as_role(stack, "operator", "campaigns", "approve", "big-census", "--reason", "me too")
+        assert again.exit_code == 0 and campaigns.get("big-census").approval == shown["approval"]
+    finally:
+        discovery.publish(stack.settings, ssm)

@@ -23,6 +23,12 @@ def main(ctx, endpoint_url, stage, region):
       obsflow demo                         the whole system locally, on generated data
       obsflow local serve                  a local stack to upload to (Ctrl-C stops it)
       obsflow --endpoint-url http://127.0.0.1:4566 candidates list
+
+    \b
+    Roles: the command acts as the role in OBSFLOW_ROLE (operator, data-quality,
+    developer, pipeline-manager, pi-read; a PI names its proposal in OBSFLOW_PROPOSAL)
+    and refuses what that role may not do. Unset, it acts as the single operator of a
+    local stack, who may do everything. On AWS the stage's IAM roles decide.
     """
     from pydantic import ValidationError
 
@@ -42,7 +48,8 @@ def main(ctx, endpoint_url, stage, region):
     ctx.ensure_object(dict)["settings"] = settings
 
 
-OPTION_OF_SETTING = {"AWS_DEFAULT_REGION": "--region", "AWS_ENDPOINT_URL": "--endpoint-url", "stage": "--stage"}
+OPTION_OF_SETTING = {"AWS_DEFAULT_REGION": "--region", "AWS_ENDPOINT_URL": "--endpoint-url", "stage": "--stage",
+                     "role": "OBSFLOW_ROLE", "proposal": "OBSFLOW_PROPOSAL"}
 
 
 def _readable(error: dict) -> str:

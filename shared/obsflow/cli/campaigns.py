@@ -11,11 +11,13 @@ from obsflow.cli.common import (
     JSON_HELP,
     _an_id,
     _as_of,
+    _actor,
     _campaign_errors,
     _campaigns,
     _key_values,
     _read_id_list,
     _read_json_file,
+    _refused,
     operator_command,
 )
 
@@ -94,12 +96,32 @@ def reprocess_start(ctx, plan_id, name, reason, max_concurrent, pause_after, pri
     asked = dt.datetime.now(dt.timezone.utc).isoformat()
     campaign = _campaigns(ctx).start_plan(plan_id, name, getpass.getuser(), reason, max_concurrent=max_concurrent,
                                           pause_after_failures=pause_after, priority=priority)
-    started = next((e for e in campaign.history if e["status"] == statuses.CAMPAIGN_RUNNING), None)
+    started = next((e for e in campaign.history
+                    if e["status"] in (statuses.CAMPAIGN_RUNNING, statuses.AWAITING_APPROVAL)), None)
     if started and started["at"] < asked:  # the same start twice: one campaign, and the second is told
         click.echo(f"plan {plan_id} was already started as campaign {campaign.name} by {started['by']} at "
                    f"{started['at']}: nothing more was started")
     click.echo(f"campaign {campaign.name} is {campaign.status}: {len(campaign.instance_ids)} instance(s); "
                f"`obsflow campaigns show {campaign.name}` follows it")
+    _say_if_awaiting(campaign)
+
+
+def _say_if_awaiting(campaign) -> None:
+    if campaign.status == statuses.AWAITING_APPROVAL:
+        click.echo(f"no run of it starts until it is approved: {campaign.status_reason}")
+
+
+def _type_for_role(ctx, campaign_type: str) -> str:
+    """A developer creates developer campaigns only: refused as the option is read, before the stage is touched."""
+    _refused(_actor(ctx).check_campaign, "campaigns create", campaign_type)
+    return campaign_type
+
+
+def _campaign_as_role(ctx, action: str, name: str) -> None:
+    """A developer's campaign actions are for developer campaigns only: refuse before anything changes."""
+    actor = _actor(ctx)
+    if actor.role is not None:
+        _refused(actor.check_campaign, action, _campaigns(ctx).require(name).campaign_type, name)
 
 
 @main.group()
@@ -111,7 +133,9 @@ def campaigns():
 @click.argument("name")
 @click.option("--reason", required=True, help="Why (kept with the campaign).")
 @click.option("--type", "campaign_type", default="commissioning", show_default=True,
-              type=click.Choice(["reprocessing", "developer", "commissioning", "calibration", "test"]))
+              type=click.Choice(["reprocessing", "developer", "commissioning", "calibration", "test"]),
+              callback=lambda ctx, param, value: _type_for_role(ctx, value),
+              help="The developer role creates developer campaigns only.")
 @click.option("--definer", default=None, help="Who defines it (default: the login name).")
 @click.option("--recipe", metavar="NAME[@VERSION]", required=True, help="The recipe (version) to run.")
 @click.option("--ids", "ids_file", metavar="FILE.json", help="An ID set: a JSON list of frame, OP, candidate or "
@@ -185,6 +209,7 @@ def campaigns_edit(ctx, name, reason, max_concurrent, pause_after, priority, ove
     can change; its inputs, recipe, overrides and priority are in its instances."""
     import getpass
 
+    _campaign_as_role(ctx, "campaigns edit", name)
     changes = {k: v for k, v in (("reason", reason), ("max_concurrent", max_concurrent),
                                  ("pause_after_failures", pause_after), ("priority", priority),
                                  ("overrides", _key_values(overrides) or None if overrides else None)) if v is not None}
@@ -202,6 +227,8 @@ CAMPAIGN_MOVES = {
               "going finish).",
     "accept": "Data quality keeps what a COMPLETED campaign (every instance ended) made.",
     "reject": "Data quality does not keep what a COMPLETED campaign made (decide its datasets one by one).",
+    "approve": "Let a campaign AWAITING_APPROVAL (estimated above the stage's approval size) run: the data-quality or "
+               "operator role; who, when and why are kept. Approving it again changes nothing.",
 }
 
 
@@ -215,19 +242,27 @@ def _campaign_move(verb: str, needs_reason: bool):
     def command(ctx, name, reason):
         import getpass
 
-        service, who = _campaigns(ctx), getpass.getuser()
+        _campaign_as_role(ctx, f"campaigns {verb}", name)
+        service, who, role = _campaigns(ctx), getpass.getuser(), _actor(ctx).role
         campaign = {"start": lambda: service.start(name, who), "pause": lambda: service.pause(name, who, reason),
                     "resume": lambda: service.resume(name, who), "cancel": lambda: service.cancel(name, who, reason),
                     "accept": lambda: service.accept(name, who, reason),
-                    "reject": lambda: service.reject(name, who, reason)}[verb]()
+                    "reject": lambda: service.reject(name, who, reason),
+                    "approve": lambda: service.approve(name, who, reason, role)}[verb]()
         click.echo(f"campaign {campaign.name} is {campaign.status}" +
                    (f" ({len(campaign.instance_ids)} instance(s))" if verb == "start" else ""))
+        if verb == "approve":
+            approval = campaign.approval
+            click.echo(f"approved by {approval['approved_by']} ({approval['approved_as']}) at "
+                       f"{approval['approved_at']}: {approval['reason']}")
+        elif verb == "start":
+            _say_if_awaiting(campaign)
 
     return command
 
 
 for _verb, _reason in (("start", False), ("pause", False), ("resume", False), ("cancel", True), ("accept", True),
-                       ("reject", True)):
+                       ("reject", True), ("approve", True)):
     _campaign_move(_verb, _reason)
 
 
@@ -253,9 +288,12 @@ def campaigns_list(ctx, as_json):
     """Every campaign, oldest first."""
     import dataclasses
 
-    rows = [{**dataclasses.asdict(c), "instances": len(c.instance_ids)} for c in _campaigns(ctx).store.all_campaigns()]
+    from obsflow.runs.campaigns import approval_note
+
+    rows = [{**dataclasses.asdict(c), "instances": len(c.instance_ids), "approval_note": approval_note(c)}
+            for c in _campaigns(ctx).store.all_campaigns()]
     console.emit(rows, ["name", "campaign_type", "status", "recipe", "plan_id", "instances", "definer", "reason",
-                        "created_at"], as_json, "no campaigns")
+                        "approval_note", "created_at"], as_json, "no campaigns")
 
 
 @campaigns.command("show")
@@ -269,10 +307,10 @@ def campaigns_show(ctx, name, as_json):
     if as_json:
         click.echo(console.to_json(detail))
         return
-    for field in ("name", "campaign_type", "status", "status_reason", "definer", "reason", "created_at", "plan_id",
-                  "recipe", "overrides", "selection", "max_concurrent", "pause_after_failures", "priority", "schedule",
-                  "next_occurrence_at", "progress"):
-        if detail.get(field) not in (None, {}, []):
+    for field in ("name", "campaign_type", "status", "status_reason", "approval_note", "definer", "reason",
+                  "created_at", "plan_id", "recipe", "overrides", "selection", "max_concurrent",
+                  "pause_after_failures", "priority", "schedule", "next_occurrence_at", "progress"):
+        if detail.get(field) not in (None, {}, [], ""):
             click.echo(f"{field:<21} {console.cell(detail[field])}")
     cost = detail["cost"]
     click.echo(f"{'cost':<21} ${cost['usd']:.6f} over {cost['runs']} run(s) ({cost['batch_vcpu_s']:g} vCPU-s of Batch, "

@@ -74,8 +74,36 @@ def _with_local_state(settings: Settings, message: str) -> str:
     return f"{message}\n{note}" if note else message
 
 
+def _action(ctx: click.Context) -> str:
+    """The command's words after `obsflow`, e.g. "datasets decide" (the key of obsflow.roles.PERMISSIONS)."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def _actor(ctx: click.Context):
+    """Who the command acts as (obsflow.roles): the role in OBSFLOW_ROLE, None for the local single operator."""
+    from obsflow.roles import Actor
+
+    settings = _settings(ctx)
+    return Actor(settings.role, settings.proposal)
+
+
+def _refused(check, *args, **kwargs) -> None:
+    """A role's refusal is one readable line and a non-zero exit."""
+    from obsflow.roles import Refused
+
+    try:
+        check(*args, **kwargs)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def operator_command(func):
-    """Find the chosen stage's resources, bind the tables to them and turn AWS failures into advice."""
+    """Refuse what the role (OBSFLOW_ROLE) may not do, before the stage is touched; then find the chosen stage's
+    resources, bind the tables to them and turn AWS failures into advice."""
 
     @functools.wraps(func)
     @click.pass_context
@@ -85,6 +113,7 @@ def operator_command(func):
 
         from obsflow import tables
 
+        _refused(_actor(ctx).check, _action(ctx))
         settings = _settings(ctx)
         try:
             settings = _discover(settings)
@@ -96,6 +125,7 @@ def operator_command(func):
         except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
             raise _unreachable(settings, exc) from exc
 
+    wrapper.checks_role = True  # tests/unit/test_roles.py: every such command is in the role table
     return wrapper
 
 

@@ -8,7 +8,7 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _as_of, _runs, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _actor, _an_id, _as_of, _refused, _runs, _settings, operator_command
 from obsflow.errors import NotFound
 from obsflow.runs.domain import INSTANCE_STATES
 
@@ -28,14 +28,17 @@ def datasets():
 @click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def datasets_list(uses_frame, recipe, code_version, calibration, status, campaign, embargoed, as_json):
+@click.pass_context
+def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, as_json):
     """Datasets, oldest first, with kind, product, version, status and release date; filters combine (each is an
-    index query)."""
+    index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones only."""
     from obsflow import provenance
     from obsflow.embargo import EMBARGOED
 
     filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
-    console.emit(provenance.dataset_rows(*filters),
+    actor = _actor(ctx)
+    console.emit([row for row in provenance.dataset_rows(*filters)
+                  if actor.may_read(row.get("proposal_id"), released=not row.get("embargo"))],
                  ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
                   "campaign", "release_date", "created_at"], as_json,
                  "no datasets" + (" match" if any(filters) else " yet"))
@@ -45,11 +48,15 @@ def datasets_list(uses_frame, recipe, code_version, calibration, status, campaig
 @click.argument("dataset_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
-def datasets_show(dataset_id, as_json):
+@click.pass_context
+def datasets_show(ctx, dataset_id, as_json):
     """One dataset: where it is, its files with SHA-256, and the other versions of its product."""
     from obsflow import queries
 
     detail = queries.dataset_detail(dataset_id)
+    _check_read(ctx, detail)
+    actor = _actor(ctx)  # the other versions of the product: only those the role may read
+    detail["versions"] = [v for v in detail["versions"] if v["dataset_id"] == dataset_id or _readable(actor, v)]
     if as_json:
         click.echo(console.to_json(detail))
         return
@@ -66,6 +73,19 @@ def datasets_show(dataset_id, as_json):
         console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
 
 
+def _readable(actor, version: dict) -> bool:
+    from obsflow.tables import datasets as datasets_table
+
+    item = datasets_table.get(version["dataset_id"])
+    return item is not None and actor.may_read(item.proposal_id, released=not item.embargo)
+
+
+def _check_read(ctx, dataset: dict) -> None:
+    """The pi-read role reads its own proposal's datasets and released ones only."""
+    _refused(_actor(ctx).check_read, dataset["dataset_id"], dataset.get("proposal_id"),
+             released=not dataset.get("embargo"), release_date=dataset.get("release_date"))
+
+
 @datasets.command("download")
 @click.argument("dataset_id", callback=_an_id)
 @click.option("--to", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
@@ -80,6 +100,7 @@ def datasets_download(ctx, dataset_id, folder):
     dataset = datasets_table.get(dataset_id)
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id!r}; `obsflow datasets list` shows the catalogued ones")
+    _check_read(ctx, dataset.attribute_values)
     click.echo(f"downloading {len(dataset.files) + 2} files of {dataset_id} ...", err=True)
     try:
         target = products.download(aws.client(_settings(ctx), "s3"), dataset, folder)
@@ -123,9 +144,15 @@ def datasets_decide(ctx, dataset_id, action, old_id, reason):
 @click.argument("dataset_id", callback=_an_id)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 @operator_command
-def datasets_provenance(dataset_id, as_json):
+@click.pass_context
+def datasets_provenance(ctx, dataset_id, as_json):
     """How a dataset was made: runs, tasks with code versions and manual influence, input frames."""
     from obsflow import queries
+    from obsflow.tables import datasets as datasets_table
+
+    item = datasets_table.get(dataset_id)
+    if item is not None:
+        _check_read(ctx, item.attribute_values)
 
     detail = queries.dataset_provenance(dataset_id)
     if as_json:

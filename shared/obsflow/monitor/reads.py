@@ -15,6 +15,7 @@ from obsflow import aws, catalogue, provenance, queries, services
 from obsflow.statuses import WAITING
 from obsflow.errors import NotFound, ObsflowError, TransientError
 from obsflow.recipes.model import Recipe
+from obsflow.runs.campaigns import approval_note
 from obsflow.settings import Settings
 from obsflow.tables import recipes, tickets
 
@@ -97,7 +98,8 @@ class StageReads:
             "datasets": _newest(provenance.dataset_rows()),
             "instances": _newest(catalogue.instance_rows()),
             "windows": queries.window_rows(self.settings.processing_windows(), dt.datetime.now(dt.timezone.utc)),
-            "campaigns": _newest([{**dataclasses.asdict(c), "instances": len(c.instance_ids)}
+            "campaigns": _newest([{**dataclasses.asdict(c), "instances": len(c.instance_ids),
+                                   "approval_note": approval_note(c)}
                                   for c in services.campaign_service(self.settings).store.all_campaigns()]),
         }
 

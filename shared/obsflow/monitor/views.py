@@ -31,7 +31,7 @@ _BADGE = {"SUCCEEDED": "#3a9d5d", "ACTIVE": "#3a9d5d", "READY": "#2f7ed8", "RUNN
           "SUBMITTED": "#2f7ed8", "QUEUED": "#2f7ed8", "WAITING": "#c28a00", "MANUAL": "#7d4fc2",
           "FAILED": "#d64541", "ERROR": "#d64541", "OPEN": "#d64541", "HELD": "#d64541", "RESOLVED": "#6b7280",
           "DEPRECATED": "#6b7280", "REJECTED": "#6b7280",
-          "CANCELLED": "#6b7280", "SKIPPED": "#c28a00"}
+          "CANCELLED": "#6b7280", "SKIPPED": "#c28a00", "AWAITING_APPROVAL": "#c28a00"}
 
 
 def _text(value) -> str:
@@ -161,7 +161,8 @@ def overview(data: dict) -> str:
                                           "dataset_id": lambda r: link("datasets", r.get("dataset_id"))}, "instances"),
         "<h2>Campaigns</h2>",
         table(data["campaigns"], [("name", "campaign"), ("campaign_type", "type"), ("status", "status"),
-                                  ("recipe", "recipe"), ("instances", "instances"), ("reason", "reason")],
+                                  ("recipe", "recipe"), ("instances", "instances"), ("reason", "reason"),
+                                  ("approval_note", "approval")],
               "no campaigns", {"name": lambda r: link("campaigns", r["name"]), "status": lambda r: badge(r["status"])},
               "campaigns"),
     ])

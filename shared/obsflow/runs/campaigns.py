@@ -9,6 +9,9 @@ or dataset ids, human tags to include or exclude, and a recipe version to run on
 A recurring campaign (``schedule``) evaluates its selection again at each occurrence and runs
 what no earlier occurrence selected; it runs until cancelled.
 Documents (a plan, a test report, minutes) are kept with it in S3, recorded with who, when and why.
+A campaign estimated above the stage's approval size (Settings.campaign_approval_cpu_hours,
+campaign_approval_output_bytes) starts AWAITING_APPROVAL: its instances are inserted, and the
+submitter holds their runs until the data-quality or operator role approves it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from obsflow.observability import logger
 from obsflow.runs import layout
 from obsflow.runs.domain import (
     ACTIVE,
+    AWAITING_APPROVAL,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     CAMPAIGN_TYPES,
@@ -235,12 +239,15 @@ class CampaignService:
             classes = sorted({rc for i in instances for rc in self.runs.recipes.get(i.recipe, i.version).resource_classes()})
             self.store.update_campaign(name, job_definitions=self.job_definitions.register_image(campaign.task_image,
                                                                                                  classes))
-        for instance in instances:
+        approval = self.approval_needed(campaign, instances)
+        for instance in instances:  # its runs wait while it is a DRAFT (CampaignGate): none starts before this
             if self.store.create_instance(instance):
                 self.runs.refresh_instance(instance.instance_id)
-        self.store.update_campaign(name, status=CAMPAIGN_RUNNING, instance_ids=[i.instance_id for i in instances],
-                                   history=[*campaign.history, self._event(CAMPAIGN_RUNNING, by,
-                                                                           f"started: {len(instances)} instance(s)")])
+        step = CAMPAIGN_MOVES["await_approval" if approval else "start"]
+        started = f"started: {len(instances)} instance(s)" + (f"; {approval['needed']}" if approval else "")
+        self.store.update_campaign(name, status=step.to, status_reason=approval["needed"] if approval else None,
+                                   approval=approval, instance_ids=[i.instance_id for i in instances],
+                                   history=[*campaign.history, self._event(step.to, by, started)])
         self.runs.nudge(f"campaign {name} started")
         return self.require(name)
 
@@ -286,6 +293,9 @@ class CampaignService:
         for instance in instances:
             if self.store.create_instance(instance):
                 self.runs.refresh_instance(instance.instance_id)
+        approval = None if campaign.approval else self.approval_needed(campaign, instances)  # once approved, it stands
+        if approval:
+            changes = {**changes, "status": AWAITING_APPROVAL, "status_reason": approval["needed"], "approval": approval}
         record = {"number": number, "at": chosen["at"], "by": chosen["by"], "frames": len(chosen["frames"]),
                   "datasets": len(chosen["datasets"]), "instances": len(instances), "document": key}
         what = f"occurrence {number}: {len(instances)} instance(s) for {record['frames']} new frame(s) and " \
@@ -305,6 +315,54 @@ class CampaignService:
         return {some_id for earlier in range(1, number)
                 for document in [self.runs.documents.get_json("work", layout.occurrence_key(name, earlier))]
                 for some_id in (*document["frames"], *document["datasets"])}
+
+    def estimate(self, campaign: Campaign, instances: list[Instance]) -> tuple[float, int]:
+        """The campaign's estimated CPU-seconds and output bytes: its plan's totals (reused tasks left out), else
+        its recipe's measurements (else estimates) per instance, as the DRAFT's preview shows them."""
+        if campaign.plan_id:
+            totals = self.planner.load(campaign.plan_id)["totals"]
+            return float(totals["cpu_seconds"]), int(totals["output_bytes"])
+        cpu_s, size = 0.0, 0
+        for instance in instances:
+            more_cpu, more_bytes = self.runs.estimate(self.runs.recipes.get(instance.recipe, instance.version),
+                                                      len(instance.inputs))
+            cpu_s, size = cpu_s + more_cpu, size + more_bytes
+        return round(cpu_s, 1), size
+
+    def approval_needed(self, campaign: Campaign, instances: list[Instance]) -> dict | None:
+        """Why the campaign waits for approval (its estimate above a size the stage sets), or None."""
+        settings = self.runs.settings
+        cpu_s, size = self.estimate(campaign, instances)
+        cpu_limit, bytes_limit = settings.campaign_approval_cpu_hours, settings.campaign_approval_output_bytes
+        over = ([f"{cpu_s / 3600:.2f} CPU-hours, above the {cpu_limit:g} set (campaign_approval_cpu_hours)"]
+                if cpu_s / 3600 > cpu_limit else []) + \
+               ([f"{size / 1e9:.3f} GB of output, above the {bytes_limit / 1e9:g} GB set "
+                 "(campaign_approval_output_bytes)"] if size > bytes_limit else [])
+        if not over:
+            return None
+        return {"needed": f"estimated {' and '.join(over)}; `obsflow campaigns approve "
+                          f"{campaign.name} --reason TEXT` (data-quality or operator role)",
+                "estimated_cpu_s": cpu_s, "estimated_bytes": size}
+
+    def approve(self, name: str, by: str, why: str, role: str | None = None) -> Campaign:
+        """Let a campaign AWAITING_APPROVAL run; who, when, as which role and why are kept. Approving it again
+        changes nothing (the first approval stands); a campaign that needs no approval is refused, saying so."""
+        campaign = self.require(name)
+        if campaign.approval and campaign.approval.get("approved_by"):
+            return campaign
+        if campaign.status == DRAFT:
+            raise NotAllowed(f"campaign {name} is a DRAFT: start it first (`obsflow campaigns start {name}`); it waits "
+                             "for approval only if its estimate is above the stage's approval size")
+        if campaign.status != AWAITING_APPROVAL:
+            raise NotAllowed(f"campaign {name} needs no approval: it is {campaign.status}, and its estimate was within "
+                             "the stage's approval size when it started")
+        why, at = self._reason(why, "approved"), self.runs.clock()
+        approval = {**campaign.approval, "approved_by": by, "approved_at": at.isoformat(),
+                    "approved_as": role or "operator (no role set: the local stack's single operator)",
+                    "reason": why}
+        approved = self._move(name, "approve", by, f"approved: {why}", at=at, approval=approval)
+        self.runs.nudge(f"campaign {name} approved")
+        return approved
 
     def pause(self, name: str, by: str, why: str) -> Campaign:
         return self._move(name, "pause", by, why or "paused")
@@ -340,8 +398,9 @@ class CampaignService:
             raise ValueError(f"say why the campaign is {verb} (--reason TEXT): it is kept in its history")
         return why
 
-    def _move(self, name: str, move: str, by: str, why: str) -> Campaign:
-        """A named move of the campaign's state machine (transitions.CAMPAIGN_MOVES), recorded in its history."""
+    def _move(self, name: str, move: str, by: str, why: str, at: dt.datetime | None = None, **changes) -> Campaign:
+        """A named move of the campaign's state machine (transitions.CAMPAIGN_MOVES), recorded in its history
+        with ``changes`` made in the same update."""
         campaign, step = self.require(name), CAMPAIGN_MOVES[move]
         to = step.to
         if campaign.status == to:
@@ -350,11 +409,11 @@ class CampaignService:
             raise NotAllowed(f"campaign {name} is {campaign.status}; only a {' or '.join(step.sources)} campaign can be "
                              f"made {to}")
         self.store.update_campaign(name, status=to, status_reason=why,
-                                   history=[*campaign.history, self._event(to, by, why)])
+                                   history=[*campaign.history, self._event(to, by, why, at)], **changes)
         return self.require(name)
 
-    def _event(self, status: str, by: str, why: str) -> dict:
-        return {"at": self.runs.clock().isoformat(), "status": status, "by": by, "why": why}
+    def _event(self, status: str, by: str, why: str, at: dt.datetime | None = None) -> dict:
+        return {"at": (at or self.runs.clock()).isoformat(), "status": status, "by": by, "why": why}
 
     # -- what it selects ---------------------------------------------------------------------------
     def _instances(self, campaign: Campaign, save: bool = True) -> list[Instance]:
@@ -580,6 +639,7 @@ class CampaignService:
                      "batch_vcpu_s": round(sum((r.cost or {}).get("batch_vcpu_s", 0) for r in runs), 1),
                      "tasks_reused": sum((r.cost or {}).get("tasks_reused", 0) for r in runs)},
             **({"preview": self.preview(campaign)} if campaign.status == DRAFT else {}),
+            "approval_note": approval_note(campaign),
         }
 
     def preview(self, campaign: Campaign) -> dict:
@@ -602,6 +662,17 @@ class CampaignService:
             if "quality" in file["tags"] and file["name"].endswith(".json"):
                 values.update(qc_values(self.runs.documents.get_json("data", file["key"])))
         return values
+
+
+def approval_note(campaign: Campaign) -> str:
+    """One line on a campaign's approval: what it waits for, who approved it when, or nothing (none needed)."""
+    approval = campaign.approval or {}
+    if approval.get("approved_by"):
+        return (f"approved by {approval['approved_by']} ({approval.get('approved_as', '-')}) at "
+                f"{approval['approved_at']}: {approval.get('reason', '')}")
+    if campaign.status == AWAITING_APPROVAL:
+        return approval.get("needed", "waits for approval")
+    return "cancelled while waiting for approval" if approval else ""
 
 
 def _role(frame: FrameRef) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from obsflow.statuses import (  # noqa: F401 (the domain's vocabulary, re-exported)
     ACTIVE,
+    AWAITING_APPROVAL,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
     CANCELLED,
@@ -342,6 +343,9 @@ class Campaign:
     next_occurrence_at: dt.datetime | None = None
     occurrences: list[dict] = field(default_factory=list)
     documents: list[dict] = field(default_factory=list)  # kept with it (`campaigns attach`), oldest first
+    # A large campaign's approval: why it needed one (its estimate against the sizes), then who approved it, when,
+    # as which role and why. None: it needed none.
+    approval: dict[str, Any] | None = None
 
     @property
     def developer(self) -> bool:

@@ -19,8 +19,10 @@ PAUSED, ACTIVE_SUBMISSION = "paused", "active"
 
 
 class CampaignGate:
-    """Within one submitter pass: whether a campaign's run may start. A campaign's concurrency is a slot taken
-    with the run's resource-class slots in one transaction, so two submitters cannot both take its last one."""
+    """Within one submitter pass: whether a campaign's run may start. Only a RUNNING campaign's may: one
+    AWAITING_APPROVAL (or DRAFT, PAUSED, ...) holds its runs with its status and why. A campaign's concurrency is a
+    slot taken with the run's resource-class slots in one transaction, so two submitters cannot both take its last
+    one."""
 
     def __init__(self, store: RunStore):
         self.store, self.campaigns, self.active = store, {}, {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from obsflow.statuses import (
     ACCEPTED,
+    AWAITING_APPROVAL,
     CAMPAIGN_PAUSED,
     CAMPAIGN_REJECTED,
     CAMPAIGN_RUNNING,
@@ -70,12 +71,19 @@ CANDIDATE_MOVES = {
 
 CAMPAIGN_MOVES = {
     "start": Move((DRAFT,), CAMPAIGN_RUNNING, "`obsflow campaigns start` (or `reprocess start`), its instances inserted"),
+    "await_approval": Move((DRAFT, CAMPAIGN_RUNNING), AWAITING_APPROVAL,
+                           "`obsflow campaigns start` (or a recurring campaign's occurrence, until one is approved), "
+                           "for a campaign estimated above the stage's approval size (campaign_approval_cpu_hours, "
+                           "campaign_approval_output_bytes): its instances are inserted and the submitter holds their "
+                           "runs, saying why"),
+    "approve": Move((AWAITING_APPROVAL,), CAMPAIGN_RUNNING,
+                    "`obsflow campaigns approve --reason` by the data-quality or operator role (who and when kept)"),
     "pause": Move((CAMPAIGN_RUNNING,), CAMPAIGN_PAUSED, "`obsflow campaigns pause`, or itself after too many failures"),
     "resume": Move((CAMPAIGN_PAUSED,), CAMPAIGN_RUNNING, "`obsflow campaigns resume`"),
     "complete": Move((CAMPAIGN_RUNNING,), COMPLETED, "the run lifecycle, when the last of its instances has ended"),
     "accept": Move((COMPLETED,), ACCEPTED, "`obsflow campaigns accept --reason`: data quality keeps what it made"),
     "reject": Move((COMPLETED,), CAMPAIGN_REJECTED, "`obsflow campaigns reject --reason`: data quality does not"),
-    "cancel": Move((DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED,
+    "cancel": Move((DRAFT, AWAITING_APPROVAL, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED), CANCELLED,
                    "`obsflow campaigns cancel` (its unstarted runs are cancelled)"),
 }
 

@@ -47,6 +47,7 @@ def has_occurrences(count: int):
     if count == 0:
         return CampaignItem.occurrence_count.does_not_exist() | (CampaignItem.occurrence_count == 0)
     return CampaignItem.occurrence_count == count
+    approval = JSONAttribute(null=True)  # a large campaign's: needed because, approved by, at, as, why
 
 
 def get(name: str) -> CampaignItem | None:
