@@ -1,4 +1,5 @@
-"""The package's import graph has no cycles, and only the adapters of the runs layer touch AWS."""
+"""The package's import graph has no cycles, only the adapters of the runs layer touch AWS, and records saved whole
+fit their tables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "obsflow"
 
@@ -110,3 +113,18 @@ def test_no_lambda_handler_loads_astropy_on_import():
                 f"spec = importlib.util.spec_from_file_location('handler', {str(handler)!r})\n"
                 "spec.loader.exec_module(importlib.util.module_from_spec(spec))")
         assert "astropy" not in modules_loaded_by(load, env), handler.parent.name
+
+
+@pytest.mark.parametrize("record,model", [("Campaign", "CampaignItem"), ("Ticket", "TicketItem")])
+def test_a_record_saved_whole_has_an_attribute_in_its_table_for_each_field(record, model):
+    # Given a domain record the store saves whole (store.item_of), and its table model
+    import dataclasses
+
+    from obsflow.runs import domain
+    from obsflow.tables.campaigns import CampaignItem
+    from obsflow.tables.tickets import TicketItem
+
+    fields = {f.name for f in dataclasses.fields(getattr(domain, record))}
+    attributes = set({"CampaignItem": CampaignItem, "TicketItem": TicketItem}[model].get_attributes())
+    # Then every field has its attribute (a field without one fails only when the table is real)
+    assert fields <= attributes, sorted(fields - attributes)

@@ -40,6 +40,7 @@ class CampaignItem(Model):
     occurrences = JSONAttribute(null=True)
     occurrence_count = NumberAttribute(default=0)  # len(occurrences), for the condition that records the next
     documents = JSONAttribute(null=True)  # name, version, key, size, sha256, content_type, note, by, at
+    approval = JSONAttribute(null=True)  # a large campaign's: needed because, approved by, at, as, why
 
 
 def has_occurrences(count: int):
@@ -47,7 +48,6 @@ def has_occurrences(count: int):
     if count == 0:
         return CampaignItem.occurrence_count.does_not_exist() | (CampaignItem.occurrence_count == 0)
     return CampaignItem.occurrence_count == count
-    approval = JSONAttribute(null=True)  # a large campaign's: needed because, approved by, at, as, why
 
 
 def get(name: str) -> CampaignItem | None:
