@@ -120,19 +120,26 @@ def test_a_ready_candidate_runs_every_task_once_as_a_subprocess_in_dag_order(sta
     assert [h.status for h in run.history] == ["READY", "SUBMITTED", "RUNNING", "SUCCEEDED"]
 
 
-def test_waiting_runs_start_in_priority_order_within_one_slot(stack):
+def test_waiting_runs_start_in_priority_order_within_one_slot_and_a_reprioritized_one_goes_first(stack):
     # Given submission is paused and three candidates become READY with priorities 1, 9 and 5
     run_service(stack.settings).pause()
     for name, priority in (("cand_low", 1), ("cand_high", 9), ("cand_mid", 5)):
         upload(stack, census(name, seed=priority, priority=priority))
     wait_for(lambda: len(runs.with_status("READY")) == 3, "three READY runs")
     assert [r.candidate_id for r in runs.with_status("READY")] == ["cand_high", "cand_mid", "cand_low"]
+    # When an operator moves the lowest ahead of the others
+    [low] = runs_of("cand_low")
+    said = obsflow(stack, "runs", "prioritize", low.run_id, "20", "--reason", "the PI's deadline is tomorrow")
+    assert "READY at priority 20" in said
+    # Then the queue's order follows, and the run's history says who and why
+    assert [r.candidate_id for r in runs.with_status("READY")] == ["cand_low", "cand_high", "cand_mid"]
+    assert "priority 1 -> 20" in runs.get(low.run_id).history[-1].detail
     # When submission resumes
     run_service(stack.settings).resume()
     # Then the runs beyond the one slot wait, saying why
     waiting = wait_for(lambda: [r.waiting_reason for r in runs.with_status("READY") if r.waiting_reason], "a waiting reason")
     assert waiting[0].startswith("waiting for a run slot: ") and "1/1 in use" in waiting[0]
-    finished = [finished_run(name) for name in ("cand_high", "cand_mid", "cand_low")]
+    finished = [finished_run(name) for name in ("cand_low", "cand_high", "cand_mid")]
     # Then they ran one at a time, highest priority first, and all succeeded
     assert [r.status for r in finished] == ["SUCCEEDED"] * 3
     for earlier, later in zip(finished, finished[1:]):

@@ -159,3 +159,26 @@ def test_skipping_the_backlog_needs_a_reason_and_leaves_campaign_runs_queued():
     # When it is skipped with one, Then only the observation's run is SKIPPED: the campaign governs its own
     assert service.resume("ops", skip_backlog="backlog too old") == [first]
     assert service.store.runs[second].status == "READY" and service.clock.now > T0
+
+
+def test_the_monitor_shows_skipped_and_cancelled_runs_and_each_window_with_the_runs_waiting_for_it():
+    from obsflow.monitor import views
+
+    # Given a cancelled and a skipped run, and a science window closed with one run waiting for it
+    at = dt.datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
+    window = Window("night")
+    runs = [{"run_id": f"run-{status.lower()}", "recipe": "vbi-l1", "version": "3.0.0", "status": status,
+             "waiting_reason": reason, "created_at": at}
+            for status, reason in (("CANCELLED", "cancelled by ops: stuck"), ("SKIPPED", "skipped with the backlog"))]
+    windows = [{"key": "vbi-l1", "window": "night", "when": window.describe(HALEAKALA), "open": False,
+                "next_change": window.next_change(at, HALEAKALA), "runs_waiting": 1}]
+    empty = {"run_counts": {"CANCELLED": 1, "SKIPPED": 1}, "ops": [], "candidates": [], "tickets": [], "datasets": [],
+             "instances": [], "campaigns": []}
+    # When the overview is drawn
+    html = views.overview({**empty, "runs": runs, "windows": windows})
+    # Then each run shows its status as a badge with why, and the window says closed, when it opens and who waits
+    for status, reason in (("CANCELLED", "cancelled by ops: stuck"), ("SKIPPED", "skipped with the backlog")):
+        assert f">{status}</span>" in html and reason in html
+    section = html[html.index('id="windows"'):]
+    assert "at night (sunset to sunrise at DKIST, Haleakala)" in section and "closed" in section
+    assert "2026-12-06 03:4" in section and "<td>1</td>" in section
