@@ -197,6 +197,9 @@ def test_estimates_come_from_the_recipe_until_runs_have_been_measured():
     (["FAILED"], "ERROR"),
     (["SUCCEEDED", "READY"], "QUEUED_FOR_REEXECUTION"),
     (["FAILED", "READY"], "QUEUED"),
+    (["SUCCEEDED", "FAILED"], "SUCCEEDED"),  # a failed re-execution keeps the earlier success visible
+    (["SKIPPED"], "NEVER_EXECUTED"),
+    (["SUCCEEDED", "CANCELLED"], "SUCCEEDED"),
 ])
 def test_the_instance_state_is_derived_from_its_runs(statuses, expected):
     instance = Instance("ri-1", "c1", "p", "r", "1.0.0", "2026-11-20", T0)

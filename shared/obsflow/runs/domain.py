@@ -373,4 +373,8 @@ def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str 
     if latest.status in (RUN_CANCELLED, SKIPPED):  # nothing ran: what the instance was before, and why not now
         why = f"run {latest.run_id} {latest.status.lower()}: {latest.waiting_reason or 'its campaign was cancelled'}"
         return (INSTANCE_SUCCEEDED if succeeded_before else NEVER_EXECUTED), why
-    return ERROR, f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"
+    failed = f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"
+    if succeeded_before:  # a failed re-execution does not hide the dataset the instance has
+        earlier = max((r for r in runs if r.status == SUCCEEDED), key=lambda r: r.created_at)
+        return INSTANCE_SUCCEEDED, f"dataset {earlier.dataset_id}; its re-execution {failed}"
+    return ERROR, failed

@@ -117,7 +117,8 @@ class Lifecycle(Part):
         if not runs:
             return False
         latest = max(runs, key=lambda r: r.created_at).status
-        return latest in (SUCCEEDED, RUN_CANCELLED) or (latest == FAILED and instance.state == ERROR)
+        return latest in (SUCCEEDED, RUN_CANCELLED) or (latest == FAILED and instance.state in (ERROR,
+                                                                                              INSTANCE_SUCCEEDED))
 
     def _pause_campaign_after_failures(self, name: str, failing_instance: str) -> None:
         """The blast radius: a campaign whose instances failed ``pause_after_failures`` times pauses itself,
