@@ -431,7 +431,7 @@ class CampaignService:
             self._calibration_may_serve(campaign, self.runs.require_dataset(dataset_id).proposal_id)
         if dataset_ids:
             change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {},
-                            calibration=campaign.calibration)
+                            calibration=campaign.calibration, only_selected=campaign.developer)
             plan = self.planner.plan(change, campaign.definer, save=save)
             instances += self.planner.copies(plan, campaign.name, campaign.priority)
         return instances + self._frame_instances(campaign, frames, occurrence)

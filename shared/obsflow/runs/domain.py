@@ -304,6 +304,8 @@ class Dataset:
     release_basis: dict = field(default_factory=dict)  # proposal id -> latest observation date among its inputs
     embargo: str | None = None  # EMBARGOED until the release job releases it
     released_at: dt.datetime | None = None
+    # Inputs data quality has since deprecated or rejected: which, replaced by what, who, when, why
+    superseded_inputs: list[dict] = field(default_factory=list)
 
 
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")

@@ -120,7 +120,8 @@ def ticket_of(item: TicketItem) -> Ticket:
 def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
                       "provenance": item.provenance, "kind": item.kind or "science",
-                      "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {})})
+                      "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {}),
+                      "superseded_inputs": list(item.superseded_inputs or [])})
 
 
 def campaign_of(item: CampaignItem) -> Campaign:
