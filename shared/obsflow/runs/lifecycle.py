@@ -271,8 +271,8 @@ class Lifecycle(Part):
 
     def prioritize(self, run_id: str, priority: int, by: str, reason: str) -> Run:
         """Move a queued run in the submitter's order (higher starts first), with who and why."""
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValueError(f"a priority is 0-{MAX_PRIORITY}, not {priority}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"a priority is a whole number 0-{MAX_PRIORITY}, not {priority!r}")
         if not (reason or "").strip():
             raise ValueError("say why the run's priority changes (--reason TEXT): it is kept in its history")
         run = self.require_run(run_id)
