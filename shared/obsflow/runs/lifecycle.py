@@ -49,7 +49,11 @@ class Lifecycle(Part):
     def start_run(self, run_id: str, execution_arn: str) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        self.move_run(run_id, "start", execution_arn, started_at=at, execution_arn=execution_arn, error=None)
+        if not self.move_run(run_id, "start", execution_arn, started_at=at, execution_arn=execution_arn, error=None):
+            run = self.require_run(run_id)
+            if run.status == RUN_CANCELLED:  # cancelled while the submitter launched it: its tasks must not run
+                raise NotAllowed(f"run {run_id} was cancelled before its execution started ({run.waiting_reason}): "
+                                 "none of its tasks runs")
         self.planning.refresh_instance(run.instance_id)
         campaign = self.store.campaign(run.campaign) if run.campaign else None
         developer_images = (campaign.job_definitions if campaign else None) or {}
