@@ -685,7 +685,27 @@ class CampaignService:
         if not 1 <= number <= len(documents):
             raise NotFound(f"campaign {name} has no document {number}: it has {len(documents)}")
         record = documents[number - 1]
-        return record, self.runs.documents.get_bytes("work", record["key"])
+        self._check_document_record(name, number, record)
+        body = self.runs.documents.get_bytes("work", record["key"])
+        if hashlib.sha256(body).hexdigest() != record["sha256"]:
+            raise NotAllowed(f"campaign {name}'s document {number} ({record['name']}) is not the file attached: its "
+                             f"bytes in s3://{self.runs.documents.location('work')}/{record['key']} were changed since; "
+                             "attach the file again")
+        return record, body
+
+    @staticmethod
+    def _check_document_record(name: str, number: int, record) -> None:
+        """A document's record as attach writes it (a record planted in the table could name any key of the work
+        bucket, or put a line break in a download's header): its name a document name, its key its own."""
+        try:
+            check_document_name(record["name"])
+            sha256 = record["sha256"]
+            if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)
+                    and record["key"] == layout.campaign_document_key(name, sha256, record["name"])):
+                raise ValueError(f"its key {str(record['key'])[:200]!r} is not where campaign {name} keeps it")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NotAllowed(f"campaign {name}'s document {number} is not as attach records one, and is not read: "
+                             f"{exc}") from exc
 
     # -- what it did ---------------------------------------------------------------------------------
     def detail(self, name: str) -> dict:
