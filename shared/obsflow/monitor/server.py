@@ -21,6 +21,7 @@ from obsflow.errors import NotFound
 from obsflow.monitor import views
 from obsflow.monitor.reads import StageNotAnswering, StageReads
 from obsflow.observability import logger
+from obsflow.runs.context import NotAllowed
 
 _ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets|campaigns)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
 _DOCUMENT = re.compile(r"^/campaigns/(?P<name>[a-z0-9-]{1,48})/documents/(?P<number>[1-9][0-9]{0,3})$")
@@ -118,6 +119,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except StageNotAnswering as exc:
             self._send(503, str(exc) + "\n", "text/plain; charset=utf-8")
+            return
+        except NotAllowed as exc:  # a record or object not as attach made it: not served
+            logger.error("monitor download refused", extra={"path": self.path, "error": str(exc)})
+            self._send(409, str(exc).replace("\r", " ").replace("\n", " ") + "\n", "text/plain; charset=utf-8")
             return
         except Exception as exc:  # noqa: BLE001  (the reason, in one line; the monitor keeps serving)
             logger.exception("monitor download failed", extra={"path": self.path})
