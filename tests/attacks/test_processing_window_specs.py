@@ -19,3 +19,10 @@ def test_a_window_with_a_trailing_line_break_spaces_or_other_digits_is_refused_w
 def test_the_spellings_meant_are_taken():
     settings = Settings(stage="unit", windows={"vbi-l1": "night", "default": "any", "multi-core": "18:00-06:00"})
     assert settings.processing_windows().windows["multi-core"].spec == "18:00-06:00"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_an_approval_size_that_would_switch_approval_off_or_mean_nothing_is_refused(value):
+    # Given an approval size of infinity (approval off by accident), NaN or a negative number, Then it is refused
+    with pytest.raises(pydantic.ValidationError):
+        Settings(campaign_approval_cpu_hours=value)
