@@ -130,8 +130,9 @@ def _print_comparison(result: dict) -> None:
     inputs = result["inputs"]
     click.echo(f"\ninput frames: {len(inputs['added'])} added in B, {len(inputs['removed'])} removed from A, "
                f"{len(inputs['changed'])} in another version, {inputs['unchanged']} the same")
-    console.table([{**f, "change": change} for change in ("added", "removed", "changed") for f in inputs[change]],
-                  ["change", "file_id", "op_id", "role", "task_type"], "")
+    changed = [{**f, "change": change} for change in ("added", "removed", "changed") for f in inputs[change]]
+    if changed:
+        console.table(changed, ["change", "file_id", "op_id", "role", "task_type"], "")
     click.echo("\nmade from (calibrations used):")
     console.table(result["upstream"], ["role", "dataset_id", "recipe", "version_key", "used_by"], "  no other dataset")
     click.echo("\nQC values:")
@@ -142,7 +143,7 @@ def _print_comparison(result: dict) -> None:
                    f"{summary['differing']} differing (largest |B - A| {console.cell(summary['largest_max_abs'])}); "
                    f"{summary['only_in_a']} only in A, {summary['only_in_b']} only in B")
         console.table(result["frames"], ["frame", "mean", "rms", "max_abs", "relative", "pixels", "finite_in_one_only",
-                                         "error"], "")
+                                         *(["error"] if summary["not_comparable"] else [])], "")
         for side in ("a", "b"):
             if result[f"frames_only_in_{side}"]:
                 click.echo(f"\nonly in {side.upper()}:")
