@@ -68,6 +68,8 @@ def datasets_show(ctx, dataset_id, as_json):
     console.table(detail["files"], ["name", "size", "sha256", "task"], "")
     click.echo("\nversions of this product:")
     console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")
+    if len(detail["versions"]) > 1:
+        click.echo("(`obsflow datasets compare OLD NEW` shows what differs between two of them)")
     if detail.get("decisions"):
         click.echo("\ndata-quality decisions:")
         console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
