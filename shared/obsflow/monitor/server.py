@@ -1,7 +1,8 @@
 """obsflow monitor: a read-only web page of a stage, served on loopback.
 
 Every page is read afresh from the stage's tables, Step Functions and S3 with the
-operator's credentials (the same read models as the CLI); nothing is written. Each page
+operator's credentials (the same read models as the CLI); nothing is written. A comparison of
+two versions (/compare/OLD/NEW) keeps its per-frame results, which never change, between refreshes. Each page
 fetches its own content again every few seconds, so a screen left open follows the night.
 
 It has no authentication. It answers only requests addressed to the name it is bound to
