@@ -115,7 +115,9 @@ class Cataloguing(Part):
             summary=f"dataset {dataset_id} is a new version of product {product_id}, which has ACTIVE "
                     f"{', '.join(active)}: decide which to keep",
             run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
-            suggested_action=f"compare them (`obsflow datasets show ID`), then `obsflow datasets decide {dataset_id} "
+            links={f"compare with {old}": layout.compare_path(old, dataset_id) for old in active},
+            suggested_action=f"compare them (`obsflow datasets compare {active[0]} {dataset_id}`, or the monitor's "
+                             f"{layout.compare_path(active[0], dataset_id)}), then `obsflow datasets decide {dataset_id} "
                              f"--deprecate {active[0]} | --keep-both | --reject --reason TEXT`",
         ))
 
