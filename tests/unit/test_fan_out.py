@@ -13,7 +13,7 @@ from obsflow.recipes import asl
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.model import MAX_CHUNKS, Recipe, chunk_bounds, chunk_count
 from obsflow.runs import records
-from obsflow.runs.tickets import describe_failure, with_failed_chunk
+from obsflow.runs.failures import describe_failure, with_failed_chunk
 from obsflow_tasks.base import Task, TaskContext
 
 VBI = next(r for r in RECIPES if r.name == "vbi-l1")

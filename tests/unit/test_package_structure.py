@@ -79,7 +79,7 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_the_run_service_and_its_domain_import_no_aws_client_and_no_table():
     # The service sees ports and domain objects; boto3, pynamodb and the table models stay in the adapters
-    for module in ("service", "domain", "ports", "records", "tickets"):
+    for module in ("service", "domain", "ports", "records", "failures"):
         imported = imported_modules(PACKAGE / "runs" / f"{module}.py")
         forbidden = {name for name in imported
                      if name.split(".")[0] in ("boto3", "botocore", "pynamodb") or name.startswith(("obsflow.tables", "obsflow.aws"))}

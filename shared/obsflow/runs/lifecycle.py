@@ -35,7 +35,7 @@ from obsflow.runs.domain import (
 )
 from obsflow.runs.planning import Planning
 from obsflow.runs.ticketing import Tickets
-from obsflow.runs.tickets import ACTIONS, describe_failure
+from obsflow.runs.failures import ACTIONS, describe_failure
 from obsflow.runs.transitions import CAMPAIGN_MOVES, RUN_MOVES
 
 FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`

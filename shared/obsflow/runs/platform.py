@@ -23,7 +23,7 @@ from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs import documents
 from obsflow.runs.layout import DISCOVERY_RULES_KEY
 from obsflow.runs.domain import Run, Ticket
-from obsflow.runs.tickets import describe
+from obsflow.runs.failures import describe
 from obsflow.settings import Settings
 
 LOG_LINES = 20

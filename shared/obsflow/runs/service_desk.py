@@ -10,7 +10,7 @@ from pydantic import BaseModel, HttpUrl, ValidationError
 
 from obsflow import aws
 from obsflow.runs.domain import Ticket
-from obsflow.runs.tickets import describe
+from obsflow.runs.failures import describe
 from obsflow.settings import Settings
 
 

@@ -10,7 +10,7 @@ from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs.context import Part
 from obsflow.runs.domain import OPEN, RESOLVED, RUN_CANCELLED, Run, Ticket
-from obsflow.runs.tickets import ACTIONS, describe_failure, with_failed_chunk
+from obsflow.runs.failures import ACTIONS, describe_failure, with_failed_chunk
 
 
 def failure_ticket_id(run: Run) -> str:

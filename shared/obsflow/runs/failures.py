@@ -1,4 +1,5 @@
-"""What a failure ticket says: pure functions from a Step Functions error to facts and advice."""
+"""What a failure is and what its ticket says: pure functions from a Step Functions error to facts, kind and advice
+(the tickets themselves are filed by runs.ticketing)."""
 
 from __future__ import annotations
 
