@@ -39,7 +39,7 @@ class FakeTaskRunner:
 
 def make_service(capacity=1, executions=None, runner=None, desk=None, **more_settings) -> RunService:
     settings = Settings(stage="unit", capacity_default=capacity, capacity_multi_core=capacity,
-                        capacity_high_memory=capacity, **more_settings)
+                        capacity_high_memory=capacity, **{"auto_redrives": 0, **more_settings})
     return RunService(FakeRunStore(), FakeDocuments(), executions or FakeExecutions(), FakeNotifier(), FakeSwitch(),
                       ShippedRecipes(), settings, service_desk=lambda: desk, task_runner=runner, clock=Clock())
 
