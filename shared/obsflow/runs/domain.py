@@ -304,6 +304,8 @@ class Dataset:
     release_basis: dict = field(default_factory=dict)  # proposal id -> latest observation date among its inputs
     embargo: str | None = None  # EMBARGOED until the release job releases it
     released_at: dt.datetime | None = None
+    qc: dict[str, float] | None = None  # its QC values (obsflow.qc), recorded when catalogued; None: not yet
+    qc_notes: dict[str, str] = field(default_factory=dict)  # metric -> why its value is not recorded
 
 
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")
