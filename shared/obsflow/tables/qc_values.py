@@ -47,19 +47,19 @@ class QcValueItem(Model):
 
 
 def record(dataset_id: str, values: dict[str, float], notes: dict[str, str], at: dt.datetime) -> None:
-    """The dataset's values and notes replace what it had (a metric no longer reported is removed); the metrics
-    are named under CATALOGUE. Writing the same again changes nothing."""
-    keep = set(values) | set(notes)
-    with QcValueItem.batch_write() as batch:
-        for old in QcValueItem.query(dataset_id, attributes_to_get=["metric"]):
-            if old.metric not in keep:
-                batch.delete(old)
-        for name, value in values.items():
-            batch.save(QcValueItem(dataset_id, name, value=value, recorded_at=at))
-        for name, note in notes.items():
-            batch.save(QcValueItem(dataset_id, name, note=note, recorded_at=at))
-        for name in values:
-            batch.save(QcValueItem(CATALOGUE, name))
+    """The dataset's values and notes replace what it had (a metric no longer reported keeps a note and no value,
+    which leaves the index: obsflow never deletes items); the metrics are named under CATALOGUE. Writing the same
+    again changes nothing."""
+    for old in QcValueItem.query(dataset_id, attributes_to_get=["dataset_id", "metric"]):
+        if old.metric not in values and old.metric not in notes:
+            old.update(actions=[QcValueItem.value.remove(),
+                                QcValueItem.note.set("no longer in its quality metrics: recorded as absent")])
+    for name, value in values.items():
+        QcValueItem(dataset_id, name, value=value, recorded_at=at).save()
+    for name, note in notes.items():
+        QcValueItem(dataset_id, name, note=note, recorded_at=at).save()
+    for name in values:
+        QcValueItem(CATALOGUE, name).save()
 
 
 def indexed_from(at: dt.datetime) -> None:
