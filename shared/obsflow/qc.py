@@ -12,11 +12,13 @@ several are ANDed.
 from __future__ import annotations
 
 import math
+import operator
 import re
 import statistics
 from dataclasses import dataclass
 
 OPERATORS = ("<=", ">=", "<", ">", "=")  # longest first: `<=` is no `<` followed by `=VALUE`
+COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq}
 METRIC = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}", re.ASCII)
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
 FILTER = re.compile(rf"qc\.(?P<metric>[^<>=]*)(?P<op>{'|'.join(map(re.escape, OPERATORS))})(?P<value>.*)", re.ASCII)
@@ -77,11 +79,12 @@ class QcFilter:
     def __str__(self) -> str:
         return f"qc.{self.metric}{self.op}{self.value!r}"
 
+    def compare(self, left):
+        """``left OP value``: for a number, whether it passes; for a table attribute, the key condition."""
+        return COMPARISONS[self.op](left, self.value)
+
     def passes(self, value: float | None) -> bool:
-        if value is None:
-            return False
-        return {"<": value < self.value, "<=": value <= self.value, ">": value > self.value,
-                ">=": value >= self.value, "=": value == self.value}[self.op]
+        return value is not None and self.compare(value)
 
 
 def parse_filter(text: str) -> QcFilter:

@@ -80,7 +80,7 @@ def test_a_qc_filtered_selection_lists_plans_and_runs_only_the_datasets_whose_qc
                               "--where", "qc.observe_frames=3", "--json"))
     # Then exactly the one below the threshold is listed, with the filtered value shown
     [low] = [i for i, v in level.items() if v == lowest]
-    assert {r["dataset_id"] for r in rows} & set(level) == {low} and "qc.observe_mean_above_dark" in listed
+    assert {r["dataset_id"] for r in rows} & set(level) == {low} and "QC.OBSERVE_MEAN_ABOVE_DARK" in listed
     # And an unknown metric is refused naming those recorded, and a filter that is none, saying the syntax
     unknown = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage,
                                        "datasets", "list", "--where", "qc.seeing<1"])

@@ -80,7 +80,4 @@ def metrics() -> list[str]:
 
 def dataset_ids(qc_filter: QcFilter) -> set[str]:
     """The datasets whose value of the filter's metric passes it: one keys-only index query."""
-    value = QcValueItem.value
-    condition = {"<": value < qc_filter.value, "<=": value <= qc_filter.value, ">": value > qc_filter.value,
-                 ">=": value >= qc_filter.value, "=": value == qc_filter.value}[qc_filter.op]
-    return {i.dataset_id for i in QcValueItem.by_metric.query(qc_filter.metric, condition)}
+    return {i.dataset_id for i in QcValueItem.by_metric.query(qc_filter.metric, qc_filter.compare(QcValueItem.value))}
