@@ -16,6 +16,7 @@ from obsflow.cli.common import (
     _campaigns,
     _key_values,
     _qc_filters,
+    _qc_where,
     _read_id_list,
     _read_json_file,
     _refused,
@@ -39,7 +40,8 @@ def reprocess():
               "from one, each with the bad frames it used; their copies leave them out.")
 @click.option("--datasets", "datasets_file", metavar="FILE.json", help="An explicit list: a JSON list of dataset ids.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides for the copies.")
-@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", help="Only the affected datasets whose QC value "
+@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where,
+              help="Only the affected datasets whose QC value "
               "passes (operators <, <=, >, >=, =; repeat to AND several): it narrows what the change selects.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @operator_command
@@ -58,7 +60,7 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, datas
 
     listed = tuple(_read_json_file(datasets_file, "the dataset list")) if datasets_file else ()
     change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, bad_frames=bad_frames,
-                    datasets=listed, overrides=_key_values(overrides), qc=tuple(map(str, _qc_filters(where))))
+                    datasets=listed, overrides=_key_values(overrides), qc=tuple(map(str, where)))
     plan = _campaigns(ctx).planner.plan(change, getpass.getuser())
     if as_json:
         click.echo(console.to_json(plan))
@@ -158,9 +160,10 @@ def campaigns():
               "dataset ids, or an object with lists under frames, ops, candidates, datasets.")
 @click.option("--include-tag", multiple=True, metavar="TAG", help="Add what carries this tag.")
 @click.option("--exclude-tag", multiple=True, metavar="TAG", help="Leave out what carries this tag.")
-@click.option("--where", multiple=True, metavar="FILTER=VALUE", help="A catalogue query: the datasets `obsflow datasets "
-              "list` gives for these filters (uses_frame, recipe, code_version, calibration, status, campaign), and "
-              "QC filters qc.METRIC<VALUE (operators <, <=, >, >=, =); several are ANDed.")
+@click.option("--where", multiple=True, metavar="FILTER=VALUE", callback=lambda ctx, param, value: _where(value),
+              help="A catalogue query: the datasets `obsflow datasets list` gives for these filters (uses_frame, "
+              "recipe, code_version, calibration, status, campaign), and QC filters qc.METRIC<VALUE (operators <, <=, "
+              ">, >=, =); several are ANDed.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides.")
 @click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
 @click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
@@ -199,7 +202,7 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
 
     selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
                  "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
-                 **_where(where)}
+                 **where}
     campaign = _campaigns(ctx).create(name, campaign_type, definer or getpass.getuser(), reason, recipe=recipe,
                                       selection=selection, overrides=_key_values(overrides) or None,
                                       max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,

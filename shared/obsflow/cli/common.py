@@ -199,6 +199,11 @@ def _qc_filters(texts, option: str = "--where") -> tuple:
         raise click.BadParameter(str(exc), param_hint=option) from exc
 
 
+def _qc_where(ctx, param, values: tuple[str, ...]) -> tuple:
+    """An option's callback: QC filters refused as the option is read, before the stage is touched."""
+    return _qc_filters(values)
+
+
 def _campaigns(ctx: click.Context):
     from obsflow.services import campaign_service
 

@@ -14,7 +14,7 @@ from obsflow.cli.common import (
     _actor,
     _an_id,
     _as_of,
-    _qc_filters,
+    _qc_where,
     _refused,
     _runs,
     _settings,
@@ -37,7 +37,7 @@ def datasets():
 @click.option("--status", type=click.Choice(statuses.DATASET_STATUSES), help="Only datasets with this status.")
 @click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
 @click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
-@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", help=QC_WHERE_HELP)
+@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where, help=QC_WHERE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 @click.pass_context
@@ -53,7 +53,7 @@ def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, ca
     from obsflow import provenance
     from obsflow.embargo import EMBARGOED
 
-    qc = _qc_filters(where)
+    qc = where
     filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
     actor = _actor(ctx)
     try:
