@@ -48,7 +48,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "recipes list": EVERYONE, "recipes show": EVERYONE, "rules show": EVERYONE, "pipelines list": EVERYONE,
     "pipelines show": EVERYONE, "docs build": EVERYONE,
     "datasets list": EVERYONE, "datasets show": EVERYONE, "datasets provenance": EVERYONE,
-    "datasets download": EVERYONE,
+    "datasets download": EVERYONE, "datasets compare": EVERYONE,
     # operations
     "upload": (OPERATOR,), "dlq redrive": (OPERATOR,), "backstop": (OPERATOR,), "release": (OPERATOR,),
     "pause": (OPERATOR,), "resume": (OPERATOR,),
@@ -81,7 +81,7 @@ LIMITS: dict[str, dict[str, str]] = {
         "campaigns create", "campaigns edit", "campaigns start", "campaigns pause", "campaigns resume",
         "campaigns cancel", "campaigns attach")},
     PI_READ: {action: OWN_PROPOSAL_OR_RELEASED for action in (
-        "datasets list", "datasets show", "datasets provenance", "datasets download")},
+        "datasets list", "datasets show", "datasets provenance", "datasets download", "datasets compare")},
 }
 
 MAX_SHOWN = 40  # characters of an unknown role's name repeated back

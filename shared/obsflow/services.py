@@ -24,6 +24,7 @@ from obsflow.runs.store import DynamoRunStore
 from obsflow.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from obsflow.comparison.versions import VersionComparison
     from obsflow.ingest.service import IngestService
     from obsflow.runs.campaigns import CampaignService
     from obsflow.runs.releases import ReleaseService
@@ -66,6 +67,17 @@ def campaign_service(settings: Settings | None = None) -> "CampaignService":
     from obsflow.runs.campaigns import CampaignService
 
     return CampaignService(run_service(settings), BatchJobDefinitions(bound_settings(settings)))
+
+
+def version_comparison(settings: Settings | None = None, cache_size: int = 0) -> "VersionComparison":
+    """Two datasets of the stage compared (``cache_size``: per-frame results kept, for a page that asks again)."""
+    from obsflow import aws
+    from obsflow.comparison.store import StageVersionReads
+    from obsflow.comparison.versions import VersionComparison
+
+    settings = bound_settings(settings)
+    return VersionComparison(StageVersionReads(aws.client(settings, "s3"), settings.header_read_bytes,
+                                               settings.header_max_bytes), cache_size)
 
 
 def release_service(settings: Settings | None = None) -> "ReleaseService":

@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     # A campaign estimated above either size waits, once started, for `obsflow campaigns approve` by the
     # data-quality or operator role before any of its runs starts. The stage's values rule (the discovery
     # document records them), not the caller's environment.
-    campaign_approval_cpu_hours: float = Field(default=100, ge=0)
+    campaign_approval_cpu_hours: float = Field(default=100, ge=0, allow_inf_nan=False)
     campaign_approval_output_bytes: int = Field(default=500 * 10**9, ge=0)
     # Who the command acts as (obsflow.roles): OBSFLOW_ROLE, and for the pi-read role its proposal. Unset: the
     # single operator of a local stack, who may do everything.

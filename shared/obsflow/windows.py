@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 HORIZON_DEG = -0.833  # sunrise and sunset: the Sun's upper limb on the horizon, with refraction
 KINDS = ("any", "night", "day")
-CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")  # whole strings only
 STEP = dt.timedelta(minutes=10)  # shorter than any night or day anywhere obsflow's sites are (below the polar circles)
 HORIZON = dt.timedelta(hours=48)  # how far ahead a window's next change is looked for
 PRECISION = dt.timedelta(seconds=5)
@@ -58,7 +58,7 @@ def sun_altitude(at: dt.datetime, latitude: float, longitude: float) -> float:
 
 
 def check_window(spec: str) -> str:
-    clock = CLOCK.match(spec) if isinstance(spec, str) else None
+    clock = CLOCK.fullmatch(spec) if isinstance(spec, str) else None
     if spec not in KINDS and not (clock and clock.group(1, 2) != clock.group(3, 4)):
         raise ValueError(f"{spec!r} is no processing window: any, night, day or local hours HH:MM-HH:MM "
                          "(start and end differ)")
@@ -121,7 +121,7 @@ class Window:
         raise AssertionError("hours of a day always change within two days")
 
     def _minutes(self) -> tuple[int, int]:
-        h1, m1, h2, m2 = (int(x) for x in CLOCK.match(self.spec).groups())
+        h1, m1, h2, m2 = (int(x) for x in CLOCK.fullmatch(self.spec).groups())
         return h1 * 60 + m1, h2 * 60 + m2
 
 

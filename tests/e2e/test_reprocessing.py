@@ -16,7 +16,7 @@ from obsflow.cli import main as cli
 from obsflow.local.stack import LocalStack
 from obsflow.runs import documents, layout
 from obsflow.simulate import simulate_candidate
-from obsflow.tables import campaigns, datasets, frames, recipe_instances, runs
+from obsflow.tables import campaigns, datasets, frames, recipe_instances, runs, tickets
 from tests.e2e.test_runs import client, upload, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -381,3 +381,62 @@ def test_a_large_campaign_waits_for_approval_then_runs(stack, tmp_path):
         assert again.exit_code == 0 and campaigns.get("big-census").approval == shown["approval"]
     finally:
         discovery.publish(stack.settings, ssm)
+
+
+def test_two_versions_of_a_level_1_product_compared_after_a_reprocessing_with_lossy_compression(stack, tmp_path):
+    import http.client
+
+    from obsflow.monitor.reads import StageReads
+    from obsflow.monitor.server import Monitor
+
+    # Given a VBI observation of pid_1_23 processed to Level 1 (lossless), on its master calibrations
+    upload(stack, simulate_candidate("rp_vbi", seed=5, start=dt.datetime(2026, 11, 21, 18), proposal_id="pid_1_23",
+                                     n_dark=2, n_gain=2, n_observe=3, shape=(64, 64)))
+    old = wait_for(lambda: next((datasets.get(r.dataset_id) for r in runs.all_runs() if r.candidate_id == "rp_vbi"
+                                 and r.recipe == "vbi-l1" and r.status == "SUCCEEDED" and r.dataset_id), None),
+                   "the Level 1 dataset of rp_vbi", timeout_s=300)
+    # And its reprocessing with lossy L1 compression (l1_quantize_level 4), a new version of the product
+    listed = tmp_path / "l1.json"
+    listed.write_text(json.dumps([old.dataset_id]))
+    plan = json.loads(obsflow(stack, "reprocess", "plan", "--datasets", str(listed), "--set", "l1_quantize_level=4",
+                              "--json"))
+    obsflow(stack, "reprocess", "start", plan["plan_id"], "--name", "lossy-l1", "--reason", "smaller L1 files")
+    campaign_done("lossy-l1")
+    [new] = json.loads(obsflow(stack, "datasets", "list", "--campaign", "lossy-l1", "--json"))
+    # When data quality compares the two versions
+    result = json.loads(obsflow(stack, "datasets", "compare", old.dataset_id, new["dataset_id"], "--json"))
+    # Then they are of one product, and the option that changed is the one difference of configuration
+    assert result["same_product"] and new["product_id"] == old.product_id
+    assert result["configuration"] == [{"name": "options.l1_quantize_level", "a": 0, "b": 4}]
+    # And it was made from the same observe frames and the same master calibrations
+    assert result["inputs"]["added"] == result["inputs"]["removed"] == [] and result["inputs"]["unchanged"] == 3
+    assert [u["used_by"] for u in result["upstream"]] == ["both"]
+    # And each QC value of the quality metrics is there for both, with B - A
+    qc = {row["name"]: row for row in result["qc"]}
+    assert {"light level, median", "bad pixels", "median_light_level"} <= qc.keys()
+    assert all(row["a"] is not None and row["b"] is not None for row in qc.values())
+    assert qc["median_light_level"]["difference"] == pytest.approx(0, abs=1e-6)  # measured before compression
+    # And every L1 frame is matched by its observe frame, its pixels changed by the quantization: a little
+    observe = sorted(f.file_id for f in frames.frames_of_op("rp_vbi_observe"))
+    assert sorted(r["frame"] for r in result["frames"]) == observe and result["frames_only_in_a"] == []
+    assert all(r["max_abs"] > 0 and r["rms"] > 0 and 0 < r["relative"] < 0.05 for r in result["frames"]), result
+    assert result["frames_summary"]["differing"] == 3
+    # And the command says it for people, with the decision still to take
+    printed = obsflow(stack, "datasets", "compare", old.dataset_id, new["dataset_id"])
+    assert "options.l1_quantize_level  0  4" in printed and "frames: 3 compared, 0 identical, 3 differing" in printed
+    assert f"obsflow datasets decide {new['dataset_id']} --deprecate {old.dataset_id}" in printed
+    # And the decision ticket links the comparison, which the monitor's page shows
+    ticket = tickets.get(f"TKT-{new['dataset_id']}-decision")
+    path = f"/compare/{old.dataset_id}/{new['dataset_id']}"
+    assert ticket.links == {f"compare with {old.dataset_id}": path} and "`obsflow datasets compare" in \
+        ticket.suggested_action
+    served = Monitor(StageReads(stack.settings), stack.settings.stage, port=0).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        connection.request("GET", path, headers={"Host": f"127.0.0.1:{served.port}"})
+        response = connection.getresponse()
+        page = response.read().decode()
+    finally:
+        served.stop()
+    assert response.status == 200 and "options.l1_quantize_level" in page and observe[0] in page
+    assert "3 compared, 0 identical, 3 differing" in page

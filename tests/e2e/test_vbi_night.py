@@ -203,13 +203,25 @@ def test_reprocessing_keeps_the_product_id_and_both_versions_until_data_quality_
     assert (old.status, old.superseded_by, old.decisions[0]["reason"]) == (
         "DEPRECATED", new.dataset_id, "4 fps browse movie preferred")
     assert "data-quality decisions" in CliRunner().invoke(cli, [*base, "datasets", "show", old.dataset_id]).output
-    # And the night summary that consumed the old dataset runs again on the new one (the same instance)
+    # And the night summary made from the old dataset is marked, not re-run: one ticket gives the plan
     [summary] = [i for i in recipe_instances.of_reference("2026-11-20/pid_2_2") if i.recipe == "vbi-night-summary"]
-    while (summary := recipe_instances.get(summary.instance_id)).planned_upstream.get(first.instance_id) != new.dataset_id \
-            or summary.state != "SUCCEEDED":
-        assert time.monotonic() < deadline, (summary.state, summary.state_reason)
+    marked = datasets.get(recipe_instances.get(summary.instance_id).dataset_id)
+    assert [(s["dataset_id"], s["replaced_by"]) for s in marked.superseded_inputs] == [(old.dataset_id, new.dataset_id)]
+    ticket = tickets.get(f"TKT-superseded-{old.dataset_id}")
+    assert ticket.kind == "review:superseded" and len(recipe_instances.get(summary.instance_id).run_ids) == 1
+    plan_id = ticket.suggested_action.split("reprocess start ")[1].split()[0]
+    # When the plan is started from the CLI
+    started = CliRunner().invoke(cli, [*base, "reprocess", "start", plan_id, "--name", "summary-4fps", "--reason",
+                                       "the summary on the kept version"])
+    assert started.exit_code == 0, started.output
+    # Then a copy of the summary is made from the new science dataset
+    while not (copies := [i for i in recipe_instances.of_reference("2026-11-20/pid_2_2")
+                          if i.recipe == "vbi-night-summary" and i.campaign == "summary-4fps"
+                          and i.state == "SUCCEEDED"]):
+        assert time.monotonic() < deadline, "the summary's copy to succeed"
         time.sleep(0.5)
-    assert len(summary.run_ids) == 2
+    remade = datasets.get(copies[0].dataset_id)
+    assert [u["dataset_id"] for u in remade.provenance["upstream_datasets"]] == [new.dataset_id]
 
 
 def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):

@@ -194,6 +194,78 @@ def test_the_overview_api_is_plain_json_with_lists_and_iso_8601_times(monitor):
                                                  "detail": "dark_level failed"}
 
 
+def seed_two_versions(stack) -> tuple[str, str]:
+    """Two versions of one product in the data bucket, as vbi-l1 writes them (an empty primary HDU, the image
+    tile-compressed, FILE_ID naming its observe frame): ds-cmp-a lossless, ds-cmp-b a reprocessing quantized with
+    l1_quantize_level 4 and made on another master calibration; both under embargo for pid_1_23."""
+    import numpy as np
+    from astropy.io import fits
+    from obsflow_tasks.vbi.tasks import l1_fits_bytes
+
+    store, data = DynamoRunStore(stack.settings), stack.settings.bucket_name("data")
+    stack.s3.create_bucket(Bucket=data)
+    rng = np.random.default_rng(7)
+    scenes = {f"cmp_observe_{i:06d}": rng.normal(1000.0, 60.0, (32, 32)).astype(np.float32) for i in range(3)}
+    for dataset_id, level, calibration, minutes in (("ds-cmp-a", 0, "ds-cal-1", 10), ("ds-cmp-b", 4, "ds-cal-2", 20)):
+        files = []
+        for index, (file_id, scene) in enumerate(scenes.items()):
+            name, header = f"VBI_{dataset_id}_{index:04d}_L1.fits", fits.Header({"FILE_ID": file_id, "DSETID": dataset_id})
+            body = l1_fits_bytes(scene, header, level)
+            stack.s3.put_object(Bucket=data, Key=f"pid_1_23/{dataset_id}/{name}", Body=body)
+            files.append({"name": name, "key": f"pid_1_23/{dataset_id}/{name}", "sha256": f"{dataset_id}{index}",
+                          "size": len(body), "task": "frames", "tags": ["product", "l1"]})
+        metrics = {"frames": [{"light_level": 1000.0 + level}], "warnings": [],
+                   "qc": [{"name": "light level, median", "value": 1000.0 + level, "unit": "ct", "note": ""}]}
+        stack.s3.put_object(Bucket=data, Key=f"pid_1_23/{dataset_id}/quality_metrics.json", Body=json.dumps(metrics))
+        files.append({"name": "quality_metrics.json", "key": f"pid_1_23/{dataset_id}/quality_metrics.json",
+                      "sha256": f"{dataset_id}q", "size": 1, "task": "quality_metrics", "tags": ["quality", "product"]})
+        provenance = {"configuration": {"parameters": {}, "options": {"l1_quantize_level": level}}, "tasks": [],
+                      "input_frames": [{"file_id": f, "role": "observe"} for f in scenes],
+                      "upstream_datasets": [{"role": "calibration", "instance_id": "ri-cal", "dataset_id": calibration,
+                                             "recipe": "vbi-calibration@1.0.0", "kind": "calibration",
+                                             "version_key": calibration}]}
+        store.create_dataset(Dataset(dataset_id, f"run-{dataset_id}", "pid_1_23", "cand_small", "vbi-l1@3.0.0", data,
+                                     f"pid_1_23/{dataset_id}/", "prod-cmp", f"v-{dataset_id}", 3, files, provenance,
+                                     NIGHT + dt.timedelta(minutes=minutes), release_date="2027-11-21",
+                                     embargo="EMBARGOED"))
+    return "ds-cmp-a", "ds-cmp-b"
+
+
+def test_two_versions_compared_on_the_monitor_s_page_and_by_the_command_as_the_roles_allow(monitor, stack):
+    # Given two versions of a product, the second quantized by a changed option
+    a, b = seed_two_versions(stack)
+    # When the page comparing them is asked for
+    status, _, page = ask(monitor, f"/compare/{a}/{b}")
+    # Then it shows the option that changed, the calibrations each used, the QC value with B - A, and each frame
+    # matched by its observe frame with non-zero pixel statistics
+    assert status == 200, page
+    assert "options.l1_quantize_level" in page and "ds-cal-1" in page and "ds-cal-2" in page
+    assert "<td>light level, median</td><td>1000</td><td>1004</td><td>4</td>" in page
+    assert "3 compared, 0 identical, 3 differing" in page and "cmp_observe_000002" in page
+    # And the dataset page links it from its versions
+    assert f'href="/compare/{a}/{b}"' in ask(monitor, f"/datasets/{b}")[2]
+    # When the command compares them as a script would
+    compared = CliRunner().invoke(main, ["--stage", "test", "datasets", "compare", a, b, "--json"])
+    # Then it gives the same differences, the pixels' under the quantization step
+    assert compared.exit_code == 0, compared.output
+    result = json.loads(compared.stdout)
+    assert result["configuration"] == [{"name": "options.l1_quantize_level", "a": 0, "b": 4}]
+    assert [r["frame"] for r in result["frames"]] == list(sorted(r["frame"] for r in result["frames"]))
+    assert all(0 < r["max_abs"] < 60.0 and 0 < r["relative"] < 0.05 for r in result["frames"]), result["frames"]
+    # When a PI of another proposal asks for them, Then it is refused before anything is compared
+    refused = CliRunner().invoke(main, ["--stage", "test", "datasets", "compare", a, b],
+                                 env={"OBSFLOW_ROLE": "pi-read", "OBSFLOW_PROPOSAL": "pid_9_9"})
+    assert refused.exit_code == 1 and f"{a} is proposal pid_1_23's, under embargo until 2027-11-21" in refused.output
+    # And their own PI may
+    assert CliRunner().invoke(main, ["--stage", "test", "datasets", "compare", a, b, "--no-pixels"],
+                              env={"OBSFLOW_ROLE": "pi-read", "OBSFLOW_PROPOSAL": "pid_1_23"}).exit_code == 0
+    # When the page is asked with something that is not an id, Then nothing is read and it says what an id is
+    for other in ("..%2Fetc", "ds..x", "ds%20x"):
+        status, _, page = ask(monitor, f"/compare/{a}/{other}")
+        assert status == 404 and ("is not a dataset id" in page or "no page" in page), other
+    assert "&#x27;ds x&#x27; is not a dataset id" in ask(monitor, f"/compare/{a}/ds%20x")[2]
+
+
 @pytest.fixture
 def stopped_stack_monitor():
     """Given the monitor of a local stack that has been stopped: nothing listens at its endpoint."""

@@ -437,3 +437,49 @@ def test_a_document_is_kept_with_its_campaign_once_and_another_of_the_same_name_
     assert campaigns.document("census-docs", 2) == (revised, b"%PDF plan v2")
     with pytest.raises(NotFound, match="has no document 3: it has 2"):
         campaigns.document("census-docs", 3)
+
+
+def test_a_calibration_change_is_planned_down_the_catalogue_and_started_in_dependency_order():
+    from tests.unit.test_catalogue import MASTERS, SHARED, instance_by_recipe
+
+    # Given one candidate's whole graph succeeded: a master calibration, the science made on it, the night summary
+    service = make_service(capacity=4)
+    add_candidate(service, "c1", recipe=None, calibration=SHARED)
+    calibration = complete(service, service.submit().started[0], MASTERS)
+    science = complete(service, service.submit().started[0])
+    summary = complete(service, service.submit().started[0])
+    # When bad_pixel_high of the calibration recipe changes for the night and the change is planned
+    service.recipes = ChangedValue(service.recipes, "bad_pixel_high", 1.9, dt.date(2026, 1, 1))
+    campaigns = CampaignService(service)
+    plan = campaigns.planner.plan(Change(parameter="bad_pixel_high"), "dq")
+    # Then it lists the calibration, then the science made from it, then the summary made from that, each copy
+    # taking its producer's copy as input, and costs the whole closure
+    items = plan["items"]
+    assert [(i["dataset_id"], i["kind"], i.get("made_from")) for i in items] == [
+        (calibration, "calibration", None), (science, "science", [calibration]), (summary, "summary", [science])]
+    copies = {i["dataset_id"]: i["copy_instance_id"] for i in items}
+    assert {"role": "calibration", "kind": "instance", "ref": copies[calibration]} in items[1]["inputs"]
+    assert [i for i in items[2]["inputs"] if i["kind"] == "instance"] == [
+        {"role": "science", "kind": "instance", "ref": copies[science]}]
+    assert items[1]["tasks_reused"] == [] and plan["totals"]["downstream"] == 2
+    assert plan["totals"]["cpu_seconds"] == round(sum(i["estimated_cpu_s"] for i in items), 1)
+    # When it is started as one campaign
+    campaigns.start_plan(plan["plan_id"], "bpx-19", "dq", "bad pixels above 1.9")
+    # Then only the calibration copy runs first; the science copy waits for it, never for the old calibration
+    [first] = service.submit().started
+    assert service.store.runs[first].instance_id == copies[calibration]
+    waiting = service.store.instance(copies[science])
+    assert waiting.state == "WAITING" and copies[calibration] in waiting.state_reason
+    new_calibration = complete(service, first, MASTERS)
+    [second] = service.submit().started
+    document = service.documents.buckets["work"][service.store.runs[second].input_dataset_key]
+    assert [u["dataset_id"] for u in document["upstream"]] == [new_calibration]
+    new_science = complete(service, second)
+    [third] = service.submit().started
+    document = service.documents.buckets["work"][service.store.runs[third].input_dataset_key]
+    assert [u["dataset_id"] for u in document["upstream"]] == [new_science]
+    complete(service, third)
+    # And the campaign ends COMPLETED with three new datasets, the old ones untouched until data quality decides
+    assert campaigns.require("bpx-19").status == "COMPLETED"
+    assert len(instance_by_recipe(service, "vbi-night-summary")) == 2
+    assert {service.store.datasets[d].status for d in (calibration, science, summary)} == {"ACTIVE"}

@@ -114,31 +114,42 @@ def test_a_failing_calibration_gives_one_ticket_dependents_say_why_they_wait_and
     assert len(service.submit().planned) == 2
 
 
-def test_a_new_dataset_of_an_input_queues_its_succeeded_consumer_for_re_execution_not_a_second_instance():
+def test_a_new_version_of_an_input_changes_nothing_downstream_until_data_quality_decides_then_a_ticket_plans_it():
+    from obsflow.runs.campaigns import CampaignService
+
     # Given the whole graph of one candidate succeeded
     service = make_service(capacity=4)
     add_candidate(service, "c1", recipe=None, calibration=SHARED)
     complete(service, service.submit().started[0], MASTERS)
     science_run = service.submit().started[0]
-    complete(service, science_run)
-    complete(service, service.submit().started[0])
+    old_science = complete(service, science_run)
+    summary_dataset = complete(service, service.submit().started[0])
     [summary] = instance_by_recipe(service, "vbi-night-summary")
-    assert summary.state == "SUCCEEDED"
-    # When the science run is reprocessed and its new dataset catalogued
+    # When the science run is retried with another value and its new dataset catalogued
     again = service.retry(science_run, {"movie_fps": "4"})
     service.submit()
-    new_dataset = complete(service, again.run_id)
-    # Then the summary is QUEUED_FOR_REEXECUTION saying why, and its next run consumes the new dataset
-    summary = service.store.instance(summary.instance_id)
-    assert summary.state == "QUEUED_FOR_REEXECUTION" and new_dataset in summary.state_reason
-    [rerun] = service.submit().planned
-    assert service.store.runs[rerun].instance_id == summary.instance_id
-    assert service.store.instances[summary.instance_id].state == "QUEUED_FOR_REEXECUTION"
+    new_science = complete(service, again.run_id)
+    # Then the summary stays as it was (nothing re-runs before data quality has decided), and a decision is asked for
+    assert service.store.instance(summary.instance_id).state == "SUCCEEDED" and service.submit().planned == []
+    assert service.store.ticket(layout.decision_ticket_id(new_science)).kind == "review:decision"
+    # When data quality deprecates the old science dataset in favour of the new one (twice: a repeated decision)
+    for _ in range(2):
+        service.decide(new_science, "deprecate", "4 fps reads better", "dq", old_id=old_science)
+    # Then the summary made from it is marked as built on a superseded input, and one review ticket gives the plan
+    marked = service.store.datasets[summary_dataset]
+    assert [(s["dataset_id"], s["status"], s["replaced_by"], s["by"]) for s in marked.superseded_inputs] == [
+        (old_science, "DEPRECATED", new_science, "dq")]
+    [ticket] = [t for t in service.store.tickets.values() if t.kind == "review:superseded"]
+    assert summary_dataset in ticket.summary and "obsflow reprocess start plan-" in ticket.suggested_action
+    plan_id = ticket.suggested_action.split("reprocess start ")[1].split()[0]
+    assert service.submit().planned == []  # still nothing runs by itself
+    # When the plan is started, Then the summary's copy is made from the new science dataset, in one more instance
+    CampaignService(service).start_plan(plan_id, "summary-4fps", "dq", "the summary on the kept version")
+    [rerun] = service.submit().started
     document = service.documents.buckets["work"][service.store.runs[rerun].input_dataset_key]
-    assert [u["dataset_id"] for u in document["upstream"]] == [new_dataset]
+    assert [u["dataset_id"] for u in document["upstream"]] == [new_science]
     complete(service, rerun)
-    assert len(instance_by_recipe(service, "vbi-night-summary")) == 1
-    assert service.store.instance(summary.instance_id).state == "SUCCEEDED"
+    assert len(instance_by_recipe(service, "vbi-night-summary")) == 2
 
 
 def test_a_later_candidate_of_the_same_night_adds_an_input_to_the_summary_and_queues_it_again():
@@ -197,6 +208,9 @@ def test_estimates_come_from_the_recipe_until_runs_have_been_measured():
     (["FAILED"], "ERROR"),
     (["SUCCEEDED", "READY"], "QUEUED_FOR_REEXECUTION"),
     (["FAILED", "READY"], "QUEUED"),
+    (["SUCCEEDED", "FAILED"], "SUCCEEDED"),  # a failed re-execution keeps the earlier success visible
+    (["SKIPPED"], "NEVER_EXECUTED"),
+    (["SUCCEEDED", "CANCELLED"], "SUCCEEDED"),
 ])
 def test_the_instance_state_is_derived_from_its_runs(statuses, expected):
     instance = Instance("ri-1", "c1", "p", "r", "1.0.0", "2026-11-20", T0)

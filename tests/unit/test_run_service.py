@@ -279,6 +279,9 @@ def test_catalog_records_the_dataset_and_a_new_version_waits_for_a_data_quality_
     assert {d.status for d in service.store.datasets.values()} == {"ACTIVE"}
     ticket = service.store.tickets[f"TKT-{newer}-decision"]
     assert ticket.kind == "review:decision" and f"--deprecate {dataset.dataset_id}" in ticket.suggested_action
+    # And it links the comparison of the two, the older as A: the command and the monitor's page
+    assert f"`obsflow datasets compare {dataset.dataset_id} {newer}`" in ticket.suggested_action
+    assert ticket.links == {f"compare with {dataset.dataset_id}": f"/compare/{dataset.dataset_id}/{newer}"}
     # When data quality deprecates the old version (twice: the second changes nothing)
     for _ in range(2):
         service.decide(newer, "deprecate", "better flat field", "dq-scientist", dataset.dataset_id)

@@ -133,8 +133,9 @@ def test_resume_skipping_the_backlog_skips_the_queued_runs_with_one_ticket_and_r
     # And one ticket lists them and says how to queue them again
     [ticket] = [t for t in service.store.tickets.values() if t.kind == "skipped-backlog"]
     assert all(run_id in ticket.log_excerpt for run_id in queued) and "runs requeue --skipped" in ticket.suggested_action
-    # When it is resumed the same way again, nothing more is skipped and no second ticket is filed
-    assert service.resume("ops", skip_backlog="again") == []
+    # When it is resumed the same way again, it is refused (nothing is a backlog now) and no second ticket is filed
+    with pytest.raises(NotAllowed, match="submission is not paused"):
+        service.resume("ops", skip_backlog="again")
     assert len([t for t in service.store.tickets.values() if t.kind == "skipped-backlog"]) == 1
     # When an operator queues them again
     assert sorted(service.requeue(None, "ops", "the night was good after all")) == sorted(queued)

@@ -38,6 +38,8 @@ def reprocess():
 @click.option("--frame", metavar="FILE_ID", help="A new version of an input frame: ACTIVE datasets made from an older one.")
 @click.option("--bad-frames", is_flag=True, help="Frames marked bad (`obsflow frames mark-bad`): ACTIVE datasets made "
               "from one, each with the bad frames it used; their copies leave them out.")
+@click.option("--superseded", metavar="DATASET", help="A dataset data quality deprecated: ACTIVE datasets made from "
+              "it (their copies use the version that replaced it).")
 @click.option("--datasets", "datasets_file", metavar="FILE.json", help="An explicit list: a JSON list of dataset ids.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides for the copies.")
 @click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where,
@@ -47,21 +49,26 @@ def reprocess():
 @operator_command
 @click.pass_context
 @_campaign_errors
-def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, datasets_file, overrides, where, as_json):
+def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, superseded, datasets_file, overrides,
+                   where, as_json):
     """Print and save what a change would reprocess, running nothing.
 
     Each affected dataset, the copy of its instance updated to the change, the tasks that re-run
     and those whose outputs are reused, and the estimated CPU time, output size and cost (price
-    table: OBSFLOW_PRICES). Several selectors narrow each other. Start it with `reprocess start`.
+    table: OBSFLOW_PRICES). Several selectors narrow each other. The plan follows the catalogue
+    down: every ACTIVE dataset made from one it re-makes (science from a calibration, a summary
+    from science) is copied too, made from the copy. Start it with `reprocess start`.
     """
     import getpass
 
     from obsflow.runs.reprocessing import Change
 
+    service = _campaigns(ctx)
     listed = tuple(_read_json_file(datasets_file, "the dataset list")) if datasets_file else ()
     change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, bad_frames=bad_frames,
-                    datasets=listed, overrides=_key_values(overrides), qc=tuple(map(str, where)))
-    plan = _campaigns(ctx).planner.plan(change, getpass.getuser())
+                    datasets=listed, overrides=_key_values(overrides),
+                    supersede=(service.planner.superseded(superseded),) if superseded else (), qc=tuple(map(str, where)))
+    plan = service.planner.plan(change, getpass.getuser())
     if as_json:
         click.echo(console.to_json(plan))
         return
@@ -70,10 +77,11 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, datas
     console.table([{**i, "rerun": ",".join(i["tasks_rerun"]), "reused": ",".join(i["tasks_reused"]) or "-",
                     "changes": i["configuration_changes"] or "-", "cpu_s": i["estimated_cpu_s"],
                     "usd": f"{i['estimated_usd']:.4f}"} for i in plan["items"]],
-                  ["dataset_id", "proposal_id", "recipe_from", "recipe_to", "changes", *(["bad_frames"] if bad_frames else []),
-                   "rerun", "reused", "cpu_s", "usd"],
+                  ["dataset_id", "kind", "proposal_id", "recipe_from", "recipe_to", "changes",
+                   *(["bad_frames"] if bad_frames else []), "made_from", "rerun", "reused", "cpu_s", "usd"],
                   "no ACTIVE dataset is affected")
-    click.echo(f"\n{totals['datasets']} dataset(s); {totals['tasks_rerun']} task run(s), {totals['tasks_reused']} reused; "
+    click.echo(f"\n{totals['datasets']} dataset(s), {totals['downstream']} of them made from others it re-makes; "
+               f"{totals['tasks_rerun']} task run(s), {totals['tasks_reused']} reused; "
                f"estimated {console.cpu_time(totals['cpu_seconds'])}, {totals['output_bytes'] / 1e6:.1f} MB, "
                f"${totals['usd']:.4f}. Nothing has run.")
     if plan["items"]:

@@ -106,9 +106,90 @@ def datasets_show(ctx, dataset_id, as_json):
     console.table(detail["files"], ["name", "size", "sha256", "task"], "")
     click.echo("\nversions of this product:")
     console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")
+    if len(detail["versions"]) > 1:
+        click.echo("(`obsflow datasets compare OLD NEW` shows what differs between two of them)")
     if detail.get("decisions"):
         click.echo("\ndata-quality decisions:")
         console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
+
+
+@datasets.command("compare")
+@click.argument("a_id", metavar="A", callback=_an_id)
+@click.argument("b_id", metavar="B", callback=_an_id)
+@click.option("--no-pixels", is_flag=True, help="Leave out the per-frame pixel statistics (they read every FITS "
+              "product of both datasets, one pair at a time).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout (for scripts).")
+@operator_command
+@click.pass_context
+def datasets_compare(ctx, a_id, b_id, no_pixels, as_json):
+    """Compare two versions of a product, to decide which to keep (give the older as A).
+
+    \b
+    Shows, with every difference taken as B - A:
+      provenance   the fields that differ (recipe version, version key, code version, ...),
+                   the parameters and options that differ, code and library versions per task,
+                   input frames added in B, removed from A or re-sent, and the datasets each was
+                   made from (its master calibrations) with which version used them;
+      QC values    each value of both (the quality metrics' QC table, and the medians over
+                   frames, as `campaigns show` aggregates them), with B - A;
+      frames       for each FITS product in both, matched by the observe frame it came from:
+                   mean, RMS and largest |B - A| over the pixels finite in both, RMS(B - A)/RMS(A),
+                   and the pixels finite in one version only; the frames in one only are listed.
+
+    Datasets of different products are said to be so, and compared anyway. The pi-read role compares only
+    datasets it may read (its own proposal's and released ones).
+    """
+    from obsflow.services import version_comparison
+
+    comparison = version_comparison(_settings(ctx))
+    a, b = comparison.records(a_id, b_id)
+    _check_read(ctx, a)
+    _check_read(ctx, b)
+    if not as_json:
+        click.echo(f"comparing {a_id} (A) with {b_id} (B)" + ("" if no_pixels else
+                   ": reading the FITS products of both, a pair at a time ..."), err=True)
+    result = comparison.compare(a, b, pixels=not no_pixels)
+    if as_json:
+        click.echo(console.to_json(result))
+    else:
+        _print_comparison(result)
+
+
+def _print_comparison(result: dict) -> None:
+    a, b = result["a"], result["b"]
+    click.echo(f"A {a}\nB {b}\ndifferences are B - A")
+    if result["note"]:
+        click.echo(f"note: {result['note']}")
+    click.echo("")
+    console.table([{**row, "same": "yes" if row["same"] else "NO"} for row in result["summary"]],
+                  ["field", "a", "b", "same"], "")
+    click.echo("\nparameters and options:")
+    console.table(result["configuration"], ["name", "a", "b"], "  the same")
+    click.echo("\ncode and library versions:")
+    console.table(result["code"], ["task", "item", "a", "b"], "  the same")
+    inputs = result["inputs"]
+    click.echo(f"\ninput frames: {len(inputs['added'])} added in B, {len(inputs['removed'])} removed from A, "
+               f"{len(inputs['changed'])} in another version, {inputs['unchanged']} the same")
+    changed = [{**f, "change": change} for change in ("added", "removed", "changed") for f in inputs[change]]
+    if changed:
+        console.table(changed, ["change", "file_id", "op_id", "role", "task_type"], "")
+    click.echo("\nmade from (calibrations used):")
+    console.table(result["upstream"], ["role", "dataset_id", "recipe", "version_key", "used_by"], "  no other dataset")
+    click.echo("\nQC values:")
+    console.table(result["qc"], ["name", "a", "b", "difference", "unit"], "  none in either (no quality metrics)")
+    if "frames" in result:
+        summary = result["frames_summary"]
+        click.echo(f"\nframes: {summary['compared']} compared, {summary['identical']} identical, "
+                   f"{summary['differing']} differing (largest |B - A| {console.cell(summary['largest_max_abs'])}); "
+                   f"{summary['only_in_a']} only in A, {summary['only_in_b']} only in B")
+        console.table(result["frames"], ["frame", "mean", "rms", "max_abs", "relative", "pixels", "finite_in_one_only",
+                                         *(["error"] if summary["not_comparable"] else [])], "")
+        for side in ("a", "b"):
+            if result[f"frames_only_in_{side}"]:
+                click.echo(f"\nonly in {side.upper()}:")
+                console.table(result[f"frames_only_in_{side}"], ["frame", "file"], "")
+    if result["same_product"]:
+        click.echo(f"\nto decide: `obsflow datasets decide {b} --deprecate {a} | --keep-both | --reject --reason TEXT`")
 
 
 def _readable(actor, version: dict) -> bool:

@@ -116,7 +116,7 @@ def runs_redrive(ctx, run_id):
 @click.pass_context
 def runs_cancel(ctx, run_id, reason):
     """Stop a run for good: its execution and Batch jobs are stopped, its slots freed, nothing is catalogued. The
-    run ends CANCELLED; its instance and candidate say so. A queued (READY or MANUAL) run simply never starts."""
+    run ends CANCELLED; its instance and candidate say so. A queued (READY, MANUAL or SKIPPED) run simply never starts."""
     import getpass
 
     from obsflow.errors import TransientError
@@ -281,8 +281,8 @@ def pause(ctx, reason):
 
 
 @main.command()
-@click.option("--skip-backlog", is_flag=True, help="Do not process the backlog: the runs queued now (READY, of no "
-              "campaign) end SKIPPED, listed on one ticket, until `obsflow runs requeue`.")
+@click.option("--skip-backlog", is_flag=True, help="Do not process the backlog (of a paused stage only): the runs "
+              "queued now (READY, of no campaign) end SKIPPED, listed on one ticket, until `obsflow runs requeue`.")
 @click.option("--reason", default=None, help="Why the backlog is skipped (required with --skip-backlog; kept with "
               "each run and on the ticket).")
 @operator_command
@@ -295,8 +295,13 @@ def resume(ctx, skip_backlog, reason):
 
     if skip_backlog and not (reason or "").strip():
         raise click.UsageError("--skip-backlog needs --reason TEXT (kept with each skipped run)")
+    from obsflow.runs.service import NotAllowed
+
     settings = _settings(ctx)
-    skipped = _runs(ctx).resume(getpass.getuser(), reason if skip_backlog else None)
+    try:
+        skipped = _runs(ctx).resume(getpass.getuser(), reason if skip_backlog else None)
+    except NotAllowed as exc:
+        raise click.ClickException(str(exc)) from exc
     if skip_backlog:
         click.echo(f"skipped {len(skipped)} queued run(s)" + ("; `obsflow tickets list` has the ticket that lists "
                                                                "them, `obsflow runs requeue --skipped` queues them again"

@@ -204,7 +204,8 @@ def info(as_json):
 def monitor(ctx, port, host):
     """A read-only web page of the stage, refreshing itself: OPs filling up, candidates and why they wait,
     runs with each recipe's DAG, task states and durations, tickets with what to do, datasets with their
-    quality plots and QC values, the processing catalogue and campaigns. Ctrl-C stops it.
+    quality plots and QC values, two versions of a product compared (/compare/OLD/NEW), the processing
+    catalogue and campaigns. Ctrl-C stops it.
 
     The monitor has no authentication: whoever reaches it reads the stage with your credentials. It answers
     only requests addressed to its own host name and port (421 otherwise, so a web page cannot read it by DNS

@@ -20,6 +20,7 @@ from obsflow.settings import Settings
 from obsflow.tables import recipes, tickets
 
 LISTED = 50  # the newest rows of each kind on the overview; the CLI lists them all
+COMPARED_FRAMES_KEPT = 4096  # per-frame results of /compare kept: a page refreshing reads only records and metrics
 # What "nothing answers" looks like from botocore: no connection (a stopped local stack, no network), or no
 # credentials, or credentials AWS does not take. Anything else is a fault of its own and is reported as one.
 _NO_ANSWER = (NoConnection, HTTPClientError, NoCredentialsError)
@@ -82,6 +83,7 @@ class StageReads:
         self.runs = services.run_service(self.settings)
         self.sfn = aws.client(self.settings, "stepfunctions")
         self.s3 = aws.client(self.settings, "s3")
+        self.versions = services.version_comparison(self.settings, cache_size=COMPARED_FRAMES_KEPT)
 
     @_reads_the_stage
     def overview(self) -> dict:
@@ -131,3 +133,8 @@ class StageReads:
         except self.s3.exceptions.NoSuchKey as exc:
             raise NotFound(f"dataset {dataset_id} lists quality_metrics.json but S3 has none at {detail['prefix']}") from exc
         return detail, json.loads(body.read())
+
+    @_reads_the_stage
+    def compare(self, a_id: str, b_id: str) -> dict:
+        """Two datasets compared (ids already checked): provenance, QC values, per-frame pixel statistics."""
+        return self.versions.compare(*self.versions.records(a_id, b_id))

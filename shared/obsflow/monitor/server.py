@@ -1,7 +1,8 @@
 """obsflow monitor: a read-only web page of a stage, served on loopback.
 
 Every page is read afresh from the stage's tables, Step Functions and S3 with the
-operator's credentials (the same read models as the CLI); nothing is written. Each page
+operator's credentials (the same read models as the CLI); nothing is written. A comparison of
+two versions (/compare/OLD/NEW) keeps its per-frame results, which never change, between refreshes. Each page
 fetches its own content again every few seconds, so a screen left open follows the night.
 
 It has no authentication. It answers only requests addressed to the name it is bound to
@@ -18,11 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from obsflow.errors import NotFound
+from obsflow.ids import ID_RULE, is_id
 from obsflow.monitor import views
 from obsflow.monitor.reads import StageNotAnswering, StageReads
 from obsflow.observability import logger
+from obsflow.runs.context import NotAllowed
 
 _ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets|campaigns)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
+_COMPARE = re.compile(r"^/compare/(?P<a>[^/]{1,200})/(?P<b>[^/]{1,200})/?$")  # ids checked by obsflow.ids
 _DOCUMENT = re.compile(r"^/campaigns/(?P<name>[a-z0-9-]{1,48})/documents/(?P<number>[1-9][0-9]{0,3})$")
 _JSON = "application/json"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
@@ -62,20 +66,35 @@ class _Handler(BaseHTTPRequestHandler):
         if document := _DOCUMENT.match(unquote(url.path)):
             self._document(document.group("name"), int(document.group("number")))
             return
+        if compare := _COMPARE.match(unquote(url.path)):
+            self._answer(url.path, fragment, lambda: self._comparison(compare.group("a"), compare.group("b")))
+            return
         route = _ROUTE.match(unquote(url.path))
         if route is None:
             self._page(404, "not found", views.not_found(f"no page {url.path}; start from the overview at /"), fragment)
             return
-        kind, identifier = route.group("kind"), route.group("id")
+        self._answer(url.path, fragment, lambda: self._routed(route.group("kind"), route.group("id")))
+
+    def _routed(self, kind: str | None, identifier: str | None) -> tuple[str, str]:
+        if kind == "runs":
+            return f"run {identifier}", views.run_page(*self.reads.run(identifier))
+        if kind == "datasets":
+            return f"dataset {identifier}", views.dataset_page(*self.reads.dataset(identifier))
+        if kind == "campaigns":
+            return f"campaign {identifier}", views.campaign_page(self.reads.campaign(identifier))
+        return "overview", views.overview(self.reads.overview())
+
+    def _comparison(self, a: str, b: str) -> tuple[str, str]:
+        not_ids = [value for value in (a, b) if not is_id(value)]
+        if not_ids:  # checked before anything is read
+            raise NotFound(f"{not_ids[0]!r} is not a dataset id ({ID_RULE}); the versions of a product are linked "
+                           "from its dataset's page")
+        return f"{a} and {b} compared", views.compare_page(self.reads.compare(a, b))
+
+    def _answer(self, path: str, fragment: bool, make) -> None:
+        """The page ``make`` gives, or one saying what went wrong (the monitor keeps serving)."""
         try:
-            if kind == "runs":
-                title, body = f"run {identifier}", views.run_page(*self.reads.run(identifier))
-            elif kind == "datasets":
-                title, body = f"dataset {identifier}", views.dataset_page(*self.reads.dataset(identifier))
-            elif kind == "campaigns":
-                title, body = f"campaign {identifier}", views.campaign_page(self.reads.campaign(identifier))
-            else:
-                title, body = "overview", views.overview(self.reads.overview())
+            title, body = make()
         except NotFound as exc:
             self._page(404, "not found", views.not_found(str(exc)), fragment)
             return
@@ -83,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._page(503, "stack not answering", views.not_answering(str(exc)), fragment)
             return
         except Exception as exc:  # noqa: BLE001  (the page says what failed; the monitor keeps serving)
-            logger.exception("monitor page failed", extra={"path": url.path})
+            logger.exception("monitor page failed", extra={"path": path})
             self._page(500, "error", views.not_found(f"cannot read the stage: {type(exc).__name__}: {exc}"), fragment)
             return
         self._page(200, title, body, fragment)
@@ -118,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except StageNotAnswering as exc:
             self._send(503, str(exc) + "\n", "text/plain; charset=utf-8")
+            return
+        except NotAllowed as exc:  # a record or object not as attach made it: not served
+            logger.error("monitor download refused", extra={"path": self.path, "error": str(exc)})
+            self._send(409, str(exc).replace("\r", " ").replace("\n", " ") + "\n", "text/plain; charset=utf-8")
             return
         except Exception as exc:  # noqa: BLE001  (the reason, in one line; the monitor keeps serving)
             logger.exception("monitor download failed", extra={"path": self.path})

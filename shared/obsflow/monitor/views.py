@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from html import escape
 from urllib.parse import quote
 
 from obsflow.recipes.model import Recipe
+from obsflow.runs.layout import compare_path
 
 REFRESH_S = 5
 STATE_COLOURS = {
@@ -49,6 +51,16 @@ def _text(value) -> str:
 def badge(status) -> str:
     colour = _BADGE.get(str(status), "#6b7280")
     return f'<span class="badge" style="background:{colour}">{escape(_text(status))}</span>' if status else ""
+
+
+_MONITOR_PATH = re.compile(r"^/(?!/)[A-Za-z0-9/_.-]*$")  # a page of this monitor, never another site
+
+
+def _what_to_do(ticket: dict) -> str:
+    """A ticket's suggested action, and its links that are pages of the monitor (a decision's comparison)."""
+    pages = [f'<a href="{escape(path)}">{escape(name)}</a>' for name, path in (ticket.get("links") or {}).items()
+             if isinstance(path, str) and _MONITOR_PATH.match(path)]
+    return escape(_text(ticket.get("suggested_action"))) + (f" ({', '.join(pages)})" if pages else "")
 
 
 def link(kind: str, identifier) -> str:
@@ -145,8 +157,8 @@ def overview(data: dict) -> str:
         "<h2>Tickets</h2>",
         table(data["tickets"], [("ticket_id", "ticket"), ("status", "status"), ("kind", "kind"), ("run_id", "run"),
                                 ("summary", "summary"), ("suggested_action", "what to do")],
-              "no tickets", {"status": lambda r: badge(r["status"]), "run_id": lambda r: link("runs", r.get("run_id"))},
-              "tickets"),
+              "no tickets", {"status": lambda r: badge(r["status"]), "run_id": lambda r: link("runs", r.get("run_id")),
+                             "suggested_action": _what_to_do}, "tickets"),
         "<h2>Datasets</h2>",
         table(data["datasets"], [("dataset_id", "dataset"), ("kind", "kind"), ("proposal_id", "proposal"),
                                  ("status", "status"), ("frame_count", "frames"), ("recipe", "recipe"),
@@ -312,8 +324,63 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
         "<h2>Files</h2>", table(detail.get("files", []), [("name", "name"), ("size", "bytes"), ("sha256", "SHA-256")], ""),
         "<h2>Versions of this product</h2>",
         table(detail.get("versions", []), [("dataset_id", "dataset"), ("status", "status"), ("version_key", "version"),
-                                           ("created_at", "created")], "",
-              {"dataset_id": lambda r: link("datasets", r["dataset_id"]), "status": lambda r: badge(r["status"])}),
+                                           ("created_at", "created"), ("compare", "compare")], "",
+              {"dataset_id": lambda r: link("datasets", r["dataset_id"]), "status": lambda r: badge(r["status"]),
+               "compare": lambda r: _compare_link(detail, r)}, "versions"),
+    ])
+
+
+def _compare_link(detail: dict, version: dict) -> str:
+    """Another version compared with this one, the older as A."""
+    if version["dataset_id"] == detail["dataset_id"]:
+        return ""
+    older_first = sorted([detail, version], key=lambda d: (str(d.get("created_at") or ""), d["dataset_id"]))
+    return f'<a href="{escape(compare_path(*(d["dataset_id"] for d in older_first)))}">compare</a>'
+
+
+def _yes_no(same: bool) -> str:
+    return "same" if same else "<strong>differs</strong>"
+
+
+def compare_page(result: dict) -> str:
+    """Two versions of a product side by side: provenance, QC values with B - A, per-frame pixel statistics."""
+    a, b = result["a"], result["b"]
+    inputs, summary = result["inputs"], result.get("frames_summary") or {}
+    changed_frames = [{**f, "change": change} for change in ("added", "removed", "changed") for f in inputs[change]]
+    note = f'<p id="compare-note" class="stale">{escape(result["note"])}</p>' if result.get("note") else ""
+    only = "".join(
+        f"<h3>Only in {side.upper()}</h3>" + table(result[f"frames_only_in_{side}"], [("frame", "frame"), ("file", "file")],
+                                                  "", table_id=f"only-in-{side}")
+        for side in ("a", "b") if result.get(f"frames_only_in_{side}"))
+    return "".join([
+        f"<h2>Versions compared: A {link('datasets', a)}, B {link('datasets', b)}</h2>",
+        '<p class="muted">every difference is B - A</p>', note,
+        table(result["summary"], [("field", "field"), ("a", "A"), ("b", "B"), ("same", "")], "",
+              {"same": lambda r: _yes_no(r["same"])}, "compare-summary"),
+        "<h2>Parameters and options</h2>",
+        table(result["configuration"], [("name", "name"), ("a", "A"), ("b", "B")], "the same", table_id="configuration"),
+        "<h2>Code and library versions</h2>",
+        table(result["code"], [("task", "task"), ("item", "what"), ("a", "A"), ("b", "B")], "the same", table_id="code"),
+        f"<h2>Input frames</h2><p>{len(inputs['added'])} added in B, {len(inputs['removed'])} removed from A, "
+        f"{len(inputs['changed'])} in another version, {inputs['unchanged']} the same</p>",
+        table(changed_frames, [("change", "change"), ("file_id", "frame"), ("op_id", "OP"), ("role", "role")], "",
+              table_id="inputs"),
+        "<h2>Made from (calibrations used)</h2>",
+        table(result["upstream"], [("role", "role"), ("dataset_id", "dataset"), ("recipe", "recipe"),
+                                   ("version_key", "version"), ("used_by", "used by")], "no other dataset",
+              {"dataset_id": lambda r: link("datasets", r["dataset_id"])}, "upstream"),
+        "<h2>QC values</h2>",
+        table(result["qc"], [("name", "QC value"), ("a", "A"), ("b", "B"), ("difference", "B - A"), ("unit", "unit")],
+              "no QC values in either (no quality metrics)", table_id="qc-compared"),
+        "<h2>Frames</h2>" + (f"<p>{summary['compared']} compared, {summary['identical']} identical, "
+                             f"{summary['differing']} differing (largest |B - A| "
+                             f"{escape(_text(summary['largest_max_abs']))}); {summary['only_in_a']} only in A, "
+                             f"{summary['only_in_b']} only in B</p>" if summary else ""),
+        table(result.get("frames", []), [("frame", "observe frame"), ("mean", "mean"), ("rms", "RMS"),
+                                         ("max_abs", "max |B - A|"), ("relative", "RMS(B - A) / RMS(A)"),
+                                         ("pixels", "pixels"), ("finite_in_one_only", "finite in one only"),
+                                         ("error", "not compared")], "no frame in both", table_id="frames"),
+        only,
     ])
 
 

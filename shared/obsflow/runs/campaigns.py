@@ -49,6 +49,7 @@ from obsflow.runs.domain import (
     FrameRef,
     Instance,
     InstanceInput,
+    Ticket,
 )
 from obsflow.runs.ports import JobDefinitions
 from obsflow.runs.cataloguing import read_qc
@@ -262,10 +263,27 @@ class CampaignService:
         for campaign in self.store.all_campaigns():
             due = campaign.next_occurrence_at
             if campaign.schedule and campaign.status == CAMPAIGN_RUNNING and due is not None and due <= now:
-                record = self._occur(campaign, now, "schedule")
+                try:
+                    record = self._occur(campaign, now, "schedule")
+                except (NotAllowed, NotFound, ValueError) as exc:  # this campaign's: the others still occur
+                    self._occurrence_refused(campaign, now, exc)
+                    continue
                 if record is not None:
                     recorded.append({"campaign": campaign.name, **record})
         return recorded
+
+    def _occurrence_refused(self, campaign: Campaign, now: dt.datetime, exc: Exception) -> None:
+        """One ticket per campaign and occurrence that cannot run (each later pass finds it filed), and an error."""
+        number = len(campaign.occurrences) + 1
+        self.runs.file_ticket(Ticket(
+            f"TKT-campaign-{campaign.name}-occurrence-{number}", kind="review:campaign", created_at=now,
+            summary=f"occurrence {number} of recurring campaign {campaign.name} did not run: {exc}"[:1000],
+            suggested_action=f"fix what it says, then `obsflow campaigns occur {campaign.name}` (a document under "
+                             f"campaigns/{campaign.name}/occurrences/ that contradicts the campaign may have been "
+                             f"planted: keep it aside for review, and delete it from there); `obsflow campaigns pause "
+                             f"{campaign.name}` stops it being tried every few minutes"))
+        logger.error("campaign occurrence refused", extra={"campaign": campaign.name, "occurrence": number,
+                                                           "error": str(exc)})
 
     def occur_now(self, name: str, by: str) -> dict | None:
         """An operator runs a recurring campaign's next occurrence now (its schedule goes on from now)."""
@@ -282,15 +300,24 @@ class CampaignService:
         instances and records it once. The record, or None if another caller recorded it."""
         number, documents = len(campaign.occurrences) + 1, self.runs.documents
         key = layout.occurrence_key(campaign.name, number)
+        earlier = self._selected_before(campaign, number)
+        frames, dataset_ids = self.selected(campaign.selection or {})
+        left_out = {}  # what the campaign's calibration may not serve (nothing crosses proposals): kept out, said why
+        for some_id, proposal_id in [*((f.file_id, f.proposal_id) for f in frames if f.file_id not in earlier),
+                                     *((d, self.runs.require_dataset(d).proposal_id) for d in dataset_ids
+                                       if d not in earlier)]:
+            if (why := self._calibration_refuses(campaign, proposal_id)) is not None:
+                left_out[some_id] = why
+        new = {"frames": [f.file_id for f in frames if f.file_id not in earlier and f.file_id not in left_out],
+               "datasets": [d for d in dataset_ids if d not in earlier and d not in left_out]}
         try:
             chosen = documents.get_json("work", key)
         except NotFound:
-            earlier = self._selected_before(campaign.name, number)
-            frames, dataset_ids = self.selected(campaign.selection or {})
-            chosen = {"number": number, "at": now.isoformat(), "by": by,
-                      "frames": [f.file_id for f in frames if f.file_id not in earlier],
-                      "datasets": [d for d in dataset_ids if d not in earlier]}
+            chosen = {"number": number, "at": now.isoformat(), "by": by, **new,
+                      **({"left_out": left_out} if left_out else {})}
             documents.put_json("work", key, chosen)
+        else:  # written by an earlier attempt of this occurrence, or by someone else: only what the campaign selects
+            self._check_occurrence_document(campaign.name, number, key, chosen, new)
         instances = self._selection_instances(campaign, self.store.frames_by_id(chosen["frames"]), chosen["datasets"],
                                               occurrence=number)
         for instance in instances:
@@ -303,6 +330,9 @@ class CampaignService:
                   "datasets": len(chosen["datasets"]), "instances": len(instances), "document": key}
         what = f"occurrence {number}: {len(instances)} instance(s) for {record['frames']} new frame(s) and " \
                f"{record['datasets']} new dataset(s)"
+        if chosen.get("left_out"):
+            record["left_out"] = len(chosen["left_out"])
+            what += f"; {record['left_out']} left out: {next(iter(chosen['left_out'].values()))}"
         if not self.store.record_occurrence(
                 campaign.name, number, **changes, occurrences=[*campaign.occurrences, record],
                 instance_ids=list(dict.fromkeys([*campaign.instance_ids, *(i.instance_id for i in instances)])),
@@ -314,10 +344,43 @@ class CampaignService:
             self.runs.nudge(f"campaign {campaign.name} {what}")
         return record
 
-    def _selected_before(self, name: str, number: int) -> set[str]:
-        return {some_id for earlier in range(1, number)
-                for document in [self.runs.documents.get_json("work", layout.occurrence_key(name, earlier))]
-                for some_id in (*document["frames"], *document["datasets"])}
+    def _selected_before(self, campaign: Campaign, number: int) -> set[str]:
+        """What occurrences 1 .. number-1 selected, from their documents, each checked against the campaign's record of
+        it: a document gone, unreadable or saying otherwise stops the occurrence (it would run again, or never, what
+        the campaign selected)."""
+        selected = set()
+        for earlier, recorded in zip(range(1, number), campaign.occurrences):
+            key = layout.occurrence_key(campaign.name, earlier)
+            try:
+                document = self.runs.documents.get_json("work", key)
+            except NotFound as exc:
+                raise NotAllowed(f"occurrence {earlier}'s document {key} is gone: what campaign {campaign.name} "
+                                 "selected before is not known, so nothing more is selected") from exc
+            except ValueError as exc:  # not JSON
+                raise NotAllowed(f"occurrence {earlier}'s document {key} is not JSON: {exc}") from exc
+            self._check_occurrence_document(campaign.name, earlier, key, document)
+            if (len(document["frames"]), len(document["datasets"])) != (recorded.get("frames"), recorded.get("datasets")):
+                raise NotAllowed(f"occurrence {earlier}'s document {key} names {len(document['frames'])} frame(s) and "
+                                 f"{len(document['datasets'])} dataset(s), but campaign {campaign.name} recorded "
+                                 f"{recorded.get('frames')} and {recorded.get('datasets')}")
+            selected.update(document["frames"], document["datasets"])
+        return selected
+
+    @staticmethod
+    def _check_occurrence_document(name: str, number: int, key: str, document, selectable: dict | None = None) -> None:
+        """An occurrence's document is {"number": N, "frames": [ids], "datasets": [ids], ...}; ``selectable``: what
+        occurrence N may select now (a document naming anything else is refused, not run)."""
+        shaped = isinstance(document, dict) and document.get("number") == number and all(
+            isinstance(document.get(kind), list) and all(isinstance(i, str) and is_id(i) for i in document[kind])
+            for kind in ("frames", "datasets"))
+        if not shaped:
+            raise NotAllowed(f"occurrence {number}'s document {key} is not what campaign {name} writes (a number "
+                             f"{number}, and lists of frame and dataset ids)")
+        if selectable is not None:
+            foreign = [i for kind in ("frames", "datasets") for i in document[kind] if i not in set(selectable[kind])]
+            if foreign:
+                raise NotAllowed(f"occurrence {number}'s document {key} names {len(foreign)} id(s) campaign {name} does "
+                                 f"not select now, or selected before: {', '.join(foreign[:5])}")
 
     def estimate(self, campaign: Campaign, instances: list[Instance]) -> tuple[float, int]:
         """The campaign's estimated CPU-seconds and output bytes: its plan's totals (reused tasks left out), else
@@ -434,7 +497,7 @@ class CampaignService:
             self._calibration_may_serve(campaign, self.runs.require_dataset(dataset_id).proposal_id)
         if dataset_ids:
             change = Change(recipe=campaign.recipe, datasets=tuple(dataset_ids), overrides=campaign.overrides or {},
-                            calibration=campaign.calibration)
+                            calibration=campaign.calibration, only_selected=campaign.developer)
             plan = self.planner.plan(change, campaign.definer, save=save)
             instances += self.planner.copies(plan, campaign.name, campaign.priority)
         return instances + self._frame_instances(campaign, frames, occurrence)
@@ -487,15 +550,20 @@ class CampaignService:
     def _calibration_may_serve(self, campaign: Campaign, proposal_id: str) -> None:
         """Nothing crosses proposals: another proposal's calibration serves this one's data only once it is public,
         or when it belongs to an observatory calibration program (Settings.calibration_programs)."""
+        why = self._calibration_refuses(campaign, proposal_id)
+        if why is not None:
+            raise NotAllowed(f"{why} (choose one of that proposal's, a released one, or one of an observatory "
+                             "calibration program)")
+
+    def _calibration_refuses(self, campaign: Campaign, proposal_id: str) -> str | None:
         if not campaign.calibration:
-            return
+            return None
         calibration = self.store.dataset(campaign.calibration)
         if calibration.proposal_id == proposal_id or calibration.embargo is None \
                 or calibration.proposal_id in self.runs.settings.calibration_programs:
-            return
-        raise NotAllowed(f"calibration {calibration.dataset_id} belongs to proposal {calibration.proposal_id} and is "
-                         f"under embargo until {calibration.release_date}: it cannot serve proposal {proposal_id}'s data "
-                         "(choose one of that proposal's, a released one, or one of an observatory calibration program)")
+            return None
+        return (f"calibration {calibration.dataset_id} belongs to proposal {calibration.proposal_id} and is under "
+                f"embargo until {calibration.release_date}: it cannot serve proposal {proposal_id}'s data")
 
     def _frame_instances(self, campaign: Campaign, frames: list[FrameRef], occurrence: int = 1) -> list[Instance]:
         """One instance per proposal (nothing crosses proposals) and occurrence, its frames as frame inputs."""
@@ -622,7 +690,27 @@ class CampaignService:
         if not 1 <= number <= len(documents):
             raise NotFound(f"campaign {name} has no document {number}: it has {len(documents)}")
         record = documents[number - 1]
-        return record, self.runs.documents.get_bytes("work", record["key"])
+        self._check_document_record(name, number, record)
+        body = self.runs.documents.get_bytes("work", record["key"])
+        if hashlib.sha256(body).hexdigest() != record["sha256"]:
+            raise NotAllowed(f"campaign {name}'s document {number} ({record['name']}) is not the file attached: its "
+                             f"bytes in s3://{self.runs.documents.location('work')}/{record['key']} were changed since; "
+                             "attach the file again")
+        return record, body
+
+    @staticmethod
+    def _check_document_record(name: str, number: int, record) -> None:
+        """A document's record as attach writes it (a record planted in the table could name any key of the work
+        bucket, or put a line break in a download's header): its name a document name, its key its own."""
+        try:
+            check_document_name(record["name"])
+            sha256 = record["sha256"]
+            if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)
+                    and record["key"] == layout.campaign_document_key(name, sha256, record["name"])):
+                raise ValueError(f"its key {str(record['key'])[:200]!r} is not where campaign {name} keeps it")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NotAllowed(f"campaign {name}'s document {number} is not as attach records one, and is not read: "
+                             f"{exc}") from exc
 
     # -- what it did ---------------------------------------------------------------------------------
     def detail(self, name: str) -> dict:

@@ -1,8 +1,9 @@
 """Cataloguing: a run's products become a versioned dataset, and data quality decides between versions.
 
-A new version of a product that has an ACTIVE one asks for a decision (both stay ACTIVE until then); a
-decision deprecates, keeps both or rejects, and a rejected dataset's consumers fall back to the newest
-ACTIVE one.
+A new version of a product that has an ACTIVE one asks for a decision (both stay ACTIVE until then, and what was
+made from the old one stays as it is); a decision deprecates, keeps both or rejects. A deprecated or rejected
+dataset's consumers are marked as built on a superseded input, and one review ticket gives the plan that would
+reprocess them (and what was made from them) on the version that replaced it: nothing re-runs by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
 from obsflow.runs.planning import Planning
 from obsflow.runs.ports import Documents
+from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.ticketing import Tickets
 
 DECISIONS = ("keep-both", "deprecate", "reject")
@@ -88,7 +90,6 @@ class Cataloguing(Part):
         self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
                               measured_cpu_s=cost["batch_vcpu_s"], cost=cost)
         self.store.update_instance(run.instance_id, dataset_id=dataset_id)
-        self.downstream_of_new_dataset(run.instance_id, dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
         subject, message = records.availability_message(dataset_id, product_id, key, run, location, files, release,
                                                         embargoed, proposal)
@@ -141,7 +142,9 @@ class Cataloguing(Part):
             summary=f"dataset {dataset_id} is a new version of product {product_id}, which has ACTIVE "
                     f"{', '.join(active)}: decide which to keep",
             run_id=run.run_id, candidate_id=run.candidate_id, proposal_id=run.proposal_id, recipe=run.recipe_key,
-            suggested_action=f"compare them (`obsflow datasets show ID`), then `obsflow datasets decide {dataset_id} "
+            links={f"compare with {old}": layout.compare_path(old, dataset_id) for old in active},
+            suggested_action=f"compare them (`obsflow datasets compare {active[0]} {dataset_id}`, or the monitor's "
+                             f"{layout.compare_path(active[0], dataset_id)}), then `obsflow datasets decide {dataset_id} "
                              f"--deprecate {active[0]} | --keep-both | --reject --reason TEXT`",
         ))
 
@@ -167,6 +170,7 @@ class Cataloguing(Part):
             decision["deprecated"] = old.dataset_id
             self.store.update_dataset(old.dataset_id, status=DEPRECATED, superseded_by=dataset_id,
                                       decisions=[*old.decisions, decision])
+            self._superseded(old, new, DEPRECATED, decision)
         elif any(d["decision"] == action for d in new.decisions):
             return new
         elif action == "keep-both" and (deprecated := [d for d in new.decisions if d["decision"] == "deprecate"]):
@@ -177,32 +181,52 @@ class Cataloguing(Part):
         status = REJECTED if action == "reject" else new.status
         self.store.update_dataset(dataset_id, status=status, decisions=[*new.decisions, decision])
         if action == "reject":
-            self._fall_back_from(new)
+            self._fall_back_from(new, decision)
         ticket = self.store.ticket(layout.decision_ticket_id(dataset_id))
         if ticket is not None and ticket.status == OPEN:
             self.tickets.resolve(ticket.ticket_id, f"{action}: {reason}", by)
         logger.info("dataset decision", extra={"dataset_id": dataset_id, **decision})
         return self.store.dataset(dataset_id)
 
-    def _fall_back_from(self, rejected: Dataset) -> None:
-        """A rejected dataset is no input: its instance's consumers go back to its newest ACTIVE dataset."""
+    def _fall_back_from(self, rejected: Dataset, decision: dict) -> None:
+        """A rejected dataset is no input: its instance goes back to its newest ACTIVE dataset, and what was made
+        from it is marked, with the plan that would make it again from that one."""
         instance = self.store.instance(rejected.instance_id) if rejected.instance_id else None
-        if instance is None or instance.dataset_id != rejected.dataset_id:
-            return
-        others = [d for d in self.store.datasets_of_instance(instance.instance_id) if d.status == ACTIVE]
-        if others:
-            newest = max(others, key=lambda d: d.created_at).dataset_id
-            self.store.update_instance(instance.instance_id, dataset_id=newest)
-            self.downstream_of_new_dataset(instance.instance_id, newest)
+        others = [d for d in self.store.datasets_of_instance(instance.instance_id) if d.status == ACTIVE] if instance else []
+        newest = max(others, key=lambda d: d.created_at) if others else None
+        if instance is not None and instance.dataset_id == rejected.dataset_id and newest is not None:
+            self.store.update_instance(instance.instance_id, dataset_id=newest.dataset_id)
+        self._superseded(rejected, newest, REJECTED, decision)
 
-    def downstream_of_new_dataset(self, instance_id: str, dataset_id: str) -> None:
-        """The discovery agent on a catalogued dataset: a consumer that was planned on another dataset of
-        this instance runs again; one not yet planned will take this one."""
-        for user_id in self.store.users_of(f"instance:{instance_id}"):
-            user = self.store.instance(user_id)
-            used = user.planned_upstream.get(instance_id) if user else None
-            if used is not None and used != dataset_id:
-                self.planning.inputs_changed(user, f"input {instance_id} has a new dataset {dataset_id} (was {used})")
+    def _superseded(self, old: Dataset, replacement: Dataset | None, status: str, decision: dict) -> None:
+        """Each ACTIVE dataset made from ``old`` records it as a superseded input, and one review ticket lists them
+        with the plan that would reprocess them, and what was made from them, on ``replacement``."""
+        planner = Planner(self.planning)
+        consumers = planner.consumers(old.dataset_id)
+        if not consumers:
+            return
+        note = {"dataset_id": old.dataset_id, "status": status, "replaced_by": replacement and replacement.dataset_id,
+                "by": decision["by"], "at": decision["at"], "reason": decision["reason"]}
+        for consumer in consumers:
+            if all(s["dataset_id"] != old.dataset_id for s in consumer.superseded_inputs):
+                self.store.update_dataset(consumer.dataset_id, superseded_inputs=[*consumer.superseded_inputs, note])
+        names = ", ".join(c.dataset_id for c in consumers[:5]) + (" ..." if len(consumers) > 5 else "")
+        if replacement is None:
+            action = (f"no ACTIVE version of {old.product_id} replaces it: keep them as they are, or reject them "
+                      "(`obsflow datasets decide ID --reject --reason TEXT`) until a new version is made")
+        else:
+            plan = planner.plan(Change(supersede=((old.dataset_id, replacement.dataset_id),)), decision["by"])
+            totals = plan["totals"]
+            action = (f"`obsflow reprocess start {plan['plan_id']} --name NAME --reason TEXT` makes them again from "
+                      f"{replacement.dataset_id}, and the {totals['downstream']} dataset(s) made from them "
+                      f"(about {totals['cpu_seconds']:.0f} CPU-seconds, ${totals['usd']:.4f}); `obsflow reprocess plan "
+                      f"--superseded {old.dataset_id}` shows the plan again")
+        self.tickets.file(Ticket(
+            f"TKT-superseded-{old.dataset_id}", kind="review:superseded", created_at=self.clock(),
+            summary=f"{len(consumers)} ACTIVE dataset(s) were made from {old.dataset_id}, now {status}: {names}",
+            proposal_id=old.proposal_id, recipe=old.recipe, suggested_action=action))
+        logger.info("consumers of a superseded dataset marked", extra={"dataset_id": old.dataset_id,
+                                                                       "consumers": len(consumers)})
 
 
 def read_qc(documents: Documents, dataset: Dataset) -> tuple[dict[str, float], dict[str, str]]:

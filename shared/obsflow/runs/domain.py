@@ -304,6 +304,8 @@ class Dataset:
     release_basis: dict = field(default_factory=dict)  # proposal id -> latest observation date among its inputs
     embargo: str | None = None  # EMBARGOED until the release job releases it
     released_at: dt.datetime | None = None
+    # Inputs data quality has since deprecated or rejected: which, replaced by what, who, when, why
+    superseded_inputs: list[dict] = field(default_factory=list)
     qc: dict[str, float] | None = None  # its QC values (obsflow.qc), recorded when catalogued; None: not yet
     qc_notes: dict[str, str] = field(default_factory=dict)  # metric -> why its value is not recorded
 
@@ -375,4 +377,8 @@ def derive_instance_state(instance: Instance, runs: list[Run], waiting_for: str 
     if latest.status in (RUN_CANCELLED, SKIPPED):  # nothing ran: what the instance was before, and why not now
         why = f"run {latest.run_id} {latest.status.lower()}: {latest.waiting_reason or 'its campaign was cancelled'}"
         return (INSTANCE_SUCCEEDED if succeeded_before else NEVER_EXECUTED), why
-    return ERROR, f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"
+    failed = f"run {latest.run_id} failed: {(latest.error or {}).get('Error', 'see its ticket')}"
+    if succeeded_before:  # a failed re-execution does not hide the dataset the instance has
+        earlier = max((r for r in runs if r.status == SUCCEEDED), key=lambda r: r.created_at)
+        return INSTANCE_SUCCEEDED, f"dataset {earlier.dataset_id}; its re-execution {failed}"
+    return ERROR, failed

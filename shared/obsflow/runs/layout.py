@@ -119,6 +119,11 @@ def decision_ticket_id(dataset_id: str) -> str:
     return f"TKT-{dataset_id}-decision"
 
 
+def compare_path(a: str, b: str) -> str:
+    """The monitor's page comparing dataset ``b`` with ``a`` (differences B - A), linked from the decision ticket."""
+    return f"/compare/{a}/{b}"
+
+
 def share_identifier(proposal_id: str) -> str:
     """The Batch fair-share identifier of a proposal's jobs (letters, digits and '_' only)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", proposal_id)[:255] or "unknown"

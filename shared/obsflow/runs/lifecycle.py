@@ -49,7 +49,11 @@ class Lifecycle(Part):
     def start_run(self, run_id: str, execution_arn: str) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        self.move_run(run_id, "start", execution_arn, started_at=at, execution_arn=execution_arn, error=None)
+        if not self.move_run(run_id, "start", execution_arn, started_at=at, execution_arn=execution_arn, error=None):
+            run = self.require_run(run_id)
+            if run.status == RUN_CANCELLED:  # cancelled while the submitter launched it: its tasks must not run
+                raise NotAllowed(f"run {run_id} was cancelled before its execution started ({run.waiting_reason}): "
+                                 "none of its tasks runs")
         self.planning.refresh_instance(run.instance_id)
         campaign = self.store.campaign(run.campaign) if run.campaign else None
         developer_images = (campaign.job_definitions if campaign else None) or {}
@@ -117,7 +121,8 @@ class Lifecycle(Part):
         if not runs:
             return False
         latest = max(runs, key=lambda r: r.created_at).status
-        return latest in (SUCCEEDED, RUN_CANCELLED) or (latest == FAILED and instance.state == ERROR)
+        return latest in (SUCCEEDED, RUN_CANCELLED) or (latest == FAILED and instance.state in (ERROR,
+                                                                                              INSTANCE_SUCCEEDED))
 
     def _pause_campaign_after_failures(self, name: str, failing_instance: str) -> None:
         """The blast radius: a campaign whose instances failed ``pause_after_failures`` times pauses itself,
@@ -271,8 +276,8 @@ class Lifecycle(Part):
 
     def prioritize(self, run_id: str, priority: int, by: str, reason: str) -> Run:
         """Move a queued run in the submitter's order (higher starts first), with who and why."""
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValueError(f"a priority is 0-{MAX_PRIORITY}, not {priority}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"a priority is a whole number 0-{MAX_PRIORITY}, not {priority!r}")
         if not (reason or "").strip():
             raise ValueError("say why the run's priority changes (--reason TEXT): it is kept in its history")
         run = self.require_run(run_id)

@@ -123,7 +123,7 @@ def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
                       "provenance": item.provenance, "kind": item.kind or "science",
                       "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {}),
-                      "qc_notes": dict(item.qc_notes or {})})
+                      "superseded_inputs": list(item.superseded_inputs or []), "qc_notes": dict(item.qc_notes or {})})
 
 
 def campaign_of(item: CampaignItem) -> Campaign:

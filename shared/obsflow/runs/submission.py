@@ -159,6 +159,10 @@ class Submission(Part):
     def _skip_backlog(self, by: str, why: str) -> list[str]:
         if not why.strip():
             raise ValueError("say why the backlog is skipped (--reason TEXT): it is kept with each run and on the ticket")
+        if not self.switch.is_paused():  # running: what is queued is today's work, not a backlog (a repeated command)
+            raise NotAllowed("submission is not paused, so nothing queued is a backlog: --skip-backlog skips what "
+                             "queued while it was paused, and skipped nothing now. `obsflow runs list --status "
+                             "READY` shows the queue; `obsflow runs cancel RUN --reason` stops one run")
         now, detail = self.clock(), f"skipped with the backlog by {by}: {why}"
         skipped = [run for run in self.store.runs_with_status(READY)
                    if not run.campaign and self.move_run(run.run_id, "skip", detail, waiting_reason=detail)]

@@ -54,7 +54,7 @@ RUN_MOVES = {
     "hold": Move((READY,), MANUAL, "the submitter, for a manual-by-definition recipe (with a ticket)"),
     "execute": Move((MANUAL, FAILED), RUNNING, "`obsflow runs execute --manual`, on an operator's machine"),
     "prioritize": Move((READY,), READY, "`obsflow runs prioritize RUN N --reason`: its place in the queue changes"),
-    "cancel": Move((READY, MANUAL, SUBMITTED, RUNNING), RUN_CANCELLED,
+    "cancel": Move((READY, MANUAL, SUBMITTED, RUNNING, SKIPPED), RUN_CANCELLED,
                    "`obsflow runs cancel --reason`: its execution and Batch jobs are stopped, nothing is catalogued"),
     "withdraw": Move((READY, MANUAL), RUN_CANCELLED, "`obsflow campaigns cancel`, for its runs not yet started"),
     "skip": Move((READY,), SKIPPED, "`obsflow resume --skip-backlog --reason`, for a queued run of no campaign "

@@ -127,6 +127,7 @@ class DatasetItem(Model):
     recipe_name = UnicodeAttribute(null=True)
     code_version = UnicodeAttribute(null=True)
     decisions = JSONAttribute(null=True)
+    superseded_inputs = JSONAttribute(null=True)  # inputs deprecated or rejected since (runs.cataloguing)
     cost = JSONAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
