@@ -483,3 +483,11 @@ def test_a_calibration_change_is_planned_down_the_catalogue_and_started_in_depen
     assert campaigns.require("bpx-19").status == "COMPLETED"
     assert len(instance_by_recipe(service, "vbi-night-summary")) == 2
     assert {service.store.datasets[d].status for d in (calibration, science, summary)} == {"ACTIVE"}
+    # When data quality keeps the new calibration
+    service.decide(new_calibration, "deprecate", "fewer false bad pixels", "dq", old_id=calibration)
+    # Then the old science is marked as made from a superseded calibration, and its ticket says it was made again
+    # already (the campaign did) instead of planning it a second time
+    assert [s["replaced_by"] for s in service.store.datasets[science].superseded_inputs] == [new_calibration]
+    [ticket] = [t for t in service.store.tickets.values() if t.kind == "review:superseded"]
+    assert f"{science} -> {new_science}" in ticket.suggested_action and "reprocess start" not in ticket.suggested_action
+    assert campaigns.planner.plan(Change(supersede=((calibration, new_calibration),)), "dq", save=False)["items"] == []

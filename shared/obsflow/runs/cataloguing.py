@@ -211,14 +211,21 @@ class Cataloguing(Part):
             if all(s["dataset_id"] != old.dataset_id for s in consumer.superseded_inputs):
                 self.store.update_dataset(consumer.dataset_id, superseded_inputs=[*consumer.superseded_inputs, note])
         names = ", ".join(c.dataset_id for c in consumers[:5]) + (" ..." if len(consumers) > 5 else "")
-        if replacement is None:
+        remade = {c.dataset_id: made.dataset_id for c in consumers
+                  if replacement is not None and (made := planner.remade_from(c, replacement.dataset_id))}
+        if remade and len(remade) == len(consumers):
+            action = (f"each was made again from {replacement.dataset_id} already ("
+                      + ", ".join(f"{was} -> {now}" for was, now in sorted(remade.items())[:5])
+                      + "): decide between the versions (their `review:decision` tickets, `obsflow datasets compare`)")
+        elif replacement is None:
             action = (f"no ACTIVE version of {old.product_id} replaces it: keep them as they are, or reject them "
                       "(`obsflow datasets decide ID --reject --reason TEXT`) until a new version is made")
         else:
             plan = planner.plan(Change(supersede=((old.dataset_id, replacement.dataset_id),)), decision["by"])
             totals = plan["totals"]
-            action = (f"`obsflow reprocess start {plan['plan_id']} --name NAME --reason TEXT` makes them again from "
-                      f"{replacement.dataset_id}, and the {totals['downstream']} dataset(s) made from them "
+            action = (f"`obsflow reprocess start {plan['plan_id']} --name NAME --reason TEXT` makes the "
+                      f"{totals['datasets'] - totals['downstream']} not yet made again from {replacement.dataset_id}, "
+                      f"and the {totals['downstream']} dataset(s) made from them "
                       f"(about {totals['cpu_seconds']:.0f} CPU-seconds, ${totals['usd']:.4f}); `obsflow reprocess plan "
                       f"--superseded {old.dataset_id}` shows the plan again")
         self.tickets.file(Ticket(

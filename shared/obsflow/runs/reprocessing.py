@@ -84,7 +84,8 @@ class Planner:
             bad = self._bad_frame_ids()
             selections.append([d for d in self.store.datasets_with_status(ACTIVE) if _frames_used(d, bad)])
         if change.supersede:
-            selections.append([d for old, _ in change.supersede for d in self.consumers(old)])
+            selections.append([d for old, new in change.supersede for d in self.consumers(old)
+                               if not self.remade_from(d, new)])
         if not selections:
             if change.overrides:
                 raise ValueError("--set needs a selection: --datasets FILE, --recipe, --parameter, --calibration, "
@@ -158,6 +159,12 @@ class Planner:
                 if made.status == ACTIVE and dataset_id in _upstream_ids(made):
                     found[made.dataset_id] = made
         return sorted(found.values(), key=lambda d: (d.proposal_id, d.created_at))
+
+    def remade_from(self, dataset: Dataset, new_id: str) -> Dataset | None:
+        """An ACTIVE version of the dataset's product already made from ``new_id`` (a plan started before the
+        decision made it), if any."""
+        return next((d for d in self.store.datasets_of_product(dataset.product_id)
+                     if d.status == ACTIVE and d.kind == dataset.kind and new_id in _upstream_ids(d)), None)
 
     def downstream(self, direct: list[Dataset]) -> list[Dataset]:
         """The direct datasets and every ACTIVE dataset made from them at any depth, each after all of its
