@@ -18,7 +18,7 @@ from obsflow.windows import Site, Windows, check_window
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
     "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
-    "campaigns", "tags", "proposals",
+    "qc-values", "campaigns", "tags", "proposals",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")

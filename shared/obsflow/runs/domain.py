@@ -306,6 +306,8 @@ class Dataset:
     released_at: dt.datetime | None = None
     # Inputs data quality has since deprecated or rejected: which, replaced by what, who, when, why
     superseded_inputs: list[dict] = field(default_factory=list)
+    qc: dict[str, float] | None = None  # its QC values (obsflow.qc), recorded when catalogued; None: not yet
+    qc_notes: dict[str, str] = field(default_factory=dict)  # metric -> why its value is not recorded
 
 
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import obsflow
 from obsflow.errors import NotFound
+from obsflow.qc import parse_filters
 from obsflow.recipes.jobs import VCPUS
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
@@ -46,6 +47,7 @@ class Change:
     supersede: tuple[tuple[str, str], ...] = ()
     only_selected: bool = False  # not what is made from the selection (a developer's copies are no products)
     overrides: dict = field(default_factory=dict)
+    qc: tuple[str, ...] = ()  # QC filters (obsflow.qc) the affected datasets must pass: they narrow, never select
 
     def describe(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}
@@ -93,6 +95,9 @@ class Planner:
         chosen = {d.dataset_id: d for d in selections[0]}
         for selection in selections[1:]:
             chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
+        if change.qc:
+            passing = set(self.store.dataset_ids_where({}, parse_filters(change.qc)))
+            chosen = {k: d for k, d in chosen.items() if k in passing}
         return sorted(chosen.values(), key=lambda d: (d.proposal_id, d.created_at))
 
     def _explicit(self, dataset_ids) -> list[Dataset]:

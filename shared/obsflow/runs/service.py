@@ -136,6 +136,9 @@ class RunService(Part):
     def decide(self, dataset_id: str, action: str, reason: str, by: str, old_id: str | None = None) -> Dataset:
         return self.cataloguing.decide(dataset_id, action, reason, by, old_id)
 
+    def reindex_qc(self) -> dict:
+        return self.cataloguing.reindex_qc()
+
     # -- tickets and the backstop
     def file_ticket(self, ticket: Ticket) -> bool:
         return self.tickets.file(ticket)
