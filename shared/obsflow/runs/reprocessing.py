@@ -24,7 +24,7 @@ from obsflow.recipes.jobs import VCPUS
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.costs import estimated_usd
-from obsflow.runs.digests import inputs_digest, task_digests
+from obsflow.runs.digests import inputs_digest, recorded_under, task_digests
 from obsflow.runs.domain import ACTIVE, BAD_FRAME, DEPRECATED, Dataset, Instance, InstanceInput
 
 PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run: they always re-run
@@ -247,8 +247,10 @@ class Planner:
             if replacements:
                 document = {**document, "upstream": self._upstream_of(inputs)}
             digests = task_digests(recipe, configuration, inputs_digest(document), obsflow.__version__, PLANNED_RUN)
-            reused = [t.name for t in recipe.tasks
-                      if t.reuse and self.documents.exists("work", layout.task_output_record_key(digests[t.name]))]
+            chunks = recipe.chunks(configuration, sum(f["role"] == "observe" for f in document["frames"]))
+            records = recorded_under(recipe, digests, chunks)
+            reused = [t.name for t in recipe.tasks if t.reuse and all(
+                self.documents.exists("work", layout.task_output_record_key(digest)) for digest in records[t.name])]
         cpu_s, size = self.runs.estimate(recipe, len(document["frames"]) + len(document.get("upstream", [])))
         cpu_s = round(cpu_s * _rerun_share(recipe, set(reused)), 1)
         before = dataset.provenance.get("configuration", {})
