@@ -170,8 +170,9 @@ def test_the_asdf_pdf_and_movie_open_with_their_own_tools(night):
 def test_the_pi_of_one_proposal_hears_only_about_their_science_datasets(night):
     _, _, sqs, queue_url, by_candidate = night
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    # Of the night's seven datasets: the two science datasets of pid_2_1, not its calibration or summary
-    assert sorted(json.loads(m["Body"])["dataset_id"] for m in messages) == sorted(
+    # Of the night's seven datasets: the two science datasets of pid_2_1, not its calibration or summary (each at
+    # least once: a publish retried on a loaded machine may repeat one, under the same dataset id)
+    assert sorted({json.loads(m["Body"])["dataset_id"] for m in messages}) == sorted(
         by_candidate[name].dataset_id for name in ("night_a", "night_a2"))
 
 

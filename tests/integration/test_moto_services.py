@@ -190,7 +190,10 @@ def test_a_cancelled_run_has_its_execution_stopped_and_its_running_job_terminate
                            jobDefinition="python", containerOverrides={"command": run_code("import time; time.sleep(60)")})
     run = Run("run-x", "ri-x", "c1", "p", "frame-census", "1.0.0", 0, ["default"], {}, dt.datetime.now(dt.timezone.utc),
               execution_arn=execution)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # the execution has entered its state (a loaded machine starts it late)
+    while not any(e["type"] == "WaitStateEntered" for e in sfn.get_execution_history(executionArn=execution)["events"]):
+        assert time.monotonic() < deadline, "the execution never entered its Wait state"
+        time.sleep(0.1)
     started = time.monotonic()
     # When it is cancelled
     terminated = StepFunctionsExecutions(settings).stop(run, "cancelled by ana: wrong set")
