@@ -50,6 +50,7 @@ from obsflow.runs.domain import (
     Ticket,
 )
 from obsflow.runs.ports import JobDefinitions
+from obsflow.runs.quality import dataset_qc_values
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.schedules import check_schedule, next_occurrence
 from obsflow.runs.service import NotAllowed, RunService
@@ -745,11 +746,7 @@ class CampaignService:
                 "estimated_bytes": sum(r["estimated_bytes"] for r in rows)}
 
     def _qc_values(self, dataset) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for file in dataset.files:
-            if "quality" in file["tags"] and file["name"].endswith(".json"):
-                values.update(qc_values(self.runs.documents.get_json("data", file["key"])))
-        return values
+        return dataset_qc_values(dataset, self.runs.documents)
 
 
 def approval_note(campaign: Campaign) -> str:
@@ -766,20 +763,6 @@ def approval_note(campaign: Campaign) -> str:
 def _role(frame: FrameRef) -> str:
     task_type = (frame.task_type or "").lower()
     return task_type if task_type in ("observe", "dark", "gain") else "calibration"
-
-
-def qc_values(metrics: dict) -> dict[str, float]:
-    """A dataset's QC values from its quality metrics: numeric top-level values, the median over frames of each
-    numeric per-frame value, and the number of warnings."""
-    values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    frames = metrics.get("frames") if isinstance(metrics.get("frames"), list) else []
-    for key in sorted({k for f in frames if isinstance(f, dict) for k in f}):
-        numbers = [f[key] for f in frames if isinstance(f.get(key), (int, float)) and not isinstance(f.get(key), bool)]
-        if numbers:
-            values[f"median_{key}"] = float(statistics.median(numbers))
-    if isinstance(metrics.get("warnings"), list):
-        values["warnings"] = float(len(metrics["warnings"]))
-    return values
 
 
 def aggregate_metrics(per_dataset: list[dict[str, float]]) -> dict[str, dict]:
