@@ -256,12 +256,12 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
         return result.output
 
     listed = json.loads(run("catalogue", "list", "--reference", "2026-11-20/pid_2_1", "--json"))
-    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.0.0", "vbi-l1@3.0.0", "vbi-l1@3.0.0",
+    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.1.0", "vbi-l1@3.0.0", "vbi-l1@3.0.0",
                                                    "vbi-night-summary@1.0.0"]
     calibration = next(r["instance_id"] for r in listed if r["recipe"].startswith("vbi-calibration"))
     # The tree of a candidate: the shared calibration on top, both science instances below it, the summary below those
     tree = run("catalogue", "tree", "night_a2").splitlines()
-    assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.0.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
+    assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.1.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
     assert sum("vbi-l1@3.0.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
     assert "(drawn above)" in tree[-1]
     shown = json.loads(run("catalogue", "show", calibration, "--json"))

@@ -60,6 +60,15 @@ def chunk_bounds(frames: int, index: int, count: int) -> tuple[int, int]:
     return start, start + size + (index < extra)
 
 
+def _finite_bound(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"a bound is a finite number, not {value!r}")
+    return value
+
+
+FiniteBound = Annotated[float | None, AfterValidator(_finite_bound)]
+
+
 class RecipeError(ValueError):
     """A recipe definition, or a value given to one, is invalid."""
 
@@ -72,17 +81,10 @@ class Option(BaseModel):
     name: str = Field(pattern=PARAMETER_NAME)
     type: Literal["int", "float", "str", "bool", "json"]  # json: an object or array (a hosted pipeline's)
     description: str = ""
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: FiniteBound = None
+    maximum: FiniteBound = None
     choices: tuple[Any, ...] | None = None
     default: Any = None
-
-    @field_validator("minimum", "maximum")
-    @classmethod
-    def _finite_bound(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"a bound is a finite number, not {value!r}")
-        return value
 
     def check(self, value: Any) -> Any:
         """``value`` if it is valid, converted from text where needed; else RecipeError."""
@@ -202,16 +204,9 @@ class QcGate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: str = Field(pattern=PARAMETER_NAME, description="a QC value of the dataset's quality JSON")
-    min: float | None = None
-    max: float | None = None
+    min: FiniteBound = None
+    max: FiniteBound = None
     description: str = ""
-
-    @field_validator("min", "max")
-    @classmethod
-    def _finite_threshold(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"a gate's threshold is a finite number, not {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _bounded(self) -> "QcGate":

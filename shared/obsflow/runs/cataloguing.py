@@ -16,6 +16,7 @@ from obsflow.embargo import EMBARGOED
 from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs import layout, records
+from obsflow.runs.certification import Certification
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
@@ -27,9 +28,9 @@ DECISIONS = ("keep-both", "deprecate", "reject")
 
 
 class Cataloguing(Part):
-    def __init__(self, ctx, planning: Planning, tickets: Tickets):
+    def __init__(self, ctx, planning: Planning, tickets: Tickets, certification: Certification):
         super().__init__(ctx)
-        self.planning, self.tickets = planning, tickets
+        self.planning, self.tickets, self.certification = planning, tickets, certification
 
     def catalog(self, run_id: str) -> dict:
         """Copy the run's products to the data bucket and record the dataset; instances that consumed an
@@ -67,7 +68,7 @@ class Cataloguing(Part):
         provenance = records.provenance(run, input_dataset, task_records)
         self.documents.put_json("data", prefix + "provenance.json", provenance, tags)
         key = records.version_key(input_dataset, run, task_records, recipe)
-        self.store.create_dataset(Dataset(
+        dataset = Dataset(
             dataset_id, run_id=run_id, proposal_id=run.proposal_id, candidate_id=run.candidate_id,
             recipe=run.recipe_key, bucket=self.documents.location("data"), prefix=prefix, product_id=product_id,
             version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
@@ -78,7 +79,12 @@ class Cataloguing(Part):
             expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
             release_date=release.isoformat(), release_basis=release_basis,
             embargo=EMBARGOED if embargoed else None,
-        ))
+        )
+        if recipe.kind == "calibration":
+            self.certification.judged(dataset, recipe)
+        self.store.create_dataset(dataset)
+        if recipe.kind == "calibration":
+            self.certification.after_catalog(dataset)
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)

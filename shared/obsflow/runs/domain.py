@@ -118,6 +118,9 @@ class FrameRef:
     size: int
     proposal_id: str = ""
     instrument: str = ""
+    exposure_ms: float | None = None  # the setup association compares (ingest.frames.setup_of)
+    filter: str | None = None
+    camera: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,11 @@ class Dataset:
     released_at: dt.datetime | None = None
     # Inputs data quality has since deprecated or rejected: which, replaced by what, who, when, why
     superseded_inputs: list[dict] = field(default_factory=list)
+    # A master calibration's certification (statuses.CERTIFICATION_STATUSES; None: not a calibration): its recipe's
+    # gates as judged when catalogued (metric, min, max, value, passed, failure), and each move: who, when, why
+    certification: str | None = None
+    certification_gates: list[dict] = field(default_factory=list)
+    certification_history: list[dict] = field(default_factory=list)
 
 
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")
