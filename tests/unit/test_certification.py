@@ -13,7 +13,7 @@ from obsflow.recipes import registry
 from obsflow.recipes.model import QcGate, Recipe
 from obsflow.runs.association import association_score, describe
 from obsflow.runs.context import NotAllowed
-from obsflow.runs.domain import Dataset, FrameRef
+from obsflow.runs.domain import Dataset, FrameRef, OpProgress
 from obsflow_tasks.vbi import calibration
 from tests.unit.test_catalogue import MASTERS, SHARED, complete, instance_by_recipe
 from tests.unit.test_run_service import T0, add_candidate, make_service
@@ -199,3 +199,42 @@ def test_the_association_score_is_the_setup_matched_discounted_by_the_time_betwe
     unknown = association_score([frame("observe", "2026-11-20T21:00:00", None, None, None)], same_time)
     assert unknown["setup_match"] is None and unknown["score"] == 1.0
     assert dt.timedelta(hours=unknown["hours"]) == dt.timedelta(0)
+
+
+# -- calibration programs' sets shared across proposals ----------------------------------------------------
+def program_calibration_ops(service, proposal: str, ops=("prog_dark", "prog_gain")) -> tuple[str, ...]:
+    """Calibration OPs of ``proposal`` taken on 2026-11-20 with one setup (their frames say it)."""
+    for op in ops:
+        task_type = op.rsplit("_", 1)[-1]
+        service.store.ops[op] = OpProgress(op, 1, 1, T0, task_type, proposal)
+        service.store.frames.append(FrameRef(
+            f"{op}-f0", op, task_type, "2026-11-20T17:00:00", "ingest", f"raw/{op}/f0.fits", "v1", "etag", 2880,
+            proposal, "VBI", 4.0, "430.52 nm", "VBI-BLUE-CAM-1"))
+    return ops
+
+
+def test_a_calibration_programs_set_is_shared_across_proposals_and_a_proprietary_one_never_is():
+    # Given calibration OPs of the observatory calibration program pid_cal, named by two proposals' candidates
+    service = make_service(capacity=4, calibration_programs=("pid_cal",))
+    ops = program_calibration_ops(service, "pid_cal")
+    add_candidate(service, "a1", recipe=None, calibration=ops, proposal="pid_1_23")
+    add_candidate(service, "b1", recipe=None, calibration=ops, proposal="pid_2_7")
+    # When the submitter runs
+    [cal_run] = service.submit().started
+    # Then one calibration instance, the program's, of the night and setup, serves both proposals' science
+    [shared] = instance_by_recipe(service, "vbi-calibration")
+    assert shared.proposal_id == "pid_cal" and shared.candidate_ids == {"a1", "b1"}
+    assert shared.reference == "2026-11-20/pid_cal"
+    masters = complete(service, cal_run, MASTERS)
+    assert service.store.datasets[masters].prefix.startswith("calibrations/pid_cal/")
+    planned = service.submit().planned
+    assert sorted(service.store.runs[r].proposal_id for r in planned) == ["pid_1_23", "pid_2_7"]
+
+    # Given the same OPs owned by a proposal that is no calibration program
+    service = make_service(capacity=4)
+    ops = program_calibration_ops(service, "pid_9_9")
+    add_candidate(service, "a1", recipe=None, calibration=ops, proposal="pid_1_23")
+    add_candidate(service, "b1", recipe=None, calibration=ops, proposal="pid_2_7")
+    service.submit()
+    # Then each proposal gets its own calibration instance
+    assert sorted(i.proposal_id for i in instance_by_recipe(service, "vbi-calibration")) == ["pid_1_23", "pid_2_7"]

@@ -135,11 +135,14 @@ class Planning(Part):
                 if inputs is None:
                     continue  # an upstream rule did not apply
                 recipe = self.recipes.get(rule.recipe)
-                group = {"candidate": [candidate.candidate_id],
-                         "calibration_ops": [candidate.proposal_id, *sorted(candidate.calibration_ops)],
-                         "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
+                owner, on = candidate.proposal_id, night
+                if rule.group_by == "calibration_ops":
+                    group, owner, on = self._calibration_set(candidate, progress, night)
+                else:
+                    group = {"candidate": [candidate.candidate_id],
+                             "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
                 instance_id = layout.group_instance_id(rule.name, recipe.name, recipe.version, *group)
-                ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, night, rule.name, inserted)
+                ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, on, rule.name, inserted, owner)
                 kinds[rule.name] = recipe.kind
             if not ids:
                 raise NotFound(f"no discovery rule applies to candidate {candidate.candidate_id} "
@@ -148,6 +151,20 @@ class Planning(Part):
         main = next((ids[name] for name, kind in kinds.items() if kind == "science"), list(ids.values())[-1])
         self.store.mark_candidate_planned(candidate.candidate_id, main, list(ids.values()))
         return inserted
+
+    def _calibration_set(self, candidate: Candidate, progress: dict, night: str) -> tuple[list[str], str, str]:
+        """What makes one calibration instance, whose proposal and of which night. A proposal's own calibration OPs
+        serve it alone: one instance per proposal and OPs. Those of an observatory calibration program
+        (Settings.calibration_programs) are shared across proposals by date and setup (exposure time, filter,
+        camera): one instance per program, night and setup, under the program's proposal."""
+        owners = {getattr(progress.get(op), "proposal_id", None) for op in candidate.calibration_ops}
+        program = next(iter(owners)) if len(owners) == 1 else None
+        if program not in self.settings.calibration_programs or program == candidate.proposal_id:
+            return [candidate.proposal_id, *sorted(candidate.calibration_ops)], candidate.proposal_id, night
+        frames = self.store.frames_of_ops(sorted(candidate.calibration_ops))
+        on = min((f.date_obs for f in frames), default=night)[:10]
+        setup = sorted({f"{f.exposure_ms}ms/{f.filter}/{f.camera}" for f in frames})
+        return [program, "date", on, "setup", *setup], program, on
 
     @staticmethod
     def _rule_inputs(rule, candidate: Candidate, progress: dict, ids: dict[str, str]) -> list[InstanceInput] | None:
@@ -166,14 +183,16 @@ class Planning(Part):
         return inputs
 
     def _insert(self, instance_id: str, recipe: Recipe, candidate: Candidate, inputs: list[InstanceInput],
-                night: str, rule: str | None, inserted: list[str]) -> str:
-        """Create the instance, or add the candidate and any new inputs to it (never a second instance)."""
+                night: str, rule: str | None, inserted: list[str], proposal_id: str | None = None) -> str:
+        """Create the instance, or add the candidate and any new inputs to it (never a second instance);
+        ``proposal_id``: whose it is (a calibration program's shared calibrations), else the candidate's."""
         existing = self.store.instance(instance_id)
+        proposal_id = proposal_id or candidate.proposal_id
         if existing is None:
             instance = Instance(
-                instance_id, candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
+                instance_id, candidate_id=candidate.candidate_id, proposal_id=proposal_id,
                 recipe=recipe.name, version=recipe.version, observed_on=night, created_at=self.clock(),
-                inputs=inputs, reference=f"{night}/{candidate.proposal_id}", rule=rule,
+                inputs=inputs, reference=f"{night}/{proposal_id}", rule=rule,
                 candidate_ids={candidate.candidate_id},
                 priority=candidate.priority if candidate.priority is not None else recipe.priority,
             )
