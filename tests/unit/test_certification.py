@@ -238,3 +238,20 @@ def test_a_calibration_programs_set_is_shared_across_proposals_and_a_proprietary
     service.submit()
     # Then each proposal gets its own calibration instance
     assert sorted(i.proposal_id for i in instance_by_recipe(service, "vbi-calibration")) == ["pid_1_23", "pid_2_7"]
+
+
+def test_the_monitors_dataset_page_shows_the_certification_and_each_associations_score():
+    from obsflow.monitor import views
+
+    # Given a calibration's detail with a failed gate and a certification by hand, and a science dataset's
+    calibration = {"dataset_id": "ds-cal", "certification": "CERTIFIED", "certification_gates": [
+        {"metric": "bad_pixel_fraction", "min": None, "max": 0.01, "value": 0.03, "passed": False,
+         "failure": "bad_pixel_fraction 0.03 > 0.01"}],
+        "certification_history": [{"move": "certify", "to": "CERTIFIED", "by": "dana", "at": "t", "reason": "ok"}]}
+    association = association_score([frame("observe", "2026-11-20T21:00:00")], [frame("dark", "2026-11-20T20:00:00")])
+    science = {"dataset_id": "ds-sci", "calibrations": [{"dataset_id": "ds-cal", "recipe": "vbi-calibration@1.1.0",
+                                                         "association": association}]}
+    # When their pages are drawn, Then the gate, its result and who certified it show, and the score
+    page = views.dataset_page(calibration, None)
+    assert "FAILED: bad_pixel_fraction 0.03 &gt; 0.01" in page and "dana" in page
+    assert "score 0.96: 1 h apart, setup 3/3 matched" in views.dataset_page(science, None)

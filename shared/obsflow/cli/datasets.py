@@ -352,7 +352,8 @@ def catalogue_tree(identifier):
 
 @main.group()
 def calibrations():
-    """Master calibrations: made once per calibration set and shared by the science that needs them."""
+    """Master calibrations: made once per calibration set, certified by their QC gates or by data quality, and
+    shared by the science that needs them."""
 
 
 @calibrations.command("list")
