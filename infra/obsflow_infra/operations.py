@@ -123,9 +123,9 @@ class Operations(Construct):
         function = ObsflowFunction(self, "CampaignSchedule", function="campaign-schedule", config=config,
                                    settings=settings, description="Runs the occurrences of recurring campaigns that are due")
         function.allow_tables(catalog.arns("campaigns", "recipe-instances", "catalogue-edges"), write=True)
-        # The selection (ID sets, tags, catalogue queries) and the plan of a dataset selection.
-        function.allow_tables(catalog.arns("frames", "observing-programs", "candidates", "tags", "datasets", "runs",
-                                           "recipes", "parameter-values", "recipe-measurements"), write=False)
+        # The selection (ID sets, tags, catalogue queries and QC filters) and the plan of a dataset selection.
+        function.allow_tables(catalog.arns("frames", "observing-programs", "candidates", "tags", "datasets", "qc-values",
+                                           "runs", "recipes", "parameter-values", "recipe-measurements"), write=False)
         function.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], "campaigns/")  # each occurrence
         function.allow_objects(buckets["work"], ["s3:GetObject", "s3:PutObject"], "plans/")
         function.allow_objects(buckets["work"], ["s3:GetObject"], RECORDS_PREFIX)

@@ -54,7 +54,7 @@ class Orchestration(Construct):
         self.start_run.allow_tables(catalog.arns("campaigns"), write=False)
         self.start_run.allow_objects(work, ["s3:GetObject"], "runs/")  # the run document: each chunked task's chunks
         self.catalog = step("catalog", "Turns a run's products into a versioned dataset in the data bucket")
-        self.catalog.allow_tables(catalog.arns("datasets"), write=True)
+        self.catalog.allow_tables(catalog.arns("datasets", "qc-values"), write=True)  # with its QC values by metric
         self.catalog.allow_objects(work, ["s3:GetObject"])
         self.catalog.allow_objects(work, ["s3:PutObject"], RECORDS_PREFIX)  # the files and provenance of big datasets
         # Products are written with their embargo tags (obsflow.embargo), which S3 authorizes as tagging.

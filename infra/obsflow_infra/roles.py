@@ -40,12 +40,13 @@ TABLE_CHANGES = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem
 # Tables each role writes, beyond reading the stage (the operator's run control is its managed policy).
 WRITES = {
     roles.OPERATOR: ("runs", "recipe-instances", "catalogue-edges", "capacity", "campaigns", "tickets", "candidates"),
-    roles.DATA_QUALITY: ("datasets", "tags", "campaigns", "tickets"),
+    roles.DATA_QUALITY: ("datasets", "qc-values", "tags", "campaigns", "tickets"),  # qc-values: `datasets reindex-qc`
     roles.DEVELOPER: ("campaigns", "recipe-instances", "catalogue-edges", "runs"),
     roles.PIPELINE_MANAGER: ("recipes", "parameter-values"),
     roles.PI_READ: (),
 }
-PI_TABLES = ("datasets", "proposals", "recipes", "parameter-values")  # its datasets, and the recipes that made them
+# Its datasets (and their QC values, to select by), and the recipes that made them.
+PI_TABLES = ("datasets", "qc-values", "proposals", "recipes", "parameter-values")
 
 
 class PeopleRoles(Construct):

@@ -1,13 +1,14 @@
-"""Provenance queries: which datasets used a frame, a recipe, a code version, a calibration; which
-frames a dataset used. Each filter is one index query (datasets by recipe, status, code version or
-instance; catalogue edges by input), never a scan; several filters intersect their keys, and only the
-survivors are read, without their large JSON attributes."""
+"""Provenance queries: which datasets used a frame, a recipe, a code version, a calibration, which pass QC
+filters; which frames a dataset used. Each filter is one index query (datasets by recipe, status, code version
+or instance; catalogue edges by input; QC values by metric and value), never a scan; several filters intersect
+their keys, and only the survivors are read, without their large JSON attributes."""
 
 from __future__ import annotations
 
 from obsflow import catalogue
 from obsflow.errors import NotFound
-from obsflow.tables import datasets
+from obsflow.qc import UNINDEXED, QcFilter, check_known
+from obsflow.tables import datasets, qc_values
 
 
 def _downstream_closure(instance_ids: list[str]) -> set[str]:
@@ -46,7 +47,9 @@ def _index_of(name: str, value: str) -> tuple[str, str] | None:
     return (index, value) if index else None
 
 
-def _ids(name: str, value: str) -> set[str]:
+def _ids(name: str, value) -> set[str]:
+    if name == "qc":
+        return qc_values.dataset_ids(value)
     if name == "uses_frame":
         return _by_frame(value)
     if name == "calibration":
@@ -59,10 +62,21 @@ def _asked(filters: dict[str, str | None]) -> list[tuple[str, str]]:
     return sorted(((name, value) for name, value in filters.items() if value), key=lambda f: f[0] == "status")
 
 
-def dataset_ids(**filters: str | None) -> set[str]:
+def check_qc(filters: tuple[QcFilter, ...]) -> None:
+    """Refuse QC filters on a metric no dataset has, or while older datasets' QC values are not indexed."""
+    if not filters:
+        return
+    check_known(filters, qc_values.metrics())
+    since = qc_values.indexed_since()
+    if (datasets.any_created_before(since) if since else datasets.any_dataset()):
+        raise ValueError(UNINDEXED)
+
+
+def dataset_ids(qc: tuple[QcFilter, ...] = (), **filters: str | None) -> set[str]:
     """The ids matching every given filter (uses_frame, recipe, code_version, calibration, status, campaign,
-    embargo; at least one): one keys-only index query per filter, intersected."""
-    asked = _asked(filters)
+    embargo, and QC filters; at least one): one keys-only index query per filter, intersected."""
+    check_qc(qc)
+    asked = _asked(filters) + [("qc", f) for f in qc]
     if not asked:
         raise ValueError("a dataset query needs at least one filter")
     found = _ids(*asked[0])
@@ -73,17 +87,17 @@ def dataset_ids(**filters: str | None) -> set[str]:
 
 def dataset_rows(uses_frame: str | None = None, recipe: str | None = None, code_version: str | None = None,
                  calibration: str | None = None, status: str | None = None, campaign: str | None = None,
-                 embargo: str | None = None) -> list[dict]:
+                 embargo: str | None = None, qc: tuple[QcFilter, ...] = ()) -> list[dict]:
     """The listed attributes of the datasets matching every given filter (see `dataset_ids`), or of all, oldest
     first (``embargo`` alone: soonest release first)."""
     asked = _asked({"uses_frame": uses_frame, "recipe": recipe, "code_version": code_version,
                     "calibration": calibration, "status": status, "campaign": campaign, "embargo": embargo})
-    if not asked:
+    if not asked and not qc:
         chosen = datasets.listed_all()  # the whole catalogue, as asked
-    elif len(asked) == 1 and _index_of(*asked[0]):
+    elif len(asked) == 1 and not qc and _index_of(*asked[0]):
         chosen = datasets.listed_where(*_index_of(*asked[0]))  # one index query gives the rows themselves
     else:
-        chosen = datasets.listed(dataset_ids(**dict(asked)))  # keys intersected, then only the survivors read
+        chosen = datasets.listed(dataset_ids(qc, **dict(asked)))  # keys intersected, then only the survivors read
     return [dict(d.attribute_values) for d in chosen]
 
 

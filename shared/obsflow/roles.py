@@ -64,7 +64,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "campaigns occur": (OPERATOR,),
     "runs rerun": (OPERATOR, DEVELOPER),
     # data quality
-    "datasets decide": (DATA_QUALITY,), "calibrations certify": (DATA_QUALITY,), "calibrations reject": (DATA_QUALITY,),
+    "datasets decide": (DATA_QUALITY,), "datasets reindex-qc": (DATA_QUALITY,), "calibrations certify": (DATA_QUALITY,), "calibrations reject": (DATA_QUALITY,),
     "frames mark-bad": (DATA_QUALITY,), "frames unmark-bad": (DATA_QUALITY,), "tags add": (DATA_QUALITY,),
     "campaigns accept": (DATA_QUALITY,), "campaigns reject": (DATA_QUALITY,),
     "campaigns approve": (DATA_QUALITY, OPERATOR),

@@ -18,7 +18,7 @@ from obsflow.windows import Site, Windows, check_window
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
     "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
-    "campaigns", "tags", "proposals",
+    "qc-values", "campaigns", "tags", "proposals",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")
@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     capacity_default: int = Field(default=4, ge=1)
     capacity_high_memory: int = Field(default=2, ge=1)
     capacity_multi_core: int = Field(default=2, ge=1)
+    # A run failed of its infrastructure (a task killed, an AWS error: expected not to persist) is redriven by obsflow
+    # this many times, its ticket saying so, before it waits for an operator (its instance ERROR only then).
+    auto_redrives: int = Field(default=1, ge=0, le=10)
     # A candidate still incomplete this many days after its first frame is processed anyway.
     backstop_days: float = Field(default=13, gt=0)
     # Days a proposal's data stay private after observation when its document names neither a release date

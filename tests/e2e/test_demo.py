@@ -36,12 +36,16 @@ def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_p
     # And the demo shows the shared calibration: one calibration instance above both science instances of pid_1_23
     tree = lines[lines.index(next(line for line in lines if "the processing catalogue of demo_vbi_001" in line)) + 1:]
     assert "vbi-calibration@1.1.0  SUCCEEDED" in tree[0]
-    assert tree[1].lstrip().startswith("├── ") and "vbi-l1@3.0.0" in tree[1]
+    assert tree[1].lstrip().startswith("├── ") and "vbi-l1@3.1.0" in tree[1]
     assert any("vbi-night-summary@1.0.0  SUCCEEDED" in line for line in tree[:5])
     assert any("quarantined" in line and "_partial.fits" in line for line in lines)
     assert any(line.strip().endswith("browse.mp4") for line in lines)
     # And the second day is planned, running nothing: the three science datasets, reusing what the change misses
+    # (the calibrated frames and the movie too: only the quality tasks and the stamping re-run), and the night
+    # summaries made from them
     plan = result["plan"]
-    assert sorted(i["dataset_id"] for i in plan["items"]) == sorted(r["dataset_id"] for r in result["runs"])
-    assert all(i["tasks_reused"] == ["parse"] for i in plan["items"])
+    direct = [i for i in plan["items"] if "made_from" not in i]
+    assert sorted(i["dataset_id"] for i in direct) == sorted(r["dataset_id"] for r in result["runs"])
+    assert all(i["tasks_reused"] == ["parse", "frames", "browse_movie"] for i in direct)
+    assert {i["recipe_to"] for i in plan["items"] if "made_from" in i} == {"vbi-night-summary@1.0.0"}
     assert any("the second day" in line for line in lines)

@@ -27,13 +27,15 @@ RATE = 0.05
 def night(tmp_path_factory):
     """Given the local stack failing 5 % of its calls, processes and invocations on purpose (a fixed seed)"""
     log = tmp_path_factory.mktemp("faults") / "faults.jsonl"
-    os.environ.update(faults.environment(RATE, seed=20261122, log=str(log)))
+    # Each failure is redriven as its ticket says, by this test (not by obsflow itself: settings.auto_redrives)
+    os.environ.update(faults.environment(RATE, seed=20261122, log=str(log)), OBSFLOW_AUTO_REDRIVES="0")
     try:
         with LocalStack(port=0, stage="faults", log_level="CRITICAL", submit_interval_s=0.5) as stack:
             tables.bind(stack.settings)
             yield stack, log
     finally:
         os.environ.pop(faults.ENV, None)
+        os.environ.pop("OBSFLOW_AUTO_REDRIVES", None)
 
 
 def ended(run_ids: list[str]) -> list:

@@ -37,6 +37,7 @@ def stack():
     # Given the pipelines' own environments, built side by side (each a venv of about 1 GB, pip's cache warm or not)
     saved = os.environ.get("OBSFLOW_PIPELINES_DIR")
     os.environ["OBSFLOW_PIPELINES_DIR"] = str(ENVIRONMENTS)
+    os.environ["OBSFLOW_AUTO_REDRIVES"] = "0"  # a redrive here is the operator's (it resumes on the kept scratch)
     settings = Settings(stage="pipes", pipelines_dir=str(ENVIRONMENTS))
     builders = [threading.Thread(target=environments.build, args=(settings, *environments.parse_requirement(p)),
                                  kwargs={"log": lambda _: None}) for p in PIPELINES]
@@ -54,6 +55,7 @@ def stack():
                 assert "registered as recipes" in added
             yield local
     finally:
+        os.environ.pop("OBSFLOW_AUTO_REDRIVES", None)
         if saved is None:
             os.environ.pop("OBSFLOW_PIPELINES_DIR", None)
         else:

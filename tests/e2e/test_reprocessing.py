@@ -66,6 +66,51 @@ def task_records(stack, run_id: str) -> dict[str, dict]:
             for t in ("inventory", "dark_level", "observe_stats", "summary")}
 
 
+def test_a_qc_filtered_selection_lists_plans_and_runs_only_the_datasets_whose_qc_values_pass(stack, tmp_path):
+    # (first: the campaign it runs copies the May dataset only, which the later tests' plans leave out)
+    originals = {name: dataset_of(name) for name in ("rp_nov", "rp_may", "rp_other")}
+    # Given the QC values each dataset recorded when catalogued (from its census.json)
+    level = {d.dataset_id: d.qc["observe_mean_above_dark"] for d in originals.values()}
+    assert all(d.qc["observe_frames"] == 3.0 for d in originals.values()) and len(set(level.values())) == 3
+    lowest, middle, _ = sorted(level.values())
+    # When the datasets are listed with a QC filter
+    listed = obsflow(stack, "datasets", "list", "--where", f"qc.observe_mean_above_dark<{middle!r}",
+                     "--where", "qc.observe_frames=3")
+    rows = json.loads(obsflow(stack, "datasets", "list", "--where", f"qc.observe_mean_above_dark<{middle!r}",
+                              "--where", "qc.observe_frames=3", "--json"))
+    # Then exactly the one below the threshold is listed, with the filtered value shown
+    [low] = [i for i, v in level.items() if v == lowest]
+    assert {r["dataset_id"] for r in rows} & set(level) == {low} and "QC.OBSERVE_MEAN_ABOVE_DARK" in listed
+    # And an unknown metric is refused naming those recorded, and a filter that is none, saying the syntax
+    unknown = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage,
+                                       "datasets", "list", "--where", "qc.seeing<1"])
+    assert unknown.exit_code == 1 and "no dataset has QC value seeing" in unknown.output
+    assert "observe_mean_above_dark" in unknown.output
+    malformed = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage,
+                                         "datasets", "list", "--where", "qc.seeing<nan"])
+    assert malformed.exit_code == 2 and "qc.METRIC<VALUE" in malformed.output
+    # When a plan over all three is narrowed to those at or above the threshold
+    listed_file = tmp_path / "all.json"
+    listed_file.write_text(json.dumps(sorted(level)))
+    plan = json.loads(obsflow(stack, "reprocess", "plan", "--datasets", str(listed_file), "--where",
+                              f"qc.observe_mean_above_dark>={middle!r}", "--json"))
+    # Then it lists the other two only
+    assert sorted(i["dataset_id"] for i in plan["items"]) == sorted(set(level) - {low})
+    # When a campaign selects the ACTIVE datasets whose value is the May dataset's (two range filters ANDed)
+    may = originals["rp_may"]
+    value = level[may.dataset_id]
+    obsflow(stack, "campaigns", "create", "qc-may", "--recipe", "frame-census@1.0.0", "--where", "status=ACTIVE",
+            "--where", f"qc.observe_mean_above_dark>={value!r}", "--where", f"qc.observe_mean_above_dark<={value!r}",
+            "--reason", "the census again where the light level is the May one's")
+    # Then its DRAFT previews one instance, and once run it made one new version of the May product only
+    assert len(json.loads(obsflow(stack, "campaigns", "show", "qc-may", "--json"))["preview"]["instances"]) == 1
+    obsflow(stack, "campaigns", "start", "qc-may")
+    campaign_done("qc-may")
+    [made] = json.loads(obsflow(stack, "datasets", "list", "--campaign", "qc-may", "--json"))
+    assert made["product_id"] == may.product_id
+    assert datasets.get(made["dataset_id"]).qc["observe_mean_above_dark"] == value
+
+
 def test_a_changed_parameter_is_planned_first_then_reprocessed_reusing_what_it_does_not_reach(stack, tmp_path):
     before = {r.run_id for r in runs.all_runs()}
     nov, may = dataset_of("rp_nov"), dataset_of("rp_may")

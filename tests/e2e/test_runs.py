@@ -316,17 +316,17 @@ def test_failure_then_retry_with_the_fix_succeeds_as_a_linked_run(stack):
         run_service(stack.settings).retry(failed.run_id, {"saturation_level": "70000"})
 
 
-def test_failure_then_redrive_succeeds_without_rerunning_completed_tasks(stack):
-    # Given a run whose summary task fails once, as an outage would make it
+def test_an_outage_is_redriven_by_obsflow_itself_without_rerunning_completed_tasks(stack):
+    # Given a run whose summary task fails once, as an outage would make it (a failure of infrastructure)
     run = planned_run_with_fault(stack, "cand_redrive", 19, "summary", "outage")
-    failed = finished_run("cand_redrive")
-    assert failed.status == "FAILED"
-    [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
-    assert ticket.kind == "failure:infrastructure" and "redrive" in ticket.suggested_action
-    # When the operator redrives it
-    run_service(stack.settings).redrive(run.run_id)
+    # When it fails, Then obsflow redrives it by itself (settings.auto_redrives) and it succeeds
     done = wait_for(lambda: (r := runs.get(run.run_id)).status == "SUCCEEDED" and r, "the redriven run")
-    # Then the tasks upstream of the failure kept their first outputs and records; the failed task ran again
+    # And its one ticket says what happened, resolved by obsflow; its instance was never ERROR
+    [ticket] = [t for t in tickets.all_tickets() if t.run_id == run.run_id]
+    assert ticket.kind == "failure:infrastructure" and ticket.status == "RESOLVED"
+    assert (ticket.resolved_by, ticket.resolution) == ("obsflow", "redriven by obsflow (1 of 1): a failure of "
+                                                                  "infrastructure")
+    # And the tasks upstream of the failure kept their first outputs and records; the failed task ran again
     redriven_at = next(h.at for h in done.history if h.detail == "redrive").isoformat()
     records = {r["task"]: r for r in datasets.get(done.dataset_id).provenance["tasks"]}
     for task in ("inventory", "dark_level", "observe_stats"):

@@ -78,7 +78,7 @@ def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_o
     every = runs.all_runs()
     assert not [(r.run_id, r.recipe, r.error) for r in every if r.status == "FAILED"]
     assert {c: (r.recipe, r.version, r.status) for c, r in by_candidate.items()} == {
-        name: ("vbi-l1", "3.0.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
+        name: ("vbi-l1", "3.1.0", "SUCCEEDED") for name in ("night_a", "night_a2", "night_b")}
     of_proposal = [r for r in every if r.proposal_id == "pid_2_1"]
     # One calibration run for the two candidates of pid_2_1, both science runs after it, one summary after both
     [calibration] = [r for r in of_proposal if r.recipe == "vbi-calibration"]
@@ -240,7 +240,7 @@ def test_an_operator_reads_datasets_and_their_provenance_with_the_cli(night):
     shown = CliRunner().invoke(cli, [*base, "datasets", "show", dataset_id])
     assert shown.exit_code == 0 and "quality_report.pdf" in shown.output and "versions of this product" in shown.output
     provenance = json.loads(CliRunner().invoke(cli, [*base, "datasets", "provenance", dataset_id, "--json"]).output)
-    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 6
+    assert [t["task"] for t in provenance["tasks"]][0] == "parse" and len(provenance["tasks"]) == 7
     assert len(provenance["input_frames"]) == N_OBSERVE and provenance["runs"][0]["run_id"] == by_candidate["night_a"].run_id
     assert all(t["code_version"] and t["libraries"]["numpy"] for t in provenance["tasks"])
 
@@ -259,13 +259,13 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
         return result.output
 
     listed = json.loads(run("catalogue", "list", "--reference", "2026-11-20/pid_2_1", "--json"))
-    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.1.0", "vbi-l1@3.0.0", "vbi-l1@3.0.0",
+    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.1.0", "vbi-l1@3.1.0", "vbi-l1@3.1.0",
                                                    "vbi-night-summary@1.0.0"]
     calibration = next(r["instance_id"] for r in listed if r["recipe"].startswith("vbi-calibration"))
     # The tree of a candidate: the shared calibration on top, both science instances below it, the summary below those
     tree = run("catalogue", "tree", "night_a2").splitlines()
     assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.1.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
-    assert sum("vbi-l1@3.0.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
+    assert sum("vbi-l1@3.1.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
     assert "(drawn above)" in tree[-1]
     shown = json.loads(run("catalogue", "show", calibration, "--json"))
     assert shown["inputs"] == {"dark": ["op:night_a_dark"], "gain": ["op:night_a_gain"]}
@@ -292,7 +292,7 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
 
     assert datasets_where("--uses-frame", a_dark) == sorted([shown["dataset_id"], *science, summary])
     assert datasets_where("--calibration", shown["dataset_id"]) == science
-    assert datasets_where("--recipe", "vbi-l1@3.0.0", "--calibration", shown["dataset_id"]) == science
+    assert datasets_where("--recipe", "vbi-l1@3.1.0", "--calibration", shown["dataset_id"]) == science
     assert datasets_where("--recipe", "vbi-calibration") == sorted(
         d["dataset_id"] for d in json.loads(run("calibrations", "list", "--json")))
     assert set(science) <= set(datasets_where("--code-version", "0.1.0", "--status", "ACTIVE"))
@@ -377,7 +377,7 @@ def test_an_experimental_calibration_serves_a_developer_campaign_and_is_kept_whi
     printed = run("runs", "rerun", production, "--keep-intermediates", "--set", "bad_pixel_high=1.2")
     experimental = finished(printed.split("developer campaign ")[1].split()[0])
     assert experimental["status"] == "DEVELOPMENT" and experimental["kind"] == "calibration"
-    # And runs night_b's science on it in a developer campaign
+    # And runs night_b's science on it in a developer campaign, on the previous version of vbi-l1 (still registered)
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({"datasets": [science.dataset_id]}))
     run("campaigns", "create", "dev-cal", "--type", "developer", "--recipe", "vbi-l1@3.0.0", "--ids", str(ids),
@@ -387,6 +387,7 @@ def test_an_experimental_calibration_serves_a_developer_campaign_and_is_kept_whi
     # Then the new science dataset was made on the experimental calibration, under dev/
     upstream = datasets.get(made["dataset_id"]).provenance["upstream_datasets"]
     assert [u["dataset_id"] for u in upstream if u["kind"] == "calibration"] == [experimental["dataset_id"]]
+    assert made["recipe"] == "vbi-l1@3.0.0"
     assert made["prefix"].startswith("dev/dev-cal/pid_2_2/") and made["status"] == "DEVELOPMENT"
     # When the sweep runs after both retentions: the calibration is in use by dev-cal, so it is kept and the user named
     later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).isoformat()
@@ -432,3 +433,69 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
             assert hdus[1].header["MANPROCD"] is True
     with asdf.open(io.BytesIO(next(body for name, body in files.items() if name.endswith(".asdf")))) as af:
         assert list(af["headers"]["MANPROCD"]) == [True] * 3
+
+
+def obsflow(stack, *args) -> str:
+    """An obsflow command against the stack, as an operator types it: its output (it must succeed)."""
+    from click.testing import CliRunner
+
+    from obsflow.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["--endpoint-url", stack.endpoint_url, "--stage", stack.settings.stage, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_quality_report_change_re_runs_only_the_quality_tasks_and_the_stamping(night, tmp_path):
+    from obsflow.runs import documents, layout
+    from obsflow.tables import campaigns
+
+    stack, s3, _, _, by_candidate = night
+    first = by_candidate["night_a"]
+    old = datasets.get(first.dataset_id)
+    # Given night_a's dataset, and a stricter light-level tolerance for the quality report from its night on
+    obsflow(stack, "recipes", "set-value", "vbi-l1", "light_level_tolerance", "0.05", "--effective-from", "2026-11-20",
+        "--reason", "stricter light-level warning")
+    ids = tmp_path / "night_a.json"
+    ids.write_text(json.dumps([old.dataset_id]))
+    # When the change is planned
+    plan = json.loads(obsflow(stack, "reprocess", "plan", "--parameter", "light_level_tolerance", "--datasets", str(ids), "--json"))
+    # Then night_a's copy reuses parse, the calibrated frames and the movie, and re-runs only the quality tasks and
+    # the tasks that stamp the new dataset's identity (the night summary below it is made again from the copy)
+    [item] = [i for i in plan["items"] if i["dataset_id"] == old.dataset_id]
+    assert item["configuration_changes"] == {"light_level_tolerance": [0.2, 0.05]}
+    assert item["tasks_reused"] == ["parse", "frames", "browse_movie"]
+    assert item["tasks_rerun"] == ["quality_metrics", "quality_report", "stamp", "asdf_inventory"]
+    assert [i["recipe_to"] for i in plan["items"]] == ["vbi-l1@3.1.0", "vbi-night-summary@1.0.0"]
+    # When it is started as a campaign
+    obsflow(stack, "reprocess", "start", plan["plan_id"], "--name", "light-005", "--reason", "stricter light-level warning")
+    deadline = time.monotonic() + 240
+    while {recipe_instances.get(i).state for i in campaigns.get("light-005").instance_ids} != {"SUCCEEDED"}:
+        assert time.monotonic() < deadline, "the campaign's instances to succeed"
+        time.sleep(0.5)
+    [copy] = [r for r in runs.all_runs() if r.instance_id == item["copy_instance_id"]]
+    # Then its task records show parse, frames (every chunk) and browse_movie reused from night_a's run
+    work = stack.settings.bucket_name("work")
+    records = {t: documents.get_json(s3, work, layout.task_record_key(copy.run_id, t))
+               for t in ("parse", "frames", "quality_metrics", "browse_movie", "quality_report", "stamp", "asdf_inventory")}
+    assert {t: r["reused_from"]["run_id"] for t, r in records.items() if "reused_from" in r} == {
+        "parse": first.run_id, "frames": first.run_id, "browse_movie": first.run_id}
+    assert copy.cost["tasks_reused"] == 3
+    # And the new dataset is another version of the same product, its L1 frames carrying its own identity: they
+    # pass SPEC-0214, their checksums verify, and their pixels are night_a's calibrated pixels
+    new = datasets.get(copy.dataset_id)
+    assert new.product_id == old.product_id and new.dataset_id != old.dataset_id
+    made, before = products(s3, new), products(s3, old)
+    l1 = sorted(name for name in made if name.endswith("_L1.fits"))
+    assert len(l1) == N_OBSERVE and all(new.dataset_id in name for name in l1)
+    for name, earlier in zip(l1, sorted(n for n in before if n.endswith("_L1.fits"))):
+        assert stored_losslessly_with_checksums(made[name])
+        with fits.open(io.BytesIO(made[name])) as hdus, fits.open(io.BytesIO(before[earlier])) as old_hdus:
+            spec214_validator.validate(hdus, extra=False)
+            header = hdus[1].header
+            assert (header["DSETID"], header["PRODUCT"], header["FILENAME"]) == (new.dataset_id, new.product_id, name)
+            assert header["RRUNID"] != old_hdus[1].header["RRUNID"]
+            np.testing.assert_array_equal(hdus[1].data, old_hdus[1].data)
+    with asdf.open(io.BytesIO(next(body for name, body in made.items() if name.endswith(".asdf")))) as af:
+        assert list(af["headers"]["DSETID"]) == [new.dataset_id] * N_OBSERVE
+    assert json.loads(made["quality_metrics.json"])["frames"] == json.loads(before["quality_metrics.json"])["frames"]

@@ -40,11 +40,13 @@ class Synthesized:
         return self.template["Resources"][self.logical_id(construct)]
 
     def statements(self, role) -> list[dict]:
-        """Every statement of the policies attached to ``role`` (its default policy)."""
+        """Every statement of the policies attached to ``role``: its default policy, and the overflow policies CDK
+        moves statements to when the default one would exceed IAM's size limit."""
         role_id = self.logical_id(role)
         return [statement
-                for policy in self.resources("AWS::IAM::Policy").values()
-                if {"Ref": role_id} in policy["Properties"]["Roles"]
+                for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+                for policy in self.resources(kind).values()
+                if {"Ref": role_id} in policy["Properties"].get("Roles", [])
                 for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
 
 

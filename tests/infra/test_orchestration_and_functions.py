@@ -218,6 +218,23 @@ def test_table_access_names_each_table_and_index(dev):
     assert dev.logical_id(dev.stack.catalog["frames"]) not in json.dumps(_resources_of(dev, submitter, "dynamodb:PutItem"))
 
 
+def test_the_qc_index_is_written_by_the_catalog_step_only_and_read_by_the_campaign_schedule(dev):
+    # Given the QC values table (by dataset and metric, indexed by metric and value)
+    table, functions = dev.logical_id(dev.stack.catalog["qc-values"]), dev.stack.functions
+    # Then the catalog step alone writes it (a dataset's QC values as it is catalogued), its index by name
+    writers = [name for name, function in functions.items()
+               if table in json.dumps(_resources_of(dev, function.role, "dynamodb:PutItem"))]
+    assert writers == ["catalog"]
+    # And recurring campaigns, whose selections take QC filters, query its index and write nothing of it
+    schedule = functions["campaign-schedule"].role
+    assert '"/index/by-metric"' in json.dumps(_resources_of(dev, schedule, "dynamodb:Query"))
+    assert table not in json.dumps(_resources_of(dev, schedule, "dynamodb:PutItem"))
+    # And no other function reads it
+    readers = sorted(name for name, function in functions.items()
+                     if table in json.dumps(_resources_of(dev, function.role, "dynamodb:Query")))
+    assert readers == ["campaign-schedule", "catalog"]
+
+
 def test_the_state_machine_role_invokes_its_functions_submits_jobs_and_notifies_the_pi(dev):
     role = dev.stack.orchestration.role
     actions = _actions(dev.statements(role))

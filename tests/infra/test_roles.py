@@ -86,7 +86,8 @@ def test_the_operator_runs_the_stage_builds_on_run_control_and_decides_nothing(d
 
 
 def test_data_quality_decides_datasets_tags_and_campaigns_and_runs_nothing(dev):
-    assert tables_with(dev, roles.DATA_QUALITY, WRITE) == {"datasets", "tags", "campaigns", "tickets"}
+    # (qc-values: `obsflow datasets reindex-qc` records the QC values of datasets catalogued before they were)
+    assert tables_with(dev, roles.DATA_QUALITY, WRITE) == {"datasets", "qc-values", "tags", "campaigns", "tickets"}
     everything = {a for s in statements(dev, roles.DATA_QUALITY) for a in actions(s)}
     assert not everything & {"states:StopExecution", "states:StartExecution", "batch:TerminateJob", "ssm:PutParameter"}
     assert object_grants(dev, roles.DATA_QUALITY, "data") == {}
@@ -132,7 +133,7 @@ def test_a_pi_reads_its_own_proposals_and_released_objects_only(dev):
     # And it lists only its proposal's prefix
     [listing] = [s for s in pi if "s3:ListBucket" in actions(s)]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["${aws:PrincipalTag/proposal_id}/*"]}}
-    # And it writes nothing, and reads the datasets, proposals and recipes tables only
+    # And it writes nothing, and reads the datasets (and their QC values), proposals and recipes tables only
     assert not any(a.split(":")[1].startswith(("Put", "Update", "Delete")) for s in pi for a in actions(s))
-    assert tables_with(dev, roles.PI_READ, "dynamodb:GetItem") == {"datasets", "proposals", "recipes",
+    assert tables_with(dev, roles.PI_READ, "dynamodb:GetItem") == {"datasets", "qc-values", "proposals", "recipes",
                                                                    "parameter-values"}

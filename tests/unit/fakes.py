@@ -12,6 +12,7 @@ from obsflow.errors import NotFound, Rejected, TransientError
 from obsflow.ingest.documents import StoredDocument
 from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
+from obsflow.qc import UNINDEXED, check_known, passes_all
 from obsflow.runs.domain import HistoryEntry
 
 FIRST_WRITE = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -173,6 +174,8 @@ class FakeRunStore:
         self.conflicts: dict[str, list] = {}  # candidate id -> Conflict events, as ingest records them
         self.reviewed: dict[str, int] = {}
         self.known_proposals: dict = {}  # id -> embargo.Proposal
+        # Datasets created before this (put here without QC values, as before they were recorded) are not indexed.
+        self.qc_indexed_from = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
     # candidates
     def candidates_with_status(self, status):
@@ -330,10 +333,25 @@ class FakeRunStore:
     def datasets_of_instance(self, instance_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.instance_id == instance_id]
 
-    def dataset_ids_where(self, filters):
+    def dataset_ids_where(self, filters, qc=()):
         fields = {"recipe": lambda d, v: d.recipe == v or d.recipe_name == v, "status": lambda d, v: d.status == v,
                   "campaign": lambda d, v: d.campaign == v, "code_version": lambda d, v: d.code_version == v}
-        return sorted(d.dataset_id for d in self.datasets.values() if all(fields[k](d, v) for k, v in filters.items()))
+        if qc:
+            check_known(qc, sorted({m for d in self.datasets.values() for m in d.qc or {}}))
+            if any(d.qc is None and d.created_at < self.qc_indexed_from for d in self.datasets.values()):
+                raise ValueError(UNINDEXED)
+        return sorted(d.dataset_id for d in self.datasets.values()
+                      if all(fields[k](d, v) for k, v in filters.items()) and passes_all(qc, d.qc))
+
+    def record_qc(self, dataset_id, values, notes, at):
+        self.update_dataset(dataset_id, qc=dict(values), qc_notes=dict(notes))
+        self.qc_indexed_from = min(self.qc_indexed_from, at)
+
+    def datasets_without_qc(self):
+        return [copy.deepcopy(d) for d in self.datasets.values() if d.qc is None]
+
+    def all_qc_indexed(self, oldest):
+        self.qc_indexed_from = min(self.qc_indexed_from, oldest)
 
     def datasets_of_recipe(self, name):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.recipe_name == name]

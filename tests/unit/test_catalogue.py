@@ -19,14 +19,15 @@ def instance_by_recipe(service, recipe: str) -> list[Instance]:
 
 def complete(service, run_id: str, outputs=(("product.json", ("product",)),), duration_s=2.0, quality=None) -> str:
     """Run ``run_id`` to success as the state machine would: started, one task record, catalogued, finished.
-    An output tagged ``quality`` holds ``quality`` (by default QC values every shipped gate passes)."""
+    An output tagged ``quality`` holds ``quality`` (by default what the work bucket holds, else QC values every shipped
+    gate passes)."""
     run = service.store.runs[run_id]
     service.start_run(run_id, f"arn:{run_id}")
     task = service.recipes.get(run.recipe, run.version).tasks[-1].name
     written = [{"name": name, "key": f"task-outputs/d-{run_id}-{task}/{name}", "sha256": name, "size": 100,
                 "tags": list(tags)} for name, tags in outputs]
-    for output in written:
-        if "quality" in output["tags"]:
+    for output in written:  # a quality JSON the caller wrote already stays
+        if "quality" in output["tags"] and (quality is not None or output["key"] not in service.documents.buckets["work"]):
             service.documents.buckets["work"][output["key"]] = dict(PASSING_QC if quality is None else quality)
     service.documents.buckets["work"][layout.task_record_key(run_id, task)] = {
         "task": task, "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",

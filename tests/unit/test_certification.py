@@ -164,11 +164,10 @@ def test_a_calibration_of_a_recipe_without_gates_waits_for_a_person():
     # Given a calibration dataset of vbi-calibration 1.0.0 (no gates)
     service = make_service()
     dataset = Dataset("ds-old", "run-x", "pid_1_23", "c1", "vbi-calibration@1.0.0", "data", "p/", "prod", "k", 0, [],
-                      {}, T0, kind="calibration")
-    # When it is judged and recorded
-    service.certification.judged(dataset, registry.get("vbi-calibration", "1.0.0"))
+                      {}, T0, kind="calibration", certification="UNCERTIFIED")
+    # When it is recorded and judged
     service.store.create_dataset(dataset)
-    service.certification.after_catalog(dataset)
+    service.certification.after_catalog(dataset, registry.get("vbi-calibration", "1.0.0"), {"bad_pixel_fraction": 0.0})
     # Then it is UNCERTIFIED and the ticket says a person certifies it
     assert service.store.datasets["ds-old"].certification == "UNCERTIFIED"
     [ticket] = service.store.tickets.values()

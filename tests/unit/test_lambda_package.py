@@ -84,3 +84,39 @@ def test_a_lambda_or_job_environment_gives_the_same_settings(monkeypatch):
     # Then it finds the same resources
     assert rebuilt.describe() == {**deployed.describe(), "region": rebuilt.region, "endpoint_url": rebuilt.endpoint_url}
     assert (rebuilt.account_id, rebuilt.jira_secret_id) == ("123456789012", "obsflow/jira")
+
+
+
+def test_every_handler_imports_with_only_the_lambda_requirements_and_their_dependencies():
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    # Given the distributions pip installs into the image: the requirements and, through their own
+    # requirements, everything they need (extras left out)
+    closure, pending = set(), [Requirement(line.split("#")[0]).name for line in
+                               (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+                               if line.split("#")[0].strip()]
+    while pending:
+        name = pending.pop().lower().replace("_", "-")
+        if name in closure:
+            continue
+        closure.add(name)
+        for text in metadata.requires(name) or ():
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    installed = sorted({module for module, dists in metadata.packages_distributions().items()
+                        if any(d.lower().replace("_", "-") in closure for d in dists)}
+                       | set(sys.stdlib_module_names) | {"obsflow", "obsflow_functions", "__main__"})
+    # When every handler module, and every service the handlers build (services.py imports them when called), is
+    # imported where nothing else can be (an optional import finds nothing)
+    built = sorted(set(re.findall(r"from (obsflow[\w.]*) import", (ROOT / "shared/obsflow/services.py").read_text())))
+    completed = run_in_an_image_without(f"not name.startswith('_') and name not in {installed!r}", f"""
+for function in {list(FUNCTIONS)!r}:
+    importlib.import_module("obsflow_functions." + function.replace("-", "_") + ".handler").handler
+for module in {built!r}:
+    importlib.import_module(module)""")
+    # Then all import: a package missing from functions/requirements.txt fails here, not in AWS
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().endswith("ok")

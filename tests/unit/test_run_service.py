@@ -39,7 +39,7 @@ class FakeTaskRunner:
 
 def make_service(capacity=1, executions=None, runner=None, desk=None, **more_settings) -> RunService:
     settings = Settings(stage="unit", capacity_default=capacity, capacity_multi_core=capacity,
-                        capacity_high_memory=capacity, **more_settings)
+                        capacity_high_memory=capacity, **{"auto_redrives": 0, **more_settings})
     return RunService(FakeRunStore(), FakeDocuments(), executions or FakeExecutions(), FakeNotifier(), FakeSwitch(),
                       ShippedRecipes(), settings, service_desk=lambda: desk, task_runner=runner, clock=Clock())
 
@@ -463,3 +463,52 @@ def test_a_frame_unmarked_is_used_again_by_what_is_planned_after_and_its_marks_a
     assert [e["reason"] for e in service.store.tags["bad-frame", "shared_dark-f0"]["earlier"]] == ["shutter fault"]
     with pytest.raises(ValueError, match="say why the frames are no longer bad"):
         service.unmark_bad_frames(["shared_dark-f0"], "ana", "")
+
+
+def exit_failure(run_id: str, task: str, exit_code: int) -> dict:
+    cause = json.dumps({"JobName": f"{run_id}-{task}", "Status": "FAILED", "Container": {"ExitCode": exit_code}})
+    return {"Error": "States.TaskFailed", "Cause": cause}
+
+
+def failed_once(service, run_id: str, exit_code: int) -> None:
+    """The run's summary task fails as the state machine delivers it: ticket first, then FailRun."""
+    service.open_ticket_for_failure(run_id, exit_failure(run_id, "summary", exit_code), None)
+    service.fail_run(run_id, exit_failure(run_id, "summary", exit_code))
+
+
+def test_a_failure_of_infrastructure_is_redriven_by_itself_and_errs_only_once_it_persists():
+    # Given a stage that redrives a failure of infrastructure once by itself, and a running run
+    service = make_service(capacity=4, auto_redrives=1)
+    add_candidate(service, "c1")
+    [run_id] = service.submit().started
+    service.start_run(run_id, "arn:execution")
+    # When its summary task is killed (exit code 3: infrastructure)
+    failed_once(service, run_id, 3)
+    # Then it is READY again (redrive 1), its instance queued, not ERROR, and its ticket resolved saying why
+    run = service.store.runs[run_id]
+    assert (run.status, run.redrives) == ("READY", 1)
+    assert service.store.instances[run.instance_id].state == "QUEUED"
+    ticket = service.store.tickets[f"TKT-{run_id}-1"]
+    assert (ticket.status, ticket.resolved_by) == ("RESOLVED", "obsflow") and "1 of 1" in ticket.resolution
+    # When it is started again and fails of the same cause
+    assert service.submit().started == [run_id]
+    service.start_run(run_id, "arn:execution-2")
+    failed_once(service, run_id, 3)
+    # Then the failure is expected to persist: FAILED, its instance ERROR, its one ticket reopened for a person
+    assert service.store.runs[run_id].status == "FAILED"
+    assert service.store.instances[run.instance_id].state == "ERROR"
+    ticket = service.store.tickets[f"TKT-{run_id}-1"]
+    assert (ticket.status, ticket.attempts) == ("OPEN", [1, 2]) and len(service.store.tickets) == 1
+
+
+def test_a_failure_of_configuration_is_never_redriven_by_itself():
+    # Given the same stage, When a run fails on its configuration (exit code 2)
+    service = make_service(capacity=4, auto_redrives=1)
+    add_candidate(service, "c1")
+    [run_id] = service.submit().started
+    service.start_run(run_id, "arn:execution")
+    failed_once(service, run_id, 2)
+    # Then it stays FAILED, its instance ERROR at once: the same run would meet the same failure
+    run = service.store.runs[run_id]
+    assert (run.status, run.redrives) == ("FAILED", 0)
+    assert service.store.instances[run.instance_id].state == "ERROR"

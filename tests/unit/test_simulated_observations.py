@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from obsflow.simulate import granulation, simulate_op, sun_elevation_azimuth
-from obsflow_tasks.vbi.l1_header import Provenance, level1_header
+from obsflow_tasks.vbi.l1_header import Identity, level1_header
 
 FILLER = re.compile(r"[A-Z0-9]{30}")  # dkist-data-simulator's random strings
 
@@ -25,10 +25,10 @@ def observe_frames():
 
 
 def l1(header: fits.Header) -> fits.Header:
-    provenance = Provenance("run-1", "vbi-l1", "2.0.0", "ri-1", "0" * 64, "1" * 64, "obsflow 0.1.0", "ds-1", "p-1",
-                            False, "https://example.org")
-    return level1_header(header, frame_index=0, n_frames=2, file_name="f.fits", provenance=provenance,
-                         central_mean=1.0, central_rms=0.1, fried_parameter=0.1, data_bytes=64 * 64 * 4)
+    identity = Identity("run-1", "vbi-l1", "2.0.0", "ri-1", "0" * 64, "1" * 64, "ds-1", "p-1", False, "https://example.org")
+    return level1_header(header, frame_index=0, n_frames=2, file_name="f.fits", identity=identity,
+                         calibration_version="obsflow 0.1.0", central_mean=1.0, central_rms=0.1, fried_parameter=0.1,
+                         data_bytes=64 * 64 * 4)
 
 
 def test_every_keyword_that_reaches_level_1_has_a_plausible_value(observe_frames):

@@ -183,3 +183,4 @@ def test_the_monitor_shows_skipped_and_cancelled_runs_and_each_window_with_the_r
     section = html[html.index('id="windows"'):]
     assert "at night (sunset to sunrise at DKIST, Haleakala)" in section and "closed" in section
     assert "2026-12-06 03:4" in section and "<td>1</td>" in section
+

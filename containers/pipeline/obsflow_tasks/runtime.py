@@ -215,7 +215,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     digest = digests.task_digests(recipe, run["configuration"], digests.inputs_digest(input_dataset),
                                   obsflow.__version__, args.run_id, image, run.get("rerun_from_task"))[spec.name]
     if index is not None:  # each chunk's outputs are its own, and reused as such
-        digest = layout.digest_of({"task": digest, "chunk": list(chunk)})
+        digest = digests.chunk_digest(digest, *chunk)
     manual = args.manual or bool(run.get("manual"))
     context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
                           digest=digest, manual=manual, chunk=chunk)

@@ -15,6 +15,8 @@ from obsflow.cli.common import (
     _campaign_errors,
     _campaigns,
     _key_values,
+    _qc_filters,
+    _qc_where,
     _read_id_list,
     _read_json_file,
     _refused,
@@ -40,12 +42,15 @@ def reprocess():
               "it (their copies use the version that replaced it).")
 @click.option("--datasets", "datasets_file", metavar="FILE.json", help="An explicit list: a JSON list of dataset ids.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides for the copies.")
+@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where,
+              help="Only the affected datasets whose QC value "
+              "passes (operators <, <=, >, >=, =; repeat to AND several): it narrows what the change selects.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @operator_command
 @click.pass_context
 @_campaign_errors
 def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, superseded, datasets_file, overrides,
-                   as_json):
+                   where, as_json):
     """Print and save what a change would reprocess, running nothing.
 
     Each affected dataset, the copy of its instance updated to the change, the tasks that re-run
@@ -62,7 +67,7 @@ def reprocess_plan(ctx, recipe, parameter, calibration, frame, bad_frames, super
     listed = tuple(_read_json_file(datasets_file, "the dataset list")) if datasets_file else ()
     change = Change(recipe=recipe, parameter=parameter, calibration=calibration, frame=frame, bad_frames=bad_frames,
                     datasets=listed, overrides=_key_values(overrides),
-                    supersede=(service.planner.superseded(superseded),) if superseded else ())
+                    supersede=(service.planner.superseded(superseded),) if superseded else (), qc=tuple(map(str, where)))
     plan = service.planner.plan(change, getpass.getuser())
     if as_json:
         click.echo(console.to_json(plan))
@@ -114,6 +119,19 @@ def reprocess_start(ctx, plan_id, name, reason, max_concurrent, pause_after, pri
     _say_if_awaiting(campaign)
 
 
+def _where(where: tuple[str, ...]) -> dict:
+    """A selection's --where: catalogue filters FILTER=VALUE (``query``) and QC filters qc.METRIC<VALUE (``qc``)."""
+    from obsflow.qc import SYNTAX
+
+    qc = [w for w in where if w.strip().startswith("qc.")]
+    pairs = [w for w in where if w not in qc]
+    compared = next((w for w in pairs if "<" in w or ">" in w), None)
+    if compared is not None:
+        raise click.BadParameter(f"{compared!r}: a QC filter starts with qc.: {SYNTAX}", param_hint="--where")
+    return {"query": {k.replace("-", "_"): v for k, v in _key_values(tuple(pairs), "--where").items()},
+            **({"qc": [str(f) for f in _qc_filters(qc)]} if qc else {})}
+
+
 def _say_if_awaiting(campaign) -> None:
     if campaign.status == statuses.AWAITING_APPROVAL:
         click.echo(f"no run of it starts until it is approved: {campaign.status_reason}")
@@ -150,8 +168,10 @@ def campaigns():
               "dataset ids, or an object with lists under frames, ops, candidates, datasets.")
 @click.option("--include-tag", multiple=True, metavar="TAG", help="Add what carries this tag.")
 @click.option("--exclude-tag", multiple=True, metavar="TAG", help="Leave out what carries this tag.")
-@click.option("--where", multiple=True, metavar="FILTER=VALUE", help="A catalogue query: the datasets `obsflow datasets "
-              "list` gives for these filters (uses_frame, recipe, code_version, calibration, status, campaign).")
+@click.option("--where", multiple=True, metavar="FILTER=VALUE", callback=lambda ctx, param, value: _where(value),
+              help="A catalogue query: the datasets `obsflow datasets list` gives for these filters (uses_frame, "
+              "recipe, code_version, calibration, status, campaign), and QC filters qc.METRIC<VALUE (operators <, <=, "
+              ">, >=, =); several are ANDed.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Configuration overrides.")
 @click.option("--max-concurrent", default=2, show_default=True, help="At most this many of its runs at once.")
 @click.option("--pause-after", default=3, show_default=True, help="Pause itself after this many failed instances.")
@@ -190,7 +210,7 @@ def campaigns_create(ctx, name, reason, campaign_type, definer, recipe, ids_file
 
     selection = {"ids": read_id_set(_read_json_file(ids_file, "the ID set")) if ids_file else {},
                  "include_tags": list(include_tag), "exclude_tags": list(exclude_tag),
-                 "query": {k.replace("-", "_"): v for k, v in _key_values(where, "--where").items()}}
+                 **where}
     campaign = _campaigns(ctx).create(name, campaign_type, definer or getpass.getuser(), reason, recipe=recipe,
                                       selection=selection, overrides=_key_values(overrides) or None,
                                       max_concurrent=max_concurrent, pause_after_failures=pause_after, priority=priority,

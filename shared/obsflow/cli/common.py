@@ -185,6 +185,25 @@ def _key_values(pairs: tuple[str, ...], option: str = "--set") -> dict[str, str]
     return values
 
 
+QC_WHERE_HELP = ("A QC filter, qc.METRIC<VALUE (operators <, <=, >, >=, =): only datasets whose QC value passes; "
+                 "repeat to AND several. An unknown metric is refused, naming those recorded.")
+
+
+def _qc_filters(texts, option: str = "--where") -> tuple:
+    """--where qc.METRIC<VALUE ...: the QC filters (obsflow.qc), each checked as it is read."""
+    from obsflow.qc import parse_filters
+
+    try:
+        return parse_filters(texts)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+def _qc_where(ctx, param, values: tuple[str, ...]) -> tuple:
+    """An option's callback: QC filters refused as the option is read, before the stage is touched."""
+    return _qc_filters(values)
+
+
 def _campaigns(ctx: click.Context):
     from obsflow.services import campaign_service
 

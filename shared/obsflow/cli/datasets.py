@@ -8,7 +8,18 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _actor, _an_id, _as_of, _refused, _runs, _settings, operator_command
+from obsflow.cli.common import (
+    JSON_HELP,
+    QC_WHERE_HELP,
+    _actor,
+    _an_id,
+    _as_of,
+    _qc_where,
+    _refused,
+    _runs,
+    _settings,
+    operator_command,
+)
 from obsflow.errors import NotFound
 from obsflow.runs.domain import INSTANCE_STATES
 
@@ -26,22 +37,49 @@ def datasets():
 @click.option("--status", type=click.Choice(statuses.DATASET_STATUSES), help="Only datasets with this status.")
 @click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
 @click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
+@click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where, help=QC_WHERE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 @click.pass_context
-def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, as_json):
+def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, where, as_json):
     """Datasets, oldest first, with kind, product, version, status and release date; filters combine (each is an
-    index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones only."""
+    index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones only.
+
+    \b
+    QC filters select by the QC values recorded when each dataset was catalogued, e.g.
+      obsflow datasets list --where 'qc.median_granulation_rms_contrast<0.05' --where qc.warnings=0
+    (quote them: the shell reads < and > as redirections); each filtered metric is shown as a column.
+    """
     from obsflow import provenance
     from obsflow.embargo import EMBARGOED
 
+    qc = where
     filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
     actor = _actor(ctx)
-    console.emit([row for row in provenance.dataset_rows(*filters)
+    try:
+        rows = provenance.dataset_rows(*filters, qc=qc)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    metrics = list(dict.fromkeys(f"qc.{f.metric}" for f in qc))
+    console.emit([{**row, **{m: (row.get("qc") or {}).get(m[3:]) for m in metrics}} for row in rows
                   if actor.may_read(row.get("proposal_id"), released=not row.get("embargo"))],
                  ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
-                  "campaign", "release_date", "created_at"], as_json,
-                 "no datasets" + (" match" if any(filters) else " yet"))
+                  "campaign", *metrics, "release_date", "created_at"], as_json,
+                 "no datasets" + (" match" if any(filters) or qc else " yet"))
+
+
+@datasets.command("reindex-qc")
+@operator_command
+@click.pass_context
+def datasets_reindex_qc(ctx):
+    """Record the QC values of the datasets catalogued before QC values were recorded, so QC filters select them
+    (once, after the upgrade; again, it finds nothing more to do). It reads each one's quality metrics in the data
+    bucket: on AWS, as a data steward of the stage (its dataStewards)."""
+    report = _runs(ctx).reindex_qc()
+    done = report["reindexed"]
+    click.echo(f"recorded the QC values of {len(done)} dataset(s)" + (f": {', '.join(done[:10])}" if done else "")
+               + (f" and {len(done) - 10} more" if len(done) > 10 else "")
+               + "; every dataset's QC values are now indexed (`obsflow datasets list --where qc.METRIC<VALUE`)")
 
 
 @datasets.command("show")

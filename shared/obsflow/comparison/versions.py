@@ -16,7 +16,7 @@ from typing import Protocol
 
 from obsflow.comparison.pixels import ShapeMismatch, differences
 from obsflow.errors import NotFound
-from obsflow.runs.quality import qc_values
+from obsflow.qc import qc_values
 
 OBSERVE_FRAME_KEYWORD = "FILE_ID"  # SPEC-0214: the raw frame (ID___002) a Level 1 frame was made from
 SUMMARY_FIELDS = ("product_id", "kind", "proposal_id", "status", "recipe", "version_key", "code_version", "run_id",

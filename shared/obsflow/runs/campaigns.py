@@ -5,7 +5,8 @@ are inserted and the submitter runs them, below new observations unless its prio
 is raised, at most ``max_concurrent`` at once), paused by a person or by itself after
 ``pause_after_failures`` failed instances (with a ticket), resumed or cancelled.
 Its inputs are a reprocessing plan, or a selection: an ID set of frame, OP, candidate
-or dataset ids, human tags to include or exclude, and a recipe version to run on them.
+or dataset ids, human tags to include or exclude, a catalogue query with QC filters (``qc.METRIC<VALUE``, obsflow.qc),
+and a recipe version to run on them.
 A recurring campaign (``schedule``) evaluates its selection again at each occurrence and runs
 what no earlier occurrence selected; it runs until cancelled.
 Documents (a plan, a test report, minutes) are kept with it in S3, recorded with who, when and why.
@@ -28,6 +29,7 @@ from collections import Counter
 from obsflow.errors import NotFound, TransientError
 from obsflow.ids import ID_RULE, is_id
 from obsflow.observability import logger
+from obsflow.qc import SYNTAX, parse_filters
 from obsflow.runs import layout
 from obsflow.runs.domain import (
     ACTIVE,
@@ -50,7 +52,7 @@ from obsflow.runs.domain import (
     Ticket,
 )
 from obsflow.runs.ports import JobDefinitions
-from obsflow.runs.quality import dataset_qc_values
+from obsflow.runs.cataloguing import read_qc
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.schedules import check_schedule, next_occurrence
 from obsflow.runs.service import NotAllowed, RunService
@@ -175,7 +177,7 @@ class CampaignService:
                                  "reprocessing plan or a developer image runs once)")
         if campaign.plan_id is None and not (campaign.selection and campaign.recipe):
             raise ValueError("a campaign runs a reprocessing plan, or a recipe (--recipe NAME@VERSION) on a selection "
-                             "(--ids FILE, --include-tag TAG, --where FILTER=VALUE)")
+                             "(--ids FILE, --include-tag TAG, --where FILTER=VALUE, --where qc.METRIC<VALUE)")
         if campaign.recipe:
             name, _, version = campaign.recipe.partition("@")
             recipe = self.runs.recipes.get(name, version or None)
@@ -502,13 +504,15 @@ class CampaignService:
 
     def selected(self, selection: dict) -> tuple[list[FrameRef], list[str]]:
         """The frames and datasets a selection names: its ID set, included tags and catalogue query (the filters
-        of `obsflow datasets list`), less the excluded tags."""
+        of `obsflow datasets list`, its QC filters ANDed with them), less the excluded tags."""
         ids = read_id_set(selection.get("ids") or {})
-        if selection.get("query"):
-            unknown = set(selection["query"]) - set(QUERY_FILTERS)
+        if selection.get("query") or selection.get("qc"):
+            unknown = set(selection.get("query") or {}) - set(QUERY_FILTERS)
             if unknown:
-                raise ValueError(f"unknown query filter(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_FILTERS)}")
-            ids.setdefault("datasets", []).extend(self.store.dataset_ids_where(selection["query"]))
+                raise ValueError(f"unknown query filter(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_FILTERS)}"
+                                 f", and QC filters ({SYNTAX})")
+            ids.setdefault("datasets", []).extend(self.store.dataset_ids_where(selection.get("query") or {},
+                                                                               parse_filters(selection.get("qc") or ())))
         for tag in selection.get("include_tags", []):
             ids.setdefault("ids", []).extend(self.store.tagged(tag))
         excluded = {i for tag in selection.get("exclude_tags", []) for i in self.store.tagged(tag)}
@@ -723,7 +727,8 @@ class CampaignService:
                           for i in instances],
             "outputs": [{"dataset_id": d.dataset_id, "product_id": d.product_id, "status": d.status, "kind": d.kind,
                          "proposal_id": d.proposal_id, "location": f"s3://{d.bucket}/{d.prefix}"} for d in datasets],
-            "metrics": aggregate_metrics([self._qc_values(d) for d in datasets]),
+            "metrics": aggregate_metrics([d.qc if d.qc is not None else read_qc(self.runs.documents, d)[0]
+                                          for d in datasets]),
             "cost": {"runs": len(runs), "usd": round(sum((r.cost or {}).get("usd", 0) for r in runs), 6),
                      "batch_vcpu_s": round(sum((r.cost or {}).get("batch_vcpu_s", 0) for r in runs), 1),
                      "tasks_reused": sum((r.cost or {}).get("tasks_reused", 0) for r in runs)},
@@ -744,9 +749,6 @@ class CampaignService:
                          "estimated_bytes": size})
         return {"instances": rows, "estimated_cpu_s": round(sum(r["estimated_cpu_s"] for r in rows), 1),
                 "estimated_bytes": sum(r["estimated_bytes"] for r in rows)}
-
-    def _qc_values(self, dataset) -> dict[str, float]:
-        return dataset_qc_values(dataset, self.runs.documents)
 
 
 def approval_note(campaign: Campaign) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from obsflow import embargo
+from obsflow import embargo, qc
 from obsflow.embargo import EMBARGOED
 from obsflow.errors import NotFound
 from obsflow.observability import logger
@@ -21,10 +21,13 @@ from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
 from obsflow.runs.planning import Planning
+from obsflow.runs.ports import Documents
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.ticketing import Tickets
+from obsflow.statuses import UNCERTIFIED
 
 DECISIONS = ("keep-both", "deprecate", "reject")
+INDEXED_SINCE_EVER = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # before any dataset: all are indexed
 
 
 class Cataloguing(Part):
@@ -81,10 +84,12 @@ class Cataloguing(Part):
             embargo=EMBARGOED if embargoed else None,
         )
         if recipe.kind == "calibration":
-            self.certification.judged(dataset, recipe)
-        self.store.create_dataset(dataset)
+            dataset.certification = UNCERTIFIED  # until its gates pass, or a person certifies it
+        if not self.store.create_dataset(dataset):
+            dataset = self.store.dataset(dataset_id)  # a re-delivered event: the dataset as first recorded
+        values = self.record_qc(dataset)
         if recipe.kind == "calibration":
-            self.certification.after_catalog(dataset)
+            self.certification.after_catalog(dataset, recipe, values)
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
@@ -99,6 +104,28 @@ class Cataloguing(Part):
         return {"dataset_id": dataset_id, "proposal_id": run.proposal_id, "subject": subject,
                 "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
                 "notify_pi": recipe.kind == "science" and not developer}
+
+    def record_qc(self, dataset: Dataset) -> dict[str, float]:
+        """Record the dataset's QC values from its quality metrics (the JSON files tagged "quality"), queryable per
+        metric; a value that cannot be kept as a number is noted instead. The same dataset again writes the same."""
+        values, notes = read_qc(self.documents, dataset)
+        kept, unkept = qc.recordable(values)
+        notes.update(unkept)
+        self.store.record_qc(dataset.dataset_id, kept, notes, dataset.created_at)
+        if notes:
+            logger.warning("QC values not recorded", extra={"dataset_id": dataset.dataset_id, "notes": notes})
+        return kept
+
+    def reindex_qc(self) -> dict:
+        """Record the QC values of every dataset catalogued before they were recorded (once, after the upgrade);
+        running it again finds nothing more to do."""
+        done = []
+        for dataset in self.store.datasets_without_qc():
+            self.record_qc(dataset)
+            done.append(dataset.dataset_id)
+        self.store.all_qc_indexed(INDEXED_SINCE_EVER)
+        logger.info("QC values reindexed", extra={"datasets": len(done)})
+        return {"reindexed": sorted(done)}
 
     def task_records(self, run: Run) -> list[dict]:
         """The provenance record of every task of the run, in the order they finished."""
@@ -213,3 +240,21 @@ class Cataloguing(Part):
             proposal_id=old.proposal_id, recipe=old.recipe, suggested_action=action))
         logger.info("consumers of a superseded dataset marked", extra={"dataset_id": old.dataset_id,
                                                                        "consumers": len(consumers)})
+
+
+def read_qc(documents: Documents, dataset: Dataset) -> tuple[dict[str, float], dict[str, str]]:
+    """A dataset's QC values as its quality metrics (the JSON files tagged "quality") give them, and a note for each
+    of those files that could not be read."""
+    values, notes = {}, {}
+    for file in dataset.files:
+        if "quality" in file["tags"] and file["name"].endswith(".json"):
+            try:
+                metrics = documents.get_json("data", file["key"])
+            except NotFound:
+                notes[file["name"]] = f"quality metrics {file['key']} are missing from the data bucket"
+                continue
+            if isinstance(metrics, dict):
+                values.update(qc.qc_values(metrics))
+            else:
+                notes[file["name"]] = "the quality metrics are no JSON object: no QC values read"
+    return values, notes

@@ -13,10 +13,9 @@ from obsflow.observability import logger
 from obsflow.recipes.model import Recipe
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.domain import OPEN, Dataset, Ticket
-from obsflow.runs.quality import dataset_qc_values
 from obsflow.runs.ticketing import Tickets
 from obsflow.runs.transitions import CERTIFICATION_MOVES
-from obsflow.statuses import CERTIFICATION_REJECTED, UNCERTIFIED
+from obsflow.statuses import CERTIFICATION_REJECTED
 
 
 def certification_ticket_id(dataset_id: str) -> str:
@@ -50,15 +49,12 @@ class Certification(Part):
         super().__init__(ctx)
         self.tickets = tickets
 
-    def judged(self, dataset: Dataset, recipe: Recipe) -> Dataset:
-        """A calibration dataset about to be recorded, UNCERTIFIED with its recipe's gates judged."""
-        values = dataset_qc_values(dataset, self.documents) if recipe.qc_gates else {}
-        dataset.certification, dataset.certification_gates = UNCERTIFIED, judge(recipe, values)
-        return dataset
-
-    def after_catalog(self, dataset: Dataset) -> None:
-        """Certify a recorded calibration whose every gate passed; else ask a person, saying what failed."""
-        gates = dataset.certification_gates
+    def after_catalog(self, dataset: Dataset, recipe: Recipe, values: dict[str, float]) -> None:
+        """Judge a recorded calibration (UNCERTIFIED) by its recipe's gates on its QC values, and record each gate;
+        certify it when every gate passed, else ask a person, saying what failed."""
+        gates = judge(recipe, values)
+        self.store.update_dataset(dataset.dataset_id, certification_gates=gates)
+        dataset.certification_gates = gates
         if gates and all(g["passed"] for g in gates):
             passed = ", ".join(f"{g['metric']} {g['value']:g}" for g in gates)
             self._move(dataset, "pass_gates", "cataloguing", f"every QC gate passed ({passed})")

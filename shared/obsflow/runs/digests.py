@@ -5,7 +5,8 @@ release and the task image), the parameter and option values it uses, the run's 
 (frames and upstream files) and the digests of its upstream tasks, so a change anywhere
 above a task changes its digest too. A task that does not declare ``reuse`` also covers
 the run id: its outputs may name the run (L1 headers carry the dataset id), so only the
-same run (a redrive) reuses them. Pure functions: the runtime and the planner agree.
+same run (a redrive) reuses them. A data-parallel task run in chunks records each chunk's outputs under
+a digest of its own (``chunk_digest``). Pure functions: the runtime and the planner agree.
 """
 
 from __future__ import annotations
@@ -46,3 +47,15 @@ def task_digests(recipe: Recipe, configuration: dict, inputs: str, code_version:
                 "run": None if task.reuse and task.name != rerun_from else run_id,
             })
     return digests
+
+
+def chunk_digest(digest: str, index: int, count: int) -> str:
+    """The digest of chunk ``index`` of ``count`` of a data-parallel task: each chunk's outputs are its own."""
+    return digest_of({"task": digest, "chunk": [index, count]})
+
+
+def recorded_under(recipe: Recipe, digests: dict[str, str], chunks: dict[str, int]) -> dict[str, list[str]]:
+    """The digests each task's outputs are recorded under: its own, or, of a data-parallel task run in several
+    chunks (``chunks``: its chunk count), each chunk's. A task is reusable when all of them are recorded."""
+    return {task.name: [chunk_digest(digests[task.name], i, chunks[task.name]) for i in range(chunks[task.name])]
+            if chunks.get(task.name, 1) > 1 else [digests[task.name]] for task in recipe.tasks}

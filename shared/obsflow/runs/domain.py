@@ -309,6 +309,8 @@ class Dataset:
     released_at: dt.datetime | None = None
     # Inputs data quality has since deprecated or rejected: which, replaced by what, who, when, why
     superseded_inputs: list[dict] = field(default_factory=list)
+    qc: dict[str, float] | None = None  # its QC values (obsflow.qc), recorded when catalogued; None: not yet
+    qc_notes: dict[str, str] = field(default_factory=dict)  # metric -> why its value is not recorded
     # A master calibration's certification (statuses.CERTIFICATION_STATUSES; None: not a calibration): its recipe's
     # gates as judged when catalogued (metric, min, max, value, passed, failure), and each move: who, when, why
     certification: str | None = None

@@ -25,6 +25,7 @@ from obsflow.runs.domain import (
     FAILED,
     INSTANCE_SUCCEEDED,
     NEVER_EXECUTED,
+    READY,
     MAX_PRIORITY,
     RUN_CANCELLED,
     RUNNING,
@@ -85,13 +86,29 @@ class Lifecycle(Part):
         if run.campaign and run.status in (SUBMITTED, RUNNING):
             # Before the run ends: a submitter then never sees the campaign's slot free while it should pause.
             self._pause_campaign_after_failures(run.campaign, run.instance_id)
-        self.move_run(run_id, "fail", error.get("Error"), finished_at=at, error=error, cost=cost)
+        failed = self.move_run(run_id, "fail", error.get("Error"), finished_at=at, error=error, cost=cost)
         self.store.give_back_slots(run)
+        logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
+        if failed and self._redrive_by_itself(run, error):
+            return {"run_id": run_id, "status": READY}
         self.planning.refresh_instance(run.instance_id)
         self.complete_campaign_if_done(run.campaign)
-        logger.warning("run failed", extra={"run_id": run_id, "error": error.get("Error")})
         self.notifier.nudge(f"run {run_id} failed")
         return {"run_id": run_id, "status": FAILED}
+
+    def _redrive_by_itself(self, run: Run, error: dict) -> bool:
+        """A failure of infrastructure is expected not to persist: redrive it (settings.auto_redrives times per
+        run), resolving its ticket with a note; the same cause again reopens that ticket (Tickets)."""
+        ticket = self.tickets.of_attempt(run.run_id, run.attempt)
+        kind = ticket.kind.split(":")[-1] if ticket is not None else describe_failure(error)["kind"]
+        if kind != "infrastructure" or run.redrives >= self.settings.auto_redrives:
+            return False
+        note = f"redriven by obsflow ({run.redrives + 1} of {self.settings.auto_redrives}): a failure of infrastructure"
+        self.redrive(run.run_id)
+        if ticket is not None:
+            self.tickets.resolve(ticket.ticket_id, note, "obsflow")
+        logger.info("run redriven by itself", extra={"run_id": run.run_id, "redrives": run.redrives + 1})
+        return True
 
     def complete_campaign_if_done(self, name: str | None) -> None:
         """A RUNNING campaign whose instances have all ended (succeeded, failed for good, or cancelled) is

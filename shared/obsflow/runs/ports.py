@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any, Protocol
 
 from obsflow.embargo import Proposal
+from obsflow.qc import QcFilter
 from obsflow.recipes.model import Recipe
 from obsflow.recipes.rules import DiscoveryRule
 from obsflow.runs.domain import Campaign, Candidate, Dataset, FrameRef, Instance, InstanceInput, OpProgress, Run, Ticket
@@ -92,9 +93,17 @@ class DatasetStore(Protocol):
     def dataset(self, dataset_id: str) -> Dataset | None: ...
     def datasets_of_product(self, product_id: str) -> list[Dataset]: ...
     def datasets_of_instance(self, instance_id: str) -> list[Dataset]: ...
-    def dataset_ids_where(self, filters: dict[str, str]) -> list[str]:
+    def dataset_ids_where(self, filters: dict[str, str], qc: tuple[QcFilter, ...] = ()) -> list[str]:
         """The provenance query of `obsflow datasets list` (keys: uses_frame, recipe, code_version, calibration,
-        status, campaign); every filter given narrows."""
+        status, campaign; and QC filters); every filter given narrows. ValueError for a QC filter on a metric no
+        dataset has, or while older datasets' QC values are not indexed (obsflow.qc.UNINDEXED)."""
+    def record_qc(self, dataset_id: str, values: dict[str, float], notes: dict[str, str], at: dt.datetime) -> None:
+        """The dataset's QC values (``obsflow.qc.recordable``) and notes replace what it had, on its record and in
+        the per-metric index; ``at``: its creation time (datasets from then on are indexed). Idempotent."""
+    def datasets_without_qc(self) -> list[Dataset]:
+        """Datasets whose QC values were never recorded (catalogued before they were)."""
+    def all_qc_indexed(self, oldest: dt.datetime) -> None:
+        """Every dataset created from ``oldest`` on has its QC values recorded (after a reindex)."""
     def datasets_of_recipe(self, name: str) -> list[Dataset]: ...
     def datasets_with_status(self, status: str) -> list[Dataset]: ...
     def update_dataset(self, dataset_id: str, **changes: Any) -> None: ...

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import obsflow
 from obsflow.errors import NotFound
+from obsflow.qc import parse_filters
 from obsflow.recipes.jobs import VCPUS
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
 from obsflow.runs.costs import estimated_usd
-from obsflow.runs.digests import inputs_digest, task_digests
+from obsflow.runs.digests import inputs_digest, recorded_under, task_digests
 from obsflow.runs.domain import ACTIVE, BAD_FRAME, DEPRECATED, Dataset, Instance, InstanceInput
 
 PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run: they always re-run
@@ -46,6 +47,7 @@ class Change:
     supersede: tuple[tuple[str, str], ...] = ()
     only_selected: bool = False  # not what is made from the selection (a developer's copies are no products)
     overrides: dict = field(default_factory=dict)
+    qc: tuple[str, ...] = ()  # QC filters (obsflow.qc) the affected datasets must pass: they narrow, never select
 
     def describe(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}
@@ -93,6 +95,9 @@ class Planner:
         chosen = {d.dataset_id: d for d in selections[0]}
         for selection in selections[1:]:
             chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
+        if change.qc:
+            passing = set(self.store.dataset_ids_where({}, parse_filters(change.qc)))
+            chosen = {k: d for k, d in chosen.items() if k in passing}
         return sorted(chosen.values(), key=lambda d: (d.proposal_id, d.created_at))
 
     def _explicit(self, dataset_ids) -> list[Dataset]:
@@ -242,8 +247,10 @@ class Planner:
             if replacements:
                 document = {**document, "upstream": self._upstream_of(inputs)}
             digests = task_digests(recipe, configuration, inputs_digest(document), obsflow.__version__, PLANNED_RUN)
-            reused = [t.name for t in recipe.tasks
-                      if t.reuse and self.documents.exists("work", layout.task_output_record_key(digests[t.name]))]
+            chunks = recipe.chunks(configuration, sum(f["role"] == "observe" for f in document["frames"]))
+            records = recorded_under(recipe, digests, chunks)
+            reused = [t.name for t in recipe.tasks if t.reuse and all(
+                self.documents.exists("work", layout.task_output_record_key(digest)) for digest in records[t.name])]
         cpu_s, size = self.runs.estimate(recipe, len(document["frames"]) + len(document.get("upstream", [])))
         cpu_s = round(cpu_s * _rerun_share(recipe, set(reused)), 1)
         before = dataset.provenance.get("configuration", {})

@@ -139,6 +139,9 @@ class RunService(Part):
     def decide(self, dataset_id: str, action: str, reason: str, by: str, old_id: str | None = None) -> Dataset:
         return self.cataloguing.decide(dataset_id, action, reason, by, old_id)
 
+    def reindex_qc(self) -> dict:
+        return self.cataloguing.reindex_qc()
+
     # -- certification of master calibrations
     def certify(self, dataset_id: str, by: str, reason: str) -> Dataset:
         return self.certification.certify(dataset_id, by, reason)

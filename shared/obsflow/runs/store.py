@@ -10,6 +10,7 @@ from pynamodb.connection import Connection
 
 from obsflow.aws import transient
 from obsflow.embargo import Proposal
+from obsflow.qc import QcFilter
 from obsflow.runs.domain import (
     Campaign,
     Candidate,
@@ -34,6 +35,7 @@ from obsflow.tables import (
     frames,
     observing_programs,
     proposals,
+    qc_values,
     recipe_instances,
     recipe_measurements,
     runs,
@@ -121,7 +123,7 @@ def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
                       "provenance": item.provenance, "kind": item.kind or "science",
                       "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {}),
-                      "superseded_inputs": list(item.superseded_inputs or []),
+                      "superseded_inputs": list(item.superseded_inputs or []), "qc_notes": dict(item.qc_notes or {}),
                       "certification_gates": list(item.certification_gates or []),
                       "certification_history": list(item.certification_history or [])})
 
@@ -338,11 +340,25 @@ class DynamoRunStore:
         with transient(f"could not list the datasets of instance {instance_id}"):
             return [dataset_of(item) for item in datasets.of_instance(instance_id)]
 
-    def dataset_ids_where(self, filters: dict[str, str]) -> list[str]:
+    def dataset_ids_where(self, filters: dict[str, str], qc: tuple[QcFilter, ...] = ()) -> list[str]:
         from obsflow import provenance  # the read model's index queries (provenance -> catalogue -> tables)
 
         with transient("could not query the datasets"):
-            return sorted(provenance.dataset_ids(**filters))
+            return sorted(provenance.dataset_ids(**filters, qc=qc))
+
+    def record_qc(self, dataset_id: str, values: dict[str, float], notes: dict[str, str], at: dt.datetime) -> None:
+        with transient(f"could not record the QC values of dataset {dataset_id}"):
+            qc_values.record(dataset_id, values, notes, at)
+            DatasetItem(dataset_id).update(actions=[DatasetItem.qc.set(values), DatasetItem.qc_notes.set(notes)])
+            qc_values.indexed_from(at)
+
+    def datasets_without_qc(self) -> list[Dataset]:
+        with transient("could not list the datasets without QC values"):
+            return [dataset_of(item) for item in datasets.without_qc()]
+
+    def all_qc_indexed(self, oldest: dt.datetime) -> None:
+        with transient("could not record that every dataset's QC values are indexed"):
+            qc_values.indexed_from(oldest)
 
     def datasets_of_recipe(self, name: str) -> list[Dataset]:
         with transient(f"could not list the datasets of recipe {name}"):

@@ -56,7 +56,8 @@ RUN_MOVES = {
     "start": Move((SUBMITTED,), RUNNING, "StartRun, the state machine's first step"),
     "finish": Move((RUNNING,), SUCCEEDED, "FinishRun, after Catalog (slots given back; its cost recorded)"),
     "fail": Move((SUBMITTED, RUNNING), FAILED, "FailRun, after a task failed and its ticket was opened"),
-    "redrive": Move((FAILED,), READY, "`obsflow runs redrive`, for a failure of infrastructure"),
+    "redrive": Move((FAILED,), READY, "`obsflow runs redrive`, for a failure of infrastructure; or FailRun itself, "
+                                      "the first settings.auto_redrives times (its ticket resolved saying so)"),
     "hold": Move((READY,), MANUAL, "the submitter, for a manual-by-definition recipe (with a ticket)"),
     "execute": Move((MANUAL, FAILED), RUNNING, "`obsflow runs execute --manual`, on an operator's machine"),
     "prioritize": Move((READY,), READY, "`obsflow runs prioritize RUN N --reason`: its place in the queue changes"),

@@ -11,6 +11,7 @@ from obsflow.tables import (  # noqa: F401  (registers models)
     observing_programs,
     parameter_values,
     proposals,
+    qc_values,
     quarantine,
     recipe_instances,
     recipe_measurements,

@@ -10,7 +10,7 @@ from pynamodb.models import Model
 
 from obsflow import aws
 from obsflow.embargo import EMBARGOED
-from obsflow.statuses import ACTIVE
+from obsflow.statuses import ACTIVE, DATASET_STATUSES
 from obsflow.tables.base import bound_settings, get_or_none, table, update_if
 
 
@@ -135,6 +135,8 @@ class DatasetItem(Model):
     release_basis = JSONAttribute(null=True)  # proposal id -> latest observation date among its inputs
     embargo = UnicodeAttribute(null=True)  # EMBARGOED until released
     released_at = UTCDateTimeAttribute(null=True)
+    qc = JSONAttribute(null=True)  # metric -> value, recorded when catalogued (obsflow.qc); absent: not yet indexed
+    qc_notes = JSONAttribute(null=True)  # metric -> why its value is not recorded (NaN, out of range)
     certification = UnicodeAttribute(null=True)  # a master calibration's: UNCERTIFIED, CERTIFIED, REJECTED
     certification_gates = JSONAttribute(null=True)  # its recipe's QC gates as judged when catalogued
     certification_history = JSONAttribute(null=True)  # each move: who, when, why
@@ -209,7 +211,7 @@ def of_code_version(version: str) -> list[DatasetItem]:
 # so a listing of thousands of datasets reads and transfers a fraction of each item.
 LISTED_ATTRIBUTES = ("dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count",
                      "recipe", "code_version", "campaign", "created_at", "run_id", "instance_id", "bucket", "prefix",
-                     "release_date", "embargo")
+                     "release_date", "embargo", "qc")
 
 
 def listed_where(index: str, value: str) -> list[DatasetItem]:
@@ -230,6 +232,23 @@ def listed(dataset_ids: set[str]) -> list[DatasetItem]:
 
 def listed_all() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(attributes_to_get=list(LISTED_ATTRIBUTES)), key=lambda d: d.created_at)
+
+
+def without_qc() -> list[DatasetItem]:
+    """The datasets whose QC values were never recorded (catalogued before they were): a scan, for the one-off
+    reindex."""
+    return list(DatasetItem.scan(DatasetItem.qc.does_not_exist()))
+
+
+def any_created_before(at) -> bool:
+    """Whether a dataset was created before ``at``: a one-item query per status."""
+    return any(next(iter(DatasetItem.by_status.query(status, DatasetItem.created_at < at, limit=1,
+                                                       attributes_to_get=["dataset_id"])), None) is not None
+               for status in DATASET_STATUSES)
+
+
+def any_dataset() -> bool:
+    return next(iter(DatasetItem.scan(limit=1, attributes_to_get=["dataset_id"])), None) is not None
 
 
 def under_embargo() -> list[DatasetItem]:

@@ -1,15 +1,19 @@
 """SPEC-0214 Level 1 headers from SPEC-0122 raw headers, with obsflow's provenance keywords.
 
 dkist-header-validator translates 122 -> 214 and removes what Level 1 does not allow;
-this adds what Level 1 requires: dataset axes, times, wavelength range, processing
-provenance (run, recipe, instance, input dataset, workflow, calibration versions,
-manual processing), the dataset and product ids, and per-frame quality values.
+this adds what Level 1 requires, in two parts. ``calibrated_header``: what the frame's content
+decides (dataset axes, times, wavelength range, calibration code version, per-frame quality
+values), the same in every run of the same inputs. ``stamped_header``: the run's identity (run,
+recipe, instance, input dataset, parameters, workflow, manual processing, the dataset and product
+ids, the file name), which only that run has. ``stamped_l1_bytes`` stamps a written L1 file
+without touching its compressed pixels, its checksums recomputed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import dataclass
 
 from astropy.io import fits
@@ -27,22 +31,77 @@ def numeric_id(text_id: str) -> int:
 
 
 @dataclass(frozen=True)
-class Provenance:
+class Identity:
+    """What names the run that makes a Level 1 frame: stamped into its header and its file name."""
+
     run_id: str
     recipe: str
     recipe_version: str
     instance_id: str
     input_dataset_sha256: str
     parameters_sha256: str
-    calibration_version: str
     dataset_id: str
     product_id: str
     manual: bool
     documentation_url: str
 
 
-def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_name: str, provenance: Provenance,
-                  central_mean: float, central_rms: float, fried_parameter: float | None, data_bytes: int) -> fits.Header:
+def l1_file_name(dataset_id: str, frame_index: int) -> str:
+    return f"VBI_{dataset_id}_{frame_index:04d}_L1.fits"
+
+
+def identity_keywords(identity: Identity, file_name: str) -> dict:
+    """The SPEC-0214 keywords that name the run, its dataset and the file."""
+    return {
+        "FILENAME": file_name,
+        "RRUNID": numeric_id(identity.run_id), "RECIPEID": numeric_id(f"{identity.recipe}@{identity.recipe_version}"),
+        "RINSTID": numeric_id(identity.instance_id), "IDSOBSID": numeric_id(identity.input_dataset_sha256),
+        "IDSCALID": numeric_id(identity.input_dataset_sha256 + ":calibration"),
+        "IDSPARID": numeric_id(identity.parameters_sha256),
+        "WKFLNAME": identity.recipe, "WKFLVERS": identity.recipe_version,
+        "CAL_URL": identity.documentation_url, "INFO_URL": identity.documentation_url, "MANPROCD": identity.manual,
+        "DSETID": identity.dataset_id, "POINT_ID": identity.dataset_id, "PRODUCT": identity.product_id,
+    }
+
+
+def _stamp(header: fits.Header, identity: Identity, file_name: str) -> None:
+    header.update(identity_keywords(identity, file_name))  # new keywords go before the HISTORY cards
+    header["HISTORY"] = f"obsflow {identity.recipe}: Level 1, run {identity.run_id}"  # the last step of the history
+
+
+def stamped_header(header: fits.Header, identity: Identity, file_name: str) -> fits.Header:
+    """A copy of a calibrated frame's header with the run's identity; ``header`` is left as it was."""
+    stamped = header.copy()
+    _stamp(stamped, identity, file_name)
+    return stamped
+
+
+def stamped_l1_bytes(data: bytes, identity: Identity, file_name: str) -> bytes:
+    """An L1 file (an empty primary HDU, then a tile-compressed image) with the run's identity in its image header.
+
+    The compressed table is rewritten as it is (its header carries the image's keywords), so the pixels are
+    neither decompressed nor compressed again, lossy or not; CHECKSUM and DATASUM are recomputed."""
+    with fits.open(io.BytesIO(data), disable_image_compression=True) as hdus:
+        _stamp(hdus[-1].header, identity, file_name)
+        buffer = io.BytesIO()
+        hdus.writeto(buffer, checksum=True)
+    return buffer.getvalue()
+
+
+def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_name: str, identity: Identity,
+                  calibration_version: str, central_mean: float, central_rms: float, fried_parameter: float | None,
+                  data_bytes: int) -> fits.Header:
+    """The whole Level 1 header of a frame written by the run that makes it."""
+    return stamped_header(calibrated_header(
+        raw, frame_index=frame_index, n_frames=n_frames, calibration_version=calibration_version,
+        central_mean=central_mean, central_rms=central_rms, fried_parameter=fried_parameter, data_bytes=data_bytes,
+    ), identity, file_name)
+
+
+def calibrated_header(raw: fits.Header, *, frame_index: int, n_frames: int, calibration_version: str,
+                      central_mean: float, central_rms: float, fried_parameter: float | None,
+                      data_bytes: int) -> fits.Header:
+    """The Level 1 header of a calibrated frame without the run's identity (``stamped_header`` adds it)."""
     header = translator.sanitize_to_spec214_level1(translator.translate_spec122_to_spec214_l0(raw))
     start = dt.datetime.fromisoformat(str(header["DATE-BEG"]))
     exposure_s = float(header.get("XPOSURE", raw.get("CAM__004", 0.0))) / 1000.0
@@ -55,15 +114,8 @@ def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_nam
         "BITPIX": -32,
         # processing and provenance
         "LEVEL": 1, "PROCTYPE": "L1", "HEADVERS": SPEC_VERSION, "SOLARNET": 0.5, "OBS_HDU": 1,
-        "EXTNAME": "OBSERVATION", "FILENAME": file_name, "FRAMEVOL": round(data_bytes / 1e6, 3),
-        "RRUNID": numeric_id(provenance.run_id), "RECIPEID": numeric_id(f"{provenance.recipe}@{provenance.recipe_version}"),
-        "RINSTID": numeric_id(provenance.instance_id), "IDSOBSID": numeric_id(provenance.input_dataset_sha256),
-        "IDSCALID": numeric_id(provenance.input_dataset_sha256 + ":calibration"),
-        "IDSPARID": numeric_id(provenance.parameters_sha256),
-        "WKFLNAME": provenance.recipe, "WKFLVERS": provenance.recipe_version, "CALVERS": provenance.calibration_version,
-        "CAL_URL": provenance.documentation_url, "HEAD_URL": "https://docs.dkist.nso.edu/projects/data-products/",
-        "INFO_URL": provenance.documentation_url, "MANPROCD": provenance.manual,
-        "DSETID": provenance.dataset_id, "POINT_ID": provenance.dataset_id, "PRODUCT": provenance.product_id,
+        "EXTNAME": "OBSERVATION", "FRAMEVOL": round(data_bytes / 1e6, 3), "CALVERS": calibration_version,
+        "HEAD_URL": "https://docs.dkist.nso.edu/projects/data-products/",
         # the dataset: a time series of 2-D images
         "DNAXIS": 3, "DAAXES": 2, "DEAXES": 1,
         "DNAXIS1": nx, "DTYPE1": "SPATIAL", "DPNAME1": "spatial x", "DWNAME1": "helioprojective longitude", "DUNIT1": "arcsec",
@@ -85,6 +137,6 @@ def level1_header(raw: fits.Header, *, frame_index: int, n_frames: int, file_nam
         header["AO_LOCK"] = True
     # The processing history once each, in the order it happened (the translation may keep some of it).
     header.remove("HISTORY", ignore_missing=True, remove_all=True)
-    for line in [*raw.get("HISTORY", []), f"obsflow {provenance.recipe}: Level 1, run {provenance.run_id}"]:
+    for line in raw.get("HISTORY", []):
         header["HISTORY"] = line
     return header

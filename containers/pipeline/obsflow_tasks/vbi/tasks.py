@@ -16,7 +16,7 @@ from obsflow.runs import layout
 
 from obsflow_tasks.base import Task, TaskFailure
 from obsflow_tasks.vbi import calibration, report
-from obsflow_tasks.vbi.l1_header import Provenance, level1_header
+from obsflow_tasks.vbi.l1_header import Identity, calibrated_header, l1_file_name, stamped_header, stamped_l1_bytes
 
 
 def fits_bytes(data: np.ndarray, header: fits.Header | None = None) -> bytes:
@@ -157,10 +157,35 @@ def chunk_name(stem: str, task: Task, suffix: str) -> str:
     return f"{stem}_{task.context.chunk[0]:05d}{suffix}"
 
 
+def run_identity(task: Task) -> Identity:
+    """The identity of the task's run, as its Level 1 frames carry it."""
+    run = task.context.run
+    return Identity(
+        run_id=task.run_id, recipe=run["recipe"], recipe_version=run["recipe_version"], instance_id=run["instance_id"],
+        input_dataset_sha256=run["input_dataset"]["sha256"], parameters_sha256=layout.digest_of(run["configuration"]),
+        dataset_id=layout.dataset_id(task.run_id), product_id=layout.product_id([f["file_id"] for f in task.observe_frames()]),
+        manual=task.context.manual, documentation_url=task.context.recipe.documentation_url,
+    )
+
+
+def header_row(header: fits.Header) -> dict:
+    """An L1 header as a row of the ASDF table: its keywords without commentary or checksums."""
+    return {key: value for key, value in header.items() if key not in ("HISTORY", "COMMENT", "", "CHECKSUM", "DATASUM")}
+
+
+def calibrated_name(index: int) -> str:
+    """A calibrated frame's name before stamping: its place in time order (its key: under the task's digest)."""
+    return f"calibrated_{index:05d}.fits"
+
+
 class CalibrateFrames(Calibrated):
     """Data-parallel, one pass per observe frame of its chunk: read once, calibrated into one float32 buffer,
     written as a SPEC-0214 L1 frame, measured, and shrunk for the browse movie. What the later tasks need is
-    written per chunk and is small: the frames' metrics, their L1 headers, the movie frames and one sample."""
+    written per chunk and is small: the frames' metrics, their L1 headers, the movie frames and one sample.
+
+    Each L1 frame carries the run's identity (vbi-l1 3.0.0), so every run writes its own."""
+
+    stamps_identity = True
 
     def run(self) -> None:
         rows = {row["file_id"]: row for row in self.read_json("parsed")["frames"]}
@@ -171,14 +196,7 @@ class CalibrateFrames(Calibrated):
                               f"{len(darks)} master dark(s) {sorted(darks)}: calibrate with darks of those exposures")
         gain, bad = self.calibration_image("gain"), self.calibration_image("bad-pixels").astype(bool)
         calibrators = {exposure: calibration.Calibrator(dark, gain, bad) for exposure, dark in darks.items()}
-        run = self.context.run
-        provenance = Provenance(
-            run_id=self.run_id, recipe=run["recipe"], recipe_version=run["recipe_version"],
-            instance_id=run["instance_id"], input_dataset_sha256=run["input_dataset"]["sha256"],
-            parameters_sha256=layout.digest_of(run["configuration"]), calibration_version=code_version(),
-            dataset_id=layout.dataset_id(self.run_id), product_id=layout.product_id([f["file_id"] for f in self.observe_frames()]),
-            manual=self.context.manual, documentation_url=self.context.recipe.documentation_url,
-        )
+        identity = run_identity(self) if self.stamps_identity else None
         total, (first, _) = len(self.observe_frames()), self.chunk_bounds
         buffer, metrics, headers, movie = None, [], [], []
         for index, frame in enumerate(frames, start=first):
@@ -188,16 +206,20 @@ class CalibrateFrames(Calibrated):
             raw_header["HISTORY"] = f"obsflow vbi-l1: dark ({exposure:g} ms) subtracted"
             raw_header["HISTORY"] = f"obsflow vbi-l1: divided by the normalised gain; {int(bad.sum())} bad pixels set NaN"
             measured = frame_metrics(buffer, raw_header)
-            name = f"VBI_{provenance.dataset_id}_{index:04d}_L1.fits"
-            header = level1_header(
-                raw_header, frame_index=index, n_frames=total, file_name=name, provenance=provenance,
+            header = calibrated_header(
+                raw_header, frame_index=index, n_frames=total, calibration_version=code_version(),
                 central_mean=measured["light_level"], central_rms=measured["granulation_rms_contrast"],
                 data_bytes=buffer.nbytes, fried_parameter=measured["fried_parameter"],
             )
-            self.write(name, l1_fits_bytes(buffer, header, self.options["l1_quantize_level"]), tags=("product", "l1"),
+            if identity is None:
+                name, tags = calibrated_name(index), ("calibrated",)
+            else:
+                name, tags = l1_file_name(identity.dataset_id, index), ("product", "l1")
+                header = stamped_header(header, identity, name)
+                headers.append(header_row(header))
+            self.write(name, l1_fits_bytes(buffer, header, self.options["l1_quantize_level"]), tags=tags,
                        content_type="application/fits")
             metrics.append(measured)
-            headers.append({key: value for key, value in header.items() if key not in ("HISTORY", "COMMENT", "")})
             movie.append(calibration.percentile_stretch(calibration.thumbnail(buffer, self.options["movie_width"])))
             if index == total // 2:  # the report's sample frame
                 self.write("sample_frame.fits", fits_bytes(calibration.thumbnail(buffer), fits.Header(
@@ -205,10 +227,39 @@ class CalibrateFrames(Calibrated):
                      "INSTRUME": raw_header.get("INSTRUME", ""), "WAVELNTH": raw_header.get("WAVELNTH", 0.0)})),
                     tags=("sample",))
         self.write_json(chunk_name("frame_metrics", self, ".json"), metrics, tags=("frame-metrics",))
-        self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
+        if identity is not None:
+            self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
         movie_frames = io.BytesIO()
         np.save(movie_frames, np.stack(movie) if movie else np.zeros((0, 2, 2), np.uint8))
         self.write(chunk_name("movie_frames", self, ".npy"), movie_frames.getvalue(), tags=("movie-frames",))
+
+
+class CalibrateFramesByContent(CalibrateFrames):
+    """The same pass, its L1 frames without the run's identity (vbi-l1 3.1.0): named by their place in time order
+    under the task's digest, they are addressed by what made them, so a later run with the same inputs, code and
+    options reuses them; ``Stamp`` gives each run's copy its identity."""
+
+    stamps_identity = False
+
+
+class Stamp(Task):
+    """Data-parallel and cheap: this chunk's calibrated frames stamped with the run's identity (dataset id, run,
+    recipe version, ... in the header and the file name; checksums recomputed, pixels untouched) as the run's
+    L1 frames, and their headers for the ASDF table."""
+
+    def run(self) -> None:
+        calibrated = sorted(self.upstream_outputs("calibrated"), key=lambda o: o["name"])
+        if len(calibrated) != len(self.observe_frames()):
+            raise TaskFailure(f"{len(calibrated)} calibrated frames for {len(self.observe_frames())} observe frames")
+        identity, (first, stop) = run_identity(self), self.chunk_bounds
+        headers = []
+        for index in range(first, stop):
+            name = l1_file_name(identity.dataset_id, index)
+            stamped = stamped_l1_bytes(self.read_output(calibrated[index]), identity, name)
+            self.write(name, stamped, tags=("product", "l1"), content_type="application/fits")
+            with fits.open(io.BytesIO(stamped)) as hdus:
+                headers.append(header_row(hdus[1].header))
+        self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
 
 
 def frame_metrics(calibrated: np.ndarray, header: fits.Header) -> dict:
