@@ -176,20 +176,36 @@ def calibration_rows() -> list[dict]:
 
 def calibrations_for(candidate_id: str) -> list[dict]:
     """The master calibrations a candidate's science needs: each calibration instance its instances consume,
-    its state, and the files of its latest dataset (as the Gemini archive's calibration association answers)."""
+    its state, its latest dataset's certification and files, and the association's score once the science was
+    made from it (as the Gemini archive's calibration association answers)."""
     needed = []
     for instance_id in instances_of(candidate_id):
+        science = None
         for edge in inputs(instance_id):
             if edge["kind"] != "instance" or edge["role"] != "calibration":
                 continue
             upstream = _instance(edge["ref"])
             dataset = datasets.get(upstream.dataset_id) if upstream.dataset_id else None
+            if science is None:
+                science = _instance(instance_id)
             needed.append({
                 "for_instance": instance_id, "role": edge["role"], "instance_id": upstream.instance_id,
                 "recipe": f"{upstream.recipe}@{upstream.version}", "state": upstream.state,
                 "calibration_inputs": [f"{e['role']} {e['ref']}" for e in inputs(upstream.instance_id)],
                 "dataset_id": upstream.dataset_id,
+                "certification": dataset.certification if dataset else None,
+                "certification_gates": list(dataset.certification_gates or []) if dataset else [],
+                "association": _association(science.dataset_id, upstream.dataset_id) if dataset else None,
                 "files": [{"name": f["name"], "key": f"s3://{dataset.bucket}/{f['key']}", "sha256": f["sha256"]}
                           for f in dataset.files] if dataset else [],
             })
     return needed
+
+
+def _association(science_dataset_id: str | None, calibration_dataset_id: str) -> dict | None:
+    """The association score the science dataset recorded for the calibration (None: not made from it yet)."""
+    science = datasets.get(science_dataset_id) if science_dataset_id else None
+    for upstream in (science.provenance.get("upstream_datasets", []) if science else []):
+        if upstream["dataset_id"] == calibration_dataset_id:
+            return upstream.get("association")
+    return None

@@ -275,6 +275,8 @@ def dataset_detail(dataset_id: str) -> dict:
     detail["files"] = item.files
     # frame_count counts the L1 frames it holds (none for master calibrations or summaries); this, what it came from
     detail["input_frames"] = len((item.provenance or {}).get("input_frames", []))
+    # the master calibrations it was made from, each with its association's score (runs.association)
+    detail["calibrations"] = [u for u in (item.provenance or {}).get("upstream_datasets", []) if u.get("kind") == "calibration"]
     if item.release_date:
         detail["access"] = _access(item)
     detail["versions"] = [{"dataset_id": d.dataset_id, "status": d.status, "version_key": d.version_key,

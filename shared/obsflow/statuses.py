@@ -31,6 +31,12 @@ ACTIVE, DEPRECATED, REJECTED = "ACTIVE", "DEPRECATED", "REJECTED"
 DEVELOPMENT, EXPIRED = "DEVELOPMENT", "EXPIRED"
 DATASET_STATUSES = (ACTIVE, DEPRECATED, REJECTED, DEVELOPMENT, EXPIRED)
 
+# Master calibrations' certification (ESO: associations point to certified masters): a calibration dataset is
+# UNCERTIFIED when catalogued with a gate failed (or no gates), and waits for a person; CERTIFIED when catalogued
+# with every gate passed, or by `obsflow calibrations certify`; REJECTED by `obsflow calibrations reject`.
+UNCERTIFIED, CERTIFIED, CERTIFICATION_REJECTED = "UNCERTIFIED", "CERTIFIED", REJECTED
+CERTIFICATION_STATUSES = (UNCERTIFIED, CERTIFIED, CERTIFICATION_REJECTED)
+
 # Campaigns: DRAFT -> (AWAITING_APPROVAL, a large one) -> RUNNING <-> PAUSED -> COMPLETED (every instance ended)
 # -> ACCEPTED | REJECTED (data quality); DRAFT, AWAITING_APPROVAL, RUNNING or PAUSED -> CANCELLED.
 DRAFT, CAMPAIGN_RUNNING, CAMPAIGN_PAUSED, CANCELLED = "DRAFT", "RUNNING", "PAUSED", "CANCELLED"

@@ -35,7 +35,7 @@ def test_the_demo_processes_the_night_downloads_the_products_and_notifies_each_p
     assert any("Under embargo until 2027-11-20 (public 365 days after observation)" in line for line in lines)
     # And the demo shows the shared calibration: one calibration instance above both science instances of pid_1_23
     tree = lines[lines.index(next(line for line in lines if "the processing catalogue of demo_vbi_001" in line)) + 1:]
-    assert "vbi-calibration@1.0.0  SUCCEEDED" in tree[0]
+    assert "vbi-calibration@1.1.0  SUCCEEDED" in tree[0]
     assert tree[1].lstrip().startswith("├── ") and "vbi-l1@3.1.0" in tree[1]
     assert any("vbi-night-summary@1.0.0  SUCCEEDED" in line for line in tree[:5])
     assert any("quarantined" in line and "_partial.fits" in line for line in lines)

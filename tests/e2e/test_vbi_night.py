@@ -94,7 +94,10 @@ def test_shared_calibration_runs_once_then_the_science_of_both_candidates_then_o
     # And the master calibrations are catalogued once, as calibration datasets, and consumed by both science runs
     masters = datasets.get(calibration.dataset_id)
     assert masters.kind == "calibration" and masters.prefix.startswith("calibrations/pid_2_1/")
-    assert {f["name"] for f in masters.files} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
+    assert {f["name"] for f in masters.files} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits",
+                                                  "calibration_quality.json"}
+    # And certified by its QC gates, which the simulated frames pass
+    assert masters.certification == "CERTIFIED" and all(g["passed"] for g in masters.certification_gates)
     for run in science:
         used = datasets.get(run.dataset_id).provenance["upstream_datasets"]
         assert [(u["role"], u["dataset_id"]) for u in used] == [("calibration", masters.dataset_id)]
@@ -257,12 +260,12 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
         return result.output
 
     listed = json.loads(run("catalogue", "list", "--reference", "2026-11-20/pid_2_1", "--json"))
-    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.0.0", "vbi-l1@3.1.0", "vbi-l1@3.1.0",
+    assert sorted(r["recipe"] for r in listed) == ["vbi-calibration@1.1.0", "vbi-l1@3.1.0", "vbi-l1@3.1.0",
                                                    "vbi-night-summary@1.0.0"]
     calibration = next(r["instance_id"] for r in listed if r["recipe"].startswith("vbi-calibration"))
     # The tree of a candidate: the shared calibration on top, both science instances below it, the summary below those
     tree = run("catalogue", "tree", "night_a2").splitlines()
-    assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.0.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
+    assert tree[0].startswith(f"*{calibration}  vbi-calibration@1.1.0  SUCCEEDED  [dark night_a_dark, gain night_a_gain]")
     assert sum("vbi-l1@3.1.0" in line for line in tree) == 2 and "vbi-night-summary@1.0.0" in "\n".join(tree)
     assert "(drawn above)" in tree[-1]
     shown = json.loads(run("catalogue", "show", calibration, "--json"))
@@ -271,7 +274,8 @@ def test_an_operator_follows_the_catalogue_with_the_cli(night):
     # Which calibration files a candidate's dataset needs
     [needed] = json.loads(run("calibrations", "for", "night_a2", "--json"))
     assert needed["instance_id"] == calibration and needed["state"] == "SUCCEEDED"
-    assert {f["name"] for f in needed["files"]} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits"}
+    assert {f["name"] for f in needed["files"]} == {"dark_4ms.fits", "gain.fits", "bad_pixels.fits",
+                                                    "calibration_quality.json"}
     assert len(json.loads(run("calibrations", "list", "--json"))) == 2
     # Which instances use a frame, an OP, a dataset: the reverse index answers
     a_dark = json.loads(run("frames", "list", "--op", "night_a_dark", "--json"))[0]["file_id"]

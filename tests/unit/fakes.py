@@ -404,6 +404,13 @@ class FakeRunStore:
     def tagged(self, tag):
         return [i for (t, i), statement in self.tags.items() if t == tag and not statement.get("withdrawn")]
 
+    def move_certification(self, dataset_id, to, allowed_from, history):
+        dataset = self.datasets[dataset_id]
+        if dataset.certification not in allowed_from:
+            return False
+        dataset.certification, dataset.certification_history = to, copy.deepcopy(history)
+        return True
+
     def update_dataset(self, dataset_id, **changes):
         for name, value in changes.items():
             setattr(self.datasets[dataset_id], name, value)

@@ -17,24 +17,30 @@ def instance_by_recipe(service, recipe: str) -> list[Instance]:
                   key=lambda i: i.created_at)
 
 
-def complete(service, run_id: str, outputs=(("product.json", ("product",)),), duration_s=2.0) -> str:
-    """Run ``run_id`` to success as the state machine would: started, one task record, catalogued, finished."""
+def complete(service, run_id: str, outputs=(("product.json", ("product",)),), duration_s=2.0, quality=None) -> str:
+    """Run ``run_id`` to success as the state machine would: started, one task record, catalogued, finished.
+    An output tagged ``quality`` holds ``quality`` (by default what the work bucket holds, else QC values every shipped
+    gate passes)."""
     run = service.store.runs[run_id]
     service.start_run(run_id, f"arn:{run_id}")
     task = service.recipes.get(run.recipe, run.version).tasks[-1].name
+    written = [{"name": name, "key": f"task-outputs/d-{run_id}-{task}/{name}", "sha256": name, "size": 100,
+                "tags": list(tags)} for name, tags in outputs]
+    for output in written:  # a quality JSON the caller wrote already stays
+        if "quality" in output["tags"] and (quality is not None or output["key"] not in service.documents.buckets["work"]):
+            service.documents.buckets["work"][output["key"]] = dict(PASSING_QC if quality is None else quality)
     service.documents.buckets["work"][layout.task_record_key(run_id, task)] = {
         "task": task, "code_version": "0.1.0", "libraries": {}, "manual": False, "finished_at": "t",
-        "duration_s": duration_s,
-        "outputs": [{"name": name, "key": f"task-outputs/d-{run_id}-{task}/{name}", "sha256": name, "size": 100,
-                     "tags": list(tags)} for name, tags in outputs],
+        "duration_s": duration_s, "outputs": written,
     }
     dataset_id = service.catalog(run_id)["dataset_id"]
     service.finish_run(run_id)
     return dataset_id
 
 
+PASSING_QC = {"dark_median_6ms": 100.0, "dark_noise_6ms": 2.0, "gain_spread": 0.08, "bad_pixel_fraction": 0.002}
 MASTERS = (("dark_6ms.fits", ("product", "dark")), ("gain.fits", ("product", "gain")),
-           ("bad_pixels.fits", ("product", "bad-pixels")))
+           ("bad_pixels.fits", ("product", "bad-pixels")), ("calibration_quality.json", ("product", "quality")))
 
 
 def test_two_candidates_of_a_night_share_one_calibration_then_two_science_runs_then_one_summary():

@@ -178,8 +178,10 @@ class Task:
         return self.context.s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read()
 
     def read_json(self, tag: str) -> Any:
-        """The one upstream JSON output with ``tag``."""
+        """The one upstream JSON output with ``tag``: of this run's tasks if they wrote one, else of the upstream
+        datasets (a master calibration's quality JSON is not a science run's own)."""
         outputs = self.upstream_outputs(tag)
+        outputs = [o for o in outputs if not o.get("bucket")] or outputs  # an upstream dataset's files name theirs
         if len(outputs) != 1:
             raise TaskFailure(f"expected one upstream output tagged {tag!r}, found {len(outputs)}")
         return json.loads(self.read_output(outputs[0]))

@@ -111,6 +111,21 @@ def datasets_show(ctx, dataset_id, as_json):
     if detail.get("decisions"):
         click.echo("\ndata-quality decisions:")
         console.table(detail["decisions"], ["decision", "deprecated", "by", "at", "reason"], "")
+    if detail.get("certification"):
+        click.echo(f"\ncertification: {detail['certification']}")
+        console.table([{**g, "result": "passed" if g["passed"] else f"FAILED: {g['failure']}"}
+                       for g in detail.get("certification_gates") or []],
+                      ["metric", "min", "max", "value", "result"], "  no QC gates: a person certifies it")
+        console.table(detail.get("certification_history") or [], ["move", "to", "by", "at", "reason"], "")
+        if detail["certification"] != statuses.CERTIFIED:
+            click.echo(f"(`obsflow calibrations certify {dataset_id} --reason TEXT` or `obsflow calibrations reject "
+                       f"{dataset_id} --reason TEXT`)")
+    if detail.get("calibrations"):
+        from obsflow.runs.association import describe
+
+        click.echo("\ncalibrations used:")
+        for upstream in detail["calibrations"]:
+            click.echo(f"  {upstream['dataset_id']} ({upstream['recipe']}): {describe(upstream.get('association'))}")
 
 
 @datasets.command("compare")
@@ -375,7 +390,8 @@ def catalogue_tree(identifier):
 
 @main.group()
 def calibrations():
-    """Master calibrations: made once per calibration set and shared by the science that needs them."""
+    """Master calibrations: made once per calibration set, certified by their QC gates or by data quality, and
+    shared by the science that needs them."""
 
 
 @calibrations.command("list")
@@ -385,8 +401,55 @@ def calibrations_list(as_json):
     """Calibration datasets, oldest first: master darks per exposure time, gain and bad-pixel mask."""
     from obsflow import catalogue as read
 
-    console.emit(read.calibration_rows(), ["dataset_id", "proposal_id", "reference", "status", "recipe", "files",
-                                           "created_at"], as_json, "no calibration datasets yet")
+    console.emit(read.calibration_rows(), ["dataset_id", "proposal_id", "reference", "status", "certification",
+                                           "recipe", "files", "created_at"], as_json, "no calibration datasets yet")
+
+
+def _certification_move(ctx, dataset_id: str, reason: str, move: str) -> None:
+    import getpass
+
+    from obsflow.runs.service import NotAllowed
+
+    try:
+        service = _runs(ctx)
+        act = service.certify if move == "certify" else service.reject_calibration
+        dataset = act(dataset_id, getpass.getuser(), reason)
+    except (NotAllowed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    last = dataset.certification_history[-1]
+    click.echo(f"calibration {dataset_id} is {dataset.certification} ({last['by']} at {last['at']}: {last['reason']})")
+    click.echo("the science waiting for it is planned at the next submitter pass" if move == "certify" else
+               "the science waiting for it stays waiting, with a ticket each: make the calibration again")
+
+
+@calibrations.command("certify")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--reason", required=True, help="Why it may be used (kept with the calibration, with who and when).")
+@operator_command
+@click.pass_context
+def calibrations_certify(ctx, dataset_id, reason):
+    """Certify a master calibration by hand (data-quality role): the science waiting for it is planned.
+
+    \b
+    A calibration is CERTIFIED by itself when catalogued with every QC gate of its recipe passed;
+    one with a gate failed, or of a recipe without gates, is UNCERTIFIED and a `review:certification`
+    ticket says which gate failed. `obsflow datasets show DATASET` shows its gates and QC values.
+    A REJECTED calibration may be certified again.
+    """
+    _certification_move(ctx, dataset_id, reason, "certify")
+
+
+@calibrations.command("reject")
+@click.argument("dataset_id", callback=_an_id)
+@click.option("--reason", required=True, help="Why it must not be used (kept with the calibration, with who and when).")
+@operator_command
+@click.pass_context
+def calibrations_reject(ctx, dataset_id, reason):
+    """Reject a master calibration (data-quality role): science not yet planned on it waits, with a ticket.
+
+    Science already made from it is left as it is (`obsflow datasets list --calibration DATASET` lists it).
+    """
+    _certification_move(ctx, dataset_id, reason, "reject")
 
 
 @calibrations.command("for")
@@ -394,8 +457,11 @@ def calibrations_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 def calibrations_for(candidate_id, as_json):
-    """Which calibration files a candidate's datasets need, and whether they exist yet."""
+    """Which calibration files a candidate's datasets need, whether they exist and are certified yet, and the
+    association's score: hours between science and calibration frames, and the setup matched (exposure time,
+    filter, camera); 1.0 is the same setup at the same time, 0.5 the same setup a day away."""
     from obsflow import catalogue as read
+    from obsflow.runs.association import describe as describe_association
 
     needed = read.calibrations_for(candidate_id)
     if as_json:
@@ -406,6 +472,12 @@ def calibrations_for(candidate_id, as_json):
     for entry in needed:
         click.echo(f"{entry['instance_id']} ({entry['recipe']}) {entry['state']} from "
                    f"{', '.join(entry['calibration_inputs'])}; needed by {entry['for_instance']}")
+        if entry["dataset_id"]:
+            gates = ", ".join(f"{g['metric']} {g['value']} {'passed' if g['passed'] else 'FAILED'}"
+                              for g in entry["certification_gates"]) or "no QC gates"
+            click.echo(f"  dataset {entry['dataset_id']}: {entry['certification'] or 'not certified'} ({gates})")
+            click.echo(f"  association: {describe_association(entry['association'])}"
+                       + ("" if entry["association"] else " (the science has not been made from it yet)"))
         console.table(entry["files"], ["name", "key", "sha256"], "  no dataset yet")
 
 

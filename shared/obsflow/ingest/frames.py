@@ -43,6 +43,11 @@ class Frame:
     header_bytes: int
     fried_parameter: float | None
     ao_locked: bool | None
+    # The setup, which associating calibrations to science compares: exposure time [ms] (CAM__004), filter
+    # (WAVELNTH, nm) and camera (CAM__001)
+    exposure_ms: float | None = None
+    filter: str | None = None
+    camera: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -197,4 +202,15 @@ def frame_from_header(
         header_bytes=header_bytes,
         fried_parameter=valid_fried_parameter(header),
         ao_locked=ao if isinstance(ao, bool) else None,
+        **setup_of(header),
     )
+
+
+def setup_of(header: Mapping) -> dict:
+    """The frame's setup: exposure time [ms], filter (central wavelength) and camera; None where not said."""
+    exposure, wavelength, camera = header.get("CAM__004"), header.get("WAVELNTH"), header.get("CAM__001")
+    number = isinstance(exposure, (int, float)) and not isinstance(exposure, bool)
+    return {"exposure_ms": float(exposure) if number else None,
+            "filter": f"{wavelength:g} nm" if isinstance(wavelength, (int, float)) and not isinstance(wavelength, bool)
+            else (str(wavelength).strip() or None if wavelength is not None else None),
+            "camera": str(camera).strip() or None if camera is not None else None}

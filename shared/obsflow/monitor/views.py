@@ -10,6 +10,7 @@ from html import escape
 from urllib.parse import quote
 
 from obsflow.recipes.model import Recipe
+from obsflow.runs.association import describe
 from obsflow.runs.layout import compare_path
 
 REFRESH_S = 5
@@ -320,7 +321,7 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
         ])
     return "".join([
         f"<h2>Dataset {escape(detail['dataset_id'])} {badge(detail.get('status'))}</h2>",
-        f"<table>{rows}{run}</table>", quality,
+        f"<table>{rows}{run}</table>", _certification(detail), _associations(detail), quality,
         "<h2>Files</h2>", table(detail.get("files", []), [("name", "name"), ("size", "bytes"), ("sha256", "SHA-256")], ""),
         "<h2>Versions of this product</h2>",
         table(detail.get("versions", []), [("dataset_id", "dataset"), ("status", "status"), ("version_key", "version"),
@@ -328,6 +329,32 @@ def dataset_page(detail: dict, metrics: dict | None) -> str:
               {"dataset_id": lambda r: link("datasets", r["dataset_id"]), "status": lambda r: badge(r["status"]),
                "compare": lambda r: _compare_link(detail, r)}, "versions"),
     ])
+
+
+def _certification(detail: dict) -> str:
+    """A master calibration's certification: its status, each QC gate with its value, and who moved it why."""
+    if not detail.get("certification"):
+        return ""
+    gates = [{**g, "result": "passed" if g["passed"] else f"FAILED: {g['failure']}"}
+             for g in detail.get("certification_gates") or []]
+    return "".join([
+        f"<h2>Certification {badge(detail['certification'])}</h2>",
+        table(gates, [("metric", "QC gate"), ("min", "min"), ("max", "max"), ("value", "value"), ("result", "result")],
+              "no QC gates: a person certifies it", table_id="gates"),
+        table(detail.get("certification_history") or [], [("move", "move"), ("to", "to"), ("by", "by"), ("at", "at"),
+                                                         ("reason", "why")], "", table_id="certification-history"),
+    ])
+
+
+def _associations(detail: dict) -> str:
+    """The master calibrations the dataset was made from, each with its association's score."""
+    if not detail.get("calibrations"):
+        return ""
+    rows = [{"dataset_id": u["dataset_id"], "recipe": u.get("recipe"), "association": describe(u.get("association"))}
+            for u in detail["calibrations"]]
+    return "<h2>Calibrations used</h2>" + table(
+        rows, [("dataset_id", "calibration"), ("recipe", "recipe"), ("association", "association")], "",
+        {"dataset_id": lambda r: link("datasets", r["dataset_id"])}, "associations")
 
 
 def _compare_link(detail: dict, version: dict) -> str:

@@ -60,6 +60,15 @@ def chunk_bounds(frames: int, index: int, count: int) -> tuple[int, int]:
     return start, start + size + (index < extra)
 
 
+def _finite_bound(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"a bound is a finite number, not {value!r}")
+    return value
+
+
+FiniteBound = Annotated[float | None, AfterValidator(_finite_bound)]
+
+
 class RecipeError(ValueError):
     """A recipe definition, or a value given to one, is invalid."""
 
@@ -72,17 +81,10 @@ class Option(BaseModel):
     name: str = Field(pattern=PARAMETER_NAME)
     type: Literal["int", "float", "str", "bool", "json"]  # json: an object or array (a hosted pipeline's)
     description: str = ""
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: FiniteBound = None
+    maximum: FiniteBound = None
     choices: tuple[Any, ...] | None = None
     default: Any = None
-
-    @field_validator("minimum", "maximum")
-    @classmethod
-    def _finite_bound(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"a bound is a finite number, not {value!r}")
-        return value
 
     def check(self, value: Any) -> Any:
         """``value`` if it is valid, converted from text where needed; else RecipeError."""
@@ -195,6 +197,45 @@ class PipelineSource(BaseModel):
     source_url: str = ""
 
 
+class QcGate(BaseModel):
+    """A threshold on one QC value of a calibration recipe's datasets: passed when the value is measured, finite,
+    and within [min, max]. A master calibration whose every gate passes is certified when catalogued."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(pattern=PARAMETER_NAME, description="a QC value of the dataset's quality JSON")
+    min: FiniteBound = None
+    max: FiniteBound = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "QcGate":
+        if self.min is None and self.max is None:
+            raise ValueError(f"gate {self.metric}: give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"gate {self.metric}: min {self.min} is above max {self.max}")
+        return self
+
+    def evaluate(self, values: dict[str, float]) -> dict:
+        """The gate, the measured value and whether it passed, with why not (what the certification records)."""
+        value = values.get(self.metric)
+        if value is None or not math.isfinite(value):
+            why = f"{self.metric} not measured" if value is None else f"{self.metric} is {value}"
+        elif self.min is not None and value < self.min:
+            why = f"{self.metric} {value:g} < {self.min:g}"
+        elif self.max is not None and value > self.max:
+            why = f"{self.metric} {value:g} > {self.max:g}"
+        else:
+            why = None
+        return {"metric": self.metric, "min": self.min, "max": self.max, "value": value, "passed": why is None,
+                "failure": why}
+
+    def describe(self) -> str:
+        bounds = [f"{self.metric} >= {self.min:g}"] * (self.min is not None) + [f"{self.metric} <= {self.max:g}"] * (
+            self.max is not None)
+        return " and ".join(bounds)
+
+
 class Estimates(BaseModel):
     """What a run costs before any has been measured: CPU-seconds and output bytes, base plus per input frame."""
 
@@ -226,6 +267,8 @@ class Recipe(BaseModel):
     parameters: tuple[Parameter, ...] = Field(default=(), max_length=MAX_VALUES)
     run_configuration: tuple[Option, ...] = Field(default=(), max_length=MAX_VALUES)
     pipeline: PipelineSource | None = None  # a hosted pipeline's workflow (`obsflow pipelines add`)
+    # Thresholds on its datasets' QC values: a calibration recipe's masters are certified when every gate passes
+    qc_gates: tuple[QcGate, ...] = Field(default=(), max_length=MAX_VALUES)
 
     @model_validator(mode="after")
     def _valid(self) -> "Recipe":
@@ -257,6 +300,12 @@ class Recipe(BaseModel):
         if misplaced:
             raise RecipeError(f"{where}: only a pipeline's recipe runs pipeline tasks, and it runs nothing else but "
                               f"obsflow's host tasks ({HOST_TASKS}...): see task(s) {', '.join(misplaced)}")
+        metrics = [g.metric for g in self.qc_gates]
+        gated_twice = sorted({m for m in metrics if metrics.count(m) > 1})
+        if gated_twice:
+            raise RecipeError(f"{where}: one gate per QC value; gated twice: {', '.join(gated_twice)}")
+        if self.qc_gates and self.kind != "calibration":
+            raise RecipeError(f"{where}: QC gates certify master calibrations: only a calibration recipe has them")
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise RecipeError(f"{where}: parameter/configuration names repeat: {', '.join(repeated)}")

@@ -16,6 +16,7 @@ from obsflow.embargo import EMBARGOED
 from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs import layout, records
+from obsflow.runs.certification import Certification
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
@@ -23,15 +24,16 @@ from obsflow.runs.planning import Planning
 from obsflow.runs.ports import Documents
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.ticketing import Tickets
+from obsflow.statuses import UNCERTIFIED
 
 DECISIONS = ("keep-both", "deprecate", "reject")
 INDEXED_SINCE_EVER = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # before any dataset: all are indexed
 
 
 class Cataloguing(Part):
-    def __init__(self, ctx, planning: Planning, tickets: Tickets):
+    def __init__(self, ctx, planning: Planning, tickets: Tickets, certification: Certification):
         super().__init__(ctx)
-        self.planning, self.tickets = planning, tickets
+        self.planning, self.tickets, self.certification = planning, tickets, certification
 
     def catalog(self, run_id: str) -> dict:
         """Copy the run's products to the data bucket and record the dataset; instances that consumed an
@@ -81,9 +83,13 @@ class Cataloguing(Part):
             release_date=release.isoformat(), release_basis=release_basis,
             embargo=EMBARGOED if embargoed else None,
         )
+        if recipe.kind == "calibration":
+            dataset.certification = UNCERTIFIED  # until its gates pass, or a person certifies it
         if not self.store.create_dataset(dataset):
             dataset = self.store.dataset(dataset_id)  # a re-delivered event: the dataset as first recorded
-        self.record_qc(dataset)
+        values = self.record_qc(dataset)
+        if recipe.kind == "calibration":
+            self.certification.after_catalog(dataset, recipe, values)
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)

@@ -118,6 +118,9 @@ class FrameRef:
     size: int
     proposal_id: str = ""
     instrument: str = ""
+    exposure_ms: float | None = None  # the setup association compares (ingest.frames.setup_of)
+    filter: str | None = None
+    camera: str | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,11 @@ class Dataset:
     superseded_inputs: list[dict] = field(default_factory=list)
     qc: dict[str, float] | None = None  # its QC values (obsflow.qc), recorded when catalogued; None: not yet
     qc_notes: dict[str, str] = field(default_factory=dict)  # metric -> why its value is not recorded
+    # A master calibration's certification (statuses.CERTIFICATION_STATUSES; None: not a calibration): its recipe's
+    # gates as judged when catalogued (metric, min, max, value, passed, failure), and each move: who, when, why
+    certification: str | None = None
+    certification_gates: list[dict] = field(default_factory=list)
+    certification_history: list[dict] = field(default_factory=list)
 
 
 CAMPAIGN_TYPES = ("reprocessing", "developer", "commissioning", "calibration", "test")

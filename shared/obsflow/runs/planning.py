@@ -16,6 +16,8 @@ from obsflow.errors import NotFound, ObsflowError
 from obsflow.observability import logger
 from obsflow.recipes.model import Recipe
 from obsflow.runs import layout, records
+from obsflow.runs.association import association_score
+from obsflow.runs.certification import pending_reason
 from obsflow.runs.context import NotAllowed, Part, SubmitReport
 from obsflow.runs.domain import (
     BAD_FRAME,
@@ -26,6 +28,8 @@ from obsflow.runs.domain import (
     READY,
     WAITING_FOR_INPUT,
     Candidate,
+    Dataset,
+    FrameRef,
     HistoryEntry,
     Instance,
     InstanceInput,
@@ -34,6 +38,7 @@ from obsflow.runs.domain import (
     derive_instance_state,
 )
 from obsflow.runs.ticketing import Tickets
+from obsflow.statuses import CERTIFICATION_REJECTED, CERTIFIED
 
 
 class ProposalMismatch(ObsflowError):
@@ -130,11 +135,14 @@ class Planning(Part):
                 if inputs is None:
                     continue  # an upstream rule did not apply
                 recipe = self.recipes.get(rule.recipe)
-                group = {"candidate": [candidate.candidate_id],
-                         "calibration_ops": [candidate.proposal_id, *sorted(candidate.calibration_ops)],
-                         "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
+                owner, on = candidate.proposal_id, night
+                if rule.group_by == "calibration_ops":
+                    group, owner, on = self._calibration_set(candidate, progress, night)
+                else:
+                    group = {"candidate": [candidate.candidate_id],
+                             "night": [candidate.proposal_id, candidate.instrument.upper(), night]}[rule.group_by]
                 instance_id = layout.group_instance_id(rule.name, recipe.name, recipe.version, *group)
-                ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, night, rule.name, inserted)
+                ids[rule.name] = self._insert(instance_id, recipe, candidate, inputs, on, rule.name, inserted, owner)
                 kinds[rule.name] = recipe.kind
             if not ids:
                 raise NotFound(f"no discovery rule applies to candidate {candidate.candidate_id} "
@@ -143,6 +151,20 @@ class Planning(Part):
         main = next((ids[name] for name, kind in kinds.items() if kind == "science"), list(ids.values())[-1])
         self.store.mark_candidate_planned(candidate.candidate_id, main, list(ids.values()))
         return inserted
+
+    def _calibration_set(self, candidate: Candidate, progress: dict, night: str) -> tuple[list[str], str, str]:
+        """What makes one calibration instance, whose proposal and of which night. A proposal's own calibration OPs
+        serve it alone: one instance per proposal and OPs. Those of an observatory calibration program
+        (Settings.calibration_programs) are shared across proposals by date and setup (exposure time, filter,
+        camera): one instance per program, night and setup, under the program's proposal."""
+        owners = {getattr(progress.get(op), "proposal_id", None) for op in candidate.calibration_ops}
+        program = next(iter(owners)) if len(owners) == 1 else None
+        if program not in self.settings.calibration_programs or program == candidate.proposal_id:
+            return [candidate.proposal_id, *sorted(candidate.calibration_ops)], candidate.proposal_id, night
+        frames = self.store.frames_of_ops(sorted(candidate.calibration_ops))
+        on = min((f.date_obs for f in frames), default=night)[:10]
+        setup = sorted({f"{f.exposure_ms}ms/{f.filter}/{f.camera}" for f in frames})
+        return [program, "date", on, "setup", *setup], program, on
 
     @staticmethod
     def _rule_inputs(rule, candidate: Candidate, progress: dict, ids: dict[str, str]) -> list[InstanceInput] | None:
@@ -161,14 +183,16 @@ class Planning(Part):
         return inputs
 
     def _insert(self, instance_id: str, recipe: Recipe, candidate: Candidate, inputs: list[InstanceInput],
-                night: str, rule: str | None, inserted: list[str]) -> str:
-        """Create the instance, or add the candidate and any new inputs to it (never a second instance)."""
+                night: str, rule: str | None, inserted: list[str], proposal_id: str | None = None) -> str:
+        """Create the instance, or add the candidate and any new inputs to it (never a second instance);
+        ``proposal_id``: whose it is (a calibration program's shared calibrations), else the candidate's."""
         existing = self.store.instance(instance_id)
+        proposal_id = proposal_id or candidate.proposal_id
         if existing is None:
             instance = Instance(
-                instance_id, candidate_id=candidate.candidate_id, proposal_id=candidate.proposal_id,
+                instance_id, candidate_id=candidate.candidate_id, proposal_id=proposal_id,
                 recipe=recipe.name, version=recipe.version, observed_on=night, created_at=self.clock(),
-                inputs=inputs, reference=f"{night}/{candidate.proposal_id}", rule=rule,
+                inputs=inputs, reference=f"{night}/{proposal_id}", rule=rule,
                 candidate_ids={candidate.candidate_id},
                 priority=candidate.priority if candidate.priority is not None else recipe.priority,
             )
@@ -252,8 +276,9 @@ class Planning(Part):
         return self.store.instance(instance_id)
 
     def _waiting_for(self, instance: Instance) -> str | None:
-        """Why the instance cannot be planned yet: the upstream instances that have not succeeded."""
-        reasons = []
+        """Why the instance cannot be planned yet: the upstream instances that have not succeeded, then the master
+        calibrations among its inputs that are not certified."""
+        reasons, calibrations = [], []
         for upstream_id in instance.upstream_ids():
             upstream = self.store.instance(upstream_id)
             if upstream is None:
@@ -261,7 +286,27 @@ class Planning(Part):
             elif upstream.state != INSTANCE_SUCCEEDED or upstream.dataset_id is None:
                 reasons.append(f"{upstream_id} ({upstream.recipe}: {upstream.state}"
                                + (f", {upstream.state_reason}" if upstream.state_reason else "") + ")")
-        return f"waiting for {'; '.join(reasons)}" if reasons else None
+            else:
+                calibrations.append(upstream.dataset_id)
+        if reasons:
+            return f"waiting for {'; '.join(reasons)}"
+        calibrations += [edge.ref for edge in instance.inputs if edge.kind == "dataset"]
+        uncertified = [d for d in map(self.store.dataset, calibrations)
+                       if d is not None and d.certification not in (None, CERTIFIED)]
+        for dataset in uncertified:
+            if dataset.certification == CERTIFICATION_REJECTED:
+                self._rejected_input(instance, dataset)
+        return "; ".join(pending_reason(d) for d in uncertified) or None
+
+    def _rejected_input(self, instance: Instance, calibration: Dataset) -> None:
+        """One ticket per instance left waiting on a rejected calibration: it is planned on none until one is."""
+        self.tickets.file(Ticket(
+            f"TKT-{instance.instance_id}-rejected-{calibration.dataset_id}", kind="review:certification",
+            created_at=self.clock(), candidate_id=min(instance.candidate_ids, default=None),
+            proposal_id=instance.proposal_id, recipe=f"{instance.recipe}@{instance.version}",
+            summary=f"{instance.recipe} {instance.version} for {instance.reference} waits: its calibration "
+                    f"{calibration.dataset_id} was rejected",
+            suggested_action=pending_reason(calibration)))
 
     def plan_instance(self, instance: Instance) -> str | None:
         """Write the input dataset and a READY run once every upstream instance has succeeded; the run id."""
@@ -292,7 +337,11 @@ class Planning(Part):
                 dataset = self.store.dataset(dataset_id)
                 if dataset is None:
                     raise NotFound(f"dataset {dataset_id} of input {edge.key} of instance {instance.instance_id} is gone")
-                upstream.append(records.upstream_entry(edge.role, dataset))
+                entry = records.upstream_entry(edge.role, dataset)
+                if dataset.kind == "calibration":
+                    observe = [frame for frame, role in frames if role == "observe"]
+                    entry["association"] = association_score(observe, self._frames_of(dataset))
+                upstream.append(entry)
                 if edge.kind == "instance":
                     planned_upstream[edge.ref] = dataset_id
         if not frames and not upstream:
@@ -319,6 +368,15 @@ class Planning(Part):
             logger.info("run planned", extra={"instance_id": instance.instance_id, "run_id": run.run_id,
                                               "recipe": recipe.key})
         return run.run_id if created else None
+
+    def _frames_of(self, dataset: Dataset) -> list[FrameRef]:
+        """The raw frames a calibration dataset was made from: its instance's OPs' and named frames."""
+        instance = self.store.instance(dataset.instance_id) if dataset.instance_id else None
+        if instance is None:
+            return []
+        ops = sorted(i.ref for i in instance.inputs if i.kind == "op")
+        named = sorted(i.ref for i in instance.inputs if i.kind == "frame")
+        return [*self.store.frames_of_ops(ops), *(self.store.frames_by_id(named) if named else [])]
 
     def estimate(self, recipe: Recipe, inputs: int) -> tuple[float, int]:
         """CPU-seconds and output bytes: measured per input over earlier runs of the version, else the recipe's."""

@@ -39,6 +39,8 @@ def input_dataset(instance: Instance, recipe: Recipe, frames: list[tuple[FrameRe
                 "version_id": f.version_id,
                 "etag": f.etag,
                 "size": f.size,
+                **({"setup": {"exposure_ms": f.exposure_ms, "filter": f.filter, "camera": f.camera}}
+                   if (f.exposure_ms, f.filter, f.camera) != (None, None, None) else {}),
             }
             for f, role in sorted(frames, key=lambda fr: (fr[0].op_id, fr[0].date_obs, fr[0].file_id))
         ],
@@ -98,7 +100,8 @@ def provenance(run: Run, input_dataset: dict, records: list[dict]) -> dict:
         "candidate_id": run.candidate_id, "configuration": run.configuration,
         "input_frames": [{k: f.get(k) for k in ("file_id", "op_id", "role", "task_type", "key", "version_id", "etag")}
                          for f in input_dataset["frames"]],
-        "upstream_datasets": [{k: u[k] for k in ("role", "instance_id", "dataset_id", "recipe", "kind", "version_key")}
+        "upstream_datasets": [{**{k: u[k] for k in ("role", "instance_id", "dataset_id", "recipe", "kind", "version_key")},
+                               **({"association": u["association"]} if "association" in u else {})}
                               for u in input_dataset.get("upstream", [])],
         "tasks": [{k: v for k, v in record.items() if k != "outputs"} for record in records],
     }

@@ -4,6 +4,7 @@
 - submission (obsflow.runs.submission): READY runs started within the slots;
 - the run lifecycle (obsflow.runs.lifecycle): start, finish, fail; retry, redrive, manual execution;
 - cataloguing (obsflow.runs.cataloguing): datasets and data-quality decisions;
+- certification (obsflow.runs.certification): master calibrations certified by their QC gates or a person;
 - tickets (obsflow.runs.ticketing) and the backstop (obsflow.runs.backstop).
 
 Dependencies come in (a store and the platform's ports), so unit tests run on fakes. Every operation is
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 from obsflow.runs.backstop import Backstop, BackstopReport
 from obsflow.runs.cataloguing import DECISIONS, Cataloguing
+from obsflow.runs.certification import Certification
 from obsflow.runs.context import ManualRunFailed, NotAllowed, Part, RunContext, SubmitReport
 from obsflow.runs.domain import Candidate, Dataset, Instance, Run, Ticket, utcnow
 from obsflow.runs.lifecycle import Lifecycle
@@ -49,7 +51,8 @@ class RunService(Part):
                                     task_runner, clock))
         self.tickets = Tickets(self.ctx)
         self.planning = Planning(self.ctx, self.tickets)
-        self.cataloguing = Cataloguing(self.ctx, self.planning, self.tickets)
+        self.certification = Certification(self.ctx, self.tickets)
+        self.cataloguing = Cataloguing(self.ctx, self.planning, self.tickets, self.certification)
         self.lifecycle = Lifecycle(self.ctx, self.planning, self.cataloguing, self.tickets)
         self.submission = Submission(self.ctx, self.planning, self.tickets)
         self.backstops = Backstop(self.ctx, self.tickets)
@@ -138,6 +141,13 @@ class RunService(Part):
 
     def reindex_qc(self) -> dict:
         return self.cataloguing.reindex_qc()
+
+    # -- certification of master calibrations
+    def certify(self, dataset_id: str, by: str, reason: str) -> Dataset:
+        return self.certification.certify(dataset_id, by, reason)
+
+    def reject_calibration(self, dataset_id: str, by: str, reason: str) -> Dataset:
+        return self.certification.reject(dataset_id, by, reason)
 
     # -- tickets and the backstop
     def file_ticket(self, ticket: Ticket) -> bool:

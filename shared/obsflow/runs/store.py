@@ -123,7 +123,9 @@ def dataset_of(item: DatasetItem) -> Dataset:
     return Dataset(**{**_fields(Dataset, item), "frame_count": int(item.frame_count or 0), "files": item.files,
                       "provenance": item.provenance, "kind": item.kind or "science",
                       "decisions": list(item.decisions or []), "release_basis": dict(item.release_basis or {}),
-                      "superseded_inputs": list(item.superseded_inputs or []), "qc_notes": dict(item.qc_notes or {})})
+                      "superseded_inputs": list(item.superseded_inputs or []), "qc_notes": dict(item.qc_notes or {}),
+                      "certification_gates": list(item.certification_gates or []),
+                      "certification_history": list(item.certification_history or [])})
 
 
 def campaign_of(item: CampaignItem) -> Campaign:
@@ -445,6 +447,10 @@ class DynamoRunStore:
     def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
         with transient(f"could not read proposals {', '.join(sorted(proposal_ids))}"):
             return proposals.get_many(proposal_ids)
+
+    def move_certification(self, dataset_id: str, to: str, allowed_from: tuple[str, ...], history: list[dict]) -> bool:
+        with transient(f"could not move the certification of dataset {dataset_id}"):
+            return datasets.move_certification(dataset_id, to, allowed_from, history)
 
     def update_dataset(self, dataset_id: str, **changes: Any) -> None:
         with transient(f"could not update dataset {dataset_id}"):

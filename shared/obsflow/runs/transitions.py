@@ -1,7 +1,9 @@
-"""The state machines of the runs layer, as tables: every move of a run, a candidate and a campaign, what makes it,
+"""The state machines of the runs layer, as tables: every move of a run, a candidate, a campaign and a master
+calibration's certification, what makes it,
 and from which statuses it is allowed. Runs and campaigns move only by a named move of their table
 (Part.move_run, CampaignService._move); a candidate's moves are its store's conditional updates
-(mark_candidate_ready, mark_candidate_planned, hold_candidate), listed here. Every move is conditional on the
+(mark_candidate_ready, mark_candidate_planned, hold_candidate), listed here; a certification moves only by
+Certification._move (obsflow.runs.certification). Every move is conditional on the
 status it comes from, so a re-delivered event moves nothing twice.
 
 Recipe instances have no moves of their own: their state is derived from their runs (domain.derive_instance_state).
@@ -20,6 +22,9 @@ from obsflow.statuses import (
     CAMPAIGN_STATUSES,
     CANCELLED,
     CANDIDATE_STATUSES,
+    CERTIFICATION_REJECTED,
+    CERTIFICATION_STATUSES,
+    CERTIFIED,
     COMPLETED,
     DRAFT,
     FAILED,
@@ -33,6 +38,7 @@ from obsflow.statuses import (
     SKIPPED,
     SUBMITTED,
     SUCCEEDED,
+    UNCERTIFIED,
     WAITING,
 )
 
@@ -88,8 +94,20 @@ CAMPAIGN_MOVES = {
                    "`obsflow campaigns cancel` (its unstarted runs are cancelled)"),
 }
 
+CERTIFICATION_MOVES = {
+    "pass_gates": Move((UNCERTIFIED,), CERTIFIED, "cataloguing, when every QC gate of its recipe passed (each gate, "
+                                                  "value and result recorded)"),
+    "certify": Move((UNCERTIFIED, CERTIFICATION_REJECTED), CERTIFIED,
+                    "`obsflow calibrations certify DATASET --reason` by data quality (who, when, why kept): the science "
+                    "waiting for it is planned at the next submitter pass"),
+    "reject": Move((UNCERTIFIED, CERTIFIED), CERTIFICATION_REJECTED,
+                   "`obsflow calibrations reject DATASET --reason` by data quality: science not yet planned on it "
+                   "waits, with a ticket"),
+}
+
 MACHINES = {"run": (RUN_MOVES, RUN_STATUSES), "candidate": (CANDIDATE_MOVES, CANDIDATE_STATUSES),
-            "campaign": (CAMPAIGN_MOVES, CAMPAIGN_STATUSES)}
+            "campaign": (CAMPAIGN_MOVES, CAMPAIGN_STATUSES),
+            "certification": (CERTIFICATION_MOVES, CERTIFICATION_STATUSES)}
 
 
 def markdown(entity: str) -> str:

@@ -11,7 +11,7 @@ from pynamodb.models import Model
 from obsflow import aws
 from obsflow.embargo import EMBARGOED
 from obsflow.statuses import ACTIVE, DATASET_STATUSES
-from obsflow.tables.base import bound_settings, get_or_none, table
+from obsflow.tables.base import bound_settings, get_or_none, table, update_if
 
 
 class DatasetsByRecipeName(GlobalSecondaryIndex):
@@ -137,6 +137,9 @@ class DatasetItem(Model):
     released_at = UTCDateTimeAttribute(null=True)
     qc = JSONAttribute(null=True)  # metric -> value, recorded when catalogued (obsflow.qc); absent: not yet indexed
     qc_notes = JSONAttribute(null=True)  # metric -> why its value is not recorded (NaN, out of range)
+    certification = UnicodeAttribute(null=True)  # a master calibration's: UNCERTIFIED, CERTIFIED, REJECTED
+    certification_gates = JSONAttribute(null=True)  # its recipe's QC gates as judged when catalogued
+    certification_history = JSONAttribute(null=True)  # each move: who, when, why
 
     @property
     def files(self) -> list[dict]:
@@ -182,6 +185,14 @@ def new_item(dataset_id: str, files: list[dict], provenance: dict, **attributes)
 
 def get(dataset_id: str) -> DatasetItem | None:
     return get_or_none(DatasetItem, dataset_id)
+
+
+def move_certification(dataset_id: str, to: str, allowed_from: tuple[str, ...], history: list[dict]) -> bool:
+    """Move a master calibration's certification to ``to``, with its history (the earlier moves and this one), if
+    it is in one of ``allowed_from``; False if it was not."""
+    return update_if(DatasetItem(dataset_id), [DatasetItem.certification.set(to),
+                                               DatasetItem.certification_history.set(history)],
+                     DatasetItem.certification.is_in(*allowed_from))
 
 
 def of_recipe_name(name: str) -> list[DatasetItem]:

@@ -38,6 +38,9 @@ class FrameItem(Model):
     header_bytes = NumberAttribute()
     fried_parameter = NumberAttribute(null=True)
     ao_locked = BooleanAttribute(null=True)
+    exposure_ms = NumberAttribute(null=True)  # the setup: exposure time (CAM__004), filter (WAVELNTH), camera
+    filter = UnicodeAttribute(null=True)
+    camera = UnicodeAttribute(null=True)
     received_at = UTCDateTimeAttribute()
 
     by_op = FramesByOp()

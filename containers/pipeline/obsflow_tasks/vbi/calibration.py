@@ -48,6 +48,38 @@ def bad_pixel_mask(gain: np.ndarray, low: float, high: float) -> np.ndarray:
     return ~np.isfinite(gain) | (gain < low) | (gain > high)
 
 
+def dark_statistics(darks: dict[float, np.ndarray]) -> dict[str, float]:
+    """Each master dark's median level and noise (the robust spread, 1.4826 x the median absolute deviation, of
+    its pixels), keyed ``dark_median_<exposure>ms`` and ``dark_noise_<exposure>ms``."""
+    values = {}
+    for exposure, dark in sorted(darks.items()):
+        finite = np.asarray(dark, dtype=np.float64)[np.isfinite(dark)]
+        median = float(np.median(finite)) if finite.size else float("nan")
+        noise = float(1.4826 * np.median(np.abs(finite - median))) if finite.size else float("nan")
+        name = f"{exposure:g}".replace(".", "p")
+        values[f"dark_median_{name}ms"], values[f"dark_noise_{name}ms"] = median, noise
+    return values
+
+
+def gain_spread(gain: np.ndarray, bad: np.ndarray) -> float:
+    """The spread of the normalised gain over its good pixels: the standard deviation (0 for a flat response)."""
+    good = np.asarray(gain, dtype=np.float64)[~np.asarray(bad, dtype=bool) & np.isfinite(gain)]
+    return float(np.std(good)) if good.size else float("nan")
+
+
+def bad_pixel_fraction(bad: np.ndarray) -> float:
+    """The fraction of pixels the mask calls bad (0..1)."""
+    bad = np.asarray(bad, dtype=bool)
+    return float(bad.sum() / bad.size) if bad.size else float("nan")
+
+
+def calibration_quality(darks: dict[float, np.ndarray], gain: np.ndarray, bad: np.ndarray) -> dict[str, float]:
+    """A calibration set's QC values: per-exposure dark level and noise, the gain's spread and the bad-pixel
+    fraction (the numbers its recipe's gates judge)."""
+    return {**dark_statistics(darks), "dark_exposures": float(len(darks)), "gain_spread": gain_spread(gain, bad),
+            "bad_pixel_fraction": bad_pixel_fraction(bad)}
+
+
 class Calibrator:
     """(raw - dark) / gain with bad pixels NaN, for many frames of one exposure time.
 

@@ -143,6 +143,15 @@ class Gain(Calibrated):
         self.write("bad_pixels.fits", fits_bytes(bad.astype(np.uint8)), tags=("bad-pixels", *self.master_tags))
 
 
+class CalibrationQuality(Calibrated):
+    """The master calibrations' QC values, which the recipe's gates judge (tagged ``quality``)."""
+
+    def run(self) -> None:
+        bad = self.calibration_image("bad-pixels").astype(bool)
+        values = calibration.calibration_quality(self.darks(), self.calibration_image("gain"), bad)
+        self.write_json("calibration_quality.json", values, tags=("quality", "product"))
+
+
 def chunk_name(stem: str, task: Task, suffix: str) -> str:
     """A per-chunk output's name: chunks in order sort by name."""
     return f"{stem}_{task.context.chunk[0]:05d}{suffix}"
