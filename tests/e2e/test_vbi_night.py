@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import json
 import time
 import warnings
@@ -39,6 +40,7 @@ def science_runs() -> dict:
 def night():
     """Given three VBI candidates of one night uploaded to the local stack (2 darks, 2 gains, 5 observe frames of
     64x64): night_a and night_a2 of proposal pid_2_1 share one calibration set, night_b of pid_2_2 has its own."""
+    os.environ["OBSFLOW_AUTO_REDRIVES"] = "0"  # a failed run waits for its operator (one is executed by hand)
     with LocalStack(port=0, stage="night", log_level="ERROR", submit_interval_s=0.5) as stack:
         tables.bind(stack.settings)
         session = boto3.Session(region_name=stack.settings.region)
@@ -67,6 +69,7 @@ def night():
                 break
             time.sleep(0.5)
         yield stack, s3, sqs, queue_url, science_runs()
+    os.environ.pop("OBSFLOW_AUTO_REDRIVES", None)
 
 
 def products(s3, dataset) -> dict[str, bytes]:
@@ -406,6 +409,7 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
     stack, s3, _, _, _ = night
     service = run_service(stack.settings)
     # Given a science candidate on night_b's calibration whose run fails once in its frames task, as an outage would
+    # (this stack leaves such a failure to its operator: OBSFLOW_AUTO_REDRIVES=0)
     service.pause()
     shared = SimpleNamespace(ops=[SimpleNamespace(op_id="night_b_dark"), SimpleNamespace(op_id="night_b_gain")])
     candidate = simulate_candidate("by_hand", proposal_id="pid_2_2", n_observe=3, shape=(64, 64), seed=47,
@@ -417,7 +421,7 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
         assert time.monotonic() < deadline, "no run planned for by_hand"
         time.sleep(0.25)
     [run] = planned
-    service.inject_fault(run.run_id, "frames", "outage")
+    service.inject_fault(run.run_id, "frames", "configuration")
     service.resume()
     while runs.get(run.run_id).status != "FAILED":
         assert time.monotonic() < deadline + 120, runs.get(run.run_id).status
