@@ -421,7 +421,7 @@ def test_a_run_executed_by_hand_says_so_in_every_l1_header_and_the_asdf_table(ni
         assert time.monotonic() < deadline, "no run planned for by_hand"
         time.sleep(0.25)
     [run] = planned
-    service.inject_fault(run.run_id, "frames", "configuration")
+    service.inject_fault(run.run_id, "frames", "outage")
     service.resume()
     while runs.get(run.run_id).status != "FAILED":
         assert time.monotonic() < deadline + 120, runs.get(run.run_id).status
