@@ -83,7 +83,8 @@ def test_uploads_from_an_outside_client_are_ingested_and_processed(served_stack,
     assert "SUCCEEDED" in cli(endpoint, "runs", "list")
     # And the registered recipe explains itself
     assert [r["name"] for r in json.loads(cli(endpoint, "recipes", "list", "--json"))] == [
-        "frame-census", "frame-census-manual", "vbi-calibration", "vbi-l1", "vbi-l1", "vbi-night-summary"]
+        "frame-census", "frame-census-manual", "vbi-calibration", "vbi-calibration", "vbi-l1", "vbi-l1",
+        "vbi-night-summary"]
     shown = cli(endpoint, "recipes", "show", "frame-census")
     assert "2. dark_level | observe_stats" in shown and "saturation_level" in shown and "62000 from 2026-06-01" in shown
     ops = {op["op_id"]: (op["received"], op["expected"], op["complete"]) for op in json.loads(cli(endpoint, "ops", "list", "--json"))}
