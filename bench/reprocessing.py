@@ -104,7 +104,22 @@ VBI_NIGHT = dt.datetime(2026, 11, 21, 18)
 VBI_TOLERANCE = "0.1"  # light_level_tolerance: 0.2 before
 
 
-def vbi_l1(stack: LocalStack, s3, frames: int, size: int) -> list[str]:
+def timeline(sfn, run) -> str:
+    """Each state of the run's execution: when it was entered and how long it took, from the execution's start."""
+    events = history(sfn, run.execution_arn)
+    start, entered, spans = events[0]["timestamp"], {}, []
+    for event in events:
+        if event["type"].endswith("StateEntered"):
+            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"]
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            if name in entered:
+                spans.append(f"{name} +{(entered[name] - start).total_seconds():.1f} "
+                             f"{(event['timestamp'] - entered[name]).total_seconds():.1f}s")
+    return ", ".join(spans)
+
+
+def vbi_l1(stack: LocalStack, s3, sfn, frames: int, size: int) -> list[str]:
     """A VBI night in full, then the quality report's tolerance changed for it: the science runs' figures as lines."""
     candidate = simulate_candidate("bench_vbi", proposal_id="pid_8_1", n_dark=4, n_gain=4, n_observe=frames,
                                    shape=(size, size), seed=11, start=VBI_NIGHT)
@@ -148,6 +163,8 @@ def vbi_l1(stack: LocalStack, s3, frames: int, size: int) -> list[str]:
     lines.append(f"re-ran: {', '.join(reran)}; reused: {', '.join(reused)}")
     for label, run in (("task seconds, full", full), ("task seconds, reprocessing", again)):
         lines.append(f"{label}: " + ", ".join(f"{t} {s:.2f}" for t, s in durations[run.run_id].items()))
+    for label, run in (("states, full", full), ("states, reprocessing", again)):
+        lines.append(f"{label}: {timeline(sfn, run)}")
     lines.append(f"ratio (reprocessing / full):  time {run_seconds(again) / run_seconds(full):.2f} (target <= 0.20), "
                  f"task CPU {cpu[again.run_id] / max(cpu[full.run_id], 0.01):.2f}")
     return lines
@@ -166,6 +183,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="frame-census: frame width and height in pixels")
     parser.add_argument("--vbi-frames", type=int, default=64, help="vbi-l1: observe frames")
     parser.add_argument("--vbi-size", type=int, default=256, help="vbi-l1: frame width and height in pixels")
+    parser.add_argument("--only", choices=("frame-census", "vbi-l1"), help="run one case only")
     args = parser.parse_args()
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -174,8 +192,8 @@ def main() -> None:
         tables.bind(stack.settings)
         session = boto3.Session(region_name=stack.settings.region)
         s3, sfn = session.client("s3"), session.client("stepfunctions")
-        census = frame_census(stack, s3, sfn, args.frames, args.size)
-        vbi = vbi_l1(stack, s3, args.vbi_frames, args.vbi_size)
+        census = frame_census(stack, s3, sfn, args.frames, args.size) if args.only != "vbi-l1" else []
+        vbi = vbi_l1(stack, s3, sfn, args.vbi_frames, args.vbi_size) if args.only != "frame-census" else []
     print(f"{os.cpu_count()} cores; load average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     print("\n".join(census))
     print()

@@ -1,5 +1,5 @@
 """A data-parallel task on the local stack: vbi-l1's frames task fans out over chunks of observe frames as
-a Batch array job (its children side by side, up to the core count), then a gather job records them."""
+a Batch array job (its children side by side, up to the core count), whose last chunk to finish records them."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def test_chunks_run_side_by_side_and_make_the_same_products_as_one_job(processed
     again = run_service(stack.settings).retry(whole.run_id, {"chunk_frames": "3"})
     chunked = wait_until_ended(again.run_id)
     assert chunked.status == "SUCCEEDED", chunked.error
-    # Then the frames task ran as three chunks and a gather: one task record listing every chunk's outputs
+    # Then the frames task ran as three chunks, the last of them recording the task: one record listing every
+    # chunk's outputs
     record = work_json(stack, s3, layout.task_record_key(chunked.run_id, "frames"))
     parts = [work_json(stack, s3, layout.chunk_record_key(chunked.run_id, "frames", i)) for i in range(3)]
     assert record["chunks"] == 3 and [p["chunk"] for p in parts] == [[0, 3], [1, 3], [2, 3]]
@@ -111,7 +112,7 @@ def test_a_failing_chunk_fails_the_run_with_one_ticket_naming_the_chunk(processe
     assert "chunk 2 of 4" in ticket.error_message
     assert "configuration fault is injected into frames" in ticket.log_excerpt
     assert f"obsflow runs retry {run.run_id}" in ticket.suggested_action
-    # And the other chunks finished their own frames; no gather made a task record of a partial set
+    # And the other chunks finished their own frames; none made a task record of a partial set
     bucket = stack.settings.bucket_name("work")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/{run.run_id}/tasks/frames/")
     assert len([o for o in listed.get("Contents", []) if o["Key"].endswith(".json")]) == 4

@@ -477,6 +477,9 @@ class FakeDocuments:
     def exists(self, bucket, key):
         return key in self.buckets[bucket]
 
+    def keys(self, bucket, prefix):
+        return {key for key in self.buckets[bucket] if key.startswith(prefix)}
+
     def delete_prefix(self, bucket, prefix):
         doomed = [key for key in self.buckets[bucket] if key.startswith(prefix)]
         for key in doomed:

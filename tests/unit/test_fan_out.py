@@ -55,7 +55,7 @@ def history_events_upper_bound(definition: dict, chunked: bool) -> int:
 
 def start_result(chunks: dict) -> dict:
     return {"run_id": "run-0123456789ab", "recipe": "vbi-l1", "version": VBI.version, "proposal_id": "pid_1_23",
-            "chunks": chunks, "share_identifier": "p0123456789", "scheduling_priority": 50,
+            "chunks": chunks, "reused": {task.name: False for task in VBI.tasks}, "share_identifier": "p0123456789", "scheduling_priority": 50,
             "job_definitions": {"default": "obsflow-prod-task-default", "high_memory": "obsflow-prod-task-high-memory",
                                 "multi_core": "obsflow-prod-task-multi-core"}}
 
@@ -68,10 +68,10 @@ def test_a_run_of_1_or_100000_frames_stays_inside_step_functions_limits(frames):
     chunks = VBI.chunks(configuration, frames)
     # Then the frames task runs in ceil(frames / 32) chunks, one array job: never more children than Batch allows
     assert chunks == {"frames": max(1, -(-frames // 32))} and chunks["frames"] <= MAX_CHUNKS
-    # And a run takes 14 transitions in one chunk, 15 in any number of chunks (one array job and a gather), and its
-    # history stays far inside the limit, whatever the frames
+    # And a run takes 17 transitions in one chunk or in any number (one array job, whose last chunk records the
+    # task), and its history stays far inside the limit, whatever the frames
     transitions, _ = asl.success_path(definition, chunked=chunks["frames"] > 1)
-    assert transitions == (15 if frames > 32 else 14)
+    assert transitions == 17
     assert history_events_upper_bound(definition, chunked=chunks["frames"] > 1) < HISTORY_EVENTS_LIMIT
     # And the largest state input (after Catalog, before NotifyPI) carries counts, never frame or file lists
     files = [{"name": f"VBI_ds-1_{i:04d}_L1.fits", "tags": ["product", "l1"]} for i in range(frames)] + [
@@ -88,15 +88,15 @@ def test_a_run_of_1_or_100000_frames_stays_inside_step_functions_limits(frames):
     assert len(json.dumps(state_input)) < 4 * 1024 < PAYLOAD_LIMIT
 
 
-def test_the_data_parallel_task_is_an_array_job_then_a_gather_or_one_job_for_one_chunk():
+def test_the_data_parallel_task_is_an_array_job_or_one_job_for_one_chunk():
     definition = asl.build_definition(VBI)
     [branch] = definition["States"]["frames"]["Branches"]
     states = branch["States"]
     assert states["frames"]["Choices"][0] == {"Variable": "$.start.result.chunks.frames", "NumericGreaterThan": 1,
                                               "Next": "frames chunks"}
     assert states["frames chunks"]["Parameters"]["ArrayProperties"] == {"Size.$": "$.start.result.chunks.frames"}
-    assert states["frames chunks"]["Next"] == "frames gather"
-    assert "'--gather'" in states["frames gather"]["Parameters"]["ContainerOverrides"]["Command.$"]
+    # the array job ends the task: its last chunk records it, no gather job follows
+    assert states["frames chunks"]["End"] and "frames gather" not in states
     assert "ArrayProperties" not in states["frames whole"]["Parameters"]
     assert definition["States"]["frames"]["Catch"][0]["Next"] == "OpenTicket"
 

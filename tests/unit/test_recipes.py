@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from obsflow.errors import NotFound
 from obsflow.recipes import registry
-from obsflow.recipes.asl import build_definition, placeholders, render
+from obsflow.recipes.asl import build_definition, placeholders, render, stages as stages_of
 from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.model import RESOURCE_CLASSES, DatedValue, Option, Parameter, Recipe, RecipeError, TaskSpec
 
@@ -128,6 +128,27 @@ def test_the_state_machine_follows_the_dag_and_every_failure_opens_a_ticket(shap
     assert "${" not in rendered
 
 
+def test_a_task_that_needs_only_one_branch_follows_it_there_and_waits_for_no_other():
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    # Given a report that needs only the metrics, beside a stamping that the inventory needs
+    shape = {"frames": (), "metrics": ("frames",), "stamp": ("frames",), "report": ("metrics",),
+             "inventory": ("stamp",), "summary": ("report", "inventory")}
+    # When its state machine is made
+    stages = stages_of(recipe(shape))
+    definition = build_definition(recipe(shape))
+    # Then the report runs in the metrics' branch, right after them, and the inventory after the stamping in its
+    # own: neither waits for the other branch; the summary, which needs both, waits for the Parallel
+    assert [[[t.name for t in chain] for chain in stage] for stage in stages] == [
+        [["frames"]], [["metrics", "report"], ["stamp", "inventory"]], [["summary"]]]
+    parallel = definition["States"]["metrics + stamp"]
+    assert [(b["StartAt"], b["States"][b["StartAt"]]["Next"]) for b in parallel["Branches"]] == [
+        ("metrics", "report"), ("stamp", "inventory")]
+    assert parallel["Next"] == "summary"
+    rendered = render(definition, {key: f"arn:aws:lambda:us-east-1:123456789012:function:{key}" for key in placeholders(definition)})
+    AmazonStateLanguageParser.parse(rendered)
+
+
 def test_rendering_names_a_missing_substitution():
     with pytest.raises(KeyError, match="PiNotificationsTopicArn"):
         render(build_definition(FRAME_CENSUS), {})
@@ -137,7 +158,7 @@ def test_the_shipped_state_machines_never_iterate_over_frames():
     for shipped in RECIPES:
         states = _states(build_definition(shipped))
         # No Map state, and inputs are selected by run id only: transitions cannot grow with the frames
-        assert {state["Type"] for state in states.values()} <= {"Task", "Parallel", "Choice", "Fail"}
+        assert {state["Type"] for state in states.values()} <= {"Task", "Parallel", "Choice", "Pass", "Fail"}
         paths = {v for state in states.values() for v in json.dumps(state.get("Parameters", {})).split('"') if v.startswith("$.")}
         assert paths <= {"$.run_id", "$.error", "$.catalog.result.subject", "$.catalog.result.message",
                          "$.catalog.result.proposal_id", "$.catalog.result.dataset_id",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,12 +189,26 @@ class Task:
         return json.loads(self.read_output(outputs[0]))
 
     def write(self, name: str, data: bytes, tags: tuple[str, ...] = (), content_type: str = "application/octet-stream") -> dict:
-        key = layout.task_output_prefix(self.context.digest) + name
-        self.context.s3.put_object(Bucket=self.context.work_bucket, Key=key, Body=data, ContentType=content_type)
-        output = {"name": name, "key": key, "tags": list(tags), "sha256": hashlib.sha256(data).hexdigest(),
-                  "size": len(data), "content_type": content_type}
+        output = self._put(name, data, tags, content_type)
         self.context.outputs.append(output)
         return output
+
+    def read_outputs(self, outputs: list[dict], pool: ThreadPoolExecutor) -> Iterator[bytes]:
+        """``read_output`` of each, in order, fetched side by side ahead of the caller."""
+        return pool.map(self.read_output, outputs)
+
+    def write_many(self, files: Iterable[tuple[str, bytes]], pool: ThreadPoolExecutor, tags: tuple[str, ...] = (),
+                   content_type: str = "application/octet-stream") -> None:
+        """``write`` of each (name, data) as it comes, the uploads side by side while the next is made; the outputs
+        recorded in order."""
+        writes = [pool.submit(self._put, name, data, tags, content_type) for name, data in files]
+        self.context.outputs.extend(write.result() for write in writes)
+
+    def _put(self, name: str, data: bytes, tags: tuple[str, ...], content_type: str) -> dict:
+        key = layout.task_output_prefix(self.context.digest) + name
+        self.context.s3.put_object(Bucket=self.context.work_bucket, Key=key, Body=data, ContentType=content_type)
+        return {"name": name, "key": key, "tags": list(tags), "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data), "content_type": content_type}
 
     def write_json(self, name: str, document: Any, tags: tuple[str, ...] = ()) -> dict:
         return self.write(name, documents.encode(document), tags, "application/json")

@@ -29,6 +29,7 @@ from obsflow.errors import NotFound, TransientError
 from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe, RecipeError
 from obsflow.runs import digests, documents, layout
+from obsflow.runs.reuse import outputs_present, reused_record
 from obsflow.settings import get_settings
 
 from obsflow_tasks.base import ConfigurationFailure, InfrastructureFailure, Task, TaskContext, TaskFailure
@@ -113,10 +114,7 @@ def reusable(s3, bucket: str, digest: str) -> dict | None:
         record = documents.get_json(s3, bucket, layout.task_output_record_key(digest))
     except NotFound:
         return None
-    present = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.task_output_prefix(digest)):
-        present.update(item["Key"] for item in page.get("Contents", []))
-    return record if all(output["key"] in present for output in record["outputs"]) else None
+    return record if outputs_present(record, documents.keys(s3, bucket, layout.task_output_prefix(digest))) else None
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -133,8 +131,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true",
                         help="run even if the task already succeeded for this run, or its outputs could be reused")
     parser.add_argument("--gather", action="store_true",
-                        help="of a data-parallel task: record its chunks' outputs as the task's (after its array job; "
-                             "each chunk job reads its index from AWS_BATCH_JOB_ARRAY_INDEX)")
+                        help="of a data-parallel task: record its chunks' outputs as the task's (the last chunk to "
+                             "finish does it too; state machines made before that run a gather job after the array "
+                             "job, each of whose chunk jobs reads its index from AWS_BATCH_JOB_ARRAY_INDEX)")
     return parser.parse_args(argv)
 
 
@@ -142,6 +141,22 @@ def array_index() -> int | None:
     """The chunk this job is, in an AWS Batch array job; None in any other job."""
     value = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
     return int(value) if value not in (None, "") else None
+
+
+def gather_if_last(s3, work: str, run: dict, task: str, log=print) -> int:
+    """A chunk that finds every chunk of its task recorded and succeeded merges them into the task's record, so
+    the array job ends with the task done and no gather job starts (on AWS, a Fargate start saved per task).
+    Each chunk writes its record before it looks, so the last one to finish sees them all; two that finish
+    together may both merge, to the same record."""
+    count = run.get("chunks", {}).get(task, 1)
+    prefix = layout.chunk_record_key(run["run_id"], task, 0).rsplit("/", 1)[0] + "/"
+    recorded = documents.keys(s3, work, prefix)
+    if len(recorded) < count:
+        return 0
+    records = [documents.get_json(s3, work, key) for key in sorted(recorded)]
+    if any(r["status"] != "succeeded" for r in records):
+        return 0  # the failed chunk fails the array job; it says why
+    return gather_chunks(s3, work, run, task, log)
 
 
 def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
@@ -208,7 +223,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
         if previous.get("status") == "succeeded":
             log(f"{recipe.key} {spec.name}: already succeeded for run {args.run_id} at {previous['finished_at']}; "
                 "reusing its recorded outputs")
-            return 0
+            return 0 if index is None else gather_if_last(s3, work, run, spec.name, log)
     input_dataset = _verified_input_dataset(s3, run["input_dataset"])
     image = run.get("task_image") or ""
     use_code_path(image)
@@ -247,9 +262,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
         # A person running a task by hand, or --force, means it: no reuse then.
         earlier = None if (manual or args.force) else reusable(s3, work, digest)
         if earlier is not None:
-            kept = ("code_version", "libraries", "python", "host", "outputs")
-            record.update({k: earlier[k] for k in kept}, reused_from={"run_id": earlier["run_id"],
-                                                                      "finished_at": earlier["finished_at"]})
+            record = reused_record(record, earlier)
             context.outputs = earlier["outputs"]
         else:
             load_task_class(spec.entrypoint)(context).run()
@@ -273,6 +286,8 @@ def run_task(args: argparse.Namespace, log=print) -> int:
             documents.put_json(s3, work, layout.task_output_record_key(digest), record)
         log(f"{recipe.key} {spec.name}: done in {record['duration_s']:.2f} s, "
             f"{len(context.outputs)} output(s): {', '.join(o['name'] for o in context.outputs)}")
+    if exit_code == 0 and index is not None:
+        return gather_if_last(s3, work, run, spec.name, log)
     return exit_code
 
 

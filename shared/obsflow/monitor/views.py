@@ -15,7 +15,7 @@ from obsflow.runs.layout import compare_path
 
 REFRESH_S = 5
 STATE_COLOURS = {
-    "succeeded": "#3a9d5d", "running": "#2f7ed8", "failed": "#d64541", "stopped": "#9b8f3a",
+    "succeeded": "#3a9d5d", "reused": "#8fc9a3", "running": "#2f7ed8", "failed": "#d64541", "stopped": "#9b8f3a",
     "pending": "#c9ced6", "not run": "#e4e7eb",
 }
 _STYLE = """

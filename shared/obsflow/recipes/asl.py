@@ -1,7 +1,7 @@
 """The state machine of a recipe, generated from its DAG.
 
 StartRun -> the tasks (Batch jobs, submitJob.sync; the tasks of one dependency level
-side by side in a Parallel state) -> Catalog -> NotifyPI (science only) -> FinishRun. Transient
+side by side in a Parallel state, each followed in its branch by the tasks that need only it) -> Catalog -> NotifyPI (science only) -> FinishRun. Transient
 errors are retried with backoff; anything else goes to OpenTicket -> FailRun -> Fail.
 
 The state machine carries run ids, never frame lists, so the number of state
@@ -93,16 +93,15 @@ def _lambda(function: str, payload: dict, result_path: str | None, next_state: s
     return state
 
 
-def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bool = False) -> dict:
+def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False) -> dict:
     """A Batch job of the task; ``chunks``: an array job, one child per chunk of its frames (each reads its index
-    from AWS_BATCH_JOB_ARRAY_INDEX); ``gather``: the job that records the chunks' outputs as the task's."""
-    words = (*TASK_COMMAND, recipe.name, task.name, *(["--gather"] if gather else []), "--run-id")
+    from AWS_BATCH_JOB_ARRAY_INDEX)."""
+    words = (*TASK_COMMAND, recipe.name, task.name, "--run-id")
     command = ", ".join(f"'{part}'" for part in words)
-    resource_class = "default" if gather else task.resource_class  # merging records needs no big machine
     parameters = {
         "JobName.$": f"States.Format('{{}}-{task.name}', $.run_id)",
-        "JobQueue": ref(job_queue_key(resource_class)),
-        "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(resource_class)}",
+        "JobQueue": ref(job_queue_key(task.resource_class)),
+        "JobDefinition.$": f"$.start.result.job_definitions.{job_definition_field(task.resource_class)}",
         "ContainerOverrides": {"Command.$": f"States.Array({command}, $.run_id)"},
         # The job queues share capacity fairly between proposals, and a run's priority orders its jobs.
         "ShareIdentifier.$": "$.start.result.share_identifier",
@@ -116,8 +115,7 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
                       "MaxAttempts": task.retries, "BackoffRate": 1.0})
     return {
         "Type": "Task",
-        "Comment": ("its chunks, side by side: " if chunks else "the chunks' outputs as the task's: " if gather else "")
-        + (task.description or task.entrypoint),
+        "Comment": ("its chunks, side by side: " if chunks else "") + (task.description or task.entrypoint),
         "Resource": "arn:aws:states:::batch:submitJob.sync",
         "Parameters": parameters,
         "ResultPath": None,
@@ -126,7 +124,9 @@ def _task_state(recipe: Recipe, task: TaskSpec, chunks: bool = False, gather: bo
 
 
 FOR_THE_PI = "ForThePI"
-CHUNKS, GATHER, WHOLE = "chunks", "gather", "whole"  # the parts of a data-parallel task: "<task> chunks", ...
+# The parts of a data-parallel task: "<task> chunks", ...; "<task> gather" in state machines made before the last
+# chunk to finish recorded the task (their executions are still shown).
+CHUNKS, GATHER, WHOLE = "chunks", "gather", "whole"
 
 
 def task_of_state(state: str) -> tuple[str, str | None]:
@@ -135,37 +135,97 @@ def task_of_state(state: str) -> tuple[str, str | None]:
     return task, part or None
 
 
-def _branch(recipe: Recipe, task: TaskSpec) -> dict:
-    """The states of one task in a Parallel branch. A data-parallel task: one array job over its chunks and a
-    gather job, or (a run of one chunk: an array job has at least two children) one job over every frame."""
+REUSED = "reused"  # "<task> reused?" chooses, "<task> reused" passes: a task StartRun found made already
+
+
+def reused_choice_name(task: str) -> str:
+    return f"{task} {REUSED}?"
+
+
+def _reused_states(task: TaskSpec, otherwise: str, next_state: str | None) -> dict:
+    """A reusable task: skipped when StartRun recorded an earlier run's outputs for it (``runs.reuse``)."""
+    passed = {"Type": "Pass", "Comment": "made already by an earlier run: no job starts"}
+    passed.update({"Next": next_state} if next_state else {"End": True})
+    return {
+        reused_choice_name(task.name): {
+            "Type": "Choice", "Comment": "its outputs were made by an earlier run (same digest)",
+            "Choices": [{"Variable": f"$.start.result.reused.{task.name}", "BooleanEquals": True,
+                         "Next": f"{task.name} {REUSED}"}],
+            "Default": otherwise},
+        f"{task.name} {REUSED}": passed,
+    }
+
+
+def _task_states(recipe: Recipe, task: TaskSpec, next_state: str | None) -> dict[str, dict]:
+    """The states of one task, its entry first, going on to ``next_state`` (None: the end of its branch). A
+    data-parallel task: one array job over its chunks (the last chunk to finish records the task), or (a run of
+    one chunk: an array job has at least two children) one job over every frame."""
+    after = {"Next": next_state} if next_state else {"End": True}
     if not task.data_parallel:
-        return {"StartAt": task.name, "States": {task.name: {**_task_state(recipe, task), "End": True}}}
-    chunks, whole, gather = (f"{task.name} {part}" for part in (CHUNKS, WHOLE, GATHER))
-    return {"StartAt": task.name, "States": {
-        task.name: {"Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
-                    "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1,
-                                 "Next": chunks}],
-                    "Default": whole},
-        chunks: {**_task_state(recipe, task, chunks=True), "Next": gather},
-        gather: {**_task_state(recipe, task, gather=True), "End": True},
-        whole: {**_task_state(recipe, task), "End": True},
-    }}
+        states = {task.name: {**_task_state(recipe, task), **after}}
+    else:
+        chunks, whole = f"{task.name} {CHUNKS}", f"{task.name} {WHOLE}"
+        states = {
+            task.name: {"Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
+                        "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1,
+                                     "Next": chunks}],
+                        "Default": whole},
+            chunks: {**_task_state(recipe, task, chunks=True), **after},
+            whole: {**_task_state(recipe, task), **after},
+        }
+    return {**_reused_states(task, task.name, next_state), **states} if task.reuse else states
 
 
-def _level_state(recipe: Recipe, level: list[TaskSpec], next_state: str) -> tuple[str, dict]:
-    name = " + ".join(task.name for task in level)
-    if len(level) == 1 and not level[0].data_parallel:
-        state = _task_state(recipe, level[0])
+def _branch(recipe: Recipe, chain: list[TaskSpec]) -> dict:
+    """A Parallel branch: the chain's tasks one after another."""
+    states, next_state = {}, None
+    for task in reversed(chain):
+        task_states = _task_states(recipe, task, next_state)
+        states, next_state = {**task_states, **states}, next(iter(task_states))
+    return {"StartAt": next_state, "States": states}
+
+
+def stages(recipe: Recipe) -> list[list[list[TaskSpec]]]:
+    """The recipe's dependency levels as stages of chains. A stage's chains run side by side (a Parallel), a
+    chain's tasks one after another. A later task that needs only one chain's tasks (and earlier stages') joins
+    that chain, so it starts as soon as they end, not when the slowest chain of the stage does: a quality report
+    need not wait for the stamping of every frame."""
+    levels, done, found = [list(level) for level in recipe.levels()], set(), []
+    while levels:
+        chains = [[task] for task in levels.pop(0)]
+        joined = len(chains) > 1  # one chain alone: the stages after it wait for it either way
+        while joined:
+            joined = False
+            for task in [task for level in levels for task in level]:
+                chain = next((c for c in chains if set(task.upstreams) & {t.name for t in c}
+                              and set(task.upstreams) <= done | {t.name for t in c}), None)
+                if chain is not None:
+                    chain.append(task)
+                    levels = [[t for t in level if t is not task] for level in levels]
+                    joined = True
+            levels = [level for level in levels if level]
+        found.append(chains)
+        done |= {task.name for chain in chains for task in chain}
+    return found
+
+
+def _stage_states(recipe: Recipe, chains: list[list[TaskSpec]], next_state: str) -> dict[str, dict]:
+    """The states of one stage, its entry first."""
+    name = " + ".join(chain[0].name for chain in chains)
+    if len(chains) == 1 and len(chains[0]) == 1 and not chains[0][0].data_parallel:
+        state = _task_state(recipe, chains[0][0])
     else:
         state = {
             "Type": "Parallel",
-            "Comment": "independent tasks, run side by side" if len(level) > 1 else "a data-parallel task",
-            "Branches": [_branch(recipe, task) for task in level],
+            "Comment": "independent tasks, run side by side" if len(chains) > 1 else "a data-parallel task",
+            "Branches": [_branch(recipe, chain) for chain in chains],
             "ResultPath": None,
         }
     state["Catch"] = _catch()
     state["Next"] = next_state
-    return name, state
+    if state["Type"] == "Task" and chains[0][0].reuse:
+        return {**_reused_states(chains[0][0], name, next_state), name: state}
+    return {name: state}
 
 
 def notify_pi_state() -> dict:
@@ -192,14 +252,14 @@ def notify_pi_state() -> dict:
 def build_definition(recipe: Recipe) -> dict:
     """The Amazon States Language definition of ``recipe``, with ${Placeholders} for ARNs."""
     run = {"run_id.$": "$.run_id"}
-    levels = recipe.levels()
-    level_names = [" + ".join(task.name for task in level) for level in levels]
+    tasks, next_state = {}, "Catalog"
+    for stage in reversed(stages(recipe)):  # each stage goes on to the entry of the next
+        stage_states = _stage_states(recipe, stage, next_state)
+        tasks, next_state = {**stage_states, **tasks}, next(iter(stage_states))
     states: dict[str, dict] = {
-        "StartRun": _lambda("start-run", {**run, "execution_arn.$": "$$.Execution.Id"}, "$.start", level_names[0]),
+        "StartRun": _lambda("start-run", {**run, "execution_arn.$": "$$.Execution.Id"}, "$.start", next_state),
+        **tasks,
     }
-    for i, level in enumerate(levels):
-        name, state = _level_state(recipe, level, level_names[i + 1] if i + 1 < len(levels) else "Catalog")
-        states[name] = state
     # The PI hears of science datasets; master calibrations, summaries and developer runs' datasets quietly.
     states["Catalog"] = _lambda("catalog", run, "$.catalog", FOR_THE_PI if recipe.kind == "science" else "FinishRun")
     if recipe.kind == "science":
@@ -223,11 +283,13 @@ def build_definition(recipe: Recipe) -> dict:
     }
 
 
-def success_path(definition: dict, notify_pi: bool = True, chunked: bool = True) -> tuple[int, int]:
+def success_path(definition: dict, notify_pi: bool = True, chunked: bool = True,
+                 reused: frozenset[str] = frozenset()) -> tuple[int, int]:
     """State transitions and Lambda invocations of an execution that succeeds at the first attempt
     (what Step Functions and Lambda bill for), counted along the definition, Parallel branches included;
     ``notify_pi``: whether the run's dataset is the PI's (ForThePI takes its first choice, else its default);
-    ``chunked``: whether data-parallel tasks run in several chunks (an array job and a gather job)."""
+    ``chunked``: whether data-parallel tasks run in several chunks (an array job) or one (a job);
+    ``reused``: the tasks StartRun found made already (skipped)."""
     transitions = invocations = 0
     name = definition["StartAt"]
     while name is not None:
@@ -235,10 +297,11 @@ def success_path(definition: dict, notify_pi: bool = True, chunked: bool = True)
         transitions += 1
         invocations += state.get("Resource") == "arn:aws:states:::lambda:invoke"
         for branch in state.get("Branches", []):
-            t, i = success_path(branch, notify_pi, chunked)
+            t, i = success_path(branch, notify_pi, chunked, reused)
             transitions, invocations = transitions + t, invocations + i
         if state["Type"] == "Choice":
-            first = notify_pi if name == FOR_THE_PI else chunked
+            task, _, part = name.partition(" ")
+            first = notify_pi if name == FOR_THE_PI else task in reused if part == f"{REUSED}?" else chunked
             name = state["Choices"][0]["Next"] if first else state["Default"]
         else:
             name = state.get("Next")

@@ -167,7 +167,7 @@ class TaskSpec(BaseModel):
     reuse: bool = False
     uses: tuple[str, ...] | None = Field(default=None, description="parameters and options it reads; None: all")
     # Data-parallel: the task works on the observe frames one by one, so it runs as one job per chunk of them
-    # (a Batch array job; the run option ``chunk_frames`` sets the chunk size), and a gather job then records
+    # (a Batch array job; the run option ``chunk_frames`` sets the chunk size), and the last chunk to finish records
     # the chunks' outputs as the task's. Run by hand, it is one job over every frame.
     data_parallel: bool = False
     # A node of a hosted pipeline's workflow: the pipeline's own task class (module:Class), run unchanged in the

@@ -2,7 +2,8 @@
 
 Batch (Fargate) bills a job's vCPUs and memory for its duration; Lambda bills requests
 (the step functions' GB-seconds are not measured and not counted); Step Functions bills
-state transitions. A reused task ran for no time and costs nothing.
+state transitions. A reused task ran for no time and costs nothing; one StartRun found made already
+started no job (the state machine passed it).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from obsflow.recipes import asl
 from obsflow.recipes.jobs import RESOURCES
 from obsflow.recipes.model import Recipe
+from obsflow.runs.reuse import AT_START
 from obsflow.settings import Prices
 
 # A failed run: StartRun, OpenTicket and FailRun ran; the transitions depend on where it failed.
@@ -23,7 +25,8 @@ def run_cost(task_records: list[dict], recipe: Recipe, prices: Prices, succeeded
         vcpu, mib = sizes.get(record["task"], ("1", "2048"))
         vcpu_s += record.get("duration_s", 0) * float(vcpu)
         gib_s += record.get("duration_s", 0) * int(mib) / 1024
-    transitions, invocations = asl.success_path(asl.build_definition(recipe), notify_pi) if succeeded \
+    skipped = frozenset(r["task"] for r in task_records if r.get(AT_START))
+    transitions, invocations = asl.success_path(asl.build_definition(recipe), notify_pi, reused=skipped) if succeeded \
         else (None, FAILED_RUN_INVOCATIONS)
     return {
         "batch_vcpu_s": round(vcpu_s, 1), "batch_gib_s": round(gib_s, 1), "lambda_invocations": invocations,

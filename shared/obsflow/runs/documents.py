@@ -75,6 +75,12 @@ def exists(s3, bucket: str, key: str) -> bool:
         raise TransientError(f"could not read s3://{bucket}/{key}: {exc}") from exc
 
 
+def keys(s3, bucket: str, prefix: str) -> set[str]:
+    """The keys of every object under ``prefix``."""
+    return {item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])}
+
+
 def delete_prefix(s3, bucket: str, prefix: str) -> int:
     """Delete every object under ``prefix``; returns how many."""
     deleted = 0

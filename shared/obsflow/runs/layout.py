@@ -72,7 +72,7 @@ def task_record_key(run_id: str, task: str) -> str:
 
 
 def chunk_record_key(run_id: str, task: str, index: int) -> str:
-    """One chunk's record of a data-parallel task; its gather job merges them into the task's record."""
+    """One chunk's record of a data-parallel task; the last chunk to finish merges them into the task's record."""
     return f"runs/{run_id}/tasks/{task}/chunk-{index:05d}.json"
 
 

@@ -35,6 +35,7 @@ from obsflow.runs.domain import (
     Ticket,
 )
 from obsflow.runs.planning import Planning
+from obsflow.runs.reuse import StartReuse
 from obsflow.runs.ticketing import Tickets
 from obsflow.runs.failures import ACTIONS, describe_failure
 from obsflow.runs.transitions import CAMPAIGN_MOVES, RUN_MOVES
@@ -59,10 +60,10 @@ class Lifecycle(Part):
         campaign = self.store.campaign(run.campaign) if run.campaign else None
         developer_images = (campaign.job_definitions if campaign else None) or {}
         recipe = self.recipes.get(run.recipe, run.version)
-        chunks = self.documents.get_json("work", layout.run_document_key(run_id)).get("chunks", {}) \
-            if any(task.data_parallel for task in recipe.tasks) else {}
+        document = self.documents.get_json("work", layout.run_document_key(run_id))
         return {"run_id": run_id, "recipe": run.recipe, "version": run.version, "proposal_id": run.proposal_id,
-                "chunks": chunks,
+                "chunks": document.get("chunks", {}),
+                "reused": StartReuse(self.documents, self.clock).record(document, recipe),
                 "share_identifier": layout.share_identifier(run.proposal_id), "scheduling_priority": int(run.priority),
                 "job_definitions": job_definitions(self.settings, recipe, developer_images)}
 

@@ -69,6 +69,10 @@ class S3Documents:
         with aws.transient(f"could not tag s3://{self.location(bucket)}/{prefix}"):
             return documents.tag_prefix(self.s3, self.location(bucket), prefix, tags)
 
+    def keys(self, bucket: str, prefix: str) -> set[str]:
+        with aws.transient(f"could not list s3://{self.location(bucket)}/{prefix}"):
+            return documents.keys(self.s3, self.location(bucket), prefix)
+
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         with aws.transient(f"could not remove s3://{self.location(bucket)}/{prefix}"):
             return documents.delete_prefix(self.s3, self.location(bucket), prefix)
@@ -132,7 +136,7 @@ class StepFunctionsExecutions:
                     executionArn=run.execution_arn, error="Obsflow.Cancelled", cause=reason[:32768])
             batch = aws.client(self.settings, "batch")
             terminated = []
-            for resource_class in sorted({*run.resource_classes, "default"}):  # a gather job runs on default
+            for resource_class in sorted({*run.resource_classes, "default"}):  # older state machines' gather jobs
                 listed = batch.list_jobs(jobQueue=self.settings.job_queue_name(resource_class),
                                          filters=[{"name": "JOB_NAME", "values": [f"{run.run_id}-*"]}])
                 for job in listed["jobSummaryList"]:

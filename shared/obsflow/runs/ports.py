@@ -161,6 +161,8 @@ class Documents(Protocol):
         """Copy with ``tags`` as the copy's object tags (S3 tags it as it writes: never untagged)."""
     def tag_prefix(self, bucket: str, prefix: str, tags: dict[str, str]) -> int:
         """Set ``tags`` on every object under ``prefix``; returns how many."""
+    def keys(self, bucket: str, prefix: str) -> set[str]:
+        """The keys of every object under ``prefix``."""
     def delete_prefix(self, bucket: str, prefix: str) -> int: ...
     def location(self, bucket: str) -> str:
         """The bucket's name, for records and messages."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.io import fits
@@ -16,7 +17,10 @@ from obsflow.runs import layout
 
 from obsflow_tasks.base import Task, TaskFailure
 from obsflow_tasks.vbi import calibration, report
-from obsflow_tasks.vbi.l1_header import Identity, calibrated_header, l1_file_name, stamped_header, stamped_l1_bytes
+from obsflow_tasks.vbi.l1_header import (Identity, calibrated_header, identity_keywords, l1_file_name, stamped_header,
+                                         stamped_l1_bytes)
+
+IO_THREADS = 8  # S3 requests of a chunk in flight at once (reads ahead, writes behind)
 
 
 def fits_bytes(data: np.ndarray, header: fits.Header | None = None) -> bytes:
@@ -213,6 +217,7 @@ class CalibrateFrames(Calibrated):
             )
             if identity is None:
                 name, tags = calibrated_name(index), ("calibrated",)
+                headers.append(header_row(header))
             else:
                 name, tags = l1_file_name(identity.dataset_id, index), ("product", "l1")
                 header = stamped_header(header, identity, name)
@@ -227,7 +232,9 @@ class CalibrateFrames(Calibrated):
                      "INSTRUME": raw_header.get("INSTRUME", ""), "WAVELNTH": raw_header.get("WAVELNTH", 0.0)})),
                     tags=("sample",))
         self.write_json(chunk_name("frame_metrics", self, ".json"), metrics, tags=("frame-metrics",))
-        if identity is not None:
+        if identity is None:  # the stamp task adds each run's identity to them: it does not read its L1 frames back
+            self.write_json(chunk_name("calibrated_headers", self, ".json"), headers, tags=("calibrated-headers",))
+        else:
             self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
         movie_frames = io.BytesIO()
         np.save(movie_frames, np.stack(movie) if movie else np.zeros((0, 2, 2), np.uint8))
@@ -245,20 +252,30 @@ class CalibrateFramesByContent(CalibrateFrames):
 class Stamp(Task):
     """Data-parallel and cheap: this chunk's calibrated frames stamped with the run's identity (dataset id, run,
     recipe version, ... in the header and the file name; checksums recomputed, pixels untouched) as the run's
-    L1 frames, and their headers for the ASDF table."""
+    L1 frames, and their headers for the ASDF table (the calibrated headers and the identity: not read back).
+    Reading, stamping and writing overlap: S3's latency, not the header work, would otherwise set its time."""
 
     def run(self) -> None:
         calibrated = sorted(self.upstream_outputs("calibrated"), key=lambda o: o["name"])
         if len(calibrated) != len(self.observe_frames()):
             raise TaskFailure(f"{len(calibrated)} calibrated frames for {len(self.observe_frames())} observe frames")
         identity, (first, stop) = run_identity(self), self.chunk_bounds
+        names = [l1_file_name(identity.dataset_id, index) for index in range(first, stop)]
+        rows = chunked_json(self, "calibrated-headers")  # none from frames tasks of before they were recorded
         headers = []
-        for index in range(first, stop):
-            name = l1_file_name(identity.dataset_id, index)
-            stamped = stamped_l1_bytes(self.read_output(calibrated[index]), identity, name)
-            self.write(name, stamped, tags=("product", "l1"), content_type="application/fits")
-            with fits.open(io.BytesIO(stamped)) as hdus:
-                headers.append(header_row(hdus[1].header))
+
+        def stamped():
+            for index, name, body in zip(range(first, stop), names, self.read_outputs(calibrated[first:stop], pool)):
+                data = stamped_l1_bytes(body, identity, name)
+                if rows:
+                    headers.append({**rows[index], **identity_keywords(identity, name)})
+                else:
+                    with fits.open(io.BytesIO(data)) as hdus:
+                        headers.append(header_row(hdus[1].header))
+                yield name, data
+
+        with ThreadPoolExecutor(IO_THREADS) as pool:
+            self.write_many(stamped(), pool, tags=("product", "l1"), content_type="application/fits")
         self.write_json(chunk_name("l1_headers", self, ".json"), headers, tags=("l1-headers",))
 
 
