@@ -530,8 +530,10 @@ class FakeReads:
 
     # recipes and runs
     def recipe_records(self, name=None):
+        """A recipe book lists no recipes: the named recipe's latest version alone."""
+        recipes = [self.recipes.get(name)] if name else []
         return [{"name": r.name, "version": r.version, "instrument": r.instrument, "state_machine": f"sm-{r.name}",
-                 "definition": r.model_dump(mode="json")} for r in [self.recipes.get(name)] if name]
+                 "definition": r.model_dump(mode="json")} for r in recipes]
 
     def registered_recipe(self, name):
         return self.recipes.get(name)
