@@ -23,8 +23,10 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from obsflow import provenance, tables  # noqa: E402
+from obsflow import tables  # noqa: E402
 from obsflow.local import moto_patches  # noqa: E402
+from obsflow.reads.provenance import Provenance  # noqa: E402
+from obsflow.reads.store import DynamoReads  # noqa: E402
 from obsflow.settings import Settings  # noqa: E402
 from obsflow.tables.catalogue_edges import InputEdgeItem  # noqa: E402
 from obsflow.tables.datasets import DatasetItem, new_item  # noqa: E402
@@ -90,16 +92,19 @@ def populate(first_set: int, end_set: int) -> None:
 
 # What the queries ask about: calibration set 50 (in both catalogues), a recipe and a code version.
 FRAME, CALIBRATION, SCIENCE, RECIPE = "frame-50-dark-0", "ds-000500", "ds-000501", "vbi-l1@2.7.0"
-QUERIES = {
-    f"datasets list --uses-frame {FRAME}": lambda: provenance.dataset_rows(uses_frame=FRAME),
-    f"datasets list --calibration {CALIBRATION}": lambda: provenance.dataset_rows(calibration=CALIBRATION),
-    f"datasets list --recipe {RECIPE}": lambda: provenance.dataset_rows(recipe=RECIPE),
-    f"datasets list --recipe {RECIPE} --code-version 0.3.0":
-        lambda: provenance.dataset_rows(recipe=RECIPE, code_version="0.3.0"),
-    "datasets list --code-version 0.0.0 --status DEPRECATED":
-        lambda: provenance.dataset_rows(code_version="0.0.0", status="DEPRECATED"),
-    f"frames list --used-by {SCIENCE}": lambda: provenance.frames_used_by(SCIENCE),
-}
+
+
+def queries(provenance: Provenance) -> dict:
+    return {
+        f"datasets list --uses-frame {FRAME}": lambda: provenance.dataset_rows(uses_frame=FRAME),
+        f"datasets list --calibration {CALIBRATION}": lambda: provenance.dataset_rows(calibration=CALIBRATION),
+        f"datasets list --recipe {RECIPE}": lambda: provenance.dataset_rows(recipe=RECIPE),
+        f"datasets list --recipe {RECIPE} --code-version 0.3.0":
+            lambda: provenance.dataset_rows(recipe=RECIPE, code_version="0.3.0"),
+        "datasets list --code-version 0.0.0 --status DEPRECATED":
+            lambda: provenance.dataset_rows(code_version="0.0.0", status="DEPRECATED"),
+        f"frames list --used-by {SCIENCE}": lambda: provenance.frames_used_by(SCIENCE),
+    }
 
 
 def timed(function, repeat: int = 5) -> tuple[float, int]:
@@ -132,7 +137,7 @@ def main() -> int:
                   f"moto server on loopback; median of 5")
             scan_s, scanned = timed(lambda: [d for d in DatasetItem.scan() if d.recipe == RECIPE], repeat=3)
             print(f"{'baseline: Scan of the datasets table, filtered':<58} {scan_s * 1000:8.1f} ms  ({scanned} of {size:,})")
-            for label, query in QUERIES.items():
+            for label, query in queries(Provenance(DynamoReads(settings))).items():
                 seconds, rows = timed(query)
                 print(f"{label:<58} {seconds * 1000:8.1f} ms  ({rows} rows; {scan_s / seconds:6.1f}x faster than the Scan)")
     finally:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import boto3
 
-from obsflow import aws, catalogue, console, products, queries
+from obsflow import aws, console, products, services
 from obsflow.errors import NotFound
 from obsflow.local.stack import LocalStack
+from obsflow.reads.catalogue import Catalogue
+from obsflow.reads.queries import Queries
 from obsflow.simulate import SimulatedCandidate, simulate_candidate
 from obsflow.statuses import ERROR, FAILED, INSTANCE_SUCCEEDED, SUCCEEDED
 from obsflow.tables import datasets
@@ -70,7 +72,7 @@ def upload_like_the_summit(s3, bucket: str, night: list[SimulatedCandidate], rng
     return {"frames": len(frames), "resent": len(resent), "broken": 1}
 
 
-def _details(candidate_ids: list[str]) -> list[dict | None]:
+def _details(queries: Queries, candidate_ids: list[str]) -> list[dict | None]:
     found = []
     for candidate_id in candidate_ids:
         try:
@@ -80,10 +82,11 @@ def _details(candidate_ids: list[str]) -> list[dict | None]:
     return found
 
 
-def wait_until_ready(candidate_ids: list[str], expected_frames: int, progress: Progress, timeout_s: float = 180) -> list[dict]:
+def wait_until_ready(queries: Queries, candidate_ids: list[str], expected_frames: int, progress: Progress,
+                     timeout_s: float = 180) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        details = _details(candidate_ids)
+        details = _details(queries, candidate_ids)
         received = sum(op["received"] for d in details if d for op in d["ops"])
         progress.update(min(received, expected_frames), expected_frames)
         if all(d and d.get("ready_at") for d in details):
@@ -105,7 +108,7 @@ def subscribe_pi(session, settings, proposal_id: str) -> str:
     return queue_url
 
 
-def follow_runs(echo: Echo, sfn, timeout_s: float = 600) -> list[dict]:
+def follow_runs(echo: Echo, sfn, queries: Queries, catalogue: Catalogue, timeout_s: float = 600) -> list[dict]:
     """Print each task of every run as it starts and ends, until the night's catalogue has settled."""
     deadline, shown, started = time.monotonic() + timeout_s, set(), time.monotonic()
     while time.monotonic() < deadline:
@@ -149,7 +152,8 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
         sent = upload_like_the_summit(s3, stack.settings.ingest_bucket_name, night, random.Random(seed),
                                       Progress(echo, "uploading frames", interactive))
         ids = [c.candidate_id for c in night]
-        ready = wait_until_ready(ids, sent["frames"], Progress(echo, "ingesting", interactive))
+        queries, catalogue = services.queries(stack.settings), services.catalogue(stack.settings)
+        ready = wait_until_ready(queries, ids, sent["frames"], Progress(echo, "ingesting", interactive))
         echo(f"  {sent['resent']} re-sent frame(s) counted once; every candidate READY:")
         for detail in ready:
             echo(f"    {detail['candidate_id']} ({detail['proposal_id']}): "
@@ -160,7 +164,7 @@ def run_demo(echo: Echo, *, port: int = 0, seed: int = 7, shape=(512, 512), n_ca
         echo("")
         echo("processing (discovery rules plan master calibrations, science after them, a summary per night and "
              "proposal; Step Functions on moto, each task a subprocess):")
-        runs = follow_runs(echo, session.client("stepfunctions"))
+        runs = follow_runs(echo, session.client("stepfunctions"), queries, catalogue)
         echo("")
         echo(f"the processing catalogue of {NIGHT[0][0]} (`obsflow catalogue tree {NIGHT[0][0]}`; * marks its instances):")
         for line in catalogue.tree(NIGHT[0][0]):

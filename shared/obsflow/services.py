@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from obsflow import tables
+from obsflow.reads.catalogue import Catalogue
+from obsflow.reads.provenance import Provenance
+from obsflow.reads.queries import Queries
+from obsflow.reads.store import DynamoReads
 from obsflow.runs.platform import (
     BatchJobDefinitions,
     RegisteredRecipes,
@@ -66,7 +70,25 @@ def campaign_service(settings: Settings | None = None) -> "CampaignService":
     """Campaigns and reprocessing plans of the stage, over its run service."""
     from obsflow.runs.campaigns import CampaignService
 
-    return CampaignService(run_service(settings), BatchJobDefinitions(bound_settings(settings)))
+    return CampaignService(run_service(settings), provenance(settings), BatchJobDefinitions(bound_settings(settings)))
+
+
+def catalogue(settings: Settings | None = None) -> Catalogue:
+    """The processing catalogue of the stage, as its read model answers."""
+    settings = bound_settings(settings)
+    return _cached("catalogue", settings, lambda: Catalogue(DynamoReads(settings)))
+
+
+def provenance(settings: Settings | None = None) -> Provenance:
+    """The provenance queries of the stage."""
+    settings = bound_settings(settings)
+    return _cached("provenance", settings, lambda: Provenance(DynamoReads(settings)))
+
+
+def queries(settings: Settings | None = None) -> Queries:
+    """What an operator lists and shows of the stage's records."""
+    settings = bound_settings(settings)
+    return _cached("queries", settings, lambda: Queries(DynamoReads(settings)))
 
 
 def version_comparison(settings: Settings | None = None, cache_size: int = 0) -> "VersionComparison":

@@ -9,6 +9,7 @@ import pytest
 from obsflow.monitor.server import Monitor
 from obsflow.runs.campaigns import CampaignService
 from obsflow.runs.service import NotAllowed
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_run_service import add_candidate, make_service
 
 
@@ -17,7 +18,7 @@ def attached():
     """Given a campaign with a plan attached, and a private document elsewhere in the work bucket."""
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     campaigns.create("docs", "calibration", "dq", "why", recipe="frame-census", selection={"ids": {"ids": ["c1_obs"]}})
     service.documents.buckets["work"]["plans/private.json"] = b'{"proposal": "pid_2_99"}'
     record, _ = campaigns.attach("docs", "plan.txt", b"the plan", "the plan we run", "ana")

@@ -12,6 +12,7 @@ from obsflow.errors import NotFound
 from obsflow.runs.campaigns import MAX_DOCUMENT_BYTES, MAX_ID_SET, CampaignService, read_id_set
 from obsflow.runs.domain import Dataset
 from obsflow.runs.service import NotAllowed
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_run_service import add_candidate, make_service
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
@@ -29,7 +30,7 @@ def world():
     """Given frames of proposal pid_1_23, and the campaign service."""
     service = make_service()
     add_candidate(service, "c1", status="PLANNED", proposal="pid_1_23")
-    return service, CampaignService(service)
+    return service, CampaignService(service, fake_provenance(service))
 
 
 def create(campaigns, name: str, campaign_type: str, calibration_id: str):
@@ -95,7 +96,7 @@ def test_a_plan_started_twice_makes_one_campaign_and_a_second_name_is_refused(ni
     # Given a plan over a catalogued dataset
     service, _ = night
     service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     plan = campaigns.planner.plan(Change(parameter="saturation_level"), "dq")
     # When it is started twice under one name (as two operators at once would), then under another name
     first = campaigns.start_plan(plan["plan_id"], "again", "dq", "why")

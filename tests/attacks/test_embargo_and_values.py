@@ -85,12 +85,12 @@ def test_an_early_release_is_recorded_with_who_and_why_and_shown_as_it_happened(
 
 
 def test_datasets_show_derives_access_from_when_it_was_released(monkeypatch):
-    from obsflow import queries
+    from obsflow.reads import queries
 
     # Given released datasets as the table holds them: on time, early with its record, early with none
     def item(released_at, decisions=()):
-        return type("Item", (), {"embargo": None, "release_date": "2027-11-20", "proposal_id": "pid_1_23",
-                                 "released_at": released_at, "decisions": list(decisions)})
+        return {"embargo": None, "release_date": "2027-11-20", "proposal_id": "pid_1_23", "released_at": released_at,
+                "decisions": list(decisions)}
 
     early = {"decision": "release-early", "by": "ana", "at": REAL_NOW.isoformat(), "reason": "PI asked",
              "release_date": "2027-11-20"}

@@ -37,14 +37,12 @@ def test_a_retry_echoes_its_values_as_they_will_run_typed(monkeypatch):
 
 
 def test_candidates_show_shows_the_candidates_processing(monkeypatch):
-    from obsflow import catalogue, queries
-
     detail = {"candidate_id": "sim_0001", "status": "PLANNED", "processing": "SUCCEEDED", "run_ids": ["run-1"],
               "ops": [], "events": []}
-    monkeypatch.setattr(queries, "candidate_detail", lambda candidate_id: detail)
-    monkeypatch.setattr(catalogue, "processing_of", lambda candidate_id: [
+    monkeypatch.setattr(cli.ingest, "_queries", lambda: SimpleNamespace(candidate_detail=lambda candidate_id: detail))
+    monkeypatch.setattr(cli.ingest, "_catalogue", lambda: SimpleNamespace(processing_of=lambda candidate_id: [
         {"instance_id": "ri-1", "recipe": "vbi-l1@1.2.0", "state": "SUCCEEDED", "state_reason": None,
-         "dataset_id": "ds-1"}])
+         "dataset_id": "ds-1"}]))
     monkeypatch.setattr(cli.common, "_discover", lambda settings: settings)
     result = CliRunner().invoke(cli.main, ["candidates", "show", "sim_0001"])
     assert result.exit_code == 0, result.output

@@ -10,6 +10,7 @@ import pytest
 from obsflow.runs import layout
 from obsflow.runs.campaigns import CampaignService
 from obsflow.runs.domain import Dataset
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_run_service import T0, add_candidate, make_service
 
 DAY = dt.timedelta(days=1)
@@ -27,7 +28,7 @@ def recurring(*names: str, calibration: str | None = None):
             calibration, "run-cal", "pid_1_23", "cal", "vbi-calibration@1.0.0", "data", f"pid_1_23/{calibration}/",
             "product", "key", 0, [], {}, T0, kind="calibration", status="ACTIVE", release_date="2027-11-20",
             embargo="EMBARGOED")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     for name in names:
         campaigns.create(name, "calibration", "dq", "flats daily", recipe="frame-census",
                          selection={"include_tags": ["flat"]}, schedule="every 1d", calibration=calibration)
@@ -47,7 +48,7 @@ def tickets_of(service, name):
 def test_a_cron_schedule_that_never_fires_or_fires_every_few_minutes_is_refused_at_create(cron, said):
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # When a campaign is created on it, Then it is refused with what is wrong, and nothing is recorded
     with pytest.raises(ValueError, match=said):
         campaigns.create("odd", "calibration", "dq", "why", recipe="frame-census",
@@ -59,7 +60,7 @@ def test_a_cron_schedule_that_never_fires_or_fires_every_few_minutes_is_refused_
 def test_hourly_weekly_yearly_and_month_end_cron_schedules_are_taken(schedule):
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
-    campaign = CampaignService(service).create("fine", "calibration", "dq", "why", recipe="frame-census",
+    campaign = CampaignService(service, fake_provenance(service)).create("fine", "calibration", "dq", "why", recipe="frame-census",
                                                selection={"ids": {"ids": ["c1_obs"]}}, schedule=schedule)
     assert campaign.schedule == schedule
 

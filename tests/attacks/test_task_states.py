@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from obsflow.queries import task_progress
+from obsflow.reads.queries import task_progress
 
 T0 = dt.datetime(2026, 12, 5, 3, tzinfo=dt.timezone.utc)
 

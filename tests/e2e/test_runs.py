@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from obsflow import aws, queries, tables
+from obsflow import aws, services, tables
 from obsflow.cli import main as cli
 from obsflow.errors import NotFound
 from obsflow.local.lambda_runtime import invoke_local
@@ -345,7 +345,7 @@ def test_the_backstop_releases_an_incomplete_candidate_after_13_days_with_a_revi
         s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
     def counted() -> int:
         try:
-            return sum(op["received"] for op in queries.candidate_detail("cand_late")["ops"])
+            return sum(op["received"] for op in services.queries(stack.settings).candidate_detail("cand_late")["ops"])
         except NotFound:  # its document is not ingested yet
             return 0
 

@@ -8,10 +8,12 @@ import json
 
 import boto3
 
-from obsflow import provenance, tables
+from obsflow import tables
 from obsflow.embargo import EMBARGOED
 from obsflow.ingest.documents import ProposalDocument
 from obsflow.ingest.store import DynamoIngestStore
+from obsflow.reads.provenance import Provenance
+from obsflow.reads.store import DynamoReads
 from obsflow.runs.domain import Dataset
 from obsflow.runs.platform import S3Documents
 from obsflow.runs.store import DynamoRunStore
@@ -92,6 +94,7 @@ def test_datasets_under_embargo_are_listed_from_their_sparse_index_soonest_relea
             release_date=release, release_basis={"pid_1_23": "2026-11-20"}, embargo=status))
     assert [d.dataset_id for d in store.datasets_under_embargo()] == ["ds-2", "ds-0"]
     # And `datasets list --embargoed` (alone, or with another filter) shows them with their release dates
+    provenance = Provenance(DynamoReads(catalog[0]))
     rows = provenance.dataset_rows(embargo=EMBARGOED)
     assert [(r["dataset_id"], r["release_date"]) for r in rows] == [("ds-2", "2027-01-05"), ("ds-0", "2027-11-20")]
     assert {r["dataset_id"] for r in provenance.dataset_rows(recipe="r", embargo=EMBARGOED)} == {"ds-0", "ds-2"}

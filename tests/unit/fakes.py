@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -12,8 +13,10 @@ from obsflow.errors import NotFound, Rejected, TransientError
 from obsflow.ingest.documents import StoredDocument
 from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
-from obsflow.qc import UNINDEXED, check_known, passes_all
+from obsflow.qc import passes_all
+from obsflow.reads.provenance import Provenance
 from obsflow.runs.domain import HistoryEntry
+from obsflow.tables.datasets import LISTED_ATTRIBUTES
 
 FIRST_WRITE = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
@@ -333,16 +336,6 @@ class FakeRunStore:
     def datasets_of_instance(self, instance_id):
         return [copy.deepcopy(d) for d in self.datasets.values() if d.instance_id == instance_id]
 
-    def dataset_ids_where(self, filters, qc=()):
-        fields = {"recipe": lambda d, v: d.recipe == v or d.recipe_name == v, "status": lambda d, v: d.status == v,
-                  "campaign": lambda d, v: d.campaign == v, "code_version": lambda d, v: d.code_version == v}
-        if qc:
-            check_known(qc, sorted({m for d in self.datasets.values() for m in d.qc or {}}))
-            if any(d.qc is None and d.created_at < self.qc_indexed_from for d in self.datasets.values()):
-                raise ValueError(UNINDEXED)
-        return sorted(d.dataset_id for d in self.datasets.values()
-                      if all(fields[k](d, v) for k, v in filters.items()) and passes_all(qc, d.qc))
-
     def record_qc(self, dataset_id, values, notes, at):
         self.update_dataset(dataset_id, qc=dict(values), qc_notes=dict(notes))
         self.qc_indexed_from = min(self.qc_indexed_from, at)
@@ -427,6 +420,141 @@ class FakeRunStore:
             return False
         records[key] = copy.deepcopy(value)
         return True
+
+
+def _record(entity) -> dict:
+    """A domain object as the record a table stores: the attributes it has (a None is not stored)."""
+    return {k: v for k, v in dataclasses.asdict(entity).items() if v is not None}
+
+
+def _listed(dataset) -> dict:
+    return {k: v for k, v in _record(dataset).items() if k in LISTED_ATTRIBUTES}
+
+
+def _without_inputs(instance):
+    return dataclasses.replace(instance, inputs=[]) if instance is not None else None
+
+
+class FakeReads:
+    """The read ports (obsflow.reads.ports) over a FakeRunStore's records: what the runs ports read is read from
+    the store itself; recipes from ``recipes`` (a RecipeBook); ingest's quarantine and frame details as records."""
+
+    SHARED_WITH_THE_RUNS_PORTS = ("instance", "users_of", "runs_of", "candidate", "frames_by_id", "op_progress",
+                                  "dataset", "datasets_of_instance", "datasets_of_product", "proposals", "run",
+                                  "runs_with_status")
+
+    def __init__(self, store: FakeRunStore, recipes=None):
+        self.store, self.recipes = store, recipes
+        self.quarantined: list[dict] = []
+
+    def __getattr__(self, name):
+        if name in self.SHARED_WITH_THE_RUNS_PORTS:
+            return getattr(self.store, name)
+        raise AttributeError(name)
+
+    # the catalogue's records
+    def instance_record(self, instance_id):
+        return _without_inputs(self.store.instance(instance_id))
+
+    def instance_records_with_state(self, state):
+        return sorted(map(_without_inputs, self.store.instances_with_state(state)), key=lambda i: i.created_at)
+
+    def instance_records_of_reference(self, reference):
+        return sorted(map(_without_inputs, self.store.instances_of_reference(reference)), key=lambda i: i.created_at)
+
+    # datasets
+    def _datasets(self, **where):
+        return sorted((d for d in self.store.datasets.values() if all(getattr(d, k) == v for k, v in where.items())),
+                      key=lambda d: d.created_at)
+
+    def dataset_records_of_kind(self, kind):
+        return [_record(d) for d in self._datasets(kind=kind)]
+
+    def dataset_record(self, dataset_id):
+        return _record(self.store.datasets[dataset_id]) if dataset_id in self.store.datasets else None
+
+    def dataset_ids_with(self, field, value):
+        return {d.dataset_id for d in self._datasets(**{field: value})}
+
+    def listed_datasets_with(self, field, value):
+        found = self._datasets(**{field: value})
+        return [_listed(d) for d in (sorted(found, key=lambda d: d.release_date) if field == "embargo" else found)]
+
+    def listed_datasets(self, dataset_ids):
+        return [_listed(d) for d in self._datasets() if d.dataset_id in dataset_ids]
+
+    def all_listed_datasets(self):
+        return [_listed(d) for d in self._datasets()]
+
+    def qc_dataset_ids(self, qc_filter):
+        return {d.dataset_id for d in self._datasets() if passes_all((qc_filter,), d.qc)}
+
+    def qc_metrics(self):
+        return sorted({metric for d in self._datasets() for metric in d.qc or {}})
+
+    def qc_indexed_since(self):
+        return None if self.store.qc_indexed_from == dt.datetime.max.replace(tzinfo=dt.timezone.utc) \
+            else self.store.qc_indexed_from
+
+    def any_dataset_created_before(self, at):
+        return any(at is None or d.created_at < at for d in self._datasets())
+
+    # ingest's records
+    def frame_records(self, op_id):
+        return [_record(f) for f in sorted(self.store.frames, key=lambda f: (f.op_id, f.date_obs))
+                if op_id in (None, f.op_id)]
+
+    def proposal_records(self):
+        return [{**_record(p), "events": []} for p in self.store.known_proposals.values()]
+
+    def proposal_record(self, proposal_id):
+        known = self.store.known_proposals.get(proposal_id)
+        return {**_record(known), "events": []} if known else None
+
+    def quarantine_records(self):
+        return copy.deepcopy(self.quarantined)
+
+    def op_records(self):
+        return [_record(op) for _, op in sorted(self.store.ops.items())]
+
+    def op_record(self, op_id):
+        return _record(self.store.ops[op_id]) if op_id in self.store.ops else None
+
+    def candidate_records(self):
+        return [self.candidate_record(c) for c in self.store.candidates]
+
+    def candidate_record(self, candidate_id):
+        candidate = self.store.candidates.get(candidate_id)
+        events = [dataclasses.asdict(e) for e in self.store.conflicts.get(candidate_id, [])]
+        return {**_record(candidate), "events": events} if candidate else None
+
+    # recipes and runs
+    def recipe_records(self, name=None):
+        """A recipe book lists no recipes: the named recipe's latest version alone."""
+        recipes = [self.recipes.get(name)] if name else []
+        return [{"name": r.name, "version": r.version, "instrument": r.instrument, "state_machine": f"sm-{r.name}",
+                 "definition": r.model_dump(mode="json")} for r in recipes]
+
+    def registered_recipe(self, name):
+        return self.recipes.get(name)
+
+    def recipe_version(self, name, version):
+        return self.recipes.get(name, version)
+
+    def parameter_value_records(self, recipe):
+        return []
+
+    def run_records(self, status=None):
+        return [_record(r) for r in (self.store.runs_with_status(status) if status
+                                     else sorted(self.store.runs.values(), key=lambda r: r.created_at))]
+
+    def run_record(self, run_id):
+        return _record(self.store.runs[run_id]) if run_id in self.store.runs else None
+
+
+def fake_provenance(service) -> Provenance:
+    """The provenance read model over a run service's fake store."""
+    return Provenance(FakeReads(service.store, service.recipes))
 
 
 class FakeDocuments:

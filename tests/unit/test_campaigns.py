@@ -14,6 +14,7 @@ from obsflow.runs.campaigns import CampaignService
 from obsflow.runs.digests import inputs_digest, task_digests
 from obsflow.runs.reprocessing import Change
 from obsflow.runs.service import NotAllowed
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_catalogue import complete
 from tests.unit.test_run_service import T0, add_candidate, make_service
 
@@ -63,7 +64,7 @@ def test_a_plan_for_a_changed_parameter_lists_exactly_the_affected_datasets_and_
     digests = task_digests(recipe, run.configuration, inputs_digest(document), "0.1.0", "any")
     service.documents.buckets["work"][layout.task_output_record_key(digests["inventory"])] = {"outputs": []}
     # When the plan is made
-    plan = CampaignService(service).planner.plan(Change(parameter="saturation_level"), "dq")
+    plan = CampaignService(service, fake_provenance(service)).planner.plan(Change(parameter="saturation_level"), "dq")
     # Then it names only the November dataset, with the value's change, and what re-runs and is reused
     [item] = plan["items"]
     assert item["dataset_id"] == datasets["c_nov"]
@@ -73,13 +74,13 @@ def test_a_plan_for_a_changed_parameter_lists_exactly_the_affected_datasets_and_
     # And nothing ran, and the plan is saved under its id (the same plan asked again has the same id)
     assert service.store.runs == runs_before
     assert service.documents.buckets["work"][f"plans/{plan['plan_id']}.json"]["items"] == plan["items"]
-    assert CampaignService(service).planner.plan(Change(parameter="saturation_level"), "dq")["plan_id"] == plan["plan_id"]
+    assert CampaignService(service, fake_provenance(service)).planner.plan(Change(parameter="saturation_level"), "dq")["plan_id"] == plan["plan_id"]
 
 
 def test_starting_a_plan_makes_a_new_dataset_of_the_same_product_and_both_stay_active(night):
     service, datasets = night
     service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     plan = campaigns.planner.plan(Change(parameter="saturation_level"), "dq")
     # When it is started as a campaign (twice: the second changes nothing) and its run completes
     for _ in range(2):
@@ -101,7 +102,7 @@ def test_starting_a_plan_makes_a_new_dataset_of_the_same_product_and_both_stay_a
 
 def test_a_plan_for_bad_frames_names_the_datasets_made_from_one_and_its_copies_leave_them_out(night):
     service, datasets = night
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # Given nothing marked bad, a plan for bad frames is empty
     assert campaigns.planner.plan(Change(bad_frames=True), "dq")["items"] == []
     # When one of the November observe frames is marked bad after it was processed, and the plan is made
@@ -127,7 +128,7 @@ def test_a_campaign_runs_below_new_observations_at_most_n_at_once_and_pauses_its
     service = make_service(capacity=4)
     for index in range(3):
         add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     ids = {"ops": [f"old{index}_obs" for index in range(3)]}
     campaigns.create("census-all", "commissioning", "ops", "census of old frames", recipe="frame-census@1.0.0",
                      selection={"ids": ids}, max_concurrent=1, pause_after_failures=2)
@@ -163,7 +164,7 @@ def test_an_id_set_with_a_tag_excluding_some_frames_selects_exactly_the_rest():
     service = make_service()
     add_candidate(service, "c1", status="PLANNED", observe_frames=4)
     service.store.add_tags("bad-seeing", ["c1_obs-f2"], "dq", "r0 below 3 cm", service.clock())
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # When a campaign selects the OP and excludes the tag
     campaigns.create("good-seeing", "commissioning", "dq", "good frames only", recipe="frame-census",
                      selection={"ids": {"ids": ["c1_obs"]}, "exclude_tags": ["bad-seeing"]})
@@ -178,7 +179,7 @@ def test_an_id_set_with_a_tag_excluding_some_frames_selects_exactly_the_rest():
 def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_when_paused():
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     with pytest.raises(ValueError, match="is not a campaign name"):
         campaigns.create("../x", "commissioning", "me", "why", recipe="frame-census", selection={"ids": ["c1"]})
     with pytest.raises(ValueError, match="needs a reason"):
@@ -199,7 +200,7 @@ def test_campaign_definitions_are_checked_and_a_running_campaign_is_edited_only_
 
 def test_a_developer_rerun_is_isolated_quiet_kept_whole_and_swept_after_its_retention_unless_in_use(night):
     service, datasets = night
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # When a developer reruns the November dataset from observe_stats on, with another saturation level
     campaign = campaigns.rerun(datasets["c_nov"], "dev", from_task="observe_stats",
                                overrides={"saturation_level": "50000"}, retention_days=3)
@@ -250,13 +251,13 @@ def test_only_a_developer_campaign_takes_developer_options():
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
     with pytest.raises(ValueError, match="only a developer campaign"):
-        CampaignService(service).create("x", "commissioning", "me", "why", recipe="frame-census",
+        CampaignService(service, fake_provenance(service)).create("x", "commissioning", "me", "why", recipe="frame-census",
                                         selection={"ids": ["c1"]}, task_image="path:/tmp")
 
 
 def test_a_campaign_over_a_catalogue_query_reprocesses_the_datasets_it_answers(night):
     service, datasets = night
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # When a campaign selects the ACTIVE datasets of frame-census, less one tagged as bad
     service.store.add_tags("bad", [datasets["c_may"]], "dq", "striping", service.clock())
     campaigns.create("all-census", "reprocessing", "dq", "census again", recipe="frame-census@1.0.0",
@@ -285,7 +286,7 @@ class FakeJobDefinitions:
 def test_a_developer_task_image_runs_on_its_own_job_definition_revisions_and_production_on_the_stage_s(night):
     service, datasets = night
     definitions = FakeJobDefinitions()
-    campaigns = CampaignService(service, definitions)
+    campaigns = CampaignService(service, fake_provenance(service), definitions)
     # When a developer campaign with another task image starts (twice: registered once)
     campaigns.create("new-image", "developer", "dev", "try the new image", recipe="frame-census",
                      selection={"ids": {"datasets": [datasets["c_nov"]]}}, task_image="registry/obsflow-tasks:dev")
@@ -328,7 +329,7 @@ def test_a_draft_shows_what_it_would_run_and_estimates_it():
     service = make_service(capacity=4)
     for index in range(2):
         add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}", observe_frames=3)
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     campaigns.create("preview-me", "commissioning", "ops", "census", recipe="frame-census@1.0.0",
                      selection={"ids": {"ops": ["old0_obs", "old1_obs"]}})
     # When it is shown
@@ -349,7 +350,7 @@ def census_campaign(name: str, proposals: int, **limits):
     service = make_service(capacity=4)
     for index in range(proposals):
         add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     campaigns.create(name, "commissioning", "ops", "census", recipe="frame-census@1.0.0",
                      selection={"ids": {"ops": [f"old{index}_obs" for index in range(proposals)]}}, **limits)
     campaigns.start(name, "ops")
@@ -361,7 +362,7 @@ def test_a_recurring_campaign_runs_only_what_is_new_at_each_occurrence_and_recor
     service = make_service(capacity=4)
     add_candidate(service, "c1", status="PLANNED", observe_frames=2)
     service.store.add_tags("flat-season", ["c1_obs"], "dq", "flats of the season", service.clock())
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     campaigns.create("flats", "calibration", "dq", "flats every two weeks", recipe="frame-census",
                      selection={"include_tags": ["flat-season"]}, schedule="every 14d")
     # When it starts: its first occurrence runs what the selection matches now
@@ -397,7 +398,7 @@ def test_a_recurring_campaign_runs_only_what_is_new_at_each_occurrence_and_recor
 def test_a_recurring_campaign_is_defined_on_a_schedule_that_can_be_meant_and_an_operator_can_run_it_now():
     service = make_service()
     add_candidate(service, "c1", status="PLANNED")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     selection = {"ids": {"ids": ["c1_obs"]}}
     # Given schedules too frequent, malformed, or on a reprocessing plan: each is refused with what is meant
     for schedule in ("every 10m", "every 0d", "every 400d", "cron 0 3 * *", "cron * * * * * *", "cron rm -rf"):
@@ -450,7 +451,7 @@ def test_a_calibration_change_is_planned_down_the_catalogue_and_started_in_depen
     summary = complete(service, service.submit().started[0])
     # When bad_pixel_high of the calibration recipe changes for the night and the change is planned
     service.recipes = ChangedValue(service.recipes, "bad_pixel_high", 1.9, dt.date(2026, 1, 1))
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     plan = campaigns.planner.plan(Change(parameter="bad_pixel_high"), "dq")
     # Then it lists the calibration, then the science made from it, then the summary made from that, each copy
     # taking its producer's copy as input, and costs the whole closure

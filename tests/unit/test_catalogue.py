@@ -7,6 +7,7 @@ import pytest
 
 from obsflow.runs import layout
 from obsflow.runs.domain import Instance, Run, derive_instance_state
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_run_service import T0, add_candidate, make_service
 
 SHARED = ("night_dark", "night_gain")
@@ -150,7 +151,7 @@ def test_a_new_version_of_an_input_changes_nothing_downstream_until_data_quality
     plan_id = ticket.suggested_action.split("reprocess start ")[1].split()[0]
     assert service.submit().planned == []  # still nothing runs by itself
     # When the plan is started, Then the summary's copy is made from the new science dataset, in one more instance
-    CampaignService(service).start_plan(plan_id, "summary-4fps", "dq", "the summary on the kept version")
+    CampaignService(service, fake_provenance(service)).start_plan(plan_id, "summary-4fps", "dq", "the summary on the kept version")
     [rerun] = service.submit().started
     document = service.documents.buckets["work"][service.store.runs[rerun].input_dataset_key]
     assert [u["dataset_id"] for u in document["upstream"]] == [new_science]

@@ -77,13 +77,30 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+def aws_or_tables(imported: set[str]) -> set[str]:
+    return {name for name in imported
+            if name.split(".")[0] in ("boto3", "botocore", "pynamodb") or name.startswith(("obsflow.tables", "obsflow.aws"))}
+
+
 def test_the_run_service_and_its_domain_import_no_aws_client_and_no_table():
     # The service sees ports and domain objects; boto3, pynamodb and the table models stay in the adapters
     for module in ("service", "domain", "ports", "records", "failures"):
-        imported = imported_modules(PACKAGE / "runs" / f"{module}.py")
-        forbidden = {name for name in imported
-                     if name.split(".")[0] in ("boto3", "botocore", "pynamodb") or name.startswith(("obsflow.tables", "obsflow.aws"))}
+        forbidden = aws_or_tables(imported_modules(PACKAGE / "runs" / f"{module}.py"))
         assert not forbidden, f"runs/{module}.py imports {sorted(forbidden)}"
+
+
+def test_the_read_models_see_their_ports_alone_and_the_runs_layer_never_reads_through_them():
+    # Given the read side: its read models over its ports, its adapter on the tables (reads/store.py)
+    for module in ("ports", "catalogue", "provenance", "queries"):
+        imported = imported_modules(PACKAGE / "reads" / f"{module}.py")
+        # Then no read model imports a table model, an AWS client or the adapter
+        forbidden = aws_or_tables(imported) | {name for name in imported if name.endswith(".store")}
+        assert not forbidden, f"reads/{module}.py imports {sorted(forbidden)}"
+    # And the runs layer (the write side) asks the read side through its own ports only (runs.ports.DatasetQuery)
+    graph = import_graph()
+    reaching_up = {module for module, targets in graph.items() if module.startswith("obsflow.runs.")
+                   and any(target.startswith("obsflow.reads") for target in targets)}
+    assert not reaching_up, sorted(reaching_up)
 
 
 HEAVY = ("astropy", "dkist_header_validator", "numpy", "boto3", "pynamodb")
@@ -101,7 +118,7 @@ def test_the_cli_imports_only_what_a_command_uses():
     help_only = "from click.testing import CliRunner\nfrom obsflow.cli import main\nCliRunner().invoke(main, ['--help'])"
     assert modules_loaded_by(help_only) == set()
     # And the read side a listing uses (queries, stores) loads the AWS SDK but no FITS library
-    assert modules_loaded_by("import obsflow.queries, obsflow.ingest.store, obsflow.provenance") == {"boto3", "pynamodb"}
+    assert modules_loaded_by("import obsflow.reads.store, obsflow.ingest.store") == {"boto3", "pynamodb"}
 
 
 def test_no_lambda_handler_loads_astropy_on_import():

@@ -12,6 +12,7 @@ import pytest
 from obsflow.qc import SYNTAX, QcFilter, parse_filter, qc_values, recordable
 from obsflow.runs.campaigns import CampaignService
 from obsflow.runs.reprocessing import Change
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_catalogue import complete
 from tests.unit.test_run_service import add_candidate, make_service
 
@@ -121,21 +122,21 @@ def test_a_catalogued_dataset_records_its_qc_values_and_notes_what_cannot_be_rec
 
 def test_datasets_are_selected_by_their_qc_values_and_nan_is_never_selected(census):
     service, made = census
-    store = service.store
+    provenance = fake_provenance(service)
     # When datasets are selected by QC filters (ANDed)
-    assert store.dataset_ids_where({}, (parse_filter("qc.dark_level<120"),)) == [made["c_good"]]
-    assert store.dataset_ids_where({}, (parse_filter("qc.dark_level>=0"),)) == sorted([made["c_good"], made["c_poor"]])
-    assert store.dataset_ids_where({"status": "ACTIVE"}, (parse_filter("qc.saturated_fraction_max<0.1"),
-                                                          parse_filter("qc.dark_level>50"))) == [made["c_good"]]
+    assert provenance.dataset_ids((parse_filter("qc.dark_level<120"),)) == {made["c_good"]}
+    assert provenance.dataset_ids((parse_filter("qc.dark_level>=0"),)) == {made["c_good"], made["c_poor"]}
+    assert provenance.dataset_ids((parse_filter("qc.saturated_fraction_max<0.1"), parse_filter("qc.dark_level>50")),
+                                  status="ACTIVE") == {made["c_good"]}
     # And a metric no dataset has is refused, naming those recorded
     with pytest.raises(ValueError, match="no dataset has QC value rms_contrast; QC values recorded: dark_level, "
                                          "median_mean, saturated_fraction_max, warnings"):
-        store.dataset_ids_where({}, (parse_filter("qc.rms_contrast<0.05"),))
+        provenance.dataset_ids((parse_filter("qc.rms_contrast<0.05"),))
 
 
 def test_a_plan_is_narrowed_to_the_affected_datasets_that_pass_its_qc_filters(census):
     service, made = census
-    planner = CampaignService(service).planner
+    planner = CampaignService(service, fake_provenance(service)).planner
     # Given a change that affects all three datasets
     change = Change(datasets=tuple(made.values()))
     assert len(planner.plan(change, "dq", save=False)["items"]) == 3
@@ -148,7 +149,7 @@ def test_a_plan_is_narrowed_to_the_affected_datasets_that_pass_its_qc_filters(ce
 
 def test_a_campaign_selects_the_datasets_whose_qc_values_pass_its_filters(census):
     service, made = census
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     # When a campaign selects the ACTIVE frame-census datasets with a dark level below 120
     campaign = campaigns.create("low-dark", "reprocessing", "dq", "again", recipe="frame-census@1.0.0",
                                 selection={"query": {"recipe": "frame-census"}, "qc": ["qc.dark_level<120"]})
@@ -169,13 +170,13 @@ def test_datasets_catalogued_before_qc_values_were_recorded_are_reindexed_before
     old = dataclasses.replace(service.store.datasets[made["c_good"]], dataset_id="ds-old", qc=None, qc_notes={},
                               created_at=service.store.datasets[made["c_good"]].created_at - dt.timedelta(days=30))
     service.store.datasets["ds-old"] = old
+    provenance = fake_provenance(service)
     # When a QC filter is asked, Then it is refused, saying what to run (nothing is silently left out)
     with pytest.raises(ValueError, match="obsflow datasets reindex-qc"):
-        service.store.dataset_ids_where({}, (parse_filter("qc.dark_level<120"),))
+        provenance.dataset_ids((parse_filter("qc.dark_level<120"),))
     # When the reindex runs, Then the old dataset has its values and is selected
     assert service.reindex_qc() == {"reindexed": ["ds-old"]}
     assert service.store.datasets["ds-old"].qc["dark_level"] == 100.0
-    assert service.store.dataset_ids_where({}, (parse_filter("qc.dark_level<120"),)) == sorted(["ds-old",
-                                                                                                made["c_good"]])
+    assert provenance.dataset_ids((parse_filter("qc.dark_level<120"),)) == {"ds-old", made["c_good"]}
     # And running it again finds nothing more to do
     assert service.reindex_qc() == {"reindexed": []}

@@ -16,6 +16,7 @@ from obsflow.runs.campaigns import CampaignService, approval_note
 from obsflow.runs.reprocessing import Change
 from obsflow.runs.service import NotAllowed
 from obsflow.settings import Settings
+from tests.unit.fakes import fake_provenance
 from tests.unit.test_campaigns import ChangedValue, night  # noqa: F401 (night: a fixture)
 from tests.unit.test_catalogue import complete
 from tests.unit.test_run_service import add_candidate, make_service
@@ -145,7 +146,7 @@ def census(name: str, cpu_hours: float, proposals: int = 2):
     service.settings = service.settings.model_copy(update={"campaign_approval_cpu_hours": cpu_hours})
     for index in range(proposals):
         add_candidate(service, f"old{index}", status="PLANNED", proposal=f"pid_9_{index}")
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     campaigns.create(name, "commissioning", "ops", "census", recipe="frame-census@1.0.0",
                      selection={"ids": {"ops": [f"old{index}_obs" for index in range(proposals)]}})
     return service, campaigns
@@ -256,7 +257,7 @@ def test_a_reprocessing_plan_estimated_above_the_approval_size_waits_by_its_plan
     # Given a plan for a changed parameter, on a stage whose approval size is below the plan's CPU time
     service, datasets = night
     service.recipes = ChangedValue(service.recipes, "saturation_level", 63000, dt.date(2026, 6, 1))
-    campaigns = CampaignService(service)
+    campaigns = CampaignService(service, fake_provenance(service))
     plan = campaigns.planner.plan(Change(parameter="saturation_level"), "dq")
     hours = plan["totals"]["cpu_seconds"] / 3600
     service.settings = service.settings.model_copy(update={"campaign_approval_cpu_hours": hours * 0.99})

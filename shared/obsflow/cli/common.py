@@ -31,6 +31,27 @@ def _runs(ctx: click.Context):
     return run_service(_settings(ctx))
 
 
+def _catalogue():
+    """The read model of the chosen stage's processing catalogue."""
+    from obsflow.services import catalogue
+
+    return catalogue(_settings(click.get_current_context()))
+
+
+def _provenance():
+    """The chosen stage's provenance queries."""
+    from obsflow.services import provenance
+
+    return provenance(_settings(click.get_current_context()))
+
+
+def _queries():
+    """What an operator lists and shows of the chosen stage's records."""
+    from obsflow.services import queries
+
+    return queries(_settings(click.get_current_context()))
+
+
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
     from botocore.exceptions import EndpointConnectionError
 

@@ -14,7 +14,10 @@ from obsflow.cli.common import (
     _actor,
     _an_id,
     _as_of,
+    _catalogue,
+    _provenance,
     _qc_where,
+    _queries,
     _refused,
     _runs,
     _settings,
@@ -50,7 +53,7 @@ def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, ca
       obsflow datasets list --where 'qc.median_granulation_rms_contrast<0.05' --where qc.warnings=0
     (quote them: the shell reads < and > as redirections); each filtered metric is shown as a column.
     """
-    from obsflow import provenance
+    provenance = _provenance()
     from obsflow.embargo import EMBARGOED
 
     qc = where
@@ -89,7 +92,7 @@ def datasets_reindex_qc(ctx):
 @click.pass_context
 def datasets_show(ctx, dataset_id, as_json):
     """One dataset: where it is, its files with SHA-256, and the other versions of its product."""
-    from obsflow import queries
+    queries = _queries()
 
     detail = queries.dataset_detail(dataset_id)
     _check_read(ctx, detail)
@@ -281,7 +284,7 @@ def datasets_decide(ctx, dataset_id, action, old_id, reason):
 @click.pass_context
 def datasets_provenance(ctx, dataset_id, as_json):
     """How a dataset was made: runs, tasks with code versions and manual influence, input frames."""
-    from obsflow import queries
+    queries = _queries()
     from obsflow.tables import datasets as datasets_table
 
     item = datasets_table.get(dataset_id)
@@ -324,7 +327,7 @@ def catalogue_list(state, reference, uses, as_json):
       QUEUED, QUEUED_FOR_REEXECUTION (an input changed after it succeeded), RUNNING,
       SUCCEEDED (at least once), ERROR (an error expected to persist until someone acts).
     """
-    from obsflow import catalogue as read
+    read = _catalogue()
 
     console.emit(read.instance_rows(state, reference, uses),
                  ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
@@ -337,7 +340,7 @@ def catalogue_list(state, reference, uses, as_json):
 @operator_command
 def catalogue_show(instance_id, as_json):
     """One instance: inputs by role, upstream and downstream instances, runs with estimates and actuals."""
-    from obsflow import catalogue as read
+    read = _catalogue()
 
     detail = read.instance_detail(instance_id)
     if as_json:
@@ -382,7 +385,7 @@ def catalogue_tree(identifier):
 
     Inputs at the top, each consumer indented below what it consumes; * marks the instances ID names.
     """
-    from obsflow import catalogue as read
+    read = _catalogue()
 
     for line in read.tree(identifier):
         click.echo(line)
@@ -399,7 +402,7 @@ def calibrations():
 @operator_command
 def calibrations_list(as_json):
     """Calibration datasets, oldest first: master darks per exposure time, gain and bad-pixel mask."""
-    from obsflow import catalogue as read
+    read = _catalogue()
 
     console.emit(read.calibration_rows(), ["dataset_id", "proposal_id", "reference", "status", "certification",
                                            "recipe", "files", "created_at"], as_json, "no calibration datasets yet")
@@ -460,7 +463,7 @@ def calibrations_for(candidate_id, as_json):
     """Which calibration files a candidate's datasets need, whether they exist and are certified yet, and the
     association's score: hours between science and calibration frames, and the setup matched (exposure time,
     filter, camera); 1.0 is the same setup at the same time, 0.5 the same setup a day away."""
-    from obsflow import catalogue as read
+    read = _catalogue()
     from obsflow.runs.association import describe as describe_association
 
     needed = read.calibrations_for(candidate_id)

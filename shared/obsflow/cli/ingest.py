@@ -7,7 +7,18 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _history, _read_id_list, _runs, _settings, operator_command
+from obsflow.cli.common import (
+    JSON_HELP,
+    _an_id,
+    _catalogue,
+    _history,
+    _provenance,
+    _queries,
+    _read_id_list,
+    _runs,
+    _settings,
+    operator_command,
+)
 
 
 @main.group()
@@ -71,7 +82,7 @@ def frames():
 def frames_list(op_id, quarantined, bad, history, used_by, as_json):
     """List frames (optionally of one OP or used by a dataset), the frames marked bad, or the quarantined objects
     with their reasons."""
-    from obsflow import queries
+    queries = _queries()
 
     if history and not bad:
         raise click.UsageError("--history goes with --bad: `obsflow frames list --bad --history`")
@@ -87,7 +98,7 @@ def frames_list(op_id, quarantined, bad, history, used_by, as_json):
             console.emit([t.attribute_values for t in tags_table.tagged(BAD_FRAME)], marked, as_json,
                          "no frames are marked bad")
     elif used_by:
-        from obsflow import provenance
+        provenance = _provenance()
 
         console.emit(provenance.frames_used_by(used_by), ["file_id", "op_id", "role", "task_type", "dataset_id", "via"],
                      as_json, f"dataset {used_by} lists no input frames")
@@ -162,7 +173,7 @@ def ops():
 @operator_command
 def ops_list(as_json):
     """Expected vs received frames per observing program."""
-    from obsflow import queries
+    queries = _queries()
 
     console.emit(queries.op_rows(), ["op_id", "task_type", "expected", "received", "complete", "candidate_ids"], as_json,
                  "no observing programs yet")
@@ -176,7 +187,7 @@ def ops_show(op_id, as_json):
     """One observing program: expected and received frames, its candidates, and its conflict history
     (expected counts changed by a later manifest, frames after its candidates were released, a file id under
     two keys, a key overwritten)."""
-    from obsflow import queries
+    queries = _queries()
 
     detail = queries.op_detail(op_id)
     if as_json:
@@ -198,7 +209,7 @@ def proposals():
 def proposals_list(as_json):
     """Every proposal whose document has come, with its embargo rule. A proposal without one gets the
     configured default embargo (`obsflow info` shows it)."""
-    from obsflow import queries
+    queries = _queries()
 
     console.emit(queries.proposal_rows(), ["proposal_id", "pi_name", "pi_email", "release_date", "embargo_days",
                                            "modified_at"], as_json, "no proposal documents yet")
@@ -211,7 +222,7 @@ def proposals_list(as_json):
 @click.pass_context
 def proposals_show(ctx, proposal_id, as_json):
     """One proposal: its PI, its embargo rule, its datasets still under embargo and the history of its document."""
-    from obsflow import queries
+    queries = _queries()
 
     detail = queries.proposal_detail(proposal_id, _settings(ctx).default_embargo_days)
     if as_json:
@@ -233,7 +244,7 @@ def candidates():
 @operator_command
 def candidates_list(as_json):
     """Every candidate with its status and, when READY, when and why."""
-    from obsflow import queries
+    queries = _queries()
 
     console.emit(queries.candidate_rows(),
                  ["candidate_id", "proposal_id", "instrument", "status", "ops", "ready_at", "ready_reason"], as_json,
@@ -247,7 +258,7 @@ def candidates_list(as_json):
 def candidates_show(candidate_id, as_json):
     """One candidate, OP by OP: what has arrived and what is missing; then its processing: each recipe instance
     planned for it, its state (and why) and its dataset."""
-    from obsflow import catalogue, queries
+    catalogue, queries = _catalogue(), _queries()
 
     detail = {**queries.candidate_detail(candidate_id), "instances": catalogue.processing_of(candidate_id)}
     if as_json:

@@ -8,7 +8,7 @@ import click
 
 from obsflow import console
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _register_recipe, _runs, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _queries, _register_recipe, _runs, _settings, operator_command
 
 
 @main.group()
@@ -21,7 +21,7 @@ def recipes():
 @operator_command
 def recipes_list(as_json):
     """Registered recipes with their versions, instrument, priority and tasks."""
-    from obsflow import queries
+    queries = _queries()
 
     console.emit(queries.recipe_rows(), ["name", "version", "instrument", "automated", "priority", "tasks"], as_json,
                  "no recipes registered; `obsflow recipes register` registers this release's recipes")
@@ -33,7 +33,7 @@ def recipes_list(as_json):
 @operator_command
 def recipes_show(name, as_json):
     """One recipe: its DAG, parameters with valid and dated values, run configuration."""
-    from obsflow import queries
+    queries = _queries()
 
     detail = queries.recipe_detail(name)
     if as_json:

@@ -9,7 +9,18 @@ import click
 
 from obsflow import console, statuses
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _an_id, _as_of, _ids, _campaigns, _key_values, _runs, _settings, operator_command
+from obsflow.cli.common import (
+    JSON_HELP,
+    _an_id,
+    _as_of,
+    _campaigns,
+    _ids,
+    _key_values,
+    _queries,
+    _runs,
+    _settings,
+    operator_command,
+)
 
 
 @main.group()
@@ -24,7 +35,7 @@ def runs():
 @operator_command
 def runs_list(status, as_json):
     """Runs, oldest first (with --status READY: in the order they will start)."""
-    from obsflow import queries
+    queries = _queries()
 
     console.emit(queries.run_rows(status),
                  ["run_id", "recipe", "candidate_id", "priority", "status", "created_at", "duration_s", "waiting_reason"],
@@ -38,7 +49,9 @@ def runs_list(status, as_json):
 @click.pass_context
 def runs_show(ctx, run_id, as_json):
     """One run: status, configuration, task-by-task progress and history."""
-    from obsflow import aws, queries
+    from obsflow import aws
+
+    queries = _queries()
 
     settings = _settings(ctx)
     detail = queries.ended_run_detail(run_id, aws.client(settings, "stepfunctions"), _runs(ctx),
@@ -291,7 +304,7 @@ def resume(ctx, skip_backlog, reason):
     """Start runs again: the waiting READY runs start in priority order, within the run slots and their windows."""
     import getpass
 
-    from obsflow import queries
+    queries = _queries()
 
     if skip_backlog and not (reason or "").strip():
         raise click.UsageError("--skip-backlog needs --reason TEXT (kept with each skipped run)")

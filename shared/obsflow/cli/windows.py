@@ -6,7 +6,7 @@ import click
 
 from obsflow import console
 from obsflow.cli.app import main
-from obsflow.cli.common import JSON_HELP, _as_of, _settings, operator_command
+from obsflow.cli.common import JSON_HELP, _as_of, _queries, _settings, operator_command
 
 
 @main.group()
@@ -22,7 +22,7 @@ def windows():
 def windows_show(ctx, as_of, as_json):
     """Each window: open or closed now, when that changes, and how many queued runs wait for it. A run starts only
     when every window of its recipe and of its resource classes is open."""
-    from obsflow import queries
+    queries = _queries()
 
     settings, now = _settings(ctx), _as_of(as_of)
     processing_windows = settings.processing_windows()

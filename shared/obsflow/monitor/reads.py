@@ -11,9 +11,10 @@ from collections import Counter
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as NoConnection
 
-from obsflow import aws, catalogue, provenance, queries, services
+from obsflow import aws, services
 from obsflow.statuses import WAITING
 from obsflow.errors import NotFound, ObsflowError, TransientError
+from obsflow.reads.queries import Queries
 from obsflow.recipes.model import Recipe
 from obsflow.runs.campaigns import approval_note
 from obsflow.settings import Settings
@@ -68,7 +69,7 @@ def _newest(rows: list[dict], key: str = "created_at") -> list[dict]:
     return sorted(rows, key=lambda r: str(r.get(key) or ""), reverse=True)[:LISTED]
 
 
-def _waiting_reason(candidate: dict) -> str:
+def _waiting_reason(queries: Queries, candidate: dict) -> str:
     if candidate["status"] != WAITING:
         return candidate.get("held_reason") or candidate.get("ready_reason") or ""
     detail = queries.candidate_detail(candidate["candidate_id"])
@@ -84,21 +85,23 @@ class StageReads:
         self.sfn = aws.client(self.settings, "stepfunctions")
         self.s3 = aws.client(self.settings, "s3")
         self.versions = services.version_comparison(self.settings, cache_size=COMPARED_FRAMES_KEPT)
+        self.queries = services.queries(self.settings)
 
     @_reads_the_stage
     def overview(self) -> dict:
+        queries = self.queries
         run_rows = queries.run_rows()
         candidates = _newest(queries.candidate_rows())
         for candidate in candidates:
-            candidate["why"] = _waiting_reason(candidate)
+            candidate["why"] = _waiting_reason(queries, candidate)
         return {
             "run_counts": dict(sorted(Counter(r["status"] for r in run_rows).items())),
             "ops": sorted(queries.op_rows(), key=lambda o: (o["complete"], o["op_id"]))[:LISTED],
             "candidates": candidates,
             "runs": _newest(run_rows),
             "tickets": _newest([t.attribute_values for t in tickets.all_tickets()]),
-            "datasets": _newest(provenance.dataset_rows()),
-            "instances": _newest(catalogue.instance_rows()),
+            "datasets": _newest(services.provenance(self.settings).dataset_rows()),
+            "instances": _newest(services.catalogue(self.settings).instance_rows()),
             "windows": queries.window_rows(self.settings.processing_windows(), dt.datetime.now(dt.timezone.utc)),
             "campaigns": _newest([{**dataclasses.asdict(c), "instances": len(c.instance_ids),
                                    "approval_note": approval_note(c)}
@@ -107,7 +110,7 @@ class StageReads:
 
     @_reads_the_stage
     def run(self, run_id: str) -> tuple[dict, Recipe]:
-        detail = queries.ended_run_detail(run_id, self.sfn, self.runs)
+        detail = self.queries.ended_run_detail(run_id, self.sfn, self.runs)
         for task in detail["tasks"]:
             started, ended = task.get("started"), task.get("ended")
             task["duration_s"] = round((ended - started).total_seconds(), 1) if started and ended else None
@@ -124,7 +127,7 @@ class StageReads:
 
     @_reads_the_stage
     def dataset(self, dataset_id: str) -> tuple[dict, dict | None]:
-        detail = queries.dataset_detail(dataset_id)
+        detail = self.queries.dataset_detail(dataset_id)
         names = {f["name"] for f in detail.get("files", [])}
         if "quality_metrics.json" not in names:
             return detail, None

@@ -51,7 +51,7 @@ from obsflow.runs.domain import (
     InstanceInput,
     Ticket,
 )
-from obsflow.runs.ports import JobDefinitions
+from obsflow.runs.ports import DatasetQuery, JobDefinitions
 from obsflow.runs.cataloguing import read_qc
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.schedules import check_schedule, next_occurrence
@@ -116,8 +116,10 @@ def check_document_name(name: str) -> str:
 
 
 class CampaignService:
-    def __init__(self, runs: RunService, job_definitions: JobDefinitions | None = None):
-        self.runs, self.store, self.planner, self.job_definitions = runs, runs.store, Planner(runs), job_definitions
+    def __init__(self, runs: RunService, dataset_query: DatasetQuery, job_definitions: JobDefinitions | None = None):
+        """``dataset_query``: the catalogue query a selection's ``query`` and ``qc`` ask (the read side's provenance)."""
+        self.runs, self.store, self.job_definitions = runs, runs.store, job_definitions
+        self.dataset_query, self.planner = dataset_query, Planner(runs, dataset_query)
 
     def require(self, name: str) -> Campaign:
         campaign = self.store.campaign(name)
@@ -511,8 +513,8 @@ class CampaignService:
             if unknown:
                 raise ValueError(f"unknown query filter(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_FILTERS)}"
                                  f", and QC filters ({SYNTAX})")
-            ids.setdefault("datasets", []).extend(self.store.dataset_ids_where(selection.get("query") or {},
-                                                                               parse_filters(selection.get("qc") or ())))
+            ids.setdefault("datasets", []).extend(sorted(self.dataset_query.dataset_ids(
+                parse_filters(selection.get("qc") or ()), **(selection.get("query") or {}))))
         for tag in selection.get("include_tags", []):
             ids.setdefault("ids", []).extend(self.store.tagged(tag))
         excluded = {i for tag in selection.get("exclude_tags", []) for i in self.store.tagged(tag)}

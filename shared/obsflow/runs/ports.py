@@ -93,10 +93,6 @@ class DatasetStore(Protocol):
     def dataset(self, dataset_id: str) -> Dataset | None: ...
     def datasets_of_product(self, product_id: str) -> list[Dataset]: ...
     def datasets_of_instance(self, instance_id: str) -> list[Dataset]: ...
-    def dataset_ids_where(self, filters: dict[str, str], qc: tuple[QcFilter, ...] = ()) -> list[str]:
-        """The provenance query of `obsflow datasets list` (keys: uses_frame, recipe, code_version, calibration,
-        status, campaign; and QC filters); every filter given narrows. ValueError for a QC filter on a metric no
-        dataset has, or while older datasets' QC values are not indexed (obsflow.qc.UNINDEXED)."""
     def record_qc(self, dataset_id: str, values: dict[str, float], notes: dict[str, str], at: dt.datetime) -> None:
         """The dataset's QC values (``obsflow.qc.recordable``) and notes replace what it had, on its record and in
         the per-metric index; ``at``: its creation time (datasets from then on are indexed). Idempotent."""
@@ -114,6 +110,15 @@ class DatasetStore(Protocol):
     def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
         """The proposals with a document among ``proposal_ids``."""
 
+
+
+class DatasetQuery(Protocol):
+    """The provenance query of `obsflow datasets list` (the read side's ``obsflow.reads.provenance.Provenance``)."""
+
+    def dataset_ids(self, qc: tuple[QcFilter, ...] = (), **filters: str | None) -> set[str]:
+        """The datasets matching every filter given (uses_frame, recipe, code_version, calibration, status,
+        campaign, embargo; and QC filters). ValueError for a QC filter on a metric no dataset has, or while older
+        datasets' QC values are not indexed (obsflow.qc.UNINDEXED)."""
 
 
 class CampaignStore(Protocol):

@@ -26,6 +26,7 @@ from obsflow.runs import layout, records
 from obsflow.runs.costs import estimated_usd
 from obsflow.runs.digests import inputs_digest, recorded_under, task_digests
 from obsflow.runs.domain import ACTIVE, BAD_FRAME, DEPRECATED, Dataset, Instance, InstanceInput
+from obsflow.runs.ports import DatasetQuery
 
 PLANNED_RUN = "(planned run)"  # tasks that do not declare reuse name their run: they always re-run
 MAX_DEPTH = 20  # levels of the catalogue a plan follows down (calibration, science, summary: 3)
@@ -58,9 +59,11 @@ def plan_key(plan_id: str) -> str:
 
 
 class Planner:
-    def __init__(self, runs):
-        """``runs``: the RunService, whose store, documents, recipes and estimates the plan uses."""
+    def __init__(self, runs, dataset_query: DatasetQuery | None = None):
+        """``runs``: the RunService, whose store, documents, recipes and estimates the plan uses; ``dataset_query``:
+        what a change's QC filters select by (a planner for changes without QC filters needs none)."""
         self.runs, self.store, self.documents, self.recipes = runs, runs.store, runs.documents, runs.recipes
+        self.dataset_query = dataset_query
 
     # -- selection ---------------------------------------------------------------------------
     def affected(self, change: Change) -> list[Dataset]:
@@ -96,7 +99,7 @@ class Planner:
         for selection in selections[1:]:
             chosen = {d.dataset_id: d for d in selection if d.dataset_id in chosen}
         if change.qc:
-            passing = set(self.store.dataset_ids_where({}, parse_filters(change.qc)))
+            passing = self.dataset_query.dataset_ids(parse_filters(change.qc))
             chosen = {k: d for k, d in chosen.items() if k in passing}
         return sorted(chosen.values(), key=lambda d: (d.proposal_id, d.created_at))
 

@@ -10,7 +10,6 @@ from pynamodb.connection import Connection
 
 from obsflow.aws import transient
 from obsflow.embargo import Proposal
-from obsflow.qc import QcFilter
 from obsflow.runs.domain import (
     Campaign,
     Candidate,
@@ -339,12 +338,6 @@ class DynamoRunStore:
     def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
         with transient(f"could not list the datasets of instance {instance_id}"):
             return [dataset_of(item) for item in datasets.of_instance(instance_id)]
-
-    def dataset_ids_where(self, filters: dict[str, str], qc: tuple[QcFilter, ...] = ()) -> list[str]:
-        from obsflow import provenance  # the read model's index queries (provenance -> catalogue -> tables)
-
-        with transient("could not query the datasets"):
-            return sorted(provenance.dataset_ids(**filters, qc=qc))
 
     def record_qc(self, dataset_id: str, values: dict[str, float], notes: dict[str, str], at: dt.datetime) -> None:
         with transient(f"could not record the QC values of dataset {dataset_id}"):

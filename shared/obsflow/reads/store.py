@@ -1,0 +1,219 @@
+"""The read ports on DynamoDB: keys-only index queries and projections, records as dicts, domain objects out.
+
+What the runs ports already read (instances with their inputs, runs, candidates, frames, datasets, proposals)
+is read by the runs layer's adapter, the same way; AWS failures become TransientError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from obsflow.aws import transient
+from obsflow.embargo import Proposal
+from obsflow.qc import QcFilter
+from obsflow.recipes import registry
+from obsflow.recipes.model import Recipe
+from obsflow.runs.domain import Candidate, Dataset, FrameRef, Instance, OpProgress, Run
+from obsflow.runs.store import DynamoRunStore, instance_of
+from obsflow.settings import Settings
+from obsflow.tables import (
+    candidates,
+    conflicts,
+    datasets,
+    frames,
+    observing_programs,
+    parameter_values,
+    proposals,
+    qc_values,
+    quarantine,
+    recipe_instances,
+    recipes,
+    runs,
+)
+from obsflow.tables.datasets import DatasetItem
+from obsflow.tables.recipes import RecipeItem
+
+# Each read port's dataset field -> the index of the datasets table that answers it
+_DATASET_INDEXES = {"recipe": "by_recipe", "recipe_name": "by_recipe_name", "code_version": "by_code_version",
+                    "status": "by_status", "campaign": "by_campaign", "embargo": "under_embargo",
+                    "instance_id": "by_instance"}
+_DATASET_STORAGE = ("files_inline", "provenance_inline", "spilled")  # read as ``files`` and ``provenance``
+
+
+def _record(item, **replaced) -> dict:
+    return {**item.attribute_values, **replaced}
+
+
+def _with_events(item) -> dict:
+    """The record, its conflict events (tables.conflicts) as dicts."""
+    return _record(item, events=conflicts.history(item)) if item.events else _record(item)
+
+
+def _dataset_record(item: DatasetItem) -> dict:
+    return {**{k: v for k, v in item.attribute_values.items() if k not in _DATASET_STORAGE},
+            "files": item.files, "provenance": item.provenance}
+
+
+def _run_record(item) -> dict:
+    return _record(item, history=[entry.as_dict() for entry in item.history])
+
+
+class DynamoReads:
+    def __init__(self, settings: Settings):
+        self._runs_store = DynamoRunStore(settings)
+
+    # -- as the runs ports read them ------------------------------------------------------
+    def instance(self, instance_id: str) -> Instance | None:
+        return self._runs_store.instance(instance_id)
+
+    def users_of(self, input_key: str) -> list[str]:
+        return self._runs_store.users_of(input_key)
+
+    def runs_of(self, instance: Instance) -> list[Run]:
+        return self._runs_store.runs_of(instance)
+
+    def candidate(self, candidate_id: str) -> Candidate | None:
+        return self._runs_store.candidate(candidate_id)
+
+    def frames_by_id(self, file_ids: list[str]) -> list[FrameRef]:
+        return self._runs_store.frames_by_id(file_ids)
+
+    def op_progress(self, op_ids: list[str]) -> dict[str, OpProgress]:
+        return self._runs_store.op_progress(op_ids)
+
+    def dataset(self, dataset_id: str) -> Dataset | None:
+        return self._runs_store.dataset(dataset_id)
+
+    def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
+        return self._runs_store.datasets_of_instance(instance_id)
+
+    def datasets_of_product(self, product_id: str) -> list[Dataset]:
+        return self._runs_store.datasets_of_product(product_id)
+
+    def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
+        return self._runs_store.proposals(proposal_ids)
+
+    def run(self, run_id: str) -> Run | None:
+        return self._runs_store.run(run_id)
+
+    def runs_with_status(self, status: str) -> list[Run]:
+        return self._runs_store.runs_with_status(status)
+
+    # -- the catalogue's records, without their edges ---------------------------------------
+    def instance_record(self, instance_id: str) -> Instance | None:
+        with transient(f"could not read instance {instance_id}"):
+            item = recipe_instances.get(instance_id)
+        return instance_of(item, []) if item else None
+
+    def instance_records_with_state(self, state: str) -> list[Instance]:
+        with transient(f"could not list {state} instances"):
+            return [instance_of(item, []) for item in recipe_instances.with_state(state)]
+
+    def instance_records_of_reference(self, reference: str) -> list[Instance]:
+        with transient(f"could not list the instances of {reference}"):
+            return [instance_of(item, []) for item in recipe_instances.of_reference(reference)]
+
+    # -- datasets by index -------------------------------------------------------------------
+    def dataset_records_of_kind(self, kind: str) -> list[dict]:
+        with transient(f"could not list the {kind} datasets"):
+            return [_dataset_record(item) for item in sorted(datasets.of_kind(kind), key=lambda d: d.created_at)]
+
+    def dataset_record(self, dataset_id: str) -> dict | None:
+        with transient(f"could not read dataset {dataset_id}"):
+            item = datasets.get(dataset_id)
+            return _dataset_record(item) if item else None
+
+    def dataset_ids_with(self, field: str, value: str) -> set[str]:
+        with transient(f"could not query the datasets by {field}"):
+            return datasets.ids_where(_DATASET_INDEXES[field], value)
+
+    def listed_datasets_with(self, field: str, value: str) -> list[dict]:
+        with transient(f"could not list the datasets by {field}"):
+            return [_record(item) for item in datasets.listed_where(_DATASET_INDEXES[field], value)]
+
+    def listed_datasets(self, dataset_ids: set[str]) -> list[dict]:
+        with transient(f"could not read {len(dataset_ids)} dataset(s)"):
+            return [_record(item) for item in datasets.listed(dataset_ids)]
+
+    def all_listed_datasets(self) -> list[dict]:
+        with transient("could not list the datasets"):
+            return [_record(item) for item in datasets.listed_all()]
+
+    def qc_dataset_ids(self, qc_filter: QcFilter) -> set[str]:
+        with transient(f"could not query the datasets by {qc_filter.metric}"):
+            return qc_values.dataset_ids(qc_filter)
+
+    def qc_metrics(self) -> list[str]:
+        with transient("could not read the QC metrics"):
+            return qc_values.metrics()
+
+    def qc_indexed_since(self) -> dt.datetime | None:
+        with transient("could not read since when QC values are indexed"):
+            return qc_values.indexed_since()
+
+    def any_dataset_created_before(self, at: dt.datetime | None) -> bool:
+        with transient("could not look for older datasets"):
+            return datasets.any_created_before(at) if at else datasets.any_dataset()
+
+    # -- ingest's records ----------------------------------------------------------------------
+    def frame_records(self, op_id: str | None) -> list[dict]:
+        with transient("could not list the frames"):
+            items = frames.frames_of_op(op_id) if op_id else sorted(frames.all_frames(), key=lambda f: (f.op_id, f.date_obs))
+        return [_record(item) for item in items]
+
+    def proposal_records(self) -> list[dict]:
+        with transient("could not list the proposals"):
+            return [_with_events(item) for item in proposals.all_proposals()]
+
+    def proposal_record(self, proposal_id: str) -> dict | None:
+        with transient(f"could not read proposal {proposal_id}"):
+            item = proposals.get_item(proposal_id)
+        return _with_events(item) if item else None
+
+    def quarantine_records(self) -> list[dict]:
+        with transient("could not list the quarantine"):
+            return [_record(item) for item in quarantine.all_quarantined()]
+
+    def op_records(self) -> list[dict]:
+        with transient("could not list the OPs"):
+            return [_with_events(item) for item in observing_programs.all_ops()]
+
+    def op_record(self, op_id: str) -> dict | None:
+        with transient(f"could not read OP {op_id}"):
+            item = observing_programs.get_many([op_id]).get(op_id)
+        return _with_events(item) if item else None
+
+    def candidate_records(self) -> list[dict]:
+        with transient("could not list the candidates"):
+            return [_with_events(item) for item in candidates.all_candidates()]
+
+    def candidate_record(self, candidate_id: str) -> dict | None:
+        with transient(f"could not read candidate {candidate_id}"):
+            item = candidates.get(candidate_id)
+        return _with_events(item) if item else None
+
+    # -- recipes and runs ----------------------------------------------------------------------
+    def recipe_records(self, name: str | None = None) -> list[dict]:
+        with transient("could not list the recipes"):
+            return [_record(item) for item in (recipes.versions(name) if name else recipes.all_recipes())]
+
+    def registered_recipe(self, name: str) -> Recipe:
+        with transient(f"could not read recipe {name}"):
+            return registry.registered(name)
+
+    def recipe_version(self, name: str, version: str) -> Recipe:
+        with transient(f"could not read recipe {name}@{version}"):
+            return Recipe.model_validate(RecipeItem.get(name, version).definition)
+
+    def parameter_value_records(self, recipe: str) -> list[dict]:
+        with transient(f"could not read the parameter values of {recipe}"):
+            return [_record(item) for item in parameter_values.of_recipe(recipe)]
+
+    def run_records(self, status: str | None = None) -> list[dict]:
+        with transient("could not list the runs"):
+            return [_run_record(item) for item in (runs.with_status(status) if status else runs.all_runs())]
+
+    def run_record(self, run_id: str) -> dict | None:
+        with transient(f"could not read run {run_id}"):
+            item = runs.get(run_id)
+        return _run_record(item) if item else None
