@@ -266,18 +266,22 @@ def task_progress(sfn, execution_arn: str) -> dict[str, dict]:
     for event in events:
         kind = event["type"]
         if kind == "TaskStateEntered":
-            # A data-parallel task runs from its chunks' (or whole) state entered to its gather's (or whole's) exit.
+            # A data-parallel task runs from its chunks' (or whole) state entered to its exit (or, in state machines
+            # made before the last chunk recorded the task, its gather's).
             task, part = asl.task_of_state(event["stateEnteredEventDetails"]["name"])
             if part != asl.GATHER:
                 progress[task] = {"status": "running", "started": event["timestamp"], "ended": None}
         elif kind == "TaskStateExited":
             # A state also exits after a failure that a Catch turns into the failure path: it stays failed.
-            task, part = asl.task_of_state(event["stateExitedEventDetails"]["name"])
+            task, _ = asl.task_of_state(event["stateExitedEventDetails"]["name"])
             entry = progress.setdefault(task, {"status": "running", "started": None})
             if entry["status"] == "failed":
                 entry["ended"] = event["timestamp"]
-            elif part != asl.CHUNKS:
+            else:
                 entry.update(status="succeeded", ended=event["timestamp"])
+        elif kind == "PassStateEntered" and event["stateEnteredEventDetails"]["name"].endswith(f" {asl.REUSED}"):
+            task, _ = asl.task_of_state(event["stateEnteredEventDetails"]["name"])  # StartRun found it made already
+            progress[task] = {"status": "reused", "started": event["timestamp"], "ended": event["timestamp"]}
         elif kind == "TaskSucceeded":  # a Retry that succeeded after a failed attempt: running again, not failed
             task, _ = asl.task_of_state(state_of(event) or "")
             if progress.get(task, {}).get("status") == "failed":
