@@ -105,7 +105,13 @@ def test_a_failed_gate_holds_the_science_with_the_reason_until_data_quality_cert
     # Given a calibration catalogued with 3 % bad pixels (the gate allows 1 %)
     service = make_service(capacity=4)
     cal_run = two_candidates_and_their_calibration_run(service)
+    created = []
+    record = service.store.create_dataset
+    service.store.create_dataset = lambda dataset: created.append(dataset.certification_gates) or record(dataset)
     masters = complete(service, cal_run, MASTERS, quality={"bad_pixel_fraction": 0.03, "gain_spread": 0.1})
+    # Then the calibration is recorded with its judged gates: nobody ever reads it without them
+    assert [[(g["metric"], g["passed"]) for g in gates] for gates in created] == [
+        [("bad_pixel_fraction", False), ("gain_spread", True)]]
     # When the submitter runs
     assert service.submit().planned == []
     # Then the calibration is UNCERTIFIED, a review ticket names the gate and the command

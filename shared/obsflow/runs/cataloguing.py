@@ -16,7 +16,7 @@ from obsflow.embargo import EMBARGOED
 from obsflow.errors import NotFound
 from obsflow.observability import logger
 from obsflow.runs import layout, records
-from obsflow.runs.certification import Certification
+from obsflow.runs.certification import Certification, judge
 from obsflow.runs.context import NotAllowed, Part
 from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
@@ -83,11 +83,13 @@ class Cataloguing(Part):
             release_date=release.isoformat(), release_basis=release_basis,
             embargo=EMBARGOED if embargoed else None,
         )
+        values, notes = self.qc_of(dataset)
         if recipe.kind == "calibration":
             dataset.certification = UNCERTIFIED  # until its gates pass, or a person certifies it
+            dataset.certification_gates = judge(recipe, values)  # recorded with it: never seen without them
         if not self.store.create_dataset(dataset):
             dataset = self.store.dataset(dataset_id)  # a re-delivered event: the dataset as first recorded
-        values = self.record_qc(dataset)
+        self.store.record_qc(dataset.dataset_id, values, notes, dataset.created_at)
         if recipe.kind == "calibration":
             self.certification.after_catalog(dataset, recipe, values)
         if not developer:  # a developer's dataset is no version of the product: it never competes
@@ -105,23 +107,22 @@ class Cataloguing(Part):
                 "message": json.dumps(message, indent=2, sort_keys=True), "kind": recipe.kind,
                 "notify_pi": recipe.kind == "science" and not developer}
 
-    def record_qc(self, dataset: Dataset) -> dict[str, float]:
-        """Record the dataset's QC values from its quality metrics (the JSON files tagged "quality"), queryable per
-        metric; a value that cannot be kept as a number is noted instead. The same dataset again writes the same."""
+    def qc_of(self, dataset: Dataset) -> tuple[dict[str, float], dict[str, str]]:
+        """The dataset's QC values from its quality metrics (the JSON files tagged "quality"), and notes for those
+        that cannot be kept as numbers (the store records both, queryable per metric)."""
         values, notes = read_qc(self.documents, dataset)
         kept, unkept = qc.recordable(values)
         notes.update(unkept)
-        self.store.record_qc(dataset.dataset_id, kept, notes, dataset.created_at)
         if notes:
             logger.warning("QC values not recorded", extra={"dataset_id": dataset.dataset_id, "notes": notes})
-        return kept
+        return kept, notes
 
     def reindex_qc(self) -> dict:
         """Record the QC values of every dataset catalogued before they were recorded (once, after the upgrade);
         running it again finds nothing more to do."""
         done = []
         for dataset in self.store.datasets_without_qc():
-            self.record_qc(dataset)
+            self.store.record_qc(dataset.dataset_id, *self.qc_of(dataset), dataset.created_at)
             done.append(dataset.dataset_id)
         self.store.all_qc_indexed(INDEXED_SINCE_EVER)
         logger.info("QC values reindexed", extra={"datasets": len(done)})
