@@ -1,7 +1,8 @@
 """A failed task is never shown as succeeded: task states from Step Functions execution histories.
 
 Found from outside: the state exit that follows a caught failure overwrote it, so `runs show` listed a failed
-`parse` as succeeded and the monitor drew it green.
+`parse` as succeeded and the monitor drew it green. And a task left running in the history (its branch aborted
+when a sibling failed) was settled as succeeded whenever it had a task record, also one saying it failed.
 """
 
 from __future__ import annotations
@@ -82,3 +83,25 @@ def test_a_failed_attempt_that_a_retry_made_good_is_succeeded(chunks):
         steps += [*attempt("frames gather", "TaskSucceeded"), ("TaskStateExited", "frames gather", None)]
     # Then it succeeded
     assert statuses(History(*steps)) == {"frames": "succeeded"}
+
+
+def test_a_task_aborted_with_its_branch_whose_job_failed_is_not_drawn_succeeded():
+    from obsflow.reads.queries import _settle_task_states
+    from obsflow.runs import layout
+    from tests.unit.test_run_service import add_candidate, make_service
+
+    # Given a run of frame-census whose observe_stats failed in its branch, which aborted dark_level's branch
+    # (its history leaves dark_level running), dark_level's job having failed too, and inventory succeeded
+    service = make_service()
+    service.discover(add_candidate(service, "c1"))
+    [run_id] = service.submit().planned
+    for task, status in (("inventory", "succeeded"), ("dark_level", "failed"), ("observe_stats", "failed")):
+        service.documents.put_json("work", layout.task_record_key(run_id, task),
+                                   {"task": task, "status": status, "finished_at": "2026-12-05T03:00:00+00:00"})
+    detail = {"tasks": [{"task": "inventory", "status": "succeeded"}, {"task": "dark_level", "status": "running"},
+                        {"task": "observe_stats", "status": "failed"}, {"task": "summary", "status": "pending"}]}
+    # When the ended run's task states are settled from its task records
+    _settle_task_states(detail, service.finished_tasks(run_id))
+    # Then dark_level, whose record says it failed, is not drawn succeeded
+    assert {t["task"]: t["status"] for t in detail["tasks"]} == {
+        "inventory": "succeeded", "dark_level": "stopped", "observe_stats": "failed", "summary": "not run"}

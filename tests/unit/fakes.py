@@ -585,9 +585,13 @@ class FakeDocuments:
         self.buckets[bucket][key] = bytes(body)
 
     def get_bytes(self, bucket, key):
+        """The object's bytes: a JSON document's as hashed by put_json, a text's encoded."""
         if key not in self.buckets[bucket]:
             raise NotFound(f"{bucket}/{key} does not exist")
-        return self.buckets[bucket][key]
+        body = self.buckets[bucket][key]
+        if isinstance(body, (bytes, bytearray)):
+            return body
+        return body.encode() if isinstance(body, str) else json.dumps(body, sort_keys=True, default=str).encode()
 
     def copy(self, source_bucket, source_key, bucket, key, tags=None):
         self.buckets[bucket][key] = self.buckets[source_bucket].get(source_key, b"product")

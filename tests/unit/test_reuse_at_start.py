@@ -16,6 +16,7 @@ VBI = next(r for r in RECIPES if r.key == "vbi-l1@3.1.0")
 NOW = dt.datetime(2026, 12, 5, 12, tzinfo=dt.timezone.utc)
 INPUTS = {"frames": [{"file_id": f"f{i}", "role": "observe", "bucket": "ingest", "key": f"raw/op/f{i}.fits",
                       "version_id": "v1", "etag": f"e{i}"} for i in range(64)], "upstream": []}
+PLANNED = FakeDocuments().put_json("work", "inputs/ri-1.json", INPUTS)  # the SHA-256 recorded at planning
 CONFIGURATION = {"parameters": {"light_level_tolerance": 0.2},
                  "options": {"chunk_frames": 32, "l1_quantize_level": 0, "movie_fps": 6, "movie_width": 512}}
 
@@ -23,7 +24,7 @@ CONFIGURATION = {"parameters": {"light_level_tolerance": 0.2},
 def run_document(run_id: str, **changes) -> dict:
     return {"run_id": run_id, "configuration": CONFIGURATION, "manual": False, "task_image": None,
             "rerun_from_task": None, "chunks": {"frames": 2, "stamp": 2},
-            "input_dataset": {"bucket": "obsflow-test-work", "key": "inputs/ri-1.json", "sha256": "0" * 64}, **changes}
+            "input_dataset": {"bucket": "obsflow-test-work", "key": "inputs/ri-1.json", "sha256": PLANNED}, **changes}
 
 
 def made_by_earlier_run(documents: FakeDocuments, tasks: set[str]) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from obsflow.errors import NotFound
 from obsflow.recipes.model import Recipe, TaskSpec, chunk_bounds
 from obsflow.runs import documents, layout
 from obsflow.runs.digests import used_configuration
+
+IO_WINDOW = 8  # files read ahead of, or written behind, a task that overlaps its S3 requests with its work
 
 
 class TaskFailure(Exception):
@@ -193,15 +196,26 @@ class Task:
         self.context.outputs.append(output)
         return output
 
-    def read_outputs(self, outputs: list[dict], pool: ThreadPoolExecutor) -> Iterator[bytes]:
-        """``read_output`` of each, in order, fetched side by side ahead of the caller."""
-        return pool.map(self.read_output, outputs)
+    def read_outputs(self, outputs: list[dict], pool: ThreadPoolExecutor, ahead: int = IO_WINDOW) -> Iterator[bytes]:
+        """``read_output`` of each, in order, fetched side by side at most ``ahead`` ahead of the caller (a chunk's
+        files are never all in memory at once)."""
+        reads: deque[Future] = deque()
+        for output in outputs:
+            reads.append(pool.submit(self.read_output, output))
+            if len(reads) > ahead:
+                yield reads.popleft().result()
+        while reads:
+            yield reads.popleft().result()
 
     def write_many(self, files: Iterable[tuple[str, bytes]], pool: ThreadPoolExecutor, tags: tuple[str, ...] = (),
-                   content_type: str = "application/octet-stream") -> None:
-        """``write`` of each (name, data) as it comes, the uploads side by side while the next is made; the outputs
-        recorded in order."""
-        writes = [pool.submit(self._put, name, data, tags, content_type) for name, data in files]
+                   content_type: str = "application/octet-stream", behind: int = IO_WINDOW) -> None:
+        """``write`` of each (name, data) as it comes, the uploads side by side while the next is made, at most
+        ``behind`` waiting (the next is made only then); the outputs recorded in order."""
+        writes: deque[Future] = deque()
+        for name, data in files:
+            writes.append(pool.submit(self._put, name, data, tags, content_type))
+            if len(writes) > behind:
+                self.context.outputs.append(writes.popleft().result())
         self.context.outputs.extend(write.result() for write in writes)
 
     def _put(self, name: str, data: bytes, tags: tuple[str, ...], content_type: str) -> dict:

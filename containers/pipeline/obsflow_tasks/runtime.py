@@ -149,11 +149,11 @@ def gather_if_last(s3, work: str, run: dict, task: str, log=print) -> int:
     Each chunk writes its record before it looks, so the last one to finish sees them all; two that finish
     together may both merge, to the same record."""
     count = run.get("chunks", {}).get(task, 1)
-    prefix = layout.chunk_record_key(run["run_id"], task, 0).rsplit("/", 1)[0] + "/"
-    recorded = documents.keys(s3, work, prefix)
-    if len(recorded) < count:
+    expected = [layout.chunk_record_key(run["run_id"], task, index) for index in range(count)]
+    prefix = expected[0].rsplit("/", 1)[0] + "/"
+    if not set(expected) <= documents.keys(s3, work, prefix):  # only the chunk records count, not other files
         return 0
-    records = [documents.get_json(s3, work, key) for key in sorted(recorded)]
+    records = [documents.get_json(s3, work, key) for key in expected]
     if any(r["status"] != "succeeded" for r in records):
         return 0  # the failed chunk fails the array job; it says why
     return gather_chunks(s3, work, run, task, log)

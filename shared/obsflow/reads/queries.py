@@ -240,7 +240,7 @@ class Queries:
 
 def _settle_task_states(detail: dict, finished: set[str]) -> None:
     """An ended execution leaves the siblings of a failed task 'running' in its history: each either
-    finished (its task record exists: ``finished``) or was stopped with the run; the tasks after them never ran."""
+    succeeded (its task record says so: ``finished``) or was stopped with the run; the tasks after them never ran."""
     for task in detail["tasks"]:
         if task["status"] == "running":
             task["status"] = "succeeded" if task["task"] in finished else "stopped"

@@ -201,8 +201,10 @@ class Lifecycle(Part):
                 "suggested_action": ticket.suggested_action}
 
     def finished_tasks(self, run_id: str) -> set[str]:
-        """The tasks of the run that finished (wrote their record), whatever the execution saw."""
-        return {record["task"] for record in self.cataloguing.task_records(self.require_run(run_id))}
+        """The tasks of the run that succeeded (wrote a succeeded record), whatever the execution saw: a job that
+        failed after its branch was aborted wrote a record too."""
+        return {record["task"] for record in self.cataloguing.task_records(self.require_run(run_id))
+                if record.get("status") == "succeeded"}
 
     def _ended(self, run_id: str, allowed: tuple[str, ...], verb: str) -> Run:
         run = self.require_run(run_id)

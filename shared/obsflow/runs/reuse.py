@@ -10,6 +10,8 @@ their jobs. A start delivered again answers as the first did.
 
 from __future__ import annotations
 
+import hashlib
+import json
 
 import obsflow
 from obsflow.errors import NotFound
@@ -20,6 +22,7 @@ from obsflow.runs.ports import Documents
 
 # What a reused task's record takes from the record of the run that computed its outputs.
 KEPT_FROM_EARLIER = ("code_version", "libraries", "python", "host", "outputs")
+NAMES_ITS_RUN = ("run_id", "finished_at")  # and what its ``reused_from`` says
 AT_START = "reused_at_start"  # a task record's flag: recorded by StartRun, no job ran (Step Functions skipped it)
 
 
@@ -30,8 +33,12 @@ def reused_record(base: dict, earlier: dict) -> dict:
 
 
 def outputs_present(earlier: dict, keys: set[str]) -> bool:
-    """Every output the earlier run recorded is still among ``keys`` (task outputs expire)."""
-    return all(output["key"] in keys for output in earlier["outputs"])
+    """Every output the earlier run recorded is still among ``keys`` (task outputs expire). A record lacking what
+    a reused record takes from it (forged, or edited by hand) is not reused: the task's job computes it again."""
+    if not isinstance(earlier, dict) or any(k not in earlier for k in (*KEPT_FROM_EARLIER, *NAMES_ITS_RUN)) \
+            or not isinstance(earlier["outputs"], list):
+        return False
+    return all(isinstance(output, dict) and output.get("key") in keys for output in earlier["outputs"])
 
 
 class StartReuse:
@@ -47,11 +54,10 @@ class StartReuse:
         if not candidates or run_document.get("manual"):
             return reused  # a person running tasks by hand means them to run
         run_id = run_document["run_id"]
-        input_dataset = run_document["input_dataset"]
-        try:
-            inputs = inputs_digest(self.documents.get_json("work", input_dataset["key"]))
-        except NotFound:
-            return reused  # the first job says what is missing, with its ticket
+        input_dataset = self._as_planned(run_document["input_dataset"])
+        if input_dataset is None:
+            return reused  # the first job says what is missing or changed, with its ticket
+        inputs = inputs_digest(input_dataset)
         digests = task_digests(recipe, run_document["configuration"], inputs, obsflow.__version__, run_id,
                                run_document.get("task_image") or "", run_document.get("rerun_from_task"))
         chunks = run_document.get("chunks") or {}
@@ -79,6 +85,17 @@ class StartReuse:
             self.documents.put_json("work", layout.task_record_key(run_id, task.name), record)
             reused[task.name] = True
         return reused
+
+    def _as_planned(self, dataset: dict) -> dict | None:
+        """The run's input dataset if it is as planned (the SHA-256 recorded then), as a job checks it
+        (``obsflow_tasks.runtime``); None if it is missing or changed since."""
+        try:
+            body = self.documents.get_bytes("work", dataset["key"])
+        except NotFound:
+            return None
+        if dataset.get("sha256") and hashlib.sha256(body).hexdigest() != dataset["sha256"]:
+            return None
+        return json.loads(body)
 
     def _earlier(self, digests: list[str]) -> list[dict] | None:
         """The records that made the outputs of each digest (a chunk's, or the whole task's), if all are there."""

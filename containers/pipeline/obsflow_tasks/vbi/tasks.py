@@ -262,6 +262,8 @@ class Stamp(Task):
         identity, (first, stop) = run_identity(self), self.chunk_bounds
         names = [l1_file_name(identity.dataset_id, index) for index in range(first, stop)]
         rows = chunked_json(self, "calibrated-headers")  # none from frames tasks of before they were recorded
+        if len(rows) != len(calibrated):  # some frames chunks reused from that code: a row per frame, or none used
+            rows = []
         headers = []
 
         def stamped():
