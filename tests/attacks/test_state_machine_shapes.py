@@ -41,6 +41,11 @@ def walk(states: dict, at: str, branch_of: str | None, seen: dict) -> None:
         at = state.get("Default") or state.get("Next")
 
 
+def all_names(definition: dict) -> list[str]:
+    return [name for name, state in definition["States"].items()
+            for name in [name, *(n for branch in state.get("Branches", []) for n in all_names(branch))]]
+
+
 @pytest.mark.parametrize("recipe", SHAPES)
 def test_every_task_runs_once_after_its_upstreams_and_its_failure_opens_a_ticket(recipe):
     stages = asl.stages(recipe)
@@ -54,8 +59,11 @@ def test_every_task_runs_once_after_its_upstreams_and_its_failure_opens_a_ticket
         for upstream in task.upstreams:
             us, uc, up = placed[upstream]
             assert us < s or (us == s and uc == c and up < p), (task.name, upstream, stages)
-    # Every state is reachable; every Batch job is caught, by itself or by the Parallel around it, to OpenTicket
+    # Every state's name is unique in the whole state machine, branches included (Step Functions refuses it else)
     definition = asl.build_definition(recipe)
+    names = all_names(definition)
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+    # Every state is reachable; every Batch job is caught, by itself or by the Parallel around it, to OpenTicket
     seen: dict[str, str] = {}
     walk(definition["States"], "StartRun", None, seen)
     jobs = [name for name, top in seen.items() if name not in definition["States"] or

@@ -92,8 +92,8 @@ def test_the_data_parallel_task_is_an_array_job_or_one_job_for_one_chunk():
     definition = asl.build_definition(VBI)
     [branch] = definition["States"]["frames"]["Branches"]
     states = branch["States"]
-    assert states["frames"]["Choices"][0] == {"Variable": "$.start.result.chunks.frames", "NumericGreaterThan": 1,
-                                              "Next": "frames chunks"}
+    assert states["frames in chunks?"]["Choices"][0] == {"Variable": "$.start.result.chunks.frames",
+                                                         "NumericGreaterThan": 1, "Next": "frames chunks"}
     assert states["frames chunks"]["Parameters"]["ArrayProperties"] == {"Size.$": "$.start.result.chunks.frames"}
     # the array job ends the task: its last chunk records it, no gather job follows
     assert states["frames chunks"]["End"] and "frames gather" not in states

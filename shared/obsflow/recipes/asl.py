@@ -142,6 +142,11 @@ def reused_choice_name(task: str) -> str:
     return f"{task} {REUSED}?"
 
 
+def in_chunks_name(task: str) -> str:
+    """A data-parallel task's Choice: its chunks' array job, or one job for a single chunk."""
+    return f"{task} in {CHUNKS}?"
+
+
 def _reused_states(task: TaskSpec, otherwise: str, next_state: str | None) -> dict:
     """A reusable task: skipped when StartRun recorded an earlier run's outputs for it (``runs.reuse``)."""
     passed = {"Type": "Pass", "Comment": "made already by an earlier run: no job starts"}
@@ -165,15 +170,17 @@ def _task_states(recipe: Recipe, task: TaskSpec, next_state: str | None) -> dict
         states = {task.name: {**_task_state(recipe, task), **after}}
     else:
         chunks, whole = f"{task.name} {CHUNKS}", f"{task.name} {WHOLE}"
+        # Not named as the task: a stage of this task alone is a Parallel of that name, and Step Functions wants
+        # every state's name unique in the whole state machine.
         states = {
-            task.name: {"Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
-                        "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1,
-                                     "Next": chunks}],
-                        "Default": whole},
+            in_chunks_name(task.name): {
+                "Type": "Choice", "Comment": "one job per chunk of frames, or one job for a single chunk",
+                "Choices": [{"Variable": f"$.start.result.chunks.{task.name}", "NumericGreaterThan": 1, "Next": chunks}],
+                "Default": whole},
             chunks: {**_task_state(recipe, task, chunks=True), **after},
             whole: {**_task_state(recipe, task), **after},
         }
-    return {**_reused_states(task, task.name, next_state), **states} if task.reuse else states
+    return {**_reused_states(task, next(iter(states)), next_state), **states} if task.reuse else states
 
 
 def _branch(recipe: Recipe, chain: list[TaskSpec]) -> dict:
