@@ -46,7 +46,8 @@ def test_an_uncertified_calibration_holds_the_science_until_data_quality_certifi
     assert calibration.recipe == "vbi-calibration@1.1.0" and calibration.certification == "UNCERTIFIED"
     failed = {g["metric"]: g for g in calibration.certification_gates if not g["passed"]}
     assert set(failed) == {"bad_pixel_fraction"} and failed["bad_pixel_fraction"]["value"] > 0.3
-    ticket = tickets.get(f"TKT-certify-{calibration.dataset_id}")
+    # (the ticket is filed once the calibration is recorded: a moment later)
+    ticket = wait_for(lambda: tickets.get(f"TKT-certify-{calibration.dataset_id}"), "the certification ticket")
     assert ticket.kind == "review:certification" and "gate bad_pixel_fraction" in ticket.summary
     # And the science waits, saying for which calibration, which gate and the command that releases it
     reason = wait_for(lambda: (i := science_instance()) and "to be certified" in (i.state_reason or "") and i.state_reason,
