@@ -156,11 +156,12 @@ def gather_if_last(s3, work: str, run: dict, task: str, log=print) -> int:
     records = [documents.get_json(s3, work, key) for key in expected]
     if any(r["status"] != "succeeded" for r in records):
         return 0  # the failed chunk fails the array job; it says why
-    return gather_chunks(s3, work, run, task, log)
+    record_gathered(s3, work, run, task, records, log)
+    return 0
 
 
 def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
-    """Merge a data-parallel task's chunk records into its task record: outputs in chunk order, CPU time summed."""
+    """A gather job (state machines made before the last chunk recorded its task): every chunk's record, merged."""
     count = run.get("chunks", {}).get(task, 1)
     records = []
     for index in range(count):
@@ -174,7 +175,13 @@ def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
     if unfinished:
         print(f"{run['recipe']} {task}: chunk(s) {unfinished} of run {run['run_id']} did not succeed", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
-    first = records[0]
+    record_gathered(s3, work, run, task, records, log)
+    return 0
+
+
+def record_gathered(s3, work: str, run: dict, task: str, records: list[dict], log=print) -> None:
+    """The task's record from its chunks' (all succeeded, in chunk order): outputs in chunk order, time summed."""
+    count, first = len(records), records[0]
     record = {key: first[key] for key in ("task", "entrypoint", "recipe", "recipe_version", "run_id", "resource_class",
                                           "code_version", "libraries", "python", "manual", "operator", "note")}
     record.update(
@@ -188,7 +195,6 @@ def gather_chunks(s3, work: str, run: dict, task: str, log=print) -> int:
     documents.put_json(s3, work, layout.task_record_key(run["run_id"], task), record)
     log(f"{run['recipe']} {task}: gathered {count} chunk(s), {len(record['outputs'])} output(s), "
         f"{record['duration_s']:.2f} s of work")
-    return 0
 
 
 def failure_of(exc: Exception) -> tuple[int, str]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 from obsflow.aws import transient
-from obsflow.embargo import Proposal
 from obsflow.qc import QcFilter
 from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe
-from obsflow.runs.domain import Candidate, Dataset, FrameRef, Instance, OpProgress, Run
+from obsflow.runs.domain import Instance
 from obsflow.runs.store import DynamoRunStore, instance_of
-from obsflow.settings import Settings
 from obsflow.tables import (
     candidates,
     conflicts,
@@ -58,46 +56,9 @@ def _run_record(item) -> dict:
     return _record(item, history=[entry.as_dict() for entry in item.history])
 
 
-class DynamoReads:
-    def __init__(self, settings: Settings):
-        self._runs_store = DynamoRunStore(settings)
-
-    # -- as the runs ports read them ------------------------------------------------------
-    def instance(self, instance_id: str) -> Instance | None:
-        return self._runs_store.instance(instance_id)
-
-    def users_of(self, input_key: str) -> list[str]:
-        return self._runs_store.users_of(input_key)
-
-    def runs_of(self, instance: Instance) -> list[Run]:
-        return self._runs_store.runs_of(instance)
-
-    def candidate(self, candidate_id: str) -> Candidate | None:
-        return self._runs_store.candidate(candidate_id)
-
-    def frames_by_id(self, file_ids: list[str]) -> list[FrameRef]:
-        return self._runs_store.frames_by_id(file_ids)
-
-    def op_progress(self, op_ids: list[str]) -> dict[str, OpProgress]:
-        return self._runs_store.op_progress(op_ids)
-
-    def dataset(self, dataset_id: str) -> Dataset | None:
-        return self._runs_store.dataset(dataset_id)
-
-    def datasets_of_instance(self, instance_id: str) -> list[Dataset]:
-        return self._runs_store.datasets_of_instance(instance_id)
-
-    def datasets_of_product(self, product_id: str) -> list[Dataset]:
-        return self._runs_store.datasets_of_product(product_id)
-
-    def proposals(self, proposal_ids: set[str]) -> dict[str, Proposal]:
-        return self._runs_store.proposals(proposal_ids)
-
-    def run(self, run_id: str) -> Run | None:
-        return self._runs_store.run(run_id)
-
-    def runs_with_status(self, status: str) -> list[Run]:
-        return self._runs_store.runs_with_status(status)
+class DynamoReads(DynamoRunStore):
+    """The runs layer's adapter, whose reads (instances with their inputs, runs, candidates, frames, datasets,
+    proposals) the read ports name alike, and the reads only the read models make."""
 
     # -- the catalogue's records, without their edges ---------------------------------------
     def instance_record(self, instance_id: str) -> Instance | None:

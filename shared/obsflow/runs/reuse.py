@@ -64,8 +64,12 @@ class StartReuse:
         under = recorded_under(recipe, digests, chunks)
         for task in candidates:
             key = layout.task_record_key(run_id, task.name)
-            if self.documents.exists("work", key):  # recorded by a start delivered before, or left to its job
-                reused[task.name] = bool(self.documents.get_json("work", key).get(AT_START))
+            try:
+                recorded = self.documents.get_json("work", key)
+            except NotFound:
+                recorded = None
+            if recorded is not None:  # by a start delivered before (answered alike), or by its job
+                reused[task.name] = bool(recorded.get(AT_START))
                 continue
             if self.documents.exists("work", layout.fault_key(run_id, task.name)):
                 continue
@@ -82,7 +86,7 @@ class StartReuse:
             record["outputs"] = [output for found in earlier for output in found["outputs"]]  # in chunk order
             if len(earlier) > 1:
                 record["chunks"] = len(earlier)
-            self.documents.put_json("work", layout.task_record_key(run_id, task.name), record)
+            self.documents.put_json("work", key, record)
             reused[task.name] = True
         return reused
 
