@@ -170,6 +170,8 @@ class FakeRunStore:
     def __init__(self):
         self.candidates, self.ops, self.frames = {}, {}, []
         self.instances, self.runs, self.tickets, self.datasets, self.campaigns = {}, {}, {}, {}, {}
+        self.due: dict[str, str] = {}  # instance id -> due mark (the sparse due-for-planning index)
+        self.due_marks = self.due_reads = 0
         self.tags = {}
         self.edges: dict[str, list] = {}
         self.measurements: dict[str, dict] = {}
@@ -228,7 +230,26 @@ class FakeRunStore:
     # instances and edges
     def create_instance(self, instance):
         self.add_inputs(instance.instance_id, instance.inputs)
-        return self._create(self.instances, instance.instance_id, instance)
+        created = self._create(self.instances, instance.instance_id, instance)
+        if created:
+            self.mark_due_for_planning([instance.instance_id], instance.created_at)
+        return created
+
+    def instances_due_for_planning(self):
+        self.due_reads += 1
+        return sorted(self.due.items(), key=lambda item: item[1])
+
+    def mark_due_for_planning(self, instance_ids, at):
+        for instance_id in instance_ids:
+            if instance_id in self.instances:
+                self.due_marks += 1
+                self.due[instance_id] = f"{at.isoformat()}#{self.due_marks:08d}"
+
+    def planning_looked_at(self, instance_id, mark):
+        if self.due.get(instance_id) != mark:
+            return False
+        del self.due[instance_id]
+        return True
 
     def instance(self, instance_id):
         instance = copy.deepcopy(self.instances.get(instance_id))
@@ -279,6 +300,12 @@ class FakeRunStore:
 
     def runs_with_status(self, status):
         return sorted((copy.deepcopy(r) for r in self.runs.values() if r.status == status), key=lambda r: r.queue_key)
+
+    def queued_runs(self):
+        self.queued_reads = getattr(self, "queued_reads", 0)
+        for run in self.runs_with_status("READY"):
+            self.queued_reads += 1
+            yield run
 
     def transition(self, run_id, to, allowed_from, at, detail=None, **changes):
         run = self.runs[run_id]

@@ -135,6 +135,50 @@ def test_runs_start_by_priority_within_the_slots_and_the_rest_say_why_they_wait(
     assert service.store.slots["default"] == set(nxt.started)
 
 
+def test_a_pass_that_fills_every_slot_reads_no_further_into_the_queue():
+    # Given 40 READY runs queued and one slot per resource class, each slot taken by a run already going
+    service = make_service(capacity=1)
+    for index in range(40):
+        add_candidate(service, f"c{index:02d}")
+    service.pause("fill the queue")
+    service.submit()
+    service.store.slots = {"default": {"going-1"}, "high-memory": {"going-2"}, "multi-core": {"going-3"}}
+    service.resume()
+    # When a submitter pass runs
+    report = service.submit()
+    # Then it started nothing and read no READY run past the first: none could start
+    assert report.started == [] and service.store.queued_reads <= 1
+    # And with the slots it needs free, it starts the first in the queue and stops reading once every slot is full
+    # again
+    first = next(service.store.queued_runs())
+    for resource_class in first.resource_classes:
+        service.store.slots[resource_class] = set()
+    service.store.queued_reads = 0
+    assert len(service.submit().started) == 1 and service.store.queued_reads <= 2
+
+
+def test_an_instance_waiting_for_an_upstream_is_read_again_only_when_the_upstream_moves():
+    # Given a night's calibration, science and summary instances, planned once (science and summary wait)
+    service = make_service(capacity=4)
+    add_candidate(service, "c1", recipe=None, calibration=("night_dark", "night_gain"))
+    service.submit()
+    while service.store.due:
+        service.submit()
+    # When passes run and nothing moves
+    reads = service.store.due_reads
+    service.submit(), service.submit()
+    # Then nothing is due: each pass read the (empty) due index alone
+    assert service.store.due == {} and service.store.due_reads == reads + 2
+    # When the calibration's run fails (its instance moves to ERROR), its users are due once, and say why they wait
+    [calibration_run] = [r for r in service.store.runs.values() if r.recipe == "vbi-calibration"]
+    service.start_run(calibration_run.run_id, "arn")
+    service.fail_run(calibration_run.run_id, {"Error": "States.TaskFailed"})
+    [science] = [i for i in service.store.instances.values() if i.recipe == "vbi-l1"]
+    assert set(service.store.due) == {science.instance_id}
+    service.submit()
+    assert "vbi-calibration: ERROR" in service.store.instances[science.instance_id].state_reason
+
+
 def test_an_execution_that_cannot_start_gives_its_slots_back_and_stays_ready():
     # Given a READY run and Step Functions unavailable
     service = make_service(executions=FakeExecutions(failing=True))

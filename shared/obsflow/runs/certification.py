@@ -111,6 +111,8 @@ class Certification(Part):
             raise NotAllowed(f"calibration {dataset.dataset_id} is {now.certification}: `{move}` moves only from "
                              f"{' or '.join(step.sources)}")
         logger.info("calibration certification", extra={"dataset_id": dataset.dataset_id, **entry})
+        # the science that waits for it is looked at again (planned on it, or told it was rejected)
+        self.wake_users([f"dataset:{dataset.dataset_id}", *([f"instance:{dataset.instance_id}"] if dataset.instance_id else [])])
         return self.require_dataset(dataset.dataset_id)
 
     def _resolve_ticket(self, dataset_id: str, note: str, by: str) -> None:

@@ -81,6 +81,13 @@ class Part:
         step = RUN_MOVES[move]
         return self.store.transition(run_id, step.to, step.sources, self.clock(), detail, **changes)
 
+    def wake_users(self, input_keys: list[str]) -> None:
+        """Mark due the instances that use these inputs (``<kind>:<ref>``): the submitter's next pass looks at
+        them (obsflow.runs.planning)."""
+        users = sorted({user for key in input_keys for user in self.store.users_of(key)})
+        if users:
+            self.store.mark_due_for_planning(users, self.clock())
+
     def require_run(self, run_id: str) -> Run:
         run = self.store.run(run_id)
         if run is None:

@@ -41,6 +41,10 @@ from obsflow.runs.ticketing import Tickets
 from obsflow.statuses import CERTIFICATION_REJECTED, CERTIFIED
 
 
+# The states in which an instance is planned when due (ERROR waits for `obsflow catalogue replan`).
+PLANNABLE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED_FOR_REEXECUTION)
+
+
 class ProposalMismatch(ObsflowError):
     """A candidate's proposal is not its observe frames' (ID___013): processing it would file one proposal's
     data under another and tell the wrong PI."""
@@ -215,25 +219,29 @@ class Planning(Part):
         if instance.input_dataset_key is None:
             return  # not planned yet: its plan will include them
         self.store.update_instance(instance.instance_id, inputs_changed=why)
+        self.store.mark_due_for_planning([instance.instance_id], self.clock())
         logger.info("instance inputs changed", extra={"instance_id": instance.instance_id, "why": why})
         self.refresh_instance(instance.instance_id)
 
     def plan_pending_instances(self, report: SubmitReport) -> None:
-        for state in (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED_FOR_REEXECUTION):
-            for instance in self.store.instances_with_state(state):
-                if not instance.needs_plan:
-                    continue
+        """Look at each instance marked due, once: plan it, or leave it waiting until what it waits for moves
+        (which marks it due again). Instances that merely wait are never read."""
+        for instance_id, mark in self.store.instances_due_for_planning():
+            instance = self.store.instance(instance_id)
+            if instance is not None and instance.state in PLANNABLE_STATES and instance.needs_plan:
                 try:
-                    run_id = self.plan_instance(instance)
+                    run_id = self._plan(instance)
                 except (NotFound, ValueError) as exc:
                     # This instance needs a person, who is told; the others keep flowing.
                     self._cannot_plan(instance, exc)
-                    continue
-                if run_id:
-                    report.planned.append(run_id)
+                else:
+                    if run_id:
+                        report.planned.append(run_id)
+            self.store.planning_looked_at(instance_id, mark)
 
     def _cannot_plan(self, instance: Instance, exc: Exception) -> None:
         self.store.update_instance(instance.instance_id, state=ERROR, state_reason=f"cannot plan: {exc}")
+        self.wake_users([f"instance:{instance.instance_id}"])  # what waits for it says so
         logger.error("instance cannot be planned", extra={"instance_id": instance.instance_id, "reason": str(exc)})
         self.tickets.file(Ticket(
             f"TKT-{instance.instance_id}-plan", kind="planning", created_at=self.clock(),
@@ -271,6 +279,7 @@ class Planning(Part):
                              + (" and planned" if instance.input_dataset_key else "")
                              + "; only one that could not be planned is planned again")
         self.store.update_instance(instance_id, state=NEVER_EXECUTED, state_reason="re-planned by an operator")
+        self.store.mark_due_for_planning([instance_id], self.clock())
         self.refresh_instance(instance_id)
         self.notifier.nudge(f"re-plan of {instance_id}")
         return self.store.instance(instance_id)
@@ -311,8 +320,9 @@ class Planning(Part):
     def plan_instance(self, instance: Instance) -> str | None:
         """Write the input dataset and a READY run once every upstream instance has succeeded; the run id."""
         instance = self.store.instance(instance.instance_id)  # a listing may lag behind another submitter
-        if not instance.needs_plan:
-            return None
+        return self._plan(instance) if instance.needs_plan else None
+
+    def _plan(self, instance: Instance) -> str | None:
         waiting = self._waiting_for(instance)
         if waiting:
             if instance.state_reason != waiting:
@@ -447,8 +457,9 @@ class Planning(Part):
             changes["date_processed"] = max(ended)
         if changes:
             self.store.update_instance(instance_id, **changes)
+        if state != instance.state:  # what waits for it says why, and may be planned now
+            self.wake_users([f"instance:{instance_id}"])
         return state
-
 
 def _require_reason(reason: str, what: str) -> None:
     if not (reason or "").strip():

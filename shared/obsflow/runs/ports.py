@@ -8,7 +8,7 @@ in-memory fakes in the unit tests. Buckets are named by role ("work", "data").
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from obsflow.embargo import Proposal
 from obsflow.qc import QcFilter
@@ -42,7 +42,13 @@ class InstanceStore(Protocol):
     def create_instance(self, instance: Instance) -> bool:
         """Put the instance and its input edges if its id is new; False if it existed."""
     def instance(self, instance_id: str) -> Instance | None: ...
-    def instances_with_state(self, state: str) -> list[Instance]: ...
+    def instances_due_for_planning(self) -> list[tuple[str, str]]:
+        """(instance id, due mark) of each instance the submitter must look at: created, marked since, not yet
+        looked at. Never the instances that merely wait."""
+    def mark_due_for_planning(self, instance_ids: list[str], at: dt.datetime) -> None:
+        """Mark recorded instances due (their inputs moved); ids of no instance are passed over."""
+    def planning_looked_at(self, instance_id: str, mark: str) -> bool:
+        """Clear the due mark read as ``mark``; False (it stays due) if it was marked again meanwhile."""
     def instances_of_reference(self, reference: str) -> list[Instance]: ...
     def add_inputs(self, instance_id: str, inputs: list[InstanceInput]) -> None:
         """Record input edges (idempotent)."""
@@ -65,6 +71,9 @@ class RunRecords(Protocol):
     def run(self, run_id: str) -> Run | None: ...
     def runs_with_status(self, status: str) -> list[Run]:
         """In start order: priority, then age."""
+    def queued_runs(self) -> Iterator[Run]:
+        """The READY runs in start order, read a page at a time as they are taken (a pass that has filled every
+        slot reads no further)."""
     def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                    detail: str | None = None, **changes: Any) -> bool:
         """Move the run to ``to`` (appending to its history, setting ``changes``; None removes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, Iterator
 
 from pynamodb.connection import Connection
 
@@ -198,17 +198,28 @@ class DynamoRunStore:
     def create_instance(self, instance: Instance) -> bool:
         """Its edges first, so an instance that exists always has its inputs."""
         self.add_inputs(instance.instance_id, instance.inputs)
+        item = instance_item(instance)
+        item.plan_due, item.plan_due_at = recipe_instances.DUE, recipe_instances.due_mark(instance.created_at)
         with transient(f"could not record instance {instance.instance_id}"):
-            return save_if_new(instance_item(instance))
+            return save_if_new(item)
 
     def instance(self, instance_id: str) -> Instance | None:
         with transient(f"could not read instance {instance_id}"):
             item = recipe_instances.get(instance_id)
             return instance_of(item, catalogue_edges.inputs_of(instance_id)) if item else None
 
-    def instances_with_state(self, state: str) -> list[Instance]:
-        with transient(f"could not list {state} instances"):
-            return self._with_inputs(recipe_instances.with_state(state))
+    def instances_due_for_planning(self) -> list[tuple[str, str]]:
+        with transient("could not list the instances due for planning"):
+            return recipe_instances.due_for_planning()
+
+    def mark_due_for_planning(self, instance_ids: list[str], at: dt.datetime) -> None:
+        with transient(f"could not mark {len(instance_ids)} instance(s) due for planning"):
+            for instance_id in instance_ids:
+                recipe_instances.mark_due(instance_id, at)
+
+    def planning_looked_at(self, instance_id: str, mark: str) -> bool:
+        with transient(f"could not clear the planning mark of instance {instance_id}"):
+            return recipe_instances.clear_due(instance_id, mark)
 
     def instances_of_reference(self, reference: str) -> list[Instance]:
         with transient(f"could not list the instances of {reference}"):
@@ -273,6 +284,11 @@ class DynamoRunStore:
     def runs_with_status(self, status: str) -> list[Run]:
         with transient(f"could not list {status} runs"):
             return [run_of(item) for item in runs.with_status(status)]
+
+    def queued_runs(self) -> Iterator[Run]:
+        with transient("could not list the READY runs"):
+            for item in runs.RunItem.by_status.query(runs.READY):
+                yield run_of(item)
 
     def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                    detail: str | None = None, **changes: Any) -> bool:

@@ -84,8 +84,10 @@ class Submission(Part):
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
         automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
         campaigns = CampaignGate(self.store)
-        windows, now = self.settings.processing_windows(), self.clock()
-        for run in self.store.runs_with_status(READY):
+        windows, now, capacity = self.settings.processing_windows(), self.clock(), self._capacity()
+        for run in self.store.queued_runs():
+            if all(len(in_use[rc]) >= capacity[rc] for rc in RESOURCE_CLASSES):
+                break  # no run can start: the rest of the queue is not read (each keeps the reason it had)
             if run.recipe_key not in automated:
                 automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
             if not automated[run.recipe_key]:

@@ -1,0 +1,125 @@
+"""A submitter pass reads what is due, not what waits: counted in DynamoDB requests on moto, not timed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from pynamodb.connection.base import Connection
+
+from obsflow.runs.domain import Instance, InstanceInput
+from obsflow.runs.platform import ShippedRecipes
+from obsflow.runs.service import RunService
+from obsflow.runs.store import DynamoRunStore
+from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeSwitch
+from tests.unit.test_run_service import Clock
+
+T0 = dt.datetime(2026, 11, 20, 21, 0, tzinfo=dt.timezone.utc)
+
+
+class _Requests(Counter):
+    keys_read: set
+
+    def clear(self):
+        super().clear()
+        self.keys_read = set()
+
+
+@pytest.fixture
+def requests(monkeypatch):
+    """Every DynamoDB request made, as (operation, table) -> count."""
+    made = _Requests()
+    original = Connection._make_api_call
+
+    def counted(self, operation_name, operation_kwargs):
+        table = operation_kwargs.get("TableName", "").rsplit("-", 1)[-1]
+        made[operation_name, table] += 1
+        if operation_name == "GetItem" and table == "instances":
+            made.keys_read.add(operation_kwargs["Key"]["instance_id"]["S"])
+        return original(self, operation_name, operation_kwargs)
+
+    monkeypatch.setattr(Connection, "_make_api_call", counted)
+    made.clear()
+    return made
+
+
+@pytest.fixture
+def service(catalog) -> RunService:
+    settings, _ = catalog
+    return RunService(DynamoRunStore(settings), FakeDocuments(), FakeExecutions(), FakeNotifier(), FakeSwitch(),
+                      ShippedRecipes(), settings, service_desk=lambda: None, clock=Clock())
+
+
+def _instance(instance_id: str, upstream: str | None = None) -> Instance:
+    inputs = [InstanceInput("calibration", "instance", upstream)] if upstream else []
+    return Instance(instance_id, "c1", "pid_1_23", "vbi-night-summary", "1.0.0", "2026-11-20", T0, inputs=inputs,
+                    reference="2026-11-20/pid_1_23")
+
+
+def _waiting(service: RunService, upstream: str, count: int) -> None:
+    """``count`` instances that wait for ``upstream``, looked at until none is due (an upstream looked at after its
+    users marks them due again: their reason names its state)."""
+    for index in range(count):
+        service.store.create_instance(_instance(f"{upstream}-user-{index:05d}", upstream))
+    for _ in range(3):
+        service.submit()
+        if not service.store.instances_due_for_planning():
+            return
+    raise AssertionError("instances stayed due")
+
+
+def _one_pass(service: RunService, requests: Counter) -> Counter:
+    requests.clear()
+    service.submit()
+    return Counter(requests)
+
+
+def test_a_pass_over_ten_or_two_hundred_waiting_instances_makes_the_same_requests(service, requests):
+    # Given an upstream instance that waits itself, and 10 instances waiting for it, each looked at once
+    service.store.create_instance(_instance("ri-up-a", "ri-root"))
+    _waiting(service, "ri-up-a", 10)
+    assert service.store.instance("ri-up-a-user-00003").state == "WAITING"
+    # When a submitter pass runs with nothing new
+    few = _one_pass(service, requests)
+    # And again after 190 more instances wait for another upstream
+    service.store.create_instance(_instance("ri-up-b", "ri-root"))
+    _waiting(service, "ri-up-b", 190)
+    many = _one_pass(service, requests)
+    # Then both passes made the same requests, and read no instance table item at all (only the due index)
+    assert many == few
+    assert sum(n for (operation, table), n in few.items() if table == "instances") == 1
+    assert few[("Query", "instances")] == 1
+
+
+def test_an_upstream_that_moves_makes_exactly_its_users_due(service, requests):
+    # Given 30 instances waiting for one upstream and 30 for another, all looked at
+    for upstream in ("ri-up-a", "ri-up-b"):
+        service.store.create_instance(_instance(upstream, "ri-root"))
+        _waiting(service, upstream, 30)
+    # When the first upstream's state moves (its derived state is recorded) and a pass runs
+    service.store.update_instance("ri-up-a", state="ERROR", state_reason="cannot plan: test")
+    service.wake_users(["instance:ri-up-a"])
+    requests.clear()
+    service.submit()
+    # Then the pass read the 30 users of that upstream (and the upstream), none of the others'
+    assert requests.keys_read == {"ri-up-a", *(f"ri-up-a-user-{i:05d}" for i in range(30))}
+    # And each says what it waits for now, while the other upstream's users were not touched
+    assert "ERROR" in service.store.instance("ri-up-a-user-00007").state_reason
+    assert "ri-up-b (vbi-night-summary: WAITING" in service.store.instance("ri-up-b-user-00007").state_reason
+    # And a further pass reads none of them again
+    assert _one_pass(service, requests)[("GetItem", "instances")] == 0
+
+
+def test_a_mark_made_while_a_pass_looked_is_not_lost(service):
+    # Given a due instance, read by a pass as due with one mark
+    service.store.create_instance(_instance("ri-x"))
+    [(instance_id, mark)] = service.store.instances_due_for_planning()
+    # When its input moves while the pass looks (marked again), then the pass clears the mark it read
+    service.store.mark_due_for_planning([instance_id], T0 + dt.timedelta(seconds=1))
+    cleared = service.store.planning_looked_at(instance_id, mark)
+    # Then the newer mark stays: the next pass looks at it again
+    assert cleared is False and [i for i, _ in service.store.instances_due_for_planning()] == ["ri-x"]
+    # And marking an id of no instance records nothing
+    service.store.mark_due_for_planning(["ri-nothing"], T0)
+    assert service.store.instance("ri-nothing") is None
