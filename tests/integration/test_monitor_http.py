@@ -170,6 +170,16 @@ def test_a_campaign_page_lists_its_documents_and_serves_only_those_as_downloads(
     assert download(monitor, "/campaigns/reprocess-mon/documents/1", "attacker.example.com")[0] == 421
 
 
+def test_runs_datasets_and_the_catalogue_have_pages_and_a_wrong_token_is_a_404_saying_what_to_do(monitor):
+    # When the runs' listing page is asked, and one with a made-up token
+    status, _, body = ask(monitor, "/runs/")
+    wrong_status, _, wrong = ask(monitor, "/catalogue/?next=e30")
+    # Then the first lists the seeded run, newest first, and the second says where to start
+    assert status == 200 and "run-mon-1" in body and "newest first" in body
+    assert wrong_status == 404 and "start from /catalogue/" in wrong
+    assert ask(monitor, "/datasets/")[0] == 200 and "ds-mon" in ask(monitor, "/datasets/")[2]
+
+
 def test_the_overview_api_is_plain_json_with_lists_and_iso_8601_times(monitor):
     # Given a night with an OP, a candidate, a failed run, its ticket, instance, dataset and campaign
     # When a script asks the API for the overview

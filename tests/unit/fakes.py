@@ -14,6 +14,7 @@ from obsflow.ingest.documents import StoredDocument
 from obsflow.ingest.readiness import OpState
 from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutcome, RecordedFrame
 from obsflow.qc import passes_all
+from obsflow.reads.pages import rows_after
 from obsflow.reads.provenance import Provenance
 from obsflow.runs.domain import HistoryEntry
 from obsflow.tables.datasets import LISTED_ATTRIBUTES
@@ -486,6 +487,11 @@ class FakeReads:
     def instance_records_with_state(self, state):
         return sorted(map(_without_inputs, self.store.instances_with_state(state)), key=lambda i: i.created_at)
 
+    def instance_records_page(self, state, reference, limit, start):
+        found = [_without_inputs(self.store.instance(i)) for i, instance in self.store.instances.items()
+                 if state in (None, instance.state) and reference in (None, instance.reference)]
+        return _page(found, lambda i: (str(i.created_at), i.instance_id), limit, start)
+
     def instance_records_of_reference(self, reference):
         return sorted(map(_without_inputs, self.store.instances_of_reference(reference)), key=lambda i: i.created_at)
 
@@ -512,6 +518,9 @@ class FakeReads:
 
     def all_listed_datasets(self):
         return [_listed(d) for d in self._datasets()]
+
+    def listed_datasets_page(self, limit, start):
+        return _page(self.all_listed_datasets(), lambda d: (str(d["created_at"]), d["dataset_id"]), limit, start)
 
     def qc_dataset_ids(self, qc_filter):
         return {d.dataset_id for d in self._datasets() if passes_all((qc_filter,), d.qc)}
@@ -544,11 +553,17 @@ class FakeReads:
     def op_records(self):
         return [_record(op) for _, op in sorted(self.store.ops.items())]
 
+    def newest_op_records(self, limit):
+        return sorted(self.op_records(), key=lambda op: str(op.get("first_frame_at")), reverse=True)[:limit]
+
     def op_record(self, op_id):
         return _record(self.store.ops[op_id]) if op_id in self.store.ops else None
 
     def candidate_records(self):
         return [self.candidate_record(c) for c in self.store.candidates]
+
+    def newest_candidate_records(self, limit):
+        return sorted(self.candidate_records(), key=lambda c: str(c.get("created_at")), reverse=True)[:limit]
 
     def candidate_record(self, candidate_id):
         candidate = self.store.candidates.get(candidate_id)
@@ -577,6 +592,22 @@ class FakeReads:
 
     def run_record(self, run_id):
         return _record(self.store.runs[run_id]) if run_id in self.store.runs else None
+
+    def run_records_page(self, status, limit, start):
+        if status:  # in start order, positioned by the run's index
+            records = self.run_records(status)
+            after = int(start["after"][0]) if start else 0
+            following = {"after": [str(after + limit)]} if len(records) > after + limit else None
+            return records[after:after + limit], following
+        return _page(self.run_records(), lambda r: (str(r["created_at"]), r["run_id"]), limit, start)
+
+    def run_statuses_since(self, at):
+        return [r.status for r in self.store.runs.values() if r.created_at >= at]
+
+
+def _page(rows, key, limit, start):
+    """A page of rows newest first by ``key``, as a listing index gives it."""
+    return rows_after(sorted(rows, key=key, reverse=True), key, limit, start)
 
 
 def fake_provenance(service) -> Provenance:

@@ -162,6 +162,23 @@ def test_listings_are_the_datasets_listed_attributes(night):
         service.store.datasets[d].created_at, d))]
 
 
+def test_a_filtered_listing_pages_newest_first_and_its_token_continues_it_alone(night):
+    service, masters, science = night
+    provenance = Provenance(FakeReads(service.store))
+    every = [r["dataset_id"] for r in provenance.dataset_rows(uses_frame="night_gain-f0")]
+    # When the datasets made from a frame are listed one at a time
+    first = provenance.dataset_page(uses_frame="night_gain-f0", limit=1)
+    rows, token = list(first.rows), first.next
+    while token:
+        page = provenance.dataset_page(uses_frame="night_gain-f0", limit=1, next_token=token)
+        rows, token = rows + page.rows, page.next
+    # Then every one comes once, newest first
+    assert [r["dataset_id"] for r in rows] == list(reversed(every)) and len(every) == 3
+    # And the token does not continue another filter's listing
+    with pytest.raises(ValueError, match="--next takes the token"):
+        provenance.dataset_page(recipe="vbi-l1", limit=1, next_token=first.next)
+
+
 def test_qc_filters_are_refused_while_older_datasets_are_unindexed_and_for_a_metric_no_dataset_has(night):
     service, masters, science = night
     provenance = Provenance(FakeReads(service.store))

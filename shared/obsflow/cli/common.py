@@ -18,6 +18,26 @@ if TYPE_CHECKING:
 # A command imports what it uses when it runs (AWS clients, the catalogue, FITS): `--help` stays instant.
 
 JSON_HELP = "Print a JSON array on stdout (for scripts)."
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000  # as obsflow.reads.pages (not imported here: --help stays instant)
+
+
+def page_options(func):
+    """``--limit`` and ``--next`` of a listing that pages: a page costs the same however much is recorded."""
+    func = click.option("--next", "next_token", metavar="TOKEN",
+                        help="The next page: the token the previous page printed (same command, same filters).")(func)
+    return click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True,
+                        help="At most this many rows (a page); the token of the next page is printed on stderr.")(func)
+
+
+def emit_page(read, columns, as_json: bool, empty: str) -> None:
+    """Print a page (``read()`` gives it; a token of another listing is said so), then how to ask for the next."""
+    try:
+        page = read()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    console.emit(page.rows, columns, as_json, empty)
+    if page.next:
+        click.echo(f"more: the same command with --next {page.next}", err=True)
 
 
 def _settings(ctx: click.Context) -> Settings:

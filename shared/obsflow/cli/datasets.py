@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -21,7 +22,9 @@ from obsflow.cli.common import (
     _refused,
     _runs,
     _settings,
+    emit_page,
     operator_command,
+    page_options,
 )
 from obsflow.errors import NotFound
 from obsflow.runs.domain import INSTANCE_STATES
@@ -41,12 +44,15 @@ def datasets():
 @click.option("--campaign", metavar="NAME", help="Made by this campaign's runs.")
 @click.option("--embargoed", is_flag=True, help="Only datasets still under embargo (private to their proposal).")
 @click.option("--where", multiple=True, metavar="qc.METRIC<VALUE", callback=_qc_where, help=QC_WHERE_HELP)
+@page_options
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
 @click.pass_context
-def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, where, as_json):
-    """Datasets, oldest first, with kind, product, version, status and release date; filters combine (each is an
-    index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones only.
+def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, where, limit,
+                  next_token, as_json):
+    """Datasets, newest first (with --embargoed alone: soonest release first), a page at a time, with kind, product,
+    version, status and release date; filters combine (each is an index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones
+    only.
 
     \b
     QC filters select by the QC values recorded when each dataset was catalogued, e.g.
@@ -59,16 +65,17 @@ def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, ca
     qc = where
     filters = (uses_frame, recipe, code_version, calibration, status, campaign, EMBARGOED if embargoed else None)
     actor = _actor(ctx)
-    try:
-        rows = provenance.dataset_rows(*filters, qc=qc)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     metrics = list(dict.fromkeys(f"qc.{f.metric}" for f in qc))
-    console.emit([{**row, **{m: (row.get("qc") or {}).get(m[3:]) for m in metrics}} for row in rows
-                  if actor.may_read(row.get("proposal_id"), released=not row.get("embargo"))],
-                 ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count", "recipe",
-                  "campaign", *metrics, "release_date", "created_at"], as_json,
-                 "no datasets" + (" match" if any(filters) or qc else " yet"))
+
+    def read():
+        page = provenance.dataset_page(*filters, qc=qc, limit=limit, next_token=next_token)
+        return dataclasses.replace(page, rows=[
+            {**row, **{m: (row.get("qc") or {}).get(m[3:]) for m in metrics}} for row in page.rows
+            if actor.may_read(row.get("proposal_id"), released=not row.get("embargo"))])
+
+    emit_page(read, ["dataset_id", "kind", "proposal_id", "product_id", "version_key", "status", "frame_count",
+                     "recipe", "campaign", *metrics, "release_date", "created_at"], as_json,
+              "no datasets" + (" match" if any(filters) or qc else " yet"))
 
 
 @datasets.command("reindex-qc")
@@ -316,10 +323,12 @@ def catalogue():
 @click.option("--state", type=click.Choice(INSTANCE_STATES), help="Only instances in this state.")
 @click.option("--reference", metavar="NIGHT/PROPOSAL", help="Only the instances of this reference, e.g. 2026-11-20/pid_1_23.")
 @click.option("--uses", metavar="ID", help="Only the instances that use this frame (file id), OP, dataset or instance.")
+@page_options
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def catalogue_list(state, reference, uses, as_json):
-    """Recipe instances, oldest first, with their state and why, estimates and when last processed.
+def catalogue_list(state, reference, uses, limit, next_token, as_json):
+    """Recipe instances, newest first, a page at a time, with their state and why, estimates and when last
+    processed.
 
     \b
     States (derived from each instance's runs, after the Gemini archive's catalogue):
@@ -329,9 +338,9 @@ def catalogue_list(state, reference, uses, as_json):
     """
     read = _catalogue()
 
-    console.emit(read.instance_rows(state, reference, uses),
-                 ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
-                  "date_processed"], as_json, "no recipe instances" + (f" in state {state}" if state else ""))
+    emit_page(lambda: read.instance_page(state, reference, uses, limit, next_token),
+              ["instance_id", "recipe", "reference", "state", "state_reason", "runs", "estimated_cpu_s",
+               "date_processed"], as_json, "no recipe instances" + (f" in state {state}" if state else ""))
 
 
 @catalogue.command("show")

@@ -19,7 +19,9 @@ from obsflow.cli.common import (
     _queries,
     _runs,
     _settings,
+    emit_page,
     operator_command,
+    page_options,
 )
 
 
@@ -31,15 +33,17 @@ def runs():
 @runs.command("list")
 @click.option("--status", type=click.Choice(statuses.RUN_STATUSES),
               help="Only runs with this status.")
+@page_options
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @operator_command
-def runs_list(status, as_json):
-    """Runs, oldest first (with --status READY: in the order they will start)."""
+def runs_list(status, limit, next_token, as_json):
+    """Runs, newest first, a page at a time (with --status: in start order, so READY lists the queue as it will
+    start)."""
     queries = _queries()
 
-    console.emit(queries.run_rows(status),
-                 ["run_id", "recipe", "candidate_id", "priority", "status", "created_at", "duration_s", "waiting_reason"],
-                 as_json, "no runs" + (f" with status {status}" if status else ""))
+    emit_page(lambda: queries.run_page(status, limit, next_token),
+              ["run_id", "recipe", "candidate_id", "priority", "status", "created_at", "duration_s", "waiting_reason"],
+              as_json, "no runs" + (f" with status {status}" if status else ""))
 
 
 @runs.command("show")

@@ -26,7 +26,7 @@ from obsflow.ingest.frames import Frame
 from obsflow.ingest.readiness import OpState
 from obsflow.tables import candidates as candidates_table
 from obsflow.tables import conflicts, observing_programs, proposals
-from obsflow.tables.base import CONDITION_FAILED, changes_to_actions, save_if_new, update_if
+from obsflow.tables.base import CONDITION_FAILED, LISTED, changes_to_actions, save_if_new, update_if
 from obsflow.tables.candidates import WAITING, CandidateItem
 from obsflow.tables.frames import FrameItem
 from obsflow.tables.manifests import ManifestItem
@@ -156,6 +156,7 @@ class DynamoIngestStore:
                         Op.instrument.set(Op.instrument | first.instrument),
                         Op.proposal_id.set(Op.proposal_id | first.proposal_id),
                         Op.task_type.set(Op.task_type | first.task_type),
+                        Op.listing.set(LISTED),
                     ]
                 transaction.update(
                     Op(op_id), actions=actions,

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import functools
 import json
-from collections import Counter
 
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as NoConnection
@@ -14,13 +13,15 @@ from botocore.exceptions import ConnectionError as NoConnection
 from obsflow import aws, services
 from obsflow.statuses import WAITING
 from obsflow.errors import NotFound, ObsflowError, TransientError
+from obsflow.reads.pages import Page
 from obsflow.reads.queries import Queries
 from obsflow.recipes.model import Recipe
 from obsflow.runs.campaigns import approval_note
 from obsflow.settings import Settings
 from obsflow.tables import recipes, tickets
 
-LISTED = 50  # the newest rows of each kind on the overview; the CLI lists them all
+LISTED = 50  # the rows of a page: the overview shows the newest of each kind, /runs/ (...) the rest, a page each
+RUN_COUNTS_OVER = dt.timedelta(hours=24)  # the overview counts the runs created this long ago and since
 COMPARED_FRAMES_KEPT = 4096  # per-frame results of /compare kept: a page refreshing reads only records and metrics
 # What "nothing answers" looks like from botocore: no connection (a stopped local stack, no network), or no
 # credentials, or credentials AWS does not take. Anything else is a fault of its own and is reported as one.
@@ -89,24 +90,36 @@ class StageReads:
 
     @_reads_the_stage
     def overview(self) -> dict:
-        queries = self.queries
-        run_rows = queries.run_rows()
-        candidates = _newest(queries.candidate_rows())
+        queries, now = self.queries, dt.datetime.now(dt.timezone.utc)
+        candidates = queries.newest_candidate_rows(LISTED)
         for candidate in candidates:
             candidate["why"] = _waiting_reason(queries, candidate)
-        return {
-            "run_counts": dict(sorted(Counter(r["status"] for r in run_rows).items())),
-            "ops": sorted(queries.op_rows(), key=lambda o: (o["complete"], o["op_id"]))[:LISTED],
+        runs, datasets, instances = (self.listing(kind) for kind in ("runs", "datasets", "catalogue"))
+        return {  # each the newest page of its kind: what the page costs does not grow with the history
+            "run_counts": queries.run_counts_since(now - RUN_COUNTS_OVER),
+            "run_counts_over_h": RUN_COUNTS_OVER.total_seconds() / 3600,
+            "ops": sorted(queries.newest_op_rows(LISTED), key=lambda o: o["complete"]),
             "candidates": candidates,
-            "runs": _newest(run_rows),
-            "tickets": _newest([t.attribute_values for t in tickets.all_tickets()]),
-            "datasets": _newest(services.provenance(self.settings).dataset_rows()),
-            "instances": _newest(services.catalogue(self.settings).instance_rows()),
+            "runs": runs.rows, "more_runs": runs.next,
+            "tickets": [t.attribute_values for t in tickets.newest(LISTED)],
+            "datasets": datasets.rows, "more_datasets": datasets.next,
+            "instances": instances.rows, "more_instances": instances.next,
             "windows": queries.window_rows(self.settings.processing_windows(), dt.datetime.now(dt.timezone.utc)),
             "campaigns": _newest([{**dataclasses.asdict(c), "instances": len(c.instance_ids),
                                    "approval_note": approval_note(c)}
                                   for c in services.campaign_service(self.settings).store.all_campaigns()]),
         }
+
+    @_reads_the_stage
+    def listing(self, kind: str, next_token: str | None = None) -> Page:
+        """A page of runs, datasets or the catalogue's instances, newest first (``next_token``: the page after the
+        one that gave it)."""
+        read = {"runs": self.queries.run_page, "datasets": services.provenance(self.settings).dataset_page,
+                "catalogue": services.catalogue(self.settings).instance_page}[kind]
+        try:
+            return read(limit=LISTED, next_token=next_token)
+        except ValueError as exc:  # a token of another listing, or none
+            raise NotFound(f"{exc}: start from /{kind}/") from exc
 
     @_reads_the_stage
     def run(self, run_id: str) -> tuple[dict, Recipe]:

@@ -26,6 +26,7 @@ from obsflow.observability import logger
 from obsflow.runs.context import NotAllowed
 
 _ROUTE = re.compile(r"^/(?:(?P<kind>runs|datasets|campaigns)/(?P<id>[A-Za-z0-9_.:@-]{1,128}))?/?$")
+_LISTING = re.compile(r"^/(?P<kind>runs|datasets|catalogue)/?$")
 _COMPARE = re.compile(r"^/compare/(?P<a>[^/]{1,200})/(?P<b>[^/]{1,200})/?$")  # ids checked by obsflow.ids
 _DOCUMENT = re.compile(r"^/campaigns/(?P<name>[a-z0-9-]{1,48})/documents/(?P<number>[1-9][0-9]{0,3})$")
 _JSON = "application/json"
@@ -68,6 +69,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if compare := _COMPARE.match(unquote(url.path)):
             self._answer(url.path, fragment, lambda: self._comparison(compare.group("a"), compare.group("b")))
+            return
+        if listing := _LISTING.match(unquote(url.path)):
+            kind, given = listing.group("kind"), parse_qs(url.query).get("next", [None])[0]
+            self._answer(url.path, fragment, lambda: (views.LISTING_TITLES[kind].lower(),
+                                                      views.listing_page(kind, self.reads.listing(kind, given))))
             return
         route = _ROUTE.match(unquote(url.path))
         if route is None:

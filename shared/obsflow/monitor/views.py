@@ -108,7 +108,8 @@ async function problemOf(response) {{  // the sentence an error page gives in it
 }}
 setInterval(async () => {{
   try {{
-    const response = await fetch(location.pathname + "?fragment=1", {{cache: "no-store"}});
+    const response = await fetch(location.pathname + (location.search ? location.search + "&" : "?") + "fragment=1",
+                                 {{cache: "no-store"}});
     if (!response.ok) return markStale(await problemOf(response));
     content.innerHTML = await response.text();
     freshAt = new Date();
@@ -130,11 +131,45 @@ def _progress(row: dict) -> str:
     return f'<span class="bar"><span style="width:{share * 100:.0f}%"></span></span> {received} of {expected}'
 
 
+_LISTINGS = {  # kind -> its table (the overview's newest rows, and each page of /runs/, /datasets/, /catalogue/)
+    "runs": lambda rows: table(
+        rows, [("run_id", "run"), ("recipe", "recipe"), ("candidate_id", "candidate"), ("status", "status"),
+               ("created_at", "created"), ("duration_s", "duration [s]"), ("waiting_reason", "waiting for")],
+        "no runs yet", {"run_id": lambda r: link("runs", r["run_id"]), "status": lambda r: badge(r["status"]),
+                        "recipe": lambda r: escape(f"{r['recipe']}@{r.get('version', '')}")}, "runs"),
+    "datasets": lambda rows: table(
+        rows, [("dataset_id", "dataset"), ("kind", "kind"), ("proposal_id", "proposal"), ("status", "status"),
+               ("frame_count", "frames"), ("recipe", "recipe"), ("release_date", "public from"),
+               ("created_at", "created")],
+        "no datasets yet", {"dataset_id": lambda r: link("datasets", r["dataset_id"]),
+                            "status": lambda r: badge(r["status"])}, "datasets"),
+    "catalogue": lambda rows: table(
+        rows, [("instance_id", "instance"), ("recipe", "recipe"), ("reference", "reference"), ("state", "state"),
+               ("state_reason", "why"), ("runs", "runs"), ("dataset_id", "dataset")],
+        "no recipe instances yet", {"state": lambda r: badge(r["state"]),
+                                    "dataset_id": lambda r: link("datasets", r.get("dataset_id"))}, "instances"),
+}
+LISTING_TITLES = {"runs": "Runs", "datasets": "Datasets", "catalogue": "Processing catalogue"}
+
+
+def _older(kind: str, next_token: str | None) -> str:
+    """The link to the page after these rows, if there is one."""
+    if not next_token:
+        return ""
+    return f'<p class="more"><a href="/{kind}/?next={quote(next_token, safe="")}" id="more-{kind}">older &rarr;</a></p>'
+
+
+def listing_page(kind: str, page) -> str:
+    """One page of runs, datasets or instances, newest first, and a link to the next."""
+    return (f"<h2>{LISTING_TITLES[kind]}, newest first</h2>" + _LISTINGS[kind](page.rows) + _older(kind, page.next)
+            + f'<p><a href="/{kind}/">newest</a></p>')
+
+
 def overview(data: dict) -> str:
     counts = data["run_counts"]
-    summary = "".join(f"<span>{badge(status)} {n}</span>" for status, n in counts.items()) or "no runs yet"
+    summary = "".join(f"<span>{badge(status)} {n}</span>" for status, n in counts.items()) or "none"
     return "".join([
-        f'<p class="counts" id="run-counts">runs: {summary}</p>',
+        f'<p class="counts" id="run-counts">runs created in the last {data.get("run_counts_over_h", 24):g} h: {summary}</p>',
         "<h2>Processing windows</h2>",
         table(data.get("windows", []), [("key", "recipe / resource class"), ("when", "runs"), ("open", "now"),
                                         ("next_change", "changes at (UTC)"), ("runs_waiting", "runs waiting")],
@@ -150,28 +185,16 @@ def overview(data: dict) -> str:
               "no candidates yet", {"status": lambda r: badge(r["status"]), "processing": lambda r: badge(r["processing"]),
                                     "run_ids": lambda r: " ".join(link("runs", i) for i in r["run_ids"])}, "candidates"),
         "<h2>Runs</h2>",
-        table(data["runs"], [("run_id", "run"), ("recipe", "recipe"), ("candidate_id", "candidate"),
-                             ("status", "status"), ("created_at", "created"), ("duration_s", "duration [s]"),
-                             ("waiting_reason", "waiting for")],
-              "no runs yet", {"run_id": lambda r: link("runs", r["run_id"]), "status": lambda r: badge(r["status"]),
-                              "recipe": lambda r: escape(f"{r['recipe']}@{r.get('version', '')}")}, "runs"),
+        _LISTINGS["runs"](data["runs"]), _older("runs", data.get("more_runs")),
         "<h2>Tickets</h2>",
         table(data["tickets"], [("ticket_id", "ticket"), ("status", "status"), ("kind", "kind"), ("run_id", "run"),
                                 ("summary", "summary"), ("suggested_action", "what to do")],
               "no tickets", {"status": lambda r: badge(r["status"]), "run_id": lambda r: link("runs", r.get("run_id")),
                              "suggested_action": _what_to_do}, "tickets"),
         "<h2>Datasets</h2>",
-        table(data["datasets"], [("dataset_id", "dataset"), ("kind", "kind"), ("proposal_id", "proposal"),
-                                 ("status", "status"), ("frame_count", "frames"), ("recipe", "recipe"),
-                                 ("release_date", "public from"), ("created_at", "created")],
-              "no datasets yet", {"dataset_id": lambda r: link("datasets", r["dataset_id"]),
-                                  "status": lambda r: badge(r["status"])}, "datasets"),
+        _LISTINGS["datasets"](data["datasets"]), _older("datasets", data.get("more_datasets")),
         "<h2>Processing catalogue</h2>",
-        table(data["instances"], [("instance_id", "instance"), ("recipe", "recipe"), ("reference", "reference"),
-                                  ("state", "state"), ("state_reason", "why"), ("runs", "runs"),
-                                  ("dataset_id", "dataset")],
-              "no recipe instances yet", {"state": lambda r: badge(r["state"]),
-                                          "dataset_id": lambda r: link("datasets", r.get("dataset_id"))}, "instances"),
+        _LISTINGS["catalogue"](data["instances"]), _older("catalogue", data.get("more_instances")),
         "<h2>Campaigns</h2>",
         table(data["campaigns"], [("name", "campaign"), ("campaign_type", "type"), ("status", "status"),
                                   ("recipe", "recipe"), ("instances", "instances"), ("reason", "reason"),

@@ -7,6 +7,7 @@ instance or by input, datasets by kind): no scan.
 from __future__ import annotations
 
 from obsflow.errors import NotFound
+from obsflow.reads import pages
 from obsflow.reads.ports import CatalogueReads
 from obsflow.runs.domain import INSTANCE_STATES, Instance, InstanceInput
 
@@ -23,6 +24,10 @@ def instance_row(instance: Instance) -> dict:
         "release_date": instance.release_date,
         "date_processed": instance.date_processed, "dataset_id": instance.dataset_id, "created_at": instance.created_at,
     }
+
+
+def _created_then_id(row: dict) -> tuple[str, str]:
+    return str(row["created_at"]), row["instance_id"]
 
 
 def _edge(edge: InstanceInput) -> dict:
@@ -54,6 +59,19 @@ class Catalogue:
         else:
             found = [i for s in ([state] if state else INSTANCE_STATES) for i in self.reads.instance_records_with_state(s)]
         return [instance_row(instance) for instance in sorted(found, key=lambda i: i.created_at)]
+
+    def instance_page(self, state: str | None = None, reference: str | None = None, uses: str | None = None,
+                      limit: int = pages.DEFAULT_LIMIT, next_token: str | None = None) -> pages.Page:
+        """A page of instances, newest first: what the index gives for a state and/or a reference (or all); the
+        users of an input, found whole from the reverse index, a page of them."""
+        listing = f"instances:{state or ''}:{reference or ''}:{uses or ''}"
+        start = pages.position(listing, next_token)
+        if uses:
+            rows = sorted(self.instance_rows(state, reference, uses), key=_created_then_id, reverse=True)
+            rows, following = pages.rows_after(rows, _created_then_id, limit, start)
+            return pages.Page(rows, pages.token(listing, following))
+        instances, following = self.reads.instance_records_page(state, reference, limit, start)
+        return pages.Page([instance_row(i) for i in instances], pages.token(listing, following))
 
     def users_of(self, identifier: str) -> list[str]:
         """The instances that use a frame (by file id, or through its OP), an OP, a dataset (directly, or as the

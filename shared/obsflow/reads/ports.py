@@ -32,6 +32,10 @@ class CatalogueReads(Protocol):
         """One index query, oldest first; ``inputs`` empty."""
     def instance_records_of_reference(self, reference: str) -> list[Instance]:
         """One index query, oldest first; ``inputs`` empty."""
+    def instance_records_page(self, state: str | None, reference: str | None, limit: int,
+                              start: dict | None) -> tuple[list[Instance], dict | None]:
+        """A page of instances newest first (of a reference and/or in a state, else all; ``inputs`` empty), and
+        where the next starts (None: the last). Reads the page, whatever the catalogue holds."""
     def users_of(self, input_key: str) -> list[str]:
         """The instances with an input ``<kind>:<ref>``, in id order (the reverse index)."""
     def runs_of(self, instance: Instance) -> list[Run]: ...
@@ -57,6 +61,8 @@ class ProvenanceReads(CatalogueReads, Protocol):
         """The datasets' listed attributes (batched key reads), oldest first."""
     def all_listed_datasets(self) -> list[dict]:
         """Every dataset's listed attributes, oldest first: the whole catalogue, when that is what is asked."""
+    def listed_datasets_page(self, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
+        """A page of every dataset's listed attributes, newest first, and where the next starts (None: the last)."""
     def qc_dataset_ids(self, qc_filter: QcFilter) -> set[str]:
         """The datasets whose value of the filter's metric passes it: one keys-only index query."""
     def qc_metrics(self) -> list[str]:
@@ -80,10 +86,14 @@ class OperatorReads(ProvenanceReads, Protocol):
     def quarantine_records(self) -> list[dict]: ...
     def op_records(self) -> list[dict]:
         """Each OP's record, its conflicts as ``events`` (at, kind, detail)."""
+    def newest_op_records(self, limit: int) -> list[dict]:
+        """The records of the ``limit`` OPs whose first frame came last."""
     def op_record(self, op_id: str) -> dict | None: ...
     def op_progress(self, op_ids: list[str]) -> dict[str, OpProgress]: ...
     def candidate_records(self) -> list[dict]:
         """Each candidate's record, its conflicts as ``events`` (at, kind, detail)."""
+    def newest_candidate_records(self, limit: int) -> list[dict]:
+        """The records of the ``limit`` newest candidates, newest first."""
     def candidate_record(self, candidate_id: str) -> dict | None: ...
     def recipe_records(self, name: str | None = None) -> list[dict]:
         """Every registered recipe version (or those of ``name``), with its ``definition``."""
@@ -98,6 +108,11 @@ class OperatorReads(ProvenanceReads, Protocol):
         """In start order: priority, then age."""
     def run_records(self, status: str | None = None) -> list[dict]:
         """The runs' records (of ``status``: in start order; else all, oldest first), ``history`` as dicts."""
+    def run_records_page(self, status: str | None, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
+        """A page of runs' records (of ``status``: in start order; else all, newest first), and where the next
+        starts (None: the last)."""
+    def run_statuses_since(self, at: dt.datetime) -> list[str]:
+        """The status of each run created since ``at``: a day's runs, whatever the history holds."""
     def run_record(self, run_id: str) -> dict | None: ...
     def dataset_record(self, dataset_id: str) -> dict | None:
         """Its stored attributes, with its ``files`` and ``provenance``."""

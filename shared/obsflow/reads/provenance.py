@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from obsflow.errors import NotFound
 from obsflow.qc import UNINDEXED, QcFilter, check_known
+from obsflow.reads import pages
 from obsflow.reads.catalogue import Catalogue
 from obsflow.reads.ports import ProvenanceReads
 
@@ -25,6 +26,14 @@ def _field_of(name: str, value: str) -> tuple[str, str] | None:
 def _asked(filters: dict[str, str | None]) -> list[tuple[str, str]]:
     """The given filters, the broadest (status) last: once the intersection is empty, nothing more is asked."""
     return sorted(((name, value) for name, value in filters.items() if value), key=lambda f: f[0] == "status")
+
+
+def _created_then_id(row: dict) -> tuple[str, str]:
+    return str(row["created_at"]), row["dataset_id"]
+
+
+def _release_then_id(row: dict) -> tuple[str, str]:
+    return str(row["release_date"]), row["dataset_id"]
 
 
 class Provenance:
@@ -96,6 +105,27 @@ class Provenance:
         if len(asked) == 1 and not qc and _field_of(*asked[0]):
             return self.reads.listed_datasets_with(*_field_of(*asked[0]))  # one index query gives the rows themselves
         return self.reads.listed_datasets(self.dataset_ids(qc, **dict(asked)))  # keys intersected, then the survivors
+
+    def dataset_page(self, uses_frame: str | None = None, recipe: str | None = None, code_version: str | None = None,
+                     calibration: str | None = None, status: str | None = None, campaign: str | None = None,
+                     embargo: str | None = None, qc: tuple[QcFilter, ...] = (), limit: int = pages.DEFAULT_LIMIT,
+                     next_token: str | None = None) -> pages.Page:
+        """A page of datasets, newest first (under embargo alone: soonest release first): of all from the listing
+        index; of those matching filters, found whole from the indexes they name (see `dataset_rows`), a page of
+        them."""
+        asked = _asked({"uses_frame": uses_frame, "recipe": recipe, "code_version": code_version,
+                        "calibration": calibration, "status": status, "campaign": campaign, "embargo": embargo})
+        listing = "datasets:" + ";".join([f"{k}={v}" for k, v in asked] + [str(f) for f in qc])
+        start = pages.position(listing, next_token)
+        if not asked and not qc:
+            rows, following = self.reads.listed_datasets_page(limit, start)
+        elif [name for name, _ in asked] == ["embargo"] and not qc:  # what is released next, first
+            rows = sorted(self.dataset_rows(embargo=embargo), key=_release_then_id)
+            rows, following = pages.rows_after(rows, _release_then_id, limit, start, descending=False)
+        else:
+            rows = sorted(self.dataset_rows(**dict(asked), qc=qc), key=_created_then_id, reverse=True)
+            rows, following = pages.rows_after(rows, _created_then_id, limit, start)
+        return pages.Page(rows, pages.token(listing, following))
 
     def frames_used_by(self, dataset_id: str) -> list[dict]:
         """Every raw frame the dataset was made from: its own inputs, then those of the datasets it consumed."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 from obsflow import embargo
 from obsflow.errors import NotFound
 from obsflow.ingest.readiness import OpState, missing
+from obsflow.reads import pages
 from obsflow.reads.ports import OperatorReads
 from obsflow.recipes import asl, registry
 from obsflow.runs.domain import Run
@@ -24,6 +26,12 @@ def _op_state(record: dict) -> OpState:
 
 def _op_ids(candidate: dict) -> list[str]:
     return [candidate["observe_op"], *(candidate.get("calibration_ops") or [])]
+
+
+def _op_row(op: dict) -> dict:
+    state = _op_state(op)
+    return {**_without_events(op), "received": state.received, "complete": state.complete,
+            "conflicts": len(op.get("events") or ())}
 
 
 def derived_status(runs: list[Run]) -> str | None:
@@ -86,8 +94,11 @@ class Queries:
         return self.reads.quarantine_records()
 
     def op_rows(self) -> list[dict]:
-        return [{**_without_events(op), "received": _op_state(op).received, "complete": _op_state(op).complete,
-                 "conflicts": len(op.get("events") or ())} for op in self.reads.op_records()]
+        return [_op_row(op) for op in self.reads.op_records()]
+
+    def newest_op_rows(self, limit: int) -> list[dict]:
+        """The OPs whose first frame came last."""
+        return [_op_row(op) for op in self.reads.newest_op_records(limit)]
 
     def op_detail(self, op_id: str) -> dict:
         """One OP: its counts, its candidates and its conflict history."""
@@ -113,6 +124,9 @@ class Queries:
 
     def candidate_rows(self) -> list[dict]:
         return [self._candidate_row(c) for c in self.reads.candidate_records()]
+
+    def newest_candidate_rows(self, limit: int) -> list[dict]:
+        return [self._candidate_row(c) for c in self.reads.newest_candidate_records(limit)]
 
     def candidate_detail(self, candidate_id: str) -> dict:
         candidate = self.reads.candidate_record(candidate_id)
@@ -162,6 +176,17 @@ class Queries:
 
     def run_rows(self, status: str | None = None) -> list[dict]:
         return [_run_row(record) for record in self.reads.run_records(status)]
+
+    def run_page(self, status: str | None = None, limit: int = pages.DEFAULT_LIMIT,
+                 next_token: str | None = None) -> pages.Page:
+        """A page of runs: of ``status`` in start order, else all newest first."""
+        listing = f"runs:{status or ''}"
+        records, following = self.reads.run_records_page(status, limit, pages.position(listing, next_token))
+        return pages.Page([_run_row(record) for record in records], pages.token(listing, following))
+
+    def run_counts_since(self, at: dt.datetime) -> dict[str, int]:
+        """How many runs created since ``at`` are in each status (a day's runs, whatever the history holds)."""
+        return dict(sorted(Counter(self.reads.run_statuses_since(at)).items()))
 
     def run_detail(self, run_id: str, sfn=None, console_links: bool = False) -> dict:
         record = self.reads.run_record(run_id)

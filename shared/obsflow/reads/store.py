@@ -35,11 +35,13 @@ from obsflow.tables.recipes import RecipeItem
 _DATASET_INDEXES = {"recipe": "by_recipe", "recipe_name": "by_recipe_name", "code_version": "by_code_version",
                     "status": "by_status", "campaign": "by_campaign", "embargo": "under_embargo",
                     "instance_id": "by_instance"}
+_INDEX_ONLY = ("listing", "plan_due", "plan_due_at")  # attributes that exist to put an item in an index
 _DATASET_STORAGE = ("files_inline", "provenance_inline", "spilled")  # read as ``files`` and ``provenance``
 
 
 def _record(item, **replaced) -> dict:
-    return {**item.attribute_values, **replaced}
+    values = {k: v for k, v in item.attribute_values.items() if k not in _INDEX_ONLY}
+    return {**values, **replaced}
 
 
 def _with_events(item) -> dict:
@@ -48,7 +50,7 @@ def _with_events(item) -> dict:
 
 
 def _dataset_record(item: DatasetItem) -> dict:
-    return {**{k: v for k, v in item.attribute_values.items() if k not in _DATASET_STORAGE},
+    return {**{k: v for k, v in item.attribute_values.items() if k not in _DATASET_STORAGE + _INDEX_ONLY},
             "files": item.files, "provenance": item.provenance}
 
 
@@ -69,6 +71,12 @@ class DynamoReads(DynamoRunStore):
     def instance_records_with_state(self, state: str) -> list[Instance]:
         with transient(f"could not list {state} instances"):
             return [instance_of(item, []) for item in recipe_instances.with_state(state)]
+
+    def instance_records_page(self, state: str | None, reference: str | None, limit: int,
+                              start: dict | None) -> tuple[list[Instance], dict | None]:
+        with transient("could not list the instances"):
+            items, following = recipe_instances.instances_page(state, reference, limit, start)
+        return [instance_of(item, []) for item in items], following
 
     def instance_records_of_reference(self, reference: str) -> list[Instance]:
         with transient(f"could not list the instances of {reference}"):
@@ -99,6 +107,11 @@ class DynamoReads(DynamoRunStore):
     def all_listed_datasets(self) -> list[dict]:
         with transient("could not list the datasets"):
             return [_record(item) for item in datasets.listed_all()]
+
+    def listed_datasets_page(self, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
+        with transient("could not list the datasets"):
+            items, following = datasets.listed_page(limit, start)
+        return [_record(item) for item in items], following
 
     def qc_dataset_ids(self, qc_filter: QcFilter) -> set[str]:
         with transient(f"could not query the datasets by {qc_filter.metric}"):
@@ -139,10 +152,18 @@ class DynamoReads(DynamoRunStore):
         with transient("could not list the OPs"):
             return [_with_events(item) for item in observing_programs.all_ops()]
 
+    def newest_op_records(self, limit: int) -> list[dict]:
+        with transient("could not list the newest OPs"):
+            return [_with_events(item) for item in observing_programs.newest(limit)]
+
     def op_record(self, op_id: str) -> dict | None:
         with transient(f"could not read OP {op_id}"):
             item = observing_programs.get_many([op_id]).get(op_id)
         return _with_events(item) if item else None
+
+    def newest_candidate_records(self, limit: int) -> list[dict]:
+        with transient("could not list the newest candidates"):
+            return [_with_events(item) for item in candidates.newest(limit)]
 
     def candidate_records(self) -> list[dict]:
         with transient("could not list the candidates"):
@@ -173,6 +194,15 @@ class DynamoReads(DynamoRunStore):
     def run_records(self, status: str | None = None) -> list[dict]:
         with transient("could not list the runs"):
             return [_run_record(item) for item in (runs.with_status(status) if status else runs.all_runs())]
+
+    def run_records_page(self, status: str | None, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
+        with transient("could not list the runs"):
+            items, following = runs.runs_page(status, limit, start)
+        return [_run_record(item) for item in items], following
+
+    def run_statuses_since(self, at: dt.datetime) -> list[str]:
+        with transient("could not count the day's runs"):
+            return runs.statuses_since(at)
 
     def run_record(self, run_id: str) -> dict | None:
         with transient(f"could not read run {run_id}"):

@@ -118,3 +118,22 @@ def update_if(item: Model, actions: list, condition) -> bool:
         if exc.cause_response_code == CONDITION_FAILED:
             return False
         raise
+
+
+# The one partition of every listing index (``by-created``): each item, newest first, a page at a time. One
+# partition key value is fine for these tables: written once per run, dataset or instance (well under the 1,000
+# writes a second a partition takes), read a page at a time.
+LISTED = "ALL"
+
+
+def page(query, hash_key, limit: int, start: dict | None, newest_first: bool = True,
+         **conditions) -> tuple[list[Model], dict | None]:
+    """Up to ``limit`` items of an index (or table) query from ``start`` (a key this returned before), and the key
+    the next page starts from (None: this is the last page). One more item is read to know whether there is one."""
+    results = query(hash_key, scan_index_forward=not newest_first, limit=limit + 1, page_size=limit + 1,
+                    last_evaluated_key=start, **conditions)
+    items = list(results)
+    if len(items) <= limit:
+        return items, None
+    names = set(results.page_iter.key_names)
+    return items[:limit], {name: value for name, value in items[limit - 1].serialize(null_check=False).items() if name in names}

@@ -13,12 +13,12 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from obsflow.statuses import CANDIDATE_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
 from obsflow.statuses import HELD, PLANNED, READY, WAITING  # noqa: F401
-from obsflow.tables.base import get_or_none, table, update_if
+from obsflow.tables.base import LISTED, get_or_none, page, table, update_if
 from obsflow.tables.conflicts import ConflictEvent
 
 
@@ -28,6 +28,17 @@ class CandidatesByStatus(GlobalSecondaryIndex):
         projection = AllProjection()
 
     status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class CandidatesByCreated(GlobalSecondaryIndex):
+    """Every candidate, newest first (the monitor's newest)."""
+
+    class Meta:
+        index_name = "by-created"
+        projection = KeysOnlyProjection()
+
+    listing = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
@@ -67,8 +78,11 @@ class CandidateItem(Model):
     review = UnicodeAttribute(null=True)  # PENDING while conflicts await their review ticket
     reviewed_events = NumberAttribute(null=True)  # how many of the events a review ticket covers
 
+    listing = UnicodeAttribute(default=LISTED)
+
     by_status = CandidatesByStatus()
     pending_review = CandidatesPendingReview()
+    by_created = CandidatesByCreated()
 
     @property
     def op_ids(self) -> list[str]:
@@ -88,6 +102,13 @@ def all_candidates() -> list[CandidateItem]:
         (item for status in STATUSES for item in with_status(status)),
         key=lambda c: c.created_at,
     )
+
+
+def newest(limit: int) -> list[CandidateItem]:
+    """The ``limit`` newest candidates (ids from the listing index, then the candidates)."""
+    keys, _ = page(CandidateItem.by_created.query, LISTED, limit, None)
+    found = {item.candidate_id: item for item in CandidateItem.batch_get([k.candidate_id for k in keys])}
+    return [found[k.candidate_id] for k in keys if k.candidate_id in found]
 
 
 def mark_ready(candidate_id: str, reason: str, detail: dict, at) -> bool:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from obsflow import aws
 from obsflow.embargo import EMBARGOED
 from obsflow.statuses import ACTIVE, DATASET_STATUSES
-from obsflow.tables.base import bound_settings, get_or_none, table, update_if
+from obsflow.tables.base import LISTED, bound_settings, get_or_none, page, table, update_if
+
+
+class DatasetsByCreated(GlobalSecondaryIndex):
+    """Every dataset, newest first (``datasets list`` pages)."""
+
+    class Meta:
+        index_name = "by-created"
+        projection = KeysOnlyProjection()
+
+    listing = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
 
 
 class DatasetsByRecipeName(GlobalSecondaryIndex):
@@ -119,6 +130,7 @@ class DatasetItem(Model):
     files_inline = JSONAttribute(attr_name="files", null=True)
     provenance_inline = JSONAttribute(attr_name="provenance", null=True)
     spilled = UnicodeAttribute(null=True)  # "bucket/key" of {"files", "provenance"} when they are in S3
+    listing = UnicodeAttribute(default=LISTED)
     created_at = UTCDateTimeAttribute()
     superseded_by = UnicodeAttribute(null=True)
     kind = UnicodeAttribute(default="science")
@@ -165,6 +177,7 @@ class DatasetItem(Model):
     by_instance = DatasetsByInstance()
     by_campaign = DatasetsByCampaign()
     under_embargo = DatasetsUnderEmbargo()
+    by_created = DatasetsByCreated()
 
 
 SPILL_BYTES = 64 * 1024
@@ -232,6 +245,14 @@ def listed(dataset_ids: set[str]) -> list[DatasetItem]:
 
 def listed_all() -> list[DatasetItem]:
     return sorted(DatasetItem.scan(attributes_to_get=list(LISTED_ATTRIBUTES)), key=lambda d: d.created_at)
+
+
+def listed_page(limit: int, start: dict | None) -> tuple[list[DatasetItem], dict | None]:
+    """A page of every dataset's listed attributes, newest first (ids from the listing index, then the items)."""
+    keys, following = page(DatasetItem.by_created.query, LISTED, limit, start)
+    found = {item.dataset_id: item for item in DatasetItem.batch_get([k.dataset_id for k in keys],
+                                                                      attributes_to_get=list(LISTED_ATTRIBUTES))}
+    return [found[k.dataset_id] for k in keys if k.dataset_id in found], following
 
 
 def without_qc() -> list[DatasetItem]:

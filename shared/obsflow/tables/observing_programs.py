@@ -9,10 +9,22 @@ finds the candidates to re-evaluate with the same consistent key lookup.
 from __future__ import annotations
 
 from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from obsflow.tables.base import table
+from obsflow.tables.base import LISTED, page, table
 from obsflow.tables.conflicts import ConflictEvent
+
+
+class OpsByFirstFrame(GlobalSecondaryIndex):
+    """Every OP that has frames, the newest first frame first (the monitor's OPs filling up)."""
+
+    class Meta:
+        index_name = "by-first-frame"
+        projection = KeysOnlyProjection()
+
+    listing = UnicodeAttribute(hash_key=True)
+    first_frame_at = UTCDateTimeAttribute(range_key=True)
 
 
 @table("observing-programs")
@@ -32,6 +44,9 @@ class ObservingProgramItem(Model):
     task_type = UnicodeAttribute(null=True)
     events = ListAttribute(of=ConflictEvent, null=True)  # conflicts (tables.conflicts)
     late_frames = NumberAttribute(null=True)  # frames that arrived after a candidate of the OP was released
+    listing = UnicodeAttribute(null=True)  # set with first_frame_at: in the index from its first frame
+
+    by_first_frame = OpsByFirstFrame()
 
 
 def get_many(op_ids) -> dict[str, ObservingProgramItem]:
@@ -45,3 +60,10 @@ def get_many(op_ids) -> dict[str, ObservingProgramItem]:
 def all_ops() -> list[ObservingProgramItem]:
     """Operator listing only; the ingest path never scans."""
     return sorted(ObservingProgramItem.scan(), key=lambda op: op.op_id)
+
+
+def newest(limit: int) -> list[ObservingProgramItem]:
+    """The ``limit`` OPs whose first frame came last (ids from the index, then the OPs)."""
+    keys, _ = page(ObservingProgramItem.by_first_frame.query, LISTED, limit, None)
+    found = get_many(k.op_id for k in keys)
+    return [found[k.op_id] for k in keys if k.op_id in found]

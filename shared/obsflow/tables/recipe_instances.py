@@ -23,7 +23,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from obsflow.tables.base import get_or_none, table, update_if
+from obsflow.tables.base import LISTED, get_or_none, page, table, update_if
 
 DUE = "DUE"
 
@@ -34,6 +34,17 @@ class InstancesByState(GlobalSecondaryIndex):
         projection = AllProjection()
 
     state = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class InstancesByCreated(GlobalSecondaryIndex):
+    """Every instance, newest first (``catalogue list`` pages)."""
+
+    class Meta:
+        index_name = "by-created"
+        projection = KeysOnlyProjection()
+
+    listing = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
@@ -90,10 +101,12 @@ class RecipeInstanceItem(Model):
     overrides = JSONAttribute(null=True)
     plan_due = UnicodeAttribute(null=True)  # DUE while the submitter must look at it
     plan_due_at = UnicodeAttribute(null=True)  # when it was marked, and a nonce: what a look clears
+    listing = UnicodeAttribute(default=LISTED)
 
     by_state = InstancesByState()
     by_reference = InstancesByReference()
     due_for_planning = InstancesDueForPlanning()
+    by_created = InstancesByCreated()
 
 
 def get(instance_id: str) -> RecipeInstanceItem | None:
@@ -106,6 +119,19 @@ def with_state(state: str) -> list[RecipeInstanceItem]:
 
 def of_reference(reference: str) -> list[RecipeInstanceItem]:
     return list(RecipeInstanceItem.by_reference.query(reference))
+
+
+def instances_page(state: str | None, reference: str | None, limit: int,
+                   start: dict | None) -> tuple[list[RecipeInstanceItem], dict | None]:
+    """A page of instances newest first: of a reference, or in a state, else all (ids, then the instances)."""
+    if reference:
+        return page(RecipeInstanceItem.by_reference.query, reference, limit, start,
+                    filter_condition=RecipeInstanceItem.state == state if state else None)
+    if state:
+        return page(RecipeInstanceItem.by_state.query, state, limit, start)
+    keys, following = page(RecipeInstanceItem.by_created.query, LISTED, limit, start)
+    found = {item.instance_id: item for item in RecipeInstanceItem.batch_get([k.instance_id for k in keys])}
+    return [found[k.instance_id] for k in keys if k.instance_id in found], following
 
 
 def due_mark(at: dt.datetime) -> str:

@@ -17,12 +17,12 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from obsflow.statuses import FAILED, MANUAL, READY, RUNNING, SUBMITTED, SUCCEEDED  # noqa: F401
 from obsflow.statuses import RUN_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
-from obsflow.tables.base import changes_to_actions, get_or_none, table, update_if
+from obsflow.tables.base import LISTED, changes_to_actions, get_or_none, page, table, update_if
 
 
 class RunsByStatus(GlobalSecondaryIndex):
@@ -32,6 +32,17 @@ class RunsByStatus(GlobalSecondaryIndex):
 
     status = UnicodeAttribute(hash_key=True)
     queue_key = UnicodeAttribute(range_key=True)
+
+
+class RunsByCreated(GlobalSecondaryIndex):
+    """Every run, newest first, with its status (``runs list`` pages; the monitor counts a day's runs)."""
+
+    class Meta:
+        index_name = "by-created"
+        projection = IncludeProjection(["status"])
+
+    listing = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
 
 
 class HistoryEntry(MapAttribute):
@@ -74,8 +85,10 @@ class RunItem(Model):
     output_bytes = NumberAttribute(null=True)
     cost = JSONAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
+    listing = UnicodeAttribute(default=LISTED)
 
     by_status = RunsByStatus()
+    by_created = RunsByCreated()
 
 
 def get(run_id: str) -> RunItem | None:
@@ -89,6 +102,21 @@ def with_status(status: str, limit: int | None = None) -> list[RunItem]:
 
 def all_runs() -> list[RunItem]:
     return sorted((run for status in STATUSES for run in with_status(status)), key=lambda r: r.created_at)
+
+
+def runs_page(status: str | None, limit: int, start: dict | None) -> tuple[list[RunItem], dict | None]:
+    """A page of runs: of ``status`` in start order, else every run newest first (their ids, then the runs)."""
+    if status:
+        return page(RunItem.by_status.query, status, limit, start, newest_first=False)
+    keys, following = page(RunItem.by_created.query, LISTED, limit, start)
+    found = {item.run_id: item for item in RunItem.batch_get([k.run_id for k in keys])}
+    return [found[k.run_id] for k in keys if k.run_id in found], following
+
+
+def statuses_since(at: dt.datetime) -> list[str]:
+    """The status of every run created since ``at`` (one query of the listing index, a day's runs)."""
+    return [item.status for item in RunItem.by_created.query(LISTED, RunItem.created_at >= at,
+                                                             attributes_to_get=["status"])]
 
 
 def history_actions(status: str, at: dt.datetime, detail: str | None) -> list:

@@ -60,3 +60,10 @@ def all_tickets() -> list[TicketItem]:
 
 def with_status(status: str) -> list[TicketItem]:
     return list(TicketItem.by_status.query(status))
+
+
+def newest(limit: int) -> list[TicketItem]:
+    """The ``limit`` newest tickets: the newest of each status, merged."""
+    found = [t for status in (OPEN, RESOLVED) for t in TicketItem.by_status.query(status, scan_index_forward=False,
+                                                                                   limit=limit)]
+    return sorted(found, key=lambda t: t.created_at, reverse=True)[:limit]
