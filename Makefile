@@ -44,6 +44,7 @@ test: $(STAMP) $(CDK) $(BROWSER) $(REDIS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/calibration.py
+	$(VENV)/bin/python bench/dkist_day.py
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/local_ingest.py
 	$(VENV)/bin/python bench/orchestration.py

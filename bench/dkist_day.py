@@ -88,7 +88,7 @@ def upload(endpoint: str, bucket: str, candidates: list[dict], threads: int) -> 
         s3.put_object(Bucket=bucket, Key=f"candidates/{cid}.json", Body=json.dumps({
             "candidate_id": cid, "proposal_id": PROPOSAL, "instrument": "VBI", "observe_op": op_ids[2],
             "calibration_ops": op_ids[:2]}).encode())
-        s3.put_object(Bucket=bucket, Key=f"manifests/{cid}.json", Body=json.dumps({
+        s3.put_object(Bucket=bucket, Key=f"manifests/m_{cid}.json", Body=json.dumps({
             "manifest_id": f"m_{cid}", "observing_programs": [
                 {"op_id": op_id, "expected_frames": count} for op_id, (_, count) in ops.items()]}).encode())
         second = 0
