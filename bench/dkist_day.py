@@ -13,7 +13,7 @@ after each candidate's last frame; DynamoDB requests and S3 bytes written per fr
 against the instances and runs pending (paused, then resumed); the time of the first page of `runs list`,
 `datasets list`, `catalogue list` and of the monitor's overview; the state save's time and size; the stack's memory.
 
-    python bench/dkist_day.py [--frames 100000] [--candidates 2000] [--threads 8]
+    python bench/dkist_day.py [--frames 100000] [--candidates 2000] [--threads 8] [--rate FRAMES_PER_S]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import datetime as dt
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,9 +68,24 @@ def plan(frames: int, candidates: int) -> list[dict]:
             for c in range(candidates)]
 
 
-def upload(endpoint: str, bucket: str, candidates: list[dict], threads: int) -> dict:
-    """Each candidate in turn on one of ``threads`` threads: its candidate document and manifest, then its frames;
-    when each candidate's last frame was stored (epoch seconds)."""
+class Pace:
+    """At most ``rate`` frames a second across the threads (0: as fast as they go)."""
+
+    def __init__(self, rate: float):
+        self.rate, self.sent, self.started, self._lock = rate, 0, time.monotonic(), threading.Lock()
+
+    def wait(self) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            due = self.started + self.sent / self.rate
+            self.sent += 1
+        time.sleep(max(0.0, due - time.monotonic()))
+
+
+def upload(endpoint: str, bucket: str, candidates: list[dict], threads: int, rate: float) -> dict:
+    """Each candidate in turn on one of ``threads`` threads: its candidate document and manifest, then its frames,
+    at most ``rate`` frames a second in all; when each candidate's last frame was stored (epoch seconds)."""
     import boto3
 
     from obsflow.aws import botocore_session
@@ -79,7 +93,7 @@ def upload(endpoint: str, bucket: str, candidates: list[dict], threads: int) -> 
     s3 = boto3.Session(botocore_session=botocore_session()).client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
         aws_secret_access_key="testing")
-    templates = _templates()
+    templates, pace = _templates(), Pace(rate)
     last_frame: dict[str, float] = {}
 
     def send(candidate: dict) -> None:
@@ -96,6 +110,7 @@ def upload(endpoint: str, bucket: str, candidates: list[dict], threads: int) -> 
             for index in range(count):
                 second += 1
                 body = _frame(templates[task], op_id, index, NIGHT + dt.timedelta(seconds=second))
+                pace.wait()
                 s3.put_object(Bucket=bucket, Key=f"raw/{op_id}/{task}_{index:06d}.fits", Body=body)
         last_frame[cid] = time.time()
 
@@ -167,7 +182,7 @@ def _count(index_query) -> int:
     return sum(1 for _ in index_query)
 
 
-def measure(frames: int, candidates: int, threads: int, counted: Counted) -> dict:
+def measure(frames: int, candidates: int, threads: int, rate: float, counted: Counted) -> dict:
     from obsflow import services
     from obsflow.local.stack import LocalStack
     from obsflow.monitor.reads import StageReads
@@ -182,10 +197,12 @@ def measure(frames: int, candidates: int, threads: int, counted: Counted) -> dic
         service = services.run_service(settings)
         service.pause("the day arrives first")
         requests_before, bytes_before = counted.snapshot()
-        print(f"  {frames} frames in {candidates} candidates: uploading from {threads} threads ...", flush=True)
+        print(f"  {frames} frames in {candidates} candidates: uploading from {threads} threads"
+              + (f" at {rate:g} frames/s" if rate else "") + " ...", flush=True)
         started = time.time()
         uploader = subprocess.run(
-            [sys.executable, __file__, "--upload", stack.endpoint_url, settings.ingest_bucket_name, str(threads)],
+            [sys.executable, __file__, "--upload", stack.endpoint_url, settings.ingest_bucket_name, str(threads),
+             str(rate)],
             input=json.dumps(day), capture_output=True, text=True, check=True)
         last_frame = json.loads(uploader.stdout)
         uploaded = time.time()
@@ -248,11 +265,13 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100_000, help="frames of the day (100,000 in the full setting)")
     parser.add_argument("--candidates", type=int, help="candidates of the day (default: one per 50 frames)")
     parser.add_argument("--threads", type=int, default=8, help="upload threads")
-    parser.add_argument("--upload", nargs=3, metavar=("ENDPOINT", "BUCKET", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0, help="frames a second the summit sends, in all (default: as "
+                        "fast as the threads go); a day's pace is a few a second, the machine's ingest far more")
+    parser.add_argument("--upload", nargs=4, metavar=("ENDPOINT", "BUCKET", "THREADS", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upload:  # the uploader process: the day's candidates on stdin, when each ended on stdout
-        endpoint, bucket, threads = args.upload
-        print(json.dumps(upload(endpoint, bucket, json.loads(sys.stdin.read()), int(threads))))
+        endpoint, bucket, threads, rate = args.upload
+        print(json.dumps(upload(endpoint, bucket, json.loads(sys.stdin.read()), int(threads), float(rate))))
         return 0
     os.environ.pop("AWS_ENDPOINT_URL", None)
     candidates = args.candidates or max(1, args.frames // 50)
@@ -260,8 +279,8 @@ def main() -> int:
     counted.install()
     print(f"A DKIST day on this machine: {args.frames} frames in {candidates} candidates, beside a tenth of it "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
-    tenth = measure(args.frames // 10, max(1, candidates // 10), args.threads, counted)
-    full = measure(args.frames, candidates, args.threads, counted)
+    tenth = measure(args.frames // 10, max(1, candidates // 10), args.threads, args.rate, counted)
+    full = measure(args.frames, candidates, args.threads, args.rate, counted)
     print(f"\n{'figure':<30} {'a tenth':>12} {'the day':>12} {'ratio':>7}  target")
     for name, unit, growth in ROWS:
         ratio = full[name] / tenth[name] if tenth[name] else float("nan")

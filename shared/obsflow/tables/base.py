@@ -137,3 +137,14 @@ def page(query, hash_key, limit: int, start: dict | None, newest_first: bool = T
         return items, None
     names = set(results.page_iter.key_names)
     return items[:limit], {name: value for name, value in items[limit - 1].serialize(null_check=False).items() if name in names}
+
+
+def newest_items(model: type[Model], limit: int, start: dict | None, index=None,
+                **read) -> tuple[list[Model], dict | None]:
+    """A page of the model's items newest first: keys from its listing index (``by_created`` unless another is
+    given), then one batch read of the page (``read``: its options, e.g. attributes_to_get)."""
+    keys, following = page((index or model.by_created).query, LISTED, limit, start)
+    name = model._hash_key_attribute().attr_name
+    ids = [getattr(key, name) for key in keys]
+    found = {getattr(item, name): item for item in model.batch_get(ids, **read)} if ids else {}
+    return [found[i] for i in ids if i in found], following

@@ -18,7 +18,7 @@ from pynamodb.models import Model
 
 from obsflow.statuses import CANDIDATE_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
 from obsflow.statuses import HELD, PLANNED, READY, WAITING  # noqa: F401
-from obsflow.tables.base import LISTED, get_or_none, page, table, update_if
+from obsflow.tables.base import LISTED, get_or_none, newest_items, table, update_if
 from obsflow.tables.conflicts import ConflictEvent
 
 
@@ -106,9 +106,7 @@ def all_candidates() -> list[CandidateItem]:
 
 def newest(limit: int) -> list[CandidateItem]:
     """The ``limit`` newest candidates (ids from the listing index, then the candidates)."""
-    keys, _ = page(CandidateItem.by_created.query, LISTED, limit, None)
-    found = {item.candidate_id: item for item in CandidateItem.batch_get([k.candidate_id for k in keys])}
-    return [found[k.candidate_id] for k in keys if k.candidate_id in found]
+    return newest_items(CandidateItem, limit, None)[0]
 
 
 def mark_ready(candidate_id: str, reason: str, detail: dict, at) -> bool:

@@ -11,7 +11,7 @@ from pynamodb.models import Model
 from obsflow import aws
 from obsflow.embargo import EMBARGOED
 from obsflow.statuses import ACTIVE, DATASET_STATUSES
-from obsflow.tables.base import LISTED, bound_settings, get_or_none, page, table, update_if
+from obsflow.tables.base import LISTED, bound_settings, get_or_none, newest_items, table, update_if
 
 
 class DatasetsByCreated(GlobalSecondaryIndex):
@@ -249,10 +249,7 @@ def listed_all() -> list[DatasetItem]:
 
 def listed_page(limit: int, start: dict | None) -> tuple[list[DatasetItem], dict | None]:
     """A page of every dataset's listed attributes, newest first (ids from the listing index, then the items)."""
-    keys, following = page(DatasetItem.by_created.query, LISTED, limit, start)
-    found = {item.dataset_id: item for item in DatasetItem.batch_get([k.dataset_id for k in keys],
-                                                                      attributes_to_get=list(LISTED_ATTRIBUTES))}
-    return [found[k.dataset_id] for k in keys if k.dataset_id in found], following
+    return newest_items(DatasetItem, limit, start, attributes_to_get=list(LISTED_ATTRIBUTES))
 
 
 def without_qc() -> list[DatasetItem]:

@@ -12,7 +12,7 @@ from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from obsflow.tables.base import LISTED, page, table
+from obsflow.tables.base import LISTED, newest_items, table
 from obsflow.tables.conflicts import ConflictEvent
 
 
@@ -64,6 +64,4 @@ def all_ops() -> list[ObservingProgramItem]:
 
 def newest(limit: int) -> list[ObservingProgramItem]:
     """The ``limit`` OPs whose first frame came last (ids from the index, then the OPs)."""
-    keys, _ = page(ObservingProgramItem.by_first_frame.query, LISTED, limit, None)
-    found = get_many(k.op_id for k in keys)
-    return [found[k.op_id] for k in keys if k.op_id in found]
+    return newest_items(ObservingProgramItem, limit, None, index=ObservingProgramItem.by_first_frame)[0]

@@ -23,7 +23,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from obsflow.tables.base import LISTED, get_or_none, page, table, update_if
+from obsflow.tables.base import LISTED, get_or_none, newest_items, page, table, update_if
 
 DUE = "DUE"
 
@@ -129,9 +129,7 @@ def instances_page(state: str | None, reference: str | None, limit: int,
                     filter_condition=RecipeInstanceItem.state == state if state else None)
     if state:
         return page(RecipeInstanceItem.by_state.query, state, limit, start)
-    keys, following = page(RecipeInstanceItem.by_created.query, LISTED, limit, start)
-    found = {item.instance_id: item for item in RecipeInstanceItem.batch_get([k.instance_id for k in keys])}
-    return [found[k.instance_id] for k in keys if k.instance_id in found], following
+    return newest_items(RecipeInstanceItem, limit, start)
 
 
 def due_mark(at: dt.datetime) -> str:

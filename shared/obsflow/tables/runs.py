@@ -22,7 +22,7 @@ from pynamodb.models import Model
 
 from obsflow.statuses import FAILED, MANUAL, READY, RUNNING, SUBMITTED, SUCCEEDED  # noqa: F401
 from obsflow.statuses import RUN_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
-from obsflow.tables.base import LISTED, changes_to_actions, get_or_none, page, table, update_if
+from obsflow.tables.base import LISTED, changes_to_actions, get_or_none, newest_items, page, table, update_if
 
 
 class RunsByStatus(GlobalSecondaryIndex):
@@ -108,9 +108,7 @@ def runs_page(status: str | None, limit: int, start: dict | None) -> tuple[list[
     """A page of runs: of ``status`` in start order, else every run newest first (their ids, then the runs)."""
     if status:
         return page(RunItem.by_status.query, status, limit, start, newest_first=False)
-    keys, following = page(RunItem.by_created.query, LISTED, limit, start)
-    found = {item.run_id: item for item in RunItem.batch_get([k.run_id for k in keys])}
-    return [found[k.run_id] for k in keys if k.run_id in found], following
+    return newest_items(RunItem, limit, start)
 
 
 def statuses_since(at: dt.datetime) -> list[str]:
