@@ -30,11 +30,12 @@ def page_options(func):
 
 
 def emit_page(read, columns, as_json: bool, empty: str) -> None:
-    """Print a page (``read()`` gives it; a token of another listing is said so), then how to ask for the next."""
+    """Print a page (``read()`` gives it; a token of another listing, or a filter that is none, is said so), then
+    how to ask for the next."""
     try:
         page = read()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.ClickException(str(exc)) from exc
     console.emit(page.rows, columns, as_json, empty)
     if page.next:
         click.echo(f"more: the same command with --next {page.next}", err=True)
