@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from obsflow import tables
+from obsflow import metering, tables
 from obsflow.reads.catalogue import Catalogue
 from obsflow.reads.provenance import Provenance
 from obsflow.reads.queries import Queries
@@ -61,7 +61,7 @@ def run_service(settings: Settings | None = None) -> RunService:
         return RunService(DynamoRunStore(settings), work, StepFunctionsExecutions(settings), SnsNotifier(settings),
                           SsmSubmissionSwitch(settings), RegisteredRecipes(work), settings,
                           service_desk=lambda: JiraServiceDesk.from_settings(settings),
-                          task_runner=SubprocessTaskRunner(settings))
+                          task_runner=SubprocessTaskRunner(settings), invocation_usage=metering.invocation_so_far)
 
     return _cached("runs", settings, service)
 
