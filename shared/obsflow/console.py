@@ -66,7 +66,8 @@ def cost(value: dict | None) -> str | None:
                 + (f"; {value['tasks_reused']} task(s) reused" if value.get("tasks_reused") else "") + "; recorded "
                 "before Lambda duration, DynamoDB, S3, SQS and SNS were counted)")
     parts = ", ".join(f"{name.replace('_', ' ')} ${usd:.6f}" for name, usd in by_service.items() if usd)
-    return f"${value['usd']:.6f}  ({parts or 'nothing billed'})"
+    reused = f"; {_n(value['tasks_reused'])} task(s) reused" if value.get("tasks_reused") else ""
+    return f"${value['usd']:.6f}  ({parts or 'nothing billed'}{reused})"
 
 
 def cost_lines(value: dict | None, indent: str = "  ") -> list[str]:
@@ -77,8 +78,6 @@ def cost_lines(value: dict | None, indent: str = "  ") -> list[str]:
              for name, say in _COST_LINES]
     lines.append(f"{indent}{'storage':<16} ${value.get('storage_usd_month', 0):.6f} a month for "
                  f"{size(value.get('output_bytes', 0))} of outputs (not in the total: for as long as they are kept)")
-    if value.get("tasks_reused"):
-        lines.append(f"{indent}{'reused':<16} {_n(value['tasks_reused'])} task(s), made by an earlier run")
     if value.get("prices"):
         lines.append(f"{indent}{'prices':<16} {value['prices']}")
     return lines

@@ -103,11 +103,13 @@ def _a_mix(ctx, param, value: str) -> tuple[dict[str, float], dict[str, float]]:
 @click.option("--frame-size", default="40MB", show_default=True, callback=_a_size,
               help="Bytes of a raw frame (40MB, 2.5MiB, 4e7); a DKIST day of 12 TB in 300,000 frames is 40MB.")
 @click.option("--frames-per-candidate", type=click.FloatRange(min=1), default=5000, show_default=True,
-              help="Frames of one processing candidate (one observation: a dataset's frames).")
+              help="Frames of one processing candidate: one observation, one dataset's frames (a DKIST dataset is one "
+                   "camera, one passband, one continuous observation: thousands of frames).")
 @click.option("--mix", default="vbi-l1=1,vbi-calibration=0.2:500,vbi-night-summary=0.1", show_default=True,
               callback=_a_mix, metavar="RECIPE=RUNS[:FRAMES],...",
               help="The recipes' mix: runs of each recipe per candidate, and the frames of each run where they are "
-                   "not the candidate's (a calibration set's darks and gains; 0 for a recipe of datasets).")
+                   "not the candidate's (a calibration set's darks and gains; a recipe of datasets, like the night "
+                   "summary, reads none).")
 @click.option("--reprocessing", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Reprocessing share: more runs, as a share of the day's (0.1: one run in ten again).")
 @click.option("--observing-hours", type=click.FloatRange(min=0.1, max=24), default=10.0, show_default=True,
