@@ -149,7 +149,8 @@ def recipe_figures(recipe: Recipe, runs: list[tuple[dict, dict]], source: str) -
         fixed_jobs=_mean([c["batch_jobs"] - c.get("batch_chunk_jobs", 0) for c in costs]),
         job_s_per_run=0 if per_frame else mean("batch_job_s"),
         job_s_per_frame=mean("batch_job_s", by_frame=True) if per_frame else 0,
-        vcpus_per_job=max(vcpus, 0.25), gib_per_job=max(vcpus, 0.25) * max(gib_per_vcpu, 0.5),
+        # at least what Fargate's sizes allow (0.25 vCPU; 2 GiB a vCPU)
+        vcpus_per_job=max(vcpus, 0.25), gib_per_job=max(vcpus, 0.25) * max(gib_per_vcpu, 2.0),
         lambda_requests=mean("lambda_invocations"), lambda_s=mean("lambda_s"), lambda_gb_s=mean("lambda_gb_s"),
         state_transitions=mean("state_transitions"),
         requests_per_run={name: _mean([handlers(c, name) for c in costs]) for name in metering.COUNTS},
@@ -277,12 +278,14 @@ def _services(tally: _Tally, prices: Prices, peak_frames_s: float, ingest: Inges
          tally.vcpu_s / 3600 * prices.fargate_vcpu_hour + tally.gib_s / 3600 * prices.fargate_gib_hour),
         ("DynamoDB", r[metering.DYNAMODB], "requests",
          {"read units": r[metering.READ_UNITS], "write units": r[metering.WRITE_UNITS]},
-         "on demand", r[metering.READ_UNITS] * prices.dynamodb_read_unit + r[metering.WRITE_UNITS] * prices.dynamodb_write_unit),
+         "on demand",
+         r[metering.READ_UNITS] * prices.dynamodb_read_unit + r[metering.WRITE_UNITS] * prices.dynamodb_write_unit),
         ("S3 requests", r[metering.S3_PUT] + r[metering.S3_GET] + r[metering.S3_LIST], "requests",
          {"PUT": r[metering.S3_PUT], "GET": r[metering.S3_GET], "LIST": r[metering.S3_LIST],
           "bytes written": r[metering.S3_BYTES] + tally.raw_bytes},
          f"{peak_frames_s:.1f} PUT/s into raw/<op>/ at the peak",
-         (r[metering.S3_PUT] + r[metering.S3_LIST]) * prices.s3_put_request + r[metering.S3_GET] * prices.s3_get_request),
+         (r[metering.S3_PUT] + r[metering.S3_LIST]) * prices.s3_put_request
+         + r[metering.S3_GET] * prices.s3_get_request),
         ("SQS", r[metering.SQS], "requests", {}, "", r[metering.SQS] * prices.sqs_request),
         ("SNS", r[metering.SNS], "publishes", {}, "", r[metering.SNS] * prices.sns_request),
     ]

@@ -12,7 +12,8 @@ DynamoDB units follow DynamoDB's rules from item sizes unless the response says 
 unit (half for an eventually consistent read), a write 1 KB a unit, at least one each, and a transaction's items
 twice. An update is charged on the larger of the item before and after: here the largest of what the request
 writes, the item as returned (pynamodb asks for ALL_NEW) and the item as this meter last read it. A query is
-charged on what it read: the items returned, scaled up by those its filter dropped. Where a caller asks for ReturnConsumedCapacity, DynamoDB's own figure is taken instead.
+charged on what it read: the items returned, scaled up by those its filter dropped. Where a caller asks for
+ReturnConsumedCapacity, DynamoDB's own figure is taken instead.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def _key(table: str, key: dict | None) -> tuple[str, str] | None:
 
 def _update_size(params: dict) -> int:
     """What an update writes: its key and the values its expression sets."""
-    return item_size(params.get("Key")) + sum(value_size(v) for v in (params.get("ExpressionAttributeValues") or {}).values())
+    values = (params.get("ExpressionAttributeValues") or {}).values()
+    return item_size(params.get("Key")) + sum(value_size(v) for v in values)
 
 
 # -- S3 --------------------------------------------------------------------------------------------------------------

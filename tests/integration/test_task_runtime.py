@@ -241,3 +241,19 @@ def test_every_job_records_what_it_used_beside_the_runs_task_records(run):
     # And the job that ran the task wrote its outputs and records (and counted this record's own write)
     ran = max(entries, key=lambda e: e["s3_bytes_written"])
     assert ran["s3_put_requests"] >= 3 and ran["s3_bytes_written"] > 1000
+
+
+def test_documents_read_side_by_side_come_in_order_and_count_for_the_reader(run):
+    # Given 25 small documents (a run's usage records), and a reader with its meter
+    from obsflow import aws, metering
+
+    _, work = run
+    s3 = aws.client(Settings(stage="rt"), "s3")
+    keys = [f"runs/run-1/usage/job-{i:03d}.json" for i in range(25)]
+    for i, key in enumerate(keys):
+        documents.put_json(s3, work, key, {"n": i})
+    # When they are read side by side
+    with metering.metering() as meter:
+        found = documents.get_json_many(s3, work, keys)
+    # Then they come in order, and every read counts for the reader, whatever thread made it
+    assert [d["n"] for d in found] == list(range(25)) and meter.entry()["s3_get_requests"] == 25

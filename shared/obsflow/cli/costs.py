@@ -154,9 +154,9 @@ def capacity(ctx, frames_per_day, frame_size, frames_per_candidate, mix, reproce
         figures = figures.model_copy(update={"recipes": {**figures.recipes, **measured}})
     recipes, run_frames = mix
     try:
-        day = model.Day(frames_per_day=frames_per_day, frame_bytes=frame_size, frames_per_candidate=frames_per_candidate,
-                        mix=recipes, run_frames=run_frames, reprocessing_share=reprocessing,
-                        observing_hours=observing_hours)
+        day = model.Day(frames_per_day=frames_per_day, frame_bytes=frame_size,
+                        frames_per_candidate=frames_per_candidate, mix=recipes, run_frames=run_frames,
+                        reprocessing_share=reprocessing, observing_hours=observing_hours)
         result = model.model_day(day, figures, settings.prices, settings.modelled_pull_s, max_vcpus)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

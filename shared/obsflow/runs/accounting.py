@@ -9,6 +9,8 @@ its own usage so far and records the cost (``runs.costs``) on the run and its da
 
 from __future__ import annotations
 
+import json
+
 from obsflow.runs import costs, layout
 from obsflow.runs.cataloguing import Cataloguing
 from obsflow.runs.context import Part
@@ -28,15 +30,15 @@ class Accounting(Part):
         if not run_ids:
             return
         entry = {**entry, "s3_put_requests": entry.get("s3_put_requests", 0) + len(run_ids),
-                 "s3_bytes_written": entry.get("s3_bytes_written", 0) + len(run_ids) * len(str(entry))}
+                 "s3_bytes_written": entry.get("s3_bytes_written", 0) + len(run_ids) * len(json.dumps(entry))}
         for run_id in run_ids:
             self.documents.put_json("work", layout.usage_key(run_id, entry["source"]),
                                     {**entry, "share": round(1 / len(run_ids), 6)})
 
     def usage_of(self, run: Run) -> list[dict]:
         """Every usage entry recorded for the run, and the invocation's in progress (so far)."""
-        entries = [self.documents.get_json("work", key)
-                   for key in sorted(self.documents.keys("work", layout.usage_prefix(run.run_id)))]
+        keys = sorted(self.documents.keys("work", layout.usage_prefix(run.run_id)))
+        entries = self.documents.get_json_many("work", keys)
         live = self.ctx.invocation_usage()
         return [*entries, live] if live else entries
 

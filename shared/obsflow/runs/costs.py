@@ -96,7 +96,8 @@ def priced(totals: dict, prices: Prices) -> dict[str, float]:
     """USD by service of what ``totals`` count."""
     work_months = TASK_OUTPUT_RETENTION_DAYS / DAYS_PER_MONTH
     return {
-        "batch": totals["batch_vcpu_s"] / 3600 * prices.fargate_vcpu_hour + totals["batch_gib_s"] / 3600 * prices.fargate_gib_hour,
+        "batch": (totals["batch_vcpu_s"] * prices.fargate_vcpu_hour + totals["batch_gib_s"] * prices.fargate_gib_hour)
+                 / 3600,
         "lambda": totals["lambda_invocations"] * prices.lambda_request + totals["lambda_gb_s"] * prices.lambda_gb_second,
         "step_functions": (totals.get("state_transitions") or 0) * prices.state_transition,
         "dynamodb": totals["dynamodb_read_units"] * prices.dynamodb_read_unit
