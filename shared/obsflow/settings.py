@@ -54,7 +54,7 @@ class Prices(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str = "us-east-1"
-    as_of: str = "2026-12-01"
+    as_of: str = "2026-12-05"  # when these were written down (from AWS's published list prices)
     fargate_vcpu_hour: float = Field(default=0.03238, ge=0)
     fargate_gib_hour: float = Field(default=0.00356, ge=0)
     lambda_request: float = Field(default=0.20 / 1e6, ge=0)

@@ -99,7 +99,7 @@ def test_a_run_costs_every_job_its_minute_and_pull_every_invocation_its_gb_secon
     assert usd["s3_work_storage"] == pytest.approx(1.0 * 14 / 30.4375, abs=1e-6)
     assert cost["usd"] == pytest.approx(sum(usd.values()), abs=1e-5)
     # And the outputs' storage is a line of its own, a month at a time; the prices say where they are from
-    assert cost["storage_usd_month"] == 2.0 and cost["prices"] == "AWS list prices, us-east-1, as of 2026-12-01"
+    assert cost["storage_usd_month"] == 2.0 and cost["prices"] == "AWS list prices, us-east-1, as of 2026-12-05"
     assert (cost["frames"], cost["input_bytes"], cost["output_bytes"], cost["tasks_reused"]) == (10, 28800, 2 * 2**30, 1)
 
 
