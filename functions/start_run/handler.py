@@ -4,8 +4,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
 from obsflow.services import run_service
+from obsflow.usage import metered
 
 
+@metered("start-run")  # what it used, recorded with the run
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -7,8 +7,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from obsflow.observability import logger, metrics, tracer
 from obsflow.services import run_service
+from obsflow.usage import metered, the_runs_of_the_pass
 
 
+@metered("submitter", runs=the_runs_of_the_pass)  # its pass, shared among the runs it planned or started
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

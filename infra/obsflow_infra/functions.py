@@ -17,26 +17,13 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from obsflow.observability import SERVICE
-from obsflow.settings import Settings
+from obsflow.settings import FUNCTION_SIZES, Settings
 from obsflow_infra.config import StageConfig
 from obsflow_infra.nag import NO_RESOURCE_LEVEL, acknowledge, allow_objects, wildcard_resource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# (timeout in seconds, memory in MiB) per function.
-SIZES = {
-    "ingest": (60, 1024),  # header parsing of 10 frames per batch
-    "submitter": (120, 512),
-    "start-run": (30, 512),
-    "catalog": (300, 1024),  # copies a run's products into the data bucket
-    "finish-run": (120, 512),
-    "fail-run": (30, 512),
-    "open-ticket": (60, 512),
-    "backstop": (300, 512),
-    "register-recipes": (60, 512),
-    "release": (900, 512),  # re-tags every object of each dataset released
-    "campaign-schedule": (300, 1024),  # evaluates each due campaign's selection
-}
+SIZES = FUNCTION_SIZES  # (timeout in seconds, memory in MiB) per function, in settings: a run's cost counts them
 
 # DynamoDB actions by access level; pynamodb describes a table before its first use.
 TABLE_READ = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",

@@ -35,14 +35,18 @@ def _shared_loader():
 def botocore_session():
     """A new botocore session that reads botocore's data files (endpoints, service models) through one
     loader per process: each is parsed once, not once per session (~0.1 s of JSON for every client and
-    every table model otherwise, at each Lambda cold start and local stack start)."""
+    every table model otherwise, at each Lambda cold start and local stack start); its calls are metered
+    (obsflow.metering)."""
     from botocore.session import get_session
 
-    from obsflow import faults
+    from obsflow import faults, metering
 
     session = get_session()
     session.register_component("data_loader", _shared_loader())
     session.register("before-send", faults.inject_aws_fault)  # nothing unless OBSFLOW_FAULTS is set
+    # what each call asks of AWS, counted for the run it works for (nothing outside a metered invocation or job)
+    session.register("before-parameter-build", metering.on_request)
+    session.register("after-call", metering.on_response)
     return session
 
 

@@ -45,6 +45,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "catalogue list": STAFF, "catalogue show": STAFF, "catalogue tree": STAFF,
     "calibrations list": STAFF, "calibrations for": STAFF,
     "campaigns list": STAFF, "campaigns show": STAFF, "tags list": STAFF, "windows show": STAFF,
+    "costs": STAFF, "capacity": STAFF,
     "recipes list": EVERYONE, "recipes show": EVERYONE, "rules show": EVERYONE, "pipelines list": EVERYONE,
     "pipelines show": EVERYONE, "docs build": EVERYONE,
     "datasets list": EVERYONE, "datasets show": EVERYONE, "datasets provenance": EVERYONE,

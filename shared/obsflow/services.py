@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from obsflow import tables
+from obsflow import metering, tables
 from obsflow.reads.catalogue import Catalogue
 from obsflow.reads.provenance import Provenance
 from obsflow.reads.queries import Queries
@@ -29,6 +29,7 @@ from obsflow.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from obsflow.comparison.versions import VersionComparison
+    from obsflow.reads.costs import CostReport
     from obsflow.ingest.service import IngestService
     from obsflow.runs.campaigns import CampaignService
     from obsflow.runs.releases import ReleaseService
@@ -61,7 +62,7 @@ def run_service(settings: Settings | None = None) -> RunService:
         return RunService(DynamoRunStore(settings), work, StepFunctionsExecutions(settings), SnsNotifier(settings),
                           SsmSubmissionSwitch(settings), RegisteredRecipes(work), settings,
                           service_desk=lambda: JiraServiceDesk.from_settings(settings),
-                          task_runner=SubprocessTaskRunner(settings))
+                          task_runner=SubprocessTaskRunner(settings), invocation_usage=metering.invocation_so_far)
 
     return _cached("runs", settings, service)
 
@@ -89,6 +90,14 @@ def queries(settings: Settings | None = None) -> Queries:
     """What an operator lists and shows of the stage's records."""
     settings = bound_settings(settings)
     return _cached("queries", settings, lambda: Queries(DynamoReads(settings)))
+
+
+def costs(settings: Settings | None = None) -> "CostReport":
+    """What the stage's runs cost, summed, and the figures of its recipes' runs."""
+    from obsflow.reads.costs import CostReport
+
+    settings = bound_settings(settings)
+    return _cached("costs", settings, lambda: CostReport(DynamoReads(settings)))
 
 
 def version_comparison(settings: Settings | None = None, cache_size: int = 0) -> "VersionComparison":

@@ -28,23 +28,49 @@ TASK_OUTPUT_RETENTION_DAYS = 14  # task outputs stay reusable this long (then ex
 # Lambda functions: functions/<name with '_'>/handler.py, deployed as obsflow-<stage>-<name>.
 FUNCTIONS = ("ingest", "submitter", "start-run", "catalog", "finish-run", "fail-run", "open-ticket", "backstop",
              "register-recipes", "release", "campaign-schedule")
+# (timeout in seconds, memory in MiB) per function: what the stack deploys (infra) and what a run's cost counts.
+FUNCTION_SIZES = {
+    "ingest": (60, 1024),  # header parsing of 10 frames per batch
+    "submitter": (120, 512),
+    "start-run": (30, 512),
+    "catalog": (300, 1024),  # copies a run's products into the data bucket
+    "finish-run": (120, 512),
+    "fail-run": (30, 512),
+    "open-ticket": (60, 512),
+    "backstop": (300, 512),
+    "register-recipes": (60, 512),
+    "release": (900, 512),  # re-tags every object of each dataset released
+    "campaign-schedule": (300, 1024),  # evaluates each due campaign's selection
+}
 
 
 class Prices(BaseModel):
-    """What the parts of a run cost, in USD: AWS list prices in us-east-1 (November 2026). Another region or a
-    negotiated rate: set ``OBSFLOW_PRICES`` to a JSON object with the values that differ."""
+    """What each thing a run uses costs, in USD: AWS's public on-demand list prices for ``region``, as published on
+    ``as_of``: Fargate and Lambda on Arm (Graviton: the stack runs its jobs and functions on ARM64), DynamoDB
+    on-demand, S3 Standard, SQS standard queues, SNS standard topics, Step Functions standard workflows; no free
+    tier. Another region or a negotiated rate: set ``OBSFLOW_PRICES`` to a JSON object with the values that differ
+    (and its ``region`` and ``as_of``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    fargate_vcpu_hour: float = Field(default=0.04048, ge=0)
-    fargate_gib_hour: float = Field(default=0.004445, ge=0)
+    region: str = "us-east-1"
+    as_of: str = "2026-12-05"  # when these were written down (from AWS's published list prices)
+    fargate_vcpu_hour: float = Field(default=0.03238, ge=0)
+    fargate_gib_hour: float = Field(default=0.00356, ge=0)
     lambda_request: float = Field(default=0.20 / 1e6, ge=0)
+    lambda_gb_second: float = Field(default=0.0000133334, ge=0)
     state_transition: float = Field(default=0.025 / 1e3, ge=0)
+    dynamodb_read_unit: float = Field(default=0.125 / 1e6, ge=0)  # an on-demand read request unit
+    dynamodb_write_unit: float = Field(default=0.625 / 1e6, ge=0)  # an on-demand write request unit
+    s3_put_request: float = Field(default=0.005 / 1e3, ge=0)  # PUT, COPY, POST and LIST
+    s3_get_request: float = Field(default=0.0004 / 1e3, ge=0)  # GET, HEAD and the rest (DELETE is free)
     s3_gib_month: float = Field(default=0.023, ge=0)
+    sqs_request: float = Field(default=0.40 / 1e6, ge=0)
+    sns_request: float = Field(default=0.50 / 1e6, ge=0)  # a publish
 
-    def run_cost(self, vcpu_s: float, gib_s: float, lambda_invocations: int, transitions: int) -> float:
-        return (vcpu_s / 3600 * self.fargate_vcpu_hour + gib_s / 3600 * self.fargate_gib_hour
-                + lambda_invocations * self.lambda_request + transitions * self.state_transition)
+    @property
+    def source(self) -> str:
+        return f"AWS list prices, {self.region}, as of {self.as_of}"
 
 
 class SiteSettings(BaseModel):
@@ -121,6 +147,11 @@ class Settings(BaseSettings):
     state_machine_role_arn: str | None = None
     state_machine_log_group_arn: str | None = None
     prices: Prices = Prices()
+    # The image pull a Fargate job is billed for (from the pull's start), where the job cannot read its own from the
+    # task metadata: a model, the task image's compressed size over an effective pull rate (download and unpack).
+    # The task image (containers/pipeline) installs ~520 MB, ~200 MB compressed.
+    task_image_mb: float = Field(default=200, gt=0, allow_inf_nan=False)
+    image_pull_mb_per_s: float = Field(default=10, gt=0, allow_inf_nan=False)
     # Hosted pipelines (obsflow.pipelines): where their environments are (a venv each, locally; the task image's
     # on AWS), the scratch their tasks share (a directory locally, EFS on AWS) and where the services they call
     # answer (host:port of "metadata-store" and "scratch-inventory", Redis), as the local stack or the stage sets.
@@ -194,6 +225,11 @@ class Settings(BaseSettings):
     def local_endpoint(self) -> bool:
         """The endpoint is on this machine (the local stack), where any credentials will do."""
         return bool(self.endpoint_url) and urlsplit(self.endpoint_url).hostname in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def modelled_pull_s(self) -> float:
+        """Seconds of a Fargate job's image pull, as modelled (``task_image_mb`` at ``image_pull_mb_per_s``)."""
+        return self.task_image_mb / self.image_pull_mb_per_s
 
     @field_validator("buckets")
     @classmethod
@@ -276,6 +312,11 @@ class Settings(BaseSettings):
             variables["OBSFLOW_WINDOWS"] = json.dumps(self.windows, sort_keys=True)
         if self.site != SiteSettings():
             variables["OBSFLOW_SITE"] = self.site.model_dump_json()
+        if self.prices != Prices():  # the functions that record a run's cost price it as the stage says
+            variables["OBSFLOW_PRICES"] = self.prices.model_dump_json()
+        for name in ("task_image_mb", "image_pull_mb_per_s"):
+            if getattr(self, name) != type(self).model_fields[name].default:
+                variables[f"OBSFLOW_{name.upper()}"] = str(getattr(self, name))
         return variables
 
     def describe(self) -> dict:

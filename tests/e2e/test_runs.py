@@ -120,6 +120,47 @@ def test_a_ready_candidate_runs_every_task_once_as_a_subprocess_in_dag_order(sta
     assert [h.status for h in run.history] == ["READY", "SUBMITTED", "RUNNING", "SUCCEEDED"]
 
 
+def test_a_run_records_everything_it_used_priced_and_the_cli_itemises_and_sums_it(stack):
+    # Given a frame-census candidate processed on the local stack
+    upload(stack, census("cand_cost", seed=17))
+    run = finished_run("cand_cost")
+    assert run.status == "SUCCEEDED", run.error
+    cost = run.cost
+    # Then its cost counts its four Fargate jobs, each billed a minute at least from its image pull (1 + 1 + 4 + 1
+    # vCPUs), and the seconds the jobs themselves ran
+    assert cost["batch_jobs"] == 4 and cost["batch_vcpu_s"] >= 7 * 60 and cost["batch_gib_s"] >= 4 * 4 * 60
+    assert cost["batch_pull_s"] == 4 * stack.settings.modelled_pull_s and cost["batch_task_vcpu_s"] > 0
+    # And its Lambda requests and GB-seconds: StartRun, Catalog, FinishRun and its share of the submitter's passes
+    assert cost["lambda_invocations"] > 3 and cost["lambda_gb_s"] > 0
+    # And the DynamoDB units, S3 requests and bytes its handlers and jobs asked for, the PI's notification and the
+    # transitions of its execution; a run sends nothing to SQS (ingest does: `obsflow capacity` counts it per frame)
+    for name in ("dynamodb_requests", "dynamodb_read_units", "dynamodb_write_units", "s3_put_requests",
+                 "s3_get_requests", "s3_list_requests", "s3_bytes_written"):
+        assert cost[name] > 0, name
+    assert cost["jobs_requests"]["s3_get_requests"] > 0 and cost["sns_requests"] == 1 and cost["sqs_requests"] == 0
+    assert cost["state_transitions"] == 13 and cost["frames"] == 6 and cost["output_bytes"] > 0
+    # And each is priced from the price table, which says where and when its prices are
+    for service in ("batch", "lambda", "step_functions", "dynamodb", "s3_requests"):
+        assert cost["usd_by_service"][service] > 0, service
+    assert cost["usd"] == pytest.approx(sum(cost["usd_by_service"].values()), abs=1e-5)
+    assert cost["prices"] == stack.settings.prices.source
+    # And its dataset shows the same cost; `runs show` and `datasets show` itemise it
+    assert datasets.get(run.dataset_id).cost == cost
+    shown = obsflow(stack, "runs", "show", run.run_id)
+    assert "4 Fargate job(s)" in shown and "GB-s" in shown and "write request units" in shown
+    assert "AWS list prices, us-east-1" in shown
+    assert "4 Fargate job(s)" in obsflow(stack, "datasets", "show", run.dataset_id)
+    # And costs are summed by proposal and by day, with the outputs' storage a month
+    [mine] = [row for row in json.loads(obsflow(stack, "costs", "--by", "proposal", "--json"))
+              if row["proposal"] == run.proposal_id]
+    assert mine["runs"] >= 1 and mine["usd"] >= cost["usd"] and mine["output_bytes"] >= cost["output_bytes"]
+    assert "STORAGE_A_MONTH" in obsflow(stack, "costs", "--by", "day", "--since", f"{run.finished_at:%Y-%m-%d}")
+    # And `obsflow capacity` takes frame-census's figures from the runs recorded on the stage
+    day = json.loads(obsflow(stack, "capacity", "--frames-per-day", "1000", "--mix", "frame-census=1", "--json"))
+    assert day["figures"]["frame-census"].startswith("measured: the runs of frame-census on this stage")
+    assert day["recipes"]["frame-census"]["jobs_per_run"] == 4 and day["usd_per_day"] > 0
+
+
 def test_waiting_runs_start_in_priority_order_within_one_slot_and_a_reprioritized_one_goes_first(stack):
     # Given submission is paused and three candidates become READY with priorities 1, 9 and 5
     run_service(stack.settings).pause()

@@ -222,3 +222,38 @@ def test_a_developer_task_image_path_runs_its_own_task_code_and_is_part_of_the_d
     # And a path without the package fails as a configuration error
     documents.put_json(s3, work, layout.run_document_key("run-2"), {**document, "task_image": "path:/nonexistent"})
     assert main(["frame-census", "observe_stats", "--run-id", "run-2", "--force"]) == 2
+
+
+def test_every_job_records_what_it_used_beside_the_runs_task_records(run):
+    s3, work = run
+    # When the inventory task runs, then runs again (it finds itself done: a job that still ran, and was billed)
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    assert main(["frame-census", "inventory", "--run-id", "run-1"]) == 0
+    # Then each job recorded its usage: its task, resource class, seconds and the AWS requests it made
+    keys = sorted(documents.keys(s3, work, layout.usage_prefix("run-1")))
+    entries = [documents.get_json(s3, work, key) for key in keys]
+    assert len(entries) == 2 and all(k.startswith("runs/run-1/usage/job-inventory-") for k in keys)
+    for entry in entries:
+        assert (entry["kind"], entry["task"], entry["resource_class"], entry["chunk"], entry["manual"]) == \
+            ("job", "inventory", "default", None, False)
+        assert entry["seconds"] > 0 and entry["exit_code"] == 0 and entry["pull_s"] is None  # no Fargate here
+        assert entry["s3_get_requests"] > 0 and entry["s3_put_requests"] > 0 and entry["dynamodb_requests"] == 0
+    # And the job that ran the task wrote its outputs and records (and counted this record's own write)
+    ran = max(entries, key=lambda e: e["s3_bytes_written"])
+    assert ran["s3_put_requests"] >= 3 and ran["s3_bytes_written"] > 1000
+
+
+def test_documents_read_side_by_side_come_in_order_and_count_for_the_reader(run):
+    # Given 25 small documents (a run's usage records), and a reader with its meter
+    from obsflow import aws, metering
+
+    _, work = run
+    s3 = aws.client(Settings(stage="rt"), "s3")
+    keys = [f"runs/run-1/usage/job-{i:03d}.json" for i in range(25)]
+    for i, key in enumerate(keys):
+        documents.put_json(s3, work, key, {"n": i})
+    # When they are read side by side
+    with metering.metering() as meter:
+        found = documents.get_json_many(s3, work, keys)
+    # Then they come in order, and every read counts for the reader, whatever thread made it
+    assert [d["n"] for d in found] == list(range(25)) and meter.entry()["s3_get_requests"] == 25

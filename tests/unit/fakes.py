@@ -635,6 +635,9 @@ class FakeDocuments:
             raise NotFound(f"{bucket}/{key} does not exist")
         return copy.deepcopy(self.buckets[bucket][key])
 
+    def get_json_many(self, bucket, keys):
+        return [self.get_json(bucket, key) for key in keys]
+
     def put_text(self, bucket, key, text, tags=None):
         self.buckets[bucket][key] = text
         self._tag(bucket, key, tags)

@@ -4,6 +4,10 @@ Exit codes say what kind of failure it was, for the ticket's suggested action:
 0 done (or already done: a redriven run reuses recorded outputs, and a task whose
 digest another run already produced reuses that run's outputs), 1 science/data,
 2 configuration, 3 infrastructure (S3 unavailable, ...), 64 usage.
+
+Every job records what it used, whatever its end, beside the run's task records (``runs.accounting``): its seconds
+from its process's start, its resource class, chunk, image pull where Fargate's task metadata says it, and every
+AWS request it made (``obsflow.metering``).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import platform
 import sys
 import time
 import traceback
+import urllib.request
+import uuid
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 import obsflow
-from obsflow import aws
+from obsflow import aws, metering
 from obsflow.errors import NotFound, TransientError
 from obsflow.recipes import registry
 from obsflow.recipes.model import Recipe, RecipeError
@@ -209,7 +215,9 @@ def failure_of(exc: Exception) -> tuple[int, str]:
     return 1, f"science: {type(exc).__name__}: {exc}"  # an unexpected error in task code
 
 
-def run_task(args: argparse.Namespace, log=print) -> int:
+def run_task(args: argparse.Namespace, log=print, job: metering.Meter | None = None) -> int:
+    """``job``: the job's meter, told which task, chunk and resource class it is once the recipe says."""
+    job = job or metering.Meter()
     settings = get_settings()
     s3 = aws.client(settings, "s3")
     work = settings.bucket_name("work")
@@ -218,9 +226,11 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     recipe = Recipe.model_validate(run["recipe_definition"]) if "recipe_definition" in run else \
         registry.get(args.recipe, run["recipe_version"])
     spec = recipe.task(args.task)
+    job.labels.update(task=spec.name, resource_class=spec.resource_class)
     if args.gather:
         return gather_chunks(s3, work, run, spec.name, log)
     index = array_index() if spec.data_parallel else None
+    job.labels["chunk"] = index
     chunk = (index, run.get("chunks", {}).get(spec.name, 1)) if index is not None else (0, 1)
     record_key = layout.task_record_key(args.run_id, spec.name) if index is None else \
         layout.chunk_record_key(args.run_id, spec.name, index)
@@ -238,6 +248,7 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     if index is not None:  # each chunk's outputs are its own, and reused as such
         digest = digests.chunk_digest(digest, *chunk)
     manual = args.manual or bool(run.get("manual"))
+    job.labels["manual"] = manual  # run by hand: on an operator's machine, not Fargate
     context = TaskContext(s3=s3, work_bucket=work, run=run, recipe=recipe, task=spec, input_dataset=input_dataset,
                           digest=digest, manual=manual, chunk=chunk)
     record = {
@@ -297,10 +308,77 @@ def run_task(args: argparse.Namespace, log=print) -> int:
     return exit_code
 
 
+def seconds_since_process_start() -> float:
+    """How long this process has run (Linux's /proc: what a container's start to now is, imports included); 0 where
+    that cannot be read."""
+    try:
+        with open("/proc/self/stat") as stat:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as uptime:
+            return max(0.0, float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def pull_seconds(task_metadata: dict) -> float | None:
+    """The image pull's seconds in Fargate's task metadata (``PullStartedAt``, ``PullStoppedAt``); None without."""
+    def when(text: str) -> dt.datetime:  # RFC 3339 with up to nanoseconds: Python reads microseconds
+        head, _, fraction = text.replace("Z", "").partition(".")
+        return dt.datetime.fromisoformat(head + ("." + fraction[:6] if fraction else ""))
+
+    start, stop = task_metadata.get("PullStartedAt"), task_metadata.get("PullStoppedAt")
+    if not start or not stop:
+        return None
+    return round(max(0.0, (when(stop) - when(start)).total_seconds()), 3)
+
+
+def measured_pull_s() -> float | None:
+    """This job's image pull, where it is a Fargate task (its task metadata endpoint); None elsewhere."""
+    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not uri:
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri}/task", timeout=2) as response:  # noqa: S310 (the agent's local endpoint)
+            return pull_seconds(json.load(response))
+    except (OSError, ValueError):
+        return None
+
+
+def record_job_usage(run_id: str, usage: dict, exit_code: int) -> None:
+    """What the job used (its meter's entry), kept with its run (``layout.usage_key``); a job that cannot record it
+    says so and ends as it would have."""
+    entry = {**usage, "exit_code": exit_code, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    entry["pull_s"] = measured_pull_s()
+    chunk = f"-chunk-{entry['chunk']:05d}" if entry.get("chunk") is not None else ""
+    source = f"job-{entry.get('task')}{chunk}-{uuid.uuid4().hex[:12]}"
+    document = {**entry, "source": source}
+    document.update(s3_put_requests=document["s3_put_requests"] + 1,  # this record's own write
+                    s3_bytes_written=document["s3_bytes_written"] + len(json.dumps(document)))
+    try:
+        settings = get_settings()
+        documents.put_json(aws.client(settings, "s3"), settings.bucket_name("work"),
+                           layout.usage_key(run_id, source), document)
+    except Exception as exc:  # noqa: BLE001  (the run's cost then misses this job; the job's outcome stands)
+        print(f"the usage of this job was not recorded: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    # Everything this job asks of AWS from here on, and its seconds since its process started.
+    with metering.metering_process(kind="job", task=args.task, resource_class=os.environ.get("OBSFLOW_RESOURCE_CLASS"),
+                                   chunk=None, manual=args.manual, gather=args.gather) as job:
+        job.started -= seconds_since_process_start()
+        exit_code = EXIT_INFRASTRUCTURE
+        try:
+            exit_code = _run(args, job)
+            return exit_code
+        finally:
+            record_job_usage(args.run_id, job.entry(), exit_code)
+
+
+def _run(args: argparse.Namespace, job: metering.Meter) -> int:
     try:
-        return run_task(args)
+        return run_task(args, job=job)
     except (NotFound, RecipeError, ConfigurationFailure) as exc:
         print(f"cannot run {args.recipe} {args.task} for run {args.run_id}: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ AWS_ENDPOINT_URL. A module per resource; each command imports what it uses when 
 catalogue, FITS), so `--help` stays instant.
 """
 
-from obsflow.cli import campaigns, datasets, ingest, recipes, runs, stack, windows  # noqa: F401 (their commands join main)
+from obsflow.cli import campaigns, costs, datasets, ingest, recipes, runs, stack, windows  # noqa: F401 (their commands join main)
 from obsflow.cli.app import main
 
 __all__ = ["main"]

@@ -341,8 +341,9 @@ def campaigns_show(ctx, name, as_json):
         if detail.get(field) not in (None, {}, [], ""):
             click.echo(f"{field:<21} {console.cell(detail[field])}")
     cost = detail["cost"]
-    click.echo(f"{'cost':<21} ${cost['usd']:.6f} over {cost['runs']} run(s) ({cost['batch_vcpu_s']:g} vCPU-s of Batch, "
-               f"{cost['tasks_reused']} task(s) reused)")
+    click.echo(f"{'cost':<21} ${cost['usd']:.6f} over {cost['runs']} run(s), {cost['tasks_reused']} task(s) reused")
+    for line in console.cost_lines(cost, " " * 22):
+        click.echo(line)
     if "preview" in detail:  # a DRAFT: what starting it would run
         preview = detail["preview"]
         click.echo(f"\nif started now: {len(preview['instances'])} instance(s), about "

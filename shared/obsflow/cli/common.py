@@ -150,25 +150,32 @@ def operator_command(func):
     @functools.wraps(func)
     @click.pass_context
     def wrapper(ctx, *args, **kwargs):
-        from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
-        from pynamodb.exceptions import PynamoDBException
-
-        from obsflow import tables
-
         _refused(_actor(ctx).check, _action(ctx))
-        settings = _settings(ctx)
-        try:
-            settings = _discover(settings)
-            ctx.find_object(dict)["settings"] = settings
-            tables.bind(settings)
-            return ctx.invoke(func, *args, **kwargs)
-        except NotFound as exc:
-            raise click.ClickException(_with_local_state(settings, str(exc))) from exc
-        except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
-            raise _unreachable(settings, exc) from exc
+        return on_the_stage(ctx, lambda: ctx.invoke(func, *args, **kwargs))
 
     wrapper.checks_role = True  # tests/unit/test_roles.py: every such command is in the role table
     return wrapper
+
+
+def on_the_stage(ctx: click.Context, call):
+    """``call()`` on the chosen stage: its resources found, the tables bound to them, AWS failures turned into
+    advice (what operator_command does once the role may act; a command that reaches the stage only for some of
+    its options calls this itself)."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+    from pynamodb.exceptions import PynamoDBException
+
+    from obsflow import tables
+
+    settings = _settings(ctx)
+    try:
+        settings = _discover(settings)
+        ctx.find_object(dict)["settings"] = settings
+        tables.bind(settings)
+        return call()
+    except NotFound as exc:
+        raise click.ClickException(_with_local_state(settings, str(exc))) from exc
+    except (EndpointConnectionError, NoCredentialsError, NoRegionError, PynamoDBException, TransientError) as exc:
+        raise _unreachable(settings, exc) from exc
 
 
 def _an_id(ctx, param, value: str | None) -> str | None:

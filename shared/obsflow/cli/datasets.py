@@ -112,7 +112,9 @@ def datasets_show(ctx, dataset_id, as_json):
                             "run_id", "candidate_id", "frame_count", "input_frames", "created_at", "access"), 14)
     click.echo(f"location       s3://{detail['bucket']}/{detail['prefix']}")
     if detail.get("cost"):
-        click.echo(f"cost           {console.cost(detail['cost'])}")
+        click.echo(f"cost           {console.cost(detail['cost'])} (the run that made it)")
+        for line in console.cost_lines(detail["cost"], " " * 15):
+            click.echo(line)
     console.table(detail["files"], ["name", "size", "sha256", "task"], "")
     click.echo("\nversions of this product:")
     console.table(detail["versions"], ["dataset_id", "status", "version_key", "created_at"], "")

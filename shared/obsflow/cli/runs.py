@@ -70,6 +70,8 @@ def runs_show(ctx, run_id, as_json):
             click.echo(f"{field:<15} {console.cell(detail[field])}")
     if detail.get("cost"):
         click.echo(f"{'cost':<15} {console.cost(detail['cost'])}")
+        for line in console.cost_lines(detail["cost"], " " * 16):
+            click.echo(line)
     if detail.get("failure"):
         _echo_failure(detail["failure"])
     click.echo("\ntasks:")

@@ -53,6 +53,7 @@ from obsflow.runs.domain import (
 )
 from obsflow.runs.ports import DatasetQuery, JobDefinitions
 from obsflow.runs.cataloguing import read_qc
+from obsflow.runs.costs import summed
 from obsflow.runs.reprocessing import Change, Planner
 from obsflow.runs.schedules import check_schedule, next_occurrence
 from obsflow.runs.service import NotAllowed, RunService
@@ -731,9 +732,8 @@ class CampaignService:
                          "proposal_id": d.proposal_id, "location": f"s3://{d.bucket}/{d.prefix}"} for d in datasets],
             "metrics": aggregate_metrics([d.qc if d.qc is not None else read_qc(self.runs.documents, d)[0]
                                           for d in datasets]),
-            "cost": {"runs": len(runs), "usd": round(sum((r.cost or {}).get("usd", 0) for r in runs), 6),
-                     "batch_vcpu_s": round(sum((r.cost or {}).get("batch_vcpu_s", 0) for r in runs), 1),
-                     "tasks_reused": sum((r.cost or {}).get("tasks_reused", 0) for r in runs)},
+            # what its runs cost (runs.costs), those still going adding nothing yet
+            "cost": {**summed(r.cost for r in runs if r.cost), "runs": len(runs)},
             **({"preview": self.preview(campaign)} if campaign.status == DRAFT else {}),
             "approval_note": approval_note(campaign),
         }

@@ -18,7 +18,7 @@ from obsflow.observability import logger
 from obsflow.runs import layout, records
 from obsflow.runs.certification import Certification, judge
 from obsflow.runs.context import NotAllowed, Part
-from obsflow.runs.costs import run_cost
+from obsflow.runs.costs import task_vcpu_s
 from obsflow.runs.domain import ACTIVE, DEPRECATED, DEVELOPMENT, OPEN, REJECTED, RUN_CANCELLED, Dataset, Run, Ticket
 from obsflow.runs.planning import Planning
 from obsflow.runs.ports import Documents
@@ -48,7 +48,6 @@ class Cataloguing(Part):
         dataset_id = layout.dataset_id(run_id)
         prefix = layout.dataset_prefix(run.proposal_id, dataset_id, recipe.kind, campaign.name if developer else None)
         task_records = self.task_records(run)
-        cost = run_cost(task_records, recipe, self.settings.prices, succeeded=True, notify_pi=not developer)
         input_dataset = self.documents.get_json("work", run.input_dataset_key or instance.input_dataset_key)
         product_id = layout.product_id_of(input_dataset)
         today = self.clock().date()
@@ -77,7 +76,7 @@ class Cataloguing(Part):
             version_key=key, frame_count=sum("l1" in f["tags"] for f in files), files=files,
             provenance=provenance, created_at=self.clock(), kind=recipe.kind, instance_id=run.instance_id,
             reference=instance.reference, recipe_name=run.recipe,
-            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None, cost=cost,
+            code_version=",".join(sorted({r["code_version"] for r in task_records})) or None,
             campaign=run.campaign, status=DEVELOPMENT if developer else ACTIVE,
             expires_at=self.clock() + dt.timedelta(days=campaign.retention_days) if developer else None,
             release_date=release.isoformat(), release_basis=release_basis,
@@ -95,8 +94,9 @@ class Cataloguing(Part):
         if not developer:  # a developer's dataset is no version of the product: it never competes
             self._ask_for_decision(dataset_id, product_id, recipe.kind, run)
         output_bytes = sum(f["size"] for f in files)
+        # its cost is recorded when it ends (FinishRun: runs.accounting), on the run and the dataset
         self.store.update_run(run_id, dataset_id=dataset_id, output_bytes=output_bytes,
-                              measured_cpu_s=cost["batch_vcpu_s"], cost=cost)
+                              measured_cpu_s=task_vcpu_s(task_records, recipe))
         self.store.update_instance(run.instance_id, dataset_id=dataset_id)
         location = f"s3://{self.documents.location('data')}/{prefix}"
         subject, message = records.availability_message(dataset_id, product_id, key, run, location, files, release,

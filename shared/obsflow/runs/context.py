@@ -52,6 +52,8 @@ class RunContext:
     service_desk: Callable[[], ServiceDesk | None] = lambda: None
     task_runner: TaskRunner | None = None
     clock: Callable[[], dt.datetime] = utcnow
+    # The usage of the Lambda invocation in progress, so far (obsflow.metering); None outside one.
+    invocation_usage: Callable[[], dict | None] = lambda: None
 
 
 def _shared(name: str) -> property:

@@ -76,6 +76,16 @@ def chunk_record_key(run_id: str, task: str, index: int) -> str:
     return f"runs/{run_id}/tasks/{task}/chunk-{index:05d}.json"
 
 
+def usage_prefix(run_id: str) -> str:
+    """Where the run's Lambda invocations and Batch jobs record what each used (``runs.accounting``)."""
+    return f"runs/{run_id}/usage/"
+
+
+def usage_key(run_id: str, source: str) -> str:
+    """One invocation's or job's usage: ``source`` names it uniquely (its function or task, and request or job)."""
+    return f"{usage_prefix(run_id)}{source}.json"
+
+
 def task_output_prefix(digest: str) -> str:
     """Where a task writes its outputs: addressed by its digest (``runs.digests``), so an unchanged task's
     outputs are found and reused by a later run; they expire after ``TASK_OUTPUT_RETENTION_DAYS``."""

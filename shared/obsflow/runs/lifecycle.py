@@ -15,9 +15,9 @@ from collections.abc import Callable
 from obsflow.observability import logger
 from obsflow.recipes.jobs import job_definitions
 from obsflow.runs import layout
+from obsflow.runs.accounting import Accounting
 from obsflow.runs.cataloguing import Cataloguing
 from obsflow.runs.context import ManualRunFailed, NotAllowed, Part
-from obsflow.runs.costs import run_cost
 from obsflow.runs.domain import (
     CAMPAIGN_PAUSED,
     CAMPAIGN_RUNNING,
@@ -44,9 +44,9 @@ FAILURE_LOG_LINES = 12  # of the failed task's own log, in `runs show`
 
 
 class Lifecycle(Part):
-    def __init__(self, ctx, planning: Planning, cataloguing: Cataloguing, tickets: Tickets):
+    def __init__(self, ctx, planning: Planning, cataloguing: Cataloguing, tickets: Tickets, accounting: Accounting):
         super().__init__(ctx)
-        self.planning, self.cataloguing, self.tickets = planning, cataloguing, tickets
+        self.planning, self.cataloguing, self.tickets, self.accounting = planning, cataloguing, tickets, accounting
 
     def start_run(self, run_id: str, execution_arn: str) -> dict:
         run = self.require_run(run_id)
@@ -70,8 +70,14 @@ class Lifecycle(Part):
     def finish_run(self, run_id: str) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        if self.move_run(run_id, "finish", finished_at=at):
-            self._record_cost(self.require_run(run_id))
+        if run.status in RUN_MOVES["finish"].sources:  # not again for a re-delivered event
+            # its cost first, on its dataset and with the move: a SUCCEEDED run is never seen without it
+            document = self.documents.get_json("work", run.input_dataset_key) if run.input_dataset_key else {}
+            cost = self.accounting.cost_of(run, succeeded=True, input_dataset=document)
+            if run.dataset_id:
+                self.store.update_dataset(run.dataset_id, cost=cost)
+            if self.move_run(run_id, "finish", finished_at=at, cost=cost):
+                self._record_measurement(run, document)
         self.store.give_back_slots(run)
         self.planning.refresh_instance(run.instance_id)
         self.complete_campaign_if_done(run.campaign)
@@ -82,8 +88,7 @@ class Lifecycle(Part):
     def fail_run(self, run_id: str, error: dict) -> dict:
         run = self.require_run(run_id)
         at = self.clock()
-        cost = run_cost(self.cataloguing.task_records(run), self.recipes.get(run.recipe, run.version), self.settings.prices,
-                        succeeded=False)
+        cost = self.accounting.cost_of(run, succeeded=False)
         if run.campaign and run.status in (SUBMITTED, RUNNING):
             # Before the run ends: a submitter then never sees the campaign's slot free while it should pause.
             self._pause_campaign_after_failures(run.campaign, run.instance_id)
@@ -163,11 +168,10 @@ class Lifecycle(Part):
             *campaign.history, {"at": self.clock().isoformat(), "status": CAMPAIGN_PAUSED, "by": "obsflow", "why": reason}])
         logger.warning("campaign paused", extra={"campaign": name, "failed": len(failed)})
 
-    def _record_cost(self, run: Run) -> None:
-        """Once per successful run: what it cost, so later estimates of its recipe version are measured ones."""
+    def _record_measurement(self, run: Run, document: dict) -> None:
+        """Once per successful run: what it took, so later estimates of its recipe version are measured ones."""
         if run.measured_cpu_s is None:
             return
-        document = self.documents.get_json("work", run.input_dataset_key) if run.input_dataset_key else {}
         inputs = len(document.get("frames", [])) + len(document.get("upstream", []))
         self.store.record_measurement(run.recipe_key, inputs, run.measured_cpu_s, run.output_bytes or 0)
 

@@ -42,6 +42,9 @@ class S3Documents:
     def get_json(self, bucket: str, key: str):
         return documents.get_json(self.s3, self.location(bucket), key)
 
+    def get_json_many(self, bucket: str, keys: list[str]) -> list:
+        return documents.get_json_many(self.s3, self.location(bucket), keys)
+
     def exists(self, bucket: str, key: str) -> bool:
         return documents.exists(self.s3, self.location(bucket), key)
 

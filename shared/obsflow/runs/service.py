@@ -4,6 +4,7 @@
 - submission (obsflow.runs.submission): READY runs started within the slots;
 - the run lifecycle (obsflow.runs.lifecycle): start, finish, fail; retry, redrive, manual execution;
 - cataloguing (obsflow.runs.cataloguing): datasets and data-quality decisions;
+- accounting (obsflow.runs.accounting): what each run used, and its cost;
 - certification (obsflow.runs.certification): master calibrations certified by their QC gates or a person;
 - tickets (obsflow.runs.ticketing) and the backstop (obsflow.runs.backstop).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from obsflow.runs.accounting import Accounting
 from obsflow.runs.backstop import Backstop, BackstopReport
 from obsflow.runs.cataloguing import DECISIONS, Cataloguing
 from obsflow.runs.certification import Certification
@@ -46,14 +48,16 @@ class RunService(Part):
         service_desk: Callable[[], ServiceDesk | None] = lambda: None,
         task_runner: TaskRunner | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        invocation_usage: Callable[[], dict | None] = lambda: None,
     ):
         super().__init__(RunContext(store, documents, executions, notifier, switch, recipes, settings, service_desk,
-                                    task_runner, clock))
+                                    task_runner, clock, invocation_usage))
         self.tickets = Tickets(self.ctx)
         self.planning = Planning(self.ctx, self.tickets)
         self.certification = Certification(self.ctx, self.tickets)
         self.cataloguing = Cataloguing(self.ctx, self.planning, self.tickets, self.certification)
-        self.lifecycle = Lifecycle(self.ctx, self.planning, self.cataloguing, self.tickets)
+        self.accounting = Accounting(self.ctx, self.cataloguing)
+        self.lifecycle = Lifecycle(self.ctx, self.planning, self.cataloguing, self.tickets, self.accounting)
         self.submission = Submission(self.ctx, self.planning, self.tickets)
         self.backstops = Backstop(self.ctx, self.tickets)
 
@@ -131,6 +135,10 @@ class RunService(Part):
 
     def finished_tasks(self, run_id: str) -> set[str]:
         return self.lifecycle.finished_tasks(run_id)
+
+    # -- what runs used (runs.accounting)
+    def record_usage(self, run_ids: list[str], entry: dict) -> None:
+        self.accounting.record_usage(run_ids, entry)
 
     # -- cataloguing
     def catalog(self, run_id: str) -> dict:
