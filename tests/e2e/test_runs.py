@@ -293,15 +293,20 @@ def test_an_operator_cancels_a_stuck_run_its_job_is_stopped_and_nothing_of_it_is
 
 def test_a_frame_marked_bad_is_left_out_then_unmarked_used_again_and_the_datasets_made_from_it_are_planned(
         stack, tmp_path):
-    # Given a candidate received while submission is paused, one of its observe frames found bad
+    # Given a candidate's frames received while submission is paused, one of its observe frames found bad before
+    # its manifest completed it (a paused submitter still plans a READY candidate, and a plan keeps its frames)
     service = run_service(stack.settings)
     service.pause()
     candidate = census("cand_bad_frame", seed=23)
-    upload(stack, candidate)
-    wait_for(lambda: (c := candidates.get("cand_bad_frame")) and c.status == "READY", "the candidate to be READY")
+    s3 = client(stack, "s3")
+    for key, body in [candidate.candidate_object(), *candidate.frame_objects()]:
+        s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=key, Body=body)
     observe = [op.op_id for op in candidate.ops if op.op_id.endswith("observe")]
-    bad = sorted(f.file_id for f in service.store.frames_of_ops(observe))[0]
+    frames = wait_for(lambda: len(found := service.store.frames_of_ops(observe)) == 3 and found, "the observe frames")
+    bad = sorted(f.file_id for f in frames)[0]
     assert "1 frame(s) marked bad" in obsflow(stack, "frames", "mark-bad", bad, "--reason", "satellite trail")
+    s3.put_object(Bucket=stack.settings.ingest_bucket_name, Key=candidate.manifest_object()[0],
+                  Body=candidate.manifest_object()[1])
     # When it is processed
     service.resume()
     run = finished_run("cand_bad_frame")
