@@ -1,6 +1,6 @@
 """The local stack's changes to moto's internals, one module per service (DynamoDB's queries apart from its
-writes); each module says what moto does and what AWS does instead. They touch private members of one pinned
-moto release, so `apply` refuses any other."""
+writes; moto's models in core); each module says what moto does and what AWS does instead. They touch private
+members of one pinned moto release, so `apply` refuses any other."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def check_version(installed: str | None = None) -> None:
 
 def apply() -> None:
     """Install every patch (idempotent), after checking the moto release."""
-    from obsflow.local.moto_patches import awslambda, batch, dynamodb, dynamodb_queries, s3, sqs, stepfunctions
+    from obsflow.local.moto_patches import (awslambda, batch, core, dynamodb, dynamodb_queries, s3, sqs,
+                                            stepfunctions)
 
     check_version()
     # dynamodb_queries first: dynamodb's lock then holds its updates of the index views too
-    for service in (dynamodb_queries, dynamodb, s3, sqs, stepfunctions, batch, awslambda):
+    for service in (core, dynamodb_queries, dynamodb, s3, sqs, stepfunctions, batch, awslambda):
         service.apply()
