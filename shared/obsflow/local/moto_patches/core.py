@@ -6,13 +6,17 @@ for its /moto-api/data.json dump and to close S3 objects' files when a test rese
 Nothing removes them, so a local stack that runs for a day holds every item, copy and
 message it ever handled: its memory grows with every request, not with what it stores.
 Here models are made as plain objects; what a backend holds lives as long as the backend
-holds it. (Nothing in obsflow reads moto's dump; an S3 object's file closes when it is
-removed, as moto does.)
+holds it. An S3 object no longer held closes its file when it is collected, as moto does
+(nothing in obsflow reads moto's dump), except while the interpreter exits: moto's
+finaliser then cannot import what it needs, and would print a traceback per object.
 """
 
 from __future__ import annotations
 
+import sys
+
 from moto.core.common_models import BaseModel
+from moto.s3.models import FakeKey
 
 
 def _untracked(cls, *args, **kwargs):
@@ -22,6 +26,15 @@ def _untracked(cls, *args, **kwargs):
 _untracked.patched = True
 
 
+def _quiet_at_exit(finaliser):
+    def finalise(self):
+        if not sys.is_finalizing():
+            finaliser(self)
+
+    return finalise
+
+
 def apply() -> None:
     if not getattr(BaseModel.__new__, "patched", False):
         BaseModel.__new__ = staticmethod(_untracked)
+        FakeKey.__del__ = _quiet_at_exit(FakeKey.__del__)
