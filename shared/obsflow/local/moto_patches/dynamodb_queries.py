@@ -8,8 +8,8 @@ returned, and paging through a partition cost the square of its size.
 
 Here each table keeps, for each index that has been queried (and for the table itself when
 it has a sort key), its items by partition, each partition in the order moto sorts a
-query's results. Every write moves the item it wrote (put, update, delete, and therefore
-transactions and batches); an item without all of an index's key attributes is in no
+query's results. Every write moves the item it wrote (as moto_patches.changes reports it:
+put, update, delete, and therefore transactions and batches); an item without all of an index's key attributes is in no
 partition of it (sparse indexes stay sparse). An index is made from the table when it is
 first queried, so a table restored from saved state or created since needs nothing more.
 A query finds its partition, its key condition and the previous page's end by bisection,
@@ -32,10 +32,10 @@ import weakref
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import RESULT_SIZE_LIMIT, GlobalSecondaryIndex, Table
 
+from obsflow.local.moto_patches import changes
 from obsflow.local.moto_patches.dynamodb import WRITES
 
 LARGEST_ITEM = 410_000  # moto refuses items over 405,000 bytes (DynamoDB: 400 KB)
@@ -137,11 +137,12 @@ def _view(table: Table, index_name: str | None) -> _View | None:
     return view if view.usable else None
 
 
-def _moved(table: Table, hash_key: DynamoType, range_key: DynamoType | None) -> None:
-    """After a write to one primary key: its item where it now belongs in every view of the table."""
-    views = _views.get(table)
+def _moved(source, key: tuple[DynamoType, DynamoType | None]) -> None:
+    """After a write to one primary key (moto_patches.changes): its item where it now belongs in every view."""
+    views = _views.get(source) if isinstance(source, Table) else None
     if not views:
         return
+    table, (hash_key, range_key) = source, key
     with WRITES:
         item = table.items.get(hash_key)
         if item is not None and table.range_key_attr:
@@ -280,44 +281,6 @@ def _all_items_in_scope(original):
     return all_items
 
 
-def _moves_what_it_put(put_item):
-    def put(self, *args, **kwargs):
-        item = put_item(self, *args, **kwargs)
-        _moved(self, item.hash_key, item.range_key)
-        return item
-
-    put.patched = True
-    return put
-
-
-def _moves_what_it_deleted(delete_item):
-    def delete(self, hash_key, range_key, *args, **kwargs):
-        try:
-            return delete_item(self, hash_key, range_key, *args, **kwargs)
-        finally:
-            _moved(self, hash_key, range_key)
-
-    delete.patched = True
-    return delete
-
-
-def _moves_what_it_updated(update_item):
-    """moto updates an item in place, and may have changed part of it when an action fails."""
-
-    def update(self, table_name, key, *args, **kwargs):
-        try:
-            return update_item(self, table_name, key, *args, **kwargs)
-        finally:
-            table = self.tables.get(table_name)
-            if table is not None and table.hash_key_attr in key and (
-                    not table.range_key_attr or table.range_key_attr in key):
-                _moved(table, DynamoType(key[table.hash_key_attr]),
-                       DynamoType(key[table.range_key_attr]) if table.range_key_attr else None)
-
-    update.patched = True
-    return update
-
-
 def visits(table: Table) -> int:
     """How many items this table's views have looked at to make pages (for tests: counted, not timed)."""
     return sum(view.visits for view in _views.get(table, {}).values())
@@ -328,6 +291,4 @@ def apply() -> None:
         return
     Table.query = _query_a_page(Table.query)
     Table.all_items = _all_items_in_scope(Table.all_items)
-    Table.put_item = _moves_what_it_put(Table.put_item)
-    Table.delete_item = _moves_what_it_deleted(Table.delete_item)
-    DynamoDBBackend.update_item = _moves_what_it_updated(DynamoDBBackend.update_item)
+    changes.listen(_moved)

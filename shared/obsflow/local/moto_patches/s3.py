@@ -5,7 +5,7 @@ testing every name, so listing one run's few outputs in a bucket of 100,000 fram
 100,000 comparisons, and every run lists several prefixes.
 
 Here each bucket's key table keeps its names in order, made at its first listing with a
-prefix and kept by every write (a new name, a name removed); a listing with a prefix walks
+prefix and kept by every write (as moto_patches.changes reports it); a listing with a prefix walks
 only the names that start with it, and moto builds its answer (delete markers, common
 prefixes, pages, continuation tokens) from those as before. The ordered names are not
 saved with the state: a restored bucket makes them again at its first listing.
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import functools
 import threading
-from bisect import bisect_left, insort
+from bisect import bisect_left
 
 from moto.s3.models import S3Backend
 from moto.s3.utils import _VersionedKeyStore
+
+from obsflow.local.moto_patches import changes
 
 _NAMES = "_obsflow_sorted_names"
 _WRITES = threading.RLock()
@@ -38,7 +40,7 @@ def _names(store: _VersionedKeyStore) -> _SortedNames:
     names = store.__dict__.get(_NAMES)
     if names is None or not names.made:
         with _WRITES:
-            names = store.__dict__[_NAMES] = _SortedNames(sorted(dict.keys(store)))
+            names = store.__dict__[_NAMES] = _SortedNames(sorted(dict.copy(store)))  # a copy: atomic
             names.made = True
     return names
 
@@ -57,21 +59,18 @@ def _prefixed(store: _VersionedKeyStore, prefix: str):
             yield name, versions[-1]
 
 
-def _keeps_names_in_order(write, adds: bool):
-    def written(self, key, *args, **kwargs):
-        with _WRITES:
-            was_there = dict.__contains__(self, key)
-            result = write(self, key, *args, **kwargs)
-            names = self.__dict__.get(_NAMES)
-            if names is not None and names.made:
-                if adds and not was_there:
-                    insort(names, key)
-                elif not adds and was_there and not dict.__contains__(self, key):
-                    del names[bisect_left(names, key)]
-            return result
-
-    written.patched = True
-    return written
+def _name_written(source, name) -> None:
+    """After a write to one object's versions (moto_patches.changes): its name in order, or gone."""
+    names = getattr(source, "__dict__", {}).get(_NAMES) if isinstance(source, _VersionedKeyStore) else None
+    if names is None or not names.made:
+        return
+    with _WRITES:
+        at = bisect_left(names, name)
+        listed = at < len(names) and names[at] == name
+        if dict.__contains__(source, name) and not listed:
+            names.insert(at, name)
+        elif listed and not dict.__contains__(source, name):
+            del names[at]
 
 
 def _items_in_scope(items):
@@ -101,8 +100,6 @@ def _lists_only_the_prefix(list_objects):
 def apply() -> None:
     if getattr(S3Backend.list_objects, "patched", False):
         return
-    _VersionedKeyStore.__setitem__ = _keeps_names_in_order(_VersionedKeyStore.__setitem__, adds=True)
-    _VersionedKeyStore.setlist = _keeps_names_in_order(_VersionedKeyStore.setlist, adds=True)
-    _VersionedKeyStore.pop = _keeps_names_in_order(_VersionedKeyStore.pop, adds=False)
+    changes.listen(_name_written)
     _VersionedKeyStore.items = _VersionedKeyStore.iteritems = _items_in_scope(_VersionedKeyStore.items)
     S3Backend.list_objects = _lists_only_the_prefix(S3Backend.list_objects)
