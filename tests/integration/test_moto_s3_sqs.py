@@ -214,7 +214,7 @@ def test_a_fifo_queue_still_deduplicates_by_content_and_old_messages_expire(aws,
 def test_a_process_holding_objects_exits_without_a_traceback_per_object():
     # Given a program that holds S3 objects restored from saved state when it exits (as `local serve` at Ctrl-C)
     program = ("import io, pickle\nfrom moto.s3.models import s3_backends\nfrom obsflow.local import moto_patches\n"
-               "from obsflow.local.state import _Pickler\nmoto_patches.apply()\n"
+               "from obsflow.local.state_pieces import _Pickler\nmoto_patches.apply()\n"
                "s3 = s3_backends['123456789012']['aws']\ns3.create_bucket('held-bucket', 'us-east-1')\n"
                "for n in range(20):\n    s3.put_object('held-bucket', f'k{n}', b'x')\n"
                "saved = io.BytesIO()\n_Pickler(saved).dump(s3)\nrestored = pickle.loads(saved.getvalue())\n")

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from moto.core.utils import unix_time
 from moto.sqs.models import Queue, SQSBackend
 
-REMEMBERED_DELETED_HANDLES = 10_000  # per queue: minutes of ingest at the local stack's rate
+REMEMBERED_DELETED_HANDLES = 1_000  # per queue: a hundred receives of ten; a retried delete comes at once
 
 _sending = threading.local()
 
