@@ -156,6 +156,48 @@ def test_a_symbolic_link_planted_for_the_state_is_not_followed(tmp_path, planted
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("planted", ["a symbolic link", "a journal others can write to", "another user's journal"])
+def test_a_journal_planted_beside_a_saved_state_is_refused_before_it_is_loaded(saved_state, tmp_path, planted):
+    if planted == "another user's journal" and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    # Given a state saved by the stack, and where its journal goes (the saves after it), another user's pickle
+    marker, journal = tmp_path / "ran", saved_state / "state.journal"
+    if planted == "a symbolic link":
+        plant(tmp_path / "elsewhere.pickle", marker)
+        journal.symlink_to(tmp_path / "elsewhere.pickle")
+    else:
+        plant(journal, marker)
+        if planted == "a journal others can write to":
+            journal.chmod(0o666)
+        else:
+            journal.chmod(0o600)
+            os.chown(journal, NOBODY, NOBODY)
+    # When the stack restores it
+    # Then it is refused, and the planted command never ran
+    refusal = {"a symbolic link": "is a symbolic link", "a journal others can write to": "is writable by other users",
+               "another user's journal": "belongs to another user"}[planted]
+    with pytest.raises(RuntimeError, match=f"state journal {re.escape(str(journal))} {refusal}"):
+        StateDirectory(saved_state).restore()
+    assert not marker.exists()
+
+
+def test_the_saves_after_the_first_are_readable_by_their_user_alone(saved_state):
+    # Given a saved state restored, and an object naming a PI's e-mail address written since
+    moto_patches.apply()
+    with mock_aws():
+        state = StateDirectory(saved_state)
+        state.restore()
+        boto3.client("s3", region_name="us-east-1").put_object(Bucket="attack-ingest", Key="later.json",
+                                                               Body=f'{{"pi_email": "{E_MAIL}"}}'.encode())
+        # When the stack saves what changed
+        state.save()
+    # Then it went to a journal beside the state file, the user's alone, and nothing else was left there
+    journal = saved_state / "state.journal"
+    assert E_MAIL.encode() in journal.read_bytes()
+    assert mode(journal) == 0o600
+    assert sorted(p.name for p in saved_state.iterdir()) == ["state.journal", "state.pickle"]
+
+
 @pytest.mark.parametrize("damage", ["truncated", "not a pickle", "empty"])
 def test_a_damaged_state_file_says_in_one_line_what_to_do_and_is_kept(saved_state, damage):
     # Given a saved state whose file was damaged

@@ -204,3 +204,17 @@ def test_concurrent_conditional_writes_on_the_local_server_each_apply_atomically
         assert final == len(successes) > 0
     finally:
         server.stop()
+
+
+def test_items_written_and_read_are_not_kept_by_moto_after_they_are_gone(events):
+    from moto.dynamodb.models.dynamo_type import Item
+
+    # Given moto's list of every item object it ever made, as it stands
+    kept_before = len(Item.instances_tracked)
+    # When items are written, queried (each answer a copy), updated and deleted
+    for n in range(50):
+        events.put_item(TableName="events", Item={"pk": {"S": "z"}, "sk": {"S": f"{n:03d}"}})
+        events.query(TableName="events", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "z"}})
+        events.delete_item(TableName="events", Key={"pk": {"S": "z"}, "sk": {"S": f"{n:03d}"}})
+    # Then moto kept none of them: the local stack's memory holds what its tables hold, not every request's items
+    assert len(Item.instances_tracked) == kept_before

@@ -7,11 +7,7 @@ keeps DynamoDB's semantics (all-or-nothing, per-item cancellation reasons, one
 operation per item) by checking every condition first and writing only when all
 hold; it snapshots just the items it writes, for the rare failure mid-write.
 
-Query: moto sorts the whole table on every query and compares every item's key through
-DynamoType, so one query on a 27,000-item table took 0.6 s whatever it returned. Here a
-query considers only the items of the queried partition (of the table or of a global
-secondary index with string keys), as DynamoDB reads only those; moto's own query then
-sorts, pages, filters and projects them as before.
+Queries: see dynamodb_queries.
 
 Responses: moto's model-driven serializer walks every attribute value of every returned
 item through botocore's shapes (about 1 ms per item of 15 attributes), although an item
@@ -28,7 +24,6 @@ pass; DynamoDB applies each atomically. Here every write holds one lock.
 from __future__ import annotations
 
 import copy
-import inspect
 import threading
 from typing import Any
 
@@ -44,58 +39,8 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
-from moto.dynamodb.models.table import Table
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}
-
-
-_query_scope = threading.local()
-
-
-def _partition(table, hash_key, index_name: str | None, hash_key_conditions) -> list | None:
-    """The items a query can return, or None where the fast path does not apply (moto decides then)."""
-    if index_name is None:
-        if hash_key is None:
-            return None
-        partition = table.items.get(hash_key)
-        if partition is None:
-            return []
-        return list(partition.values()) if table.range_key_attr else [partition]
-    index = next((i for i in table.global_indexes or [] if i.name == index_name), None)
-    wanted = list(hash_key_conditions or [])
-    hash_names = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"] if index else []
-    if not wanted or sorted(name for name, _ in wanted) != sorted(hash_names) or any(v.type != "S" for _, v in wanted):
-        return None
-    partitions = table.items.values()
-    items = [i for p in partitions for i in p.values()] if table.range_key_attr else list(partitions)
-    for name, value in wanted:  # a tight loop per key attribute: this runs over the whole table
-        items = [i for i in items if (a := i.attrs.get(name)) is not None and a.value == value.value and a.type == "S"]
-    return items
-
-
-def _query_in_partition(original):
-    signature = inspect.signature(original)
-
-    def query(self, *args, **kwargs):
-        asked = signature.bind(self, *args, **kwargs).arguments
-        _query_scope.items = _partition(self, asked.get("hash_key"), asked.get("index_name"),
-                                        asked.get("hash_key_conditions"))
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _query_scope.items = None
-
-    query.patched = True
-    return query
-
-
-def _all_items_in_scope(original):
-    def all_items(self):
-        scoped = getattr(_query_scope, "items", None)
-        return original(self) if scoped is None else scoped
-
-    all_items.patched = True
-    return all_items
 
 
 _WIRE_READY = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
@@ -211,12 +156,12 @@ def _restore(backend: DynamoDBBackend, written: list[tuple[str, dict, Any]]) -> 
             table.put_item(before.to_json()["Attributes"])
 
 
-_WRITES = threading.RLock()
+WRITES = threading.RLock()  # held by every write, and by dynamodb_queries to read its views
 
 
 def _one_writer_at_a_time(write):
     def locked(self, *args, **kwargs):
-        with _WRITES:
+        with WRITES:
             return write(self, *args, **kwargs)
 
     locked.patched = True
@@ -228,8 +173,6 @@ def apply() -> None:
         DynamoDBBackend.transact_write_items = _one_writer_at_a_time(transact_write_items)
         for name in ("put_item", "update_item", "delete_item"):
             setattr(DynamoDBBackend, name, _one_writer_at_a_time(getattr(DynamoDBBackend, name)))
-    if not getattr(Table.query, "patched", False):
-        Table.query = _query_in_partition(Table.query)
-        Table.all_items = _all_items_in_scope(Table.all_items)
+    if not getattr(Item.project, "patched", False):
         Item.project = _project_plain_attributes(Item.project)
         BaseJSONSerializer._serialize_type_map = _attribute_maps_as_they_are(BaseJSONSerializer._serialize_type_map)
