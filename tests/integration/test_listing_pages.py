@@ -107,3 +107,36 @@ def test_the_catalogue_pages_by_state_and_by_reference(reads):
     assert every == [f"ri-{i:05d}" for i in reversed(range(45))]
     assert waiting == [f"ri-{i:05d}" for i in reversed(range(0, 45, 3))]
     assert night == [f"ri-{i:05d}" for i in reversed(range(45)) if i % 2 == 1 and i % 3 == 0]
+
+
+def test_the_monitor_overview_reads_the_same_with_sixty_or_six_hundred_runs_recorded(catalog, reads,
+                                                                                            monkeypatch):
+    from obsflow.monitor.reads import StageReads
+
+    settings, _ = catalog
+    made: Counter = Counter()
+    original = Connection._make_api_call
+
+    def counted(self, operation_name, operation_kwargs):
+        answer = original(self, operation_name, operation_kwargs)
+        tables = [operation_kwargs["TableName"]] if "TableName" in operation_kwargs else \
+            list(operation_kwargs.get("RequestItems", {}))
+        for table in tables:  # what each request read, in items: a listing of everything would grow with them
+            read = answer.get("Items") or answer.get("Responses", {}).get(table) or []
+            made[operation_name, table] += 1 + len(read)
+        return answer
+
+    def overview_requests() -> Counter:
+        monkeypatch.setattr(Connection, "_make_api_call", counted)
+        made.clear()
+        StageReads(settings).overview()
+        monkeypatch.setattr(Connection, "_make_api_call", original)
+        return Counter(made)
+
+    # Given 60 ended runs and their instances, then 540 more
+    _runs(reads, 60)
+    few = overview_requests()
+    _runs(reads, 540, first=60)
+    many = overview_requests()
+    # Then the overview made the same requests, reading as many items, of every table (its newest page of each kind)
+    assert many == few and sum(few.values()) > 0

@@ -10,6 +10,7 @@ import click
 
 from obsflow import console
 from obsflow.errors import NotFound, TransientError
+from obsflow.reads.pages import DEFAULT_LIMIT, MAX_LIMIT  # standard library alone: --help stays instant
 
 if TYPE_CHECKING:
     from obsflow.settings import Settings
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 # A command imports what it uses when it runs (AWS clients, the catalogue, FITS): `--help` stays instant.
 
 JSON_HELP = "Print a JSON array on stdout (for scripts)."
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000  # as obsflow.reads.pages (not imported here: --help stays instant)
 
 
 def page_options(func):

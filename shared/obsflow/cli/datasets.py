@@ -51,8 +51,8 @@ def datasets():
 def datasets_list(ctx, uses_frame, recipe, code_version, calibration, status, campaign, embargoed, where, limit,
                   next_token, as_json):
     """Datasets, newest first (with --embargoed alone: soonest release first), a page at a time, with kind, product,
-    version, status and release date; filters combine (each is an index query). The pi-read role sees its own proposal's (OBSFLOW_PROPOSAL) and released ones
-    only.
+    version, status and release date; filters combine (each is an index query). The pi-read role sees its own
+    proposal's (OBSFLOW_PROPOSAL) and released ones only.
 
     \b
     QC filters select by the QC values recorded when each dataset was catalogued, e.g.

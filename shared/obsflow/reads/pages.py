@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -20,7 +20,6 @@ MAX_LIMIT = 1000
 class Page:
     rows: list[dict]
     next: str | None = None  # the token of the next page; None: this is the last
-    shown: dict = field(default_factory=dict)  # what the listing was asked (to say how to ask for more)
 
 
 def token(listing: str, position: dict | None) -> str | None:
