@@ -291,3 +291,27 @@ def test_a_journal_without_its_state_file_and_an_old_release_s_state_are_refused
     (directory / "state.pickle").chmod(0o600)
     with pytest.raises(UnusableState, match=r"written by another obsflow release \(format 2, this one reads 3\)"):
         StateDirectory(directory).prepare()
+
+
+def test_after_a_save_that_failed_the_next_one_writes_everything(aws, tmp_path, monkeypatch):
+    ddb = aws.client("dynamodb")
+    stored(aws, 5)
+    state = StateDirectory(tmp_path / "state")
+    state.save()
+    # Given a save that failed as it wrote what changed (a full disk, say)
+    ddb.put_item(TableName="frames", Item={"pk": {"S": "changed-then"}, "kind": {"S": "dark"}})
+    record = state_module._record
+
+    def disk_full(saved):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(state_module, "_record", disk_full)
+    with pytest.raises(OSError):
+        state.save()
+    monkeypatch.setattr(state_module, "_record", record)
+    # When the stack saves again, then that save writes everything anew, and a restart has the change
+    state.save()
+    assert state.stats().last_save_compacted and state.stats().compactions == 2
+    before = observed(aws)
+    restarted(tmp_path / "state")
+    assert observed(aws) == before

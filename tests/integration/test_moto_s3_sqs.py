@@ -222,3 +222,30 @@ def test_a_process_holding_objects_exits_without_a_traceback_per_object():
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     # Then it says nothing
     assert result.returncode == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_a_version_a_request_still_reads_stays_readable_when_a_write_replaces_or_deletes_it(aws, versioned):
+    import gc
+    import weakref
+
+    from moto.s3.models import s3_backends
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    backend = s3_backends["123456789012"]["aws"]
+    # Given an object version a request in flight holds (a GET streaming it, a PUT working out its ETag)
+    s3.put_object(Bucket=BUCKET, Key="frame.fits", Body=b"first")
+    held = backend.get_object(BUCKET, "frame.fits")
+    # When another request replaces the object, and another deletes it
+    s3.put_object(Bucket=BUCKET, Key="frame.fits", Body=b"second")
+    s3.delete_object(Bucket=BUCKET, Key="frame.fits")
+    # Then the request holding it still reads it, and its ETag
+    assert held.value == b"first" and held.etag
+    # And once nothing holds it (unversioned: no bucket keeps it), it is gone, and its file with it
+    gone = weakref.ref(held)
+    del held
+    gc.collect()
+    assert (gone() is None) != versioned

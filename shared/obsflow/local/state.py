@@ -284,7 +284,7 @@ class StateDirectory:
             except ChangedWhilePickled:  # a request kept changing something: everything, at the next save
                 self._generation = None
                 return
-            except BaseException:
+            except BaseException:  # what this save took as changed may not be on disk: everything, next time
                 self._generation = None
                 raise
             if written:
@@ -304,7 +304,6 @@ class StateDirectory:
                 size = written.tell()
             os.replace(partial, self.path)
         except BaseException:
-            self._pieces.forget()
             if os.path.exists(partial):
                 os.unlink(partial)
             raise
@@ -317,32 +316,24 @@ class StateDirectory:
         return size
 
     def _append(self, clean: bool) -> int:
-        try:
-            records = self._pieces.changed()
-        except BaseException:
-            self._pieces.forget()
-            raise
+        records = self._pieces.changed()
         if not records and not clean:
             return 0
         batch = b"".join(_record(record) for record in records) + _record(("commit", _now(), clean))
         descriptor = private_file(self.journal_path, os.O_WRONLY | os.O_CREAT, "state journal", why=_LOADED_AS_CODE,
                                   instead="move it away")
-        try:
-            with open(descriptor, "wb") as journal:  # on a descriptor: not truncated
-                if self._journal_bytes is None:  # a new journal, for this base
-                    os.ftruncate(descriptor, 0)
-                    journal.write(pickle.dumps({"format": FORMAT, "generation": self._generation, "kind": "journal"},
-                                               protocol=pickle.HIGHEST_PROTOCOL))
-                    journal.flush()
-                    self._journal_bytes = journal.tell()
-                elif os.fstat(descriptor).st_size != self._journal_bytes:  # a save cut short: its part goes
-                    os.ftruncate(descriptor, self._journal_bytes)
-                journal.seek(self._journal_bytes)
-                journal.write(batch)
-                size = journal.tell()
-        except BaseException:
-            self._pieces.forget()
-            raise
+        with open(descriptor, "wb") as journal:  # on a descriptor: not truncated
+            if self._journal_bytes is None:  # a new journal, for this base
+                os.ftruncate(descriptor, 0)
+                journal.write(pickle.dumps({"format": FORMAT, "generation": self._generation, "kind": "journal"},
+                                           protocol=pickle.HIGHEST_PROTOCOL))
+                journal.flush()
+                self._journal_bytes = journal.tell()
+            elif os.fstat(descriptor).st_size != self._journal_bytes:  # a save cut short: its part goes
+                os.ftruncate(descriptor, self._journal_bytes)
+            journal.seek(self._journal_bytes)
+            journal.write(batch)
+            size = journal.tell()
         written, self._journal_bytes = size - self._journal_bytes, size
         self._stats.journal_bytes = size
         return written
@@ -365,7 +356,10 @@ class StateDirectory:
     def keep_saving(self, stop: threading.Event) -> None:
         """Save every SNAPSHOT_INTERVAL_S until ``stop``; the stack saves a last, clean one as it stops."""
         while not stop.wait(SNAPSHOT_INTERVAL_S):
-            self.save()
+            try:
+                self.save()
+            except Exception as exc:  # noqa: BLE001  (said, and tried again: the next save writes everything)
+                logger.warning("local state not saved", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 def default_state_dir(stage: str) -> Path:

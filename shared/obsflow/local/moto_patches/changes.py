@@ -69,7 +69,8 @@ def _reports_the_item_updated(update_item):
         try:
             return update_item(self, table_name, key, *args, **kwargs)
         finally:
-            table = self.tables.get(table_name)
+            table = self.tables.get(table_name) or next(
+                (t for t in list(self.tables.values()) if t.table_arn == table_name), None)  # named by its ARN
             if table is not None and table.hash_key_attr in key and (
                     not table.range_key_attr or table.range_key_attr in key):
                 written(table, (DynamoType(key[table.hash_key_attr]),

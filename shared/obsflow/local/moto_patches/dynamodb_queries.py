@@ -8,10 +8,11 @@ returned, and paging through a partition cost the square of its size.
 
 Here each table keeps, for each index that has been queried (and for the table itself when
 it has a sort key), its items by partition, each partition in the order moto sorts a
-query's results. Every write moves the item it wrote (as moto_patches.changes reports it:
-put, update, delete, and therefore transactions and batches); an item without all of an index's key attributes is in no
-partition of it (sparse indexes stay sparse). An index is made from the table when it is
-first queried, so a table restored from saved state or created since needs nothing more.
+query's results. Every write moves the item it wrote, as moto_patches.changes reports it
+(put, update, delete, and therefore transactions and batches); an item without all of an
+index's key attributes is in no partition of it (sparse indexes stay sparse). An index is
+made from the table when it is first queried, so a table restored from saved state or
+created since needs nothing more.
 A query finds its partition, its key condition and the previous page's end by bisection,
 and hands moto only the items of its page plus the one after (moto names the last
 evaluated key when it meets an item past its limit). moto then sorts, pages, filters and
@@ -123,11 +124,10 @@ def _spec(table: Table, index_name: str | None) -> tuple[tuple[str, ...], tuple[
 def _view(table: Table, index_name: str | None) -> _View | None:
     """The table's view for a query on ``index_name`` (None: the table), made from the table the first time."""
     views = _views.setdefault(table, {})
-    name = index_name or ""
+    name, spec = index_name or "", _spec(table, index_name)
     view = views.get(name)
-    if view is not None and (view.hash_attrs, view.sort_attrs) == _spec(table, index_name):
+    if view is not None and (view.hash_attrs, view.sort_attrs) == spec:
         return view if view.usable else None
-    spec = _spec(table, index_name)
     types = {a["AttributeName"]: a["AttributeType"] for a in table.attr}
     if spec is None or any(types.get(name) not in _KEYS_IN_ORDER for name in spec[0] + spec[1]):
         return None
