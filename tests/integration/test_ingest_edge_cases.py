@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import threading
 
 from astropy.io import fits
 
+from obsflow.ingest import store as store_module
 from obsflow.ingest.batch import build_service, process_batch
+from obsflow.ingest.frames import Frame
+from obsflow.ingest.readiness import OpState, completed_by_change
+from obsflow.ingest.store import DynamoIngestStore
 from obsflow.tables import candidates, frames, observing_programs, quarantine
 from obsflow.tables.frames import FrameItem
 
@@ -65,7 +70,6 @@ def test_re_uploaded_frames_are_counted_once(stack, small_candidate):
 
 def test_concurrent_batches_for_the_same_op_count_exactly(stack):
     from obsflow.simulate import simulate_op
-    import datetime as dt
 
     # Given 40 frames of one OP, each notified twice, split across 4 concurrent handlers
     op = simulate_op("op_busy", "observe", 40, proposal_id="p", experiment_id="e", shape=(16, 16),
@@ -91,6 +95,61 @@ def test_concurrent_batches_for_the_same_op_count_exactly(stack):
     assert failures == []
     assert observing_programs.get_many(["op_busy"])["op_busy"].received == 40
     assert len(list(FrameItem.by_op.query("op_busy"))) == 40
+
+
+def _frames_of(op_id: str, count: int, start: int = 0) -> list[Frame]:
+    return [Frame(file_id=f"{op_id}_{i:03d}", op_id=op_id, experiment_id="e", proposal_id="p", instrument="VBI",
+                  task_type="observe", date_obs="2026-01-01T00:00:00", bucket="b", key=f"raw/{op_id}/{i}.fits",
+                  version_id=None, etag=None, size=1, header_bytes=1, fried_parameter=None, ao_locked=None)
+            for i in range(start, start + count)]
+
+
+class StaleReads:
+    """The store's OP reads, the first of them replaced by an older read: another batch committed in between."""
+
+    def __init__(self, monkeypatch, stale):
+        self.stale, self.commits = stale, 0
+        real_get_many, real_commit = store_module.observing_programs.get_many, DynamoIngestStore._commit
+
+        def get_many(op_ids):
+            if self.stale is not None:
+                stale, self.stale = self.stale, None
+                return stale
+            return real_get_many(op_ids)
+
+        def commit(store, *args):
+            self.commits += 1
+            return real_commit(store, *args)
+
+        monkeypatch.setattr(store_module.observing_programs, "get_many", get_many)
+        monkeypatch.setattr(DynamoIngestStore, "_commit", commit)
+
+
+def test_a_batch_far_from_completing_its_op_is_not_cancelled_by_another_but_one_completing_it_reads_again(
+        stack, monkeypatch):
+    # Given an OP expecting 40 frames with 10 counted, read by a batch just before another batch counted 10 more
+    store, now = DynamoIngestStore(stack.settings), dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    observing_programs.ObservingProgramItem("op_far", expected=40).save()
+    store.record_frames(_frames_of("op_far", 10), now)
+    stale = observing_programs.get_many(["op_far"])
+    store.record_frames(_frames_of("op_far", 10, start=10), now)
+    reads = StaleReads(monkeypatch, stale)
+    # When the batch that read early commits 10 frames (30 of 40: it cannot complete the OP)
+    outcome = store.record_frames(_frames_of("op_far", 10, start=20), now)
+    # Then it commits at once, and the count is exact
+    assert reads.commits == 1
+    assert observing_programs.get_many(["op_far"])["op_far"].received == 30
+    assert not outcome.ops["op_far"][1].complete
+
+    # Given a batch of the last 10 frames that read the OP when 20 were counted
+    reads = StaleReads(monkeypatch, stale)
+    # When it commits
+    outcome = store.record_frames(_frames_of("op_far", 10, start=30), now)
+    # Then it reads again (it may complete the OP), and the counts before and after are exact: it completed it
+    assert reads.commits == 2
+    before, after, _ = outcome.ops["op_far"]
+    assert (before, after) == (OpState(40, 30), OpState(40, 40))
+    assert completed_by_change(before, after)
 
 
 def fits_with(header_edit, body: bytes) -> bytes:

@@ -2,15 +2,22 @@
 
 Per batch of frames: one consistent BatchGetItem of their OPs and one
 TransactWriteItems that puts each new frame (only if its file id is new) and adds
-to its OP's count (only if the OP has not changed since it was read). A duplicate
-frame or a concurrent change cancels the transaction; the duplicates are dropped
-and the rest is retried. So a frame is counted exactly once, however its
-notification is delivered.
+to its OP's count. A frame is counted exactly once, however its notification is
+delivered: a duplicate cancels the transaction, is dropped, and the rest is retried.
+
+An OP's count decides two things: the batch that completes it re-evaluates its
+candidates, and frames counted into a complete OP are late. Where the batch
+cannot complete the OP (no expected count yet, or the count stays below it),
+the add is conditioned on exactly that, so concurrent batches of one OP do not
+cancel each other; only near completion is it conditioned on the OP being as it
+was read, so that the counts before and after are exact there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -35,6 +42,7 @@ from obsflow.tables.proposals import ProposalItem
 from obsflow.tables.quarantine import NO_VERSION, QuarantineItem
 
 MAX_TRANSACTION_ATTEMPTS = 8
+RETRY_PAUSE_S = 0.02  # times 2**attempt at most, at random: concurrent batches of one OP fall apart
 # What a re-uploaded candidate may not change: the first version is the one processed.
 CANDIDATE_FIELDS = ("proposal_id", "instrument", "observe_op", "calibration_ops", "recipe", "priority")
 
@@ -90,9 +98,15 @@ class DynamoIngestStore:
             unique.setdefault(frame.file_id, frame)
         pending = list(unique.values())
         duplicate_ops: set[str] = set()
-        for _attempt in range(MAX_TRANSACTION_ATTEMPTS):
-            if not pending:
-                break
+        attempts = 0
+        while pending:
+            if attempts == MAX_TRANSACTION_ATTEMPTS:
+                raise TransientError(
+                    f"could not record {len(pending)} frame(s) after {MAX_TRANSACTION_ATTEMPTS} attempts: their OPs "
+                    "keep changing; the batch will be retried")
+            if attempts:
+                time.sleep(random.uniform(0, RETRY_PAUSE_S * 2 ** attempts))
+            attempts += 1
             with transient("could not read the batch's OPs"):
                 seen = observing_programs.get_many(frame.op_id for frame in pending)
             try:
@@ -123,11 +137,6 @@ class DynamoIngestStore:
                 outcome.ops[op_id] = (before, after, set(seen[op_id].candidate_ids or ()) if op_id in seen else set())
             outcome.counted.extend(frame.file_id for frame in pending)
             pending = []
-        else:
-            raise TransientError(
-                f"could not record {len(pending)} frame(s) after {MAX_TRANSACTION_ATTEMPTS} attempts: "
-                "their OPs keep changing; the batch will be retried"
-            )
         # OPs that only saw duplicates: report their current state, so a redelivery
         # after a crash still re-evaluates their candidates.
         only_duplicates = sorted(duplicate_ops - set(outcome.ops))
@@ -158,10 +167,19 @@ class DynamoIngestStore:
                         Op.task_type.set(Op.task_type | first.task_type),
                         Op.listing.set(LISTED),
                     ]
-                transaction.update(
-                    Op(op_id), actions=actions,
-                    condition=Op.op_id.does_not_exist() if current is None else Op.rev == current.rev,
-                )
+                transaction.update(Op(op_id), actions=actions, condition=self._count_condition(current, added))
+
+    @staticmethod
+    def _count_condition(current: Op | None, added: int):
+        """What must hold for the batch's counts before and after to be the decisions made from what was read."""
+        if current is None:
+            return Op.op_id.does_not_exist()
+        if current.expected is None:  # cannot complete: an expected count comes with a manifest
+            return Op.expected.does_not_exist() | (Op.rev == current.rev)
+        if int(current.received or 0) + added < current.expected:  # stays below, whatever others added meanwhile
+            return ((Op.expected == current.expected) & (Op.received < current.expected - added)) | (
+                Op.rev == current.rev)
+        return Op.rev == current.rev
 
     # -- manifests and candidates -------------------------------------------
     def record_manifest(
