@@ -33,10 +33,15 @@ def requests(monkeypatch):
     original = Connection._make_api_call
 
     def counted(self, operation_name, operation_kwargs):
-        table = operation_kwargs.get("TableName", "").rsplit("-", 1)[-1]
+        table = (operation_kwargs.get("TableName") or next(iter(operation_kwargs.get("RequestItems", {})), "")
+                 ).rsplit("-", 1)[-1]
         made[operation_name, table] += 1
         if operation_name == "GetItem" and table == "instances":
             made.keys_read.add(operation_kwargs["Key"]["instance_id"]["S"])
+        if operation_name == "BatchGetItem":
+            for name, request in operation_kwargs["RequestItems"].items():
+                if name.endswith("-instances"):
+                    made.keys_read.update(key["instance_id"]["S"] for key in request["Keys"])
         return original(self, operation_name, operation_kwargs)
 
     monkeypatch.setattr(Connection, "_make_api_call", counted)
@@ -123,3 +128,31 @@ def test_a_mark_made_while_a_pass_looked_is_not_lost(service):
     # And marking an id of no instance records nothing
     service.store.mark_due_for_planning(["ri-nothing"], T0)
     assert service.store.instance("ri-nothing") is None
+
+
+@pytest.mark.parametrize("upstreams", [20, 250])
+def test_a_night_s_instance_waiting_for_its_upstreams_reads_them_in_batches_and_names_a_few(
+        service, requests, upstreams):
+    # Given a night's summary over ``upstreams`` science instances that all wait, the summary looked at once
+    science = [f"ri-sci-{index:04d}" for index in range(upstreams)]
+    for instance_id in science:
+        service.store.create_instance(_instance(instance_id, "ri-root"))
+    night = _instance("ri-night")
+    night.inputs = [InstanceInput("science", "instance", instance_id) for instance_id in science]
+    service.store.create_instance(night)
+    service.submit()
+    # When one science instance moves and a pass looks at the summary again
+    service.store.update_instance(science[3], state="ERROR", state_reason="cannot plan: test")
+    service.wake_users([f"instance:{science[3]}"])
+    requests.clear()
+    service.submit()
+    # Then its upstreams are read a hundred to a request, never one by one with their inputs
+    assert requests[("BatchGetItem", "instances")] == -(-upstreams // 100) + 1  # and its own state, refreshed
+    assert requests[("GetItem", "instances")] == 1  # the summary, with its inputs
+    assert requests[("Query", "edges")] == 1  # the summary's inputs; no upstream's
+    # And its reason names five of them and counts the rest, so it stays small however many wait
+    reason = service.store.instance("ri-night").state_reason
+    assert reason.count("ri-sci-") == 5 and f"and {upstreams - 5} more of its {upstreams} upstream" in reason
+    # And only the inputs asked about are read when a candidate adds to it: one it has, one it has not
+    have, new = InstanceInput("science", "instance", science[0]), InstanceInput("science", "instance", "ri-sci-new")
+    assert service.store.missing_inputs("ri-night", [have, new]) == [new]

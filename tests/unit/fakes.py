@@ -236,6 +236,13 @@ class FakeRunStore:
             self.mark_due_for_planning([instance.instance_id], instance.created_at)
         return created
 
+    def instances_without_inputs(self, instance_ids):
+        return {i: dataclasses.replace(copy.deepcopy(self.instances[i]), inputs=[])
+                for i in instance_ids if i in self.instances}
+
+    def missing_inputs(self, instance_id, inputs):
+        return [edge for edge in inputs if edge not in self.edges.get(instance_id, [])]
+
     def instances_due_for_planning(self):
         self.due_reads += 1
         return sorted(self.due.items(), key=lambda item: item[1])

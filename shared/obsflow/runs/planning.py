@@ -43,6 +43,8 @@ from obsflow.statuses import CERTIFICATION_REJECTED, CERTIFIED
 
 # The states in which an instance is planned when due (ERROR waits for `obsflow catalogue replan`).
 PLANNABLE_STATES = (NEVER_EXECUTED, WAITING_FOR_INPUT, QUEUED_FOR_REEXECUTION)
+# Upstream instances a waiting reason names; a night's summary waits for thousands, and a reason is stored whole.
+NAMED_IN_REASON = 5
 
 
 class ProposalMismatch(ObsflowError):
@@ -190,7 +192,7 @@ class Planning(Part):
                 night: str, rule: str | None, inserted: list[str], proposal_id: str | None = None) -> str:
         """Create the instance, or add the candidate and any new inputs to it (never a second instance);
         ``proposal_id``: whose it is (a calibration program's shared calibrations), else the candidate's."""
-        existing = self.store.instance(instance_id)
+        existing = self.store.instances_without_inputs([instance_id]).get(instance_id)
         proposal_id = proposal_id or candidate.proposal_id
         if existing is None:
             instance = Instance(
@@ -206,9 +208,9 @@ class Planning(Part):
                                                         "candidate_id": candidate.candidate_id})
                 self.refresh_instance(instance_id)
                 return instance_id
-            existing = self.store.instance(instance_id)  # another submitter inserted it meanwhile
+            existing = self.store.instances_without_inputs([instance_id])[instance_id]  # inserted meanwhile
         self.store.add_candidate_to_instance(instance_id, candidate.candidate_id)
-        new = [i for i in inputs if i not in existing.inputs]
+        new = self.store.missing_inputs(instance_id, inputs)  # a night's instance has thousands: not read
         if new:
             self.store.add_inputs(instance_id, new)
             self.inputs_changed(existing, "new input(s): " + ", ".join(f"{i.role} {i.key}" for i in new))
@@ -288,8 +290,10 @@ class Planning(Part):
         """Why the instance cannot be planned yet: the upstream instances that have not succeeded, then the master
         calibrations among its inputs that are not certified."""
         reasons, calibrations = [], []
-        for upstream_id in instance.upstream_ids():
-            upstream = self.store.instance(upstream_id)
+        upstream_ids = instance.upstream_ids()
+        states = self.store.instances_without_inputs(upstream_ids)
+        for upstream_id in upstream_ids:
+            upstream = states.get(upstream_id)
             if upstream is None:
                 reasons.append(f"{upstream_id} (not recorded)")
             elif upstream.state != INSTANCE_SUCCEEDED or upstream.dataset_id is None:
@@ -298,7 +302,9 @@ class Planning(Part):
             else:
                 calibrations.append(upstream.dataset_id)
         if reasons:
-            return f"waiting for {'; '.join(reasons)}"
+            more = len(reasons) - NAMED_IN_REASON
+            return (f"waiting for {'; '.join(reasons[:NAMED_IN_REASON])}"
+                    + (f"; and {more} more of its {len(upstream_ids)} upstream instances" if more > 0 else ""))
         calibrations += [edge.ref for edge in instance.inputs if edge.kind == "dataset"]
         uncertified = [d for d in map(self.store.dataset, calibrations)
                        if d is not None and d.certification not in (None, CERTIFIED)]
@@ -341,9 +347,10 @@ class Planning(Part):
         bad = set(self.store.tagged(BAD_FRAME))
         left_out = sorted(frame.file_id for frame, _ in frames if frame.file_id in bad)
         frames = [(frame, role) for frame, role in frames if frame.file_id not in bad]
+        upstream_states = self.store.instances_without_inputs(instance.upstream_ids())
         for edge in instance.inputs:
             if edge.kind in ("instance", "dataset"):
-                dataset_id = self.store.instance(edge.ref).dataset_id if edge.kind == "instance" else edge.ref
+                dataset_id = upstream_states[edge.ref].dataset_id if edge.kind == "instance" else edge.ref
                 dataset = self.store.dataset(dataset_id)
                 if dataset is None:
                     raise NotFound(f"dataset {dataset_id} of input {edge.key} of instance {instance.instance_id} is gone")
@@ -444,10 +451,10 @@ class Planning(Part):
 
     def refresh_instance(self, instance_id: str, waiting_for: str | None = None) -> str:
         """Derive the instance's state from its runs (and what it waits for) and record it if it changed."""
-        instance = self.store.instance(instance_id)
+        instance = self.store.instances_without_inputs([instance_id])[instance_id]
         runs = self.store.runs_of(instance)
         if waiting_for is None and not runs:
-            waiting_for = self._waiting_for(instance)
+            waiting_for = self._waiting_for(self.store.instance(instance_id))
         state, reason = derive_instance_state(instance, runs, waiting_for)
         ended = [r.finished_at for r in runs if r.finished_at]
         changes = {}

@@ -42,6 +42,11 @@ class InstanceStore(Protocol):
     def create_instance(self, instance: Instance) -> bool:
         """Put the instance and its input edges if its id is new; False if it existed."""
     def instance(self, instance_id: str) -> Instance | None: ...
+    def instances_without_inputs(self, instance_ids: list[str]) -> dict[str, Instance]:
+        """Those that exist, read for their state, not their inputs (``inputs`` is empty): an instance of a night
+        may have thousands."""
+    def missing_inputs(self, instance_id: str, inputs: list[InstanceInput]) -> list[InstanceInput]:
+        """Those of ``inputs`` the instance does not have yet (only they are read)."""
     def instances_due_for_planning(self) -> list[tuple[str, str]]:
         """(instance id, due mark) of each instance the submitter must look at: created, marked since, not yet
         looked at. Never the instances that merely wait."""

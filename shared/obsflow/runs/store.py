@@ -208,6 +208,20 @@ class DynamoRunStore:
             item = recipe_instances.get(instance_id)
             return instance_of(item, catalogue_edges.inputs_of(instance_id)) if item else None
 
+    def instances_without_inputs(self, instance_ids: list[str]) -> dict[str, Instance]:
+        if not instance_ids:
+            return {}
+        with transient(f"could not read {len(instance_ids)} instance(s)"):
+            return {item.instance_id: instance_of(item, [])
+                    for item in RecipeInstanceItem.batch_get(sorted(set(instance_ids)), consistent_read=True)}
+
+    def missing_inputs(self, instance_id: str, inputs: list[InstanceInput]) -> list[InstanceInput]:
+        edges = {edge_item(instance_id, edge).edge: edge for edge in inputs}
+        with transient(f"could not read the inputs of instance {instance_id}"):
+            present = {item.edge for item in InputEdgeItem.batch_get(
+                [(instance_id, edge) for edge in sorted(edges)], consistent_read=True)}
+        return [edge for key, edge in edges.items() if key not in present]
+
     def instances_due_for_planning(self) -> list[tuple[str, str]]:
         with transient("could not list the instances due for planning"):
             return recipe_instances.due_for_planning()
