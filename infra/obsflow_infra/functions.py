@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from obsflow.observability import SERVICE
-from obsflow.settings import FUNCTION_SIZES, Settings
+from obsflow.settings import FUNCTION_CONCURRENCY, FUNCTION_SIZES, Settings
 from obsflow_infra.config import StageConfig
 from obsflow_infra.nag import NO_RESOURCE_LEVEL, acknowledge, allow_objects, wildcard_resource
 
@@ -57,6 +57,7 @@ class ObsflowFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             timeout=cdk.Duration.seconds(timeout_s),
             memory_size=memory_mb,
+            reserved_concurrent_executions=FUNCTION_CONCURRENCY.get(function),
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,

@@ -42,6 +42,10 @@ FUNCTION_SIZES = {
     "release": (900, 512),  # re-tags every object of each dataset released
     "campaign-schedule": (300, 1024),  # evaluates each due campaign's selection
 }
+# Reserved concurrency: one submitter pass at a time. Passes side by side would each plan the same READY candidates
+# (safely, but a nudge per candidate ready made each candidate planned several times over); a nudge that comes
+# during a pass waits in Lambda's queue for the next.
+FUNCTION_CONCURRENCY = {"submitter": 1}
 
 
 class Prices(BaseModel):

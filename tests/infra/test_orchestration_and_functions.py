@@ -90,6 +90,8 @@ def test_every_function_is_an_arm64_image_with_powertools_tracing_and_sizes(dev)
         assert properties["Architectures"] == ["arm64"] and properties["PackageType"] == "Image"
         assert (properties["Timeout"], properties["MemorySize"]) == (timeout_s, memory_mb)
         assert properties["TracingConfig"] == {"Mode": "Active"}
+        # One submitter pass at a time; the others scale out
+        assert properties.get("ReservedConcurrentExecutions") == (1 if name == "submitter" else None)
         variables = properties["Environment"]["Variables"]
         assert variables["POWERTOOLS_SERVICE_NAME"] == "obsflow" and variables["OBSFLOW_STAGE"] == "dev"
         # The image command is a handler that exists in functions/

@@ -16,7 +16,7 @@ from obsflow.recipes.definitions import RECIPES
 from obsflow.recipes.jobs import JOB_TIMEOUT_S, job_container_properties, job_retry_strategy
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs.platform import StateMachines
-from obsflow.settings import FUNCTIONS, MAX_RECEIVE_COUNT, TASK_OUTPUT_RETENTION_DAYS, TOPICS, Settings
+from obsflow.settings import FUNCTION_CONCURRENCY, FUNCTIONS, MAX_RECEIVE_COUNT, TASK_OUTPUT_RETENTION_DAYS, TOPICS, Settings
 
 VISIBILITY_TIMEOUT_S = 30
 _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -108,6 +108,9 @@ def create_processing(settings: Settings, session) -> dict:
             )["FunctionArn"]
         except awslambda.exceptions.ResourceConflictException:
             functions[function] = awslambda.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        if function in FUNCTION_CONCURRENCY:
+            awslambda.put_function_concurrency(FunctionName=name,
+                                               ReservedConcurrentExecutions=FUNCTION_CONCURRENCY[function])
 
     environment = batch.create_compute_environment(
         computeEnvironmentName=settings.resource("tasks"), type="UNMANAGED", state="ENABLED", serviceRole=role_arn
