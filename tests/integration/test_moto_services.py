@@ -129,6 +129,64 @@ def test_a_lambda_invocation_runs_the_deployed_handler_here_and_reports_its_exce
     assert json.loads(bad["Payload"].read())["errorType"] == "KeyError"
 
 
+def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_runs_one_at_a_time(
+        aws, monkeypatch):
+    # Given a submitter with reserved concurrency 1 whose handler holds each pass until it is let go
+    let_go, started, running, most = threading.Event(), [], [0], [0]
+    lock = threading.Lock()
+
+    def handler(event, context):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            started.append(event["nudge"])
+        let_go.wait(10)
+        with lock:
+            running[0] -= 1
+
+    monkeypatch.setattr(lambda_runtime, "load_handler", lambda function: handler)
+    awslambda = aws.client("lambda")
+    awslambda.create_function(FunctionName="obsflow-test-submitter", Runtime="python3.11", Role=ROLE,
+                              Handler="handler.handler", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18})
+    awslambda.put_function_concurrency(FunctionName="obsflow-test-submitter", ReservedConcurrentExecutions=1)
+    # When it is nudged three times while the first pass is held
+    answers = [awslambda.invoke(FunctionName="obsflow-test-submitter", InvocationType="Event",
+                                Payload=json.dumps({"nudge": str(index)}))["StatusCode"] for index in range(3)]
+    # Then every nudge was answered (202) while the first pass was held, and only it started
+    _until(lambda: started)
+    assert answers == [202, 202, 202] and started == ["0"]
+    # And once let go, the others ran in order, one at a time
+    let_go.set()
+    _until(lambda: len(started) == 3 and running[0] == 0)
+    assert started == ["0", "1", "2"] and most[0] == 1
+
+
+def _until(condition, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_the_server_finds_each_host_s_backend_as_moto_does_and_keeps_a_bounded_number_of_hosts(aws):
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from obsflow.local.moto_patches import server
+
+    # Given moto's server dispatcher, patched
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    # When it is asked for the backend of each host the stack's clients name, and of hosts no one serves
+    hosts = ["dynamodb.us-east-1.amazonaws.com", "s3.amazonaws.com", "sqs.us-east-1.amazonaws.com",
+             "lambda.us-east-1.amazonaws.com", "states.us-east-1.amazonaws.com", "batch.us-east-1.amazonaws.com"]
+    # Then each answer is moto's own
+    for host in hosts:
+        assert dispatcher.get_backend_for_host(host) == server.moto_backend_for_host(dispatcher, host)
+    assert dispatcher.get_backend_for_host("dynamodb.us-east-1.amazonaws.com") == "dynamodb"
+    # And a thousand hosts named by clients keep no more than its bound
+    for index in range(1000):
+        dispatcher.get_backend_for_host(f"host-{index}.example")
+    assert server.backend_of.cache_info().currsize <= server.KNOWN_HOSTS
+
+
 def test_the_patches_refuse_a_moto_release_they_were_not_written_for():
     # When another moto release is installed, applying the patches says what to do
     with pytest.raises(moto_patches.UnsupportedMoto, match=r"pip install moto==5\.2\.5"):
