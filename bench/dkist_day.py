@@ -9,7 +9,8 @@ own, and every figure is printed beside it with the ratio: growth with history s
 own (1.0 for a per-frame figure).
 
 Prints, per volume: ingest frames/s end to end (first upload to the last candidate READY); READY lag p50 and p99
-after each candidate's last frame; DynamoDB requests and S3 bytes written per frame; the submitter's pass time
+after each candidate's last frame; DynamoDB requests (by operation) and S3 bytes written per frame, from the first
+upload to the last candidate planned; the submitter's pass time
 against the instances and runs pending (paused, then resumed); the time of the first page of `runs list`,
 `datasets list`, `catalogue list` and of the monitor's overview; the time and bytes of a state save after a small change, and the state's size on disk; the stack's
 memory.
@@ -136,8 +137,10 @@ class Counted:
         call_action, put_object, counted = BaseResponse.call_action, S3Backend.put_object, self
 
         def counting_call(response):
+            operation = f"{response.service_name}:{response._get_action()}"
             with counted._lock:
                 counted.requests[response.service_name] += 1
+                counted.requests[operation] += 1
             return call_action(response)
 
         def counting_put(backend, bucket_name, key_name, value, *args, **kwargs):
@@ -150,6 +153,12 @@ class Counted:
     def snapshot(self) -> tuple[int, int]:
         with self._lock:
             return self.requests["dynamodb"], self.s3_bytes
+
+    def operations(self) -> Counter:
+        """DynamoDB requests so far, by operation."""
+        with self._lock:
+            return Counter({name.split(":", 1)[1]: count for name, count in self.requests.items()
+                            if name.startswith("dynamodb:")})
 
 
 def _rss_mib() -> float:
@@ -198,6 +207,7 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
         service = services.run_service(settings)
         service.pause("the day arrives first")
         requests_before, bytes_before = counted.snapshot()
+        operations_before = counted.operations()
         print(f"  {frames} frames in {candidates} candidates: uploading from {threads} threads"
               + (f" at {rate:g} frames/s" if rate else "") + " ...", flush=True)
         started = time.time()
@@ -212,7 +222,6 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
             return _count(candidate_table.CandidateItem.by_status.query(WAITING, attributes_to_get=["candidate_id"])) == 0
 
         all_ready = _wait(none_waiting, 1800, "every candidate READY")
-        requests_after, bytes_after = counted.snapshot()
         ready_at = {item.candidate_id: item.ready_at.timestamp() for item in candidate_table.CandidateItem.scan(
             attributes_to_get=["candidate_id", "ready_at"]) if item.ready_at}
         lags = [ready_at[cid] - at for cid, at in last_frame.items() if cid in ready_at]
@@ -224,6 +233,10 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
                     == 0 and not recipe_instances.due_for_planning())
 
         _wait(planned, 1800, "every candidate planned", poll_s=1.0)
+        requests_after, bytes_after = counted.snapshot()  # the day's ingest and planning: work per frame
+        operations = counted.operations() - operations_before
+        print("  DynamoDB requests per frame to the end of planning, by operation: " + ", ".join(
+            f"{name} {count / frames:.2f}" for name, count in operations.most_common(6)), flush=True)
         pending_paused = len(runs.with_status(READY))
         paused_pass_s, _ = _timed(service.submit)
         queries, reads = services.queries(settings), StageReads(settings)
