@@ -246,6 +246,7 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
             "catalogue list": _timed(lambda: services.catalogue(settings).instance_page())[0],
             "monitor overview": _timed(reads.overview)[0],
         }
+        stack.state.save()
         service.pause("the day is planned")  # one small change, then a save: what a periodic save costs
         stack.state.save()
         saved = stack.state.stats()
