@@ -129,7 +129,7 @@ def test_a_lambda_invocation_runs_the_deployed_handler_here_and_reports_its_exce
     assert json.loads(bad["Payload"].read())["errorType"] == "KeyError"
 
 
-def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_runs_one_at_a_time(
+def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_runs_one_at_a_time_however_invoked(
         aws, monkeypatch):
     # Given a submitter with reserved concurrency 1 whose handler holds each pass until it is let go
     let_go, started, running, most = threading.Event(), [], [0], [0]
@@ -155,10 +155,16 @@ def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_
     # Then every nudge was answered (202) while the first pass was held, and only it started
     _until(lambda: started)
     assert answers == [202, 202, 202] and started == ["0"]
-    # And once let go, the others ran in order, one at a time
+    # And a pass the schedule starts directly (not through the Invoke API) waits its turn as well
+    schedule = threading.Thread(target=lambda_runtime.invoke_local, args=("obsflow-test-submitter",
+                                                                         {"nudge": "schedule"}))
+    schedule.start()
+    _until(lambda: "schedule" in started, timeout_s=0.5)
+    # And once let go, all ran, the nudges in order, one at a time
     let_go.set()
-    _until(lambda: len(started) == 3 and running[0] == 0)
-    assert started == ["0", "1", "2"] and most[0] == 1
+    schedule.join(10)
+    _until(lambda: len(started) == 4 and running[0] == 0)
+    assert [n for n in started if n != "schedule"] == ["0", "1", "2"] and len(started) == 4 and most[0] == 1
 
 
 def _until(condition, timeout_s: float = 10) -> None:

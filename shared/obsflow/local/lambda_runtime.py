@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
 import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
 
 from obsflow.observability import logger
-from obsflow.settings import FUNCTIONS
+from obsflow.settings import FUNCTION_CONCURRENCY, FUNCTIONS
 
 
 @dataclass
@@ -46,11 +48,26 @@ def function_of(deployed_name: str) -> str:
     return max(matches, key=len)
 
 
+_gates: dict[str, threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(deployed_name: str, function: str):
+    """As many invocations at once as the function's reserved concurrency (FUNCTION_CONCURRENCY), however it is
+    invoked (a nudge, the schedule, a test); unbounded without one."""
+    slots = FUNCTION_CONCURRENCY.get(function)
+    if not slots:
+        return contextlib.nullcontext()
+    with _gates_lock:
+        return _gates.setdefault(deployed_name, threading.BoundedSemaphore(slots))
+
+
 def invoke_local(deployed_name: str, event: dict) -> tuple[dict, bool]:
     """Run the deployed handler in this process; (result, errored) with Lambda's error payload shape."""
     function = function_of(deployed_name)
     try:
-        return load_handler(function)(event, LocalContext(deployed_name)), False
+        with _gate(deployed_name, function):
+            return load_handler(function)(event, LocalContext(deployed_name)), False
     except Exception as exc:  # noqa: BLE001  (reported the way Lambda reports it)
         logger.exception("local Lambda invocation failed", extra={"function": deployed_name})
         return {

@@ -281,8 +281,10 @@ class StateDirectory:
                 self._journal_bytes > max(COMPACT_AT * self._stats.base_bytes, COMPACT_AT_LEAST)
             try:
                 written = self._compact(clean) if compact else self._append(clean)
-            except ChangedWhilePickled:  # a request kept changing something: everything, at the next save
+            except ChangedWhilePickled as exc:  # a request kept changing something: everything, at the next save
                 self._generation = None
+                logger.warning("local state not saved this time: it changed while being written; the next save "
+                               "writes everything", extra={"error": str(exc)})
                 return
             except BaseException:  # what this save took as changed may not be on disk: everything, next time
                 self._generation = None
