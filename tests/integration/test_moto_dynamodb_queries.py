@@ -5,6 +5,7 @@ transactions, and a restart from saved state."""
 from __future__ import annotations
 
 import random
+import threading
 
 import boto3
 import pytest
@@ -253,3 +254,29 @@ def test_an_index_query_reads_only_its_page_however_large_the_table(tables, monk
     considered.clear()
     client.query(TableName="runs", KeyConditionExpression="run_id = :r", ExpressionAttributeValues={":r": {"S": "run-01234"}})
     assert considered == [1]
+
+
+def test_an_update_that_removes_an_index_key_waits_for_a_query_of_that_index_to_end(tables, monkeypatch):
+    client = tables
+    # Given flagged events in the sparse index, and an update that takes one out of it, made by another request
+    for n in range(5):
+        client.put_item(TableName="events", Item={"pk": {"S": "p0"}, "sk": {"S": f"{n:03d}"}, "flag": {"S": "due"},
+                                                  "kind": {"S": "dark"}})
+    unflag = threading.Thread(target=client.update_item, kwargs={
+        "TableName": "events", "Key": {"pk": {"S": "p0"}, "sk": {"S": "002"}}, "UpdateExpression": "REMOVE flag"})
+    sorted_items = Table.sorted_items
+
+    def sorted_meanwhile(self, *args, **kwargs):  # the update arrives while moto sorts the query's page
+        if not unflag.is_alive() and unflag.ident is None:
+            unflag.start()
+            unflag.join(0.5)
+        return sorted_items(self, *args, **kwargs)
+
+    monkeypatch.setattr(Table, "sorted_items", sorted_meanwhile)
+    # When the index is queried
+    answer = client.query(TableName="events", IndexName="flagged", KeyConditionExpression="flag = :f",
+                          ExpressionAttributeValues={":f": {"S": "due"}})
+    unflag.join(5)
+    # Then the query answers from the index as it was, and the update is made after it
+    assert [item["sk"]["S"] for item in answer["Items"]] == ["000", "001", "002", "003", "004"]
+    assert "flag" not in client.get_item(TableName="events", Key={"pk": {"S": "p0"}, "sk": {"S": "002"}})["Item"]

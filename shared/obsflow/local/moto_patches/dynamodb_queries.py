@@ -262,11 +262,14 @@ def _query_a_page(original):
     @functools.wraps(original)  # __wrapped__: moto's own query, which tests compare with
     def query(self, *args, **kwargs):
         asked = signature.bind(self, *args, **kwargs).arguments
-        _query_scope.items = _page_of(self, asked)
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _query_scope.items = None
+        # Under the writes' lock to the end: moto updates items in place, and an update that removed an index key
+        # while moto sorted the page failed the query (KeyError, a 500; the day bench at 100,000 frames).
+        with WRITES:
+            _query_scope.items = _page_of(self, asked)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                _query_scope.items = None
 
     query.patched = True
     return query
