@@ -32,8 +32,9 @@ def _drain(function, events: queue.SimpleQueue) -> None:
 
 
 def _invoke_later(function, body) -> None:
-    slots = int(function.reserved_concurrency or 0)
-    if not slots:
+    """A reserved function's events in turn, on one thread (how many run at once is lambda_runtime's gate);
+    the others each on a thread of its own."""
+    if not function.reserved_concurrency:
         threading.Thread(target=function._invoke_lambda, kwargs={"event": body}, daemon=True,
                          name=f"event-{function.function_name}").start()
         return
@@ -41,9 +42,8 @@ def _invoke_later(function, body) -> None:
         events = _queues.get(function.function_arn)
         if events is None:
             events = _queues[function.function_arn] = queue.SimpleQueue()
-            for index in range(slots):
-                threading.Thread(target=_drain, args=(function, events), daemon=True,
-                                 name=f"events-{function.function_name}-{index}").start()
+            threading.Thread(target=_drain, args=(function, events), daemon=True,
+                             name=f"events-{function.function_name}").start()
     events.put(body)
 
 
