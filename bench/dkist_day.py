@@ -228,11 +228,16 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
         print(f"  uploaded in {uploaded - started:.0f} s; every candidate READY {all_ready - uploaded:.1f} s after "
               "the last upload; planning ...", flush=True)
 
-        def planned() -> bool:
-            return (_count(candidate_table.CandidateItem.by_status.query(READY, attributes_to_get=["candidate_id"]))
-                    == 0 and not recipe_instances.due_for_planning())
+        progress = {"at": time.monotonic()}
 
-        _wait(planned, 1800, "every candidate planned", poll_s=1.0)
+        def planned() -> bool:
+            unplanned = _count(candidate_table.CandidateItem.by_status.query(READY, attributes_to_get=["candidate_id"]))
+            if time.monotonic() - progress["at"] > 60:
+                progress["at"] = time.monotonic()
+                print(f"    {unplanned} candidates still to plan", flush=True)
+            return unplanned == 0 and not recipe_instances.due_for_planning()
+
+        _wait(planned, 3600, "every candidate planned", poll_s=1.0)
         requests_after, bytes_after = counted.snapshot()  # the day's ingest and planning: work per frame
         operations = counted.operations() - operations_before
         print("  DynamoDB requests per frame to the end of planning, by operation: " + ", ".join(

@@ -9,7 +9,8 @@ import pytest
 from pynamodb.connection.base import Connection
 
 from obsflow.runs.domain import Instance, InstanceInput
-from obsflow.runs.platform import ShippedRecipes
+from obsflow.recipes import registry
+from obsflow.runs.platform import RegisteredRecipes, ShippedRecipes
 from obsflow.runs.service import RunService
 from obsflow.runs.store import DynamoRunStore
 from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeSwitch
@@ -156,3 +157,29 @@ def test_a_night_s_instance_waiting_for_its_upstreams_reads_them_in_batches_and_
     # And only the inputs asked about are read when a candidate adds to it: one it has, one it has not
     have, new = InstanceInput("science", "instance", science[0]), InstanceInput("science", "instance", "ri-sci-new")
     assert service.store.missing_inputs("ri-night", [have, new]) == [new]
+
+
+def test_a_pass_reads_each_recipe_and_the_rules_once_however_many_candidates_use_them(catalog, requests):
+    # Given the shipped recipes registered in the stage's tables, and the registered recipe book
+    settings, _ = catalog
+    registry.register(settings)
+    recipes = RegisteredRecipes(FakeDocuments())
+    # When one pass asks for a recipe and the rules as two hundred candidates would
+    requests.clear()
+    with recipes.one_pass():
+        for _ in range(200):
+            recipes.rules()
+            assert recipes.get("frame-census").name == "frame-census"
+            recipes.get("frame-census", "1.0.0")
+    in_a_pass = Counter(requests)
+    # And outside a pass, as one candidate would
+    requests.clear()
+    recipes.get("frame-census")
+    alone = Counter(requests)
+    # Then the pass read the registry once per question asked (the latest version, a named one), no more
+    assert in_a_pass == Counter({key: 2 * n for key, n in alone.items()})
+    # And a recipe registered after the pass is what the next pass reads
+    changed = registry.get("frame-census").model_copy(update={"version": "9.0.0", "description": "newer"})
+    registry.register_recipe(settings, changed)
+    with recipes.one_pass():
+        assert recipes.get("frame-census").version == "9.0.0"

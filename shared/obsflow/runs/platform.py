@@ -5,6 +5,8 @@ The local stack serves the same calls (moto on loopback), so these adapters are 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import subprocess
@@ -252,6 +254,14 @@ class ShippedRecipes:
     def rules(self) -> tuple[DiscoveryRule, ...]:
         return RULES
 
+    def one_pass(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+# Within a submitter pass, what the registry answered, by question: a pass plans hundreds of candidates of a few
+# recipes. Per context, so that a pass on one thread never answers another's.
+_PASS_ANSWERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("recipes_pass_answers", default=None)
+
 
 class RegisteredRecipes:
     """The recipes registered in the stage's recipes table (shipped or registered as data), with the
@@ -261,9 +271,30 @@ class RegisteredRecipes:
     def __init__(self, documents: "S3Documents | None" = None):
         self.documents = documents
 
+    @contextlib.contextmanager
+    def one_pass(self):
+        """Within it, each recipe version and the rules are read once; a recipe registered meanwhile is seen by
+        the next pass."""
+        token = _PASS_ANSWERS.set({})
+        try:
+            yield
+        finally:
+            _PASS_ANSWERS.reset(token)
+
+    @staticmethod
+    def _answer(question: tuple, read):
+        answers = _PASS_ANSWERS.get()
+        if answers is None:
+            return read()
+        if question not in answers:
+            answers[question] = read()
+        return answers[question]
+
     def get(self, name: str, version: str | None = None) -> Recipe:
-        with aws.transient(f"could not read recipe {name}"):
-            return registry.registered(name, version)
+        def read() -> Recipe:
+            with aws.transient(f"could not read recipe {name}"):
+                return registry.registered(name, version)
+        return self._answer(("recipe", name, version), read)
 
     def select(self, instrument: str, recipe: str | None = None) -> Recipe:
         if not recipe:
@@ -271,8 +302,10 @@ class RegisteredRecipes:
         return self.get(recipe)
 
     def rules(self) -> tuple[DiscoveryRule, ...]:
-        registered = self.registered_rules()
-        return RULES if registered is None else tuple(DiscoveryRule.model_validate(r) for r in registered["rules"])
+        def read() -> tuple[DiscoveryRule, ...]:
+            registered = self.registered_rules()
+            return RULES if registered is None else tuple(DiscoveryRule.model_validate(r) for r in registered["rules"])
+        return self._answer(("rules",), read)
 
     def registered_rules(self) -> dict | None:
         if self.documents is None:

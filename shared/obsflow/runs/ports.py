@@ -8,6 +8,7 @@ in-memory fakes in the unit tests. Buckets are named by role ("work", "data").
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractContextManager
 from typing import Any, Iterator, Protocol
 
 from obsflow.embargo import Proposal
@@ -223,6 +224,9 @@ class RecipeBook(Protocol):
     def select(self, instrument: str, recipe: str | None = None) -> Recipe: ...
     def rules(self) -> tuple[DiscoveryRule, ...]:
         """The discovery rules, upstream rules first."""
+
+    def one_pass(self) -> AbstractContextManager:
+        """Within it, each answer is read once (a submitter pass)."""
 
 
 class JobDefinitions(Protocol):

@@ -62,14 +62,15 @@ class Submission(Part):
         """File the review tickets conflicts owe, plan READY candidates, then start READY runs by priority within
         the run slots."""
         report = SubmitReport()
-        self.planning.file_conflict_reviews(report)
-        self.planning.discover_ready_candidates(report)
-        self.planning.plan_pending_instances(report)
-        if self.switch.is_paused():
-            report.paused = True
-            return report
-        self._resume_unlaunched(report)
-        self._start_ready_runs(report)
+        with self.recipes.one_pass():
+            self.planning.file_conflict_reviews(report)
+            self.planning.discover_ready_candidates(report)
+            self.planning.plan_pending_instances(report)
+            if self.switch.is_paused():
+                report.paused = True
+                return report
+            self._resume_unlaunched(report)
+            self._start_ready_runs(report)
         return report
 
     def _capacity(self) -> dict[str, int]:
@@ -82,15 +83,12 @@ class Submission(Part):
 
     def _start_ready_runs(self, report: SubmitReport) -> None:
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
-        automated: dict[str, bool] = {}  # one recipe read per version and call, not per waiting run
         campaigns = CampaignGate(self.store)
         windows, now, capacity = self.settings.processing_windows(), self.clock(), self._capacity()
         for run in self.store.queued_runs():
             if all(len(in_use[rc]) >= capacity[rc] for rc in RESOURCE_CLASSES):
                 break  # no run can start: the rest of the queue is not read (each keeps the reason it had)
-            if run.recipe_key not in automated:
-                automated[run.recipe_key] = self.recipes.get(run.recipe, run.version).automated
-            if not automated[run.recipe_key]:
+            if not self.recipes.get(run.recipe, run.version).automated:
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
