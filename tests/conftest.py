@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -13,8 +15,13 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.pop("AWS_ENDPOINT_URL", None)
-# `obsflow local serve` keeps its state under the user's data directory: never the real one in tests
-os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="obsflow-test-data-")
+# One scratch folder per test process for what the stacks and jobs leave (side logs, job folders, sockets) and
+# for `obsflow local serve`'s state (under the user's data directory: never the real one in tests); removed when
+# the process ends, so that test runs do not pile folders up in /tmp.
+_SCRATCH = tempfile.mkdtemp(prefix="obsflow-tests-")
+os.environ["XDG_DATA_HOME"] = os.path.join(_SCRATCH, "data")
+os.environ["TMPDIR"] = tempfile.tempdir = _SCRATCH
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -256,7 +256,8 @@ def test_an_index_query_reads_only_its_page_however_large_the_table(tables, monk
     assert considered == [1]
 
 
-def test_an_update_that_removes_an_index_key_waits_for_a_query_of_that_index_to_end(tables, monkeypatch):
+@pytest.mark.parametrize("read", ["query", "scan"])
+def test_an_update_that_removes_an_index_key_waits_for_a_read_of_that_index_to_end(tables, monkeypatch, read):
     client = tables
     # Given flagged events in the sparse index, and an update that takes one out of it, made by another request
     for n in range(5):
@@ -273,10 +274,13 @@ def test_an_update_that_removes_an_index_key_waits_for_a_query_of_that_index_to_
         return sorted_items(self, *args, **kwargs)
 
     monkeypatch.setattr(Table, "sorted_items", sorted_meanwhile)
-    # When the index is queried
-    answer = client.query(TableName="events", IndexName="flagged", KeyConditionExpression="flag = :f",
-                          ExpressionAttributeValues={":f": {"S": "due"}})
+    # When the index is queried, or scanned
+    if read == "query":
+        answer = client.query(TableName="events", IndexName="flagged", KeyConditionExpression="flag = :f",
+                              ExpressionAttributeValues={":f": {"S": "due"}})
+    else:
+        answer = client.scan(TableName="events", IndexName="flagged")
     unflag.join(5)
-    # Then the query answers from the index as it was, and the update is made after it
+    # Then the read answers from the index as it was, and the update is made after it
     assert [item["sk"]["S"] for item in answer["Items"]] == ["000", "001", "002", "003", "004"]
     assert "flag" not in client.get_item(TableName="events", Key={"pk": {"S": "p0"}, "sk": {"S": "002"}})["Item"]

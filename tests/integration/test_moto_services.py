@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from obsflow.local import lambda_runtime, moto_patches
+from obsflow.local.moto_patches import awslambda as moto_awslambda
 from obsflow.local.stack import MOTO_CONFIG
 
 REGION = "us-east-1"
@@ -131,7 +132,9 @@ def test_a_lambda_invocation_runs_the_deployed_handler_here_and_reports_its_exce
 
 def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_runs_one_at_a_time_however_invoked(
         aws, monkeypatch):
-    # Given a submitter with reserved concurrency 1 whose handler holds each pass until it is let go
+    # Given a submitter with reserved concurrency 1 whose handler holds each pass until it is let go, and whose
+    # queue's thread ends after 0.2 s without events
+    monkeypatch.setattr(moto_awslambda, "IDLE_S", 0.2)
     let_go, started, running, most = threading.Event(), [], [0], [0]
     lock = threading.Lock()
 
@@ -165,6 +168,16 @@ def test_an_asynchronous_invocation_is_answered_at_once_and_a_reserved_function_
     schedule.join(10)
     _until(lambda: len(started) == 4 and running[0] == 0)
     assert [n for n in started if n != "schedule"] == ["0", "1", "2"] and len(started) == 4 and most[0] == 1
+    # And once its queue has been idle a while, no thread is left draining it; a later nudge still runs
+    _until(lambda: not _draining("obsflow-test-submitter"))
+    assert not _draining("obsflow-test-submitter")
+    awslambda.invoke(FunctionName="obsflow-test-submitter", InvocationType="Event", Payload=json.dumps({"nudge": "3"}))
+    _until(lambda: "3" in started)
+    assert started[-1] == "3"
+
+
+def _draining(function_name: str) -> bool:
+    return any(thread.name == f"events-{function_name}" for thread in threading.enumerate())
 
 
 def _until(condition, timeout_s: float = 10) -> None:

@@ -16,6 +16,7 @@ import threading
 
 _queues: dict[str, queue.SimpleQueue] = {}
 _queues_lock = threading.Lock()
+IDLE_S = 30.0
 
 
 def _invoke_in_process(self, event=None) -> tuple[str, bool, str]:
@@ -27,8 +28,17 @@ def _invoke_in_process(self, event=None) -> tuple[str, bool, str]:
 
 
 def _drain(function, events: queue.SimpleQueue) -> None:
+    """Run the queued events in turn; after IDLE_S with none, end (a stopped stack's queue keeps no thread)."""
     while True:
-        function._invoke_lambda(event=events.get())
+        try:
+            body = events.get(timeout=IDLE_S)
+        except queue.Empty:
+            with _queues_lock:  # an event is queued under the same lock: none can be put after this look
+                if events.empty():
+                    del _queues[function.function_arn]
+                    return
+            continue
+        function._invoke_lambda(event=body)
 
 
 def _invoke_later(function, body) -> None:
@@ -44,7 +54,7 @@ def _invoke_later(function, body) -> None:
             events = _queues[function.function_arn] = queue.SimpleQueue()
             threading.Thread(target=_drain, args=(function, events), daemon=True,
                              name=f"events-{function.function_name}").start()
-    events.put(body)
+        events.put(body)
 
 
 def apply() -> None:

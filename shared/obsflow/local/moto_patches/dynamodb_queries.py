@@ -275,6 +275,18 @@ def _query_a_page(original):
     return query
 
 
+def _scan_under_the_writes_lock(original):
+    @functools.wraps(original)
+    def scan(self, *args, **kwargs):
+        # As a query: moto lists the table's items from its dicts (a put meanwhile: "dictionary changed size") and
+        # sorts an index's items by their keys (an update that removed one meanwhile: KeyError), each a 500.
+        with WRITES:
+            return original(self, *args, **kwargs)
+
+    scan.patched = True
+    return scan
+
+
 def _all_items_in_scope(original):
     def all_items(self):
         scoped = getattr(_query_scope, "items", None)
@@ -293,5 +305,6 @@ def apply() -> None:
     if getattr(Table.query, "patched", False):
         return
     Table.query = _query_a_page(Table.query)
+    Table.scan = _scan_under_the_writes_lock(Table.scan)
     Table.all_items = _all_items_in_scope(Table.all_items)
     changes.listen(_moved)
