@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     header_max_bytes: int = Field(default=100 * 2880, ge=2880)
     # Concurrent runs per resource class (a run holds a slot in each class its tasks use).
     capacity_default: int = Field(default=4, ge=1)
+    # Seconds a submitter pass plans before it stops and nudges the next pass for the rest: within the function's
+    # timeout, however large a backlog (half of it discovering READY candidates at most, so that neither starves).
+    submit_pass_budget_s: float = Field(default=FUNCTION_SIZES["submitter"][0] / 2, gt=0, le=FUNCTION_SIZES["submitter"][0])
     capacity_high_memory: int = Field(default=2, ge=1)
     capacity_multi_core: int = Field(default=2, ge=1)
     # A run failed of its infrastructure (a task killed, an AWS error: expected not to persist) is redriven by obsflow

@@ -556,3 +556,42 @@ def test_a_failure_of_configuration_is_never_redriven_by_itself():
     run = service.store.runs[run_id]
     assert (run.status, run.redrives) == ("FAILED", 0)
     assert service.store.instances[run.instance_id].state == "ERROR"
+
+
+class Ticking:
+    """Seconds elapsed: one more each time it is read."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_pass_stops_at_its_time_budget_and_nudges_the_next_which_goes_on_where_it_stopped():
+    # Given 8 READY candidates, and a submitter pass budget of 6 s on a clock that ticks a second each reading
+    service = make_service(capacity=20, submit_pass_budget_s=6)
+    service.elapsed = Ticking()
+    service.pause("the backlog is planned first")
+    for index in range(8):
+        add_candidate(service, f"c{index}")
+    # When one pass runs
+    first = service.submit()
+    # Then it discovered some of the candidates in half its budget, planned what it found, and stopped
+    assert 0 < len(first.discovered) < 8 and first.cut_short == ["discovery"] and len(first.planned) == len(first.discovered)
+    still_ready = [c for c in service.store.candidates.values() if c.status == "READY"]
+    assert len(still_ready) == 8 - len(first.discovered)
+    # And it nudged the next pass, saying why
+    assert service.notifier.nudges == ["the last pass reached its 6 s budget in discovery"]
+    # When passes run until one is not cut short
+    passes = [first]
+    while passes[-1].cut_short:
+        passes.append(service.submit())
+        assert len(passes) < 40
+    # Then every candidate was discovered and every instance planned once, none twice
+    assert sorted(c for p in passes for c in p.discovered) == sorted(service.store.instances)
+    assert all(c.status != "READY" for c in service.store.candidates.values())
+    planned = [r for p in passes for r in p.planned]
+    assert len(planned) == len(set(planned)) == len(service.store.runs) == 8
+    assert not service.store.instances_due_for_planning()

@@ -8,6 +8,7 @@ it for every part.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ class SubmitReport:
 
     paused: bool = False
     discovered: list[str] = field(default_factory=list)
+    # What the pass left for the next one when its time budget ran out ("discovery", "planning"); it nudged it
+    cut_short: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -54,6 +57,8 @@ class RunContext:
     clock: Callable[[], dt.datetime] = utcnow
     # The usage of the Lambda invocation in progress, so far (obsflow.metering); None outside one.
     invocation_usage: Callable[[], dict | None] = lambda: None
+    # Seconds elapsed, for the submitter's time budget (``clock`` is the records' time)
+    elapsed: Callable[[], float] = time.monotonic
 
 
 def _shared(name: str) -> property:
@@ -73,6 +78,7 @@ class Part:
     service_desk = _shared("service_desk")
     task_runner = _shared("task_runner")
     clock = _shared("clock")
+    elapsed = _shared("elapsed")
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx

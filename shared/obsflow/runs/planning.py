@@ -88,8 +88,12 @@ class Planning(Part):
                 report.reviews.append(candidate.candidate_id)
             self.store.mark_reviewed(candidate.candidate_id, len(events))
 
-    def discover_ready_candidates(self, report: SubmitReport) -> None:
+    def discover_ready_candidates(self, report: SubmitReport, until: float = float("inf")) -> None:
+        """Discover the READY candidates' instances, until ``until`` (``elapsed``'s time): what is left stays READY."""
         for candidate in self.store.candidates_with_status(READY):
+            if self.elapsed() >= until:
+                report.cut_short.append("discovery")
+                return
             try:
                 report.discovered.extend(self.discover(candidate))
             except ProposalMismatch as exc:  # the ticket first: whoever sees the candidate HELD finds it
@@ -225,10 +229,14 @@ class Planning(Part):
         logger.info("instance inputs changed", extra={"instance_id": instance.instance_id, "why": why})
         self.refresh_instance(instance.instance_id)
 
-    def plan_pending_instances(self, report: SubmitReport) -> None:
+    def plan_pending_instances(self, report: SubmitReport, until: float = float("inf")) -> None:
         """Look at each instance marked due, once: plan it, or leave it waiting until what it waits for moves
-        (which marks it due again). Instances that merely wait are never read."""
+        (which marks it due again). Instances that merely wait are never read. Until ``until``: what is left
+        stays marked due."""
         for instance_id, mark in self.store.instances_due_for_planning():
+            if self.elapsed() >= until:
+                report.cut_short.append("planning")
+                return
             instance = self.store.instance(instance_id)
             if instance is not None and instance.state in PLANNABLE_STATES and instance.needs_plan:
                 try:

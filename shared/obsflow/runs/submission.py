@@ -62,10 +62,13 @@ class Submission(Part):
         """File the review tickets conflicts owe, plan READY candidates, then start READY runs by priority within
         the run slots."""
         report = SubmitReport()
+        started, budget = self.elapsed(), self.settings.submit_pass_budget_s
         with self.recipes.one_pass():
             self.planning.file_conflict_reviews(report)
-            self.planning.discover_ready_candidates(report)
-            self.planning.plan_pending_instances(report)
+            self.planning.discover_ready_candidates(report, until=started + budget / 2)
+            self.planning.plan_pending_instances(report, until=started + budget)
+            if report.cut_short:  # the rest is the next pass's, at once (it stays READY or marked due meanwhile)
+                self.notifier.nudge(f"the last pass reached its {budget:g} s budget in {' and '.join(report.cut_short)}")
             if self.switch.is_paused():
                 report.paused = True
                 return report
