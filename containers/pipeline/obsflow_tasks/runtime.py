@@ -362,8 +362,18 @@ def record_job_usage(run_id: str, usage: dict, exit_code: int) -> None:
         print(f"the usage of this job was not recorded: {exc}", file=sys.stderr)
 
 
+def use_installed_earth_orientation() -> None:
+    """Jobs have no internet: astropy uses the Earth-orientation tables its installed astropy-iers-data carries,
+    however old, as the pipelines' own processes do (pipeline.ASTROPY_CONFIGURATION). By default it refuses them
+    30 days after their last measurement, and every dataset's ASDF (dkist-inventory) needs them."""
+    from astropy.utils import iers
+
+    iers.conf.auto_download, iers.conf.auto_max_age, iers.conf.iers_degraded_accuracy = False, None, "warn"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    use_installed_earth_orientation()
     # Everything this job asks of AWS from here on, and its seconds since its process started.
     with metering.metering_process(kind="job", task=args.task, resource_class=os.environ.get("OBSFLOW_RESOURCE_CLASS"),
                                    chunk=None, manual=args.manual, gather=args.gather) as job:
