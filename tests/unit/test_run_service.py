@@ -595,3 +595,18 @@ def test_a_pass_stops_at_its_time_budget_and_nudges_the_next_which_goes_on_where
     planned = [r for p in passes for r in p.planned]
     assert len(planned) == len(set(planned)) == len(service.store.runs) == 8
     assert not service.store.instances_due_for_planning()
+
+
+def test_a_pass_with_nothing_to_discover_gives_planning_the_whole_budget_and_stops_there_too():
+    # Given 8 candidates already discovered (their instances marked due), and a pass budget of 6 s on a ticking clock
+    service = make_service(capacity=20, submit_pass_budget_s=6)
+    service.pause("the backlog is planned first")
+    for index in range(8):
+        service.discover(add_candidate(service, f"c{index}"))
+    service.elapsed = Ticking()
+    # When one pass runs
+    report = service.submit()
+    # Then it planned some instances past half its budget, left the rest marked due, and nudged the next pass
+    assert report.cut_short == ["planning"] and 0 < len(report.planned) < 8
+    assert len(list(service.store.instances_due_for_planning())) == 8 - len(report.planned)
+    assert service.notifier.nudges == ["the last pass reached its 6 s budget in planning"]

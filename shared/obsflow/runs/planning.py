@@ -88,7 +88,7 @@ class Planning(Part):
                 report.reviews.append(candidate.candidate_id)
             self.store.mark_reviewed(candidate.candidate_id, len(events))
 
-    def discover_ready_candidates(self, report: SubmitReport, until: float = float("inf")) -> None:
+    def discover_ready_candidates(self, report: SubmitReport, until: float) -> None:
         """Discover the READY candidates' instances, until ``until`` (``elapsed``'s time): what is left stays READY."""
         for candidate in self.store.candidates_with_status(READY):
             if self.elapsed() >= until:
@@ -229,7 +229,7 @@ class Planning(Part):
         logger.info("instance inputs changed", extra={"instance_id": instance.instance_id, "why": why})
         self.refresh_instance(instance.instance_id)
 
-    def plan_pending_instances(self, report: SubmitReport, until: float = float("inf")) -> None:
+    def plan_pending_instances(self, report: SubmitReport, until: float) -> None:
         """Look at each instance marked due, once: plan it, or leave it waiting until what it waits for moves
         (which marks it due again). Instances that merely wait are never read. Until ``until``: what is left
         stays marked due."""
