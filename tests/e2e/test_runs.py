@@ -178,7 +178,11 @@ def test_waiting_runs_start_in_priority_order_within_one_slot_and_a_reprioritize
     # When submission resumes
     run_service(stack.settings).resume()
     # Then the runs beyond the one slot wait, saying why
-    waiting = wait_for(lambda: [r.waiting_reason for r in runs.with_status("READY") if r.waiting_reason], "a waiting reason")
+    def listed_reasons():
+        return [row["waiting_reason"] for row in json.loads(obsflow(stack, "runs", "list", "--status", "READY", "--json"))
+                if row["waiting_reason"]]
+
+    waiting = wait_for(listed_reasons, "a waiting reason")
     assert waiting[0].startswith("waiting for a run slot: ") and "1/1 in use" in waiting[0]
     finished = [finished_run(name) for name in ("cand_low", "cand_high", "cand_mid")]
     # Then they ran one at a time, highest priority first, and all succeeded

@@ -5,14 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import boto3
 import pytest
 from pynamodb.connection.base import Connection
 
-from obsflow.runs.domain import Instance, InstanceInput
+from obsflow.runs.domain import Instance, InstanceInput, Run
+from obsflow import tables
 from obsflow.recipes import registry
 from obsflow.runs.platform import RegisteredRecipes, ShippedRecipes
 from obsflow.runs.service import RunService
 from obsflow.runs.store import DynamoRunStore
+from obsflow.tables.capacity import CapacityItem
+from obsflow.tables.runs import RunItem, fill_queues
 from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeSwitch
 from tests.unit.test_run_service import Clock
 
@@ -183,3 +187,57 @@ def test_a_pass_reads_each_recipe_and_the_rules_once_however_many_candidates_use
     registry.register_recipe(settings, changed)
     with recipes.one_pass():
         assert recipes.get("frame-census").version == "9.0.0"
+
+
+def _queued(service: RunService, count: int, resource_classes: tuple[str, ...] = ("default", "multi-core"),
+            first: int = 0, priority: int = 5) -> None:
+    """``count`` READY runs of frame-census needing ``resource_classes``."""
+    for index in range(first, first + count):
+        service.store.create_run(Run(f"run-{index:05d}", f"ri-{index:05d}", "c1", "pid_1_23", "frame-census", "1.0.0",
+                                     priority, list(resource_classes), {}, T0))
+
+
+def test_a_pass_reads_only_the_ready_queues_whose_slots_are_free(service, requests, catalog):
+    # Given every multi-core slot held by a run already going, and 10 runs queued that need one
+    settings, _ = catalog
+    for index in range(settings.capacity("multi-core")):
+        CapacityItem("multi-core").update(actions=[CapacityItem.run_ids.add({f"going-{index}"})])
+    _queued(service, 10)
+    # When a pass runs, and again after 190 more are queued
+    few = _one_pass(service, requests)
+    _queued(service, 190, first=10)
+    many = _one_pass(service, requests)
+    # Then both passes made the same requests, and wrote no run: each queried the 3 (empty) queues of classes with
+    # a free slot, and the runs started but not launched
+    assert many == few
+    assert [(request, n) for request, n in few.items() if request[1] == "runs"] == [(("Query", "runs"), 4)]
+    # And a run needing only a high-memory slot, queued behind them all at a lower priority, starts at the next pass
+    service.store.create_instance(_instance("ri-00500"))
+    _queued(service, 1, ("high-memory",), first=500, priority=1)
+    assert service.submit().started == ["run-00500"]
+    # And the 200 still wait in their queue, which a new index gives runs recorded before it
+    assert len(service.store.runs_with_status("READY")) == 200 and fill_queues() == 0
+
+
+def test_runs_queued_before_the_ready_index_existed_are_put_in_their_queues_when_it_is_added(service, catalog):
+    # Given the runs table as an earlier obsflow made it, without the ready-for index, holding a READY run and an
+    # ended one (neither with a queue attribute)
+    settings, _ = catalog
+    dynamodb = boto3.client("dynamodb", region_name=settings.region)
+    name = settings.table_name("runs")
+    dynamodb.delete_table(TableName=name)
+    schema = RunItem._get_schema()
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema["key_schema"],
+        AttributeDefinitions=[d for d in schema["attribute_definitions"] if d["AttributeName"] != "ready_for"],
+        GlobalSecondaryIndexes=[{"IndexName": i["index_name"], "KeySchema": i["key_schema"], "Projection": i["projection"]}
+                                for i in schema["global_secondary_indexes"] if i["index_name"] != "ready-for"])
+    _queued(service, 2)
+    service.store.transition("run-00001", "SUCCEEDED", ("READY",), T0)
+    for run_id in ("run-00000", "run-00001"):
+        RunItem(run_id).update(actions=[RunItem.ready_for.remove()])
+    # When the local stack starts on it (creating what is missing)
+    tables.create_tables()
+    # Then the READY run is in its queue, and the ended one is not
+    assert [run.run_id for run in service.store.ready_runs(("default", "multi-core"))] == ["run-00000"]
+    assert RunItem.get("run-00001").ready_for is None

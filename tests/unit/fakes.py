@@ -16,6 +16,7 @@ from obsflow.ingest.store import CANDIDATE_FIELDS, CandidateOutcome, FramesOutco
 from obsflow.qc import passes_all
 from obsflow.reads.pages import rows_after
 from obsflow.reads.provenance import Provenance
+from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs.domain import HistoryEntry
 from obsflow.tables.datasets import LISTED_ATTRIBUTES
 
@@ -309,11 +310,12 @@ class FakeRunStore:
     def runs_with_status(self, status):
         return sorted((copy.deepcopy(r) for r in self.runs.values() if r.status == status), key=lambda r: r.queue_key)
 
-    def queued_runs(self):
+    def ready_runs(self, resource_classes):
         self.queued_reads = getattr(self, "queued_reads", 0)
         for run in self.runs_with_status("READY"):
-            self.queued_reads += 1
-            yield run
+            if set(run.resource_classes) == set(resource_classes):
+                self.queued_reads += 1
+                yield run
 
     def transition(self, run_id, to, allowed_from, at, detail=None, **changes):
         run = self.runs[run_id]
@@ -478,8 +480,9 @@ class FakeReads:
                                   "dataset", "datasets_of_instance", "datasets_of_product", "proposals", "run",
                                   "runs_with_status")
 
-    def __init__(self, store: FakeRunStore, recipes=None):
+    def __init__(self, store: FakeRunStore, recipes=None, capacity: int = 1):
         self.store, self.recipes = store, recipes
+        self.capacity = {rc: capacity for rc in RESOURCE_CLASSES}
         self.quarantined: list[dict] = []
 
     def __getattr__(self, name):
@@ -599,6 +602,10 @@ class FakeReads:
 
     def run_record(self, run_id):
         return _record(self.store.runs[run_id]) if run_id in self.store.runs else None
+
+    def run_slots(self):
+        in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
+        return {rc: len(ids) for rc, ids in in_use.items()}, dict(self.capacity)
 
     def run_records_page(self, status, limit, start):
         if status:  # in start order, positioned by the run's index

@@ -9,12 +9,13 @@ import pytest
 
 from obsflow.errors import NotFound, TransientError
 from obsflow.recipes.model import RecipeError
+from obsflow.reads.queries import Queries
 from obsflow.runs import layout
 from obsflow.runs.domain import Candidate, Dataset, FrameRef, OpProgress, Ticket
 from obsflow.runs.platform import ShippedRecipes
 from obsflow.runs.service import ManualRunFailed, NotAllowed, RunService
 from obsflow.settings import Settings
-from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeRunStore, FakeSwitch
+from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeReads, FakeRunStore, FakeSwitch
 
 T0 = dt.datetime(2026, 11, 20, 22, 0, tzinfo=dt.timezone.utc)
 
@@ -121,12 +122,15 @@ def test_runs_start_by_priority_within_the_slots_and_the_rest_say_why_they_wait(
         add_candidate(service, name, priority=priority)
     # When the submitter runs
     report = service.submit()
-    # Then the highest priority run started; the others wait, saying which slots are full
+    # Then the highest priority run started, and the pass read no further into the queue its slots had filled
     started = service.store.runs[report.started[0]]
     assert len(report.started) == 1 and started.candidate_id == "high" and started.status == "SUBMITTED"
-    assert len(report.waiting) == 2
-    assert all(r.startswith("waiting for a run slot: default 1/1") for r in report.waiting.values())
-    assert all(service.store.runs[run_id].waiting_reason for run_id in report.waiting)
+    assert report.waiting == {} and service.store.queued_reads == 1
+    # And the others, listed, say which slots are full: shown from the slots, not written to each run
+    waiting = Queries(FakeReads(service.store)).run_rows("READY")
+    assert [row["candidate_id"] for row in waiting] == ["mid", "low"]
+    assert all(row["waiting_reason"].startswith("waiting for a run slot: default 1/1") for row in waiting)
+    assert all(service.store.runs[row["run_id"]].waiting_reason is None for row in waiting)
     # When the first run finishes, the next by priority starts
     service.start_run(started.run_id, "arn:execution")
     service.finish_run(started.run_id)
@@ -135,26 +139,49 @@ def test_runs_start_by_priority_within_the_slots_and_the_rest_say_why_they_wait(
     assert service.store.slots["default"] == set(nxt.started)
 
 
-def test_a_pass_that_fills_every_slot_reads_no_further_into_the_queue():
-    # Given 40 READY runs queued and one slot per resource class, each slot taken by a run already going
-    service = make_service(capacity=1)
-    for index in range(40):
+def _queued(service: RunService, count: int) -> list:
+    """``count`` READY runs, queued while submission was paused."""
+    for index in range(count):
         add_candidate(service, f"c{index:02d}")
     service.pause("fill the queue")
     service.submit()
-    service.store.slots = {"default": {"going-1"}, "high-memory": {"going-2"}, "multi-core": {"going-3"}}
     service.resume()
+    service.store.queued_reads = 0
+    return service.store.runs_with_status("READY")
+
+
+def test_a_pass_that_fills_every_slot_reads_no_further_into_the_queue():
+    # Given 40 READY runs queued and one slot per resource class, each slot taken by a run already going
+    service = make_service(capacity=1)
+    first = _queued(service, 40)[0]
+    service.store.slots = {"default": {"going-1"}, "high-memory": {"going-2"}, "multi-core": {"going-3"}}
     # When a submitter pass runs
     report = service.submit()
-    # Then it started nothing and read no READY run past the first: none could start
-    assert report.started == [] and service.store.queued_reads <= 1
-    # And with the slots it needs free, it starts the first in the queue and stops reading once every slot is full
-    # again
-    first = next(service.store.queued_runs())
+    # Then it started nothing and read no READY run: none could start
+    assert report.started == [] and service.store.queued_reads == 0
+    # And with the slots it needs free, it starts the first in the queue and stops reading once they are full
     for resource_class in first.resource_classes:
         service.store.slots[resource_class] = set()
     service.store.queued_reads = 0
-    assert len(service.submit().started) == 1 and service.store.queued_reads <= 2
+    assert service.submit().started == [first.run_id] and service.store.queued_reads == 1
+
+
+def test_a_run_whose_slots_are_free_starts_past_a_queue_whose_slots_are_full_without_reading_it():
+    # Given 30 queued runs needing the multi-core slot, which a run already going holds
+    service = make_service(capacity=1)
+    queued = _queued(service, 31)
+    service.store.slots = {"multi-core": {"going-1"}}
+    # And the last in the queue needs only a high-memory slot, which is free
+    last = queued[-1]
+    service.store.runs[last.run_id].resource_classes = ["high-memory"]
+    # When a submitter pass runs
+    report = service.submit()
+    # Then that run started, the only READY run the pass read; no reason was written to the 30 others
+    assert report.started == [last.run_id] and service.store.queued_reads == 1
+    assert not any(run.waiting_reason for run in service.store.runs_with_status("READY"))
+    # And each of them, listed, says the multi-core slot is full
+    rows = Queries(FakeReads(service.store)).run_rows("READY")
+    assert len(rows) == 30 and {row["waiting_reason"] for row in rows} == {"waiting for a run slot: multi-core 1/1 in use"}
 
 
 def test_an_instance_waiting_for_an_upstream_is_read_again_only_when_the_upstream_moves():

@@ -114,6 +114,8 @@ class OperatorReads(ProvenanceReads, Protocol):
     def run_statuses_since(self, at: dt.datetime) -> list[str]:
         """The status of each run created since ``at``: a day's runs, whatever the history holds."""
     def run_record(self, run_id: str) -> dict | None: ...
+    def run_slots(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Each resource class's run slots: in use, and the capacity."""
     def dataset_record(self, dataset_id: str) -> dict | None:
         """Its stored attributes, with its ``files`` and ``provenance``."""
     def datasets_of_product(self, product_id: str) -> list[Dataset]: ...

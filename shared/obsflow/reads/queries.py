@@ -11,7 +11,7 @@ from obsflow.ingest.readiness import OpState, missing
 from obsflow.reads import pages
 from obsflow.reads.ports import OperatorReads
 from obsflow.recipes import asl, registry
-from obsflow.runs.domain import Run
+from obsflow.runs.domain import Run, slot_wait
 from obsflow.statuses import FAILED, READY, SUCCEEDED
 from obsflow.windows import Windows, closed_reason_prefix
 
@@ -175,14 +175,23 @@ class Queries:
         }
 
     def run_rows(self, status: str | None = None) -> list[dict]:
-        return [_run_row(record) for record in self.reads.run_records(status)]
+        return self._run_rows(self.reads.run_records(status))
+
+    def _run_rows(self, records: list[dict]) -> list[dict]:
+        """Rows of runs; a READY run that records no other reason says which of its slots are full (read once)."""
+        rows, slots = [_run_row(record) for record in records], None
+        for row in rows:
+            if row["status"] == READY and not row.get("waiting_reason"):
+                slots = slots or self.reads.run_slots()
+                row["waiting_reason"] = slot_wait(row["resource_classes"], *slots)
+        return rows
 
     def run_page(self, status: str | None = None, limit: int = pages.DEFAULT_LIMIT,
                  next_token: str | None = None) -> pages.Page:
         """A page of runs: of ``status`` in start order, else all newest first."""
         listing = f"runs:{status or ''}"
         records, following = self.reads.run_records_page(status, limit, pages.position(listing, next_token))
-        return pages.Page([_run_row(record) for record in records], pages.token(listing, following))
+        return pages.Page(self._run_rows(records), pages.token(listing, following))
 
     def run_counts_since(self, at: dt.datetime) -> dict[str, int]:
         """How many runs created since ``at`` are in each status (a day's runs, whatever the history holds)."""
@@ -192,7 +201,7 @@ class Queries:
         record = self.reads.run_record(run_id)
         if record is None:
             raise NotFound(f"no run {run_id!r}; `obsflow runs list` shows the known ones")
-        detail = _run_row(record)
+        [detail] = self._run_rows([record])
         recipe = self.reads.recipe_version(record["recipe"], record["version"])
         execution_arn = record.get("execution_arn")
         progress = task_progress(sfn, execution_arn) if sfn is not None and execution_arn else {}

@@ -11,9 +11,10 @@ import datetime as dt
 from obsflow.aws import transient
 from obsflow.qc import QcFilter
 from obsflow.recipes import registry
-from obsflow.recipes.model import Recipe
+from obsflow.recipes.model import RESOURCE_CLASSES, Recipe
 from obsflow.runs.domain import Instance
 from obsflow.runs.store import DynamoRunStore, instance_of
+from obsflow.settings import Settings
 from obsflow.tables import (
     candidates,
     conflicts,
@@ -35,7 +36,7 @@ from obsflow.tables.recipes import RecipeItem
 _DATASET_INDEXES = {"recipe": "by_recipe", "recipe_name": "by_recipe_name", "code_version": "by_code_version",
                     "status": "by_status", "campaign": "by_campaign", "embargo": "under_embargo",
                     "instance_id": "by_instance"}
-_INDEX_ONLY = ("listing", "plan_due", "plan_due_at")  # attributes that exist to put an item in an index
+_INDEX_ONLY = ("listing", "plan_due", "plan_due_at", "ready_for")  # attributes that exist to put an item in an index
 _DATASET_STORAGE = ("files_inline", "provenance_inline", "spilled")  # read as ``files`` and ``provenance``
 
 
@@ -61,6 +62,13 @@ def _run_record(item) -> dict:
 class DynamoReads(DynamoRunStore):
     """The runs layer's adapter, whose reads (instances with their inputs, runs, candidates, frames, datasets,
     proposals) the read ports name alike, and the reads only the read models make."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self._capacity = {rc: settings.capacity(rc) for rc in RESOURCE_CLASSES}
+
+    def run_slots(self) -> tuple[dict[str, int], dict[str, int]]:
+        return {rc: len(ids) for rc, ids in self.slots_in_use(list(RESOURCE_CLASSES)).items()}, dict(self._capacity)
 
     # -- the catalogue's records, without their edges ---------------------------------------
     def instance_record(self, instance_id: str) -> Instance | None:

@@ -63,6 +63,13 @@ def queue_key(priority: int, estimated_cpu_s: float, created_at: dt.datetime, ru
     return f"{MAX_PRIORITY - priority:02d}#{min(int(estimated_cpu_s), 10**12 - 1):012d}#{created_at.isoformat()}#{run_id}"
 
 
+def slot_wait(resource_classes, in_use: dict[str, int], capacity: dict[str, int]) -> str | None:
+    """Why a READY run waits for its slots (its classes that are full), or None: derived from the slots when
+    shown, not written to each waiting run."""
+    full = [f"{rc} {in_use[rc]}/{capacity[rc]}" for rc in resource_classes if in_use[rc] >= capacity[rc]]
+    return f"waiting for a run slot: {', '.join(full)} in use" if full else None
+
+
 @dataclass(frozen=True)
 class Conflict:
     """What a later document or frame contradicted (recorded by ingest on the candidate)."""

@@ -77,16 +77,17 @@ class RunRecords(Protocol):
     def run(self, run_id: str) -> Run | None: ...
     def runs_with_status(self, status: str) -> list[Run]:
         """In start order: priority, then age."""
-    def queued_runs(self) -> Iterator[Run]:
-        """The READY runs in start order, read a page at a time as they are taken (a pass that has filled every
-        slot reads no further)."""
+    def ready_runs(self, resource_classes: tuple[str, ...]) -> Iterator[Run]:
+        """The READY runs that need exactly these resource classes, in start order, read a page at a time as
+        they are taken (a pass that has filled their slots reads no further)."""
     def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                    detail: str | None = None, **changes: Any) -> bool:
         """Move the run to ``to`` (appending to its history, setting ``changes``; None removes)
         only if it is in one of ``allowed_from``; False if it was not."""
     def update_run(self, run_id: str, **changes: Any) -> None: ...
-    def note_waiting(self, run_id: str, reason: str) -> None:
-        """Say why a READY run waits; nothing if it has started meanwhile."""
+    def note_waiting(self, run_id: str, reason: str | None) -> None:
+        """Say why a READY run waits (None: for its slots alone, shown as they are); nothing if it has started
+        meanwhile."""
     def slots_in_use(self, resource_classes: list[str]) -> dict[str, set[str]]: ...
     def take_slots(self, run: Run, capacity: dict[str, int], at: dt.datetime) -> bool:
         """READY -> SUBMITTED and each of ``run.slots`` (limits in ``capacity``), all or nothing."""

@@ -19,6 +19,7 @@ from obsflow.runs.domain import (
     HistoryEntry,
     Instance,
     InstanceInput,
+    READY,
     OpProgress,
     Run,
     Ticket,
@@ -108,6 +109,8 @@ def run_item(run: Run) -> RunItem:
     values = dataclasses.asdict(run)
     values["history"] = [runs.HistoryEntry(status=e.status, at=e.at, detail=e.detail) for e in run.history]
     values["queue_key"] = run.queue_key
+    if run.status == READY:
+        values["ready_for"] = runs.ready_queue(run.resource_classes)
     return RunItem(values.pop("run_id"), **values)
 
 
@@ -299,14 +302,16 @@ class DynamoRunStore:
         with transient(f"could not list {status} runs"):
             return [run_of(item) for item in runs.with_status(status)]
 
-    def queued_runs(self) -> Iterator[Run]:
-        with transient("could not list the READY runs"):
-            for item in runs.RunItem.by_status.query(runs.READY):
+    def ready_runs(self, resource_classes: tuple[str, ...]) -> Iterator[Run]:
+        with transient(f"could not list the READY runs needing {', '.join(resource_classes)}"):
+            for item in runs.ready_in(runs.ready_queue(resource_classes)):
                 yield run_of(item)
 
     def transition(self, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                    detail: str | None = None, **changes: Any) -> bool:
         with transient(f"could not update run {run_id}"):
+            if to == READY:  # back in its queue
+                changes["ready_for"] = runs.ready_queue(self.run(run_id).resource_classes)
             return runs.transition(run_id, to, allowed_from, at, detail, self._with_queue_key(run_id, changes))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
@@ -320,7 +325,7 @@ class DynamoRunStore:
         run = self.run(run_id)
         return {**changes, "queue_key": queue_key(changes["priority"], run.estimated_cpu_s, run.created_at, run_id)}
 
-    def note_waiting(self, run_id: str, reason: str) -> None:
+    def note_waiting(self, run_id: str, reason: str | None) -> None:
         with transient(f"could not update run {run_id}"):
             runs.note_waiting(run_id, reason)
 

@@ -6,16 +6,31 @@ overfill a resource class; a manual-by-definition recipe's run waits for an oper
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
+
 from obsflow.errors import TransientError
 from obsflow.observability import logger
 from obsflow.recipes.model import RESOURCE_CLASSES
 from obsflow.runs.context import NotAllowed, Part, SubmitReport
-from obsflow.runs.domain import CAMPAIGN_RUNNING, READY, SKIPPED, SUBMITTED, Run, Ticket, campaign_slot
+from obsflow.runs.domain import (
+    CAMPAIGN_RUNNING,
+    READY,
+    SKIPPED,
+    SUBMITTED,
+    Run,
+    Ticket,
+    campaign_slot,
+    slot_wait,
+)
 from obsflow.runs.planning import Planning
 from obsflow.runs.ports import RunStore
 from obsflow.runs.ticketing import Tickets
 
 PAUSED, ACTIVE_SUBMISSION = "paused", "active"
+# Each set of resource classes a run may need: the READY queues
+_CLASS_SETS = [classes for size in range(1, len(RESOURCE_CLASSES) + 1)
+               for classes in itertools.combinations(RESOURCE_CLASSES, size)]
 
 
 class CampaignGate:
@@ -79,39 +94,56 @@ class Submission(Part):
     def _capacity(self) -> dict[str, int]:
         return {rc: self.settings.capacity(rc) for rc in RESOURCE_CLASSES}
 
-    def _waiting_reason(self, run: Run, in_use: dict[str, set[str]]) -> str | None:
-        capacity = self._capacity()
-        full = [f"{rc} {len(in_use[rc])}/{capacity[rc]}" for rc in run.resource_classes if len(in_use[rc]) >= capacity[rc]]
-        return f"waiting for a run slot: {', '.join(full)} in use" if full else None
-
     def _start_ready_runs(self, report: SubmitReport) -> None:
         in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))
         campaigns = CampaignGate(self.store)
         windows, now, capacity = self.settings.processing_windows(), self.clock(), self._capacity()
-        for run in self.store.queued_runs():
-            if all(len(in_use[rc]) >= capacity[rc] for rc in RESOURCE_CLASSES):
-                break  # no run can start: the rest of the queue is not read (each keeps the reason it had)
+
+        def full_slots(run: Run) -> str | None:
+            return slot_wait(run.resource_classes, {rc: len(in_use[rc]) for rc in in_use}, capacity)
+
+        for run in self._queued_runs(lambda classes: all(len(in_use[rc]) < capacity[rc] for rc in classes)):
             if not self.recipes.get(run.recipe, run.version).automated:
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
+            full = full_slots(run)
             reason = (windows.closed_for([run.recipe, *run.resource_classes], now) or campaigns.holds(run)
-                      or self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True))
-            if reason is None and not self.store.take_slots(run, {**self._capacity(), **campaigns.limits(run)},
-                                                            self.clock()):
+                      or full or campaigns.holds(run, fresh=True))
+            if reason is None and not self.store.take_slots(run, {**capacity, **campaigns.limits(run)}, self.clock()):
                 in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
-                reason = self._waiting_reason(run, in_use) or campaigns.holds(run, fresh=True)
+                full = full_slots(run)
+                reason = full or campaigns.holds(run, fresh=True)
                 if reason is None:
                     continue  # another submitter started it
             if reason is not None:
                 report.waiting[run.run_id] = reason
-                if run.waiting_reason != reason:
-                    self.store.note_waiting(run.run_id, reason)
+                kept = None if reason == full else reason  # a slot wait is shown from the slots, not kept
+                if run.waiting_reason != kept:
+                    self.store.note_waiting(run.run_id, kept)
                 continue
             for rc in run.resource_classes:
                 in_use[rc].add(run.run_id)
             campaigns.started(run)
             self._launch(run, report)
+
+    def _queued_runs(self, free: Callable[[tuple[str, ...]], bool]) -> Iterator[Run]:
+        """The READY runs whose resource classes each have a free slot, in start order across their queues (one
+        per set of classes). A queue is read only while its classes have a free slot, a page at a time: a pass
+        reads what it may start, not all that waits (the rest keep their reasons; a slot wait shows from the
+        slots)."""
+        heads: dict[tuple[str, ...], tuple[Iterator[Run], Run]] = {}
+        for classes in _CLASS_SETS:
+            if free(classes):
+                queue = self.store.ready_runs(classes)
+                if (first := next(queue, None)) is not None:
+                    heads[classes] = (queue, first)
+        while heads := {classes: head for classes, head in heads.items() if free(classes)}:
+            classes = min(heads, key=lambda c: heads[c][1].queue_key)
+            queue, run = heads.pop(classes)
+            yield run
+            if free(classes) and (following := next(queue, None)) is not None:
+                heads[classes] = (queue, following)
 
     def _launch(self, run: Run, report: SubmitReport) -> None:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pynamodb.connection import base as pynamodb_connection
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
@@ -49,6 +51,9 @@ def bind(settings: Settings) -> None:
         model._connection = None
 
 
+_FILLS: dict[str, Callable[[], object]] = {}
+
+
 def create_tables() -> None:
     """Create every table with the keys and indexes its model declares (local stack, tests); a table kept from an
     earlier version (the local stack's saved state) gets the indexes declared since, as a deployment adds them."""
@@ -59,7 +64,18 @@ def create_tables() -> None:
         except dynamodb.exceptions.ResourceNotFoundException:
             model.create_table(wait=True)
         else:
-            add_missing_indexes(model, table)
+            for index in add_missing_indexes(model, table):
+                if index in _FILLS:
+                    _FILLS[index]()
+
+
+def fills(index_name: str):
+    """Registers what gives an index added to an existing table the items written before it (their key attribute
+    did not exist yet)."""
+    def register(fill):
+        _FILLS[index_name] = fill
+        return fill
+    return register
 
 
 def add_missing_indexes(model: type[Model], table: dict | None = None) -> list[str]:

@@ -7,6 +7,7 @@ waiting to start come back in the order they should start.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from pynamodb.attributes import (
@@ -22,8 +23,10 @@ from pynamodb.models import Model
 
 from obsflow.statuses import FAILED, MANUAL, READY, RUNNING, SUBMITTED, SUCCEEDED  # noqa: F401
 from obsflow.statuses import RUN_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
-from obsflow.tables.base import LISTED, changes_to_actions, get_or_none, newest_items, page, table, update_if
+from obsflow.tables.base import LISTED, changes_to_actions, fills, get_or_none, newest_items, page, table, update_if
 
+
+QUEUE_PAGE = 25  # READY runs read at a time from a queue: a pass usually starts a few
 
 class RunsByStatus(GlobalSecondaryIndex):
     class Meta:
@@ -31,6 +34,18 @@ class RunsByStatus(GlobalSecondaryIndex):
         projection = AllProjection()
 
     status = UnicodeAttribute(hash_key=True)
+    queue_key = UnicodeAttribute(range_key=True)
+
+
+class RunsReadyFor(GlobalSecondaryIndex):
+    """Sparse: only READY runs carry ``ready_for``, the resource classes they need, each
+    queue in start order. A submitter pass reads only the queues whose classes have a free slot."""
+
+    class Meta:
+        index_name = "ready-for"
+        projection = AllProjection()
+
+    ready_for = UnicodeAttribute(hash_key=True)  # ready_queue(resource classes)
     queue_key = UnicodeAttribute(range_key=True)
 
 
@@ -86,8 +101,10 @@ class RunItem(Model):
     cost = JSONAttribute(null=True)
     campaign = UnicodeAttribute(null=True)
     listing = UnicodeAttribute(default=LISTED)
+    ready_for = UnicodeAttribute(null=True)  # while READY: its queue
 
     by_status = RunsByStatus()
+    ready = RunsReadyFor()
     by_created = RunsByCreated()
 
 
@@ -118,9 +135,30 @@ def statuses_since(at: dt.datetime) -> list[str]:
 
 
 def history_actions(status: str, at: dt.datetime, detail: str | None) -> list:
-    """Set the status and append it to the history."""
+    """Set the status and append it to the history; a run that leaves READY leaves its queue."""
     entry = [HistoryEntry(status=status, at=at, detail=detail)]
-    return [RunItem.status.set(status), RunItem.history.set(RunItem.history.append(entry))]
+    return [RunItem.status.set(status), RunItem.history.set(RunItem.history.append(entry)),
+            *([] if status == READY else [RunItem.ready_for.remove()])]
+
+
+def ready_queue(resource_classes) -> str:
+    """The queue a READY run waits in: one per set of resource classes it needs."""
+    return "+".join(sorted(set(resource_classes)))
+
+
+def ready_in(queue: str) -> Iterator[RunItem]:
+    """The READY runs of one queue in start order, read a few at a time as they are taken."""
+    return iter(RunItem.ready.query(queue, page_size=QUEUE_PAGE))
+
+
+@fills(RunsReadyFor.Meta.index_name)
+def fill_queues() -> int:
+    """Put each READY run recorded before the ready-for index in its queue (once, when the index is added); how
+    many."""
+    filled = 0
+    for item in RunItem.by_status.query(READY, filter_condition=RunItem.ready_for.does_not_exist()):
+        filled += update_if(item, [RunItem.ready_for.set(ready_queue(item.resource_classes))], RunItem.status == READY)
+    return filled
 
 
 def transition(run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime, detail: str | None = None,
@@ -133,6 +171,8 @@ def transition(run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datet
     )
 
 
-def note_waiting(run_id: str, reason: str) -> None:
-    """Say why a READY run waits; nothing if it has started meanwhile."""
-    update_if(RunItem(run_id), [RunItem.waiting_reason.set(reason)], RunItem.status == READY)
+def note_waiting(run_id: str, reason: str | None) -> None:
+    """Say why a READY run waits (None: nothing but its slots, which are shown as they are); nothing if it has
+    started meanwhile."""
+    action = RunItem.waiting_reason.remove() if reason is None else RunItem.waiting_reason.set(reason)
+    update_if(RunItem(run_id), [action], RunItem.status == READY)
