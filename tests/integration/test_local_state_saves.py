@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 from moto.core.base_backend import BackendDict
 
-from obsflow.local import moto_patches, state as state_module
+from obsflow.local import moto_patches, state as state_module, state_pieces
 from obsflow.local.stack import MOTO_CONFIG
 from obsflow.local.state import StateDirectory, UnusableState
 
@@ -312,6 +312,46 @@ def test_after_a_save_that_failed_the_next_one_writes_everything(aws, tmp_path, 
     # When the stack saves again, then that save writes everything anew, and a restart has the change
     state.save()
     assert state.stats().last_save_compacted and state.stats().compactions == 2
+    before = observed(aws)
+    restarted(tmp_path / "state")
+    assert observed(aws) == before
+
+
+def test_a_new_base_copies_what_did_not_change_instead_of_pickling_it_again(aws, tmp_path, monkeypatch):
+    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+    # Given 2,000 items and objects saved, restored by a new process, and changes saved since: an item changed, one
+    # deleted, an object overwritten, a table made and deleted
+    stored(aws, 2000)
+    StateDirectory(tmp_path / "state").save()
+    state = restarted(tmp_path / "state")
+    ddb.put_item(TableName="frames", Item={"pk": {"S": "frame-00001"}, "kind": {"S": "gain"}})
+    ddb.delete_item(TableName="frames", Key={"pk": {"S": "frame-00002"}})
+    s3.put_object(Bucket="frames-bucket", Key="raw/00003.fits", Body=b"v2")
+    table(ddb, "scratch")
+    ddb.put_item(TableName="scratch", Item={"pk": {"S": "a"}, "kind": {"S": "dark"}})
+    state.save()
+    ddb.delete_table(TableName="scratch")
+    state.save()
+    # When one more change makes the next save write a new base
+    monkeypatch.setattr(state_module, "COMPACT_AT_LEAST", 0)
+    monkeypatch.setattr(state_module, "COMPACT_AT", 0)
+    ddb.put_item(TableName="frames", Item={"pk": {"S": "frame-new"}, "kind": {"S": "dark"}})
+    pickled, pickles = state_pieces.pickled, []
+    monkeypatch.setattr(state_pieces, "pickled", lambda obj, named=None: pickles.append(obj) or pickled(obj, named))
+    state.save()
+    # Then it pickled only the changed item and the backends' shells (to see whether they changed), not the 4,000
+    # pieces that did not change; and nothing else is left beside the new base
+    assert state.stats().last_save_compacted and len(pickles) < 40
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["state.pickle"]
+    # And a restart restores what the stack held, and so does one after a further new base from what it restored
+    before = observed(aws)
+    again = restarted(tmp_path / "state")
+    assert observed(aws) == before
+    s3.delete_object(Bucket="frames-bucket", Key="raw/00004.fits")
+    again.save()  # its journal's first save
+    ddb.put_item(TableName="frames", Item={"pk": {"S": "frame-00005"}, "kind": {"S": "gain"}})
+    again.save()
+    assert again.stats().last_save_compacted
     before = observed(aws)
     restarted(tmp_path / "state")
     assert observed(aws) == before

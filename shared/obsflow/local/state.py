@@ -26,6 +26,7 @@ deleted.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import json
@@ -124,6 +125,55 @@ class _Read:
                 self.bucket_accounts = record[1]
 
 
+class _Locations:
+    """Where each piece's latest record lies in the state's files, as (file, offset, length): a new base copies
+    these bytes instead of pickling every piece again (most never change: a frame's object, an ended run)."""
+
+    def __init__(self):
+        self.entries: dict[tuple, dict] = {}  # collection's path -> {key: where}
+        self.others: dict[tuple, tuple] = {}  # ("shell", place) or ("bucket-accounts",) -> where
+
+    def note(self, record: tuple, where: tuple[Path, int, int]) -> None:
+        kind = record[0]
+        if kind == "shell":
+            self.others["shell", record[1]] = where
+        elif kind == "bucket-accounts":
+            self.others["bucket-accounts",] = where
+        elif kind == "cleared":
+            self.entries.pop(record[1], None)
+        elif kind == "entry" and record[3] is None:
+            self.entries.get(record[1], {}).pop(record[2], None)
+        elif kind == "entry":
+            self.entries.setdefault(record[1], {})[record[2]] = where
+
+    def runs(self) -> list[tuple[Path, int, int]]:
+        """Every located record, as (file, offset, length) runs of adjacent records in file order."""
+        places = sorted([*self.others.values(), *(w for entries in self.entries.values() for w in entries.values())])
+        runs: list[list] = []
+        for path, offset, length in places:
+            if runs and runs[-1][0] == path and runs[-1][1] + runs[-1][2] == offset:
+                runs[-1][2] += length
+            else:
+                runs.append([path, offset, length])
+        return [tuple(run) for run in runs]
+
+    def moved(self, path: Path, starts: list[tuple[Path, int, int, int]]) -> None:
+        """After the runs were copied to ``path``: each (file, offset, length, new offset) run's records are there."""
+        def new_place(where):
+            source, offset, length = where
+            index = bisect.bisect_right(keys, (source, offset)) - 1
+            _, run_offset, _, new_offset = starts[index]
+            return path, new_offset + offset - run_offset, length
+
+        keys = [(source, offset) for source, offset, _, _ in starts]
+        self.others = {name: new_place(where) for name, where in self.others.items()}
+        self.entries = {p: {key: new_place(where) for key, where in entries.items()}
+                        for p, entries in self.entries.items()}
+
+
+_COPY_CHUNK = 16 << 20
+
+
 def _record(record: tuple) -> bytes:
     payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
     return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
@@ -144,9 +194,9 @@ def _header(file) -> dict:
 
 
 def _saves(file, size: int) -> tuple[list[tuple[list, str, bool]], int, bool]:
-    """The saves in a state file after its header, each (records, saved at, clean); the length up to the end of
-    the last whole one; and whether anything after it is cut short (a crash mid-save). _Damaged if anything else is
-    wrong."""
+    """The saves in a state file after its header, each ([(record, (offset, length))], saved at, clean); the
+    length up to the end of the last whole one; and whether anything after it is cut short (a crash mid-save).
+    _Damaged if anything else is wrong."""
     saves, pending, whole = [], [], file.tell()
     while True:
         at = file.tell()
@@ -170,7 +220,7 @@ def _saves(file, size: int) -> tuple[list[tuple[list, str, bool]], int, bool]:
             saves.append((pending, record[1], record[2]))
             pending, whole = [], file.tell()
         else:
-            pending.append(record)
+            pending.append((record, (at, end - at)))
 
 
 def _now() -> str:
@@ -186,6 +236,7 @@ class StateDirectory:
         self._prepared = False
         self._read: _Read | None = None
         self._pieces = Pieces()
+        self._located = _Locations()
         self._generation: str | None = None  # the base's, once this stack has written or read it
         self._journal_bytes: int | None = None  # the journal's length up to its last whole save; None: none yet
         self._stats = SaveStats()
@@ -250,7 +301,9 @@ class StateDirectory:
         except _Damaged as exc:
             raise UnusableState(f"{what} {path} is unreadable ({exc}): {instead}") from exc
         for records, saved_at, clean in saves:
-            read.apply(records)
+            read.apply([record for record, _ in records])
+            for record, (offset, length) in records:
+                self._located.note(record, (path, offset, length))
             read.saved_at, read.clean = saved_at, clean
         header["size"] = size
         return header
@@ -277,10 +330,11 @@ class StateDirectory:
             started = time.perf_counter()
             if not self.directory.is_dir():
                 self._private_directory()
-            compact = self._generation is None or not self.path.exists() or self._journal_bytes is not None and \
+            anew = self._generation is None or not self.path.exists()
+            compact = anew or self._journal_bytes is not None and \
                 self._journal_bytes > max(COMPACT_AT * self._stats.base_bytes, COMPACT_AT_LEAST)
             try:
-                written = self._compact(clean) if compact else self._append(clean)
+                written = self._compact(clean) if anew else self._rebase(clean) if compact else self._append(clean)
             except ChangedWhilePickled as exc:  # a request kept changing something: everything, at the next save
                 self._generation = None
                 logger.warning("local state not saved this time: it changed while being written; the next save "
@@ -293,6 +347,46 @@ class StateDirectory:
                 self._saved(time.perf_counter() - started, written, compact)
 
     def _compact(self, clean: bool) -> int:
+        """Every piece pickled anew, as a new base (nothing is known to be saved)."""
+        located = _Locations()
+
+        def write(file) -> None:
+            for record in self._pieces.everything():
+                data = _record(record)
+                located.note(record, (self.path, file.tell(), len(data)))
+                file.write(data)
+
+        size = self._new_base(write, clean)
+        self._located = located
+        return size
+
+    def _rebase(self, clean: bool) -> int:
+        """A new base from what changed (appended first) and the bytes of every other piece's latest record, copied
+        from the base and journal: a piece is pickled once when it changes, not again at each new base."""
+        self._append(False)
+        runs, starts = self._located.runs(), []
+        sources = {path: open(path, "rb") for path in {run[0] for run in runs}}  # noqa: SIM115 (closed below)
+
+        def write(file) -> None:
+            for source, offset, length in runs:
+                starts.append((source, offset, length, file.tell()))
+                sources[source].seek(offset)
+                while length:
+                    chunk = sources[source].read(min(length, _COPY_CHUNK))
+                    if not chunk:
+                        raise _Damaged(f"{source} is shorter than its saves")
+                    file.write(chunk)
+                    length -= len(chunk)
+
+        try:
+            size = self._new_base(write, clean)
+        finally:
+            for source in sources.values():
+                source.close()
+        self._located.moved(self.path, starts)
+        return size
+
+    def _new_base(self, write, clean: bool) -> int:
         generation = uuid.uuid4().hex
         # a new file only its user can read (0600), beside the state, never through a link; then in its place
         descriptor, partial = tempfile.mkstemp(prefix="state.", suffix=".partial", dir=self.directory)
@@ -300,8 +394,7 @@ class StateDirectory:
             with open(descriptor, "wb") as written:
                 pickle.dump({"format": FORMAT, "generation": generation, "kind": "base"}, written,
                             protocol=pickle.HIGHEST_PROTOCOL)
-                for record in self._pieces.everything():
-                    written.write(_record(record))
+                write(written)
                 written.write(_record(("commit", _now(), clean)))
                 size = written.tell()
             os.replace(partial, self.path)
@@ -321,7 +414,8 @@ class StateDirectory:
         records = self._pieces.changed()
         if not records and not clean:
             return 0
-        batch = b"".join(_record(record) for record in records) + _record(("commit", _now(), clean))
+        pieces = [(record, _record(record)) for record in records]
+        batch = b"".join(data for _, data in pieces) + _record(("commit", _now(), clean))
         descriptor = private_file(self.journal_path, os.O_WRONLY | os.O_CREAT, "state journal", why=_LOADED_AS_CODE,
                                   instead="move it away")
         with open(descriptor, "wb") as journal:  # on a descriptor: not truncated
@@ -336,6 +430,10 @@ class StateDirectory:
             journal.seek(self._journal_bytes)
             journal.write(batch)
             size = journal.tell()
+        offset = self._journal_bytes
+        for record, data in pieces:
+            self._located.note(record, (self.journal_path, offset, len(data)))
+            offset += len(data)
         written, self._journal_bytes = size - self._journal_bytes, size
         self._stats.journal_bytes = size
         return written

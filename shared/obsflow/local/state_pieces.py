@@ -305,8 +305,9 @@ class Pieces:
             shell = self._shell(place, backend, cut)
             if shell is not None:
                 records.append(shell)
-        for path in set(self._collections) - seen:  # its owner is gone (and with it, from the shell)
+        for path in set(self._collections) - seen:  # its owner is gone (and with it, from the shell): its entries too
             del self._collections[path]
+            records.append(("cleared", path))
         accounts = pickled(dict(live["s3"].bucket_accounts))
         if self._shells.get("bucket-accounts") != (digest := hashlib.sha256(accounts).digest()):
             self._shells["bucket-accounts"] = digest
