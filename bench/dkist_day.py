@@ -10,10 +10,11 @@ own (1.0 for a per-frame figure).
 
 Prints, per volume: ingest frames/s end to end (first upload to the last candidate READY); READY lag p50 and p99
 after each candidate's last frame; DynamoDB requests (by operation) and S3 bytes written per frame, from the first
-upload to the last candidate planned; the submitter's pass time
-against the instances and runs pending (paused, then resumed); the time of the first page of `runs list`,
-`datasets list`, `catalogue list` and of the monitor's overview; the time and bytes of a state save after a small change, and the state's size on disk; the stack's
-memory.
+upload to the last candidate planned; the submitter's pass time against the instances and runs pending (paused,
+then resumed, with the resumed pass's DynamoDB requests); the time of the first page of `runs list`, `datasets
+list`, `catalogue list` and of the monitor's overview, and the requests of three of them (a time that grows while
+the requests do not is the one-process stack's, not obsflow's); the time and bytes of a state save after a small
+change, and the state's size on disk; the stack's memory.
 
     python bench/dkist_day.py [--frames 100000] [--candidates 2000] [--threads 8] [--rate FRAMES_PER_S]
 """
@@ -243,13 +244,21 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
         print("  DynamoDB requests per frame to the end of planning, by operation: " + ", ".join(
             f"{name} {count / frames:.2f}" for name, count in operations.most_common(6)), flush=True)
         pending_paused = len(runs.with_status(READY))
+
+        def counted_call(call) -> tuple[float, int]:
+            """Its time, and the DynamoDB requests the stack answered meanwhile."""
+            before, _ = counted.snapshot()
+            seconds, _ = _timed(call)
+            return seconds, counted.snapshot()[0] - before
+
         paused_pass_s, _ = _timed(service.submit)
         queries, reads = services.queries(settings), StageReads(settings)
+        stack.state.save()  # what the day wrote, saved (a new base, if due) before the listings are timed
         listings = {
-            "runs list": _timed(lambda: queries.run_page())[0],
-            "datasets list": _timed(lambda: services.provenance(settings).dataset_page())[0],
-            "catalogue list": _timed(lambda: services.catalogue(settings).instance_page())[0],
-            "monitor overview": _timed(reads.overview)[0],
+            "runs list": counted_call(lambda: queries.run_page()),
+            "datasets list": counted_call(lambda: services.provenance(settings).dataset_page()),
+            "catalogue list": counted_call(lambda: services.catalogue(settings).instance_page()),
+            "monitor overview": counted_call(reads.overview),
         }
         stack.state.save()
         service.pause("the day is planned")  # one small change, then a save: what a periodic save costs
@@ -257,7 +266,9 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
         saved = stack.state.stats()
         memory = _rss_mib()
         service.resume()
+        requests_before, _ = counted.snapshot()
         resumed_pass_s, report = _timed(service.submit)
+        resumed_pass_requests = counted.snapshot()[0] - requests_before
         return {
             "frames": frames, "candidates": len(day),
             "ingest_frames_per_s": frames / (all_ready - started),
@@ -266,7 +277,9 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
             "s3_bytes_per_frame": (bytes_after - bytes_before) / frames,
             "runs_pending": pending_paused, "paused_pass_s": paused_pass_s,
             "resumed_pass_s": resumed_pass_s, "resumed_started": len(report.started),
-            **{f"{name}_s": seconds for name, seconds in listings.items()},
+            "resumed_pass_requests": resumed_pass_requests,
+            **{f"{name}_s": seconds for name, (seconds, _) in listings.items()},
+            **{f"{name}_requests": requests for name, (_, requests) in listings.items()},
             "state_save_s": saved.last_save_s, "state_save_kib": saved.last_save_bytes / 1024,
             "state_mib": saved.on_disk_bytes / 2**20, "memory_mib": memory,
         }
@@ -276,8 +289,10 @@ ROWS = [  # figure, unit, how it should grow with the volume ("work": like the v
     ("ingest_frames_per_s", "frames/s", "flat"), ("ready_lag_p50_s", "s", "flat"), ("ready_lag_p99_s", "s", "flat"),
     ("dynamodb_requests_per_frame", "requests", "flat"), ("s3_bytes_per_frame", "bytes", "flat"),
     ("runs_pending", "runs", "work"), ("paused_pass_s", "s", "flat"), ("resumed_pass_s", "s", "flat"),
+    ("resumed_pass_requests", "requests", "flat"),
     ("runs list_s", "s", "flat"), ("datasets list_s", "s", "flat"), ("catalogue list_s", "s", "flat"),
-    ("monitor overview_s", "s", "flat"), ("state_save_s", "s", "flat"), ("state_save_kib", "KiB", "flat"),
+    ("monitor overview_s", "s", "flat"), ("runs list_requests", "requests", "flat"),
+    ("catalogue list_requests", "requests", "flat"), ("monitor overview_requests", "requests", "flat"), ("state_save_s", "s", "flat"), ("state_save_kib", "KiB", "flat"),
     ("state_mib", "MiB", "work"),
     ("memory_mib", "MiB", "work"),
 ]
