@@ -263,3 +263,8 @@ def test_window_rows_count_the_queued_runs_waiting_for_each_closed_window():
     # Then the census window is closed with its one run waiting; the other counts none
     assert rows["frame-census"]["open"] is False and rows["frame-census"]["runs_waiting"] == 1
     assert rows["multi-core"]["runs_waiting"] == 0
+    # And while the census window is open (09:30 there), no run waits for it: the queue is not read
+    census_only = make_service(windows={"frame-census": "09:00-10:00"}).settings.processing_windows()
+    service.store.runs_with_status = None  # a read would fail
+    [row] = queries.window_rows(census_only, service.clock.now.replace(hour=19, minute=30))
+    assert row["open"] is True and row["runs_waiting"] == 0

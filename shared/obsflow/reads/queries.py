@@ -264,12 +264,15 @@ class Queries:
         }
 
     def window_rows(self, windows: Windows, at: dt.datetime) -> list[dict]:
-        """Each processing window: open or not at ``at``, its next change, and the queued runs waiting for it."""
-        reasons = [run.waiting_reason or "" for run in self.reads.runs_with_status(READY)]
+        """Each processing window: open or not at ``at``, its next change, and the queued runs waiting for it (the
+        queue is read only while a window is closed: no run waits for an open one)."""
+        states = windows.states(at)
+        reasons = [run.waiting_reason or "" for run in self.reads.runs_with_status(READY)] \
+            if not all(state.open for state in states) else []
         return [{"key": state.key, "window": state.window.spec, "when": state.window.describe(windows.site),
                  "open": state.open, "next_change": state.next_change,
                  "runs_waiting": sum(reason.startswith(closed_reason_prefix(state.key)) for reason in reasons)}
-                for state in windows.states(at)]
+                for state in states]
 
 
 def _settle_task_states(detail: dict, finished: set[str]) -> None:
