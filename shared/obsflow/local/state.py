@@ -365,7 +365,7 @@ class StateDirectory:
         from the base and journal: a piece is pickled once when it changes, not again at each new base."""
         self._append(False)
         runs, starts = self._located.runs(), []
-        sources = {path: open(path, "rb") for path in {run[0] for run in runs}}  # noqa: SIM115 (closed below)
+        sources = {path: open(path, "rb") for path in {run[0] for run in runs}}  # closed below
 
         def write(file) -> None:
             for source, offset, length in runs:
