@@ -3,10 +3,10 @@
 DKIST plans for hundreds of thousands of frames a day. Here a day is ``--frames`` frames (100,000 in the full
 setting) in ``--candidates`` candidates, each a dark, a gain and an observe OP of SPEC-0122 headers as the summit
 writes them with 16x16 pixel arrays (so that the control plane is what is measured, not pixels), sent from
-``--threads`` upload threads in a process of their own, to `obsflow local serve`'s stack in this one. Processing is
-paused while the frames arrive, then resumed. The same day at a tenth of the volume runs first, on a stack of its
-own, and every figure is printed beside it with the ratio: growth with history shows as a ratio above the volume's
-own (1.0 for a per-frame figure).
+``--threads`` upload threads in a process of their own, to `obsflow local serve`'s stack in another. Processing
+is paused while the frames arrive, then resumed. The same day at a tenth of the volume runs first, on a stack and
+in a process of its own, and every figure is printed beside it with the ratio: growth with history shows as a
+ratio above the volume's own (1.0 for a per-frame figure).
 
 Prints, per volume: ingest frames/s end to end (first upload to the last candidate READY); READY lag p50 and p99
 after each candidate's last frame; DynamoDB requests (by operation) and S3 bytes written per frame, from the first
@@ -320,6 +320,16 @@ ROWS = [  # figure, unit, how it should grow with the volume ("work": like the v
 ]
 
 
+def measured_alone(frames: int, candidates: int, args) -> dict:
+    """One volume, on a stack in a process of its own: moto's backends live as long as their process, so a second
+    stack in the same one would also hold (and save, and count in its memory) the first one's state."""
+    with tempfile.TemporaryDirectory(prefix="obsflow-day-") as directory:
+        result = Path(directory) / "figures.json"
+        subprocess.run([sys.executable, "-u", __file__, "--frames", str(frames), "--candidates", str(candidates),
+                        "--threads", str(args.threads), "--rate", str(args.rate), "--alone", str(result)], check=True)
+        return json.loads(result.read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100_000, help="frames of the day (100,000 in the full setting)")
@@ -328,6 +338,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0, help="frames a second the summit sends, in all (default: as "
                         "fast as the threads go); a day's pace is a few a second, the machine's ingest far more")
     parser.add_argument("--upload", nargs=4, metavar=("ENDPOINT", "BUCKET", "THREADS", "RATE"), help=argparse.SUPPRESS)
+    parser.add_argument("--alone", metavar="RESULT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upload:  # the uploader process: the day's candidates on stdin, when each ended on stdout
         endpoint, bucket, threads, rate = args.upload
@@ -335,12 +346,15 @@ def main() -> int:
         return 0
     os.environ.pop("AWS_ENDPOINT_URL", None)
     candidates = args.candidates or max(1, args.frames // 50)
-    counted = Counted()
-    counted.install()
+    if args.alone:  # one volume's process: its figures to RESULT
+        counted = Counted()
+        counted.install()
+        Path(args.alone).write_text(json.dumps(measure(args.frames, candidates, args.threads, args.rate, counted)))
+        return 0
     print(f"A DKIST day on this machine: {args.frames} frames in {candidates} candidates, beside a tenth of it "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
-    tenth = measure(args.frames // 10, max(1, candidates // 10), args.threads, args.rate, counted)
-    full = measure(args.frames, candidates, args.threads, args.rate, counted)
+    tenth = measured_alone(args.frames // 10, max(1, candidates // 10), args)
+    full = measured_alone(args.frames, candidates, args)
     print(f"\n{'figure':<30} {'a tenth':>12} {'the day':>12} {'ratio':>7}  target")
     for name, unit, growth in ROWS:
         ratio = full[name] / tenth[name] if tenth[name] else float("nan")

@@ -11,6 +11,7 @@ from pynamodb.connection import Connection
 from obsflow.aws import transient
 from obsflow.embargo import Proposal
 from obsflow.runs.domain import (
+    READY,
     Campaign,
     Candidate,
     Conflict,
@@ -19,7 +20,6 @@ from obsflow.runs.domain import (
     HistoryEntry,
     Instance,
     InstanceInput,
-    READY,
     OpProgress,
     Run,
     Ticket,
@@ -311,7 +311,10 @@ class DynamoRunStore:
                    detail: str | None = None, **changes: Any) -> bool:
         with transient(f"could not update run {run_id}"):
             if to == READY:  # back in its queue
-                changes["ready_for"] = runs.ready_queue(self.run(run_id).resource_classes)
+                run = self.run(run_id)
+                if run is None:
+                    return False
+                changes["ready_for"] = runs.ready_queue(run.resource_classes)
             return runs.transition(run_id, to, allowed_from, at, detail, self._with_queue_key(run_id, changes))
 
     def update_run(self, run_id: str, **changes: Any) -> None:

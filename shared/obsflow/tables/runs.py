@@ -28,6 +28,7 @@ from obsflow.tables.base import LISTED, changes_to_actions, fills, get_or_none, 
 
 QUEUE_PAGE = 25  # READY runs read at a time from a queue: a pass usually starts a few
 
+
 class RunsByStatus(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-status"
@@ -38,14 +39,14 @@ class RunsByStatus(GlobalSecondaryIndex):
 
 
 class RunsReadyFor(GlobalSecondaryIndex):
-    """Sparse: only READY runs carry ``ready_for``, the resource classes they need, each
-    queue in start order. A submitter pass reads only the queues whose classes have a free slot."""
+    """Sparse: only READY runs carry ``ready_for``, the set of resource classes they need (``ready_queue``): one
+    queue per set, in start order. A submitter pass reads only the queues whose classes have a free slot."""
 
     class Meta:
         index_name = "ready-for"
         projection = AllProjection()
 
-    ready_for = UnicodeAttribute(hash_key=True)  # ready_queue(resource classes)
+    ready_for = UnicodeAttribute(hash_key=True)
     queue_key = UnicodeAttribute(range_key=True)
 
 
