@@ -107,9 +107,9 @@ class Submission(Part):
                 self._hold_for_operator(run)
                 report.manual.append(run.run_id)
                 continue
-            full = full_slots(run)
+            full = None  # _queued_runs yields a run only while its classes have free slots
             reason = (windows.closed_for([run.recipe, *run.resource_classes], now) or campaigns.holds(run)
-                      or full or campaigns.holds(run, fresh=True))
+                      or campaigns.holds(run, fresh=True))
             if reason is None and not self.store.take_slots(run, {**capacity, **campaigns.limits(run)}, self.clock()):
                 in_use = self.store.slots_in_use(list(RESOURCE_CLASSES))  # someone else took a slot or the run
                 full = full_slots(run)
