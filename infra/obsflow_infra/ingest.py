@@ -15,7 +15,9 @@ from obsflow_infra.config import StageConfig
 from obsflow_infra.functions import SIZES, ObsflowFunction
 
 BATCH_SIZE = 10
-BATCHING_WINDOW_S = 5
+# Lambda waits up to this long after a batch's first frame for the rest of it: at a summit's pace (a few frames a
+# second) it is most of a candidate's READY lag, which is to stay under 2 s. 5 s made it 3-5 s.
+BATCHING_WINDOW_S = 1
 # AWS advises a visibility timeout of six times the function's timeout for SQS event sources.
 VISIBILITY_TIMEOUT_S = 6 * SIZES["ingest"][0]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -69,13 +70,21 @@ def _spec122_schema(instrument: str, naxis: int) -> vol.Schema:
     return spec._create_spec_schema({"INSTRUME": instrument, "NAXIS": naxis}, extra=True)
 
 
-@lru_cache(maxsize=32)
+_COMPILING = threading.Lock()
+
+
 def _spec122_keys(instrument: str, naxis: int) -> dict[str, tuple[bool, vol.Schema]]:
     """The schema split per keyword: (required?, a schema of that keyword alone).
 
     SPEC-0122's raw schema is a mapping of independent keyword validators (extra keys
     allowed), so checking each keyword alone gives the verdict of the whole schema.
     """
+    with _COMPILING:  # concurrent batches wait for one compilation (about a second) rather than each compiling
+        return _compiled_keys(instrument, naxis)
+
+
+@lru_cache(maxsize=32)
+def _compiled_keys(instrument: str, naxis: int) -> dict[str, tuple[bool, vol.Schema]]:
     schema = _spec122_schema(instrument, naxis)
     return {str(marker): (isinstance(marker, vol.Required), vol.Schema({marker: check}, extra=vol.ALLOW_EXTRA))
             for marker, check in schema.schema.items()}
