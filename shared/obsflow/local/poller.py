@@ -1,18 +1,14 @@
 """An SQS event-source mapping for the local stack, batching the way Lambda does.
 
 moto's own mapping delivers one message per invocation and ignores
-batchItemFailures, so the local stack polls the queue itself: a batch is up to ``batch_size``
-messages, gathered for at most ``window_s`` seconds after its first one (Lambda's batching window);
-successful messages are deleted, failed ones come back after a short back-off, and the queue's redrive
-policy moves a message that keeps failing to the dead-letter queue. One receiver gathers the batches and
-hands each to one of ``concurrency`` invocations, as Lambda's pollers do: receivers competing for a trickle
-of messages each took one or two, and paid an invocation's requests for each (about 5 requests per frame
-at 20 frames a second, against 1.5 in full batches).
+batchItemFailures, so the local stack polls the queue itself: up to ``batch_size``
+messages or ``window_s`` seconds, whichever comes first; successful messages are
+deleted, failed ones come back after a short back-off, and the queue's redrive
+policy moves a message that keeps failing to the dead-letter queue.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -43,36 +39,28 @@ class QueuePoller:
         self.errors = 0
 
     def _receive_batch(self) -> list[dict]:
-        """A batch: [] after a long poll that found nothing, else what arrived within the window after the first."""
         messages: list[dict] = []
-        deadline = None
+        deadline = time.monotonic() + self.window_s
         while len(messages) < self.batch_size:
+            wait = max(0.0, deadline - time.monotonic())
             received = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
-                WaitTimeSeconds=1 if deadline is None else 0,
+                WaitTimeSeconds=1 if not messages and wait > 0 else 0,
                 AttributeNames=["All"],
             ).get("Messages", [])
             messages.extend(received)
-            if deadline is None:
-                if not messages:
-                    break
-                deadline = time.monotonic() + self.window_s
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= deadline or (not received and messages):
                 break
             if not received:
-                time.sleep(min(0.05, left))
+                time.sleep(min(0.05, wait))
         return messages
 
     def poll_once(self) -> int:
         """One invocation's worth: returns how many messages were handed to the handler."""
         messages = self._receive_batch()
-        if messages:
-            self._invoke(messages)
-        return len(messages)
-
-    def _invoke(self, messages: list[dict]) -> None:
+        if not messages:
+            return 0
         self.invocations += 1
         event = sqs_event(messages, self.queue_arn, self.region)
         try:
@@ -101,6 +89,7 @@ class QueuePoller:
                     for i, m in enumerate(retry)
                 ],
             )
+        return len(messages)
 
     def drain(self, idle_polls: int = 2) -> int:
         """Poll until the queue stays empty (tests, benchmarks); returns messages handled."""
@@ -111,43 +100,13 @@ class QueuePoller:
             idle = 0 if count else idle + 1
         return handled
 
-    def run(self, stop: threading.Event, concurrency: int = 1) -> None:
-        """Until ``stop``: batches received here, each invoked on one of ``concurrency`` threads; no batch is
-        received while every invocation is busy (its messages wait in the queue, as for Lambda at its limit)."""
-        batches: queue.Queue = queue.Queue()
-        free = threading.Semaphore(concurrency)
-
-        def invocations() -> None:
-            while (messages := batches.get()) is not None:
-                try:
-                    self._invoke(messages)
-                except Exception:  # the queue going away at shutdown: its messages come back, as for a crash
-                    logger.exception("local invocation of a batch failed; its messages will be received again")
-                finally:
-                    free.release()
-
-        workers = [threading.Thread(target=invocations, name=f"{self.function_name}-invocation-{index}", daemon=True)
-                   for index in range(concurrency)]
-        for worker in workers:
-            worker.start()
-        try:
-            while not stop.is_set():
-                if not free.acquire(timeout=0.5):
-                    continue
-                try:
-                    messages = self._receive_batch()
-                except Exception:
-                    free.release()
-                    # The local endpoint going away at shutdown, or a transient hiccup: keep polling.
-                    if stop.is_set():
-                        return
-                    logger.exception("local event source mapping: receiving failed")
-                    time.sleep(1)
-                    continue
-                if messages:
-                    batches.put(messages)
-                else:
-                    free.release()
-        finally:
-            for _ in workers:
-                batches.put(None)
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                # The local endpoint going away at shutdown, or a transient hiccup: keep polling.
+                if stop.is_set():
+                    return
+                logger.exception("local ingest poller error")
+                time.sleep(1)

@@ -25,7 +25,7 @@ from obsflow.observability import logger
 
 DEFAULT_PORT = 4566
 DAILY_JOBS_INTERVAL_S = 60.0  # the backstop and release jobs (daily on AWS), recurring campaigns (every 5 minutes)
-INGEST_CONCURRENCY = 8  # concurrent ingest invocations, as Lambda scales out on SQS
+INGEST_CONCURRENCY = 8  # concurrent ingest invocations (each a thread polling the queue), as Lambda scales out on SQS
 MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)
     "stepfunctions": {"execute_state_machine": True},
@@ -176,7 +176,8 @@ class LocalStack:
         # obsflow's own client: a fault plan (obsflow.faults) reaches the event source mapping's calls too
         self.poller = QueuePoller(aws.client(self.settings, "sqs"), urls["queue_url"], load_handler("ingest"),
                                   window_s=self.batch_window_s)
-        self._start_thread("ingest-event-source", lambda stop: self.poller.run(stop, self.ingest_concurrency))
+        for index in range(self.ingest_concurrency):  # Lambda scales the ingest function out the same way
+            self._start_thread(f"ingest-poller-{index}", self.poller.run)
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
         self._start_thread("backstop-schedule", self._schedule("backstop", DAILY_JOBS_INTERVAL_S))
         self._start_thread("release-schedule", self._schedule("release", DAILY_JOBS_INTERVAL_S))
