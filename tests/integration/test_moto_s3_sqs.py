@@ -1,12 +1,13 @@
 """The local stack's S3 and SQS patches answer as moto does at a cost that does not grow with history: a listing
 with a prefix reads only the keys under it; a receive and a delete do not walk the backlog; a queue forgets the
-oldest receipt handles it deleted."""
+oldest receipt handles it deleted. And an upload that fed a queue far behind is answered once the queue caught up."""
 
 from __future__ import annotations
 
 import random
 import subprocess
 import sys
+import threading
 import time
 
 import boto3
@@ -19,6 +20,7 @@ from moto.s3.utils import _VersionedKeyStore
 from moto.sqs.models import Message
 
 from obsflow.local import moto_patches
+from obsflow.local.moto_patches import notifications
 from obsflow.local.moto_patches import sqs as sqs_patch
 from obsflow.local.state import StateDirectory
 
@@ -249,3 +251,77 @@ def test_a_version_a_request_still_reads_stays_readable_when_a_write_replaces_or
     del held
     gc.collect()
     assert (gone() is None) != versioned
+
+
+# -- backpressure: an upload that fed a queue far behind is answered once the queue has caught up ----------------
+@pytest.fixture
+def notified_queue(aws):
+    """A bucket whose every new object notifies a queue, as the ingest bucket does; (s3, sqs, queue url, arn)."""
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    url = sqs.create_queue(QueueName="frames-to-count")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    for index in range(5):  # and S3's test event: 6 messages
+        s3.put_object(Bucket=BUCKET, Key=f"raw/op/{index}.fits", Body=b"frame")
+    assert waiting(sqs, url) == 6
+    yield s3, sqs, url, arn
+    notifications.release(arn)
+
+
+def waiting(sqs, url) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                       "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(value) for value in attributes["Attributes"].values())
+
+
+def test_an_upload_to_a_queue_behind_its_bound_is_answered_once_the_queue_has_caught_up(notified_queue):
+    s3, sqs, url, arn = notified_queue
+    # Given a queue held to 3 messages that holds 6, and a consumer that starts deleting them once the next
+    # upload's message has arrived, one at a time
+    notifications.hold(arn, 3)
+    seen: list[tuple[str, int]] = []
+
+    def consume() -> None:
+        while waiting(sqs, url) < 7:  # the upload's message
+            time.sleep(0.01)
+        time.sleep(0.2)
+        while (messages := sqs.receive_message(QueueUrl=url).get("Messages")):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            seen.append(("deleted", waiting(sqs, url)))
+            time.sleep(0.05)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    # When a sender uploads one more object
+    s3.put_object(Bucket=BUCKET, Key="raw/op/5.fits", Body=b"frame")
+    seen.append(("answered", waiting(sqs, url)))
+    consumer.join(timeout=30)
+    # Then it is answered only after the consumer brought the queue back to 3, with its object and message stored
+    answered = seen.index(next(event for event in seen if event[0] == "answered"))
+    assert seen[:answered] == [("deleted", left) for left in (6, 5, 4, 3)]
+    assert seen[answered][1] <= 3
+    assert s3.head_object(Bucket=BUCKET, Key="raw/op/5.fits")["ContentLength"] == 5
+    assert waiting(sqs, url) == 0 and not consumer.is_alive()
+
+
+def test_an_upload_to_a_queue_that_stopped_draining_or_is_not_held_is_answered_at_once(notified_queue, monkeypatch):
+    s3, sqs, url, arn = notified_queue
+    monkeypatch.setattr(notifications, "STALLED_S", 0.2)
+    monkeypatch.setattr(notifications, "MOST_HELD_S", 600.0)
+    # Given a queue held to 3 that holds 6, and nothing draining it
+    notifications.hold(arn, 3)
+    answered = threading.Event()
+    # When a sender uploads one more object
+    sender = threading.Thread(target=lambda: (s3.put_object(Bucket=BUCKET, Key="raw/op/5.fits", Body=b"frame"),
+                                              answered.set()))
+    sender.start()
+    # Then it is answered all the same, its message queued: a stalled consumer holds no one
+    assert answered.wait(timeout=20)
+    assert waiting(sqs, url) == 7
+    # And once the queue is released, an upload is answered without looking at the queue
+    notifications.release(arn)
+    monkeypatch.setattr(notifications, "STALLED_S", 600.0)
+    s3.put_object(Bucket=BUCKET, Key="raw/op/6.fits", Body=b"frame")
+    assert waiting(sqs, url) == 8

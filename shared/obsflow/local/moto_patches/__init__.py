@@ -1,6 +1,7 @@
 """The local stack's changes to moto's internals, one module per service (DynamoDB's queries apart from its
-writes; what each write changed, in changes; moto's models, in core; its request dispatch, in server); each module says what moto does and what AWS
-does instead. They touch private members of one pinned moto release, so `apply` refuses any other."""
+writes; what each write changed, in changes; moto's models, in core; its request dispatch, in server; S3's
+notifications to SQS, in notifications); each module says what moto does and what AWS does instead. They touch private members of one pinned moto
+release, so `apply` refuses any other."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def check_version(installed: str | None = None) -> None:
 
 def apply() -> None:
     """Install every patch (idempotent), after checking the moto release."""
-    from obsflow.local.moto_patches import (awslambda, batch, changes, core, dynamodb, dynamodb_queries, s3,
-                                            server, sqs, stepfunctions)
+    from obsflow.local.moto_patches import (awslambda, batch, changes, core, dynamodb, dynamodb_queries,
+                                            notifications, s3, server, sqs, stepfunctions)
 
     check_version()
     # changes before dynamodb: dynamodb's lock then holds what listeners do after each write
-    for service in (core, server, changes, dynamodb_queries, dynamodb, s3, sqs, stepfunctions, batch, awslambda):
+    for service in (core, server, changes, dynamodb_queries, dynamodb, s3, notifications, sqs, stepfunctions, batch,
+                    awslambda):
         service.apply()
