@@ -85,7 +85,7 @@ def main() -> int:
     results = {pollers: measure(pollers, frames, documents, args.threads) for pollers in (1, INGEST_CONCURRENCY)}
     for pollers, r in results.items():
         label = "baseline: 1 poller" if pollers == 1 else f"{pollers} concurrent pollers (the local stack)"
-        print(f"{label:<36} upload {r['upload_s']:5.1f} s, all counted {r['counted_lag_s']:5.2f} s after the last "
+        print(f"{label:<40} upload {r['upload_s']:5.1f} s, all counted {r['counted_lag_s']:5.2f} s after the last "
               f"upload (target 2 s), {r['frames_per_s']:6.1f} frames/s end to end, READY {r['ready_lag_s']:5.2f} s "
               f"after the last upload, counts exact: {r['exact']}")
     base, local = results[1], results[INGEST_CONCURRENCY]
