@@ -26,8 +26,8 @@ from obsflow.observability import logger
 DEFAULT_PORT = 4566
 DAILY_JOBS_INTERVAL_S = 60.0  # the backstop and release jobs (daily on AWS), recurring campaigns (every 5 minutes)
 # Concurrent ingest invocations, each a thread polling the queue, as Lambda scales out on SQS. Two, as they share
-# one interpreter: one reads its batch's headers while the other commits; eight only took turns (at 1,000 frames
-# from 8 threads, a batch took 0.53 s p50 and 2.8 s p99 with 4; 0.28 s and 1.0 s with 2).
+# one interpreter: one reads its batch's headers while the other commits; more only take turns (1,000 frames from
+# 8 threads: a batch took 0.47 s p50 and 3.6 s p99 with eight, 0.53 s and 2.8 s with four, 0.28 s and 1.0 s with two).
 INGEST_CONCURRENCY = 2
 MOTO_CONFIG = {
     "batch": {"use_docker": False},  # jobs run as subprocesses (moto_patches.batch)

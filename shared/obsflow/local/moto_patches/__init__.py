@@ -1,7 +1,7 @@
 """The local stack's changes to moto's internals, one module per service (DynamoDB's queries apart from its
 writes; what each write changed, in changes; moto's models, in core; its request dispatch, in server; S3's
-notifications to SQS, in notifications); each module says what moto does and what AWS does instead. They touch private members of one pinned moto
-release, so `apply` refuses any other."""
+notifications to SQS, in notifications); each module says what moto does and what AWS does instead. They touch
+private members of one pinned moto release, so `apply` refuses any other."""
 
 from __future__ import annotations
 

@@ -49,9 +49,10 @@ def _caught_up(account: str, region: str, name: str) -> None:
         return
     started = shrank = time.monotonic()
     waiting = len(queue._messages)
-    while waiting > bound:
+    while bound is not None and waiting > bound:
         time.sleep(POLL_S)
         now, before, waiting = time.monotonic(), waiting, len(queue._messages)
+        bound = _bounds.get((account, region, name))  # released (the stack stopping): answered now
         if waiting < before:
             shrank = now
         elif now - shrank > STALLED_S or now - started > MOST_HELD_S:
