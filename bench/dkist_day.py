@@ -27,9 +27,9 @@ import io
 import json
 import os
 import subprocess
+import statistics
 import sys
 import tempfile
-import statistics
 import threading
 import time
 from collections import Counter

@@ -256,7 +256,8 @@ def test_a_version_a_request_still_reads_stays_readable_when_a_write_replaces_or
 # -- backpressure: an upload that fed a queue far behind is answered once the queue has caught up ----------------
 @pytest.fixture
 def notified_queue(aws):
-    """A bucket whose every new object notifies a queue, as the ingest bucket does; (s3, sqs, queue url, arn)."""
+    """A bucket whose every new object notifies a queue, as the ingest bucket does, the queue holding 6 messages and
+    held to 3; (s3, sqs, queue url, what releases the queue)."""
     s3, sqs = aws.client("s3"), aws.client("sqs")
     s3.create_bucket(Bucket=BUCKET)
     url = sqs.create_queue(QueueName="frames-to-count")["QueueUrl"]
@@ -266,8 +267,9 @@ def notified_queue(aws):
     for index in range(5):  # and S3's test event: 6 messages
         s3.put_object(Bucket=BUCKET, Key=f"raw/op/{index}.fits", Body=b"frame")
     assert waiting(sqs, url) == 6
-    yield s3, sqs, url, arn
-    notifications.release(arn)
+    release = notifications.hold(arn, 3)
+    yield s3, sqs, url, release
+    release()
 
 
 def waiting(sqs, url) -> int:
@@ -276,11 +278,18 @@ def waiting(sqs, url) -> int:
     return sum(int(value) for value in attributes["Attributes"].values())
 
 
+def upload_in_background(s3, key: str) -> threading.Event:
+    """Set once the upload is answered."""
+    answered = threading.Event()
+    threading.Thread(target=lambda: (s3.put_object(Bucket=BUCKET, Key=key, Body=b"frame"), answered.set()),
+                     daemon=True).start()
+    return answered
+
+
 def test_an_upload_to_a_queue_behind_its_bound_is_answered_once_the_queue_has_caught_up(notified_queue):
-    s3, sqs, url, arn = notified_queue
+    s3, sqs, url, _ = notified_queue
     # Given a queue held to 3 messages that holds 6, and a consumer that starts deleting them once the next
     # upload's message has arrived, one at a time
-    notifications.hold(arn, 3)
     seen: list[tuple[str, int]] = []
 
     def consume() -> None:
@@ -306,22 +315,46 @@ def test_an_upload_to_a_queue_behind_its_bound_is_answered_once_the_queue_has_ca
     assert waiting(sqs, url) == 0 and not consumer.is_alive()
 
 
-def test_an_upload_to_a_queue_that_stopped_draining_or_is_not_held_is_answered_at_once(notified_queue, monkeypatch):
-    s3, sqs, url, arn = notified_queue
+def test_an_upload_to_a_queue_that_stopped_draining_or_was_released_is_answered(notified_queue, monkeypatch):
+    s3, sqs, url, release = notified_queue
     monkeypatch.setattr(notifications, "STALLED_S", 0.2)
     monkeypatch.setattr(notifications, "MOST_HELD_S", 600.0)
     # Given a queue held to 3 that holds 6, and nothing draining it
-    notifications.hold(arn, 3)
-    answered = threading.Event()
     # When a sender uploads one more object
-    sender = threading.Thread(target=lambda: (s3.put_object(Bucket=BUCKET, Key="raw/op/5.fits", Body=b"frame"),
-                                              answered.set()))
-    sender.start()
     # Then it is answered all the same, its message queued: a stalled consumer holds no one
-    assert answered.wait(timeout=20)
+    assert upload_in_background(s3, "raw/op/5.fits").wait(timeout=20)
     assert waiting(sqs, url) == 7
-    # And once the queue is released, an upload is answered without looking at the queue
-    notifications.release(arn)
+    # And an upload that would wait for as long as the queue is held is answered once it is released (the stack
+    # stopping)
     monkeypatch.setattr(notifications, "STALLED_S", 600.0)
-    s3.put_object(Bucket=BUCKET, Key="raw/op/6.fits", Body=b"frame")
-    assert waiting(sqs, url) == 8
+    answered = upload_in_background(s3, "raw/op/6.fits")
+    assert not answered.wait(timeout=0.5)
+    release()
+    assert answered.wait(timeout=20)
+    # And once the queue is released, an upload is answered without looking at the queue
+    assert upload_in_background(s3, "raw/op/7.fits").wait(timeout=20)
+    assert waiting(sqs, url) == 9
+
+
+def test_an_upload_is_answered_after_the_longest_wait_however_the_queue_shrinks(notified_queue, monkeypatch):
+    s3, sqs, url, _ = notified_queue
+    monkeypatch.setattr(notifications, "MOST_HELD_S", 0.3)
+    # Given a queue held to 3 that holds 106 messages, drained one at a time faster than a waiting upload looks
+    for _ in range(10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "m"} for i in range(10)])
+    drained = threading.Event()
+
+    def drain() -> None:
+        while not drained.is_set() and (messages := sqs.receive_message(QueueUrl=url).get("Messages")):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            time.sleep(0.01)
+
+    consumer = threading.Thread(target=drain)
+    consumer.start()
+    # When a sender uploads one more object
+    s3.put_object(Bucket=BUCKET, Key="raw/op/5.fits", Body=b"frame")
+    left = waiting(sqs, url)
+    drained.set()
+    consumer.join(timeout=30)
+    # Then it is answered after the longest wait, the queue still far above its bound
+    assert left > 50

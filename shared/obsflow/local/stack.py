@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -85,6 +86,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.poller: QueuePoller | None = None
+        self._release_uploads: Callable[[], None] = lambda: None
         self.pipeline_services = None
 
     @property
@@ -184,7 +186,8 @@ class LocalStack:
             self._start_thread(f"ingest-poller-{index}", self.poller.run)
         # An upload is answered once the queue holds no more than a batch for each invocation (backpressure): the
         # interpreter counts what came before taking more (moto_patches.notifications)
-        notifications.hold(self.poller.queue_arn, self.ingest_concurrency * self.poller.batch_size)
+        self._release_uploads = notifications.hold(self.poller.queue_arn,
+                                                   self.ingest_concurrency * self.poller.batch_size)
         self._start_thread("submitter-schedule", self._schedule("submitter", self.submit_interval_s))
         self._start_thread("backstop-schedule", self._schedule("backstop", DAILY_JOBS_INTERVAL_S))
         self._start_thread("release-schedule", self._schedule("release", DAILY_JOBS_INTERVAL_S))
@@ -260,10 +263,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.poller is not None:
-            from obsflow.local.moto_patches import notifications
-
-            notifications.release(self.poller.queue_arn)
+        self._release_uploads()  # an upload still waiting for the queue is answered now
         for thread in self._threads:
             thread.join(timeout=5)
         if self.state is not None and self._server is not None:

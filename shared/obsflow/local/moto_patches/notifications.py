@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import moto.s3.notifications as s3_notifications
 from moto.s3.responses import S3Response
 from moto.sqs.models import sqs_backends
+from moto.utilities.arns import parse_arn
 
 POLL_S = 0.05
 # The queue did not shrink for this long: whatever drains it has stopped (a batch takes 0.3-3 s on a busy machine).
@@ -28,34 +30,32 @@ _bounds: dict[tuple[str, str, str], int] = {}  # (account, region, queue name) -
 _request = threading.local()
 
 
-def _queue_key(queue_arn: str) -> tuple[str, str, str]:
-    _, _, _, region, account, name = queue_arn.split(":", 5)
-    return account, region, name
+def hold(queue_arn: str, bound: int) -> Callable[[], None]:
+    """Answer each upload that notifies the queue once it holds at most ``bound`` messages not yet deleted. Returns
+    what releases the queue: an upload still waiting for it is answered then."""
+    arn = parse_arn(queue_arn)
+    queue = (arn.account, arn.region, arn.resource_id)
+    _bounds[queue] = bound
+    return lambda: _bounds.pop(queue, None)
 
 
-def hold(queue_arn: str, bound: int) -> None:
-    """Answer each upload that notifies the queue once it holds at most ``bound`` messages not yet deleted."""
-    _bounds[_queue_key(queue_arn)] = bound
-
-
-def release(queue_arn: str) -> None:
-    _bounds.pop(_queue_key(queue_arn), None)
+def _over_bound(queue: tuple[str, str, str], waiting: int) -> bool:
+    bound = _bounds.get(queue)  # None once released
+    return bound is not None and waiting > bound
 
 
 def _caught_up(account: str, region: str, name: str) -> None:
-    bound = _bounds.get((account, region, name))
-    queue = sqs_backends[account][region].queues.get(name) if bound is not None else None
-    if queue is None:
+    queue = sqs_backends[account][region].queues.get(name)
+    if queue is None:  # deleted since: nothing to wait for
         return
     started = shrank = time.monotonic()
     waiting = len(queue._messages)
-    while bound is not None and waiting > bound:
+    while _over_bound((account, region, name), waiting):
         time.sleep(POLL_S)
         now, before, waiting = time.monotonic(), waiting, len(queue._messages)
-        bound = _bounds.get((account, region, name))  # released (the stack stopping): answered now
         if waiting < before:
             shrank = now
-        elif now - shrank > STALLED_S or now - started > MOST_HELD_S:
+        if now - shrank > STALLED_S or now - started > MOST_HELD_S:
             return
 
 
