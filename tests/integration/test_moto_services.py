@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -281,3 +282,60 @@ def test_a_cancelled_run_has_its_execution_stopped_and_its_running_job_terminate
         time.sleep(0.1)
     assert terminated == ["run-x-inventory"]
     assert finished(batch, job["jobId"])["status"] == "FAILED" and time.monotonic() - started < 20
+
+
+def test_a_job_terminated_before_its_turn_came_fails_without_running(batch, monkeypatch, tmp_path):
+    from obsflow.local.moto_patches import batch as local_batch
+
+    # Given a job whose turn to start has not come (a loaded machine)
+    turn, run_job = threading.Event(), local_batch._run_job
+    monkeypatch.setattr(local_batch, "_run_job", lambda job: (turn.wait(20), run_job(job)))
+    ran = tmp_path / "ran"
+    job = batch.submit_job(jobName="late", jobQueue="queue", jobDefinition="python",
+                           containerOverrides={"command": run_code(f"open({str(ran)!r}, 'w').close()")})["jobId"]
+    # When it is terminated, and then its turn comes
+    batch.terminate_job(jobId=job, reason="cancelled by ana: wrong set")
+    turn.set()
+    # Then it fails, for the reason it was terminated, and its command never ran
+    ended = finished(batch, job)
+    assert (ended["status"], ended["statusReason"]) == ("FAILED", "cancelled by ana: wrong set")
+    assert not ran.exists()
+
+
+def test_a_job_terminated_while_its_process_started_is_stopped(batch, monkeypatch):
+    from obsflow.local.moto_patches import batch as local_batch
+
+    # Given TerminateJob arriving after the job's process has started but before the job could name it
+    submitted, job = threading.Event(), {}
+
+    def popen_then_terminated(*args, **kwargs):
+        process = subprocess.Popen(*args, **kwargs)
+        submitted.wait(20)
+        batch.terminate_job(jobId=job["id"], reason="cancelled by ana: wrong set")
+        return process
+
+    monkeypatch.setattr(local_batch, "subprocess", SimpleNamespace(
+        Popen=popen_then_terminated, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT))
+    # When a job of a minute's sleep is submitted
+    started = time.monotonic()
+    job["id"] = batch.submit_job(jobName="sleeper", jobQueue="queue", jobDefinition="python",
+                                 containerOverrides={"command": run_code("import time; time.sleep(60)")})["jobId"]
+    submitted.set()
+    # Then it is stopped, not after its minute
+    ended = finished(batch, job["id"])
+    assert (ended["status"], ended["statusReason"]) == ("FAILED", "cancelled by ana: wrong set")
+    assert time.monotonic() - started < 20
+
+
+def test_a_task_process_whose_job_was_terminated_while_it_started_is_killed():
+    from obsflow.local import task_processes
+
+    # Given a task command whose job is terminated as its process starts (one that would exit 3 on its own: its
+    # AWS is unreachable)
+    environment = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_ACCESS_KEY_ID": "local",
+                   "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION, "OBSFLOW_STAGE": "stop"}
+    command = [sys.executable, "-m", "obsflow_tasks", "frame-census", "frames", "--run-id", "run-x"]
+    # When it runs
+    code, _ = task_processes.run_task_command(command, environment, "job-x", terminated=lambda: True)
+    # Then it was killed (SIGKILL: 128 + 9), not left to end by itself
+    assert code == 137

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 
 from obsflow import faults
 
@@ -90,8 +91,10 @@ def kill(job_id: str) -> bool:
     return True
 
 
-def run_task_command(command: list[str], environment: dict[str, str], job_id: str = "") -> tuple[int, str]:
-    """Run ``python -m obsflow_tasks ARGS`` in a process forked from the warm server: (exit code, output)."""
+def run_task_command(command: list[str], environment: dict[str, str], job_id: str = "",
+                     terminated: Callable[[], bool] = lambda: False) -> tuple[int, str]:
+    """Run ``python -m obsflow_tasks ARGS`` in a process forked from the warm server: (exit code, output).
+    ``terminated`` says whether its job was terminated while the process started (``kill`` found none then)."""
     # In a folder of the job's own that only this user can enter (0700): nobody can plant a link where it writes
     folder = tempfile.mkdtemp(prefix="obsflow-job-")
     output_path = os.path.join(folder, "output.log")
@@ -100,6 +103,8 @@ def run_task_command(command: list[str], environment: dict[str, str], job_id: st
         process = _forkserver().Process(target=_task_main, args=(command[3:], environment, output_path), daemon=False)
         process.start()
         _running[job_id] = process
+        if terminated():
+            process.kill()
         killer = None
         if faults.strike("task:killed-mid-run"):  # as a lost Fargate task: the job fails, the run gets a ticket
             killer = threading.Timer(random.uniform(0.01, 0.05), process.kill)

@@ -64,22 +64,29 @@ _commands: dict[str, subprocess.Popen] = {}  # a job's process that is no task c
 
 
 def _run_command(job) -> None:
+    if job.stop:  # terminated before it started (SUBMITTED to RUNNABLE): Batch fails it without running it
+        job._mark_stopped(success=False)
+        return
     command, environment = _job_command_and_environment(job)
     started = time.time()
     try:
         if task_processes.is_task_command(command):
-            exit_code, output = task_processes.run_task_command(command, environment, job.job_id)
+            exit_code, output = task_processes.run_task_command(command, environment, job.job_id,
+                                                                terminated=lambda: job.stop)
         else:
             with subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) as process:
                 _commands[job.job_id] = process
+                if job.stop:  # terminated while it started, before TerminateJob could find its process
+                    process.kill()
                 output = process.communicate()[0]
             _commands.pop(job.job_id, None)
             exit_code = process.returncode
     except OSError as exc:
         exit_code, output = 127, f"cannot start {command!r}: {exc}"
     job.exit_code = exit_code
-    job.job_stopped_reason = "Essential container in task exited"
+    if not job.stop:  # a terminated job keeps the reason it was terminated for, as on AWS
+        job.job_stopped_reason = "Essential container in task exited"
     log_options = ((job.job_definition.container_properties or {}).get("logConfiguration") or {}).get("options") or {}
     job._log_group = log_options.get("awslogs-group", job._log_group)  # moto ignores the job's log group
     logs = job._log_backend
@@ -93,7 +100,8 @@ def _run_command(job) -> None:
 
 
 def _terminate_with_its_process(original):
-    """TerminateJob also stops the job's task process (moto only marks the job)."""
+    """TerminateJob also stops the job's task process (moto only marks the job). It marks the job first: a job
+    whose process is not yet registered finds the mark once it is (_run_command), so either side stops it."""
 
     def terminate(self, reason: str) -> None:
         original(self, reason)
