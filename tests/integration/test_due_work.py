@@ -241,3 +241,17 @@ def test_runs_queued_before_the_ready_index_existed_are_put_in_their_queues_when
     # Then the READY run is in its queue, and the ended one is not
     assert [run.run_id for run in service.store.ready_runs(("default", "multi-core"))] == ["run-00000"]
     assert RunItem.get("run-00001").ready_for is None
+
+
+def test_the_day_s_run_counts_count_each_run_created_since_by_its_status(service):
+    from obsflow.tables.runs import statuses_since
+
+    # Given five runs queued today, two of them since ended, and one queued two days before
+    _queued(service, 5)
+    for run_id, status in (("run-00001", "SUCCEEDED"), ("run-00002", "SKIPPED")):
+        service.store.transition(run_id, status, ("READY",), T0)
+    service.store.create_run(Run("run-old", "ri-old", "c0", "pid_1_23", "frame-census", "1.0.0", 5, ["default"], {},
+                                 T0 - dt.timedelta(days=2)))
+    # When the statuses of the runs created since an hour before are read
+    # Then each of today's runs counts once, by its status now, and the older one not at all
+    assert Counter(statuses_since(T0 - dt.timedelta(hours=1))) == {"READY": 3, "SUCCEEDED": 1, "SKIPPED": 1}

@@ -256,6 +256,29 @@ def test_an_index_query_reads_only_its_page_however_large_the_table(tables, monk
     assert considered == [1]
 
 
+def test_a_page_of_a_projected_index_holds_as_many_entries_as_dynamodb_reads_from_it(tables):
+    client = tables
+    # Given ten events of one kind, each with 300 KB that no index but the table's holds
+    for n in range(10):
+        client.put_item(TableName="events", Item={"pk": {"S": "p0"}, "sk": {"S": f"{n:03d}"}, "kind": {"S": "dark"},
+                                                  "size": {"N": "1"}, "score": {"N": str(n)}, "note": {"S": "ok"},
+                                                  "blob": {"S": "x" * 300_000}})
+    # When they are queried by an index that projects some attributes (INCLUDE), and by one that projects keys
+    by_score = client.query(TableName="events", IndexName="by-score", KeyConditionExpression="kind = :k",
+                            ExpressionAttributeValues={":k": {"S": "dark"}})
+    by_size = client.query(TableName="events", IndexName="by-size", KeyConditionExpression="size = :s",
+                           ExpressionAttributeValues={":s": {"N": "1"}})
+    # Then each answers in one page, as DynamoDB sizes an index's page by its entries (moto pages whole items: 3
+    # a page), with what the index projects
+    assert (by_score["Count"], "LastEvaluatedKey" in by_score) == (10, False)
+    assert set(by_score["Items"][0]) == {"pk", "sk", "kind", "score", "note"}
+    assert (by_size["Count"], "LastEvaluatedKey" in by_size) == (10, False)
+    assert set(by_size["Items"][0]) == {"pk", "sk", "size"}
+    # And the table's own query pages them whole, as DynamoDB and moto do
+    whole = client.query(TableName="events", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p0"}})
+    assert (whole["Count"], "LastEvaluatedKey" in whole) == (3, True)
+
+
 @pytest.mark.parametrize("read", ["query", "scan"])
 def test_an_update_that_removes_an_index_key_waits_for_a_read_of_that_index_to_end(tables, monkeypatch, read):
     client = tables

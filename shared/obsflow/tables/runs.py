@@ -20,6 +20,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
+from pynamodb.pagination import ResultIterator
 
 from obsflow.statuses import FAILED, MANUAL, READY, RUNNING, SUBMITTED, SUCCEEDED  # noqa: F401
 from obsflow.statuses import RUN_STATUSES as STATUSES  # noqa: F401 (the table's statuses)
@@ -130,9 +131,12 @@ def runs_page(status: str | None, limit: int, start: dict | None) -> tuple[list[
 
 
 def statuses_since(at: dt.datetime) -> list[str]:
-    """The status of every run created since ``at`` (one query of the listing index, a day's runs)."""
-    return [item.status for item in RunItem.by_created.query(LISTED, RunItem.created_at >= at,
-                                                             attributes_to_get=["status"])]
+    """The status of every run created since ``at`` (one query of the listing index, a day's runs), each read
+    from the answer as it is: a model made for each run cost twice what the query did (0.3 ms a run)."""
+    answers = ResultIterator(RunItem._get_connection().query, (LISTED,), {
+        "range_key_condition": RunItem.created_at >= at, "index_name": RunsByCreated.Meta.index_name,
+        "attributes_to_get": ["status"]})
+    return [item["status"]["S"] for item in answers]
 
 
 def history_actions(status: str, at: dt.datetime, detail: str | None) -> list:

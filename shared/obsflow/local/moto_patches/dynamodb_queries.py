@@ -15,8 +15,11 @@ made from the table when it is first queried, so a table restored from saved sta
 created since needs nothing more.
 A query finds its partition, its key condition and the previous page's end by bisection,
 and hands moto only the items of its page plus the one after (moto names the last
-evaluated key when it meets an item past its limit). moto then sorts, pages, filters and
-projects those as before, so results, order, pages and errors are moto's own.
+evaluated key when it meets an item past its limit). An index hands over what it projects, as
+DynamoDB's index holds and pages its entries (moto copied whole items to project them, and
+paged an index's 1 MB by whole items).
+moto then sorts, pages, filters and projects those as before, so results, order, pages and
+errors are moto's own.
 
 moto decides as before wherever this would need more than the above: key attributes not
 declared or of another type, multi-attribute keys, legacy QueryFilter, a start key outside
@@ -231,12 +234,13 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
             (low, max(low, min(high, bisect_left(keys, start_key))))
     steps = range(low, high) if forward else range(high - 1, low - 1, -1)
     beyond = range(high, len(keys)) if forward else range(low - 1, -1, -1)
+    entry = table.get_index(index_name).project if index_name is not None else _as_it_is
 
     # moto's paging loop: before each item, it stops if the page is full (by count, or by size)
     page: list[Item] = []
     size = 0
     for at in steps:
-        item = items[at]
+        item = entry(items[at])
         view.visits += 1
         page.append(item)
         item_size = item.size()
@@ -246,7 +250,7 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
     # Every item that meets the condition is in the page; moto walks on past the others, stopping if full
     if beyond and len(page) == limit:
         view.visits += 1
-        return page + [items[beyond[0]]]
+        return page + [entry(items[beyond[0]])]
     if beyond and size + LARGEST_ITEM > RESULT_SIZE_LIMIT:
         return None  # a later item could end the page on its size alone
     return page
@@ -254,6 +258,10 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
 
 def _first(sort_key: tuple) -> Any:
     return sort_key[0]
+
+
+def _as_it_is(item: Item) -> Item:
+    return item
 
 
 def _query_a_page(original):
