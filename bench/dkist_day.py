@@ -213,7 +213,7 @@ def _count(index_query) -> int:
     return sum(1 for _ in index_query)
 
 
-def measure(frames: int, candidates: int, threads: int, rate: float, counted: Counted) -> dict:
+def measure(frames: int, candidates: int, threads: int, rate: float, counted: Counted, keep: str | None = None) -> dict:
     from obsflow import services
     from obsflow.local.stack import LocalStack
     from obsflow.monitor.reads import StageReads
@@ -223,7 +223,8 @@ def measure(frames: int, candidates: int, threads: int, rate: float, counted: Co
 
     day = plan(frames, candidates)
     with tempfile.TemporaryDirectory(prefix="obsflow-day-") as state_dir, \
-            LocalStack(port=0, stage=f"day{frames}", log_level="ERROR", state_dir=Path(state_dir) / "state") as stack:
+            LocalStack(port=0, stage=f"day{frames}", log_level="ERROR",
+                       state_dir=Path(keep or state_dir) / f"day{frames}") as stack:
         settings = stack.settings
         service = services.run_service(settings)
         service.pause("the day arrives first")
@@ -329,7 +330,8 @@ def measured_alone(frames: int, candidates: int, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="obsflow-day-") as directory:
         result = Path(directory) / "figures.json"
         subprocess.run([sys.executable, "-u", __file__, "--frames", str(frames), "--candidates", str(candidates),
-                        "--threads", str(args.threads), "--rate", str(args.rate), "--alone", str(result)], check=True)
+                        "--threads", str(args.threads), "--rate", str(args.rate), "--alone", str(result),
+                        *(["--keep", args.keep] if args.keep else [])], check=True)
         return json.loads(result.read_text())
 
 
@@ -340,6 +342,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="upload threads")
     parser.add_argument("--rate", type=float, default=0, help="frames a second the summit sends, in all (default: as "
                         "fast as the threads go); a day's pace is a few a second, the machine's ingest far more")
+    parser.add_argument("--keep", metavar="DIR", help="keep each volume's state in DIR/day<frames>, to look at "
+                        "that day again: LocalStack(stage='day<frames>', state_dir=DIR/day<frames>) restores it")
     parser.add_argument("--upload", nargs=4, metavar=("ENDPOINT", "BUCKET", "THREADS", "RATE"), help=argparse.SUPPRESS)
     parser.add_argument("--alone", metavar="RESULT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -352,7 +356,8 @@ def main() -> int:
     if args.alone:  # one volume's process: its figures to RESULT
         counted = Counted()
         counted.install()
-        Path(args.alone).write_text(json.dumps(measure(args.frames, candidates, args.threads, args.rate, counted)))
+        Path(args.alone).write_text(json.dumps(measure(args.frames, candidates, args.threads, args.rate, counted,
+                                                         args.keep)))
         return 0
     print(f"A DKIST day on this machine: {args.frames} frames in {candidates} candidates, beside a tenth of it "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from moto.sqs.models import sqs_backends
 
 from obsflow import tables
 from obsflow.local.moto_patches import notifications
@@ -33,7 +32,7 @@ def test_a_sender_faster_than_counting_waits_for_the_queue_and_every_frame_is_co
 
     def answered(account: str, region: str, name: str) -> None:
         caught_up(account, region, name)
-        waiting_at_answers.append(len(sqs_backends[account][region].queues[name]._messages))
+        waiting_at_answers.append(notifications.waiting(account, region, name))
 
     monkeypatch.setattr(notifications, "_caught_up", answered)
     frames = many_frames("fast_observe", "observe", 240, proposal_id=PROPOSAL)

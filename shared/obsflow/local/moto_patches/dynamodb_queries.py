@@ -196,6 +196,7 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
             value is None or value.type != view.types[name] for name, value in wanted):
         return None
     partition_key = tuple(value.cast_value for _, value in wanted)
+    index = table.get_index(index_name) if index_name is not None else None
     keys, items = view.partitions.get(partition_key, ([], []))
 
     low, high = 0, len(keys)  # the items that meet the key condition on the sort key
@@ -207,7 +208,7 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
                 any(v.type != view.types[first_sort] for v in bounds) or \
                 (comparison == "BEGINS_WITH" and view.types[first_sort] != "S"):
             return None
-        if index_name is not None and not any(k["KeyType"] == "RANGE" for k in table.get_index(index_name).schema):
+        if index is not None and not any(k["KeyType"] == "RANGE" for k in index.schema):
             return None  # moto refuses a range condition on an index without a sort key
         values = [v.cast_value for v in bounds]
         lower, upper = _BOUNDS[comparison]
@@ -234,7 +235,7 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
             (low, max(low, min(high, bisect_left(keys, start_key))))
     steps = range(low, high) if forward else range(high - 1, low - 1, -1)
     beyond = range(high, len(keys)) if forward else range(low - 1, -1, -1)
-    entry = table.get_index(index_name).project if index_name is not None else _as_it_is
+    entry = index.project if index is not None else lambda item: item
 
     # moto's paging loop: before each item, it stops if the page is full (by count, or by size)
     page: list[Item] = []
@@ -258,10 +259,6 @@ def _page_in(view: _View, table: Table, asked: dict[str, Any]) -> list[Item] | N
 
 def _first(sort_key: tuple) -> Any:
     return sort_key[0]
-
-
-def _as_it_is(item: Item) -> Item:
-    return item
 
 
 def _query_a_page(original):

@@ -44,16 +44,21 @@ def _over_bound(queue: tuple[str, str, str], waiting: int) -> bool:
     return bound is not None and waiting > bound
 
 
-def _caught_up(account: str, region: str, name: str) -> None:
+def waiting(account: str, region: str, name: str) -> int | None:
+    """How many messages the queue holds (received or not: each waits for its consumer), None: no such queue."""
     queue = sqs_backends[account][region].queues.get(name)
-    if queue is None:  # deleted since: nothing to wait for
+    return None if queue is None else len(queue._messages)
+
+
+def _caught_up(account: str, region: str, name: str) -> None:
+    held = waiting(account, region, name)
+    if held is None:  # deleted since: nothing to wait for
         return
     started = shrank = time.monotonic()
-    waiting = len(queue._messages)
-    while _over_bound((account, region, name), waiting):
+    while _over_bound((account, region, name), held):
         time.sleep(POLL_S)
-        now, before, waiting = time.monotonic(), waiting, len(queue._messages)
-        if waiting < before:
+        now, before, held = time.monotonic(), held, waiting(account, region, name) or 0
+        if held < before:
             shrank = now
         if now - shrank > STALLED_S or now - started > MOST_HELD_S:
             return
