@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core.serialize import BaseJSONSerializer
 
 from obsflow.local import moto_patches
 
@@ -218,3 +219,39 @@ def test_items_written_and_read_are_not_kept_by_moto_after_they_are_gone(events)
         events.delete_item(TableName="events", Key={"pk": {"S": "z"}, "sk": {"S": f"{n:03d}"}})
     # Then moto kept none of them: the local stack's memory holds what its tables hold, not every request's items
     assert len(Item.instances_tracked) == kept_before
+
+
+def test_items_of_sets_lists_and_maps_are_answered_as_moto_would_without_walking_each_value(events, monkeypatch):
+    # Given an item as obsflow writes them: a run's history (a list of maps), a shared instance's candidates (a
+    # string set), numbers in a set and a map of lists of maps
+    item = {"pk": {"S": "w"}, "sk": {"S": "000"}, "kind": {"S": "dark"},
+            "history": {"L": [{"M": {"status": {"S": s}, "at": {"S": f"2026-12-06T0{n}:00:00Z"}, "detail": {"NULL": True}}}
+                              for n, s in enumerate(("READY", "RUNNING", "SUCCEEDED"))]},
+            "candidate_ids": {"SS": [f"c{n:05d}" for n in range(200)]}, "sizes": {"NS": ["1", "2.5", "-3"]},
+            "deep": {"M": {"list": {"L": [{"M": {"ok": {"BOOL": False}}}, {"L": []}, {"M": {}}]}}}}
+    events.put_item(TableName="events", Item=item)
+    key = {"pk": {"S": "w"}, "sk": {"S": "000"}}
+    walked = []
+    list_serializer = BaseJSONSerializer._serialize_type_list
+
+    def counting(self, serialized, value, shape, name):
+        walked.append(shape.name)
+        return list_serializer(self, serialized, value, shape, name)
+
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_list", counting)
+
+    def read() -> list[dict]:
+        return [events.get_item(TableName="events", Key=key)["Item"],
+                events.query(TableName="events", IndexName="by-kind", KeyConditionExpression="kind = :k AND sk = :s",
+                             ExpressionAttributeValues={":k": {"S": "dark"}, ":s": {"S": "000"}})["Items"][0],
+                events.batch_get_item(RequestItems={"events": {"Keys": [key]}})["Responses"]["events"][0]]
+
+    # When it is read by key, by an index query and in a batch
+    answers = read()
+    # Then each answer is the item as written, and no value of it went through moto's serializer one by one
+    assert answers == [item] * 3
+    assert not [name for name in walked if name.endswith("AttributeValue")]
+    # And moto's own serializer answers the same
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_map", BaseJSONSerializer._serialize_type_map.__wrapped__)
+    assert read() == answers
+    assert "StringSetAttributeValue" in walked
