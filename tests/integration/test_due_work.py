@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 
@@ -10,11 +11,12 @@ import pytest
 from pynamodb.connection.base import Connection
 
 from obsflow.runs.domain import Instance, InstanceInput, Run
-from obsflow import tables
+from obsflow import services, tables
 from obsflow.recipes import registry
 from obsflow.runs.platform import RegisteredRecipes, ShippedRecipes
 from obsflow.runs.service import RunService
 from obsflow.runs.store import DynamoRunStore
+from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.capacity import CapacityItem
 from obsflow.tables.runs import RunItem, fill_queues
 from tests.unit.fakes import FakeDocuments, FakeExecutions, FakeNotifier, FakeSwitch
@@ -255,3 +257,38 @@ def test_the_day_s_run_counts_count_each_run_created_since_by_its_status(service
     # When the statuses of the runs created since an hour before are read
     # Then each of today's runs counts once, by its status now, and the older one not at all
     assert Counter(statuses_since(T0 - dt.timedelta(hours=1))) == {"READY": 3, "SUCCEEDED": 1, "SKIPPED": 1}
+
+
+def _planned_candidates(service: RunService, first: int, count: int) -> None:
+    """``count`` READY candidates, each with its science instance and one run of it."""
+    for index in range(first, first + count):
+        candidate_id = f"cand-{index:04d}"
+        instance_id, run_id = f"ri-{candidate_id}", f"run-{candidate_id}"
+        service.store.create_instance(dataclasses.replace(_instance(instance_id), candidate_id=candidate_id))
+        service.store.add_run_to_instance(instance_id, run_id)
+        service.store.create_run(Run(run_id, instance_id, candidate_id, "pid_1_23", "vbi-l1", "1.0.0", 5,
+                                     ["default"], {}, T0 + dt.timedelta(seconds=index)))
+        CandidateItem(candidate_id, proposal_id="pid_1_23", instrument="VBI", observe_op=f"op-{index}",
+                      key=f"manifests/{candidate_id}.json", status="READY", instance_id=instance_id,
+                      created_at=T0 + dt.timedelta(seconds=index)).save()
+
+
+def test_a_page_of_candidates_reads_their_instances_and_runs_together_however_many_it_shows(catalog, service,
+                                                                                            requests):
+    queries = services.queries(catalog[0])
+    # Given 3 candidates, each planned with a run
+    _planned_candidates(service, 0, 3)
+    # When the newest page of candidates is read (as the monitor's overview does)
+    requests.clear()
+    few = queries.newest_candidate_rows(50)
+    few_requests = Counter(requests)
+    # And again once 60 candidates are
+    _planned_candidates(service, 3, 57)
+    requests.clear()
+    many = queries.newest_candidate_rows(50)
+    # Then each page made the same requests: the candidates' page, their instances and their runs, one each
+    assert Counter(requests) == few_requests == {("Query", "candidates"): 1, ("BatchGetItem", "candidates"): 1,
+                                                 ("BatchGetItem", "instances"): 1, ("BatchGetItem", "runs"): 1}
+    # And each row says what its own instance's run says
+    assert len(few) == 3 and len(many) == 50
+    assert all(row["run_ids"] == [f"run-{row['candidate_id']}"] and row["processing"] == "READY" for row in many)

@@ -290,7 +290,10 @@ class FakeRunStore:
         self.instances[instance_id].run_ids.add(run_id)
 
     def runs_of(self, instance):
-        return [self.run(run_id) for run_id in sorted(instance.run_ids)]
+        return list(self.runs_by_id(sorted(instance.run_ids)).values())
+
+    def runs_by_id(self, run_ids):
+        return {run_id: self.run(run_id) for run_id in sorted(set(run_ids)) if run_id in self.runs}
 
     def record_measurement(self, recipe_key, frames_count, cpu_seconds, output_bytes):
         totals = self.measurements.setdefault(recipe_key, {"runs": 0, "frames": 0, "cpu_seconds": 0.0, "output_bytes": 0})
@@ -476,7 +479,8 @@ class FakeReads:
     """The read ports (obsflow.reads.ports) over a FakeRunStore's records: what the runs ports read is read from
     the store itself; recipes from ``recipes`` (a RecipeBook); ingest's quarantine and frame details as records."""
 
-    SHARED_WITH_THE_RUNS_PORTS = ("instance", "users_of", "runs_of", "candidate", "frames_by_id", "op_progress",
+    SHARED_WITH_THE_RUNS_PORTS = ("instance", "instances_without_inputs", "users_of", "runs_of", "runs_by_id",
+                                  "candidate", "frames_by_id", "op_progress",
                                   "dataset", "datasets_of_instance", "datasets_of_product", "proposals", "run",
                                   "runs_with_status")
 

@@ -38,7 +38,11 @@ class CatalogueReads(Protocol):
         where the next starts (None: the last). Reads the page, whatever the catalogue holds."""
     def users_of(self, input_key: str) -> list[str]:
         """The instances with an input ``<kind>:<ref>``, in id order (the reverse index)."""
+    def instances_without_inputs(self, instance_ids: list[str]) -> dict[str, Instance]:
+        """Those that exist, read together; ``inputs`` empty (``InstanceStore.instances_without_inputs``)."""
     def runs_of(self, instance: Instance) -> list[Run]: ...
+    def runs_by_id(self, run_ids: list[str]) -> dict[str, Run]:
+        """Those that exist, read together (``InstanceStore.runs_by_id``)."""
     def candidate(self, candidate_id: str) -> Candidate | None: ...
     def frames_by_id(self, file_ids: list[str]) -> list[FrameRef]:
         """The frames that exist among ``file_ids``."""

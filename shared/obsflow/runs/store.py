@@ -269,10 +269,14 @@ class DynamoRunStore:
             RecipeInstanceItem(instance_id).update(actions=[RecipeInstanceItem.run_ids.add({run_id})])
 
     def runs_of(self, instance: Instance) -> list[Run]:
-        if not instance.run_ids:
-            return []
         with transient(f"could not read the runs of instance {instance.instance_id}"):
-            return [run_of(item) for item in RunItem.batch_get(sorted(instance.run_ids), consistent_read=True)]
+            return list(self.runs_by_id(sorted(instance.run_ids)).values())
+
+    def runs_by_id(self, run_ids: list[str]) -> dict[str, Run]:
+        if not run_ids:
+            return {}
+        with transient(f"could not read {len(run_ids)} run(s)"):
+            return {item.run_id: run_of(item) for item in RunItem.batch_get(sorted(set(run_ids)), consistent_read=True)}
 
     # -- what runs of a recipe cost ---------------------------------------------------------
     def record_measurement(self, recipe_key: str, frames_count: int, cpu_seconds: float, output_bytes: int) -> None:
