@@ -290,7 +290,7 @@ class FakeRunStore:
         self.instances[instance_id].run_ids.add(run_id)
 
     def runs_of(self, instance):
-        return list(self.runs_by_id(sorted(instance.run_ids)).values())
+        return list(self.runs_by_id(list(instance.run_ids)).values())
 
     def runs_by_id(self, run_ids):
         return {run_id: self.run(run_id) for run_id in sorted(set(run_ids)) if run_id in self.runs}

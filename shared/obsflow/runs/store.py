@@ -269,8 +269,7 @@ class DynamoRunStore:
             RecipeInstanceItem(instance_id).update(actions=[RecipeInstanceItem.run_ids.add({run_id})])
 
     def runs_of(self, instance: Instance) -> list[Run]:
-        with transient(f"could not read the runs of instance {instance.instance_id}"):
-            return list(self.runs_by_id(sorted(instance.run_ids)).values())
+        return list(self.runs_by_id(list(instance.run_ids)).values())
 
     def runs_by_id(self, run_ids: list[str]) -> dict[str, Run]:
         if not run_ids:
