@@ -6,12 +6,17 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from obsflow import tables
+from obsflow.tables import run_counts
 from obsflow.settings import Settings
 from obsflow_infra.config import StageConfig
 
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER, "B": dynamodb.AttributeType.BINARY}
 _PROJECTIONS = {"ALL": dynamodb.ProjectionType.ALL, "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY,
                 "INCLUDE": dynamodb.ProjectionType.INCLUDE}
+
+# Tables written in the same transactions as another: whoever may use the one may use them (a run's status and
+# its count, obsflow.tables.run_counts).
+MOVES_WITH = {"runs": (run_counts.TABLE,)}
 
 
 def _keys(key_schema: list[dict], types: dict[str, str]) -> dict:
@@ -57,6 +62,8 @@ class CatalogTables(Construct):
         return self.tables[name]
 
     def arns(self, *names: str) -> list[str]:
-        """The ARNs of these tables and of each index they declare (named: no wildcard)."""
+        """The ARNs of these tables and of each index they declare (named: no wildcard), with the tables that
+        move with them."""
+        names = tuple(dict.fromkeys(t for name in names for t in (name, *MOVES_WITH.get(name, ()))))
         return [arn for name in names for arn in (
             self.tables[name].table_arn, *(f"{self.tables[name].table_arn}/index/{i}" for i in self.index_names[name]))]

@@ -17,8 +17,8 @@ from obsflow.windows import Site, Windows, check_window
 
 TABLES = (
     "frames", "observing-programs", "manifests", "candidates", "quarantine",
-    "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "capacity", "tickets", "datasets",
-    "qc-values", "campaigns", "tags", "proposals",
+    "recipes", "parameter-values", "recipe-instances", "catalogue-edges", "recipe-measurements", "runs", "run-counts",
+    "capacity", "tickets", "datasets", "qc-values", "campaigns", "tags", "proposals",
 )
 BUCKETS = ("ingest", "work", "data")
 TOPICS = ("pi-notifications", "operators")

@@ -206,6 +206,21 @@ def test_the_catalogue_tables_are_written_by_discovery_and_the_run_steps_only(de
     assert dev.logical_id(dev.stack.catalog["recipe-instances"]) not in ingest
 
 
+def test_a_run_s_status_counts_may_be_written_wherever_its_status_may(dev):
+    # Given the runs table and the counts of their statuses, written in the same transactions
+    runs, counts = (dev.logical_id(dev.stack.catalog[name]) for name in ("runs", "run-counts"))
+    # Then each function that may update a run may update the counts, and no other function may
+    updates = {name: json.dumps(_resources_of(dev, function.role, "dynamodb:UpdateItem"))
+               for name, function in dev.stack.functions.items()}
+    run_writers = {name for name, resources in updates.items() if f'"{runs}"' in resources}
+    assert run_writers == {name for name, resources in updates.items() if f'"{counts}"' in resources}
+    assert run_writers >= {"submitter", "start-run", "finish-run", "fail-run"}
+    # And so may the run-control policy the operators attach (a cancel is a move)
+    statements = dev.resource(dev.stack.operations.run_control)["Properties"]["PolicyDocument"]["Statement"]
+    controlled = json.dumps([s["Resource"] for s in statements if "dynamodb:UpdateItem" in _actions([s])])
+    assert f'"{runs}"' in controlled and f'"{counts}"' in controlled
+
+
 def test_table_access_names_each_table_and_index(dev):
     ingest_tables = json.dumps(_resources_of(dev, dev.stack.functions["ingest"].role, "dynamodb:PutItem"))
     for table in ("frames", "observing-programs", "manifests", "candidates", "quarantine"):

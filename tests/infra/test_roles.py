@@ -73,9 +73,10 @@ def test_the_operator_runs_the_stage_builds_on_run_control_and_decides_nothing(d
     # Then it carries the run-control policy (cancel and prioritize), not a copy of it
     assert properties["ManagedPolicyArns"] == [{"Ref": dev.logical_id(dev.stack.operations.run_control)}]
     assert not any("states:StopExecution" in actions(s) for s in statements(dev, roles.OPERATOR))
-    # And it writes runs, instances, slots, campaigns, tickets and candidates: never datasets, tags or recipes
-    assert tables_with(dev, roles.OPERATOR, WRITE) == {"runs", "recipe-instances", "catalogue-edges", "capacity",
-                                                       "campaigns", "tickets", "candidates"}
+    # And it writes runs (with their status counts), instances, slots, campaigns, tickets and candidates: never
+    # datasets, tags or recipes
+    assert tables_with(dev, roles.OPERATOR, WRITE) == {"runs", "run-counts", "recipe-instances", "catalogue-edges",
+                                                       "capacity", "campaigns", "tickets", "candidates"}
     # And it pauses and resumes through this stage's submission switch only
     [switch] = [s for s in statements(dev, roles.OPERATOR) if "ssm:PutParameter" in actions(s)]
     assert "parameter/obsflow/dev/submission" in json.dumps(switch["Resource"])
@@ -102,7 +103,8 @@ def test_a_developer_reads_and_sweeps_dev_only_and_may_never_write_a_dataset(dev
     [listing] = [s for s in statements(dev, roles.DEVELOPER) if "s3:ListBucket" in actions(s)]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dev/*"]}}
     # And its campaigns' tables, but never the datasets (a production decision), which is denied outright
-    assert tables_with(dev, roles.DEVELOPER, WRITE) == {"campaigns", "recipe-instances", "catalogue-edges", "runs"}
+    assert tables_with(dev, roles.DEVELOPER, WRITE) == {"campaigns", "recipe-instances", "catalogue-edges", "runs",
+                                                        "run-counts"}
     assert tables_with(dev, roles.DEVELOPER, "dynamodb:UpdateItem", effect="Deny") == {"datasets"}
     [deny] = [s for s in statements(dev, roles.DEVELOPER) if s["Effect"] == "Deny"]
     assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= set(actions(deny))

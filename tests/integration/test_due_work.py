@@ -10,12 +10,14 @@ import boto3
 import pytest
 from pynamodb.connection.base import Connection
 
-from obsflow.runs.domain import Instance, InstanceInput, Run
 from obsflow import services, tables
 from obsflow.recipes import registry
+from obsflow.recipes.model import RESOURCE_CLASSES
+from obsflow.runs.domain import HistoryEntry, Instance, InstanceInput, Run
 from obsflow.runs.platform import RegisteredRecipes, ShippedRecipes
 from obsflow.runs.service import RunService
 from obsflow.runs.store import DynamoRunStore
+from obsflow.statuses import FAILED, READY, SKIPPED, SUBMITTED, SUCCEEDED
 from obsflow.tables.candidates import CandidateItem
 from obsflow.tables.capacity import CapacityItem
 from obsflow.tables.runs import RunItem, fill_queues
@@ -192,11 +194,12 @@ def test_a_pass_reads_each_recipe_and_the_rules_once_however_many_candidates_use
 
 
 def _queued(service: RunService, count: int, resource_classes: tuple[str, ...] = ("default", "multi-core"),
-            first: int = 0, priority: int = 5) -> None:
-    """``count`` READY runs of frame-census needing ``resource_classes``."""
+            first: int = 0, priority: int = 5, at: dt.datetime = T0) -> None:
+    """``count`` READY runs of frame-census needing ``resource_classes``, planned at ``at``."""
     for index in range(first, first + count):
         service.store.create_run(Run(f"run-{index:05d}", f"ri-{index:05d}", "c1", "pid_1_23", "frame-census", "1.0.0",
-                                     priority, list(resource_classes), {}, T0))
+                                     priority, list(resource_classes), {}, at,
+                                     history=[HistoryEntry(READY, at, "planned")]))
 
 
 def test_a_pass_reads_only_the_ready_queues_whose_slots_are_free(service, requests, catalog):
@@ -245,18 +248,51 @@ def test_runs_queued_before_the_ready_index_existed_are_put_in_their_queues_when
     assert RunItem.get("run-00001").ready_for is None
 
 
-def test_the_day_s_run_counts_count_each_run_created_since_by_its_status(service):
-    from obsflow.tables.runs import statuses_since
-
-    # Given five runs queued today, two of them since ended, and one queued two days before
+def test_the_day_s_moves_are_counted_by_status_in_one_request_however_many_runs_there_are(catalog, service,
+                                                                                          requests):
+    queries = services.queries(catalog[0])
+    # Given five runs planned this hour, two of them since ended (one end delivered twice), and one planned two
+    # days before and failed the day after
     _queued(service, 5)
-    for run_id, status in (("run-00001", "SUCCEEDED"), ("run-00002", "SKIPPED")):
-        service.store.transition(run_id, status, ("READY",), T0)
-    service.store.create_run(Run("run-old", "ri-old", "c0", "pid_1_23", "frame-census", "1.0.0", 5, ["default"], {},
-                                 T0 - dt.timedelta(days=2)))
-    # When the statuses of the runs created since an hour before are read
-    # Then each of today's runs counts once, by its status now, and the older one not at all
-    assert Counter(statuses_since(T0 - dt.timedelta(hours=1))) == {"READY": 3, "SUCCEEDED": 1, "SKIPPED": 1}
+    for run_id, status in (("run-00001", SUCCEEDED), ("run-00002", SKIPPED), ("run-00001", SUCCEEDED)):
+        service.store.transition(run_id, status, (READY,), T0 + dt.timedelta(minutes=5))
+    _queued(service, 1, first=100, at=T0 - dt.timedelta(days=2))
+    service.store.transition("run-00100", FAILED, (READY,), T0 - dt.timedelta(days=1))
+    # When the moves since the start of the hour before are counted
+    requests.clear()
+    entered = queries.runs_entered_since(T0 - dt.timedelta(minutes=30))
+    # Then each of this hour's runs counts once in each status it entered (the repeated end counts nothing), the
+    # older run not at all, in the order a run moves through them
+    assert list(entered.items()) == [(READY, 5), (SUCCEEDED, 1), (SKIPPED, 1)]
+    # And the count is one query, as it is once 60 more runs are planned and started
+    assert requests == {("Query", "counts"): 1}
+    _queued(service, 60, first=200, at=T0 + dt.timedelta(minutes=10))
+    for index in range(200, 260):
+        assert service.store.take_slots(service.store.run(f"run-{index:05d}"), {rc: 100 for rc in RESOURCE_CLASSES},
+                                        T0 + dt.timedelta(minutes=11))
+    requests.clear()
+    assert queries.runs_entered_since(T0 - dt.timedelta(minutes=30)) == {READY: 65, SUBMITTED: 60, SUCCEEDED: 1,
+                                                                        SKIPPED: 1}
+    assert requests == {("Query", "counts"): 1}
+
+
+def test_a_stage_recorded_before_the_counts_gets_them_from_its_runs_histories(catalog, service):
+    settings, _ = catalog
+    queries = services.queries(settings)
+    # Given runs planned, one ended, on a stage whose status counts were not kept yet
+    _queued(service, 3)
+    service.store.transition("run-00000", SUCCEEDED, (READY,), T0 + dt.timedelta(hours=1))
+    boto3.client("dynamodb", region_name=settings.region, endpoint_url=settings.endpoint_url).delete_table(
+        TableName=settings.table_name("run-counts"))
+    # When the local stack starts on it (creating what is missing)
+    tables.create_tables()
+    # Then the counts are those of the runs' histories, and a move from then on adds to them
+    assert queries.runs_entered_since(T0) == {READY: 3, SUCCEEDED: 1}
+    service.store.transition("run-00001", FAILED, (READY,), T0 + dt.timedelta(hours=1))
+    assert queries.runs_entered_since(T0) == {READY: 3, SUCCEEDED: 1, FAILED: 1}
+    # And starting again on the same tables counts nothing twice
+    tables.create_tables()
+    assert queries.runs_entered_since(T0) == {READY: 3, SUCCEEDED: 1, FAILED: 1}
 
 
 def _planned_candidates(service: RunService, first: int, count: int) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 
 from obsflow.errors import NotFound, Rejected, TransientError
@@ -619,8 +620,10 @@ class FakeReads:
             return records[after:after + limit], following
         return _page(self.run_records(), lambda r: (str(r["created_at"]), r["run_id"]), limit, start)
 
-    def run_statuses_since(self, at):
-        return [r.status for r in self.store.runs.values() if r.created_at >= at]
+    def runs_entered_since(self, at):
+        since = at.replace(minute=0, second=0, microsecond=0)
+        return dict(Counter(entry.status for run in self.store.runs.values() for entry in run.history
+                            if entry.at >= since))
 
 
 def _page(rows, key, limit, start):

@@ -9,12 +9,14 @@ import datetime as dt
 import pytest
 
 from obsflow.embargo import EMBARGOED
+from obsflow.monitor import views
 from obsflow.errors import NotFound
 from obsflow.qc import UNINDEXED, parse_filter
 from obsflow.reads.catalogue import Catalogue
 from obsflow.reads.provenance import Provenance
 from obsflow.reads.queries import Queries
 from obsflow.runs.domain import Instance
+from obsflow.tables import run_counts
 from tests.unit.fakes import FakeReads
 from tests.unit.test_catalogue import MASTERS, SHARED, complete, instance_by_recipe
 from tests.unit.test_run_service import add_candidate, make_service
@@ -228,6 +230,24 @@ def test_run_rows_and_detail_have_durations_history_and_the_recipe_s_tasks(night
         {service.store.datasets[d].run_id for d in [*science.values(), masters]}
     with pytest.raises(NotFound, match="no run 'run-none'"):
         queries.run_detail("run-none")
+
+
+def test_the_overview_counts_each_status_the_night_s_runs_entered_in_the_order_a_run_moves(night):
+    service, _, _ = night
+    queries = Queries(FakeReads(service.store, service.recipes))
+    first = min(run.created_at for run in service.store.runs.values())
+    # When the moves since half an hour after the first run was planned are counted, and drawn
+    since = first + dt.timedelta(minutes=30)
+    entered = queries.runs_entered_since(since)
+    html = views.overview({"run_counts": entered, "run_counts_since": run_counts.hour_of(since), "ops": [],
+                           "candidates": [], "runs": [], "tickets": [], "datasets": [], "instances": [],
+                           "campaigns": []})
+    # Then the count starts at that hour: four runs planned and started, three of them ended, in run order
+    assert list(entered.items()) == [("READY", 4), ("SUBMITTED", 4), ("RUNNING", 3), ("SUCCEEDED", 3)]
+    line = html[html.index('id="run-counts"'):html.index("</p>")]
+    assert f"since {first:%Y-%m-%d %H}:00 UTC" in line and ">SUCCEEDED</span> 3" in line
+    # And from the next hour on, nothing has moved
+    assert queries.runs_entered_since(first + dt.timedelta(hours=1)) == {}
 
 
 @pytest.mark.parametrize("changes,access", [

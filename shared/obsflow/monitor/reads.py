@@ -18,10 +18,10 @@ from obsflow.reads.queries import Queries
 from obsflow.recipes.model import Recipe
 from obsflow.runs.campaigns import approval_note
 from obsflow.settings import Settings
-from obsflow.tables import recipes, tickets
+from obsflow.tables import recipes, run_counts, tickets
 
 LISTED = 50  # the rows of a page: the overview shows the newest of each kind, /runs/ (...) the rest, a page each
-RUN_COUNTS_OVER = dt.timedelta(hours=24)  # the overview counts the runs created this long ago and since
+RUN_COUNTS_OVER = dt.timedelta(hours=24)  # the overview counts the runs' moves from the start of the hour this long ago
 COMPARED_FRAMES_KEPT = 4096  # per-frame results of /compare kept: a page refreshing reads only records and metrics
 # What "nothing answers" looks like from botocore: no connection (a stopped local stack, no network), or no
 # credentials, or credentials AWS does not take. Anything else is a fault of its own and is reported as one.
@@ -96,8 +96,8 @@ class StageReads:
             candidate["why"] = _waiting_reason(queries, candidate)
         runs, datasets, instances = (self.listing(kind) for kind in ("runs", "datasets", "catalogue"))
         return {  # each the newest page of its kind: what the page costs does not grow with the history
-            "run_counts": queries.run_counts_since(now - RUN_COUNTS_OVER),
-            "run_counts_over_h": RUN_COUNTS_OVER.total_seconds() / 3600,
+            "run_counts": queries.runs_entered_since(now - RUN_COUNTS_OVER),
+            "run_counts_since": run_counts.hour_of(now - RUN_COUNTS_OVER),
             "ops": sorted(queries.newest_op_rows(LISTED), key=lambda o: o["complete"]),
             "candidates": candidates,
             "runs": runs.rows, "more_runs": runs.next,

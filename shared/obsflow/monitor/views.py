@@ -165,11 +165,16 @@ def listing_page(kind: str, page) -> str:
             + f'<p><a href="/{kind}/">newest</a></p>')
 
 
+def _since(at: dt.datetime | None) -> str:
+    return f"since {at:%Y-%m-%d %H:%M} UTC" if at else "in the last 24 h"
+
+
 def overview(data: dict) -> str:
     counts = data["run_counts"]
     summary = "".join(f"<span>{badge(status)} {n}</span>" for status, n in counts.items()) or "none"
     return "".join([
-        f'<p class="counts" id="run-counts">runs created in the last {data.get("run_counts_over_h", 24):g} h: {summary}</p>',
+        f'<p class="counts" id="run-counts">runs that entered each status {_since(data.get("run_counts_since"))}: '
+        f'{summary}</p>',
         "<h2>Processing windows</h2>",
         table(data.get("windows", []), [("key", "recipe / resource class"), ("when", "runs"), ("open", "now"),
                                         ("next_change", "changes at (UTC)"), ("runs_waiting", "runs waiting")],

@@ -115,8 +115,9 @@ class OperatorReads(ProvenanceReads, Protocol):
     def run_records_page(self, status: str | None, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
         """A page of runs' records (of ``status``: in start order; else all, newest first), and where the next
         starts (None: the last)."""
-    def run_statuses_since(self, at: dt.datetime) -> list[str]:
-        """The status of each run created since ``at``: a day's runs, whatever the history holds."""
+    def runs_entered_since(self, at: dt.datetime) -> dict[str, int]:
+        """How many runs entered each status from the start of ``at``'s hour (UTC) on: a day's moves, whatever
+        the history holds."""
     def run_record(self, run_id: str) -> dict | None: ...
     def run_slots(self) -> tuple[dict[str, int], dict[str, int]]:
         """Each resource class's run slots: in use, and the capacity."""

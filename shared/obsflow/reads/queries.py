@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 from obsflow import embargo
 from obsflow.errors import NotFound
@@ -12,7 +11,7 @@ from obsflow.reads import pages
 from obsflow.reads.ports import OperatorReads
 from obsflow.recipes import asl, registry
 from obsflow.runs.domain import Run, slot_wait
-from obsflow.statuses import FAILED, READY, SUCCEEDED
+from obsflow.statuses import FAILED, READY, RUN_STATUSES, SUCCEEDED
 from obsflow.windows import Windows, closed_reason_prefix
 
 
@@ -194,9 +193,12 @@ class Queries:
         records, following = self.reads.run_records_page(status, limit, pages.position(listing, next_token))
         return pages.Page(self._run_rows(records), pages.token(listing, following))
 
-    def run_counts_since(self, at: dt.datetime) -> dict[str, int]:
-        """How many runs created since ``at`` are in each status (a day's runs, whatever the history holds)."""
-        return dict(sorted(Counter(self.reads.run_statuses_since(at)).items()))
+    def runs_entered_since(self, at: dt.datetime) -> dict[str, int]:
+        """How many runs entered each status from the start of ``at``'s hour (UTC) on, in the order a run moves
+        through them (a day's moves, whatever the history holds)."""
+        order = {status: place for place, status in enumerate(RUN_STATUSES)}
+        return dict(sorted(self.reads.runs_entered_since(at).items(),
+                           key=lambda counted: (order.get(counted[0], len(order)), counted[0])))
 
     def run_detail(self, run_id: str, sfn=None, console_links: bool = False) -> dict:
         record = self.reads.run_record(run_id)

@@ -27,6 +27,7 @@ from obsflow.tables import (
     quarantine,
     recipe_instances,
     recipes,
+    run_counts,
     runs,
 )
 from obsflow.tables.datasets import DatasetItem
@@ -208,9 +209,9 @@ class DynamoReads(DynamoRunStore):
             items, following = runs.runs_page(status, limit, start)
         return [_run_record(item) for item in items], following
 
-    def run_statuses_since(self, at: dt.datetime) -> list[str]:
+    def runs_entered_since(self, at: dt.datetime) -> dict[str, int]:
         with transient("could not count the day's runs"):
-            return runs.statuses_since(at)
+            return run_counts.entered_since(at)
 
     def run_record(self, run_id: str) -> dict | None:
         with transient(f"could not read run {run_id}"):

@@ -294,7 +294,7 @@ class DynamoRunStore:
     # -- runs --------------------------------------------------------------------------------
     def create_run(self, run: Run) -> bool:
         with transient(f"could not record run {run.run_id}"):
-            return save_if_new(run_item(run))
+            return runs.create(self._connection, run_item(run))
 
     def run(self, run_id: str) -> Run | None:
         with transient(f"could not read run {run_id}"):
@@ -318,7 +318,8 @@ class DynamoRunStore:
                 if run is None:
                     return False
                 changes["ready_for"] = runs.ready_queue(run.resource_classes)
-            return runs.transition(run_id, to, allowed_from, at, detail, self._with_queue_key(run_id, changes))
+            return runs.transition(self._connection, run_id, to, allowed_from, at, detail,
+                                   self._with_queue_key(run_id, changes))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         with transient(f"could not update run {run_id}"):

@@ -16,6 +16,7 @@ from obsflow.tables import (  # noqa: F401  (registers models)
     recipe_instances,
     recipe_measurements,
     recipes,
+    run_counts,
     runs,
     tags,
     tickets,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
 from collections.abc import Callable
 
+from pynamodb.connection import Connection
 from pynamodb.connection import base as pynamodb_connection
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from obsflow import aws
 from obsflow.aws import botocore_session
@@ -18,6 +23,8 @@ pynamodb_connection.get_session = botocore_session
 
 _MODELS: dict[str, type[Model]] = {}
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_ATTEMPTS = 5  # a transaction that met another on one of its items is tried again, this many times in all
+CONFLICT_PAUSE_S = 0.02  # the first pause before trying again (at random up to it), doubled each time
 
 
 def table(name: str):
@@ -56,24 +63,28 @@ _FILLS: dict[str, Callable[[], object]] = {}
 
 def create_tables() -> None:
     """Create every table with the keys and indexes its model declares (local stack, tests); a table kept from an
-    earlier version (the local stack's saved state) gets the indexes declared since, as a deployment adds them."""
+    earlier version (the local stack's saved state) gets the indexes declared since, as a deployment adds them.
+    Then what was added is filled from what the tables held before it, once all of them exist."""
     dynamodb = aws.client(bound_settings(), "dynamodb")
-    for model in _MODELS.values():
+    added = []
+    for name, model in _MODELS.items():
         try:
             table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
         except dynamodb.exceptions.ResourceNotFoundException:
             model.create_table(wait=True)
+            added.append(name)
         else:
-            for index in add_missing_indexes(model, table):
-                if index in _FILLS:
-                    _FILLS[index]()
+            added += add_missing_indexes(model, table)
+    for name in added:
+        if name in _FILLS:
+            _FILLS[name]()
 
 
-def fills(index_name: str):
-    """Registers what gives an index added to an existing table the items written before it (their key attribute
-    did not exist yet)."""
+def fills(name: str):
+    """Registers what gives an index or a table added to an existing stage what was written before it (an index:
+    the key attribute its items lacked; a table: what it derives from others)."""
     def register(fill):
-        _FILLS[index_name] = fill
+        _FILLS[name] = fill
         return fill
     return register
 
@@ -134,6 +145,23 @@ def update_if(item: Model, actions: list, condition) -> bool:
         if exc.cause_response_code == CONDITION_FAILED:
             return False
         raise
+
+
+def transact_if(connection: Connection, writes: Callable[[TransactWrite], None]) -> bool:
+    """Make the writes that ``writes`` adds to a transaction, all or none; False if a condition of one did not
+    hold. DynamoDB cancels a transaction that meets another on an item (TransactionConflict): it is tried again."""
+    for attempt in itertools.count(1):
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                writes(transaction)
+            return True
+        except TransactWriteError as exc:
+            reasons = {reason.code for reason in exc.cancellation_reasons or () if reason is not None}
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            if "TransactionConflict" not in reasons or attempt == TRANSACTION_ATTEMPTS:
+                raise
+        time.sleep(random.uniform(0, CONFLICT_PAUSE_S * 2 ** (attempt - 1)))
 
 
 # The one partition of every listing index (``by-created``): each item, newest first, a page at a time. One

@@ -11,13 +11,12 @@ import datetime as dt
 
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from obsflow.tables import runs
-from obsflow.tables.base import table
+from obsflow.tables import run_counts, runs
+from obsflow.tables.base import table, transact_if
 from obsflow.tables.runs import RunItem
 
 
@@ -37,27 +36,22 @@ def in_use(resource_classes: list[str]) -> dict[str, set[str]]:
 
 def take_slots(connection: Connection, run_id: str, resource_classes: list[str], capacity: dict[str, int],
                at: dt.datetime) -> bool:
-    """READY -> SUBMITTED and a slot in each of the run's resource classes, together or not at all."""
-    try:
-        with TransactWrite(connection=connection) as transaction:
-            for resource_class in resource_classes:
-                transaction.update(
-                    CapacityItem(resource_class),
-                    actions=[CapacityItem.run_ids.add({run_id})],
-                    condition=CapacityItem.run_ids.does_not_exist()
-                    | (size(CapacityItem.run_ids) < capacity[resource_class]),
-                )
+    """READY -> SUBMITTED (counted) and a slot in each of the run's resource classes, together or not at all."""
+    def writes(transaction: TransactWrite) -> None:
+        for resource_class in resource_classes:
             transaction.update(
-                RunItem(run_id),
-                actions=[*runs.history_actions(runs.SUBMITTED, at, None), RunItem.waiting_reason.remove()],
-                condition=RunItem.status == runs.READY,
+                CapacityItem(resource_class),
+                actions=[CapacityItem.run_ids.add({run_id})],
+                condition=CapacityItem.run_ids.does_not_exist()
+                | (size(CapacityItem.run_ids) < capacity[resource_class]),
             )
-    except TransactWriteError as exc:
-        reasons = exc.cancellation_reasons or []
-        if any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons):
-            return False
-        raise
-    return True
+        transaction.update(
+            RunItem(run_id),
+            actions=[*runs.history_actions(runs.SUBMITTED, at, None), RunItem.waiting_reason.remove()],
+            condition=RunItem.status == runs.READY,
+        )
+        run_counts.count(transaction, runs.SUBMITTED, at)
+    return transact_if(connection, writes)
 
 
 def give_back_slots(run_id: str, resource_classes: list[str]) -> None:
