@@ -15,7 +15,7 @@ from pynamodb.expressions.condition import size
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from obsflow.tables import run_counts, runs
+from obsflow.tables import runs
 from obsflow.tables.base import table, transact_if
 from obsflow.tables.runs import RunItem
 
@@ -45,12 +45,8 @@ def take_slots(connection: Connection, run_id: str, resource_classes: list[str],
                 condition=CapacityItem.run_ids.does_not_exist()
                 | (size(CapacityItem.run_ids) < capacity[resource_class]),
             )
-        transaction.update(
-            RunItem(run_id),
-            actions=[*runs.history_actions(runs.SUBMITTED, at, None), RunItem.waiting_reason.remove()],
-            condition=RunItem.status == runs.READY,
-        )
-        run_counts.count(transaction, runs.SUBMITTED, at)
+        runs.move(transaction, run_id, runs.SUBMITTED, RunItem.status == runs.READY, at,
+                  changes={"waiting_reason": None})
     return transact_if(connection, writes)
 
 

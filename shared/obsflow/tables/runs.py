@@ -189,11 +189,16 @@ def fill_queues() -> int:
 def transition(connection: Connection, run_id: str, to: str, allowed_from: tuple[str, ...], at: dt.datetime,
                detail: str | None = None, changes: dict[str, Any] | None = None) -> bool:
     """Move the run to ``to`` and count it, if it is in one of ``allowed_from``; False if it was not."""
-    def writes(transaction: TransactWrite) -> None:
-        actions = [*history_actions(to, at, detail), *changes_to_actions(RunItem, changes or {})]
-        transaction.update(RunItem(run_id), actions, condition=RunItem.status.is_in(*allowed_from))
-        run_counts.count(transaction, to, at)
-    return transact_if(connection, writes)
+    condition = RunItem.status.is_in(*allowed_from)
+    return transact_if(connection, lambda transaction: move(transaction, run_id, to, condition, at, detail, changes))
+
+
+def move(transaction: TransactWrite, run_id: str, to: str, condition, at: dt.datetime, detail: str | None = None,
+         changes: dict[str, Any] | None = None) -> None:
+    """Add to a transaction: the run moves to ``to`` (while ``condition`` holds), and the move is counted."""
+    actions = [*history_actions(to, at, detail), *changes_to_actions(RunItem, changes or {})]
+    transaction.update(RunItem(run_id), actions, condition=condition)
+    run_counts.count(transaction, to, at)
 
 
 def note_waiting(run_id: str, reason: str | None) -> None:
