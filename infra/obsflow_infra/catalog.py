@@ -6,8 +6,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from obsflow import tables
-from obsflow.tables import run_counts
 from obsflow.settings import Settings
+from obsflow.tables import run_counts
 from obsflow_infra.config import StageConfig
 
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER, "B": dynamodb.AttributeType.BINARY}

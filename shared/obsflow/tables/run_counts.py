@@ -18,9 +18,9 @@ from pynamodb.transactions import TransactWrite
 
 from obsflow.tables.base import table
 
+TABLE = "run-counts"
 # The one partition of the counts: a run's moves are a few a second at the most (a partition takes 1,000 writes a
 # second), and a day of them is one query of at most 25 hours times the statuses.
-TABLE = "run-counts"
 COUNTED = "RUNS"
 _HOUR = "%Y-%m-%dT%H"
 
