@@ -276,6 +276,16 @@ def test_the_day_s_moves_are_counted_by_status_in_one_request_however_many_runs_
     assert requests == {("Query", "counts"): 1}
 
 
+def test_a_run_recorded_with_two_entries_of_one_hour_and_status_counts_both_in_its_one_transaction(catalog, service):
+    # Given a run recorded with a history of two READY entries in one hour (a transaction names each count once)
+    run = Run("run-twice", "ri-twice", "c1", "pid_1_23", "frame-census", "1.0.0", 5, ["default"], {}, T0,
+              history=[HistoryEntry(READY, T0, "planned"), HistoryEntry(READY, T0 + dt.timedelta(minutes=1), "again")])
+    # When it is recorded
+    # Then it is, and both entries count
+    assert service.store.create_run(run)
+    assert services.queries(catalog[0]).runs_entered_since(T0) == {READY: 2}
+
+
 def test_a_stage_recorded_before_the_counts_gets_them_from_its_runs_histories(catalog, service):
     settings, _ = catalog
     queries = services.queries(settings)

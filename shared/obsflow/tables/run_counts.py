@@ -39,14 +39,20 @@ def _key(at: dt.datetime, status: str) -> str:
     return f"{at.astimezone(dt.timezone.utc).strftime(_HOUR)} {status}"
 
 
+def _counted(entered: Iterable[tuple[dt.datetime, str]]) -> Counter[str]:
+    return Counter(_key(at, status) for at, status in entered)
+
+
 def hour_of(at: dt.datetime) -> dt.datetime:
     """The start of ``at``'s hour (UTC): where the counts of a time begin."""
     return at.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-def count(transaction: TransactWrite, status: str, at: dt.datetime) -> None:
-    """Add one run entering ``status`` at ``at`` to the transaction that records it."""
-    transaction.update(RunCountItem(COUNTED, _key(at, status)), actions=[RunCountItem.runs.add(1)])
+def count(transaction: TransactWrite, entered: Iterable[tuple[dt.datetime, str]]) -> None:
+    """Add runs entering statuses, (time, status) each, to the transaction that records them: one update a count
+    (a transaction may not name an item twice)."""
+    for key, runs in _counted(entered).items():
+        transaction.update(RunCountItem(COUNTED, key), actions=[RunCountItem.runs.add(runs)])
 
 
 def entered_since(at: dt.datetime) -> dict[str, int]:
@@ -60,7 +66,7 @@ def entered_since(at: dt.datetime) -> dict[str, int]:
 def write_counts(entered: Iterable[tuple[dt.datetime, str]]) -> int:
     """Write the counts of these (time, status) entries as they are, each count whole (a fill: writing them again
     changes nothing); how many counts."""
-    counts = Counter(_key(at, status) for at, status in entered)
+    counts = _counted(entered)
     with RunCountItem.batch_write() as batch:
         for key, runs in counts.items():
             batch.save(RunCountItem(COUNTED, key, runs=runs))

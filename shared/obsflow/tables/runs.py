@@ -146,8 +146,7 @@ def create(connection: Connection, item: RunItem) -> bool:
     """Record a new run and count its status; False if it was recorded before (nothing is counted again)."""
     def writes(transaction: TransactWrite) -> None:
         transaction.save(item, condition=RunItem.run_id.does_not_exist())
-        for entry in item.history:
-            run_counts.count(transaction, entry.status, entry.at)
+        run_counts.count(transaction, ((entry.at, entry.status) for entry in item.history))
     return transact_if(connection, writes)
 
 
@@ -198,7 +197,7 @@ def move(transaction: TransactWrite, run_id: str, to: str, condition, at: dt.dat
     """Add to a transaction: the run moves to ``to`` (while ``condition`` holds), and the move is counted."""
     actions = [*history_actions(to, at, detail), *changes_to_actions(RunItem, changes or {})]
     transaction.update(RunItem(run_id), actions, condition=condition)
-    run_counts.count(transaction, to, at)
+    run_counts.count(transaction, [(at, to)])
 
 
 def note_waiting(run_id: str, reason: str | None) -> None:
